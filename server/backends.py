@@ -1,0 +1,188 @@
+"""The pool of vLLM backends: discovery, health, balancing and admission.
+
+Each backend's served models are learnt from its `/v1/models`. Health is
+checked actively (`/health` every `health_interval_s`) and passively: a
+connection error on the request path ejects the backend at once, and only a
+passing active check brings it back. Requests for a model go to the healthy
+backend serving it with the fewest outstanding requests. Each backend admits
+at most `max_inflight_per_backend` requests; beyond that up to `max_queue`
+requests wait (at most `queue_timeout_s`) and the rest are shed with 503 at
+once, so a burst costs bounded memory and gets a fast answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from server.errors import NoHealthyBackend, Overloaded
+from server.metrics import RouterMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Backend:
+    url: str
+    models: frozenset[str] = frozenset()
+    healthy: bool = False
+    outstanding: int = 0
+    last_error: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class PoolLimits:
+    max_inflight: int
+    max_queue: int
+    queue_timeout_s: float
+    health_interval_s: float
+    health_timeout_s: float
+
+
+class BackendPool:
+    """Healthy-backend bookkeeping and least-outstanding selection."""
+
+    def __init__(self, urls: Iterable[str], session: aiohttp.ClientSession,
+                 limits: PoolLimits, metrics: RouterMetrics,
+                 api_key: str | None = None) -> None:
+        self.backends = [Backend(url) for url in urls]
+        self._session = session
+        self._limits = limits
+        self._metrics = metrics
+        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._waiting = 0
+        self._freed = asyncio.Event()
+        self._turn = 0
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.check_all()
+        self._task = asyncio.create_task(self._health_loop(), name="health-checks")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._limits.health_interval_s)
+            await self.check_all()
+
+    async def check_all(self) -> None:
+        await asyncio.gather(*(self.check(b) for b in self.backends))
+
+    async def check(self, backend: Backend) -> None:
+        """Probe `/health`, then refresh the served models from `/v1/models`."""
+        timeout = aiohttp.ClientTimeout(total=self._limits.health_timeout_s)
+        try:
+            async with self._session.get(f"{backend.url}/health", timeout=timeout,
+                                         headers=self._headers) as resp:
+                resp.raise_for_status()
+            async with self._session.get(f"{backend.url}/v1/models", timeout=timeout,
+                                         headers=self._headers) as resp:
+                resp.raise_for_status()
+                listing = await resp.json()
+            models = frozenset(str(m["id"]) for m in listing.get("data", []))
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            self._set_health(backend, False, f"health check failed: {exc!r}")
+            return
+        backend.models = models
+        self._set_health(backend, True, None)
+
+    def _set_health(self, backend: Backend, healthy: bool, error: str | None) -> None:
+        if backend.healthy != healthy:
+            log.warning("backend %s is now %s%s", backend.url,
+                        "healthy" if healthy else "unhealthy", f": {error}" if error else "")
+        backend.healthy = healthy
+        backend.last_error = error
+        self._metrics.backend_healthy.labels(backend.url).set(1 if healthy else 0)
+        self._wake()
+
+    def eject(self, backend: Backend, reason: str) -> None:
+        """Passive health: take a backend out until an active check passes."""
+        self._set_health(backend, False, reason)
+
+    # -- queries -------------------------------------------------------------
+
+    def models(self) -> frozenset[str]:
+        served: set[str] = set()
+        for backend in self.backends:
+            if backend.healthy:
+                served |= backend.models
+        return frozenset(served)
+
+    def any_healthy(self) -> bool:
+        return any(b.healthy for b in self.backends)
+
+    def _candidates(self, model: str, exclude: Backend | None) -> list[Backend]:
+        return [b for b in self.backends
+                if b.healthy and model in b.models and b is not exclude]
+
+    def _pick(self, candidates: list[Backend]) -> Backend | None:
+        # Rotate the starting point so that ties do not always land on backend 0.
+        self._turn = (self._turn + 1) % max(1, len(candidates))
+        ordered = candidates[self._turn:] + candidates[:self._turn]
+        best: Backend | None = None
+        for backend in ordered:
+            if backend.outstanding < self._limits.max_inflight and (
+                    best is None or backend.outstanding < best.outstanding):
+                best = backend
+        return best
+
+    # -- admission -------------------------------------------------------------
+
+    async def acquire(self, model: str, exclude: Backend | None = None) -> Backend:
+        """Reserve a slot on the best backend for `model`, waiting in the bounded queue.
+
+        Raises:
+            NoHealthyBackend: no healthy backend serves the model.
+            Overloaded: every backend is full and the queue is full or timed out.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._limits.queue_timeout_s
+        queued = False
+        try:
+            while True:
+                candidates = self._candidates(model, exclude)
+                if not candidates:
+                    raise NoHealthyBackend(f"no healthy backend serves model '{model}'")
+                backend = self._pick(candidates)
+                if backend is not None:
+                    backend.outstanding += 1
+                    self._metrics.in_flight.labels(backend.url).inc()
+                    return backend
+                if not queued:
+                    if self._waiting >= self._limits.max_queue:
+                        raise Overloaded("all backends are at capacity and the queue is full",
+                                         retry_after=1)
+                    self._waiting += 1
+                    queued = True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise Overloaded("timed out waiting for backend capacity", retry_after=1)
+                freed = self._freed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(freed.wait(), remaining)
+        finally:
+            if queued:
+                self._waiting -= 1
+
+    def release(self, backend: Backend) -> None:
+        backend.outstanding -= 1
+        self._metrics.in_flight.labels(backend.url).dec()
+        if self._waiting:
+            self._wake()
+
+    def _wake(self) -> None:
+        # Waiters hold the current event; swap in a fresh one for the next round.
+        self._freed.set()
+        self._freed = asyncio.Event()

@@ -1,0 +1,59 @@
+"""Every Prometheus metric the router exports, on a registry passed in.
+
+Names follow `llmfleet_<thing>_<unit>`; labels stay bounded: `model` is only
+ever a model some backend serves (or the alias), `backend` a configured URL,
+`status` a class such as `2xx`. Buckets are sized for LLM traffic: end-to-end
+latencies reach minutes, first tokens seconds, and inter-token gaps are
+milliseconds.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, 600)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.5, 5)
+
+
+class RouterMetrics:
+    """The router's metric family handles."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "llmfleet_requests_total", "Requests answered, by model and status class.",
+            ["model", "status"], registry=registry)
+        self.latency = Histogram(
+            "llmfleet_request_duration_seconds",
+            "End-to-end request latency as the router saw it.",
+            ["model"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.ttft = Histogram(
+            "llmfleet_time_to_first_token_seconds",
+            "Time from request arrival to the first streamed chunk.",
+            ["model"], buckets=TTFT_BUCKETS, registry=registry)
+        self.itl = Histogram(
+            "llmfleet_inter_token_latency_seconds",
+            "Gap between consecutive streamed chunks.",
+            ["model"], buckets=ITL_BUCKETS, registry=registry)
+        self.prompt_tokens = Counter(
+            "llmfleet_prompt_tokens_total", "Prompt tokens reported by the engines.",
+            ["model"], registry=registry)
+        self.completion_tokens = Counter(
+            "llmfleet_completion_tokens_total", "Completion tokens reported by the engines.",
+            ["model"], registry=registry)
+        self.in_flight = Gauge(
+            "llmfleet_requests_in_flight", "Requests being served, by backend.",
+            ["backend"], registry=registry)
+        self.backend_healthy = Gauge(
+            "llmfleet_backend_healthy", "1 when the backend passed its last health check.",
+            ["backend"], registry=registry)
+        self.rate_limited = Counter(
+            "llmfleet_rate_limited_total", "Requests refused by per-key limits or queue bounds.",
+            ["reason"], registry=registry)
+        self.retries = Counter(
+            "llmfleet_retries_total", "Requests retried on another backend.",
+            ["model"], registry=registry)
+        self.routed = Counter(
+            "llmfleet_routed_total", "Alias requests resolved by the routing policy.",
+            ["policy", "model"], registry=registry)

@@ -1,0 +1,153 @@
+"""The wire protocol the router understands: the few OpenAI fields it needs.
+
+The router validates only what routing, limits and metrics need (model,
+stream, max_tokens, user, the prompt's size) and forwards the client's bytes
+to the engine untouched, so everything else in the request (tools, sampling
+parameters, vLLM extensions) works without the router knowing about it.
+Pydantic models live at the wire; the rest of the router sees the frozen
+`ParsedRequest`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from server.errors import InvalidRequest
+
+# English text averages about four characters per token with BPE tokenizers;
+# the router has no tokenizer, so limits and length routing use this estimate
+# and reconcile with the engine's reported usage afterwards.
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+
+
+class Endpoint(StrEnum):
+    CHAT = "/v1/chat/completions"
+    COMPLETIONS = "/v1/completions"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ContentPart(_Wire):
+    type: str
+    text: str | None = None
+
+
+class Message(_Wire):
+    role: str
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(_Wire):
+    include_usage: bool = False
+
+
+class _Common(_Wire):
+    model: str = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+
+class ChatRequest(_Common):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+
+class CompletionRequest(_Common):
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    """What the router knows about one request; `body` is forwarded verbatim."""
+
+    endpoint: Endpoint
+    model: str
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+    prompt_tokens_estimate: int
+    body: bytes
+
+
+def _message_chars(message: Message) -> int:
+    if message.content is None:
+        return 0
+    if isinstance(message.content, str):
+        return len(message.content)
+    return sum(len(part.text or "") for part in message.content)
+
+
+def _prompt_tokens(prompt: str | list[str] | list[int] | list[list[int]]) -> int:
+    if isinstance(prompt, str):
+        return -(-len(prompt) // CHARS_PER_TOKEN)
+    total = 0
+    for item in prompt:
+        if isinstance(item, str):
+            total += -(-len(item) // CHARS_PER_TOKEN)
+        elif isinstance(item, int):
+            total += 1
+        else:
+            total += len(item)
+    return total
+
+
+def _validation_error(exc: ValidationError) -> InvalidRequest:
+    first = exc.errors()[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    message = first["msg"] if param is None else f"{param}: {first['msg']}"
+    return InvalidRequest(message, param=param)
+
+
+def parse_request(endpoint: Endpoint, body: bytes) -> ParsedRequest:
+    """Validate a request body.
+
+    Raises:
+        InvalidRequest: the body is not JSON, not an object, or misses or
+            mistypes a field the router needs.
+    """
+    wire: ChatRequest | CompletionRequest
+    try:
+        if endpoint is Endpoint.CHAT:
+            wire = ChatRequest.model_validate_json(body)
+        else:
+            wire = CompletionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] in ("json_invalid", "model_type"):
+            raise InvalidRequest("the request body must be a JSON object") from exc
+        raise _validation_error(exc) from exc
+    if isinstance(wire, ChatRequest):
+        chars = sum(_message_chars(m) for m in wire.messages)
+        prompt_tokens = -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(wire.messages)
+        max_tokens = wire.max_completion_tokens or wire.max_tokens
+    else:
+        prompt_tokens = _prompt_tokens(wire.prompt)
+        max_tokens = wire.max_tokens
+    return ParsedRequest(
+        endpoint=endpoint,
+        model=wire.model,
+        stream=wire.stream,
+        include_usage=bool(wire.stream_options and wire.stream_options.include_usage),
+        max_tokens=max_tokens,
+        prompt_tokens_estimate=prompt_tokens,
+        body=body,
+    )
+
+
+def with_model(parsed: ParsedRequest, model: str) -> ParsedRequest:
+    """The request re-addressed to `model`, as the engine must see it.
+
+    Only alias requests pay for this re-serialisation; all others are
+    forwarded byte for byte.
+    """
+    payload = json.loads(parsed.body)
+    payload["model"] = model
+    return replace(parsed, model=model, body=json.dumps(payload).encode())

@@ -1,0 +1,115 @@
+"""The completion service: everything between the HTTP route and the proxy.
+
+In order, cheapest refusal first: request id, API key, body size, body
+validation, model resolution (alias through the routing policy, unknown
+models refused), per-key limits, then the proxy. Requests refused here never
+touch an engine; requests refused after admission are still recorded.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.auth import KeyStore
+from server.backends import BackendPool
+from server.errors import APIError, BodyTooLarge, ModelNotFound, NoHealthyBackend
+from server.metrics import RouterMetrics
+from server.protocol import Endpoint, ParsedRequest, parse_request, with_model
+from server.proxy import Exchange, Proxy
+from server.ratelimit import RateLimiter
+from server.routing import RoutingPolicy
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_for(request: Request) -> str:
+    """Keep a caller's sane `x-request-id` for end-to-end tracing, else mint one."""
+    given = request.headers.get("x-request-id")
+    if given and _REQUEST_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Raises BodyTooLarge before buffering more than `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class CompletionService:
+    """Authenticates, validates, routes and limits, then hands over to the proxy."""
+
+    def __init__(self, *, keys: KeyStore, limiter: RateLimiter, pool: BackendPool,
+                 proxy: Proxy, policy: RoutingPolicy, metrics: RouterMetrics,
+                 alias: str, max_body_bytes: int, default_max_tokens: int) -> None:
+        self._keys = keys
+        self._limiter = limiter
+        self._pool = pool
+        self._proxy = proxy
+        self._policy = policy
+        self._metrics = metrics
+        self._alias = alias
+        self._max_body = max_body_bytes
+        self._default_max_tokens = default_max_tokens
+
+    async def handle(self, endpoint: Endpoint, request: Request) -> Response:
+        request.state.request_id = request_id_for(request)
+        key_id = self._keys.authenticate(request.headers.get("authorization"))
+        parsed = parse_request(endpoint, await read_body(request, self._max_body))
+        model, reason = self.resolve(parsed)
+        if model != parsed.model:
+            parsed = with_model(parsed, model)
+        estimate = parsed.prompt_tokens_estimate + (parsed.max_tokens or self._default_max_tokens)
+        try:
+            reservation = self._limiter.reserve(key_id, estimate)
+        except APIError:
+            self._metrics.rate_limited.labels("key_limit").inc()
+            raise
+        ex = Exchange(parsed, request.state.request_id, key_id, model, reservation,
+                      route_reason=reason)
+        try:
+            return await self._proxy.forward(ex)
+        except APIError as exc:
+            if exc.code == "server_overloaded":
+                self._metrics.rate_limited.labels("queue_full").inc()
+            ex.http_status = exc.status
+            ex.status = f"{exc.status // 100}xx"
+            self._proxy.finish(ex)
+            raise
+
+    def resolve(self, parsed: ParsedRequest) -> tuple[str, str | None]:
+        """The concrete model for a request, and the policy's reason when it chose.
+
+        Raises:
+            ModelNotFound: no backend has ever served the model.
+            NoHealthyBackend: the model is known but all its backends are down.
+        """
+        available = self._pool.models()
+        if parsed.model == self._alias:
+            decision = self._policy.choose(parsed, available)
+            self._metrics.routed.labels(self._policy.name.value, decision.model).inc()
+            return decision.model, decision.reason
+        if parsed.model in available:
+            return parsed.model, None
+        if any(parsed.model in b.models for b in self._pool.backends):
+            raise NoHealthyBackend(f"no healthy backend serves model '{parsed.model}'")
+        raise ModelNotFound(f"the model '{parsed.model}' does not exist", param="model")
+
+    def list_models(self) -> list[str]:
+        models = sorted(self._pool.models())
+        if models:
+            models.append(self._alias)
+        return models

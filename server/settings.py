@@ -1,0 +1,110 @@
+"""Router settings: one pydantic-settings class, read from `LLMFLEET_*` variables.
+
+A TOML file (`LLMFLEET_CONFIG_FILE` or `llmfleet router --config`) may hold the
+same keys; environment variables win over the file so that a deployment can
+override one value without editing it. Lists given through the environment
+are comma separated (`LLMFLEET_BACKENDS=http://a:8001,http://b:8001`) or JSON.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class PolicyName(StrEnum):
+    """Routing policies that resolve the alias model to a served one."""
+
+    PROMPT_LENGTH = "prompt_length"
+
+
+class LengthRule(BaseModel):
+    """Send prompts of at most `max_prompt_tokens` (estimated) to `model`.
+
+    A rule without a bound catches everything longer than the bounded rules.
+    """
+
+    model: str
+    max_prompt_tokens: int | None = Field(default=None, gt=0)
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class RouterSettings(BaseSettings):
+    """Everything the router process can be told; see the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMFLEET_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    backends: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    backend_api_key: str | None = None
+
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    allow_anonymous: bool = False
+    protect_metrics: bool = False
+
+    rate_limit_rpm: float = Field(default=600.0, ge=0)
+    rate_limit_tpm: float = Field(default=1_000_000.0, ge=0)
+    default_max_tokens: int = Field(default=256, gt=0)
+
+    max_inflight_per_backend: int = Field(default=64, gt=0)
+    max_queue: int = Field(default=256, ge=0)
+    queue_timeout_s: float = Field(default=30.0, gt=0)
+
+    health_interval_s: float = Field(default=5.0, gt=0)
+    health_timeout_s: float = Field(default=2.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=300.0, gt=0)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+
+    alias_model: str = "auto"
+    policy: PolicyName = PolicyName.PROMPT_LENGTH
+    length_rules: list[LengthRule] = Field(default_factory=list)
+
+    log_level: str = "INFO"
+
+    @field_validator("backends", "api_keys", mode="before")
+    @classmethod
+    def _lists_from_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("backends")
+    @classmethod
+    def _backend_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"backend {url!r} must start with http:// or https://")
+        return [url.rstrip("/") for url in value]
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> RouterSettings:
+        """Settings from a TOML file (if any), then the environment, then `overrides`."""
+        import os
+
+        path = config_file or (
+            Path(os.environ["LLMFLEET_CONFIG_FILE"]) if "LLMFLEET_CONFIG_FILE" in os.environ
+            else None
+        )
+        from_file: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
+        from_env = {k for k in cls.model_fields if f"LLMFLEET_{k.upper()}" in os.environ}
+        # Init kwargs outrank the environment in pydantic-settings; drop the file's
+        # value wherever the environment sets the same key.
+        merged = {k: v for k, v in from_file.items() if k not in from_env}
+        merged.update(overrides)
+        return cls(**merged)
