@@ -66,11 +66,10 @@ def training_corpus() -> list[str]:
     import string
     import subprocess
     import textwrap
-    import typing
 
     texts: list[str] = []
     for module in (asyncio, collections, http.client, json_mod, logging_mod, pathlib,
-                   re, string, subprocess, textwrap, typing, inspect):
+                   re, string, subprocess, textwrap, inspect):
         for _, obj in inspect.getmembers(module):
             doc = inspect.getdoc(obj)
             if doc:

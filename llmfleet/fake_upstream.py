@@ -1,0 +1,160 @@
+"""A small OpenAI-compatible upstream for faults a real engine cannot produce on demand.
+
+Tests use it to make an engine die mid-stream, hang, answer 5xx, or split SSE
+events across writes; the router benchmark uses it as an upstream that costs
+almost nothing, so that the router's own overhead stands out. Its behaviour is
+switched at run time through a shared `FakeControl`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+class Mode(StrEnum):
+    OK = "ok"
+    STATUS = "status"  # answer `status` with an OpenAI error body
+    HANG = "hang"  # never answer
+    DIE_MIDSTREAM = "die_midstream"  # break the connection after `fail_after` events
+    HANG_MIDSTREAM = "hang_midstream"  # stop sending after `fail_after` events
+
+
+@dataclass
+class FakeControl:
+    models: tuple[str, ...] = ("fake-model",)
+    mode: Mode = Mode.OK
+    status: int = 500
+    fail_after: int = 2
+    chunk_delay_s: float = 0.0
+    split_events: bool = False
+    healthy: bool = True
+    requests: int = 0
+    streams_started: int = 0
+    streams_cancelled: int = 0
+    streams_completed: int = 0
+    bodies: list[bytes] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+
+class EngineDied(Exception):
+    """Raised inside a stream so uvicorn drops the connection mid-body."""
+
+
+def _chunk(model: str, index: int, chat: bool, finish: str | None) -> bytes:
+    if chat:
+        delta = {"role": "assistant", "content": ""} if index < 0 else {"content": f" t{index}"}
+        choice: dict[str, object] = {"index": 0, "delta": delta, "finish_reason": finish}
+        kind = "chat.completion.chunk"
+    else:
+        choice = {"index": 0, "text": f" t{index}", "finish_reason": finish}
+        kind = "text_completion"
+    payload = {"id": "fake-1", "object": kind, "created": int(time.time()), "model": model,
+               "choices": [choice]}
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+class FakeEngine:
+    """The fake engine's endpoints, reading their behaviour from `control`."""
+
+    def __init__(self, control: FakeControl) -> None:
+        self.control = control
+
+    async def health(self, request: Request) -> Response:
+        return Response(status_code=200 if self.control.healthy else 503)
+
+    async def models(self, request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [
+            {"id": m, "object": "model", "owned_by": "fake"} for m in self.control.models]})
+
+    async def complete(self, request: Request) -> Response:
+        control = self.control
+        body = await request.body()
+        control.requests += 1
+        control.bodies.append(body)
+        control.headers.append(dict(request.headers))
+        payload = json.loads(body)
+        if control.mode is Mode.HANG:
+            await asyncio.sleep(3600)
+        if control.mode is Mode.STATUS:
+            err = {"error": {"message": f"fake {control.status}", "type": "fake_error",
+                             "param": None, "code": control.status}}
+            return JSONResponse(err, status_code=control.status)
+        chat = request.url.path.endswith("/chat/completions")
+        n = int(payload.get("max_tokens") or 16)
+        if payload.get("stream"):
+            include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+            events = self._events(payload["model"], n, chat, include_usage)
+            return StreamingResponse(self._stream(events), media_type="text/event-stream")
+        return JSONResponse(self._answer(payload["model"], n, chat))
+
+    @staticmethod
+    def _answer(model: str, n: int, chat: bool) -> dict[str, object]:
+        text = " ".join(f"t{i}" for i in range(n))
+        choice: dict[str, object] = {"index": 0, "finish_reason": "length"}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return {"id": "fake-1", "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()), "model": model, "choices": [choice],
+                "usage": _usage(7, n)}
+
+    @staticmethod
+    def _events(model: str, n: int, chat: bool, include_usage: bool) -> list[bytes]:
+        events = [_chunk(model, -1, chat, None)] if chat else []
+        events += [_chunk(model, i, chat, "length" if i == n - 1 else None) for i in range(n)]
+        if include_usage:
+            usage = {"id": "fake-1", "model": model, "choices": [], "usage": _usage(7, n)}
+            events.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        return events
+
+    async def _stream(self, events: list[bytes]) -> AsyncIterator[bytes]:
+        control = self.control
+        control.streams_started += 1
+        done = False
+        try:
+            for i, event in enumerate(events):
+                if i == control.fail_after and control.mode is Mode.DIE_MIDSTREAM:
+                    yield event[: len(event) // 2]  # half an event, then the connection drops
+                    raise EngineDied("fake engine died mid-stream")
+                if i == control.fail_after and control.mode is Mode.HANG_MIDSTREAM:
+                    await asyncio.sleep(3600)
+                if control.chunk_delay_s:
+                    await asyncio.sleep(control.chunk_delay_s)
+                if control.split_events:
+                    yield event[:7]
+                    await asyncio.sleep(0.001)
+                    yield event[7:]
+                else:
+                    yield event
+            done = True
+            control.streams_completed += 1
+        finally:
+            if not done:
+                control.streams_cancelled += 1
+
+
+def create_fake_upstream(control: FakeControl) -> Starlette:
+    engine = FakeEngine(control)
+    return Starlette(routes=[
+        Route("/health", engine.health),
+        Route("/v1/models", engine.models),
+        Route("/v1/chat/completions", engine.complete, methods=["POST"]),
+        Route("/v1/completions", engine.complete, methods=["POST"]),
+    ])

@@ -1,0 +1,264 @@
+"""Faults a real engine cannot produce on demand, against a real router over HTTP.
+
+The upstream is the fake engine from `llmfleet.fake_upstream`; the router is
+the real app under uvicorn; the client is the official `openai` client or
+httpx. Every test ends by itself: timeouts are short and loops bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+
+from llmfleet.fake_upstream import FakeControl, Mode
+from llmfleet.testing import ServerThread, free_port
+from tests.conftest import TEST_KEY, RouterFactory
+
+CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+def client(router: ServerThread, **kwargs: object) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{router.url}/v1", api_key=TEST_KEY, max_retries=0,
+                         **kwargs)  # type: ignore[arg-type]
+
+
+def post(router: ServerThread, body: object, path: str = "/v1/chat/completions",
+         key: str = TEST_KEY) -> httpx.Response:
+    return httpx.post(router.url + path, json=body, timeout=10,
+                      headers={"authorization": f"Bearer {key}"})
+
+
+def wait_until(predicate: object, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_engine_dying_mid_stream_ends_with_an_sse_error_event(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    control, url = fake
+    control.mode, control.fail_after = Mode.DIE_MIDSTREAM, 3
+    with make_router([url]) as router:
+        stream = client(router).chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "hi"}],
+            max_tokens=10, stream=True)
+        received = []
+        with pytest.raises(openai.APIError, match="failed mid-stream"):
+            for chunk in stream:
+                received.append(chunk)
+        # Whole events before the failure arrived; the half-sent one was dropped.
+        assert len(received) == 3
+
+
+def test_engine_hanging_mid_stream_times_out_into_an_error_event(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    control, url = fake
+    control.mode, control.fail_after = Mode.HANG_MIDSTREAM, 2
+    with make_router([url], read_timeout_s=0.5) as router:
+        started = time.monotonic()
+        with httpx.stream("POST", router.url + "/v1/chat/completions",
+                          json={**CHAT, "stream": True}, timeout=10,
+                          headers={"authorization": f"Bearer {TEST_KEY}"}) as resp:
+            body = b"".join(resp.iter_bytes())
+        assert time.monotonic() - started < 5
+        last_event = body.strip().split(b"\n\n")[-1]
+        error = json.loads(last_event.removeprefix(b"data: "))["error"]
+        assert error["code"] == "upstream_error"
+        assert "stopped sending" in error["message"]
+
+
+def test_engine_hanging_before_answer_is_504(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    control, url = fake
+    control.mode = Mode.HANG
+    with make_router([url], read_timeout_s=0.5) as router:
+        resp = post(router, CHAT)
+        assert resp.status_code == 504
+        assert resp.json()["error"]["code"] == "upstream_timeout"
+
+
+def test_engine_500_becomes_502_never_500(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    control, url = fake
+    control.mode, control.status = Mode.STATUS, 500
+    with make_router([url]) as router:
+        resp = post(router, CHAT)
+        assert resp.status_code == 502
+        assert resp.json()["error"]["code"] == "upstream_error"
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_engine_4xx_passes_through(fake: tuple[FakeControl, str], make_router: RouterFactory,
+                                   status: int) -> None:
+    control, url = fake
+    control.mode, control.status = Mode.STATUS, status
+    with make_router([url]) as router:
+        resp = post(router, CHAT)
+        assert resp.status_code == status
+        assert resp.json()["error"]["message"] == f"fake {status}"
+
+
+def test_engine_503_is_retried_on_another_backend(make_router: RouterFactory) -> None:
+    busy, good = FakeControl(mode=Mode.STATUS, status=503), FakeControl()
+    from llmfleet.fake_upstream import create_fake_upstream
+
+    with ServerThread(create_fake_upstream(busy)) as b1, \
+            ServerThread(create_fake_upstream(good)) as b2, \
+            make_router([b1.url, b2.url]) as router:
+        for _ in range(4):
+            assert post(router, CHAT).status_code == 200
+        assert good.requests == 4
+        assert 1 <= busy.requests <= 4  # least-outstanding rotation hits it sometimes
+        metrics = httpx.get(router.url + "/metrics").text
+        assert f'llmfleet_retries_total{{model="fake-model"}} {float(busy.requests)}' in metrics
+
+
+def test_only_backend_answering_503_passes_the_503_through(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    control, url = fake
+    control.mode, control.status = Mode.STATUS, 503
+    with make_router([url]) as router:
+        assert post(router, CHAT).status_code == 503
+
+
+def test_dead_backend_is_ejected_and_request_retried(make_router: RouterFactory) -> None:
+    """A backend that died after its last health check costs no client an error."""
+    from llmfleet.fake_upstream import create_fake_upstream
+
+    good = FakeControl()
+    doomed = ServerThread(create_fake_upstream(FakeControl()))
+    with doomed, ServerThread(create_fake_upstream(good)) as b2, \
+            make_router([doomed.url, b2.url], health_interval_s=60) as router:
+        doomed.__exit__(None, None, None)  # dies; no health check will notice for 60 s
+        for _ in range(4):
+            assert post(router, CHAT).status_code == 200
+        ready = httpx.get(router.url + "/ready").json()
+        assert ready["healthy_backends"] == 1
+
+
+def test_no_healthy_backend_is_503_and_not_ready(make_router: RouterFactory) -> None:
+    with make_router([f"http://127.0.0.1:{free_port()}"]) as router:
+        assert httpx.get(router.url + "/health").status_code == 200
+        ready = httpx.get(router.url + "/ready")
+        assert ready.status_code == 503
+        assert ready.json()["error"]["code"] == "no_healthy_backend"
+        resp = post(router, {**CHAT, "model": "auto"})
+        assert resp.status_code == 503
+
+
+def test_backend_returning_after_outage_is_readmitted(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    control, url = fake
+    control.healthy = False
+    with make_router([url]) as router:
+        assert httpx.get(router.url + "/ready").status_code == 503
+        control.healthy = True
+        assert wait_until(lambda: httpx.get(router.url + "/ready").status_code == 200)
+        assert post(router, CHAT).status_code == 200
+
+
+def test_client_disconnect_cancels_the_upstream_stream(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    control, url = fake
+    control.chunk_delay_s = 0.05
+    with make_router([url]) as router:
+        with httpx.stream("POST", router.url + "/v1/chat/completions",
+                          json={**CHAT, "max_tokens": 400, "stream": True},
+                          headers={"authorization": f"Bearer {TEST_KEY}"}, timeout=10) as resp:
+            for _ in resp.iter_raw():
+                break  # read a little, then hang up
+        assert wait_until(lambda: control.streams_cancelled == 1)
+        assert control.streams_completed == 0
+        in_flight = f'llmfleet_requests_in_flight{{backend="{url}"}} 0.0'
+        assert wait_until(lambda: in_flight in httpx.get(router.url + "/metrics").text)
+
+
+def test_split_events_are_reassembled(fake: tuple[FakeControl, str],
+                                      make_router: RouterFactory) -> None:
+    control, url = fake
+    control.split_events = True
+    with make_router([url]) as router:
+        stream = client(router).completions.create(
+            model="fake-model", prompt="x", max_tokens=6, stream=True,
+            stream_options={"include_usage": True})
+        chunks = list(stream)
+        text = "".join(c.choices[0].text for c in chunks if c.choices)
+        assert text == "".join(f" t{i}" for i in range(6))
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
+
+
+def test_queue_bound_sheds_load_fast(fake: tuple[FakeControl, str],
+                                     make_router: RouterFactory) -> None:
+    control, url = fake
+    control.chunk_delay_s = 0.2
+    results: list[int] = []
+    with make_router([url], max_inflight_per_backend=1, max_queue=1,
+                     queue_timeout_s=10) as router:
+        def one() -> None:
+            with httpx.stream("POST", router.url + "/v1/chat/completions",
+                              json={**CHAT, "max_tokens": 3, "stream": True}, timeout=10,
+                              headers={"authorization": f"Bearer {TEST_KEY}"}) as resp:
+                resp.read()
+                results.append(resp.status_code)
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        assert wait_until(lambda: control.streams_started == 1)
+        time.sleep(0.1)  # the second request is now queued
+        started = time.monotonic()
+        shed = post(router, CHAT)
+        assert time.monotonic() - started < 1.0
+        assert shed.status_code == 503
+        assert shed.json()["error"]["code"] == "server_overloaded"
+        assert shed.headers["retry-after"] == "1"
+        for t in threads:
+            t.join(10)
+        assert sorted(results) == [200, 200]  # nothing already accepted was lost
+
+
+def test_request_id_is_kept_or_minted_and_forwarded(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    control, url = fake
+    with make_router([url]) as router:
+        resp = httpx.post(router.url + "/v1/chat/completions", json=CHAT, timeout=10,
+                          headers={"authorization": f"Bearer {TEST_KEY}",
+                                   "x-request-id": "trace-123"})
+        assert resp.headers["x-request-id"] == "trace-123"
+        assert control.headers[-1]["x-request-id"] == "trace-123"
+        minted = post(router, CHAT).headers["x-request-id"]
+        assert len(minted) == 32
+        # The client's key never reaches the engine; hop-by-hop headers are not forwarded.
+        assert "authorization" not in control.headers[-1]
+        assert "connection" not in control.headers[-1] or \
+            control.headers[-1]["connection"] != "close"
+
+
+def test_alias_routes_by_prompt_length(make_router: RouterFactory) -> None:
+    from llmfleet.fake_upstream import create_fake_upstream
+
+    small, large = FakeControl(models=("small",)), FakeControl(models=("large",))
+    rules = [{"model": "small", "max_prompt_tokens": 50}, {"model": "large"}]
+    with ServerThread(create_fake_upstream(small)) as s, \
+            ServerThread(create_fake_upstream(large)) as big, \
+            make_router([s.url, big.url], length_rules=rules) as router:
+        short = post(router, {**CHAT, "model": "auto"})
+        long_prompt = [{"role": "user", "content": "word " * 400}]
+        long = post(router, {**CHAT, "model": "auto", "messages": long_prompt})
+        assert short.headers["x-llmfleet-model"] == "small"
+        assert long.headers["x-llmfleet-model"] == "large"
+        assert "rule <= 50" in short.headers["x-llmfleet-route"]
+        assert json.loads(small.bodies[-1])["model"] == "small"
+        assert json.loads(large.bodies[-1])["model"] == "large"
+        listed = [m["id"] for m in httpx.get(
+            router.url + "/v1/models", headers={"authorization": f"Bearer {TEST_KEY}"}
+        ).json()["data"]]
+        assert listed == ["large", "small", "auto"]
