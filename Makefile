@@ -12,7 +12,7 @@ MODEL ?=
 VLLM_ARGS ?=
 PORT ?= 8000
 # This machine's package index mirror prints a warning per missing package; hide that noise only.
-QUIET_PIP := grep -v 'is ignored: it is neither a file nor a directory' || true
+QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
 ##@ Run
 

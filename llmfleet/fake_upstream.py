@@ -99,7 +99,10 @@ class FakeEngine:
         if payload.get("stream"):
             include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
             events = self._events(payload["model"], n, chat, include_usage)
-            return StreamingResponse(self._stream(events), media_type="text/event-stream")
+            # Benchmarks running the fake in another process pace streams per request.
+            delay = float(payload.get("fake_chunk_delay_s") or control.chunk_delay_s)
+            return StreamingResponse(self._stream(events, delay),
+                                     media_type="text/event-stream")
         return JSONResponse(self._answer(payload["model"], n, chat))
 
     @staticmethod
@@ -124,7 +127,7 @@ class FakeEngine:
         events.append(b"data: [DONE]\n\n")
         return events
 
-    async def _stream(self, events: list[bytes]) -> AsyncIterator[bytes]:
+    async def _stream(self, events: list[bytes], delay_s: float) -> AsyncIterator[bytes]:
         control = self.control
         control.streams_started += 1
         done = False
@@ -135,8 +138,8 @@ class FakeEngine:
                     raise EngineDied("fake engine died mid-stream")
                 if i == control.fail_after and control.mode is Mode.HANG_MIDSTREAM:
                     await asyncio.sleep(3600)
-                if control.chunk_delay_s:
-                    await asyncio.sleep(control.chunk_delay_s)
+                if delay_s:
+                    await asyncio.sleep(delay_s)
                 if control.split_events:
                     yield event[:7]
                     await asyncio.sleep(0.001)
@@ -158,3 +161,18 @@ def create_fake_upstream(control: FakeControl) -> Starlette:
         Route("/v1/chat/completions", engine.complete, methods=["POST"]),
         Route("/v1/completions", engine.complete, methods=["POST"]),
     ])
+
+
+def main() -> None:
+    """Serve the fake engine on a port: `python -m llmfleet.fake_upstream PORT`."""
+    import sys
+
+    import uvicorn
+
+    uvicorn.run(create_fake_upstream(FakeControl()), host="127.0.0.1", port=int(sys.argv[1]),
+                loop="uvloop", http="httptools", access_log=False, log_level="warning",
+                backlog=4096)
+
+
+if __name__ == "__main__":
+    main()
