@@ -54,6 +54,11 @@ class Phase:
     latencies: list[float] = field(default_factory=list, repr=False)
     ttfts: list[float] = field(default_factory=list, repr=False)
     router_cpu_s: float | None = None
+    error_reasons: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def fail(self, reason: str) -> None:
+        self.errors += 1
+        self.error_reasons[reason] = self.error_reasons.get(reason, 0) + 1
 
     def stats(self) -> Stats:
         def pct(values: list[float], q: float) -> float:
@@ -119,8 +124,7 @@ async def one(session: aiohttp.ClientSession, url: str, body: dict[str, object],
     try:
         async with session.post(url, json=body, headers=headers) as resp:
             if resp.status != 200:
-                phase.errors += 1
-                await resp.read()
+                phase.fail(f"HTTP {resp.status}: {(await resp.read())[:120]!r}")
                 return
             if not body.get("stream"):
                 data = await resp.json()
@@ -128,6 +132,9 @@ async def one(session: aiohttp.ClientSession, url: str, body: dict[str, object],
             else:
                 first = True
                 async for line in resp.content:
+                    if line.startswith(b'data: {"error"'):
+                        phase.fail(f"SSE error: {line[:160]!r}")
+                        return
                     if line.startswith(b"data: ") and not line.startswith(b"data: [DONE]"):
                         if first:
                             phase.ttfts.append(time.perf_counter() - started)
@@ -135,11 +142,8 @@ async def one(session: aiohttp.ClientSession, url: str, body: dict[str, object],
                         phase.chunks += 1
                         if b'"usage":{' in line or b'"usage": {' in line:
                             phase.tokens += json.loads(line[6:])["usage"]["completion_tokens"]
-                if b"error" in line:
-                    phase.errors += 1
-                    return
-    except (aiohttp.ClientError, TimeoutError):
-        phase.errors += 1
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        phase.fail(f"{type(exc).__name__}: {exc}"[:160])
         return
     phase.requests += 1
     phase.latencies.append(time.perf_counter() - started)
@@ -160,6 +164,28 @@ async def drive(phase: Phase, url: str, body: dict[str, object], total: int,
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         phase.wall_s = time.perf_counter() - started
+        if router_pid and cpu0 is not None:
+            phase.router_cpu_s = cpu_seconds(router_pid) - cpu0
+    return phase
+
+
+async def drive_paced(phase: Phase, url: str, body: dict[str, object], total: int,
+                      rate: float, headers: dict[str, str], router_pid: int | None) -> Phase:
+    """Open-loop load: requests start at a fixed rate whatever the answers' pace."""
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        loop = asyncio.get_running_loop()
+        cpu0 = cpu_seconds(router_pid) if router_pid else None
+        started = loop.time()
+        tasks = []
+        for i in range(total):
+            delay = started + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, url, body, phase, headers)))
+        await asyncio.gather(*tasks)
+        phase.wall_s = loop.time() - started
         if router_pid and cpu0 is not None:
             phase.router_cpu_s = cpu_seconds(router_pid) - cpu0
     return phase
@@ -215,6 +241,14 @@ def part_a(run_dir: Path, quick: bool) -> dict[str, object]:
                                   total, 32, auth, router.pid))
             results[label] = overhead(d.stats(), r.stats())
             cpu_us[label] = (r.router_cpu_s or 0) / max(1, r.requests) * 1e6
+        rate, paced_total = 1000.0, (2000 if quick else 10000)
+        print(f"(a) non_streaming paced at {rate:.0f} req/s (below saturation), direct then "
+              "router", flush=True)
+        d = asyncio.run(drive_paced(Phase("paced", "direct"), upstream + "/v1/completions",
+                                    plain, paced_total, rate, {}, None))
+        r = asyncio.run(drive_paced(Phase("paced", "router"), router_url + "/v1/completions",
+                                    plain, paced_total, rate, auth, router.pid))
+        results["non_streaming_paced_1000rps"] = overhead(d.stats(), r.stats())
         # A stream costs one request's work plus its chunks' relay.
         per_chunk = (cpu_us["streaming_64_chunks"] - cpu_us["non_streaming"]) / 64
         results["streaming_64_chunks"]["router_cpu_us_per_chunk"] = per_chunk

@@ -31,8 +31,11 @@ def _router(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"llmfleet router: {exc}", file=sys.stderr)
         return 2
+    # The router's own access log replaces uvicorn's; it uses no client address, so
+    # X-Forwarded-* parsing (proxy_headers) would only cost CPU per request.
     uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                access_log=False, log_config=None, timeout_graceful_shutdown=30)
+                access_log=False, log_config=None, proxy_headers=False,
+                timeout_graceful_shutdown=30)
     return 0
 
 

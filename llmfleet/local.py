@@ -102,5 +102,5 @@ class LocalPlatform:
             "",
         ]), flush=True)
         uvicorn.run(app, host="127.0.0.1", port=self.options.port, loop="uvloop",
-                    http="httptools", access_log=False, log_config=None)
+                    http="httptools", access_log=False, log_config=None, proxy_headers=False)
         return 0

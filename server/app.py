@@ -3,9 +3,12 @@
 Routes are thin: they parse, call one service object and map the result.
 Objects that need a running event loop (the aiohttp session, the backend
 pool and its health checks) are built in the lifespan hook; nothing happens
-at import time. The two completion routes are plain Starlette routes: they
-skip FastAPI's dependency solving, which the per-request CPU budget cannot
-afford, and read the body themselves to enforce the size limit.
+at import time.
+
+The two completion routes, which carry all the traffic, are dispatched by
+`HotPaths` before FastAPI's middleware stack and router: measured, those
+layers cost more CPU per request than auth, limits and metrics together (see
+BENCHMARKS.md). Everything else, lifespan included, goes through FastAPI.
 """
 
 from __future__ import annotations
@@ -15,16 +18,25 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import aiohttp
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.accesslog import AccessLog
 from server.auth import KeyStore
 from server.backends import BackendPool, PoolLimits
-from server.errors import APIError, NoHealthyBackend, error_response, install_handlers
+from server.errors import (
+    APIError,
+    MethodNotAllowed,
+    NoHealthyBackend,
+    error_response,
+    install_handlers,
+)
 from server.metrics import RouterMetrics
 from server.protocol import Endpoint
 from server.proxy import Proxy
@@ -49,11 +61,41 @@ class Runtime:
 
 def _connector(settings: RouterSettings) -> aiohttp.TCPConnector:
     per_host = settings.max_inflight_per_backend + 4  # + health checks
-    return aiohttp.TCPConnector(limit=0, limit_per_host=per_host, keepalive_timeout=60,
+    return aiohttp.TCPConnector(limit=0, limit_per_host=per_host,
+                                keepalive_timeout=settings.upstream_keepalive_s,
                                 enable_cleanup_closed=True)
 
 
-def create_app(settings: RouterSettings, registry: CollectorRegistry | None = None) -> FastAPI:
+class HotPaths:
+    """Serve POST /v1/chat/completions and /v1/completions straight from the service."""
+
+    ROUTES: ClassVar[dict[str, Endpoint]] = {e.value: e for e in Endpoint}
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.ROUTES.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(f"use POST for {endpoint.value}")
+            runtime: Runtime = self.app.state.runtime
+            response = await runtime.service.handle(endpoint, request)
+        except APIError as exc:
+            response = error_response(exc, getattr(request.state, "request_id", None))
+        except Exception:
+            # The outer edge: a bug must still answer in OpenAI's shape, and be logged.
+            log.exception("unhandled error on %s", scope["path"])
+            response = error_response(APIError("internal router error"),
+                                      getattr(request.state, "request_id", None))
+        await response(scope, receive, send)
+
+
+def create_app(settings: RouterSettings, registry: CollectorRegistry | None = None) -> ASGIApp:
     """Build the router app; raises ValueError for settings that cannot work."""
     keys = KeyStore.from_settings(settings.api_keys, settings.api_keys_file,
                                   settings.allow_anonymous)
@@ -71,7 +113,8 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
                             settings.health_timeout_s)
         pool = BackendPool(settings.backends, session, limits, metrics,
                            settings.backend_api_key)
-        proxy = Proxy(pool, session, limiter, metrics,
+        access_log = AccessLog()
+        proxy = Proxy(pool, session, limiter, metrics, access_log,
                       connect_timeout_s=settings.connect_timeout_s,
                       read_timeout_s=settings.read_timeout_s,
                       backend_api_key=settings.backend_api_key)
@@ -82,19 +125,21 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
             default_max_tokens=settings.default_max_tokens)
         app.state.runtime = Runtime(settings, keys, metrics, pool, service)
         await pool.start()
+        await access_log.start()
         log.info("router ready", extra={"fields": {
             "backends": settings.backends, "models": sorted(pool.models())}})
         try:
             yield
         finally:
             await pool.stop()
+            await access_log.stop()
             await session.close()
 
     app = FastAPI(title="llmfleet router", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     install_handlers(app)
     _add_routes(app)
-    return app
+    return HotPaths(app)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -103,15 +148,6 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _add_routes(app: FastAPI) -> None:
-    async def chat(request: Request) -> Response:
-        return await _runtime(request).service.handle(Endpoint.CHAT, request)
-
-    async def completions(request: Request) -> Response:
-        return await _runtime(request).service.handle(Endpoint.COMPLETIONS, request)
-
-    app.router.add_route(Endpoint.CHAT.value, chat, methods=["POST"])
-    app.router.add_route(Endpoint.COMPLETIONS.value, completions, methods=["POST"])
-
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
         rt = _runtime(request)

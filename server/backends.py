@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import aiohttp
+from prometheus_client import Gauge
 
 from server.errors import NoHealthyBackend, Overloaded
 from server.metrics import RouterMetrics
@@ -33,6 +34,7 @@ class Backend:
     healthy: bool = False
     outstanding: int = 0
     last_error: str | None = field(default=None, repr=False)
+    in_flight: Gauge | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class BackendPool:
     def __init__(self, urls: Iterable[str], session: aiohttp.ClientSession,
                  limits: PoolLimits, metrics: RouterMetrics,
                  api_key: str | None = None) -> None:
-        self.backends = [Backend(url) for url in urls]
+        self.backends = [Backend(url, in_flight=metrics.in_flight.labels(url)) for url in urls]
         self._session = session
         self._limits = limits
         self._metrics = metrics
@@ -158,7 +160,8 @@ class BackendPool:
                 backend = self._pick(candidates)
                 if backend is not None:
                     backend.outstanding += 1
-                    self._metrics.in_flight.labels(backend.url).inc()
+                    if backend.in_flight is not None:
+                        backend.in_flight.inc()
                     return backend
                 if not queued:
                     if self._waiting >= self._limits.max_queue:
@@ -178,7 +181,8 @@ class BackendPool:
 
     def release(self, backend: Backend) -> None:
         backend.outstanding -= 1
-        self._metrics.in_flight.labels(backend.url).dec()
+        if backend.in_flight is not None:
+            backend.in_flight.dec()
         if self._waiting:
             self._wake()
 

@@ -63,6 +63,12 @@ class NotFound(APIError):
     code = "not_found"
 
 
+class MethodNotAllowed(APIError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
 class BodyTooLarge(APIError):
     status = 413
     type = "invalid_request_error"
@@ -135,8 +141,7 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             mapped = NotFound(f"no route for {request.method} {request.url.path}")
         elif exc.status_code == 405:
-            mapped = InvalidRequest(f"method {request.method} not allowed here")
-            mapped.status = 405
+            mapped = MethodNotAllowed(f"method {request.method} not allowed here")
         else:
             mapped = InvalidRequest(str(exc.detail))
             mapped.status = exc.status_code

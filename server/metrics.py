@@ -1,13 +1,17 @@
 """Every Prometheus metric the router exports, on a registry passed in.
 
 Names follow `llmfleet_<thing>_<unit>`; labels stay bounded: `model` is only
-ever a model some backend serves (or the alias), `backend` a configured URL,
-`status` a class such as `2xx`. Buckets are sized for LLM traffic: end-to-end
-latencies reach minutes, first tokens seconds, and inter-token gaps are
-milliseconds.
+ever a model some backend serves, `backend` a configured URL, `status` a
+class such as `2xx`. Buckets are sized for LLM traffic: end-to-end latencies
+reach minutes, first tokens seconds, and inter-token gaps are milliseconds.
+
+Resolving a labelled child (`labels()`) costs microseconds, so the request
+path uses `ModelSeries`, one model's children resolved once.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -16,11 +20,32 @@ TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.5, 5)
 
 
+@dataclass
+class ModelSeries:
+    """One model's metric children."""
+
+    model: str
+    latency: Histogram
+    ttft: Histogram
+    itl: Histogram
+    prompt_tokens: Counter
+    completion_tokens: Counter
+    requests_family: Counter
+    _requests: dict[str, Counter] = field(default_factory=dict)
+
+    def count(self, status: str) -> None:
+        child = self._requests.get(status)
+        if child is None:
+            child = self._requests[status] = self.requests_family.labels(self.model, status)
+        child.inc()
+
+
 class RouterMetrics:
     """The router's metric family handles."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._models: dict[str, ModelSeries] = {}
         self.requests = Counter(
             "llmfleet_requests_total", "Requests answered, by model and status class.",
             ["model", "status"], registry=registry)
@@ -40,7 +65,9 @@ class RouterMetrics:
             "llmfleet_prompt_tokens_total", "Prompt tokens reported by the engines.",
             ["model"], registry=registry)
         self.completion_tokens = Counter(
-            "llmfleet_completion_tokens_total", "Completion tokens reported by the engines.",
+            "llmfleet_completion_tokens_total",
+            "Completion tokens reported by the engines (counted from streamed events when "
+            "the client did not ask for usage).",
             ["model"], registry=registry)
         self.in_flight = Gauge(
             "llmfleet_requests_in_flight", "Requests being served, by backend.",
@@ -57,3 +84,12 @@ class RouterMetrics:
         self.routed = Counter(
             "llmfleet_routed_total", "Alias requests resolved by the routing policy.",
             ["policy", "model"], registry=registry)
+
+    def model(self, model: str) -> ModelSeries:
+        series = self._models.get(model)
+        if series is None:
+            series = self._models[model] = ModelSeries(
+                model, self.latency.labels(model), self.ttft.labels(model),
+                self.itl.labels(model), self.prompt_tokens.labels(model),
+                self.completion_tokens.labels(model), self.requests)
+        return series

@@ -19,8 +19,8 @@ Failure rules:
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from starlette.responses import Response, StreamingResponse
 
+from server.accesslog import AccessLog
 from server.backends import Backend, BackendPool
 from server.errors import NoHealthyBackend, UpstreamFailed, UpstreamTimeout, error_body
 from server.metrics import RouterMetrics
@@ -35,7 +36,10 @@ from server.protocol import Endpoint, ParsedRequest
 from server.ratelimit import RateLimiter, Reservation
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("llmfleet.access")
+# Usage is the last object of an OpenAI answer; scanning for its two counters
+# costs a tenth of parsing the whole body.
+_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 
 EVENT_END = b"\n\n"
 MAX_PENDING_BYTES = 1 << 20
@@ -70,13 +74,14 @@ class Proxy:
     """Sends requests upstream with one retry and streams answers back."""
 
     def __init__(self, pool: BackendPool, session: aiohttp.ClientSession,
-                 limiter: RateLimiter, metrics: RouterMetrics, *,
+                 limiter: RateLimiter, metrics: RouterMetrics, access_log: AccessLog, *,
                  connect_timeout_s: float, read_timeout_s: float,
                  backend_api_key: str | None = None) -> None:
         self._pool = pool
         self._session = session
         self._limiter = limiter
         self._metrics = metrics
+        self._access_log = access_log
         self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout_s,
                                               sock_read=read_timeout_s)
         self._auth = f"Bearer {backend_api_key}" if backend_api_key else None
@@ -92,7 +97,7 @@ class Proxy:
         tried: Backend | None = None
         for _attempt in range(2):
             try:
-                backend = await self._pool.acquire(ex.model, exclude=tried)
+                backend = await self._acquire(ex.model, tried, failure)
             except NoHealthyBackend:
                 if failure is None:
                     raise
@@ -124,6 +129,17 @@ class Proxy:
             return await self._buffered(failure.response, ex)
         raise UpstreamFailed(f"engine unreachable: {failure.reason}")
 
+    async def _acquire(self, model: str, tried: Backend | None,
+                       failure: _Retryable | None) -> Backend:
+        """Prefer another backend for a retry; after a dropped (not refused)
+        connection the same one will do, on a fresh connection."""
+        try:
+            return await self._pool.acquire(model, exclude=tried)
+        except NoHealthyBackend:
+            if failure is None or not failure.same_backend_ok:
+                raise
+            return await self._pool.acquire(model)
+
     async def _send(self, backend: Backend, ex: Exchange) -> aiohttp.ClientResponse:
         headers = {"content-type": "application/json", "x-request-id": ex.request_id}
         if self._auth:
@@ -134,8 +150,14 @@ class Proxy:
                                             timeout=self._timeout)
         except TimeoutError as exc:
             raise UpstreamTimeout("the engine did not answer in time") from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        except aiohttp.ClientConnectorError as exc:
+            # Nobody listens: the engine is down. Take it out until a health check passes.
             raise _Retryable(f"{type(exc).__name__}: {exc}", eject=True) from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            # Dropped after connecting: usually a pooled connection the engine had just
+            # closed. Retry without ejecting; a dead engine shows on the fresh connection.
+            raise _Retryable(f"{type(exc).__name__}: {exc}", eject=False,
+                             same_backend_ok=True) from exc
         if resp.status == 503:
             raise _Retryable("engine answered 503", eject=False, response=resp)
         return resp
@@ -173,8 +195,8 @@ class Proxy:
 
     async def _relay(self, resp: aiohttp.ClientResponse, backend: Backend,
                      ex: Exchange) -> AsyncIterator[bytes]:
-        ttft = self._metrics.ttft.labels(ex.model)
-        itl = self._metrics.itl.labels(ex.model)
+        series = self._metrics.model(ex.model)
+        ttft, itl = series.ttft, series.itl
         pending = b""
         last = 0.0
         clean = False
@@ -228,13 +250,15 @@ class Proxy:
 
     @staticmethod
     def _usage_from(body: bytes, ex: Exchange) -> None:
-        try:
-            usage = json.loads(body).get("usage")
-        except (ValueError, AttributeError):
+        at = body.rfind(b'"usage"')
+        if at < 0:
             return
-        if isinstance(usage, dict):
-            ex.prompt_tokens = usage.get("prompt_tokens", ex.prompt_tokens)
-            ex.completion_tokens = usage.get("completion_tokens", ex.completion_tokens)
+        prompt = _PROMPT_TOKENS.search(body, at)
+        completion = _COMPLETION_TOKENS.search(body, at)
+        if prompt is not None:
+            ex.prompt_tokens = int(prompt.group(1))
+        if completion is not None:
+            ex.completion_tokens = int(completion.group(1))
 
     @staticmethod
     def _headers(ex: Exchange) -> dict[str, str]:
@@ -246,9 +270,9 @@ class Proxy:
     def finish(self, ex: Exchange) -> None:
         """Record metrics, settle the token reservation and write the access log line."""
         latency = time.perf_counter() - ex.started
-        m = self._metrics
-        m.requests.labels(ex.model, ex.status).inc()
-        m.latency.labels(ex.model).observe(latency)
+        series = self._metrics.model(ex.model)
+        series.count(ex.status)
+        series.latency.observe(latency)
         completion = ex.completion_tokens
         if completion is None and ex.request.stream and ex.streamed_events:
             # No usage in the stream: vLLM sends one token per content event, after
@@ -256,33 +280,34 @@ class Proxy:
             completion = max(0, ex.streamed_events - (ex.request.endpoint is Endpoint.CHAT))
         prompt = ex.prompt_tokens if ex.prompt_tokens is not None else 0
         if ex.prompt_tokens is not None:
-            m.prompt_tokens.labels(ex.model).inc(prompt)
+            series.prompt_tokens.inc(prompt)
         if completion is not None:
-            m.completion_tokens.labels(ex.model).inc(completion)
+            series.completion_tokens.inc(completion)
         used = 0  # refused or failed before generating: refund the whole reservation
         if ex.prompt_tokens is not None or completion is not None:
             used = (ex.prompt_tokens if ex.prompt_tokens is not None
                     else ex.request.prompt_tokens_estimate) + (completion or 0)
         self._limiter.reconcile(ex.reservation, used)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info("request", extra={"fields": {
+        if self._access_log.enabled:
+            self._access_log.record({
                 "request_id": ex.request_id, "key_id": ex.key_id, "model": ex.model,
                 "backend": ex.backend, "status": ex.http_status or ex.status,
                 "stream": ex.request.stream, "retried": ex.retried,
                 "prompt_tokens": ex.prompt_tokens, "completion_tokens": completion,
                 "ttft_s": None if ex.ttft is None else round(ex.ttft, 6),
                 "latency_s": round(latency, 6), "route": ex.route_reason,
-            }})
+            })
 
 
 class _Retryable(Exception):
     """A failure before any byte reached the client: safe to try another backend."""
 
-    def __init__(self, reason: str, *, eject: bool,
+    def __init__(self, reason: str, *, eject: bool, same_backend_ok: bool = False,
                  response: aiohttp.ClientResponse | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.eject = eject
+        self.same_backend_ok = same_backend_ok
         self.response = response
 
     def discard(self) -> None:

@@ -71,6 +71,9 @@ class RouterSettings(BaseSettings):
     health_timeout_s: float = Field(default=2.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=300.0, gt=0)
+    # Below the engine's own keep-alive (vLLM: 5 s), so that the router never
+    # reuses a connection the engine is closing.
+    upstream_keepalive_s: float = Field(default=4.0, gt=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
 
     alias_model: str = "auto"

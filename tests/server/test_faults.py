@@ -7,7 +7,9 @@ httpx. Every test ends by itself: timeouts are short and loops bounded.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import threading
 import time
 
@@ -234,8 +236,8 @@ def test_request_id_is_kept_or_minted_and_forwarded(
                                    "x-request-id": "trace-123"})
         assert resp.headers["x-request-id"] == "trace-123"
         assert control.headers[-1]["x-request-id"] == "trace-123"
-        minted = post(router, CHAT).headers["x-request-id"]
-        assert len(minted) == 32
+        minted = {post(router, CHAT).headers["x-request-id"] for _ in range(3)}
+        assert len(minted) == 3 and all(len(m) == 32 for m in minted)
         # The client's key never reaches the engine; hop-by-hop headers are not forwarded.
         assert "authorization" not in control.headers[-1]
         assert "connection" not in control.headers[-1] or \
@@ -262,3 +264,74 @@ def test_alias_routes_by_prompt_length(make_router: RouterFactory) -> None:
             router.url + "/v1/models", headers={"authorization": f"Bearer {TEST_KEY}"}
         ).json()["data"]]
         assert listed == ["large", "small", "auto"]
+
+
+class _DropFirstUpstream:
+    """A raw HTTP/1.1 engine that hangs up on its first request, then answers.
+
+    That is what a pooled connection the engine closed looks like to the router.
+    """
+
+    ANSWER = json.dumps({"id": "x", "object": "text_completion", "model": "fake-model",
+                         "choices": [{"index": 0, "text": "ok", "finish_reason": "length"}],
+                         "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+    MODELS = json.dumps({"object": "list", "data": [{"id": "fake-model"}]}).encode()
+
+    def __init__(self) -> None:
+        self.completions = 0
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        try:
+            await self._serve(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()  # the router hung up, as it may
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            if length:
+                await reader.readexactly(int(length.group(1)))
+            if head.startswith(b"POST"):
+                self.completions += 1
+                if self.completions == 1:
+                    writer.close()
+                    return
+            body = self.MODELS if b"/v1/models" in head else (
+                b"" if b"/health" in head else self.ANSWER)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port), self._loop).result(5)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        async def shutdown() -> None:
+            self._server.close()
+            for writer in self._writers:
+                writer.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+
+def test_connection_dropped_before_answer_is_retried_without_ejecting(
+        make_router: RouterFactory) -> None:
+    """Regression: a stale keep-alive connection ejected the only, healthy, engine."""
+    upstream = _DropFirstUpstream()
+    with upstream as url, make_router([url], health_interval_s=60) as router:
+        resp = post(router, {"model": "fake-model", "prompt": "x"}, "/v1/completions")
+        assert resp.status_code == 200
+        assert upstream.completions == 2  # dropped once, answered on a fresh connection
+        assert httpx.get(router.url + "/ready").status_code == 200  # still in the pool

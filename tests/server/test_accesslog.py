@@ -1,0 +1,79 @@
+"""The buffered JSON access log."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+
+import httpx
+import pytest
+
+from llmfleet.fake_upstream import FakeControl
+from server.accesslog import LOGGER_NAME, AccessLog
+from tests.conftest import TEST_KEY, RouterFactory
+
+
+@pytest.fixture
+def access_enabled(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+
+
+def test_lines_are_buffered_until_flush_then_one_json_object_each(access_enabled: None) -> None:
+    out = io.StringIO()
+    log = AccessLog(out)
+    assert log.enabled
+    log.record({"request_id": "r1", "status": 200})
+    log.record({"request_id": "r2", "status": 429})
+    assert out.getvalue() == ""
+    log.flush()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(x["request_id"], x["status"], x["logger"]) for x in lines] == [
+        ("r1", 200, LOGGER_NAME), ("r2", 429, LOGGER_NAME)]
+    assert lines[0]["ts"].endswith("Z")
+
+
+def test_a_full_buffer_is_written_at_once(access_enabled: None) -> None:
+    out = io.StringIO()
+    log = AccessLog(out, max_buffer_bytes=200)
+    for i in range(3):
+        log.record({"request_id": f"r{i}", "padding": "x" * 80})
+    assert out.getvalue().count("\n") >= 2
+
+
+def test_disabled_when_the_logger_is_above_info(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER_NAME)
+    assert not AccessLog(io.StringIO()).enabled
+
+
+def test_stop_flushes_what_is_buffered(access_enabled: None) -> None:
+    out = io.StringIO()
+
+    async def run() -> None:
+        log = AccessLog(out, flush_interval_s=60)
+        await log.start()
+        log.record({"request_id": "last"})
+        await log.stop()
+
+    asyncio.run(run())
+    assert '"request_id": "last"' in out.getvalue()
+
+
+def test_router_logs_each_request_with_key_id_never_key(
+        access_enabled: None, fake: tuple[FakeControl, str], make_router: RouterFactory,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _, url = fake
+    body = {"model": "fake-model", "prompt": "hi", "max_tokens": 3}
+    with make_router([url]) as router:
+        resp = httpx.post(router.url + "/v1/completions", json=body,
+                          headers={"authorization": f"Bearer {TEST_KEY}"})
+    # Leaving the router's context ran its shutdown, which flushes the log.
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+             if f'"logger": "{LOGGER_NAME}"' in line]
+    assert len(lines) == 1
+    entry = lines[0]
+    assert entry["request_id"] == resp.headers["x-request-id"]
+    assert (entry["key_id"], entry["model"], entry["status"]) == ("tester", "fake-model", 200)
+    assert (entry["prompt_tokens"], entry["completion_tokens"]) == (7, 3)
+    assert TEST_KEY not in json.dumps(entry)
