@@ -9,7 +9,7 @@
     latency, requests/s, and the router's CPU time per request and per chunk,
     read from /proc/<pid>/stat around each phase.
 (b) A real vLLM engine (the generated model on this CPU): 32 concurrent
-    streams of 128 tokens, direct and through the router, alternated twice;
+    streams of 128 tokens, direct and through the router, alternated 3 times;
     reports output tokens/s and TTFT and their ratios.
 (c) 1,000 concurrent slow streams held through the router: errors, and the
     router's RSS sampled before, during and after two waves.
@@ -275,7 +275,7 @@ def part_b(run_dir: Path, quick: bool) -> dict[str, object]:
                           32, {}, None))
         rounds: dict[str, list[Phase]] = {"direct": [], "router": []}
         auth = {"authorization": f"Bearer {KEY}"}
-        for i in range(2):
+        for i in range(3):
             for target, base, headers in (("direct", spec.url, {}), ("router", router_url, auth)):
                 print(f"(b) round {i + 1}: {total} streams x 128 tokens via {target}", flush=True)
                 rounds[target].append(asyncio.run(drive(
@@ -284,7 +284,11 @@ def part_b(run_dir: Path, quick: bool) -> dict[str, object]:
         tps = {t: statistics.mean(p.stats().tokens_per_s for p in ps) for t, ps in rounds.items()}
         ttft = {t: statistics.mean(p.stats().ttft_p50_ms for p in ps) for t, ps in rounds.items()}
         errors = {t: sum(p.errors for p in ps) for t, ps in rounds.items()}
+        per_round = {t: [(round(p.stats().tokens_per_s), round(p.stats().ttft_p50_ms, 1))
+                         for p in ps] for t, ps in rounds.items()}
+        reasons = {t: [p.error_reasons for p in ps if p.errors] for t, ps in rounds.items()}
         return {"tokens_per_s": tps, "ttft_p50_ms": ttft, "errors": errors,
+                "error_reasons": reasons, "rounds_tokens_per_s_and_ttft_ms": per_round,
                 "tokens_per_s_ratio": tps["router"] / tps["direct"],
                 "ttft_ratio_direct_over_router": ttft["direct"] / ttft["router"]}
     finally:

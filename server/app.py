@@ -110,7 +110,7 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
         session = aiohttp.ClientSession(connector=_connector(settings), auto_decompress=False)
         limits = PoolLimits(settings.max_inflight_per_backend, settings.max_queue,
                             settings.queue_timeout_s, settings.health_interval_s,
-                            settings.health_timeout_s)
+                            settings.health_timeout_s, settings.unhealthy_threshold)
         pool = BackendPool(settings.backends, session, limits, metrics,
                            settings.backend_api_key)
         access_log = AccessLog()

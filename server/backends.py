@@ -1,9 +1,12 @@
 """The pool of vLLM backends: discovery, health, balancing and admission.
 
 Each backend's served models are learnt from its `/v1/models`. Health is
-checked actively (`/health` every `health_interval_s`) and passively: a
-connection error on the request path ejects the backend at once, and only a
-passing active check brings it back. Requests for a model go to the healthy
+checked actively (`/health` every `health_interval_s`; `unhealthy_threshold`
+consecutive failures take a backend out, one success brings it back) and
+passively: a refused connection on the request path ejects it at once. The
+threshold matters: a busy engine can miss one health check while serving
+well, and ejecting the only backend on that would turn a hiccup into a
+stretch of 503s (it did, in the router benchmark). Requests for a model go to the healthy
 backend serving it with the fewest outstanding requests. Each backend admits
 at most `max_inflight_per_backend` requests; beyond that up to `max_queue`
 requests wait (at most `queue_timeout_s`) and the rest are shed with 503 at
@@ -34,6 +37,7 @@ class Backend:
     healthy: bool = False
     outstanding: int = 0
     last_error: str | None = field(default=None, repr=False)
+    failed_checks: int = 0
     in_flight: Gauge | None = field(default=None, repr=False)
 
 
@@ -44,6 +48,7 @@ class PoolLimits:
     queue_timeout_s: float
     health_interval_s: float
     health_timeout_s: float
+    unhealthy_threshold: int = 3
 
 
 class BackendPool:
@@ -95,9 +100,13 @@ class BackendPool:
                 listing = await resp.json()
             models = frozenset(str(m["id"]) for m in listing.get("data", []))
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
-            self._set_health(backend, False, f"health check failed: {exc!r}")
+            backend.failed_checks += 1
+            backend.last_error = f"health check failed: {exc!r}"
+            if backend.failed_checks >= self._limits.unhealthy_threshold:
+                self._set_health(backend, False, backend.last_error)
             return
         backend.models = models
+        backend.failed_checks = 0
         self._set_health(backend, True, None)
 
     def _set_health(self, backend: Backend, healthy: bool, error: str | None) -> None:

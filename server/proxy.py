@@ -30,7 +30,13 @@ from starlette.responses import Response, StreamingResponse
 
 from server.accesslog import AccessLog
 from server.backends import Backend, BackendPool
-from server.errors import NoHealthyBackend, UpstreamFailed, UpstreamTimeout, error_body
+from server.errors import (
+    APIError,
+    NoHealthyBackend,
+    UpstreamFailed,
+    UpstreamTimeout,
+    error_body,
+)
 from server.metrics import RouterMetrics
 from server.protocol import Endpoint, ParsedRequest
 from server.ratelimit import RateLimiter, Reservation
@@ -42,6 +48,7 @@ _PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 
 EVENT_END = b"\n\n"
+NO_MODEL = "(none)"  # metric label for requests refused before a served model was known
 MAX_PENDING_BYTES = 1 << 20
 
 
@@ -51,7 +58,7 @@ class Exchange:
 
     request: ParsedRequest
     request_id: str
-    key_id: str
+    key_id: str | None
     model: str
     reservation: Reservation
     started: float = field(default_factory=time.perf_counter)
@@ -165,12 +172,16 @@ class Proxy:
     async def _buffered(self, resp: aiohttp.ClientResponse, ex: Exchange) -> Response:
         try:
             body = await resp.read()
-        except TimeoutError as exc:
-            raise UpstreamTimeout("the engine did not finish in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailed(f"the engine failed while answering: {exc!r}") from exc
-        finally:
-            resp.release()
+        except BaseException as exc:
+            # Closing (not releasing) drops the connection, which makes vLLM abort the
+            # request: wanted on timeouts and failures, and when the client went away.
+            resp.close()
+            if isinstance(exc, TimeoutError):
+                raise UpstreamTimeout("the engine did not finish in time") from exc
+            if isinstance(exc, aiohttp.ClientError):
+                raise UpstreamFailed(f"the engine failed while answering: {exc!r}") from exc
+            raise
+        resp.release()
         status = resp.status
         if status >= 500 and status != 503:
             body = error_body(f"the engine answered {status}", "server_error",
@@ -266,6 +277,16 @@ class Proxy:
         if ex.route_reason:
             headers["x-llmfleet-route"] = ex.route_reason
         return headers
+
+    def refused(self, request_id: str, key_id: str | None, model: str, exc: APIError,
+                started: float) -> None:
+        """Count and log a request refused before it reached an engine."""
+        self._metrics.model(model).count(f"{exc.status // 100}xx")
+        if self._access_log.enabled:
+            self._access_log.record({
+                "request_id": request_id, "key_id": key_id, "model": model,
+                "status": exc.status, "error": exc.code or exc.type,
+                "latency_s": round(time.perf_counter() - started, 6)})
 
     def finish(self, ex: Exchange) -> None:
         """Record metrics, settle the token reservation and write the access log line."""

@@ -8,9 +8,11 @@ touch an engine; requests refused after admission are still recorded.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import re
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,7 +22,7 @@ from server.backends import BackendPool
 from server.errors import APIError, BodyTooLarge, ModelNotFound, NoHealthyBackend
 from server.metrics import RouterMetrics
 from server.protocol import Endpoint, ParsedRequest, parse_request, with_model
-from server.proxy import Exchange, Proxy
+from server.proxy import NO_MODEL, Exchange, Proxy
 from server.ratelimit import RateLimiter
 from server.routing import RoutingPolicy
 
@@ -72,21 +74,11 @@ class CompletionService:
 
     async def handle(self, endpoint: Endpoint, request: Request) -> Response:
         request.state.request_id = request_id_for(request)
-        key_id = self._keys.authenticate(request.headers.get("authorization"))
-        parsed = parse_request(endpoint, await read_body(request, self._max_body))
-        model, reason = self.resolve(parsed)
-        if model != parsed.model:
-            parsed = with_model(parsed, model)
-        estimate = parsed.prompt_tokens_estimate + (parsed.max_tokens or self._default_max_tokens)
+        ex = await self._admit(endpoint, request)
         try:
-            reservation = self._limiter.reserve(key_id, estimate)
-        except APIError:
-            self._metrics.rate_limited.labels("key_limit").inc()
-            raise
-        ex = Exchange(parsed, request.state.request_id, key_id, model, reservation,
-                      route_reason=reason)
-        try:
-            return await self._proxy.forward(ex)
+            if ex.request.stream:  # StreamingResponse itself stops on a disconnect
+                return await self._proxy.forward(ex)
+            return await self._forward_until_disconnect(request, ex)
         except APIError as exc:
             if exc.code == "server_overloaded":
                 self._metrics.rate_limited.labels("queue_full").inc()
@@ -94,6 +86,71 @@ class CompletionService:
             ex.status = f"{exc.status // 100}xx"
             self._proxy.finish(ex)
             raise
+
+    async def _admit(self, endpoint: Endpoint, request: Request) -> Exchange:
+        """Everything before the engine; refusals are counted and logged here.
+
+        Raises:
+            APIError: authentication, validation, model or limit refusals.
+        """
+        started = time.perf_counter()
+        key_id: str | None = None
+        model = NO_MODEL
+        try:
+            key_id = self._keys.authenticate(request.headers.get("authorization"))
+            parsed = parse_request(endpoint, await read_body(request, self._max_body))
+            model = self._label(parsed.model)
+            model, reason = self.resolve(parsed)
+            if model != parsed.model:
+                parsed = with_model(parsed, model)
+            tokens = parsed.prompt_tokens_estimate + (
+                parsed.max_tokens or self._default_max_tokens)
+            try:
+                reservation = self._limiter.reserve(key_id, tokens)
+            except APIError:
+                self._metrics.rate_limited.labels("key_limit").inc()
+                raise
+        except APIError as exc:
+            self._proxy.refused(request.state.request_id, key_id, model, exc, started)
+            raise
+        return Exchange(parsed, request.state.request_id, key_id, model, reservation,
+                        started=started, route_reason=reason)
+
+    def _label(self, model: str) -> str:
+        """The model as a metric label: only names some backend serves stay bounded."""
+        if model == self._alias or any(model in b.models for b in self._pool.backends):
+            return model
+        return NO_MODEL
+
+    async def _forward_until_disconnect(self, request: Request, ex: Exchange) -> Response:
+        """Forward a non-streamed request, abandoning it if the client hangs up.
+
+        The body is read, so the next ASGI message can only be the disconnect. A
+        generation nobody waits for any more is cancelled rather than paid for.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await self._proxy.forward(ex)
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            task.uncancel()
+            ex.status, ex.http_status = "cancelled", 499
+            self._proxy.finish(ex)
+            return Response(status_code=499)  # nobody is listening; nginx's code for this
+        finally:
+            watcher.cancel()
 
     def resolve(self, parsed: ParsedRequest) -> tuple[str, str | None]:
         """The concrete model for a request, and the policy's reason when it chose.

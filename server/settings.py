@@ -69,6 +69,7 @@ class RouterSettings(BaseSettings):
 
     health_interval_s: float = Field(default=5.0, gt=0)
     health_timeout_s: float = Field(default=2.0, gt=0)
+    unhealthy_threshold: int = Field(default=3, ge=1)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=300.0, gt=0)
     # Below the engine's own keep-alive (vLLM: 5 s), so that the router never

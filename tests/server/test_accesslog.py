@@ -77,3 +77,25 @@ def test_router_logs_each_request_with_key_id_never_key(
     assert (entry["key_id"], entry["model"], entry["status"]) == ("tester", "fake-model", 200)
     assert (entry["prompt_tokens"], entry["completion_tokens"]) == (7, 3)
     assert TEST_KEY not in json.dumps(entry)
+
+
+def test_refused_requests_are_counted_and_logged(
+        access_enabled: None, fake: tuple[FakeControl, str], make_router: RouterFactory,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _, url = fake
+    good = {"authorization": f"Bearer {TEST_KEY}"}
+    with make_router([url]) as router:
+        cases = [({"authorization": "Bearer nope"}, {"model": "fake-model", "prompt": "x"}),
+                 (good, {"model": "no-such-model", "prompt": "x"}),
+                 (good, {"model": "fake-model"})]
+        statuses = [httpx.post(router.url + "/v1/completions", json=body, headers=headers
+                               ).status_code for headers, body in cases]
+        metrics = httpx.get(router.url + "/metrics").text
+    assert statuses == [401, 404, 400]
+    # None got as far as a valid request for a served model: all three are "(none)".
+    assert 'llmfleet_requests_total{model="(none)",status="4xx"} 3.0' in metrics
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+             if f'"logger": "{LOGGER_NAME}"' in line]
+    assert [(x["status"], x["error"], x["key_id"]) for x in lines] == [
+        (401, "invalid_api_key", None), (404, "model_not_found", "tester"),
+        (400, "invalid_request_error", "tester")]

@@ -335,3 +335,20 @@ def test_connection_dropped_before_answer_is_retried_without_ejecting(
         assert resp.status_code == 200
         assert upstream.completions == 2  # dropped once, answered on a fresh connection
         assert httpx.get(router.url + "/ready").status_code == 200  # still in the pool
+
+
+def test_client_giving_up_on_a_non_streamed_request_frees_the_engine(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    control, url = fake
+    control.mode = Mode.HANG  # a long generation, as far as anyone can tell
+    with make_router([url], read_timeout_s=60) as router:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(router.url + "/v1/chat/completions", json=CHAT, timeout=0.5,
+                       headers={"authorization": f"Bearer {TEST_KEY}"})
+        in_flight = f'llmfleet_requests_in_flight{{backend="{url}"}} 0.0'
+        cancelled = 'llmfleet_requests_total{model="fake-model",status="cancelled"} 1.0'
+        assert wait_until(lambda: in_flight in httpx.get(router.url + "/metrics").text)
+        assert cancelled in httpx.get(router.url + "/metrics").text
+        # The router still serves normally afterwards.
+        control.mode = Mode.OK
+        assert post(router, CHAT).status_code == 200
