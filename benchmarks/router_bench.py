@@ -3,18 +3,20 @@
     python -m benchmarks.router_bench [--quick] [--skip-vllm] [--out DIR]
 
 (a) A fake engine (separate process) and the router pinned to its own core,
-    with every feature on (auth, limits, metrics, JSON access logs):
+    with every feature on (auth, limits, metrics, JSON access logs), beside a
+    bare pass-through with no features (benchmarks/bare_passthrough.py):
     32 concurrent non-streaming requests, then 32 concurrent 64-chunk streams,
     each straight to the engine and through the router. Reports added p50/p99
     latency, requests/s, and the router's CPU time per request and per chunk,
     read from /proc/<pid>/stat around each phase.
 (b) A real vLLM engine (the generated model on this CPU): 32 concurrent
-    streams of 128 tokens, direct and through the router, alternated 3 times;
-    reports output tokens/s and TTFT and their ratios.
+    streams of 128 tokens, direct and through the router, alternated 5 times;
+    reports each round, the median of the per-round tokens/s and TTFT ratios,
+    and the router's CPU per streamed token.
 (c) 1,000 concurrent slow streams held through the router: errors, and the
     router's RSS sampled before, during and after two waves.
 
-Results go to stdout as a table and to <out>/router.json.
+Results go to stdout and <out>/router.json, and a figure to <out>/router.png.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +41,7 @@ from llmfleet.local import engine_spec_for
 from llmfleet.testing import free_port
 
 KEY = "sk-bench"
+ROUNDS_B = 5
 ROUTER_CORE, LOAD_CORE = 1, 0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -105,17 +109,20 @@ def wait_http(url: str, timeout_s: float = 60) -> None:
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
+        except urllib.error.HTTPError:
+            return  # it answered: it is up
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
 
 
-def spawn(cmd: list[str], core: int, env: dict[str, str] | None = None,
+def spawn(cmd: list[str], core: int | None, env: dict[str, str] | None = None,
           log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a process pinned to `core`, or free to move when `core` is None."""
     out = log.open("wb") if log else subprocess.DEVNULL
+    pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
     return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out,
-                            stderr=subprocess.STDOUT,
-                            preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+                            stderr=subprocess.STDOUT, preexec_fn=pin)
 
 
 async def one(session: aiohttp.ClientSession, url: str, body: dict[str, object],
@@ -191,8 +198,8 @@ async def drive_paced(phase: Phase, url: str, body: dict[str, object], total: in
     return phase
 
 
-def start_router(backends: list[str], run_dir: Path, **settings: str) -> tuple[
-        subprocess.Popen[bytes], str]:
+def start_router(backends: list[str], run_dir: Path, core: int | None = ROUTER_CORE,
+                 **settings: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     # Every feature stays on: limits are high enough never to refuse, not disabled.
     env = {"LLMFLEET_BACKENDS": ",".join(backends), "LLMFLEET_API_KEYS": f"bench:{KEY}",
@@ -200,7 +207,7 @@ def start_router(backends: list[str], run_dir: Path, **settings: str) -> tuple[
            "LLMFLEET_RATE_LIMIT_TPM": "10000000000", "LLMFLEET_MAX_INFLIGHT_PER_BACKEND": "1100",
            "LLMFLEET_MAX_QUEUE": "1000"}
     env.update({f"LLMFLEET_{k.upper()}": v for k, v in settings.items()})
-    proc = spawn([sys.executable, "-m", "llmfleet.cli", "router"], ROUTER_CORE, env,
+    proc = spawn([sys.executable, "-m", "llmfleet.cli", "router"], core, env,
                  run_dir / f"router-{port}.log")
     wait_http(f"http://127.0.0.1:{port}/ready")
     return proc, f"http://127.0.0.1:{port}"
@@ -221,14 +228,19 @@ def part_a(run_dir: Path, quick: bool) -> dict[str, object]:
     upstream = f"http://127.0.0.1:{port}"
     wait_http(upstream + "/health")
     router, router_url = start_router([upstream], run_dir)
+    bare_port = free_port()
+    bare = spawn([sys.executable, "-m", "benchmarks.bare_passthrough", str(bare_port)],
+                 ROUTER_CORE, {"UPSTREAM": upstream})
+    bare_url = f"http://127.0.0.1:{bare_port}"
     n_plain, n_stream = (1000, 200) if quick else (6000, 1000)
     auth = {"authorization": f"Bearer {KEY}"}
     plain = {"model": "fake-model", "prompt": "hello", "max_tokens": 16}
     stream = {"model": "fake-model", "prompt": "hello", "max_tokens": 64, "stream": True}
     try:
-        for target, base, pid in (("warm-up", router_url, None),):
-            asyncio.run(drive(Phase("warm-up", target), base + "/v1/completions", plain, 300,
-                              32, auth, pid))
+        wait_http(bare_url + "/health")  # any answer will do: it is up
+        for base in (router_url, bare_url):
+            asyncio.run(drive(Phase("warm-up", "-"), base + "/v1/completions", plain, 300,
+                              32, auth, None))
         results: dict[str, dict[str, object]] = {}
         cpu_us: dict[str, float] = {}
         for label, body, total in (("non_streaming", plain, n_plain),
@@ -241,6 +253,15 @@ def part_a(run_dir: Path, quick: bool) -> dict[str, object]:
                                   total, 32, auth, router.pid))
             results[label] = overhead(d.stats(), r.stats())
             cpu_us[label] = (r.router_cpu_s or 0) / max(1, r.requests) * 1e6
+        # A stream costs one request's work plus its chunks' relay.
+        per_chunk = (cpu_us["streaming_64_chunks"] - cpu_us["non_streaming"]) / 64
+        results["streaming_64_chunks"]["router_cpu_us_per_chunk"] = per_chunk
+        print(f"(a) non_streaming: {n_plain} requests through a bare pass-through (the floor)",
+              flush=True)
+        b = asyncio.run(drive(Phase("non_streaming", "bare"), bare_url + "/v1/completions",
+                              plain, n_plain, 32, {}, bare.pid))
+        results["non_streaming"]["bare_cpu_us_per_request"] = (
+            (b.router_cpu_s or 0) / max(1, b.requests) * 1e6)
         rate, paced_total = 1000.0, (2000 if quick else 10000)
         print(f"(a) non_streaming paced at {rate:.0f} req/s (below saturation), direct then "
               "router", flush=True)
@@ -254,7 +275,7 @@ def part_a(run_dir: Path, quick: bool) -> dict[str, object]:
         results["streaming_64_chunks"]["router_cpu_us_per_chunk"] = per_chunk
         return dict(results)
     finally:
-        for proc in (router, fake):
+        for proc in (router, bare, fake):
             proc.terminate()
             proc.wait(10)
 
@@ -267,35 +288,50 @@ def part_b(run_dir: Path, quick: bool) -> dict[str, object]:
     router = None
     try:
         engine.wait_ready()
-        router, router_url = start_router([spec.url], run_dir)
+        # vLLM's CPU worker owns core 0 and its API server and engine loop live on
+        # core 1: pinning the router there would measure a fight for that core.
+        router, router_url = start_router([spec.url], run_dir, core=None)
         body = {"model": spec.served_name, "prompt": "Once upon a time", "max_tokens": 128,
                 "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True}}
         total = 64 if quick else 128
         asyncio.run(drive(Phase("warm-up", "direct"), spec.url + "/v1/completions", body, 32,
                           32, {}, None))
-        rounds: dict[str, list[Phase]] = {"direct": [], "router": []}
         auth = {"authorization": f"Bearer {KEY}"}
-        for i in range(3):
+        rounds: list[tuple[Stats, Stats]] = []
+        for i in range(ROUNDS_B):
+            pair = []
             for target, base, headers in (("direct", spec.url, {}), ("router", router_url, auth)):
-                print(f"(b) round {i + 1}: {total} streams x 128 tokens via {target}", flush=True)
-                rounds[target].append(asyncio.run(drive(
-                    Phase("vllm_streams", target), base + "/v1/completions", body, total, 32,
-                    headers, None)))
-        tps = {t: statistics.mean(p.stats().tokens_per_s for p in ps) for t, ps in rounds.items()}
-        ttft = {t: statistics.mean(p.stats().ttft_p50_ms for p in ps) for t, ps in rounds.items()}
-        errors = {t: sum(p.errors for p in ps) for t, ps in rounds.items()}
-        per_round = {t: [(round(p.stats().tokens_per_s), round(p.stats().ttft_p50_ms, 1))
-                         for p in ps] for t, ps in rounds.items()}
-        reasons = {t: [p.error_reasons for p in ps if p.errors] for t, ps in rounds.items()}
-        return {"tokens_per_s": tps, "ttft_p50_ms": ttft, "errors": errors,
-                "error_reasons": reasons, "rounds_tokens_per_s_and_ttft_ms": per_round,
-                "tokens_per_s_ratio": tps["router"] / tps["direct"],
-                "ttft_ratio_direct_over_router": ttft["direct"] / ttft["router"]}
+                print(f"(b) round {i + 1}/{ROUNDS_B}: {total} streams x 128 tokens via {target}",
+                      flush=True)
+                pid = router.pid if target == "router" else None
+                phase = asyncio.run(drive(Phase("vllm_streams", target),
+                                          base + "/v1/completions", body, total, 32, headers, pid))
+                pair.append(phase.stats())
+            rounds.append((pair[0], pair[1]))
+        return summarise_b(rounds)
     finally:
         if router is not None:
             router.terminate()
             router.wait(10)
         engine.stop()
+
+
+def summarise_b(rounds: list[tuple[Stats, Stats]]) -> dict[str, object]:
+    """Per-round ratios and their median: on a 2-core machine vLLM's own processes
+    saturate the CPU and stall for seconds now and then, on either path."""
+    tps_ratio = [r.tokens_per_s / d.tokens_per_s for d, r in rounds]
+    ttft_ratio = [d.ttft_p50_ms / r.ttft_p50_ms for d, r in rounds]
+    cpu_s = sum(r.router_cpu_s or 0 for _, r in rounds)
+    tokens = sum(r.tokens for _, r in rounds)
+    return {
+        "rounds": [{"direct_tokens_per_s": d.tokens_per_s, "router_tokens_per_s": r.tokens_per_s,
+                    "direct_ttft_p50_ms": d.ttft_p50_ms, "router_ttft_p50_ms": r.ttft_p50_ms,
+                    "direct_errors": d.errors, "router_errors": r.errors} for d, r in rounds],
+        "median_tokens_per_s_ratio": statistics.median(tps_ratio),
+        "median_ttft_ratio_direct_over_router": statistics.median(ttft_ratio),
+        "router_cpu_us_per_streamed_token": cpu_s / max(1, tokens) * 1e6,
+        "router_cpu_share_of_a_core": cpu_s / sum(r.wall_s for _, r in rounds),
+    }
 
 
 def part_c(run_dir: Path, quick: bool) -> dict[str, object]:
@@ -350,6 +386,9 @@ def main() -> int:
     results["c_held_streams"] = part_c(args.out, args.quick)
     (args.out / "router.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2, default=str))
+    from benchmarks.plots import plot_router
+
+    print(f"plot: {plot_router(results, args.out / 'router.png')}")
     return 0
 
 
