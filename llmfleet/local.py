@@ -94,7 +94,7 @@ class LocalPlatform:
             f"  model    : {spec.served_name}   (or 'auto' to let the router choose)",
             f"  api key  : {key}",
             "",
-            "  try: curl -s " + base + "/chat/completions -H 'authorization: Bearer '\"$KEY\" \\",
+            f"  try: curl -s {base}/chat/completions -H 'authorization: Bearer {key}' \\",
             "         -H 'content-type: application/json' \\",
             f"         -d '{{\"model\":\"{spec.served_name}\",\"messages\":"
             "[{\"role\":\"user\",\"content\":\"hello\"}],\"max_tokens\":16}'",

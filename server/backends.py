@@ -111,8 +111,10 @@ class BackendPool:
 
     def _set_health(self, backend: Backend, healthy: bool, error: str | None) -> None:
         if backend.healthy != healthy:
-            log.warning("backend %s is now %s%s", backend.url,
-                        "healthy" if healthy else "unhealthy", f": {error}" if error else "")
+            # Losing a backend is worth a warning; gaining one is routine.
+            log.log(logging.INFO if healthy else logging.WARNING, "backend %s is now %s%s",
+                    backend.url, "healthy" if healthy else "unhealthy",
+                    f": {error}" if error else "")
         backend.healthy = healthy
         backend.last_error = error
         self._metrics.backend_healthy.labels(backend.url).set(1 if healthy else 0)
