@@ -132,8 +132,14 @@ class Proxy:
             finally:
                 self._pool.release(backend)
         assert failure is not None
+        return await self._gave_up(failure, ex)
+
+    async def _gave_up(self, failure: _Retryable, ex: Exchange) -> Response:
+        """Every attempt failed before a byte reached the client: say how."""
         if failure.response is not None and not failure.response.closed:
-            return await self._buffered(failure.response, ex)
+            return await self._buffered(failure.response, ex)  # e.g. the engine's own 503
+        if failure.timed_out:
+            raise UpstreamTimeout(f"the engine did not accept the connection: {failure.reason}")
         raise UpstreamFailed(f"engine unreachable: {failure.reason}")
 
     async def _acquire(self, model: str, tried: Backend | None,
@@ -155,6 +161,10 @@ class Proxy:
         try:
             resp = await self._session.post(url, data=ex.request.body, headers=headers,
                                             timeout=self._timeout)
+        except aiohttp.ConnectionTimeoutError as exc:
+            # Nothing was sent: another backend may take it. Not this one again, nor
+            # ejected: a stalled engine accepts again once it catches up.
+            raise _Retryable(f"connect timed out: {exc!r}", eject=False, timed_out=True) from exc
         except TimeoutError as exc:
             raise UpstreamTimeout("the engine did not answer in time") from exc
         except aiohttp.ClientConnectorError as exc:
@@ -324,11 +334,13 @@ class _Retryable(Exception):
     """A failure before any byte reached the client: safe to try another backend."""
 
     def __init__(self, reason: str, *, eject: bool, same_backend_ok: bool = False,
-                 response: aiohttp.ClientResponse | None = None) -> None:
+                 timed_out: bool = False, response: aiohttp.ClientResponse | None = None
+                 ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.eject = eject
         self.same_backend_ok = same_backend_ok
+        self.timed_out = timed_out
         self.response = response
 
     def discard(self) -> None:

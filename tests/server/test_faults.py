@@ -352,3 +352,41 @@ def test_client_giving_up_on_a_non_streamed_request_frees_the_engine(
         # The router still serves normally afterwards.
         control.mode = Mode.OK
         assert post(router, CHAT).status_code == 200
+
+
+def test_connect_timeout_is_retried_on_another_backend(make_router: RouterFactory) -> None:
+    """A stalled engine that accepts no connections: retry elsewhere, 504 when alone."""
+    import socket
+
+    from llmfleet.fake_upstream import create_fake_upstream
+
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(0)  # never accepted: once the queue is full, connects hang
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(stalled.getsockname())
+        fillers.append(filler)
+    stalled_url = f"http://127.0.0.1:{stalled.getsockname()[1]}"
+    good = FakeControl()
+    try:
+        with ServerThread(create_fake_upstream(good)) as healthy, \
+                make_router([stalled_url, healthy.url], connect_timeout_s=0.3,
+                            health_interval_s=60) as router:
+            # Pretend the stalled engine passed its last check before it stalled.
+            backends = router.server.config.app.app.state.runtime.pool.backends
+            backends[0].healthy, backends[0].models = True, frozenset({"fake-model"})
+            for _ in range(4):
+                assert post(router, CHAT).status_code == 200
+            assert good.requests == 4
+        with make_router([stalled_url], connect_timeout_s=0.3, health_interval_s=60) as alone:
+            backend = alone.server.config.app.app.state.runtime.pool.backends[0]
+            backend.healthy, backend.models = True, frozenset({"fake-model"})
+            resp = post(alone, CHAT)
+            assert resp.status_code == 504
+            assert "did not accept the connection" in resp.json()["error"]["message"]
+    finally:
+        for sock in [*fillers, stalled]:
+            sock.close()
