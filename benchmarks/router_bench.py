@@ -213,6 +213,15 @@ def start_router(backends: list[str], run_dir: Path, core: int | None = ROUTER_C
     return proc, f"http://127.0.0.1:{port}"
 
 
+def start_fake_engine() -> tuple[subprocess.Popen[bytes], str]:
+    """The fake OpenAI engine in its own process, on the load generator's core."""
+    port = free_port()
+    fake = spawn([sys.executable, "-m", "llmfleet.fake_upstream", str(port)], LOAD_CORE)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health")
+    return fake, url
+
+
 def overhead(direct: Stats, routed: Stats) -> dict[str, object]:
     per_req = (routed.router_cpu_s or 0) / max(1, routed.requests)
     return {"direct": asdict(direct), "router": asdict(routed),
@@ -223,10 +232,7 @@ def overhead(direct: Stats, routed: Stats) -> dict[str, object]:
 
 
 def part_a(run_dir: Path, quick: bool) -> dict[str, object]:
-    port = free_port()
-    fake = spawn([sys.executable, "-m", "llmfleet.fake_upstream", str(port)], LOAD_CORE)
-    upstream = f"http://127.0.0.1:{port}"
-    wait_http(upstream + "/health")
+    fake, upstream = start_fake_engine()
     router, router_url = start_router([upstream], run_dir)
     bare_port = free_port()
     bare = spawn([sys.executable, "-m", "benchmarks.bare_passthrough", str(bare_port)],
@@ -335,10 +341,7 @@ def summarise_b(rounds: list[tuple[Stats, Stats]]) -> dict[str, object]:
 
 
 def part_c(run_dir: Path, quick: bool) -> dict[str, object]:
-    port = free_port()
-    fake = spawn([sys.executable, "-m", "llmfleet.fake_upstream", str(port)], LOAD_CORE)
-    upstream = f"http://127.0.0.1:{port}"
-    wait_http(upstream + "/health")
+    fake, upstream = start_fake_engine()
     router, router_url = start_router([upstream], run_dir)
     streams = 300 if quick else 1000
     body = {"model": "fake-model", "prompt": "x", "max_tokens": 20, "stream": True,
