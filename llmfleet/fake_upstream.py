@@ -44,6 +44,7 @@ class FakeControl:
     streams_completed: int = 0
     bodies: list[bytes] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    peers: list[int] = field(default_factory=list)  # client ports: shows connection reuse
 
 
 class EngineDied(Exception):
@@ -87,6 +88,7 @@ class FakeEngine:
         control.requests += 1
         control.bodies.append(body)
         control.headers.append(dict(request.headers))
+        control.peers.append(request.client.port if request.client else 0)
         payload = json.loads(body)
         if control.mode is Mode.HANG:
             await asyncio.sleep(3600)

@@ -34,7 +34,8 @@ class ServerThread:
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_config=None, access_log=False, loop="asyncio",
+        # "auto" is uvloop where installed, as in production: transports differ.
+        config = uvicorn.Config(app, log_config=None, access_log=False, loop="auto",
                                 timeout_graceful_shutdown=2, lifespan="on")
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run,

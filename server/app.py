@@ -44,6 +44,7 @@ from server.ratelimit import RateLimiter
 from server.routing import build_policy
 from server.service import CompletionService
 from server.settings import RouterSettings
+from server.upstream import Timeouts
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,9 @@ class Runtime:
 
 
 def _connector(settings: RouterSettings) -> aiohttp.TCPConnector:
-    per_host = settings.max_inflight_per_backend + 4  # + health checks
-    return aiohttp.TCPConnector(limit=0, limit_per_host=per_host,
-                                keepalive_timeout=settings.upstream_keepalive_s,
-                                enable_cleanup_closed=True)
+    # Health checks and model discovery only: the request path uses server.upstream.
+    return aiohttp.TCPConnector(limit_per_host=4,
+                                keepalive_timeout=settings.upstream_keepalive_s)
 
 
 class HotPaths:
@@ -114,10 +114,9 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
         pool = BackendPool(settings.backends, session, limits, metrics,
                            settings.backend_api_key)
         access_log = AccessLog()
-        proxy = Proxy(pool, session, limiter, metrics, access_log,
-                      connect_timeout_s=settings.connect_timeout_s,
-                      read_timeout_s=settings.read_timeout_s,
-                      backend_api_key=settings.backend_api_key)
+        timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s,
+                            settings.upstream_keepalive_s)
+        proxy = Proxy(pool, limiter, metrics, access_log, timeouts, settings.backend_api_key)
         service = CompletionService(
             keys=keys, limiter=limiter, pool=pool, proxy=proxy, policy=policy,
             metrics=metrics, alias=settings.alias_model,
@@ -132,6 +131,7 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
             yield
         finally:
             await pool.stop()
+            proxy.close()
             await access_log.stop()
             await session.close()
 

@@ -1,9 +1,8 @@
 """Forwarding one admitted request to an engine and its answer back to the client.
 
-The hot path uses aiohttp's client rather than httpx: measured on this
-project's machines, a bare pass-through costs about 120 us of CPU per request
-and 17 us per streamed chunk with aiohttp against 1,600 us and 74 us with
-httpx's default transport (see BENCHMARKS.md).
+The hot path speaks to engines through `server.upstream`, a lean HTTP/1.1
+pool: measured, it costs a fraction of aiohttp's client, which itself costs a
+fraction of httpx's default transport (see BENCHMARKS.md).
 
 Failure rules:
 - Before any byte reached the client, a connection failure ejects the backend
@@ -25,7 +24,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import aiohttp
 from starlette.responses import Response, StreamingResponse
 
 from server.accesslog import AccessLog
@@ -40,6 +38,16 @@ from server.errors import (
 from server.metrics import RouterMetrics
 from server.protocol import Endpoint, ParsedRequest
 from server.ratelimit import RateLimiter, Reservation
+from server.upstream import (
+    ConnectRefused,
+    ConnectTimeout,
+    Disconnected,
+    ReadTimeout,
+    Timeouts,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+)
 
 log = logging.getLogger(__name__)
 # Usage is the last object of an OpenAI answer; scanning for its two counters
@@ -80,18 +88,26 @@ def _status_class(code: int) -> str:
 class Proxy:
     """Sends requests upstream with one retry and streams answers back."""
 
-    def __init__(self, pool: BackendPool, session: aiohttp.ClientSession,
-                 limiter: RateLimiter, metrics: RouterMetrics, access_log: AccessLog, *,
-                 connect_timeout_s: float, read_timeout_s: float,
+    def __init__(self, pool: BackendPool, limiter: RateLimiter, metrics: RouterMetrics,
+                 access_log: AccessLog, timeouts: Timeouts,
                  backend_api_key: str | None = None) -> None:
         self._pool = pool
-        self._session = session
         self._limiter = limiter
         self._metrics = metrics
         self._access_log = access_log
-        self._timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout_s,
-                                              sock_read=read_timeout_s)
+        self._timeouts = timeouts
+        self._upstreams: dict[str, UpstreamPool] = {}
         self._auth = f"Bearer {backend_api_key}" if backend_api_key else None
+
+    def _upstream(self, backend: Backend) -> UpstreamPool:
+        upstream = self._upstreams.get(backend.url)
+        if upstream is None:
+            upstream = self._upstreams[backend.url] = UpstreamPool(backend.url, self._timeouts)
+        return upstream
+
+    def close(self) -> None:
+        for upstream in self._upstreams.values():
+            upstream.close()
 
     async def forward(self, ex: Exchange) -> Response:
         """Send `ex` upstream (retrying once) and build the client's response.
@@ -136,7 +152,7 @@ class Proxy:
 
     async def _gave_up(self, failure: _Retryable, ex: Exchange) -> Response:
         """Every attempt failed before a byte reached the client: say how."""
-        if failure.response is not None and not failure.response.closed:
+        if failure.response is not None:
             return await self._buffered(failure.response, ex)  # e.g. the engine's own 503
         if failure.timed_out:
             raise UpstreamTimeout(f"the engine did not accept the connection: {failure.reason}")
@@ -153,43 +169,41 @@ class Proxy:
                 raise
             return await self._pool.acquire(model)
 
-    async def _send(self, backend: Backend, ex: Exchange) -> aiohttp.ClientResponse:
+    async def _send(self, backend: Backend, ex: Exchange) -> UpstreamResponse:
         headers = {"content-type": "application/json", "x-request-id": ex.request_id}
         if self._auth:
             headers["authorization"] = self._auth
-        url = backend.url + ex.request.endpoint.value
+        upstream = self._upstream(backend)
         try:
-            resp = await self._session.post(url, data=ex.request.body, headers=headers,
-                                            timeout=self._timeout)
-        except aiohttp.ConnectionTimeoutError as exc:
+            resp = await upstream.post(ex.request.endpoint.value, ex.request.body, headers)
+        except ConnectTimeout as exc:
             # Nothing was sent: another backend may take it. Not this one again, nor
             # ejected: a stalled engine accepts again once it catches up.
-            raise _Retryable(f"connect timed out: {exc!r}", eject=False, timed_out=True) from exc
-        except TimeoutError as exc:
+            raise _Retryable(f"connect timed out: {exc}", eject=False, timed_out=True) from exc
+        except ReadTimeout as exc:
             raise UpstreamTimeout("the engine did not answer in time") from exc
-        except aiohttp.ClientConnectorError as exc:
+        except ConnectRefused as exc:
             # Nobody listens: the engine is down. Take it out until a health check passes.
-            raise _Retryable(f"{type(exc).__name__}: {exc}", eject=True) from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            # Dropped after connecting: usually a pooled connection the engine had just
+            raise _Retryable(str(exc), eject=True) from exc
+        except Disconnected as exc:
+            # Dropped before answering: usually a pooled connection the engine had just
             # closed. Retry without ejecting; a dead engine shows on the fresh connection.
-            raise _Retryable(f"{type(exc).__name__}: {exc}", eject=False,
-                             same_backend_ok=True) from exc
+            raise _Retryable(str(exc), eject=False, same_backend_ok=True) from exc
         if resp.status == 503:
             raise _Retryable("engine answered 503", eject=False, response=resp)
         return resp
 
-    async def _buffered(self, resp: aiohttp.ClientResponse, ex: Exchange) -> Response:
+    async def _buffered(self, resp: UpstreamResponse, ex: Exchange) -> Response:
         try:
             body = await resp.read()
         except BaseException as exc:
             # Closing (not releasing) drops the connection, which makes vLLM abort the
             # request: wanted on timeouts and failures, and when the client went away.
             resp.close()
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, ReadTimeout):
                 raise UpstreamTimeout("the engine did not finish in time") from exc
-            if isinstance(exc, aiohttp.ClientError):
-                raise UpstreamFailed(f"the engine failed while answering: {exc!r}") from exc
+            if isinstance(exc, UpstreamError):
+                raise UpstreamFailed(f"the engine failed while answering: {exc}") from exc
             raise
         resp.release()
         status = resp.status
@@ -202,11 +216,10 @@ class Proxy:
         ex.http_status = status
         ex.status = _status_class(status)
         self.finish(ex)
-        return Response(body, status_code=status,
-                        media_type=resp.headers.get("content-type", "application/json"),
+        return Response(body, status_code=status, media_type=resp.content_type,
                         headers=self._headers(ex))
 
-    def _streaming(self, resp: aiohttp.ClientResponse, backend: Backend,
+    def _streaming(self, resp: UpstreamResponse, backend: Backend,
                    ex: Exchange) -> StreamingResponse:
         headers = self._headers(ex)
         headers["cache-control"] = "no-cache"
@@ -214,7 +227,7 @@ class Proxy:
         return StreamingResponse(self._relay(resp, backend, ex), status_code=200,
                                  media_type="text/event-stream", headers=headers)
 
-    async def _relay(self, resp: aiohttp.ClientResponse, backend: Backend,
+    async def _relay(self, resp: UpstreamResponse, backend: Backend,
                      ex: Exchange) -> AsyncIterator[bytes]:
         series = self._metrics.model(ex.model)
         ttft, itl = series.ttft, series.itl
@@ -223,7 +236,7 @@ class Proxy:
         clean = False
         ex.status = "cancelled"
         try:
-            async for chunk in resp.content.iter_any():
+            while (chunk := await resp.next_chunk()) is not None:
                 now = time.perf_counter()
                 if last:
                     itl.observe(now - last)
@@ -244,12 +257,12 @@ class Proxy:
                 self._count_events(pending, ex)
                 yield pending
             ex.status, ex.http_status, clean = "2xx", 200, True
-        except (aiohttp.ClientError, TimeoutError, UpstreamFailed) as exc:
+        except (UpstreamError, UpstreamFailed) as exc:
             # Headers are gone already: all that is left is to say so in-band.
             log.warning("stream %s broke mid-way on %s: %r", ex.request_id, backend.url, exc)
             ex.status, ex.http_status = "5xx", 502
             message = "the engine failed mid-stream; the answer is incomplete"
-            if isinstance(exc, TimeoutError):
+            if isinstance(exc, ReadTimeout):
                 message = "the engine stopped sending mid-stream; the answer is incomplete"
             payload = error_body(message, "server_error", "upstream_error", None)
             yield b"data: " + payload + EVENT_END
@@ -334,7 +347,7 @@ class _Retryable(Exception):
     """A failure before any byte reached the client: safe to try another backend."""
 
     def __init__(self, reason: str, *, eject: bool, same_backend_ok: bool = False,
-                 timed_out: bool = False, response: aiohttp.ClientResponse | None = None
+                 timed_out: bool = False, response: UpstreamResponse | None = None
                  ) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -38,7 +38,8 @@ def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert RouterSettings.load().backends == ["http://x:1"]
 
 
-@pytest.mark.parametrize("field", [{"backends": ["ftp://x"]}, {"max_queue": -1},
+@pytest.mark.parametrize("field", [{"backends": ["ftp://x"]}, {"backends": ["https://x"]},
+                                   {"max_queue": -1},
                                    {"unknown_setting": 1}, {"policy": "random"}])
 def test_bad_values_are_refused(field: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
