@@ -71,6 +71,7 @@ class Exchange:
     reservation: Reservation
     started: float = field(default_factory=time.perf_counter)
     route_reason: str | None = None
+    engine_request_id: str = ""
     backend: str | None = None
     status: str = "5xx"
     http_status: int = 0
@@ -170,7 +171,8 @@ class Proxy:
             return await self._pool.acquire(model)
 
     async def _send(self, backend: Backend, ex: Exchange) -> UpstreamResponse:
-        headers = {"content-type": "application/json", "x-request-id": ex.request_id}
+        headers = {"content-type": "application/json",
+                   "x-request-id": ex.engine_request_id or ex.request_id}
         if self._auth:
             headers["authorization"] = self._auth
         upstream = self._upstream(backend)
@@ -334,7 +336,8 @@ class Proxy:
         self._limiter.reconcile(ex.reservation, used)
         if self._access_log.enabled:
             self._access_log.record({
-                "request_id": ex.request_id, "key_id": ex.key_id, "model": ex.model,
+                "request_id": ex.request_id, "engine_request_id": ex.engine_request_id,
+                "key_id": ex.key_id, "model": ex.model,
                 "backend": ex.backend, "status": ex.http_status or ex.status,
                 "stream": ex.request.stream, "retried": ex.retried,
                 "prompt_tokens": ex.prompt_tokens, "completion_tokens": completion,

@@ -33,12 +33,17 @@ _ID_PREFIX = os.urandom(8).hex()
 _ID_COUNTER = itertools.count(1)
 
 
-def request_id_for(request: Request) -> str:
-    """Keep a caller's sane `x-request-id` for end-to-end tracing, else mint one."""
+def mint_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+def request_id_for(request: Request) -> tuple[str, bool]:
+    """The caller's sane `x-request-id` for end-to-end tracing, else a minted one;
+    and whether it was minted here (and so is unique)."""
     given = request.headers.get("x-request-id")
     if given and _REQUEST_ID.match(given):
-        return given
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+        return given, False
+    return mint_request_id(), True
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -73,8 +78,8 @@ class CompletionService:
         self._default_max_tokens = default_max_tokens
 
     async def handle(self, endpoint: Endpoint, request: Request) -> Response:
-        request.state.request_id = request_id_for(request)
-        ex = await self._admit(endpoint, request)
+        request.state.request_id, minted = request_id_for(request)
+        ex = await self._admit(endpoint, request, minted)
         try:
             if ex.request.stream:  # StreamingResponse itself stops on a disconnect
                 return await self._proxy.forward(ex)
@@ -87,7 +92,7 @@ class CompletionService:
             self._proxy.finish(ex)
             raise
 
-    async def _admit(self, endpoint: Endpoint, request: Request) -> Exchange:
+    async def _admit(self, endpoint: Endpoint, request: Request, minted: bool) -> Exchange:
         """Everything before the engine; refusals are counted and logged here.
 
         Raises:
@@ -113,8 +118,12 @@ class CompletionService:
         except APIError as exc:
             self._proxy.refused(request.state.request_id, key_id, model, exc, started)
             raise
-        return Exchange(parsed, request.state.request_id, key_id, model, reservation,
-                        started=started, route_reason=reason)
+        request_id: str = request.state.request_id
+        # The engine adopts x-request-id as its own id (and builds the answer's "id"
+        # from it), so it always gets a unique one, even when a caller reuses theirs.
+        engine_id = request_id if minted else mint_request_id()
+        return Exchange(parsed, request_id, key_id, model, reservation, started=started,
+                        route_reason=reason, engine_request_id=engine_id)
 
     def _label(self, model: str) -> str:
         """The model as a metric label: only names some backend serves stay bounded."""

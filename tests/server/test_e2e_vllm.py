@@ -211,3 +211,25 @@ def test_protected_metrics_need_a_key(vllm_engine: tuple[str, str],
         ok = httpx.get(router.url + "/metrics", headers={"authorization": f"Bearer {TEST_KEY}"})
         assert ok.status_code == 200
         assert httpx.get(router.url + "/health").status_code == 200
+
+
+def test_a_reused_client_request_id_does_not_collide_in_the_engine(
+        stack: tuple[ServerThread, str, str]) -> None:
+    """Regression: vLLM adopts x-request-id as its own request id, so a caller reusing
+    one id (a trace id per session) made concurrent requests collide in the engine."""
+    import concurrent.futures
+
+    router, _, model = stack
+
+    def one(_: int) -> tuple[int, str, str]:
+        resp = httpx.post(router.url + "/v1/completions", timeout=60,
+                          json={"model": model, "prompt": "x", "max_tokens": 32,
+                                "ignore_eos": True},
+                          headers={"authorization": f"Bearer {TEST_KEY}",
+                                   "x-request-id": "session-trace-1"})
+        return resp.status_code, resp.headers.get("x-request-id", ""), resp.json()["id"]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(16)))
+    assert [r[:2] for r in results] == [(200, "session-trace-1")] * 16
+    assert len({r[2] for r in results}) == 16  # the engine saw 16 distinct requests
