@@ -268,6 +268,18 @@ def part_a(run_dir: Path, quick: bool) -> dict[str, object]:
                               plain, n_plain, 32, {}, bare.pid))
         results["non_streaming"]["bare_cpu_us_per_request"] = (
             (b.router_cpu_s or 0) / max(1, b.requests) * 1e6)
+        # Like tokens from an engine: one event per write, 2 ms apart, 32 streams.
+        paced = {**stream, "max_tokens": 128, "fake_chunk_delay_s": 0.002}
+        n_paced = 64 if quick else 320
+        print(f"(a) {n_paced} streams of 128 events paced 2 ms apart, direct then router",
+              flush=True)
+        d = asyncio.run(drive(Phase("paced", "direct"), upstream + "/v1/completions", paced,
+                              n_paced, 32, {}, None))
+        r = asyncio.run(drive(Phase("paced", "router"), router_url + "/v1/completions", paced,
+                              n_paced, 32, auth, router.pid))
+        results["streaming_paced_events"] = overhead(d.stats(), r.stats())
+        results["streaming_paced_events"]["router_cpu_us_per_event"] = (
+            (r.router_cpu_s or 0) / max(1, r.chunks) * 1e6)
         rate, paced_total = 1000.0, (2000 if quick else 10000)
         print(f"(a) non_streaming paced at {rate:.0f} req/s (below saturation), direct then "
               "router", flush=True)

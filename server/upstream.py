@@ -64,12 +64,17 @@ class Timeouts:
 class UpstreamResponse:
     """Status and headers as soon as they arrive; the body as it arrives."""
 
-    __slots__ = ("_buffered", "_chunks", "_conn", "_done", "_error", "_read_timeout",
-                 "_waiter", "content_type", "status")
+    __slots__ = ("_buffered", "_chunks", "_conn", "_done", "_error", "_last_data", "_loop",
+                 "_read_timeout", "_timer", "_waiter", "content_type", "status")
 
     def __init__(self, conn: _Connection, read_timeout: float) -> None:
         self._conn = conn
         self._read_timeout = read_timeout
+        self._loop = asyncio.get_running_loop()
+        self._last_data = self._loop.time()
+        # One idle timer per response, re-armed from the last data: arming a timer on
+        # every wait cost microseconds per streamed token.
+        self._timer: asyncio.TimerHandle | None = None
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._done = False
@@ -81,6 +86,7 @@ class UpstreamResponse:
     # -- fed by the protocol ----------------------------------------------------
 
     def _feed(self, chunk: bytes) -> None:
+        self._last_data = self._loop.time()
         self._chunks.append(chunk)
         self._buffered += len(chunk)
         if self._buffered > MAX_BUFFER_BYTES:
@@ -104,14 +110,31 @@ class UpstreamResponse:
     # -- read by the proxy --------------------------------------------------------
 
     async def _wait(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._waiter = waiter = loop.create_future()
-        timer = loop.call_later(self._read_timeout, _expire, waiter)
+        self._waiter = waiter = self._loop.create_future()
+        if self._timer is None:
+            self._arm()
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _arm(self) -> None:
+        due = max(self._loop.time(), self._last_data + self._read_timeout)
+        self._timer = self._loop.call_at(due, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self._waiter is None:
+            return  # nobody waiting: the next wait re-arms
+        if self._loop.time() - self._last_data >= self._read_timeout:
+            _expire(self._waiter)
+        else:
+            self._arm()
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def next_chunk(self) -> bytes | None:
         """The next piece of body, or None at its end.
@@ -142,10 +165,12 @@ class UpstreamResponse:
 
     def release(self) -> None:
         """Hand the connection back: reused if the answer was read to its end."""
+        self._disarm()
         self._conn.finish(reusable=self._done and self._error is None and not self._chunks)
 
     def close(self) -> None:
         """Drop the connection (an engine aborts a request whose client went away)."""
+        self._disarm()
         self._conn.finish(reusable=False)
 
 

@@ -128,3 +128,21 @@ def test_only_plain_http_urls() -> None:
     pool = UpstreamPool("http://[::1]:8001", TIMEOUTS)
     assert (pool.host, pool.port) == ("::1", 8001)
     assert UpstreamPool("http://engine", TIMEOUTS).port == 80
+
+
+async def test_read_timeout_counts_silence_not_total_time(
+        fake: tuple[FakeControl, str]) -> None:
+    control, url = fake
+    control.chunk_delay_s = 0.1  # 10 events over ~1 s, never silent for 0.3 s
+    pool = UpstreamPool(url, Timeouts(connect_s=2, read_s=0.3, keepalive_s=30))
+    resp = await pool.post("/v1/completions", body(max_tokens=9, stream=True), HEADERS)
+    assert (await resp.read()).endswith(b"data: [DONE]\n\n")
+    resp.release()
+    control.mode, control.fail_after = Mode.HANG_MIDSTREAM, 3
+    resp = await pool.post("/v1/completions", body(max_tokens=9, stream=True), HEADERS)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ReadTimeout):
+        await resp.read()
+    assert asyncio.get_running_loop().time() - started < 1.5  # 3 x 0.1 s + 0.3 s of silence
+    resp.close()
+    pool.close()
