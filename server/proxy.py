@@ -127,6 +127,7 @@ class Proxy:
                     raise
                 break
             if failure is not None:
+                log.info("retrying %s on %s after: %s", ex.request_id, backend.url, failure.reason)
                 failure.discard()
                 ex.retried = True
                 self._metrics.retries.labels(ex.model).inc()
