@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+MAX_FAKE_TOKENS = 500_000
+
 
 class Mode(StrEnum):
     OK = "ok"
@@ -97,7 +99,8 @@ class FakeEngine:
                              "param": None, "code": control.status}}
             return JSONResponse(err, status_code=control.status)
         chat = request.url.path.endswith("/chat/completions")
-        n = int(payload.get("max_tokens") or 16)
+        # Capped: generated tests may ask for 10**18 tokens, and a real engine would refuse.
+        n = min(int(payload.get("max_tokens") or 16), MAX_FAKE_TOKENS)
         if payload.get("stream"):
             include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
             events = self._events(payload["model"], n, chat, include_usage)
