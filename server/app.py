@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.accesslog import AccessLog
+from server.accounting import Accounting
 from server.auth import KeyStore
 from server.backends import BackendPool, PoolLimits
 from server.errors import (
@@ -116,9 +117,11 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
         access_log = AccessLog()
         timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s,
                             settings.upstream_keepalive_s)
-        proxy = Proxy(pool, limiter, metrics, access_log, timeouts, settings.backend_api_key)
+        accounting = Accounting(metrics, limiter, access_log)
+        proxy = Proxy(pool, accounting, metrics, timeouts, settings.backend_api_key)
         service = CompletionService(
-            keys=keys, limiter=limiter, pool=pool, proxy=proxy, policy=policy,
+            keys=keys, limiter=limiter, pool=pool, proxy=proxy, accounting=accounting,
+            policy=policy,
             metrics=metrics, alias=settings.alias_model,
             max_body_bytes=settings.max_body_bytes,
             default_max_tokens=settings.default_max_tokens)

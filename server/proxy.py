@@ -4,10 +4,13 @@ The hot path speaks to engines through `server.upstream`, a lean HTTP/1.1
 pool: measured, it costs a fraction of aiohttp's client, which itself costs a
 fraction of httpx's default transport (see BENCHMARKS.md).
 
-Failure rules:
-- Before any byte reached the client, a connection failure ejects the backend
-  and the request is retried once on another healthy backend; an engine 503
-  is retried the same way without ejecting (it may just be busy).
+Failure rules, before any byte reached the client (each retried once):
+- a refused connection ejects the backend and retries on another;
+- a connection dropped before the answer (usually a pooled one the engine had
+  just closed) retries without ejecting, on the same backend if it is alone;
+- a connect timeout (a stalled engine) retries on another backend only;
+- an engine 503 retries on another backend, else passes through.
+After that:
 - Engine 4xx answers pass through untouched; other engine 5xx become 502.
 - A stream that breaks midway ends with an SSE error event in OpenAI's shape.
   Only whole SSE events are forwarded, so that event never lands inside a
@@ -19,25 +22,15 @@ Failure rules:
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 from starlette.responses import Response, StreamingResponse
 
-from server.accesslog import AccessLog
+from server.accounting import Accounting, Exchange, count_events, usage_from
 from server.backends import Backend, BackendPool
-from server.errors import (
-    APIError,
-    NoHealthyBackend,
-    UpstreamFailed,
-    UpstreamTimeout,
-    error_body,
-)
+from server.errors import NoHealthyBackend, UpstreamFailed, UpstreamTimeout, error_body
 from server.metrics import RouterMetrics
-from server.protocol import Endpoint, ParsedRequest
-from server.ratelimit import RateLimiter, Reservation
 from server.upstream import (
     ConnectRefused,
     ConnectTimeout,
@@ -50,36 +43,9 @@ from server.upstream import (
 )
 
 log = logging.getLogger(__name__)
-# Usage is the last object of an OpenAI answer; scanning for its two counters
-# costs a tenth of parsing the whole body.
-_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
-_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
 
 EVENT_END = b"\n\n"
-NO_MODEL = "(none)"  # metric label for requests refused before a served model was known
 MAX_PENDING_BYTES = 1 << 20
-
-
-@dataclass(slots=True)
-class Exchange:
-    """Bookkeeping for one request, finished into metrics, limits and the access log."""
-
-    request: ParsedRequest
-    request_id: str
-    key_id: str | None
-    model: str
-    reservation: Reservation
-    started: float = field(default_factory=time.perf_counter)
-    route_reason: str | None = None
-    engine_request_id: str = ""
-    backend: str | None = None
-    status: str = "5xx"
-    http_status: int = 0
-    retried: bool = False
-    ttft: float | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    streamed_events: int = 0
 
 
 def _status_class(code: int) -> str:
@@ -89,13 +55,11 @@ def _status_class(code: int) -> str:
 class Proxy:
     """Sends requests upstream with one retry and streams answers back."""
 
-    def __init__(self, pool: BackendPool, limiter: RateLimiter, metrics: RouterMetrics,
-                 access_log: AccessLog, timeouts: Timeouts,
-                 backend_api_key: str | None = None) -> None:
+    def __init__(self, pool: BackendPool, accounting: Accounting, metrics: RouterMetrics,
+                 timeouts: Timeouts, backend_api_key: str | None = None) -> None:
         self._pool = pool
-        self._limiter = limiter
+        self._accounting = accounting
         self._metrics = metrics
-        self._access_log = access_log
         self._timeouts = timeouts
         self._upstreams: dict[str, UpstreamPool] = {}
         self._auth = f"Bearer {backend_api_key}" if backend_api_key else None
@@ -215,10 +179,10 @@ class Proxy:
                               "upstream_error", None)
             status = 502
         if status == 200:
-            self._usage_from(body, ex)
+            usage_from(body, ex)
         ex.http_status = status
         ex.status = _status_class(status)
-        self.finish(ex)
+        self._accounting.finish(ex)
         return Response(body, status_code=status, media_type=resp.content_type,
                         headers=self._headers(ex))
 
@@ -254,10 +218,10 @@ class Proxy:
                         raise UpstreamFailed("engine sent an SSE event over 1 MiB")
                     continue
                 events, pending = pending[:cut + 2], pending[cut + 2:]
-                self._count_events(events, ex)
+                count_events(events, ex)
                 yield events
             if pending:
-                self._count_events(pending, ex)
+                count_events(pending, ex)
                 yield pending
             ex.status, ex.http_status, clean = "2xx", 200, True
         except (UpstreamError, UpstreamFailed) as exc:
@@ -275,27 +239,7 @@ class Proxy:
             else:
                 resp.close()
             self._pool.release(backend)
-            self.finish(ex)
-
-    @staticmethod
-    def _count_events(events: bytes, ex: Exchange) -> None:
-        ex.streamed_events += events.count(b"data: ") - events.count(b"data: [DONE]")
-        if b'"usage":{' in events or b'"usage": {' in events:
-            for line in events.split(b"\n"):
-                if line.startswith(b"data: {") and b'"usage"' in line:
-                    Proxy._usage_from(line[6:], ex)
-
-    @staticmethod
-    def _usage_from(body: bytes, ex: Exchange) -> None:
-        at = body.rfind(b'"usage"')
-        if at < 0:
-            return
-        prompt = _PROMPT_TOKENS.search(body, at)
-        completion = _COMPLETION_TOKENS.search(body, at)
-        if prompt is not None:
-            ex.prompt_tokens = int(prompt.group(1))
-        if completion is not None:
-            ex.completion_tokens = int(completion.group(1))
+            self._accounting.finish(ex)
 
     @staticmethod
     def _headers(ex: Exchange) -> dict[str, str]:
@@ -303,49 +247,6 @@ class Proxy:
         if ex.route_reason:
             headers["x-llmfleet-route"] = ex.route_reason
         return headers
-
-    def refused(self, request_id: str, key_id: str | None, model: str, exc: APIError,
-                started: float) -> None:
-        """Count and log a request refused before it reached an engine."""
-        self._metrics.model(model).count(f"{exc.status // 100}xx")
-        if self._access_log.enabled:
-            self._access_log.record({
-                "request_id": request_id, "key_id": key_id, "model": model,
-                "status": exc.status, "error": exc.code or exc.type,
-                "latency_s": round(time.perf_counter() - started, 6)})
-
-    def finish(self, ex: Exchange) -> None:
-        """Record metrics, settle the token reservation and write the access log line."""
-        latency = time.perf_counter() - ex.started
-        series = self._metrics.model(ex.model)
-        series.count(ex.status)
-        series.latency.observe(latency)
-        completion = ex.completion_tokens
-        if completion is None and ex.request.stream and ex.streamed_events:
-            # No usage in the stream: vLLM sends one token per content event, after
-            # a role-only first event on chat.
-            completion = max(0, ex.streamed_events - (ex.request.endpoint is Endpoint.CHAT))
-        prompt = ex.prompt_tokens if ex.prompt_tokens is not None else 0
-        if ex.prompt_tokens is not None:
-            series.prompt_tokens.inc(prompt)
-        if completion is not None:
-            series.completion_tokens.inc(completion)
-        used = 0  # refused or failed before generating: refund the whole reservation
-        if ex.prompt_tokens is not None or completion is not None:
-            used = (ex.prompt_tokens if ex.prompt_tokens is not None
-                    else ex.request.prompt_tokens_estimate) + (completion or 0)
-        self._limiter.reconcile(ex.reservation, used)
-        if self._access_log.enabled:
-            self._access_log.record({
-                "request_id": ex.request_id, "engine_request_id": ex.engine_request_id,
-                "key_id": ex.key_id, "model": ex.model,
-                "backend": ex.backend, "status": ex.http_status or ex.status,
-                "stream": ex.request.stream, "retried": ex.retried,
-                "prompt_tokens": ex.prompt_tokens, "completion_tokens": completion,
-                "ttft_s": None if ex.ttft is None else round(ex.ttft, 6),
-                "latency_s": round(latency, 6), "route": ex.route_reason,
-            })
-
 
 class _Retryable(Exception):
     """A failure before any byte reached the client: safe to try another backend."""

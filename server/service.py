@@ -17,12 +17,13 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.accounting import NO_MODEL, Accounting, Exchange
 from server.auth import KeyStore
 from server.backends import BackendPool
 from server.errors import APIError, BodyTooLarge, ModelNotFound, NoHealthyBackend
 from server.metrics import RouterMetrics
 from server.protocol import Endpoint, ParsedRequest, parse_request, with_model
-from server.proxy import NO_MODEL, Exchange, Proxy
+from server.proxy import Proxy
 from server.ratelimit import RateLimiter
 from server.routing import RoutingPolicy
 
@@ -65,12 +66,14 @@ class CompletionService:
     """Authenticates, validates, routes and limits, then hands over to the proxy."""
 
     def __init__(self, *, keys: KeyStore, limiter: RateLimiter, pool: BackendPool,
-                 proxy: Proxy, policy: RoutingPolicy, metrics: RouterMetrics,
+                 proxy: Proxy, accounting: Accounting, policy: RoutingPolicy,
+                 metrics: RouterMetrics,
                  alias: str, max_body_bytes: int, default_max_tokens: int) -> None:
         self._keys = keys
         self._limiter = limiter
         self._pool = pool
         self._proxy = proxy
+        self._accounting = accounting
         self._policy = policy
         self._metrics = metrics
         self._alias = alias
@@ -89,7 +92,7 @@ class CompletionService:
                 self._metrics.rate_limited.labels("queue_full").inc()
             ex.http_status = exc.status
             ex.status = f"{exc.status // 100}xx"
-            self._proxy.finish(ex)
+            self._accounting.finish(ex)
             raise
 
     async def _admit(self, endpoint: Endpoint, request: Request, minted: bool) -> Exchange:
@@ -116,7 +119,7 @@ class CompletionService:
                 self._metrics.rate_limited.labels("key_limit").inc()
                 raise
         except APIError as exc:
-            self._proxy.refused(request.state.request_id, key_id, model, exc, started)
+            self._accounting.refused(request.state.request_id, key_id, model, exc, started)
             raise
         request_id: str = request.state.request_id
         # The engine adopts x-request-id as its own id (and builds the answer's "id"
@@ -156,7 +159,7 @@ class CompletionService:
                 raise
             task.uncancel()
             ex.status, ex.http_status = "cancelled", 499
-            self._proxy.finish(ex)
+            self._accounting.finish(ex)
             return Response(status_code=499)  # nobody is listening; nginx's code for this
         finally:
             watcher.cancel()

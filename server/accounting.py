@@ -1,0 +1,122 @@
+"""Accounting for each request: metrics, limit settlement and the access log.
+
+`Exchange` carries one request's bookkeeping from admission to its end;
+`Accounting.finish` turns it into Prometheus observations, settles the
+token reservation against the usage the engine reported (or, without usage,
+the streamed events counted) and writes the access log line. Requests refused
+before reaching an engine go through `Accounting.refused`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from server.accesslog import AccessLog
+from server.errors import APIError
+from server.metrics import RouterMetrics
+from server.protocol import Endpoint, ParsedRequest
+from server.ratelimit import RateLimiter, Reservation
+
+# Usage is the last object of an OpenAI answer; scanning for its two counters
+# costs a tenth of parsing the whole body.
+_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+NO_MODEL = "(none)"  # metric label for requests refused before a served model was known
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Bookkeeping for one request, finished into metrics, limits and the access log."""
+
+    request: ParsedRequest
+    request_id: str
+    key_id: str | None
+    model: str
+    reservation: Reservation
+    started: float = field(default_factory=time.perf_counter)
+    route_reason: str | None = None
+    engine_request_id: str = ""
+    backend: str | None = None
+    status: str = "5xx"
+    http_status: int = 0
+    retried: bool = False
+    ttft: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    streamed_events: int = 0
+
+
+def count_events(events: bytes, ex: Exchange) -> None:
+    """Count whole SSE events relayed, and pick up usage from the one that carries it."""
+    ex.streamed_events += events.count(b"data: ") - events.count(b"data: [DONE]")
+    if b'"usage":{' in events or b'"usage": {' in events:
+        for line in events.split(b"\n"):
+            if line.startswith(b"data: {") and b'"usage"' in line:
+                usage_from(line[6:], ex)
+
+
+def usage_from(body: bytes, ex: Exchange) -> None:
+    """Read the engine-reported token counts from an answer or an event."""
+    at = body.rfind(b'"usage"')
+    if at < 0:
+        return
+    prompt = _PROMPT_TOKENS.search(body, at)
+    completion = _COMPLETION_TOKENS.search(body, at)
+    if prompt is not None:
+        ex.prompt_tokens = int(prompt.group(1))
+    if completion is not None:
+        ex.completion_tokens = int(completion.group(1))
+
+
+class Accounting:
+    """Settles each request into metrics, per-key limits and the access log."""
+
+    def __init__(self, metrics: RouterMetrics, limiter: RateLimiter,
+                 access_log: AccessLog) -> None:
+        self._metrics = metrics
+        self._limiter = limiter
+        self._access_log = access_log
+
+    def refused(self, request_id: str, key_id: str | None, model: str, exc: APIError,
+                started: float) -> None:
+        """Count and log a request refused before it reached an engine."""
+        self._metrics.model(model).count(f"{exc.status // 100}xx")
+        if self._access_log.enabled:
+            self._access_log.record({
+                "request_id": request_id, "key_id": key_id, "model": model,
+                "status": exc.status, "error": exc.code or exc.type,
+                "latency_s": round(time.perf_counter() - started, 6)})
+
+    def finish(self, ex: Exchange) -> None:
+        """Record metrics, settle the token reservation and write the access log line."""
+        latency = time.perf_counter() - ex.started
+        series = self._metrics.model(ex.model)
+        series.count(ex.status)
+        series.latency.observe(latency)
+        completion = ex.completion_tokens
+        if completion is None and ex.request.stream and ex.streamed_events:
+            # No usage in the stream: vLLM sends one token per content event, after
+            # a role-only first event on chat.
+            completion = max(0, ex.streamed_events - (ex.request.endpoint is Endpoint.CHAT))
+        prompt = ex.prompt_tokens if ex.prompt_tokens is not None else 0
+        if ex.prompt_tokens is not None:
+            series.prompt_tokens.inc(prompt)
+        if completion is not None:
+            series.completion_tokens.inc(completion)
+        used = 0  # refused or failed before generating: refund the whole reservation
+        if ex.prompt_tokens is not None or completion is not None:
+            used = (ex.prompt_tokens if ex.prompt_tokens is not None
+                    else ex.request.prompt_tokens_estimate) + (completion or 0)
+        self._limiter.reconcile(ex.reservation, used)
+        if self._access_log.enabled:
+            self._access_log.record({
+                "request_id": ex.request_id, "engine_request_id": ex.engine_request_id,
+                "key_id": ex.key_id, "model": ex.model,
+                "backend": ex.backend, "status": ex.http_status or ex.status,
+                "stream": ex.request.stream, "retried": ex.retried,
+                "prompt_tokens": ex.prompt_tokens, "completion_tokens": completion,
+                "ttft_s": None if ex.ttft is None else round(ex.ttft, 6),
+                "latency_s": round(latency, 6), "route": ex.route_reason,
+            })
