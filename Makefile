@@ -32,13 +32,13 @@ testmodel: $(STAMP) ## Generate the small offline test model into .cache/models/
 
 .PHONY: test
 test: $(STAMP) ## Run lint, type checks and the whole test suite (what CI runs)
-	$(VENV)/bin/ruff check server llmfleet tests benchmarks
+	$(VENV)/bin/ruff check server llmfleet agent tests benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff and mypy only
-	$(VENV)/bin/ruff check server llmfleet tests benchmarks
+	$(VENV)/bin/ruff check server llmfleet agent tests benchmarks
 	$(VENV)/bin/mypy
 
 ##@ Measure
