@@ -1,0 +1,75 @@
+"""Readings to datapoints, and what CloudWatch makes of them (moto in server mode)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from agent.buffer import DatapointBuffer
+from agent.datapoints import Where, build
+from agent.gpu import GpuReading
+from agent.publisher import Publisher
+from agent.serving import ServingStats
+from llmfleet.testing import free_port
+from tests.agent.test_publisher import cloudwatch, start_moto
+
+WHERE = Where("fleet-dev", "i-0abc", "g5.xlarge", interval_s=10)
+
+
+def gpu(index: int, util: float | None, power: float | None = 150.0) -> GpuReading:
+    return GpuReading(index, util, 1e9, 24e9, power, 10.0, "counter", 60.0, 1700.0)
+
+
+def test_units_scales_and_dimension_sets() -> None:
+    serving = ServingStats(latency_p99_s=2.5, error_rate=0.02, kv_cache_usage=0.5,
+                           generation_tokens_per_s=900.0)
+    points = build(WHERE, 1_700_000_000.0, serving, [gpu(0, 80), gpu(1, 40)],
+                   {("CostPerHourUSD", "None"): 1.006, ("JoulesPerOutputToken", "None"): None})
+    by_name = {(p.name, p.dimensions): p for p in points}
+    group = (("AutoScalingGroupName", "fleet-dev"),)
+    instance = (*group, ("InstanceId", "i-0abc"), ("InstanceType", "g5.xlarge"))
+    assert by_name[("GPUUtilization", group)].value == 60  # averaged over the GPUs
+    assert by_name[("GPUUtilization", instance)].unit == "Percent"
+    assert by_name[("GPUPowerWatts", group)].value == 300  # summed
+    assert by_name[("ErrorRate", group)].value == 2.0  # a percentage
+    assert by_name[("KVCacheUsage", group)].value == 50.0
+    assert by_name[("LatencyP99", group)].unit == "Seconds"
+    assert by_name[("CostPerHourUSD", instance)].value == 1.006
+    assert not any(p.name == "JoulesPerOutputToken" for p in points)  # no value, not sent
+    assert not any(p.name == "TTFTP50" for p in points)
+    assert {p.storage_resolution for p in points} == {1}  # 10 s interval: high resolution
+
+
+def test_no_instance_identity_means_group_dimension_only() -> None:
+    where = Where("fleet-dev", None, None, interval_s=60)
+    points = build(where, 0.0, ServingStats(requests_per_s=3.0), [], {})
+    assert [(p.name, p.dimensions, p.storage_resolution) for p in points] == [
+        ("RequestsPerSecond", (("AutoScalingGroupName", "fleet-dev"),), 60)]
+
+
+def test_the_scaling_metric_aggregates_across_the_group(tmp_path: Path) -> None:
+    """Two instances publish; the group-level series averages them, as the policy reads it."""
+    port = free_port()
+    server = start_moto(port)
+    try:
+        client = cloudwatch(f"http://127.0.0.1:{port}")
+        buffer = DatapointBuffer(tmp_path / "b.sqlite", 1000)
+        now = (datetime.now(UTC) - timedelta(minutes=1)).timestamp()
+        for instance, util in (("i-1", 90.0), ("i-2", 50.0)):
+            where = Where("fleet-dev", instance, "g5.xlarge", interval_s=10)
+            buffer.add(build(where, now, ServingStats(), [gpu(0, util)], {}))
+        Publisher(client, "LLMFleet/Test", buffer).publish()
+        stats = client.get_metric_statistics(
+            Namespace="LLMFleet/Test", MetricName="GPUUtilization",
+            Dimensions=[{"Name": "AutoScalingGroupName", "Value": "fleet-dev"}],
+            StartTime=datetime.now(UTC) - timedelta(hours=1),
+            EndTime=datetime.now(UTC) + timedelta(minutes=1), Period=3600,
+            Statistics=["Average", "SampleCount"])
+        (point,) = stats["Datapoints"]
+        assert point["Average"] == 70.0
+        # CloudWatch matches the exact dimension set (2 samples here); moto also counts the
+        # per-instance series that include the group dimension, so it reports 4.
+        assert point["SampleCount"] in (2, 4)
+        buffer.close()
+    finally:
+        server.stop()
