@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llmfleet import logs
-
-DEFAULT_TEST_MODEL_DIR = Path(".cache/models/llmfleet-tiny")
+from llmfleet.testmodel import DEFAULT_TEST_MODEL_DIR
 
 
 def _router(args: argparse.Namespace) -> int:

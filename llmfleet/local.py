@@ -36,8 +36,7 @@ class UpOptions:
 def engine_spec_for(model: str, port: int, vllm_args: str = "") -> EngineSpec:
     """The engine launch for `model`; empty means the generated test model."""
     if not model:
-        from llmfleet.cli import DEFAULT_TEST_MODEL_DIR
-        from llmfleet.testmodel import ensure_test_model
+        from llmfleet.testmodel import DEFAULT_TEST_MODEL_DIR, ensure_test_model
 
         path = ensure_test_model(DEFAULT_TEST_MODEL_DIR)
         return EngineSpec(str(path), TEST_MODEL_NAME, port, max_model_len=2048,

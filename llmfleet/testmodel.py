@@ -31,6 +31,7 @@ CHAT_TEMPLATE = (
 )
 SPECIAL_TOKENS = ("<s>", "</s>", "<pad>")
 MARKER = "llmfleet-testmodel.json"
+DEFAULT_TEST_MODEL_DIR = Path(".cache/models/llmfleet-tiny")
 
 
 @dataclass(frozen=True)

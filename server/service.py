@@ -103,11 +103,12 @@ class CompletionService:
         """
         started = time.perf_counter()
         key_id: str | None = None
-        model = NO_MODEL
+        named: str | None = None  # the model the client asked for, once parsed
+        model: str | None = None  # the served model it resolved to
         try:
             key_id = self._keys.authenticate(request.headers.get("authorization"))
             parsed = parse_request(endpoint, await read_body(request, self._max_body))
-            model = self._label(parsed.model)
+            named = parsed.model
             model, reason = self.resolve(parsed)
             if model != parsed.model:
                 parsed = with_model(parsed, model)
@@ -119,7 +120,9 @@ class CompletionService:
                 self._metrics.rate_limited.labels("key_limit").inc()
                 raise
         except APIError as exc:
-            self._accounting.refused(request.state.request_id, key_id, model, exc, started)
+            # The label is worked out only for refusals, off the path of served requests.
+            label = model or (self._label(named) if named is not None else NO_MODEL)
+            self._accounting.refused(request.state.request_id, key_id, label, exc, started)
             raise
         request_id: str = request.state.request_id
         # The engine adopts x-request-id as its own id (and builds the answer's "id"

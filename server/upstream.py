@@ -10,9 +10,10 @@ httptools (uvicorn's C parser) doing the HTTP parsing and chunked decoding.
 
 Failures surface as distinct exceptions, because the proxy's retry policy
 depends on where a request failed: `ConnectRefused` (nobody listens),
-`ConnectTimeout` (nothing sent), `Disconnected` (the connection dropped;
-`before_response` says whether any of the answer had arrived) and
-`ReadTimeout` (the engine went silent).
+`ConnectTimeout` (nothing sent), `Disconnected` (the connection dropped)
+and `ReadTimeout` (the engine went silent). Whether an answer had begun is
+known to the caller from where the exception is raised: `post` (before the
+headers) or the body reads (after).
 
 Connections are reused LIFO, so the warmest socket goes first, and dropped
 once idle for `keepalive_s` (keep that below the engine's own keep-alive).
@@ -45,9 +46,7 @@ class ConnectTimeout(UpstreamError):
 
 
 class Disconnected(UpstreamError):
-    def __init__(self, message: str, *, before_response: bool) -> None:
-        super().__init__(message)
-        self.before_response = before_response
+    pass
 
 
 class ReadTimeout(UpstreamError):
@@ -203,14 +202,11 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._lose(Disconnected(f"unparsable answer from the engine: {exc}",
-                                    before_response=self._response is None
-                                    or not self._response.status))
+            self._lose(Disconnected(f"unparsable answer from the engine: {exc}"))
             self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lose(Disconnected("the engine closed the connection",
-                                before_response=self._headers_pending()))
+        self._lose(Disconnected("the engine closed the connection"))
 
     # -- httptools callbacks ------------------------------------------------------
 
@@ -234,9 +230,6 @@ class _Connection(asyncio.Protocol):
             self._response._finish()
 
     # -- used by the pool and the response -------------------------------------------
-
-    def _headers_pending(self) -> bool:
-        return self._headers_seen is not None and not self._headers_seen.done()
 
     def _lose(self, error: Disconnected) -> None:
         self.lost = True
