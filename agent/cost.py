@@ -22,27 +22,43 @@ TOKEN_TTL_S = 21600
 
 @dataclass(frozen=True)
 class Identity:
-    instance_id: str | None
-    instance_type: str | None
+    instance_id: str | None = None
+    instance_type: str | None = None
+    market: Market | None = None  # from the instance's life cycle: spot or on-demand
+    asg_name: str | None = None  # only where the launch template exposes instance tags
+    region: str | None = None  # boto3 does not read it from instance metadata itself
+
+
+# Metadata paths; a field that does not answer (a tag not exposed) stays None.
+IMDS_FIELDS = {
+    "instance_id": "meta-data/instance-id",
+    "instance_type": "meta-data/instance-type",
+    "lifecycle": "meta-data/instance-life-cycle",
+    "asg_name": "meta-data/tags/instance/aws:autoscaling:groupName",
+    "region": "meta-data/placement/region",
+}
 
 
 async def imds_identity(base_url: str = IMDS_URL, timeout_s: float = 0.5) -> Identity:
-    """This instance's id and type, or Nones when no metadata service answers."""
+    """This instance's identity, or an empty one when no metadata service answers."""
     timeout = httpx.Timeout(timeout_s)
+    found: dict[str, str] = {}
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=timeout) as client:
             token = await client.put("/latest/api/token", headers={
                 "x-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)})
             token.raise_for_status()
             headers = {"x-aws-ec2-metadata-token": token.text}
-            found = []
-            for path in ("instance-id", "instance-type"):
-                resp = await client.get(f"/latest/meta-data/{path}", headers=headers)
-                resp.raise_for_status()
-                found.append(resp.text.strip())
+            for key, path in IMDS_FIELDS.items():
+                resp = await client.get(f"/latest/{path}", headers=headers)
+                if resp.status_code == 200:
+                    found[key] = resp.text.strip()
     except httpx.HTTPError:
-        return Identity(None, None)
-    return Identity(found[0], found[1])
+        return Identity()
+    lifecycle = found.get("lifecycle")
+    market = Market.SPOT if lifecycle == "spot" else Market.ON_DEMAND if lifecycle else None
+    return Identity(found.get("instance_id"), found.get("instance_type"), market,
+                    found.get("asg_name"), found.get("region"))
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,16 @@
 """One interval's readings as CloudWatch datapoints: names, units, dimensions.
 
-Two dimension sets, on purpose. The Auto Scaling policy and the fleet
+Several dimension sets, on purpose. The Auto Scaling policy and the fleet
 alarms read metrics by `AutoScalingGroupName` alone, which CloudWatch then
 aggregates over every instance that published under it; dashboards and
 per-instance alarms use `AutoScalingGroupName` + `InstanceId` (+
-`InstanceType`). Each metric is published under both, so neither needs a
-metric-math expression. CloudWatch has no unit for watts, joules or dollars:
-those go out as `None`, with the unit in the name. Ratios are percentages.
-Fields without a value are left out (CloudWatch rejects NaN).
+`InstanceType`); serving and per-token figures also go out under
+`AutoScalingGroupName` + `Model`, so that a dashboard can compare models
+served by different groups. Each metric is published under every set that
+applies, so none needs a metric-math expression. CloudWatch has no unit for
+watts, joules or dollars: those go out as `None`, with the unit in the name.
+Ratios are percentages. Fields without a value are left out (CloudWatch
+rejects NaN).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 from agent.buffer import Datapoint
 from agent.gpu import GpuReading
-from agent.serving import ServingStats
+from agent.serving import ServingStats, averaged, summed
 
 # ServingStats field -> (metric name, unit, scale)
 SERVING: dict[str, tuple[str, str, float]] = {
@@ -36,6 +39,13 @@ SERVING: dict[str, tuple[str, str, float]] = {
 }
 
 
+# Figures that describe the model being served rather than the machine.
+PER_MODEL = {name for name, _, _ in SERVING.values()} | {
+    "CostPerMillionOutputTokensUSD", "JoulesPerOutputToken"}
+
+Dimensions = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True)
 class Where:
     """Who is publishing: the dimensions and the interval."""
@@ -44,37 +54,32 @@ class Where:
     instance_id: str | None
     instance_type: str | None
     interval_s: float
+    model: str | None = None
 
-    def dimension_sets(self) -> list[tuple[tuple[str, str], ...]]:
-        group = (("AutoScalingGroupName", self.asg),)
+    def dimension_sets(self, per_model: bool = False) -> list[Dimensions]:
+        group: Dimensions = (("AutoScalingGroupName", self.asg),)
         instance = group + tuple((k, v) for k, v in (("InstanceId", self.instance_id),
                                                       ("InstanceType", self.instance_type)) if v)
-        return [group, instance] if len(instance) > 1 else [group]
+        sets: list[Dimensions] = [group, instance] if len(instance) > 1 else [group]
+        if per_model and self.model:
+            sets.append((*group, ("Model", self.model)))
+        return sets
 
     @property
     def resolution(self) -> int:
         return 1 if self.interval_s < 60 else 60  # high resolution below a minute
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return sum(present) / len(present) if present else None
-
-
-def _sum(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return sum(present) if present else None
-
-
 def gpu_values(gpus: Sequence[GpuReading]) -> dict[tuple[str, str], float | None]:
-    """Per-instance GPU figures: utilisation averaged, memory, power and energy summed."""
+    """Per-instance GPU figures: utilisation and clock averaged, memory and power summed."""
     return {
-        ("GPUUtilization", "Percent"): _mean([g.utilization_pct for g in gpus]),
-        ("GPUMemoryUsed", "Bytes"): _sum([g.memory_used_bytes for g in gpus]),
-        ("GPUMemoryTotal", "Bytes"): _sum([g.memory_total_bytes for g in gpus]),
-        ("GPUPowerWatts", "None"): _sum([g.power_w for g in gpus]),
+        ("GPUUtilization", "Percent"): averaged([g.utilization_pct for g in gpus]),
+        ("GPUMemoryUsed", "Bytes"): summed([g.memory_used_bytes for g in gpus]),
+        ("GPUMemoryTotal", "Bytes"): summed([g.memory_total_bytes for g in gpus]),
+        ("GPUPowerWatts", "None"): summed([g.power_w for g in gpus]),
         ("GPUTemperatureCelsius", "None"): max((g.temperature_c for g in gpus
                                                 if g.temperature_c is not None), default=None),
+        ("GPUSMClockMHz", "None"): averaged([g.sm_clock_mhz for g in gpus]),
     }
 
 
@@ -93,4 +98,4 @@ def build(where: Where, timestamp: float, serving: ServingStats,
     values.update(extra)
     return [Datapoint(name, float(value), unit, timestamp, dims, where.resolution)
             for (name, unit), value in values.items() if value is not None
-            for dims in where.dimension_sets()]
+            for dims in where.dimension_sets(per_model=name in PER_MODEL)]

@@ -86,13 +86,20 @@ class Publisher:
     def backing_off(self) -> bool:
         return self._clock() < self._next_try
 
-    def publish(self) -> int:
-        """Send what is buffered, oldest first; returns how many CloudWatch accepted."""
+    def publish(self, max_calls: int | None = None) -> int:
+        """Send what is buffered, oldest first; returns how many CloudWatch accepted.
+
+        `max_calls` bounds one go, so that draining a long outage's backlog does
+        not hold up the rounds that produce new datapoints; the rest goes next time.
+        """
         if self.backing_off:
             return 0
-        sent = 0
+        sent, calls = 0, 0
         while pending := self._buffer.oldest(MAX_DATAPOINTS_PER_CALL * 4):
             for batch in batches(pending):
+                if max_calls is not None and calls >= max_calls:
+                    return sent
+                calls += 1
                 accepted = self._send(batch)
                 if accepted is None:
                     return sent

@@ -56,6 +56,11 @@ class Snapshot:
         found = self._matching(name, match)
         return sum(v for _, v in found) / len(found) if found else None
 
+    def label_values(self, name: str, label: str) -> set[str]:
+        """Values the label `label` takes on samples called `name`."""
+        return {dict(labels)[label] for labels, _ in self._matching(name, {})
+                if label in dict(labels)}
+
     def buckets(self, name: str, **match: str) -> Buckets | None:
         """Cumulative buckets of histogram `name`, summed over its other labels."""
         by_bound: dict[float, float] = {}

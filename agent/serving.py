@@ -10,6 +10,7 @@ had nothing for the interval, and None fields are never published.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from agent.scrape import Buckets, Snapshot, buckets_delta, counter_delta, histogram_quantile
@@ -52,50 +53,75 @@ class ServingStats:
         return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
 
 
-def _histogram(name: str, before: Snapshot | None, after: Snapshot | None) -> Buckets | None:
+Pair = tuple[Snapshot | None, Snapshot | None]  # one source's scrapes: before, after
+
+
+def _histogram(name: str, pair: Pair) -> Buckets | None:
+    before, after = pair
     if after is None:
         return None
     return buckets_delta(before.buckets(name) if before else None, after.buckets(name))
 
 
-def _rate(name: str, before: Snapshot | None, after: Snapshot | None,
-          **match: str) -> float | None:
+def _merged_histogram(name: str, pairs: Sequence[Pair]) -> Buckets | None:
+    """Bucket deltas summed over engines (per engine first, so one restart stays local)."""
+    by_bound: dict[float, float] = {}
+    for pair in pairs:
+        for bound, count in _histogram(name, pair) or []:
+            by_bound[bound] = by_bound.get(bound, 0.0) + count
+    return sorted(by_bound.items()) if by_bound else None
+
+
+def _rate(name: str, pair: Pair, **match: str) -> float | None:
+    before, after = pair
     if before is None or after is None or after.taken_at <= before.taken_at:
         return None
     delta = counter_delta(before.total(name, **match), after.total(name, **match))
     return None if delta is None else delta / (after.taken_at - before.taken_at)
 
 
+def summed(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def averaged(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
 def _quantiles(buckets: Buckets | None, *qs: float) -> list[float | None]:
     return [histogram_quantile(q, buckets) for q in qs]
 
 
-def compute(router: tuple[Snapshot | None, Snapshot | None],
-            engine: tuple[Snapshot | None, Snapshot | None]) -> ServingStats:
-    """Statistics for the interval between each pair's first and second scrape."""
-    r0, r1 = router
-    v0, v1 = engine
-    latency = _histogram(ROUTER_LATENCY, r0, r1) or _histogram(VLLM_LATENCY, v0, v1)
-    ttft = _histogram(ROUTER_TTFT, r0, r1) or _histogram(VLLM_TTFT, v0, v1)
-    itl = _histogram(ROUTER_ITL, r0, r1) or _histogram(VLLM_ITL, v0, v1)
+def compute(router: Pair, engines: Sequence[Pair]) -> ServingStats:
+    """Statistics for the interval between each source's previous and latest scrape.
+
+    Engine figures are combined over every engine on the instance: rates and
+    queue lengths add up, KV-cache use is averaged, histograms are merged.
+    """
+    latency = _histogram(ROUTER_LATENCY, router) or _merged_histogram(VLLM_LATENCY, engines)
+    ttft = _histogram(ROUTER_TTFT, router) or _merged_histogram(VLLM_TTFT, engines)
+    itl = _histogram(ROUTER_ITL, router) or _merged_histogram(VLLM_ITL, engines)
     lat50, lat95, lat99 = _quantiles(latency, 0.5, 0.95, 0.99)
     ttft50, ttft95, ttft99 = _quantiles(ttft, 0.5, 0.95, 0.99)
     itl50, itl95 = _quantiles(itl, 0.5, 0.95)
-    requests = _rate(ROUTER_REQUESTS, r0, r1)
-    errors = _rate(ROUTER_REQUESTS, r0, r1, status="5xx")
+    requests = _rate(ROUTER_REQUESTS, router)
+    errors = _rate(ROUTER_REQUESTS, router, status="5xx")
     if requests is None:
-        requests = _rate(VLLM_REQUESTS, v0, v1)
+        requests = summed([_rate(VLLM_REQUESTS, pair) for pair in engines])
     error_rate = None
     if requests is not None and requests > 0:
         error_rate = (errors or 0.0) / requests
+    latest = [after for _, after in engines if after is not None]
     return ServingStats(
         latency_p50_s=lat50, latency_p95_s=lat95, latency_p99_s=lat99,
         ttft_p50_s=ttft50, ttft_p95_s=ttft95, ttft_p99_s=ttft99,
         itl_p50_s=itl50, itl_p95_s=itl95,
         requests_per_s=requests, error_rate=error_rate,
-        prompt_tokens_per_s=_rate(VLLM_PROMPT_TOKENS, v0, v1),
-        generation_tokens_per_s=_rate(VLLM_GENERATION_TOKENS, v0, v1),
-        requests_running=v1.total(VLLM_RUNNING) if v1 else None,
-        requests_waiting=v1.total(VLLM_WAITING) if v1 else None,
-        kv_cache_usage=v1.mean(VLLM_KV_USAGE) if v1 else None,
+        prompt_tokens_per_s=summed([_rate(VLLM_PROMPT_TOKENS, p) for p in engines]),
+        generation_tokens_per_s=summed([_rate(VLLM_GENERATION_TOKENS, p) for p in engines]),
+        requests_running=summed([s.total(VLLM_RUNNING) for s in latest]),
+        requests_waiting=summed([s.total(VLLM_WAITING) for s in latest]),
+        kv_cache_usage=averaged([s.mean(VLLM_KV_USAGE) for s in latest]),
     )

@@ -2,6 +2,7 @@
 
     llmfleet router      the OpenAI-compatible router (settings: LLMFLEET_*)
     llmfleet up          a local platform: one vLLM engine plus the router
+    llmfleet agent       the metrics sidecar (settings: LLMFLEET_AGENT_*)
     llmfleet testmodel   generate the small offline model used by `up` and tests
 """
 
@@ -11,9 +12,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmfleet import logs
 from llmfleet.testmodel import DEFAULT_TEST_MODEL_DIR
+
+if TYPE_CHECKING:
+    from agent.gpu import GpuCollector
+    from agent.settings import AgentSettings
 
 
 def _router(args: argparse.Namespace) -> int:
@@ -36,6 +42,87 @@ def _router(args: argparse.Namespace) -> int:
                 access_log=False, log_config=None, proxy_headers=False,
                 timeout_graceful_shutdown=30)
     return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from agent.settings import AgentSettings
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
+                                   ("interval_s", args.interval)) if v is not None}
+    if args.once and not args.publish:
+        overrides["publish"] = False  # a look at the numbers, not a publisher
+    try:
+        settings = AgentSettings(**overrides)
+    except ValidationError as exc:
+        print(f"llmfleet agent: invalid settings (LLMFLEET_AGENT_*):\n{exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    if args.once:
+        return asyncio.run(_agent_once(settings, args.print))
+    return _agent_serve(settings)
+
+
+def _agent_serve(settings: AgentSettings) -> int:
+    import asyncio
+    import signal
+
+    import uvicorn
+
+    from agent.app import create_app
+    from agent.runner import Agent, resolve_identity
+
+    identity = asyncio.run(resolve_identity(settings))
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"llmfleet agent: cannot use state_dir {settings.state_dir}: {exc}",
+              file=sys.stderr)
+        return 2
+    agent = Agent(settings, identity, gpu=_gpu(settings))
+    # uvicorn re-raises the signal that stopped it once shutdown is done, which would
+    # end the process "killed by SIGTERM" after a clean flush. A no-op handler for it
+    # (uvicorn restores it before re-raising) makes a graceful stop exit 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    uvicorn.run(create_app(agent), host=settings.host, port=settings.port, loop="uvloop",
+                http="httptools", access_log=False, log_config=None,
+                timeout_graceful_shutdown=int(settings.shutdown_flush_s) + 5)
+    return 0
+
+
+async def _agent_once(settings: AgentSettings, as_table: bool) -> int:
+    """Scrape twice one interval apart and show (or print as JSON) what would be published."""
+    import asyncio
+    import json
+
+    from agent.report import render
+    from agent.runner import Agent, resolve_identity
+
+    agent = Agent(settings, await resolve_identity(settings), gpu=_gpu(settings))
+    await agent.start()
+    try:
+        await agent.collect()  # the first scrape only primes the counters
+        await asyncio.sleep(settings.interval_s)
+        result = await agent.run_round()
+    finally:
+        await agent.close()
+    if as_table:
+        print(render(result))
+    else:
+        for point in result.points:
+            print(json.dumps({"name": point.name, "value": point.value, "unit": point.unit,
+                              "timestamp": point.timestamp,
+                              "dimensions": dict(point.dimensions)}))
+    return 0
+
+
+def _gpu(settings: AgentSettings) -> GpuCollector | None:
+    from agent.gpu import GpuCollector
+
+    return GpuCollector() if settings.gpu else None
 
 
 def _testmodel(args: argparse.Namespace) -> int:
@@ -74,6 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--vllm-args", default="", help="extra vLLM arguments, one string")
     up.add_argument("--run-dir", type=Path, default=Path(".run"), help="logs and state")
     up.set_defaults(func=_up)
+
+    agent = sub.add_parser("agent", help="run the metrics sidecar (GPU, serving, cost)")
+    agent.add_argument("--once", action="store_true",
+                       help="measure one interval, show it and exit (publishes only with "
+                            "--publish)")
+    agent.add_argument("--print", action="store_true", help="with --once: a table, not JSON")
+    agent.add_argument("--publish", action="store_true", help="with --once: also publish")
+    agent.add_argument("--interval", type=float, help="seconds between rounds")
+    agent.add_argument("--host")
+    agent.add_argument("--port", type=int)
+    agent.set_defaults(func=_agent)
 
     testmodel = sub.add_parser("testmodel", help="generate the small offline test model")
     testmodel.add_argument("--out", type=Path, default=DEFAULT_TEST_MODEL_DIR)

@@ -33,7 +33,7 @@ class LengthRule(BaseModel):
     max_prompt_tokens: int | None = Field(default=None, gt=0)
 
 
-def _split_csv(value: Any) -> Any:
+def split_csv(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
@@ -86,7 +86,7 @@ class RouterSettings(BaseSettings):
     @field_validator("backends", "api_keys", mode="before")
     @classmethod
     def _lists_from_csv(cls, value: Any) -> Any:
-        return _split_csv(value)
+        return split_csv(value)
 
     @field_validator("backends")
     @classmethod

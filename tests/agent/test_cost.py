@@ -28,11 +28,14 @@ def fake_imds() -> Starlette:
     async def meta(request: Request) -> Response:
         if request.headers.get("x-aws-ec2-metadata-token") != TOKEN:
             return Response(status_code=401)
-        values = {"instance-id": "i-0abc", "instance-type": "g5.xlarge"}
-        return PlainTextResponse(values[request.path_params["key"]])
+        values = {"instance-id": "i-0abc", "instance-type": "g5.xlarge",
+                  "instance-life-cycle": "spot", "placement/region": "eu-west-1"}
+        key = request.path_params["key"]
+        return PlainTextResponse(values[key]) if key in values else Response(status_code=404)
 
+    # Instance tags are not exposed here (the launch template's default): 404, as on EC2.
     return Starlette(routes=[Route("/latest/api/token", token, methods=["PUT"]),
-                             Route("/latest/meta-data/{key}", meta)])
+                             Route("/latest/meta-data/{key:path}", meta)])
 
 
 @pytest.fixture
@@ -44,6 +47,8 @@ def imds() -> Iterator[str]:
 async def test_identity_with_the_token_flow(imds: str) -> None:
     identity = await imds_identity(imds)
     assert (identity.instance_id, identity.instance_type) == ("i-0abc", "g5.xlarge")
+    assert identity.market is Market.SPOT and identity.region == "eu-west-1"
+    assert identity.asg_name is None  # tags not exposed: that field alone is missing
 
 
 async def test_no_metadata_service_means_no_identity_quickly() -> None:

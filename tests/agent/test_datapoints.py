@@ -11,7 +11,7 @@ from agent.gpu import GpuReading
 from agent.publisher import Publisher
 from agent.serving import ServingStats
 from llmfleet.testing import free_port
-from tests.agent.test_publisher import cloudwatch, start_moto
+from tests.agent.conftest import cloudwatch, start_moto
 
 WHERE = Where("fleet-dev", "i-0abc", "g5.xlarge", interval_s=10)
 
@@ -37,7 +37,16 @@ def test_units_scales_and_dimension_sets() -> None:
     assert by_name[("CostPerHourUSD", instance)].value == 1.006
     assert not any(p.name == "JoulesPerOutputToken" for p in points)  # no value, not sent
     assert not any(p.name == "TTFTP50" for p in points)
+    assert by_name[("GPUSMClockMHz", group)].value == 1700.0
     assert {p.storage_resolution for p in points} == {1}  # 10 s interval: high resolution
+
+
+def test_serving_figures_also_go_out_per_model() -> None:
+    where = Where("fleet-dev", "i-0abc", "g5.xlarge", interval_s=10, model="llama-8b")
+    points = build(where, 0.0, ServingStats(latency_p50_s=0.5), [gpu(0, 10)],
+                   {("JoulesPerOutputToken", "None"): 0.4, ("CostPerHourUSD", "None"): 1.0})
+    per_model = {p.name for p in points if ("Model", "llama-8b") in p.dimensions}
+    assert per_model == {"LatencyP50", "JoulesPerOutputToken"}  # not the machine's figures
 
 
 def test_no_instance_identity_means_group_dimension_only() -> None:

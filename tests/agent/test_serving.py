@@ -43,7 +43,7 @@ def test_router_percentiles_match_what_the_client_measured(
                               headers={"authorization": f"Bearer {TEST_KEY}"}) as resp:
                 resp.read()
             measured.append(time.monotonic() - started)
-        stats = compute((before, scrape(router.url)), (None, None))
+        stats = compute((before, scrape(router.url)), [])
     assert stats.latency_p50_s is not None and stats.ttft_p50_s is not None
     low, high = bucket_of(statistics.median(measured))
     assert low <= stats.latency_p50_s <= high  # histogram resolution is the bucket
@@ -61,7 +61,7 @@ def test_vllm_token_rates_are_exact(vllm_engine: tuple[str, str]) -> None:
         httpx.post(url + "/v1/completions", timeout=60,
                    json={"model": model, "prompt": "Once", "max_tokens": 25, "ignore_eos": True})
     after = scrape(url)
-    stats = compute((None, None), (before, after))
+    stats = compute((None, None), [(before, after)])
     elapsed = after.taken_at - before.taken_at
     assert stats.generation_tokens_per_s == pytest.approx(100 / elapsed)
     assert stats.prompt_tokens_per_s is not None and stats.prompt_tokens_per_s > 0

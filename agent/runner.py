@@ -1,0 +1,293 @@
+"""The agent's work, round after round: scrape, read the GPUs, price, buffer, publish.
+
+Each round scrapes the router and every engine concurrently, reads NVML,
+turns the differences since the previous round into serving statistics,
+adds cost and energy figures, and hands the datapoints to the on-disk buffer
+and the publisher. Rounds start on a fixed grid (`start + k * interval`),
+so a slow round does not push every later one back; a round that overruns
+the next tick skips it rather than running two back to back.
+
+A source that fails or returns something that is not Prometheus text is
+counted and skipped for the round; its previous scrape is kept, so the next
+good one covers both intervals and no counts are lost. The first scrape of
+a source only primes it: cumulative histograms since the engine started say
+nothing about this interval.
+
+SQLite and boto3 are blocking: the buffer and the publisher live on one
+worker thread, which also bounds each round's publishing so that draining
+a long backlog never stalls collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from agent.buffer import Datapoint, DatapointBuffer
+from agent.cost import CostModel, Identity, imds_identity, joules_per_output_token
+from agent.datapoints import Where, build
+from agent.gpu import GpuCollector, GpuReading
+from agent.publisher import Publisher
+from agent.scrape import ScrapeError, Snapshot
+from agent.serving import VLLM_GENERATION_TOKENS, Pair, ServingStats, compute, summed
+from agent.settings import AgentSettings
+from agent.status import AgentStatus
+from llmfleet.catalog import Market
+
+log = logging.getLogger(__name__)
+
+# Up to 20,000 datapoints a round: a backlog drains ~300x faster than it grows.
+PUBLISH_CALLS_PER_ROUND = 20
+Values = dict[tuple[str, str], float | None]
+
+
+@dataclass
+class Source:
+    """One `/metrics` endpoint and what it said last time."""
+
+    name: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    previous: Snapshot | None = None
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one round measured and the datapoints it produced."""
+
+    where: Where
+    timestamp: float  # wall clock, seconds since the epoch
+    serving: ServingStats
+    gpus: list[GpuReading]
+    values: Values  # cost and energy figures
+    points: list[Datapoint]
+
+
+async def resolve_identity(settings: AgentSettings) -> Identity:
+    """Settings first; instance metadata for whatever they leave unset (when allowed)."""
+    wanted = (settings.instance_id, settings.instance_type, settings.market, settings.asg_name,
+              settings.region)
+    found = Identity()
+    if settings.imds and any(value is None for value in wanted):
+        found = await imds_identity(settings.imds_url)
+        if found.instance_id is None:
+            log.warning("no EC2 instance metadata at %s; set the identity in settings",
+                        settings.imds_url)
+    return Identity(
+        instance_id=settings.instance_id or found.instance_id,
+        instance_type=settings.instance_type or found.instance_type,
+        market=settings.market or found.market,
+        asg_name=settings.asg_name or found.asg_name,
+        region=settings.region or found.region,
+    )
+
+
+def make_cloudwatch(settings: AgentSettings, region: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # botocore's own retries are off: the publisher's backoff and buffer decide.
+    config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2,
+                    read_timeout=10)
+    return boto3.client("cloudwatch", region_name=region,
+                        endpoint_url=settings.cloudwatch_endpoint_url, config=config)
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, identity: Identity, *,
+                 gpu: GpuCollector | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.identity = identity
+        self._clock = clock
+        self._wall = wall
+        self._gpu = gpu
+        self._cost = CostModel.for_instance_type(identity.instance_type,
+                                                 identity.market or Market.ON_DEMAND)
+        self._router = Source("router", settings.router_url + "/metrics", _auth(settings)) \
+            if settings.router_url else None
+        self._engines = [Source(f"engine{i}", url + "/metrics")
+                         for i, url in enumerate(settings.engine_urls)]
+        self._energy: tuple[float, float] | None = None  # (joules, at) at the last round
+        self._http: httpx.AsyncClient | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-publish")
+        self._buffer: DatapointBuffer | None = None
+        self._publisher: Publisher | None = None
+        self.status = AgentStatus(settings.interval_s, clock())
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.settings.scrape_timeout_s),
+                                       limits=httpx.Limits(max_connections=8))
+        if self._gpu is not None:
+            self._gpu.start()
+            self.status.gpu_available = self._gpu.available
+        if self.settings.publish:
+            await self._on_worker(self._open_buffer)
+
+    def _open_buffer(self) -> None:
+        self._buffer = DatapointBuffer(self.settings.buffer_path,
+                                       self.settings.buffer_max_points)
+        client = make_cloudwatch(self.settings, self.identity.region)
+        self._publisher = Publisher(client, self.settings.namespace, self._buffer,
+                                    clock=self._clock, max_backoff_s=self.settings.max_backoff_s)
+        self._refresh_status()
+        if self.status.buffered:
+            log.info("%d datapoints from before a restart are waiting to be sent",
+                     self.status.buffered)
+
+    async def close(self) -> None:
+        """Flush what is buffered (bounded by `shutdown_flush_s`), then release everything."""
+        if self._publisher is not None:
+            await self._on_worker(self._flush, self.settings.shutdown_flush_s)
+        if self._buffer is not None:
+            await self._on_worker(self._buffer.close)
+        self._worker.shutdown(wait=True)
+        if self._http is not None:
+            await self._http.aclose()
+        if self._gpu is not None:
+            self._gpu.stop()
+
+    def _flush(self, budget_s: float) -> None:
+        assert self._publisher is not None and self._buffer is not None
+        deadline = self._clock() + budget_s
+        while len(self._buffer) and self._clock() < deadline and not self._publisher.backing_off:
+            self._publisher.publish(max_calls=1)
+        self._refresh_status()
+        if self.status.buffered:
+            log.warning("stopping with %d datapoints on disk; they are sent after the restart",
+                        self.status.buffered)
+
+    async def _on_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run rounds on a fixed grid until `stop` is set."""
+        interval = self.settings.interval_s
+        next_at = self._clock()
+        while not stop.is_set():
+            await self.run_round()
+            next_at += interval
+            late = self._clock() - next_at
+            if late > 0:  # overran one or more ticks: skip them, keep the grid
+                next_at += math.ceil(late / interval) * interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), next_at - self._clock())
+
+    async def run_round(self) -> Round:
+        started = self._clock()
+        result = await self.collect()
+        if self._publisher is not None:
+            await self._on_worker(self._store_and_publish, result.points)
+        self.status.rounds_total += 1
+        self.status.last_round_at = self._clock()
+        self.status.last_round_duration_s = self.status.last_round_at - started
+        return result
+
+    def _store_and_publish(self, points: list[Datapoint]) -> None:
+        assert self._buffer is not None and self._publisher is not None
+        dropped = self._buffer.add(points)
+        if dropped:
+            log.error("buffer full (%d datapoints): dropped the %d oldest",
+                      self._buffer.max_points, dropped)
+        self._publisher.publish(max_calls=PUBLISH_CALLS_PER_ROUND)
+        self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        assert self._buffer is not None and self._publisher is not None
+        stats = self._publisher.stats
+        self.status.buffered = len(self._buffer)
+        self.status.dropped_total = self._buffer.dropped_total
+        self.status.sent_total = stats.sent_total
+        self.status.rejected_total = stats.rejected_total
+        self.status.failed_calls_total = stats.failed_calls_total
+        self.status.backing_off = self._publisher.backing_off
+
+    # -- one round ----------------------------------------------------------------
+
+    async def collect(self) -> Round:
+        """Scrape, read and compute one round; nothing is stored or sent here."""
+        sources = [s for s in (self._router, *self._engines) if s is not None]
+        scraped = await asyncio.gather(*(self._scrape(s) for s in sources))
+        pairs = {s.name: self._advance(s, snap) for s, snap in zip(sources, scraped, strict=True)}
+        router = pairs.get("router", (None, None))
+        engines = [pairs[s.name] for s in self._engines]
+        serving = compute(router, engines)
+        gpus = self._gpu.read() if self._gpu is not None else []
+        values = self._cost_and_energy(serving, gpus)
+        where = Where(self.identity.asg_name or "local", self.identity.instance_id,
+                      self.identity.instance_type, self.settings.interval_s, self._model())
+        timestamp = self._wall()
+        return Round(where, timestamp, serving, gpus, values,
+                     build(where, timestamp, serving, gpus, values))
+
+    async def _scrape(self, source: Source) -> Snapshot | None:
+        assert self._http is not None
+        try:
+            resp = await self._http.get(source.url, headers=source.headers)
+            resp.raise_for_status()
+            snapshot = Snapshot.parse(resp.text, self._clock())
+        except (httpx.HTTPError, ScrapeError) as exc:
+            errors = self.status.scrape_errors_total
+            errors[source.name] = errors.get(source.name, 0) + 1
+            if source.name not in self.status.failing_sources:  # say it once, not every round
+                log.warning("scraping %s (%s) failed: %s", source.name, source.url, exc)
+                self.status.failing_sources.add(source.name)
+            return None
+        if source.name in self.status.failing_sources:
+            log.info("scraping %s works again", source.name)
+            self.status.failing_sources.discard(source.name)
+        return snapshot
+
+    @staticmethod
+    def _advance(source: Source, latest: Snapshot | None) -> Pair:
+        """The pair to compute over; a failed scrape keeps the previous one for next time."""
+        if latest is None:
+            return (None, None)
+        previous, source.previous = source.previous, latest
+        return (previous, latest) if previous is not None else (None, None)
+
+    def _model(self) -> str | None:
+        if self.settings.model:
+            return self.settings.model
+        names = set().union(*(s.previous.label_values(VLLM_GENERATION_TOKENS, "model_name")
+                              for s in self._engines if s.previous is not None))
+        return names.pop() if len(names) == 1 else None
+
+    def _cost_and_energy(self, serving: ServingStats, gpus: list[GpuReading]) -> Values:
+        tokens_per_s = serving.generation_tokens_per_s
+        energy_j, joules_per_token = None, None
+        total = summed([g.energy_j for g in gpus])
+        now = self._clock()
+        if total is not None:
+            if self._energy is not None and now > self._energy[1]:
+                energy_j = total - self._energy[0]
+                elapsed = now - self._energy[1]
+                joules_per_token = joules_per_output_token(
+                    energy_j, None if tokens_per_s is None else tokens_per_s * elapsed)
+            self._energy = (total, now)
+        return {
+            ("CostPerHourUSD", "None"): self._cost.usd_per_hour,
+            ("CostPerMillionOutputTokensUSD", "None"):
+                self._cost.usd_per_million_output_tokens(tokens_per_s),
+            ("GPUEnergyJoules", "None"): energy_j,
+            ("JoulesPerOutputToken", "None"): joules_per_token,
+        }
+
+
+def _auth(settings: AgentSettings) -> dict[str, str]:
+    key = settings.router_api_key
+    return {"authorization": f"Bearer {key.get_secret_value()}"} if key else {}

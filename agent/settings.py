@@ -1,0 +1,81 @@
+"""Agent settings: one pydantic-settings class, read from `LLMFLEET_AGENT_*` variables.
+
+The prefix differs from the router's (`LLMFLEET_`) so that both processes can
+share one environment file on an instance without a `PORT` meaning two
+things. On EC2 every identity field can stay unset: instance id, type,
+market and (where the launch template exposes instance tags) the Auto
+Scaling group come from instance metadata. Off EC2, set them, and turn
+`imds` off so that nothing waits on 169.254.169.254.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from llmfleet.catalog import Market
+from server.settings import split_csv
+
+ENV_PREFIX = "LLMFLEET_AGENT_"
+
+
+class AgentSettings(BaseSettings):
+    """Everything the agent process can be told; see the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    interval_s: float = Field(default=10.0, ge=0.05)
+    host: str = "127.0.0.1"
+    port: int = 8002
+
+    # Sources. An empty router URL or engine list means "do not scrape".
+    router_url: str = "http://127.0.0.1:8000"
+    router_api_key: SecretStr | None = None  # when the router protects /metrics
+    engine_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8001"])
+    scrape_timeout_s: float = Field(default=2.0, gt=0)
+    gpu: bool = True
+
+    # Identity: unset fields come from instance metadata when `imds` is on.
+    imds: bool = True
+    imds_url: str = "http://169.254.169.254"
+    asg_name: str | None = None
+    instance_id: str | None = None
+    instance_type: str | None = None
+    market: Market | None = None
+    model: str | None = None  # default: the model name vLLM reports
+
+    # Publishing.
+    publish: bool = True
+    namespace: str = "LLMFleet"
+    region: str | None = None
+    cloudwatch_endpoint_url: str | None = None  # a CloudWatch-compatible endpoint (moto)
+    state_dir: Path = Path("/var/lib/llmfleet/agent")
+    # ~70 datapoints per interval: 250,000 is about 10 hours of outage at 10 s.
+    buffer_max_points: int = Field(default=250_000, gt=0)
+    max_backoff_s: float = Field(default=300.0, gt=0)
+    shutdown_flush_s: float = Field(default=5.0, ge=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("engine_urls", mode="before")
+    @classmethod
+    def _list_from_csv(cls, value: Any) -> Any:
+        return split_csv(value)
+
+    @field_validator("router_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("engine_urls")
+    @classmethod
+    def _strip_slashes(cls, value: list[str]) -> list[str]:
+        return [url.rstrip("/") for url in value]
+
+    @property
+    def buffer_path(self) -> Path:
+        return self.state_dir / "buffer.sqlite"

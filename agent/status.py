@@ -1,0 +1,90 @@
+"""The agent's own state, as `/health` reports it and `/metrics` exposes it.
+
+One `AgentStatus` object is updated by the agent as it works; a Prometheus
+collector renders it on each scrape, so the counters that live in the
+on-disk buffer (datapoints dropped, kept across restarts) need no second
+copy that could drift from the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+@dataclass
+class AgentStatus:
+    interval_s: float
+    started_at: float  # monotonic
+    rounds_total: int = 0
+    last_round_at: float | None = None  # monotonic
+    last_round_duration_s: float = 0.0
+    scrape_errors_total: dict[str, int] = field(default_factory=dict)
+    failing_sources: set[str] = field(default_factory=set)
+    buffered: int = 0
+    sent_total: int = 0
+    rejected_total: int = 0
+    failed_calls_total: int = 0
+    dropped_total: int = 0
+    backing_off: bool = False
+    gpu_available: bool = False
+
+    def healthy(self, now: float) -> bool:
+        """Rounds are happening: the last one ended within three intervals.
+
+        CloudWatch being unreachable does not make the agent unhealthy: it is
+        doing its job by keeping the datapoints, and restarting it would not help.
+        """
+        since = self.last_round_at if self.last_round_at is not None else self.started_at
+        return now - since <= 3 * self.interval_s + 5
+
+    def as_json(self, now: float) -> dict[str, object]:
+        return {
+            "status": "ok" if self.healthy(now) else "stalled",
+            "rounds": self.rounds_total,
+            "last_round_age_s": None if self.last_round_at is None
+            else round(now - self.last_round_at, 3),
+            "failing_sources": sorted(self.failing_sources),
+            "gpu": self.gpu_available,
+            "datapoints": {"buffered": self.buffered, "sent": self.sent_total,
+                           "dropped": self.dropped_total, "rejected": self.rejected_total},
+            "cloudwatch": "backing off" if self.backing_off else "ok",
+        }
+
+
+class StatusCollector(Collector):
+    """Prometheus view of an `AgentStatus` (names `llmfleet_agent_*`)."""
+
+    def __init__(self, status: AgentStatus) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._status
+        yield CounterMetricFamily("llmfleet_agent_rounds", "Collection rounds completed.",
+                                  value=s.rounds_total)
+        yield GaugeMetricFamily("llmfleet_agent_round_duration_seconds",
+                                "Time the last round took.", value=s.last_round_duration_s)
+        errors = CounterMetricFamily("llmfleet_agent_scrape_errors",
+                                     "Scrapes that failed or returned non-Prometheus text.",
+                                     labels=["source"])
+        for source, count in sorted(s.scrape_errors_total.items()):
+            errors.add_metric([source], count)
+        yield errors
+        yield GaugeMetricFamily("llmfleet_agent_datapoints_buffered",
+                                "Datapoints on disk waiting for CloudWatch.", value=s.buffered)
+        for name, help_text, value in (
+            ("sent", "Datapoints CloudWatch accepted.", s.sent_total),
+            ("dropped", "Oldest datapoints dropped because the buffer was full.",
+             s.dropped_total),
+            ("rejected", "Datapoints CloudWatch rejected as invalid.", s.rejected_total),
+        ):
+            yield CounterMetricFamily(f"llmfleet_agent_datapoints_{name}", help_text,
+                                      value=value)
+        yield CounterMetricFamily("llmfleet_agent_publish_failures",
+                                  "PutMetricData calls that failed and were retried later.",
+                                  value=s.failed_calls_total)
+        yield GaugeMetricFamily("llmfleet_agent_gpu_available",
+                                "1 when NVML reads GPUs.", value=int(s.gpu_available))

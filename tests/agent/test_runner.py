@@ -1,0 +1,205 @@
+"""The agent's rounds against real servers: a router, bad sources, moto, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from agent.cost import Identity
+from agent.gpu import GpuCollector
+from agent.runner import Agent, Round
+from agent.settings import AgentSettings
+from llmfleet.catalog import Market
+from llmfleet.fake_upstream import FakeControl
+from llmfleet.testing import ServerThread, free_port
+from tests.agent.conftest import cloudwatch, start_moto
+from tests.agent.test_gpu import FakeGpu, fake_nvml
+from tests.agent.test_serving import bucket_of
+from tests.conftest import TEST_KEY, RouterFactory
+
+IDENTITY = Identity("i-0test", "g5.xlarge", Market.ON_DEMAND, "fleet-test", "us-east-1")
+INSTANCE_DIMS = [{"Name": "AutoScalingGroupName", "Value": "fleet-test"},
+                 {"Name": "InstanceId", "Value": "i-0test"},
+                 {"Name": "InstanceType", "Value": "g5.xlarge"}]
+
+
+@pytest.fixture(autouse=True)
+def _aws_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+def settings(tmp_path: Path, port: int, **overrides: Any) -> AgentSettings:
+    values: dict[str, Any] = {
+        "interval_s": 0.2, "router_url": "", "engine_urls": [], "imds": False, "gpu": False,
+        "namespace": "LLMFleet/Test", "cloudwatch_endpoint_url": f"http://127.0.0.1:{port}",
+        "state_dir": tmp_path / "state", "max_backoff_s": 0.3, "shutdown_flush_s": 5,
+    }
+    values.update(overrides)
+    return AgentSettings(**values)
+
+
+def statistic(port: int, name: str, stat: str = "SampleCount",
+              dims: list[dict[str, str]] | None = None) -> float | None:
+    now = datetime.now(UTC)
+    found = cloudwatch(f"http://127.0.0.1:{port}").get_metric_statistics(
+        Namespace="LLMFleet/Test", MetricName=name, Dimensions=dims or INSTANCE_DIMS,
+        StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=1), Period=3600,
+        Statistics=[stat])["Datapoints"]
+    return float(sum(d[stat] for d in found)) if found else None
+
+
+@pytest.fixture
+def moto_port() -> Iterator[int]:
+    port = free_port()
+    server = start_moto(port)
+    yield port
+    server.stop()
+
+
+class Recording(Agent):
+    """An agent that remembers each round, for tests of the loop."""
+
+    rounds: list[Round]
+
+    async def run_round(self) -> Round:
+        result = await super().run_round()
+        self.rounds = [*getattr(self, "rounds", []), result]
+        return result
+
+
+@contextlib.asynccontextmanager
+async def running(agent: Agent) -> AsyncIterator[None]:
+    """The agent's loop in the background for the body of the `async with`."""
+    stop = asyncio.Event()
+    await agent.start()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await agent.close()
+
+
+async def stream(url: str, n: int) -> list[float]:
+    """`n` streamed completions through the router; what the client measured for each."""
+    took = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(n):
+            started = time.monotonic()
+            async with client.stream(
+                    "POST", url + "/v1/completions",
+                    json={"model": "fake-model", "prompt": "x", "max_tokens": 12, "stream": True},
+                    headers={"authorization": f"Bearer {TEST_KEY}"}) as resp:
+                await resp.aread()
+            took.append(time.monotonic() - started)
+    return took
+
+
+async def test_a_round_publishes_serving_gpu_and_cost_figures(
+        tmp_path: Path, moto_port: int, fake: tuple[FakeControl, str],
+        make_router: RouterFactory) -> None:
+    control, url = fake
+    control.chunk_delay_s = 0.02
+    gpu = GpuCollector(fake_nvml([FakeGpu(util=80), FakeGpu(util=40)]))
+    with make_router([url]) as router:
+        agent = Agent(settings(tmp_path, moto_port, router_url=router.url), IDENTITY, gpu=gpu)
+        await agent.start()
+        try:
+            await agent.collect()  # primes
+            measured = await stream(router.url, 10)
+            result = await agent.run_round()
+        finally:
+            await agent.close()
+    assert result.serving.latency_p50_s is not None
+    low, high = bucket_of(statistics.median(measured))
+    assert low <= result.serving.latency_p50_s <= high
+    assert statistic(moto_port, "GPUUtilization", "Average") == 60.0
+    assert statistic(moto_port, "CostPerHourUSD", "Maximum") == 1.006
+    published_p50 = statistic(moto_port, "LatencyP50", "Maximum")
+    assert published_p50 == pytest.approx(result.serving.latency_p50_s)
+    assert statistic(moto_port, "RequestsPerSecond", "SampleCount") == 1
+    assert agent.status.sent_total == len(result.points) and agent.status.buffered == 0
+
+
+def garbage_source() -> Starlette:
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse("<html><body>502 Bad Gateway</body></html>\n")
+
+    return Starlette(routes=[Route("/metrics", metrics)])
+
+
+async def test_garbage_on_a_scraped_page_is_skipped_and_counted(
+        tmp_path: Path, moto_port: int, fake: tuple[FakeControl, str],
+        make_router: RouterFactory) -> None:
+    _, url = fake
+    dead = f"http://127.0.0.1:{free_port()}"
+    with make_router([url]) as router, ServerThread(garbage_source()) as garbage:
+        agent = Agent(settings(tmp_path, moto_port, router_url=router.url,
+                               engine_urls=[garbage.url, dead]), IDENTITY)
+        await agent.start()
+        try:
+            for _ in range(3):
+                await stream(router.url, 2)
+                result = await agent.run_round()
+        finally:
+            await agent.close()
+    assert agent.status.scrape_errors_total == {"engine0": 3, "engine1": 3}
+    assert agent.status.failing_sources == {"engine0", "engine1"}
+    assert result.serving.requests_per_s is not None  # the router's figures still came
+    assert statistic(moto_port, "RequestsPerSecond") == 2  # rounds 2 and 3; 1 primed
+
+
+async def test_rounds_keep_a_fixed_grid_when_a_source_is_slow(
+        tmp_path: Path, moto_port: int) -> None:
+    async def slow_metrics(request: Request) -> Response:
+        await asyncio.sleep(0.05)  # a quarter of the interval, every round
+        return PlainTextResponse("# TYPE up gauge\nup 1\n")
+
+    with ServerThread(Starlette(routes=[Route("/metrics", slow_metrics)])) as slow:
+        agent = Recording(settings(tmp_path, moto_port, engine_urls=[slow.url]), IDENTITY)
+        async with running(agent):
+            await asyncio.sleep(2.1)
+    stamps = [r.timestamp for r in agent.rounds]
+    # Drift would make the spacing interval + 0.05 s; on the grid it averages the interval.
+    spacing = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    assert spacing == pytest.approx(0.2, abs=0.02)
+    assert len(stamps) in range(10, 13)
+
+
+async def test_an_outage_then_recovery_delivers_every_round_once(tmp_path: Path) -> None:
+    port = free_port()  # CloudWatch is down: nothing listens here yet
+    agent = Recording(settings(tmp_path, port), IDENTITY)
+    server = None
+    try:
+        async with running(agent):
+            await asyncio.sleep(1.0)
+            assert agent.status.sent_total == 0 and agent.status.buffered > 0
+            assert agent.status.failed_calls_total >= 1
+            server = start_moto(port)
+            for _ in range(100):  # bounded: backoff is capped at 0.3 s here
+                if agent.status.buffered == 0 and agent.status.sent_total > 0:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # a few more rounds after recovery
+        rounds = len(agent.rounds)
+        assert statistic(port, "CostPerHourUSD") == rounds  # each round exactly once
+        assert agent.status.sent_total == sum(len(r.points) for r in agent.rounds)
+        assert agent.status.dropped_total == 0
+    finally:
+        if server is not None:
+            server.stop()
