@@ -17,12 +17,22 @@ QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 ##@ Run
 
 .PHONY: up
-up: $(STAMP) ## Run one vLLM engine and the router on http://127.0.0.1:8000/v1 (MODEL=hf-id-or-path, default: generated test model)
+up: $(STAMP) ## Run vLLM, the router on http://127.0.0.1:8000/v1 and the agent publishing to a local CloudWatch (MODEL=hf-id-or-path, default: generated test model)
 	$(VENV)/bin/llmfleet up --model "$(MODEL)" --port $(PORT) --vllm-args "$(VLLM_ARGS)"
 
 .PHONY: router
 router: $(STAMP) ## Run only the router (settings from LLMFLEET_* variables)
 	$(VENV)/bin/llmfleet router
+
+.PHONY: agent
+agent: $(STAMP) ## Run only the metrics agent (settings from LLMFLEET_AGENT_* variables)
+	$(VENV)/bin/llmfleet agent
+
+.PHONY: metrics
+metrics: $(STAMP) ## Show what the agent published to the local CloudWatch of `make up` (moto; throwaway credentials)
+	env -u AWS_PROFILE -u AWS_SESSION_TOKEN \
+	  AWS_ACCESS_KEY_ID=llmfleet-local AWS_SECRET_ACCESS_KEY=llmfleet-local \
+	  $(VENV)/bin/llmfleet metrics --endpoint-url http://127.0.0.1:8003 --region us-east-1
 
 .PHONY: testmodel
 testmodel: $(STAMP) ## Generate the small offline test model into .cache/models/llmfleet-tiny

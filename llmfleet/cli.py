@@ -3,12 +3,14 @@
     llmfleet router      the OpenAI-compatible router (settings: LLMFLEET_*)
     llmfleet up          a local platform: one vLLM engine plus the router
     llmfleet agent       the metrics sidecar (settings: LLMFLEET_AGENT_*)
+    llmfleet metrics     what CloudWatch holds for the fleet, newest value per series
     llmfleet testmodel   generate the small offline model used by `up` and tests
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,6 +63,8 @@ def _agent(args: argparse.Namespace) -> int:
         print(f"llmfleet agent: invalid settings (LLMFLEET_AGENT_*):\n{exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+    # httpx logs every request at INFO: a line per scrape is noise, failures are ours to log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.once:
         return asyncio.run(_agent_once(settings, args.print))
     return _agent_serve(settings)
@@ -119,6 +123,23 @@ async def _agent_once(settings: AgentSettings, as_table: bool) -> int:
     return 0
 
 
+def _metrics(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from agent.readback import latest, render
+
+    client = boto3.client("cloudwatch", region_name=args.region,
+                          endpoint_url=args.endpoint_url)
+    try:
+        rows = latest(client, args.namespace, minutes=args.minutes)
+    except (BotoCoreError, ClientError) as exc:
+        print(f"llmfleet metrics: {exc}", file=sys.stderr)
+        return 1
+    print(render(rows))
+    return 0
+
+
 def _gpu(settings: AgentSettings) -> GpuCollector | None:
     from agent.gpu import GpuCollector
 
@@ -138,7 +159,9 @@ def _up(args: argparse.Namespace) -> int:
 
     logs.configure("WARNING")
     options = UpOptions(model=args.model, port=args.port, engine_port=args.engine_port,
-                        vllm_args=args.vllm_args, run_dir=args.run_dir)
+                        vllm_args=args.vllm_args, run_dir=args.run_dir,
+                        agent_port=args.agent_port, cloudwatch_port=args.cloudwatch_port,
+                        instance_type=args.instance_type, agent_interval_s=args.agent_interval)
     return LocalPlatform(options).run()
 
 
@@ -159,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000, help="router port")
     up.add_argument("--engine-port", type=int, default=8001, help="vLLM port")
     up.add_argument("--vllm-args", default="", help="extra vLLM arguments, one string")
+    up.add_argument("--agent-port", type=int, default=8002, help="the agent's /health")
+    up.add_argument("--cloudwatch-port", type=int, default=8003,
+                    help="the local CloudWatch (moto) the agent publishes to")
+    up.add_argument("--agent-interval", type=float, default=10.0,
+                    help="seconds between the agent's rounds")
+    up.add_argument("--instance-type", default="g5.xlarge",
+                    help="the EC2 instance type local figures are priced as")
     up.add_argument("--run-dir", type=Path, default=Path(".run"), help="logs and state")
     up.set_defaults(func=_up)
 
@@ -172,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--host")
     agent.add_argument("--port", type=int)
     agent.set_defaults(func=_agent)
+
+    metrics = sub.add_parser("metrics", help="show what CloudWatch holds for the fleet")
+    metrics.add_argument("--namespace", default="LLMFleet")
+    metrics.add_argument("--endpoint-url", help="a CloudWatch-compatible endpoint (moto)")
+    metrics.add_argument("--region", default=None)
+    metrics.add_argument("--minutes", type=float, default=15, help="how far back to look")
+    metrics.set_defaults(func=_metrics)
 
     testmodel = sub.add_parser("testmodel", help="generate the small offline test model")
     testmodel.add_argument("--out", type=Path, default=DEFAULT_TEST_MODEL_DIR)

@@ -1,11 +1,16 @@
 """`llmfleet up`: the whole platform on one machine, for a newcomer's first run.
 
 Starts one vLLM engine (the generated test model unless a model is named),
-waits for it while showing progress, then runs the router in this process on
-`http://127.0.0.1:<port>/v1` and prints the endpoint, the model id and an API
-key. The key is `LLMFLEET_API_KEY` when set, else a fresh random one; it is
-printed once for the person at the terminal and never logged. Ctrl-C stops the
-router and then the engine.
+waits for it while showing progress, starts the metrics agent beside it, then
+runs the router in this process on `http://127.0.0.1:<port>/v1` and prints the
+endpoint, the model id and an API key. The key is `LLMFLEET_API_KEY` when set,
+else a fresh random one; it is printed once for the person at the terminal and
+never logged. Ctrl-C stops the router, the agent (which flushes), the engine.
+
+The agent publishes to a local CloudWatch-compatible endpoint (moto in server
+mode, started here) with throwaway credentials, never to AWS: the whole path
+from engine to CloudWatch works on a laptop, and `llmfleet metrics` shows what
+arrived. Local figures are priced as the instance type the options name.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmfleet.engine import EngineProcess, EngineSpec, EngineStartError, split_args
+from llmfleet.engine import EngineProcess, EngineSpec, split_args
+from llmfleet.process import ChildProcess, StartError
 
 TEST_MODEL_NAME = "llmfleet-tiny"
 # The generated model needs little KV cache; vLLM's CPU backend otherwise
@@ -31,6 +37,10 @@ class UpOptions:
     engine_port: int
     vllm_args: str
     run_dir: Path
+    agent_port: int = 8002
+    cloudwatch_port: int = 8003
+    instance_type: str = "g5.xlarge"  # what local figures are priced as
+    agent_interval_s: float = 10.0
 
 
 def engine_spec_for(model: str, port: int, vllm_args: str = "") -> EngineSpec:
@@ -43,6 +53,41 @@ def engine_spec_for(model: str, port: int, vllm_args: str = "") -> EngineSpec:
                           extra_args=TEST_MODEL_ARGS + split_args(vllm_args))
     served = Path(model).name if Path(model).exists() else model
     return EngineSpec(model, served, port, extra_args=split_args(vllm_args))
+
+
+def local_cloudwatch(port: int, log_path: Path) -> ChildProcess:
+    """moto in server mode: CloudWatch's API on 127.0.0.1, in memory."""
+    return ChildProcess("local CloudWatch (moto)",
+                        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                        log_path, f"http://127.0.0.1:{port}/moto-api/")
+
+
+# moto accepts any credentials; these keep the agent from ever using real ones (a
+# profile named in the environment would outrank them, so it is removed).
+LOCAL_AWS_ENV: dict[str, str | None] = {
+    "AWS_ACCESS_KEY_ID": "llmfleet-local", "AWS_SECRET_ACCESS_KEY": "llmfleet-local",
+    "AWS_SESSION_TOKEN": None, "AWS_PROFILE": None, "AWS_DEFAULT_PROFILE": None}
+
+
+def local_agent(opts: UpOptions, engine_url: str, served_name: str) -> ChildProcess:
+    env: dict[str, str | None] = {
+        **LOCAL_AWS_ENV,
+        "LLMFLEET_AGENT_PORT": str(opts.agent_port),
+        "LLMFLEET_AGENT_INTERVAL_S": str(opts.agent_interval_s),
+        "LLMFLEET_AGENT_ROUTER_URL": f"http://127.0.0.1:{opts.port}",
+        "LLMFLEET_AGENT_ENGINE_URLS": engine_url,
+        "LLMFLEET_AGENT_IMDS": "false",  # not on EC2: never wait on 169.254.169.254
+        "LLMFLEET_AGENT_ASG_NAME": "local",
+        "LLMFLEET_AGENT_INSTANCE_ID": "i-local",
+        "LLMFLEET_AGENT_INSTANCE_TYPE": opts.instance_type,
+        "LLMFLEET_AGENT_MODEL": served_name,
+        "LLMFLEET_AGENT_REGION": "us-east-1",
+        "LLMFLEET_AGENT_CLOUDWATCH_ENDPOINT_URL": f"http://127.0.0.1:{opts.cloudwatch_port}",
+        "LLMFLEET_AGENT_STATE_DIR": str(opts.run_dir / "agent"),
+    }
+    return ChildProcess("agent", [sys.executable, "-m", "llmfleet.cli", "agent"],
+                        opts.run_dir / "agent.log", f"http://127.0.0.1:{opts.agent_port}/health",
+                        env)
 
 
 class LocalPlatform:
@@ -58,21 +103,29 @@ class LocalPlatform:
         print("llmfleet: preparing the model ...", flush=True)
         spec = engine_spec_for(opts.model, opts.engine_port, opts.vllm_args)
         engine = EngineProcess(spec, opts.run_dir / "vllm.log")
+        cloudwatch = local_cloudwatch(opts.cloudwatch_port, opts.run_dir / "cloudwatch.log")
+        agent = local_agent(opts, spec.url, spec.served_name)
         print(f"llmfleet: starting vLLM ({spec.served_name}), log in {engine.log_path}",
               flush=True)
         engine.start()
+        cloudwatch.start()
         try:
             took = engine.wait_ready(progress=self._progress)
             print(f"\r  vLLM ready after {took:.0f} s{' ' * 20}", flush=True)
+            cloudwatch.wait_ready(timeout_s=60, poll_s=0.2)
+            agent.start()
+            agent.wait_ready(timeout_s=60, poll_s=0.2)
             return self._serve(spec)
-        except EngineStartError as exc:
+        except StartError as exc:
             print(f"\nllmfleet: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             return 130
         finally:
-            print("llmfleet: stopping vLLM ...", flush=True)
+            print("llmfleet: stopping the agent, vLLM and local CloudWatch ...", flush=True)
+            agent.stop()  # first: it flushes to CloudWatch on SIGTERM
             engine.stop()
+            cloudwatch.stop()
 
     def _serve(self, spec: EngineSpec) -> int:
         import uvicorn
@@ -80,26 +133,31 @@ class LocalPlatform:
         from server.app import create_app
         from server.settings import RouterSettings
 
+        opts = self.options
         key = os.environ.get("LLMFLEET_API_KEY") or f"sk-llmfleet-{secrets.token_urlsafe(24)}"
         settings = RouterSettings.load(
-            host="127.0.0.1", port=self.options.port, backends=[spec.url],
+            host="127.0.0.1", port=opts.port, backends=[spec.url],
             api_keys=[f"local:{key}"])
         app = create_app(settings)
-        base = f"http://127.0.0.1:{self.options.port}/v1"
+        base = f"http://127.0.0.1:{opts.port}/v1"
         print("\n".join([
             "",
             "llmfleet is up",
             f"  endpoint : {base}",
             f"  model    : {spec.served_name}   (or 'auto' to let the router choose)",
             f"  api key  : {key}",
+            f"  agent    : http://127.0.0.1:{opts.agent_port}/health, publishing every "
+            f"{opts.agent_interval_s:g} s to a local CloudWatch (moto) on port "
+            f"{opts.cloudwatch_port}, priced as {opts.instance_type}",
             "",
             f"  try: curl -s {base}/chat/completions -H 'authorization: Bearer {key}' \\",
             "         -H 'content-type: application/json' \\",
             f"         -d '{{\"model\":\"{spec.served_name}\",\"messages\":"
             "[{\"role\":\"user\",\"content\":\"hello\"}],\"max_tokens\":16}'",
+            "  then: make metrics   (what the agent published to CloudWatch)",
             "  Ctrl-C stops everything.",
             "",
         ]), flush=True)
-        uvicorn.run(app, host="127.0.0.1", port=self.options.port, loop="uvloop",
+        uvicorn.run(app, host="127.0.0.1", port=opts.port, loop="uvloop",
                     http="httptools", access_log=False, log_config=None, proxy_headers=False)
         return 0

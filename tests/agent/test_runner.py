@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -203,3 +204,56 @@ async def test_an_outage_then_recovery_delivers_every_round_once(tmp_path: Path)
     finally:
         if server is not None:
             server.stop()
+
+
+async def timed_streams(client: openai.AsyncOpenAI, model: str) -> tuple[list[float],
+                                                                        list[float]]:
+    """Streamed completions of growing length: end-to-end time and TTFT of each."""
+    measured, ttfts = [], []
+    for max_tokens in (8, 16, 24, 32, 40, 48, 56, 64):
+        started = time.monotonic()
+        first = None
+        async for chunk in await client.completions.create(
+                model=model, prompt="Once upon", max_tokens=max_tokens, stream=True,
+                extra_body={"ignore_eos": True}):
+            if first is None and chunk.choices and chunk.choices[0].text:
+                first = time.monotonic() - started
+        measured.append(time.monotonic() - started)
+        ttfts.append(first or 0.0)
+    return measured, ttfts
+
+
+@pytest.mark.engine
+async def test_real_router_and_vllm_percentiles_match_what_the_client_measured(
+        tmp_path: Path, moto_port: int, vllm_engine: tuple[str, str],
+        make_router: RouterFactory) -> None:
+    engine_url, model = vllm_engine
+    with make_router([engine_url]) as router:
+        agent = Agent(settings(tmp_path, moto_port, router_url=router.url,
+                               engine_urls=[engine_url]), IDENTITY)
+        await agent.start()
+        try:
+            await agent.collect()  # primes
+            async with openai.AsyncOpenAI(base_url=router.url + "/v1", api_key=TEST_KEY,
+                                          max_retries=0, timeout=60) as client:
+                measured, ttfts = await timed_streams(client, model)
+            result = await agent.run_round()
+        finally:
+            await agent.close()
+    serving = result.serving
+    assert serving.latency_p50_s is not None and serving.ttft_p50_s is not None
+    for estimate, seen in ((serving.latency_p50_s, statistics.median(measured)),
+                           (serving.ttft_p50_s, statistics.median(ttfts))):
+        low, high = bucket_of(seen)
+        assert low <= estimate <= high, (estimate, seen)
+    tokens = serving.generation_tokens_per_s
+    assert tokens is not None and tokens > 0
+    assert result.where.model == model  # taken from vLLM's own labels
+    per_model = [{"Name": "AutoScalingGroupName", "Value": "fleet-test"},
+                 {"Name": "Model", "Value": model}]
+    assert statistic(moto_port, "LatencyP50", "Maximum", per_model) == pytest.approx(
+        serving.latency_p50_s)
+    assert statistic(moto_port, "GenerationTokensPerSecond", "Maximum") == pytest.approx(
+        tokens)
+    assert statistic(moto_port, "CostPerMillionOutputTokensUSD", "Maximum") == pytest.approx(
+        1.006 / (tokens * 3600) * 1e6)

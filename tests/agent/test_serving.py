@@ -68,3 +68,38 @@ def test_vllm_token_rates_are_exact(vllm_engine: tuple[str, str]) -> None:
     assert stats.requests_running == 0 and stats.requests_waiting == 0
     assert stats.kv_cache_usage is not None and 0 <= stats.kv_cache_usage <= 1
     assert stats.latency_p50_s is not None  # from vLLM's own histogram, no router here
+
+
+def engine_page(generated: float, running: float, kv: float, latency_counts: list[int]) -> str:
+    bounds = ["0.5", "1.0", "+Inf"]
+    lines = ["# TYPE vllm:generation_tokens counter",
+             f'vllm:generation_tokens_total{{model_name="m"}} {generated}',
+             "# TYPE vllm:num_requests_running gauge",
+             f'vllm:num_requests_running{{model_name="m"}} {running}',
+             "# TYPE vllm:kv_cache_usage_perc gauge",
+             f'vllm:kv_cache_usage_perc{{model_name="m"}} {kv}',
+             "# TYPE vllm:e2e_request_latency_seconds histogram"]
+    lines += [f'vllm:e2e_request_latency_seconds_bucket{{le="{b}",model_name="m"}} {c}'
+              for b, c in zip(bounds, latency_counts, strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def test_engines_combine_and_a_restart_stays_with_its_engine() -> None:
+    a0 = Snapshot.parse(engine_page(1000, 0, 0.1, [0, 0, 0]), 0.0)
+    a1 = Snapshot.parse(engine_page(1500, 3, 0.3, [4, 4, 4]), 10.0)  # 500 tokens, fast
+    b0 = Snapshot.parse(engine_page(90_000, 0, 0.0, [10, 50, 50]), 0.0)
+    b1 = Snapshot.parse(engine_page(200, 1, 0.5, [0, 4, 4]), 10.0)  # restarted: 200 new tokens
+    stats = compute((None, None), [(a0, a1), (b0, b1)])
+    assert stats.generation_tokens_per_s == pytest.approx((500 + 200) / 10)
+    assert stats.requests_running == 4
+    assert stats.kv_cache_usage == pytest.approx(0.4)
+    # Merged latency histogram: 4 requests under 0.5 s, 4 between 0.5 and 1 s.
+    assert stats.latency_p50_s == pytest.approx(0.5)
+    assert stats.latency_p95_s is not None and 0.5 < stats.latency_p95_s <= 1.0
+
+
+def test_an_engine_without_a_previous_scrape_contributes_nothing_yet() -> None:
+    a1 = Snapshot.parse(engine_page(1500, 2, 0.3, [4, 4, 4]), 10.0)
+    stats = compute((None, None), [(None, None), (None, a1)])
+    assert stats.generation_tokens_per_s is None
+    assert stats.requests_running == 2  # gauges are current values: no previous needed

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from unittest import mock
 
 import openai
 import pytest
@@ -19,7 +21,7 @@ from llmfleet.testing import free_port
 
 def test_every_process_has_a_subcommand() -> None:
     parser = build_parser()
-    for command in ("router", "up", "testmodel"):
+    for command in ("router", "up", "agent", "metrics", "testmodel"):
         assert parser.parse_args([command]).command == command
 
 
@@ -30,13 +32,31 @@ def test_router_without_backends_exits_with_a_message(
     assert "no backends configured" in capsys.readouterr().err
 
 
+def wait_for_published(cw_port: int, name: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """`llmfleet metrics` against the local CloudWatch until `name` shows (bounded)."""
+    env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+    out = ""
+    for _ in range(60):
+        with mock.patch.dict(os.environ, env):
+            main(["metrics", "--endpoint-url", f"http://127.0.0.1:{cw_port}",
+                  "--region", "us-east-1"])
+        out = capsys.readouterr().out
+        if name in out:
+            return out
+        time.sleep(1)
+    raise AssertionError(f"{name} never published; last view:\n{out}")
+
+
 @pytest.mark.engine
-def test_up_serves_the_generated_model_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port, engine_port = free_port(), free_port()
+def test_up_serves_the_generated_model_publishes_metrics_and_stops_on_ctrl_c(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port, engine_port, agent_port, cw_port = (free_port() for _ in range(4))
     env = {**os.environ, "LLMFLEET_API_KEY": "sk-newcomer", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmfleet.cli", "up", "--port", str(port),
-         "--engine-port", str(engine_port), "--run-dir", str(tmp_path)],
+         "--engine-port", str(engine_port), "--agent-port", str(agent_port),
+         "--cloudwatch-port", str(cw_port), "--agent-interval", "1",
+         "--run-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     assert proc.stdout is not None
     banner = ""
@@ -58,11 +78,16 @@ def test_up_serves_the_generated_model_and_stops_on_ctrl_c(tmp_path: Path) -> No
                 model=model.group(1), messages=[{"role": "user", "content": "hello"}],
                 max_tokens=8, stream=True) if c.choices)
         assert text
+        assert f"agent    : http://127.0.0.1:{agent_port}/health" in banner
+        published = wait_for_published(cw_port, "GenerationTokensPerSecond", capsys)
+        assert "Model=llmfleet-tiny" in published and "CostPerHourUSD" in published
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
-    assert "stopping vLLM" in rest
-    assert "sk-newcomer" not in (tmp_path / "vllm.log").read_text()
+    assert "stopping the agent, vLLM" in rest
+    for log in ("vllm.log", "agent.log"):
+        assert "sk-newcomer" not in (tmp_path / log).read_text()
+    with pytest.raises(OSError):  # the agent is gone too
+        urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/health", timeout=2)
     with pytest.raises(OSError):  # the engine's port is free again: it is gone
-        import urllib.request
         urllib.request.urlopen(f"http://127.0.0.1:{engine_port}/health", timeout=2)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet.engine import EngineProcess, EngineSpec, EngineStartError
+from llmfleet.engine import EngineProcess, EngineSpec
+from llmfleet.process import StartError
 from llmfleet.testing import free_port
 
 
@@ -15,7 +16,7 @@ def test_engine_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> No
     engine = EngineProcess(spec, tmp_path / "engine.log")
     engine.start()
     try:
-        with pytest.raises(EngineStartError, match="exited during start-up"):
+        with pytest.raises(StartError, match="exited during start-up"):
             engine.wait_ready(timeout_s=120)
     finally:
         engine.stop()

@@ -1,0 +1,91 @@
+"""Child processes that `llmfleet up`, tests and benchmarks start, await and stop.
+
+Each runs in its own session (so a stop reaches its whole process group: vLLM
+forks workers), logs to a file, and counts as ready when its health URL
+answers 200.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+
+class StartError(RuntimeError):
+    """The process exited or did not become healthy in time."""
+
+
+class ChildProcess:
+    """One child process with its log in a file and a health URL."""
+
+    def __init__(self, name: str, command: list[str], log_path: Path, health_url: str,
+                 env: dict[str, str | None] | None = None) -> None:
+        """`env` adds to this process's environment; a None value removes that variable."""
+        self.name = name
+        self.command = command
+        self.log_path = log_path
+        self.health_url = health_url
+        self.env = env or {}
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env}
+        child_env = {k: v for k, v in env.items() if v is not None}
+        with self.log_path.open("wb") as log:
+            self._proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                          env=child_env, start_new_session=True)
+
+    def wait_ready(self, timeout_s: float = 600.0,
+                   progress: Callable[[float], None] | None = None,
+                   poll_s: float = 1.0) -> float:
+        """Block until the health URL answers 200; return the seconds it took.
+
+        Raises:
+            StartError: the process exited, or `timeout_s` passed.
+        """
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < timeout_s:
+            if self._proc is None or self._proc.poll() is not None:
+                raise StartError(f"{self.name} exited during start-up:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.health_url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return elapsed
+            except (urllib.error.URLError, OSError):
+                pass
+            if progress:
+                progress(elapsed)
+            time.sleep(poll_s)
+        raise StartError(f"{self.name} not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left after `grace_s`."""
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        pgid = os.getpgid(self._proc.pid)
+        os.killpg(pgid, signal.SIGTERM)
+        try:
+            self._proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self._proc.wait()
