@@ -54,11 +54,15 @@ lint: $(STAMP) ## Ruff and mypy only
 ##@ Measure
 
 .PHONY: bench
-bench: bench-router ## Run every benchmark
+bench: bench-router bench-agent ## Run every benchmark
 
 .PHONY: bench-router
 bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real vLLM); see BENCHMARKS.md
 	$(PY) -m benchmarks.router_bench
+
+.PHONY: bench-agent
+bench-agent: $(STAMP) ## The agent's CPU and memory at a 10 s interval, scraping real vLLM and the router; see BENCHMARKS.md
+	$(PY) -m benchmarks.agent_bench
 
 ##@ Setup
 

@@ -1,59 +1,100 @@
 """The agent as a long-lived process: its loop, `/metrics`, `/health`, clean shutdown.
 
-The loop runs as a task inside the ASGI lifespan, so uvicorn's signal
-handling is the agent's: SIGTERM (systemd's stop, an instance being
-scaled in) ends the loop after the round in progress, flushes the buffer to
-CloudWatch for at most `shutdown_flush_s`, and leaves whatever could not be
-sent on disk for the next start.
+The loop runs on asyncio; SIGTERM (systemd's stop, an instance being scaled
+in) or SIGINT ends it after the round in progress, then the buffer is
+flushed to CloudWatch for at most `shutdown_flush_s` and whatever could not
+be sent stays on disk for the next start.
+
+`/metrics` and `/health` are served by the standard library's threading
+HTTP server, as `prometheus_client.start_http_server` does: two tiny
+endpoints on 127.0.0.1 do not need an ASGI stack, and leaving uvicorn,
+Starlette and httpx out keeps the agent's memory well under its 80 MB
+budget (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import logging
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from agent.runner import Agent
-from agent.status import StatusCollector
+from agent.status import AgentStatus, StatusCollector
 
 log = logging.getLogger(__name__)
 
 
-def create_app(agent: Agent) -> Starlette:
-    registry = CollectorRegistry()
-    registry.register(StatusCollector(agent.status))
+class StatusServer:
+    """`/metrics` (Prometheus text) and `/health` (JSON) from a background thread."""
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        await agent.start()
-        loop = asyncio.create_task(agent.run(stop), name="agent-loop")
-        try:
-            yield
-        finally:
-            stop.set()
-            await loop
-            await agent.close()
-            status = agent.status
-            log.info("agent stopped", extra={"fields": {
-                "rounds": status.rounds_total, "sent": status.sent_total,
-                "left_buffered": status.buffered, "dropped": status.dropped_total}})
+    def __init__(self, status: AgentStatus, host: str, port: int) -> None:
+        registry = CollectorRegistry()
+        registry.register(StatusCollector(status))
+        self._server = ThreadingHTTPServer((host, port), _handler(status, registry))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="agent-http", daemon=True)
 
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
 
-    async def health(request: Request) -> Response:
-        now = time.monotonic()
-        body = agent.status.as_json(now)
-        return JSONResponse(body, status_code=200 if agent.status.healthy(now) else 503)
+    def start(self) -> None:
+        self._thread.start()
 
-    return Starlette(routes=[Route("/metrics", metrics), Route("/health", health)],
-                     lifespan=lifespan)
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _handler(status: AgentStatus, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+            elif self.path == "/health":
+                now = time.monotonic()
+                body = json.dumps(status.as_json(now)).encode()
+                self._send(200 if status.healthy(now) else 503, "application/json", body)
+            else:
+                self._send(404, "text/plain", b"not found\n")
+
+        def _send(self, code: int, content_type: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # a line per health check is noise; the agent logs what matters
+
+    return Handler
+
+
+async def serve(agent: Agent, host: str, port: int) -> None:
+    """Run until SIGTERM or SIGINT, then flush and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = StatusServer(agent.status, host, port)
+    server.start()
+    log.info("agent serving /metrics and /health on http://%s:%d", host, server.port)
+    await agent.start()
+    try:
+        await agent.run(stop)
+    finally:
+        await agent.close()
+        server.stop()
+        s = agent.status
+        log.info("agent stopped", extra={"fields": {
+            "rounds": s.rounds_total, "sent": s.sent_total, "left_buffered": s.buffered,
+            "dropped": s.dropped_total}})

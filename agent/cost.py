@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
+import urllib3
 
 from llmfleet.catalog import Instance, Market, instances
 
@@ -39,22 +39,24 @@ IMDS_FIELDS = {
 }
 
 
-async def imds_identity(base_url: str = IMDS_URL, timeout_s: float = 0.5) -> Identity:
+def imds_identity(base_url: str = IMDS_URL, timeout_s: float = 0.5) -> Identity:
     """This instance's identity, or an empty one when no metadata service answers."""
-    timeout = httpx.Timeout(timeout_s)
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(total=timeout_s), retries=False)
     found: dict[str, str] = {}
     try:
-        async with httpx.AsyncClient(base_url=base_url, timeout=timeout) as client:
-            token = await client.put("/latest/api/token", headers={
-                "x-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)})
-            token.raise_for_status()
-            headers = {"x-aws-ec2-metadata-token": token.text}
-            for key, path in IMDS_FIELDS.items():
-                resp = await client.get(f"/latest/{path}", headers=headers)
-                if resp.status_code == 200:
-                    found[key] = resp.text.strip()
-    except httpx.HTTPError:
+        token = http.request("PUT", f"{base_url}/latest/api/token", headers={
+            "x-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)})
+        if token.status != 200:
+            return Identity()
+        headers = {"x-aws-ec2-metadata-token": token.data.decode()}
+        for key, path in IMDS_FIELDS.items():
+            resp = http.request("GET", f"{base_url}/latest/{path}", headers=headers)
+            if resp.status == 200:
+                found[key] = resp.data.decode().strip()
+    except urllib3.exceptions.HTTPError:
         return Identity()
+    finally:
+        http.clear()
     lifecycle = found.get("lifecycle")
     market = Market.SPOT if lifecycle == "spot" else Market.ON_DEMAND if lifecycle else None
     return Identity(found.get("instance_id"), found.get("instance_type"), market,

@@ -1,6 +1,7 @@
 """The agent's work, round after round: scrape, read the GPUs, price, buffer, publish.
 
-Each round scrapes the router and every engine concurrently, reads NVML,
+Each round scrapes the router and every engine concurrently (urllib3, which
+boto3 loads anyway, on worker threads), reads NVML,
 turns the differences since the previous round into serving statistics,
 adds cost and energy figures, and hands the datapoints to the on-disk buffer
 and the publisher. Rounds start on a fixed grid (`start + k * interval`),
@@ -30,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import urllib3
 
 from agent.buffer import Datapoint, DatapointBuffer
 from agent.cost import CostModel, Identity, imds_identity, joules_per_output_token
@@ -78,7 +79,7 @@ async def resolve_identity(settings: AgentSettings) -> Identity:
               settings.region)
     found = Identity()
     if settings.imds and any(value is None for value in wanted):
-        found = await imds_identity(settings.imds_url)
+        found = await asyncio.to_thread(imds_identity, settings.imds_url)
         if found.instance_id is None:
             log.warning("no EC2 instance metadata at %s; set the identity in settings",
                         settings.imds_url)
@@ -119,7 +120,8 @@ class Agent:
         self._engines = [Source(f"engine{i}", url + "/metrics")
                          for i, url in enumerate(settings.engine_urls)]
         self._energy: tuple[float, float] | None = None  # (joules, at) at the last round
-        self._http: httpx.AsyncClient | None = None
+        timeout = urllib3.Timeout(total=settings.scrape_timeout_s)
+        self._http = urllib3.PoolManager(maxsize=2, timeout=timeout)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-publish")
         self._buffer: DatapointBuffer | None = None
         self._publisher: Publisher | None = None
@@ -128,8 +130,6 @@ class Agent:
     # -- life cycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.settings.scrape_timeout_s),
-                                       limits=httpx.Limits(max_connections=8))
         if self._gpu is not None:
             self._gpu.start()
             self.status.gpu_available = self._gpu.available
@@ -154,8 +154,7 @@ class Agent:
         if self._buffer is not None:
             await self._on_worker(self._buffer.close)
         self._worker.shutdown(wait=True)
-        if self._http is not None:
-            await self._http.aclose()
+        self._http.clear()
         if self._gpu is not None:
             self._gpu.stop()
 
@@ -235,22 +234,28 @@ class Agent:
                      build(where, timestamp, serving, gpus, values))
 
     async def _scrape(self, source: Source) -> Snapshot | None:
-        assert self._http is not None
+        loop = asyncio.get_running_loop()
         try:
-            resp = await self._http.get(source.url, headers=source.headers)
-            resp.raise_for_status()
-            snapshot = Snapshot.parse(resp.text, self._clock())
-        except (httpx.HTTPError, ScrapeError) as exc:
-            errors = self.status.scrape_errors_total
-            errors[source.name] = errors.get(source.name, 0) + 1
-            if source.name not in self.status.failing_sources:  # say it once, not every round
+            text = await loop.run_in_executor(None, self._fetch, source)
+            snapshot = Snapshot.parse(text, self._clock())
+        except (urllib3.exceptions.HTTPError, ScrapeError) as exc:
+            if self.status.scrape_failed(source.name):  # say it once, not every round
                 log.warning("scraping %s (%s) failed: %s", source.name, source.url, exc)
-                self.status.failing_sources.add(source.name)
             return None
-        if source.name in self.status.failing_sources:
+        if self.status.scrape_worked(source.name):
             log.info("scraping %s works again", source.name)
-            self.status.failing_sources.discard(source.name)
         return snapshot
+
+    def _fetch(self, source: Source) -> str:
+        """GET a metrics page (on a worker thread).
+
+        Raises:
+            urllib3.exceptions.HTTPError: unreachable, timed out, or not a 200.
+        """
+        resp = self._http.request("GET", source.url, headers=source.headers, retries=False)
+        if resp.status != 200:
+            raise urllib3.exceptions.HTTPError(f"HTTP {resp.status}")
+        return resp.data.decode("utf-8", errors="replace")
 
     @staticmethod
     def _advance(source: Source, latest: Snapshot | None) -> Pair:

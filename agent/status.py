@@ -3,7 +3,9 @@
 One `AgentStatus` object is updated by the agent as it works; a Prometheus
 collector renders it on each scrape, so the counters that live in the
 on-disk buffer (datapoints dropped, kept across restarts) need no second
-copy that could drift from the truth.
+copy that could drift from the truth. The HTTP server reads it from another
+thread: fields are replaced, never mutated in place (a frozenset, a fresh
+dict), so a reader never iterates a collection that is changing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class AgentStatus:
     last_round_at: float | None = None  # monotonic
     last_round_duration_s: float = 0.0
     scrape_errors_total: dict[str, int] = field(default_factory=dict)
-    failing_sources: set[str] = field(default_factory=set)
+    failing_sources: frozenset[str] = frozenset()
     buffered: int = 0
     sent_total: int = 0
     rejected_total: int = 0
@@ -31,6 +33,20 @@ class AgentStatus:
     dropped_total: int = 0
     backing_off: bool = False
     gpu_available: bool = False
+
+    def scrape_failed(self, source: str) -> bool:
+        """Count a failed scrape; True when the source was working until now."""
+        errors = self.scrape_errors_total
+        self.scrape_errors_total = {**errors, source: errors.get(source, 0) + 1}
+        newly = source not in self.failing_sources
+        self.failing_sources = self.failing_sources | {source}
+        return newly
+
+    def scrape_worked(self, source: str) -> bool:
+        """True when the source was failing until now."""
+        recovered = source in self.failing_sources
+        self.failing_sources = self.failing_sources - {source}
+        return recovered
 
     def healthy(self, now: float) -> bool:
         """Rounds are happening: the last one ended within three intervals.

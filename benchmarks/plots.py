@@ -56,3 +56,40 @@ def plot_router(results: dict[str, Any], out: Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_agent(results: dict[str, Any], out: Path) -> Path:
+    """Two panels: the agent's RSS over time, and its CPU share against the target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (mem, cpu) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, style in (("interval_10s", "-"), ("interval_1s", "--")):
+        run = results[key]
+        seconds = [s[0] for s in run["samples"]]
+        mem.plot(seconds, [s[2] for s in run["samples"]], style,
+                 label=f"interval {run['interval_s']:g} s")
+    mem.axhline(80, color="#c0392b", ls=":", label="target 80 MiB")
+    mem.set_ylim(0, 100)
+    mem.set_xlabel("seconds since the first round")
+    mem.set_ylabel("agent RSS (MiB)")
+    mem.set_title("memory")
+    mem.legend(loc="lower right")
+
+    labels = [f"interval {results[k]['interval_s']:g} s" for k in ("interval_10s", "interval_1s")]
+    values = [results[k]["cpu_pct_of_core"] for k in ("interval_10s", "interval_1s")]
+    bars = cpu.bar(labels, values, color=["#4878a8", "#7fa6cf"])
+    cpu.bar_label(bars, labels=[f"{v:.2f} %\n{results[k]['cpu_ms_per_round']:.0f} ms/round"
+                                for v, k in zip(values, ("interval_10s", "interval_1s"),
+                                                strict=True)])
+    cpu.axhline(1.0, color="#c0392b", ls=":", label="target at 10 s: 1 % of a core")
+    cpu.set_ylim(top=max([*values, 1.0]) * 1.4)
+    cpu.set_ylabel("agent CPU (% of one core)")
+    cpu.set_title("CPU, real vLLM + router scraped, moto as CloudWatch")
+    cpu.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

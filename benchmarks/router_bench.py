@@ -29,13 +29,12 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import aiohttp
 
+from benchmarks.procs import cpu_seconds, rss_mib, spawn, wait_http
 from llmfleet.engine import EngineProcess
 from llmfleet.local import engine_spec_for
 from llmfleet.testing import free_port
@@ -43,7 +42,6 @@ from llmfleet.testing import free_port
 KEY = "sk-bench"
 ROUNDS_B = 5
 ROUTER_CORE, LOAD_CORE = 1, 0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -89,40 +87,6 @@ class Stats:
     tokens_per_s: float
     ttft_p50_ms: float
     router_cpu_s: float | None
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def wait_http(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # it answered: it is up
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def spawn(cmd: list[str], core: int | None, env: dict[str, str] | None = None,
-          log: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a process pinned to `core`, or free to move when `core` is None."""
-    out = log.open("wb") if log else subprocess.DEVNULL
-    pin = None if core is None else (lambda: os.sched_setaffinity(0, {core}))
-    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out,
-                            stderr=subprocess.STDOUT, preexec_fn=pin)
 
 
 async def one(session: aiohttp.ClientSession, url: str, body: dict[str, object],

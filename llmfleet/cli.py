@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,8 +62,6 @@ def _agent(args: argparse.Namespace) -> int:
         print(f"llmfleet agent: invalid settings (LLMFLEET_AGENT_*):\n{exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
-    # httpx logs every request at INFO: a line per scrape is noise, failures are ours to log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.once:
         return asyncio.run(_agent_once(settings, args.print))
     return _agent_serve(settings)
@@ -72,28 +69,22 @@ def _agent(args: argparse.Namespace) -> int:
 
 def _agent_serve(settings: AgentSettings) -> int:
     import asyncio
-    import signal
 
-    import uvicorn
-
-    from agent.app import create_app
+    from agent.app import serve
     from agent.runner import Agent, resolve_identity
 
-    identity = asyncio.run(resolve_identity(settings))
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"llmfleet agent: cannot use state_dir {settings.state_dir}: {exc}",
               file=sys.stderr)
         return 2
-    agent = Agent(settings, identity, gpu=_gpu(settings))
-    # uvicorn re-raises the signal that stopped it once shutdown is done, which would
-    # end the process "killed by SIGTERM" after a clean flush. A no-op handler for it
-    # (uvicorn restores it before re-raising) makes a graceful stop exit 0.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(create_app(agent), host=settings.host, port=settings.port, loop="uvloop",
-                http="httptools", access_log=False, log_config=None,
-                timeout_graceful_shutdown=int(settings.shutdown_flush_s) + 5)
+
+    async def main() -> None:
+        agent = Agent(settings, await resolve_identity(settings), gpu=_gpu(settings))
+        await serve(agent, settings.host, settings.port)
+
+    asyncio.run(main())
     return 0
 
 

@@ -44,15 +44,15 @@ def imds() -> Iterator[str]:
         yield server.url
 
 
-async def test_identity_with_the_token_flow(imds: str) -> None:
-    identity = await imds_identity(imds)
+def test_identity_with_the_token_flow(imds: str) -> None:
+    identity = imds_identity(imds)
     assert (identity.instance_id, identity.instance_type) == ("i-0abc", "g5.xlarge")
     assert identity.market is Market.SPOT and identity.region == "eu-west-1"
     assert identity.asg_name is None  # tags not exposed: that field alone is missing
 
 
-async def test_no_metadata_service_means_no_identity_quickly() -> None:
-    identity = await imds_identity(f"http://127.0.0.1:{free_port()}", timeout_s=0.2)
+def test_no_metadata_service_means_no_identity_quickly() -> None:
+    identity = imds_identity(f"http://127.0.0.1:{free_port()}", timeout_s=0.2)
     assert identity.instance_type is None and identity.instance_id is None
 
 
