@@ -54,7 +54,7 @@ class AgentSettings(BaseSettings):
     region: str | None = None
     cloudwatch_endpoint_url: str | None = None  # a CloudWatch-compatible endpoint (moto)
     state_dir: Path = Path("/var/lib/llmfleet/agent")
-    # ~70 datapoints per interval: 250,000 is about 10 hours of outage at 10 s.
+    # 50-65 datapoints per round: 250,000 is 10-14 hours of outage at 10 s.
     buffer_max_points: int = Field(default=250_000, gt=0)
     max_backoff_s: float = Field(default=300.0, gt=0)
     shutdown_flush_s: float = Field(default=5.0, ge=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,11 +22,13 @@ from starlette.routing import Route
 
 from agent.cost import Identity
 from agent.gpu import GpuCollector
+from agent.report import render
 from agent.runner import Agent, Round
 from agent.settings import AgentSettings
 from llmfleet.catalog import Market
 from llmfleet.fake_upstream import FakeControl
 from llmfleet.testing import ServerThread, free_port
+from server.metrics import LATENCY_BUCKETS, TTFT_BUCKETS
 from tests.agent.conftest import cloudwatch, start_moto
 from tests.agent.test_gpu import FakeGpu, fake_nvml
 from tests.agent.test_serving import bucket_of
@@ -135,6 +138,10 @@ async def test_a_round_publishes_serving_gpu_and_cost_figures(
     assert published_p50 == pytest.approx(result.serving.latency_p50_s)
     assert statistic(moto_port, "RequestsPerSecond", "SampleCount") == 1
     assert agent.status.sent_total == len(result.points) and agent.status.buffered == 0
+    table = render(result)  # what `llmfleet agent --once --print` shows
+    assert re.search(r"GPUUtilization\s+60\s+Percent", table)
+    assert re.search(r"LatencyP50\s+\d+\.\d ms", table)
+    assert re.search(r"GPUMemoryTotal\s+48\.00 GiB", table)
 
 
 def garbage_source() -> Starlette:
@@ -210,7 +217,7 @@ async def timed_streams(client: openai.AsyncOpenAI, model: str) -> tuple[list[fl
                                                                         list[float]]:
     """Streamed completions of growing length: end-to-end time and TTFT of each."""
     measured, ttfts = [], []
-    for max_tokens in (8, 16, 24, 32, 40, 48, 56, 64):
+    for max_tokens in (8, 16, 24, 32, 40, 48, 56, 64, 72):  # odd count: one median request
         started = time.monotonic()
         first = None
         async for chunk in await client.completions.create(
@@ -242,10 +249,15 @@ async def test_real_router_and_vllm_percentiles_match_what_the_client_measured(
             await agent.close()
     serving = result.serving
     assert serving.latency_p50_s is not None and serving.ttft_p50_s is not None
-    for estimate, seen in ((serving.latency_p50_s, statistics.median(measured)),
-                           (serving.ttft_p50_s, statistics.median(ttfts))):
-        low, high = bucket_of(seen)
-        assert low <= estimate <= high, (estimate, seen)
+    for estimate, seen, buckets in ((serving.latency_p50_s, measured, LATENCY_BUCKETS),
+                                    (serving.ttft_p50_s, ttfts, TTFT_BUCKETS)):
+        # The router times each request a little inside the client (no SDK parsing, no
+        # client socket), so its median sits at or below the client's, by a few ms: the
+        # estimate lies in a bucket between the two.
+        median = statistics.median(seen)
+        low, _ = bucket_of(median * 0.8 - 0.005, buckets)
+        _, high = bucket_of(median, buckets)
+        assert low <= estimate <= high, (estimate, sorted(seen))
     tokens = serving.generation_tokens_per_s
     assert tokens is not None and tokens > 0
     assert result.where.model == model  # taken from vLLM's own labels

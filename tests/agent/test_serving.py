@@ -19,9 +19,10 @@ def scrape(url: str) -> Snapshot:
     return Snapshot.parse(httpx.get(url + "/metrics", timeout=10).text, time.monotonic())
 
 
-def bucket_of(value: float) -> tuple[float, float]:
+def bucket_of(value: float, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> tuple[float, float]:
+    """The histogram bucket (lower, upper] that holds `value`."""
     lower = 0.0
-    for bound in LATENCY_BUCKETS:
+    for bound in buckets:
         if value <= bound:
             return lower, bound
         lower = bound
