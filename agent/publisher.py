@@ -86,13 +86,14 @@ class Publisher:
     def backing_off(self) -> bool:
         return self._clock() < self._next_try
 
-    def publish(self, max_calls: int | None = None) -> int:
+    def publish(self, max_calls: int | None = None, *, even_if_backing_off: bool = False) -> int:
         """Send what is buffered, oldest first; returns how many CloudWatch accepted.
 
         `max_calls` bounds one go, so that draining a long outage's backlog does
         not hold up the rounds that produce new datapoints; the rest goes next time.
+        `even_if_backing_off` is for the last try before the process stops.
         """
-        if self.backing_off:
+        if self.backing_off and not even_if_backing_off:
             return 0
         sent, calls = 0, 0
         while pending := self._buffer.oldest(MAX_DATAPOINTS_PER_CALL * 4):

@@ -161,8 +161,12 @@ class Agent:
     def _flush(self, budget_s: float) -> None:
         assert self._publisher is not None and self._buffer is not None
         deadline = self._clock() + budget_s
-        while len(self._buffer) and self._clock() < deadline and not self._publisher.backing_off:
-            self._publisher.publish(max_calls=1)
+        # One try even while backing off: CloudWatch may be back, and there is no next round.
+        retry = True
+        while len(self._buffer) and self._clock() < deadline and (
+                retry or not self._publisher.backing_off):
+            self._publisher.publish(max_calls=1, even_if_backing_off=retry)
+            retry = False
         self._refresh_status()
         if self.status.buffered:
             log.warning("stopping with %d datapoints on disk; they are sent after the restart",

@@ -269,3 +269,20 @@ async def test_real_router_and_vllm_percentiles_match_what_the_client_measured(
         tokens)
     assert statistic(moto_port, "CostPerMillionOutputTokensUSD", "Maximum") == pytest.approx(
         1.006 / (tokens * 3600) * 1e6)
+
+
+async def test_stopping_flushes_even_while_backing_off(tmp_path: Path) -> None:
+    """CloudWatch comes back during a long backoff and the agent is told to stop."""
+    port = free_port()
+    agent = Recording(settings(tmp_path, port, max_backoff_s=60), IDENTITY)
+    await agent.start()
+    for _ in range(3):
+        await agent.run_round()
+    assert agent.status.backing_off and agent.status.buffered > 0
+    server = start_moto(port)
+    try:
+        await agent.close()  # what SIGTERM leads to
+        assert statistic(port, "CostPerHourUSD") == 3
+        assert agent.status.buffered == 0
+    finally:
+        server.stop()
