@@ -70,6 +70,8 @@ def _agent(args: argparse.Namespace) -> int:
 def _agent_serve(settings: AgentSettings) -> int:
     import asyncio
 
+    from botocore.exceptions import NoRegionError
+
     from agent.app import serve
     from agent.runner import Agent, resolve_identity
 
@@ -84,7 +86,12 @@ def _agent_serve(settings: AgentSettings) -> int:
         agent = Agent(settings, await resolve_identity(settings), gpu=_gpu(settings))
         await serve(agent, settings.host, settings.port)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except NoRegionError:
+        print("llmfleet agent: no AWS region: set LLMFLEET_AGENT_REGION (off EC2; on EC2 it "
+              "comes from instance metadata)", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -148,3 +148,14 @@ def test_bad_settings_exit_with_a_message(tmp_path: Path, bad: str) -> None:
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "llmfleet agent:" in done.stderr
+
+
+def test_no_region_off_ec2_exits_with_a_message(tmp_path: Path) -> None:
+    env = agent_env(tmp_path / "state", free_port(), free_port())
+    for name in ("LLMFLEET_AGENT_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        env.pop(name, None)
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "no-config")  # no region from a profile either
+    done = subprocess.run([sys.executable, "-m", "llmfleet.cli", "agent"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "set LLMFLEET_AGENT_REGION" in done.stderr
