@@ -7,7 +7,7 @@ import contextlib
 import re
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,14 +64,6 @@ def statistic(port: int, name: str, stat: str = "SampleCount",
         StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=1), Period=3600,
         Statistics=[stat])["Datapoints"]
     return float(sum(d[stat] for d in found)) if found else None
-
-
-@pytest.fixture
-def moto_port() -> Iterator[int]:
-    port = free_port()
-    server = start_moto(port)
-    yield port
-    server.stop()
 
 
 class Recording(Agent):
