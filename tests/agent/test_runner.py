@@ -216,7 +216,9 @@ async def timed_streams(client: openai.AsyncOpenAI, model: str) -> tuple[list[fl
         async for chunk in await client.completions.create(
                 model=model, prompt="Once upon", max_tokens=max_tokens, stream=True,
                 extra_body={"ignore_eos": True}):
-            if first is None and chunk.choices and chunk.choices[0].text:
+            # The router's TTFT is its first event from the engine, whatever the text: a
+            # token may decode to nothing yet (a partial UTF-8 byte), so count any chunk.
+            if first is None and chunk.choices:
                 first = time.monotonic() - started
         measured.append(time.monotonic() - started)
         ttfts.append(first or 0.0)
