@@ -1,0 +1,94 @@
+# llmfleet on AWS: a GPU fleet running vLLM, the router and the metrics agent,
+# behind an Application Load Balancer, API Gateway and WAF, with CloudWatch
+# dashboards and alarms and a static demo site. See README.md for the picture.
+
+provider "aws" {
+  region = var.region
+  default_tags {
+    tags = merge({
+      Project     = "llmfleet"
+      Environment = var.environment
+      Deployment  = var.name
+      ManagedBy   = "opentofu"
+    }, var.tags)
+  }
+}
+
+locals {
+  metrics_namespace = "LLMFleet"
+}
+
+module "networking" {
+  source                  = "./modules/networking"
+  name                    = var.name
+  cidr                    = var.vpc_cidr
+  az_count                = var.az_count
+  single_nat_gateway      = var.single_nat_gateway
+  flow_log_retention_days = var.log_retention_days
+}
+
+module "load_balancer" {
+  source              = "./modules/load_balancer"
+  name                = var.name
+  vpc_id              = module.networking.vpc_id
+  vpc_cidr            = module.networking.vpc_cidr
+  subnet_ids          = var.alb.internet_facing ? module.networking.public_subnet_ids : module.networking.private_subnet_ids
+  internet_facing     = var.alb.internet_facing
+  certificate_arn     = var.alb.certificate_arn
+  idle_timeout_s      = var.alb.idle_timeout_s
+  deletion_protection = var.alb.deletion_protection
+  rate_limit_per_ip   = var.rate_limit_per_ip
+  log_retention_days  = var.log_retention_days
+}
+
+module "monitoring" {
+  source                  = "./modules/monitoring"
+  name                    = var.name
+  metrics_namespace       = local.metrics_namespace
+  autoscaling_group_name  = module.compute.autoscaling_group_name
+  max_instances           = var.capacity.max
+  alb_arn_suffix          = module.load_balancer.alb_arn_suffix
+  target_group_arn_suffix = module.load_balancer.target_group_arn_suffix
+  alarm_email             = var.alarm_email
+  log_retention_days      = var.log_retention_days
+}
+
+module "compute" {
+  source                = "./modules/compute"
+  name                  = var.name
+  vpc_id                = module.networking.vpc_id
+  private_subnet_ids    = module.networking.private_subnet_ids
+  alb_security_group_id = module.load_balancer.security_group_id
+  target_group_arns     = [module.load_balancer.target_group_arn]
+  instance_type         = var.instance_type
+  spot                  = var.spot
+  capacity              = var.capacity
+  scaling               = var.scaling
+  model                 = var.model
+  api_keys_parameter    = var.api_keys_parameter
+  package_path          = var.package_path
+  metrics_namespace     = local.metrics_namespace
+  log_group_arns        = module.monitoring.log_group_arns
+  log_group_names       = module.monitoring.log_group_names
+}
+
+module "api_gateway" {
+  source                = "./modules/api_gateway"
+  name                  = var.name
+  vpc_id                = module.networking.vpc_id
+  subnet_ids            = module.networking.private_subnet_ids
+  alb_arn               = module.load_balancer.alb_arn
+  alb_security_group_id = module.load_balancer.security_group_id
+  alb_dns_name          = module.load_balancer.alb_dns_name
+  alb_https             = var.alb.certificate_arn != null
+  web_acl_arn           = module.load_balancer.web_acl_arn
+  throttle              = var.api_throttle
+  api_clients           = var.api_clients
+  log_retention_days    = var.log_retention_days
+}
+
+module "demo" {
+  count  = var.demo_site ? 1 : 0
+  source = "./modules/demo"
+  name   = var.name
+}

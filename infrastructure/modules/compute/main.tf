@@ -1,0 +1,334 @@
+# Compute: the GPU fleet. A launch template (Deep Learning AMI, IMDSv2 only,
+# encrypted gp3 root, cloud-init that installs llmfleet and starts vLLM, the
+# router and the agent), a least-privilege instance profile, and a multi-AZ
+# Auto Scaling Group in private subnets that scales on the agent's GPU
+# utilisation averaged over the group.
+
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+data "aws_ssm_parameter" "ami" {
+  name = var.ami_ssm_parameter
+}
+
+locals {
+  asg_name      = "${var.name}-gpu"
+  served_name   = coalesce(var.model.served_name, var.model.id)
+  artifact_file = basename(var.package_path)
+  artifact_key  = "packages/${filemd5(var.package_path)}/${local.artifact_file}"
+  vllm_args = trimspace(join(" ", compact([
+    var.model.vllm_args,
+    var.model.max_model_len == null ? "" : "--max-model-len ${var.model.max_model_len}",
+  ])))
+  parameter_arns = [for p in compact([var.api_keys_parameter, var.model.hf_token_parameter]) :
+  "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(p, "/")}"]
+  user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
+    router_port        = var.router_port
+    metrics_namespace  = var.metrics_namespace
+    asg_name           = local.asg_name
+    served_name        = local.served_name
+    model_id           = var.model.id
+    vllm_args          = local.vllm_args
+    vllm_version       = "0.32.0"
+    hf_token_parameter = coalesce(var.model.hf_token_parameter, "")
+    api_keys_parameter = var.api_keys_parameter
+    artifact_bucket    = aws_s3_bucket.artifacts.bucket
+    artifact_key       = local.artifact_key
+    artifact_file      = local.artifact_file
+    log_group_vllm     = var.log_group_names["vllm"]
+    log_group_router   = var.log_group_names["router"]
+    log_group_agent    = var.log_group_names["agent"]
+  })
+}
+
+# --- Artifacts -----------------------------------------------------------------
+# The llmfleet wheel the instances install: private, encrypted, versioned, only
+# readable by the instance role. Keyed by content hash so a new build rolls the fleet.
+
+resource "aws_s3_bucket" "artifacts" {
+  bucket_prefix = "${var.name}-artifacts-"
+  force_destroy = true # only build outputs live here
+}
+
+resource "aws_s3_bucket_public_access_block" "artifacts" {
+  bucket                  = aws_s3_bucket.artifacts.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "aws:kms"
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_versioning" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_object" "package" {
+  bucket = aws_s3_bucket.artifacts.id
+  key    = local.artifact_key
+  source = var.package_path
+  etag   = filemd5(var.package_path)
+}
+
+# --- Instance role -------------------------------------------------------------
+# Least privilege: Session Manager (no SSH), PutMetricData only into our
+# namespace, write only our log groups, read only our parameters and our wheel.
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "instance" {
+  name               = "${var.name}-instance"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "ssm_core" {
+  role       = aws_iam_role.instance.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+data "aws_iam_policy_document" "instance" {
+  statement {
+    sid       = "PublishFleetMetrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"] # PutMetricData has no resource type; the condition scopes it
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [var.metrics_namespace]
+    }
+  }
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = [for arn in var.log_group_arns : "${arn}:*"]
+  }
+  statement {
+    sid       = "ReadOwnParameters"
+    actions   = ["ssm:GetParameter"]
+    resources = local.parameter_arns
+  }
+  statement {
+    sid       = "ReadPackage"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.artifacts.arn}/packages/*"]
+  }
+}
+
+resource "aws_iam_role_policy" "instance" {
+  name   = "llmfleet-instance"
+  role   = aws_iam_role.instance.id
+  policy = data.aws_iam_policy_document.instance.json
+}
+
+resource "aws_iam_instance_profile" "this" {
+  name = "${var.name}-instance"
+  role = aws_iam_role.instance.name
+}
+
+# --- Network access ------------------------------------------------------------
+# The router port from the load balancer only; no SSH. Egress for packages and
+# model downloads (through NAT) and AWS APIs (through endpoints).
+
+resource "aws_security_group" "instance" {
+  name        = "${var.name}-instances"
+  description = "GPU instances: router port from the load balancer only"
+  vpc_id      = var.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "router_from_alb" {
+  security_group_id            = aws_security_group.instance.id
+  description                  = "Router from the load balancer"
+  referenced_security_group_id = var.alb_security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = var.router_port
+  to_port                      = var.router_port
+}
+
+resource "aws_vpc_security_group_egress_rule" "https" {
+  security_group_id = aws_security_group.instance.id
+  description       = "HTTPS out: packages, model weights, AWS APIs"
+  cidr_ipv4         = "0.0.0.0/0"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+}
+
+# --- Launch template -----------------------------------------------------------
+
+resource "aws_launch_template" "this" {
+  name_prefix   = "${var.name}-gpu-"
+  image_id      = data.aws_ssm_parameter.ami.value
+  instance_type = var.instance_type
+  user_data     = base64encode(local.user_data)
+  ebs_optimized = true
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.this.arn
+  }
+
+  vpc_security_group_ids = [aws_security_group.instance.id]
+
+  # IMDSv2 only (no token, no metadata), one hop (no container on the host can reach
+  # it), and instance tags exposed so the agent reads its Auto Scaling group name.
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+    instance_metadata_tags      = "enabled"
+  }
+
+  block_device_mappings {
+    device_name = "/dev/sda1"
+    ebs {
+      volume_type           = "gp3"
+      volume_size           = var.model.root_volume_gb
+      encrypted             = true
+      delete_on_termination = true
+    }
+  }
+
+  monitoring {
+    enabled = true
+  }
+
+  tag_specifications {
+    resource_type = "instance"
+    tags          = { Name = local.asg_name }
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# --- Auto Scaling group --------------------------------------------------------
+# ELB health checks with a grace period and warm-up long enough for the model to
+# load; a template change rolls the fleet; desired capacity belongs to scaling
+# after creation, so an apply never resets it.
+
+resource "aws_autoscaling_group" "this" {
+  name                      = local.asg_name
+  vpc_zone_identifier       = var.private_subnet_ids
+  min_size                  = var.capacity.min
+  max_size                  = var.capacity.max
+  desired_capacity          = var.capacity.desired
+  health_check_type         = "ELB"
+  health_check_grace_period = var.model.model_load_seconds
+  default_instance_warmup   = var.model.model_load_seconds
+  target_group_arns         = var.target_group_arns
+  metrics_granularity       = "1Minute"
+  enabled_metrics           = ["GroupInServiceInstances", "GroupDesiredCapacity", "GroupPendingInstances"]
+
+  mixed_instances_policy {
+    instances_distribution {
+      on_demand_base_capacity                  = var.spot.spot_percentage == 0 ? var.capacity.max : var.spot.on_demand_base
+      on_demand_percentage_above_base_capacity = 100 - var.spot.spot_percentage
+      spot_allocation_strategy                 = "price-capacity-optimized"
+    }
+    launch_template {
+      launch_template_specification {
+        launch_template_id = aws_launch_template.this.id
+        version            = aws_launch_template.this.latest_version
+      }
+      dynamic "override" {
+        for_each = concat([var.instance_type], var.spot.extra_instance_types)
+        content {
+          instance_type = override.value
+        }
+      }
+    }
+  }
+
+  instance_refresh {
+    strategy = "Rolling"
+    preferences {
+      min_healthy_percentage = 50
+      instance_warmup        = var.model.model_load_seconds
+    }
+  }
+
+  tag {
+    key                 = "Name"
+    value               = local.asg_name
+    propagate_at_launch = true
+  }
+
+  lifecycle {
+    ignore_changes = [desired_capacity]
+  }
+}
+
+# --- Scaling on GPU utilisation ------------------------------------------------
+# The agent publishes GPUUtilization under AutoScalingGroupName alone, so
+# CloudWatch averages it over every instance in the group. Above scale_out_pct
+# for evaluation_minutes: one more instance; below scale_in_pct: one fewer.
+
+resource "aws_autoscaling_policy" "scale_out" {
+  name                   = "${local.asg_name}-gpu-high"
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  policy_type            = "SimpleScaling"
+  adjustment_type        = "ChangeInCapacity"
+  scaling_adjustment     = 1
+  cooldown               = var.scaling.cooldown_s
+}
+
+resource "aws_autoscaling_policy" "scale_in" {
+  name                   = "${local.asg_name}-gpu-low"
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  policy_type            = "SimpleScaling"
+  adjustment_type        = "ChangeInCapacity"
+  scaling_adjustment     = -1
+  cooldown               = var.scaling.cooldown_s
+}
+
+resource "aws_cloudwatch_metric_alarm" "gpu_high" {
+  alarm_name          = "${local.asg_name}-gpu-high"
+  alarm_description   = "Average GPU utilisation over the group above ${var.scaling.scale_out_pct}%: add an instance."
+  namespace           = var.metrics_namespace
+  metric_name         = "GPUUtilization"
+  dimensions          = { AutoScalingGroupName = aws_autoscaling_group.this.name }
+  statistic           = "Average"
+  period              = 60
+  evaluation_periods  = var.scaling.evaluation_minutes
+  threshold           = var.scaling.scale_out_pct
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_autoscaling_policy.scale_out.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "gpu_low" {
+  alarm_name          = "${local.asg_name}-gpu-low"
+  alarm_description   = "Average GPU utilisation over the group below ${var.scaling.scale_in_pct}%: remove an instance."
+  namespace           = var.metrics_namespace
+  metric_name         = "GPUUtilization"
+  dimensions          = { AutoScalingGroupName = aws_autoscaling_group.this.name }
+  statistic           = "Average"
+  period              = 60
+  evaluation_periods  = var.scaling.evaluation_minutes
+  threshold           = var.scaling.scale_in_pct
+  comparison_operator = "LessThanThreshold"
+  # No data means no agent is reporting (instances still loading): do not scale in on that.
+  treat_missing_data = "notBreaching"
+  alarm_actions      = [aws_autoscaling_policy.scale_in.arn]
+}

@@ -1,0 +1,140 @@
+variable "name" {
+  description = "Prefix for every resource name, e.g. \"llmfleet-dev\"."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "VPC the instances run in."
+  type        = string
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets, one per AZ; the group spreads over all of them."
+  type        = list(string)
+  validation {
+    condition     = length(var.private_subnet_ids) >= 2
+    error_message = "Give at least two private subnets (two AZs)."
+  }
+}
+
+variable "alb_security_group_id" {
+  description = "Security group of the load balancer: the only source allowed to reach the router."
+  type        = string
+}
+
+variable "target_group_arns" {
+  description = "Target groups the instances register with (the router's)."
+  type        = list(string)
+}
+
+variable "instance_type" {
+  description = "GPU instance type for on-demand capacity (and the first choice for spot)."
+  type        = string
+  default     = "g5.xlarge"
+  validation {
+    condition     = can(regex("^(g5|g6|g6e|g5g|p4d|p4de|p5|p5e)\\.[0-9]*x?large$", var.instance_type))
+    error_message = "instance_type must be a GPU type of the g5, g6, g6e, p4d, p4de, p5 or p5e families, e.g. \"g5.xlarge\"."
+  }
+}
+
+variable "spot" {
+  description = "Capacity mix. on_demand_base: instances always on demand; spot_percentage: share of the rest on spot (0 = no spot); extra_instance_types: other types spot may use."
+  type = object({
+    on_demand_base       = optional(number, 0)
+    spot_percentage      = optional(number, 0)
+    extra_instance_types = optional(list(string), [])
+  })
+  default = {}
+  validation {
+    condition     = var.spot.spot_percentage >= 0 && var.spot.spot_percentage <= 100 && var.spot.on_demand_base >= 0
+    error_message = "spot.spot_percentage must be 0-100 and spot.on_demand_base at least 0."
+  }
+}
+
+variable "capacity" {
+  description = "Instance counts: min, max and the desired count at creation (later changed only by scaling, never by apply)."
+  type = object({
+    min     = number
+    max     = number
+    desired = number
+  })
+  validation {
+    condition     = var.capacity.min >= 0 && var.capacity.min <= var.capacity.desired && var.capacity.desired <= var.capacity.max && var.capacity.max <= 100
+    error_message = "capacity must satisfy 0 <= min <= desired <= max <= 100."
+  }
+}
+
+variable "scaling" {
+  description = "GPU-utilisation scaling, on the agent's GPUUtilization averaged over the group: add an instance above scale_out_pct, remove one below scale_in_pct, each after evaluation_minutes; cooldown between actions."
+  type = object({
+    scale_out_pct      = optional(number, 70)
+    scale_in_pct       = optional(number, 30)
+    evaluation_minutes = optional(number, 3)
+    cooldown_s         = optional(number, 300)
+  })
+  default = {}
+  validation {
+    condition = (var.scaling.scale_out_pct > 0 && var.scaling.scale_out_pct <= 100 &&
+    var.scaling.scale_in_pct >= 0 && var.scaling.scale_in_pct < var.scaling.scale_out_pct)
+    error_message = "scaling needs 0 <= scale_in_pct < scale_out_pct <= 100 (defaults 30 and 70)."
+  }
+  validation {
+    condition     = var.scaling.evaluation_minutes >= 1 && var.scaling.cooldown_s >= 60
+    error_message = "scaling.evaluation_minutes must be at least 1 and cooldown_s at least 60."
+  }
+}
+
+variable "model" {
+  description = "What vLLM serves: a Hugging Face id or an S3/local path, the name clients use, extra vLLM arguments, and the SSM parameter holding a Hugging Face token for gated models (never put the token itself here)."
+  type = object({
+    id                 = string
+    served_name        = optional(string)
+    vllm_args          = optional(string, "")
+    hf_token_parameter = optional(string)
+    max_model_len      = optional(number)
+    root_volume_gb     = optional(number, 200)
+    model_load_seconds = optional(number, 900)
+  })
+  validation {
+    condition     = var.model.root_volume_gb >= 100 && var.model.root_volume_gb <= 4000
+    error_message = "model.root_volume_gb must be 100-4000 (the Deep Learning AMI alone takes ~75 GB)."
+  }
+}
+
+variable "api_keys_parameter" {
+  description = "Name of the SSM SecureString parameter holding the router's API keys file (lines of name:key); read at boot, never in user data."
+  type        = string
+}
+
+variable "package_path" {
+  description = "Local path of the llmfleet wheel (make wheel) uploaded to the artifacts bucket and installed on each instance."
+  type        = string
+}
+
+variable "ami_ssm_parameter" {
+  description = "Public SSM parameter with the GPU AMI id (AWS Deep Learning Base AMI with the NVIDIA driver)."
+  type        = string
+  default     = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace the agent publishes to (the instance may write only there)."
+  type        = string
+  default     = "LLMFleet"
+}
+
+variable "log_group_arns" {
+  description = "Log groups the instances may write (vLLM, router, agent)."
+  type        = list(string)
+}
+
+variable "log_group_names" {
+  description = "Log group names by stream: keys vllm, router, agent."
+  type        = map(string)
+}
+
+variable "router_port" {
+  description = "Port the router listens on (the target group's port)."
+  type        = number
+  default     = 8000
+}

@@ -1,0 +1,14 @@
+output "url" {
+  description = "HTTPS URL of the demo site."
+  value       = "https://${aws_cloudfront_distribution.site.domain_name}"
+}
+
+output "bucket" {
+  description = "Bucket holding the site's files."
+  value       = aws_s3_bucket.site.bucket
+}
+
+output "distribution_id" {
+  description = "CloudFront distribution id (for cache invalidations)."
+  value       = aws_cloudfront_distribution.site.id
+}

@@ -1,0 +1,44 @@
+output "alb_arn" {
+  description = "ARN of the load balancer."
+  value       = aws_lb.this.arn
+}
+
+output "alb_arn_suffix" {
+  description = "ARN suffix of the load balancer (CloudWatch's LoadBalancer dimension)."
+  value       = aws_lb.this.arn_suffix
+}
+
+output "alb_dns_name" {
+  description = "DNS name of the load balancer."
+  value       = aws_lb.this.dns_name
+}
+
+output "listener_arn" {
+  description = "The listener API Gateway's VPC link integrates with (HTTPS when a certificate is set, else HTTP)."
+  value       = local.https ? aws_lb_listener.https[0].arn : aws_lb_listener.http.arn
+}
+
+output "security_group_id" {
+  description = "Security group of the load balancer."
+  value       = aws_security_group.alb.id
+}
+
+output "target_group_arn" {
+  description = "Target group of the routers."
+  value       = aws_lb_target_group.router.arn
+}
+
+output "target_group_arn_suffix" {
+  description = "ARN suffix of the target group (CloudWatch's TargetGroup dimension)."
+  value       = aws_lb_target_group.router.arn_suffix
+}
+
+output "web_acl_arn" {
+  description = "ARN of the load balancer's WAF web ACL."
+  value       = aws_wafv2_web_acl.this.arn
+}
+
+output "url" {
+  description = "Public URL of the load balancer, or null when it is internal."
+  value       = var.internet_facing ? "https://${aws_lb.this.dns_name}/v1" : null
+}

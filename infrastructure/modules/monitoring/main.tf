@@ -1,0 +1,187 @@
+# Monitoring: log groups for the three services, an alarm topic, the alarms
+# operators act on, and one dashboard. Metric names and dimensions are the
+# agent's (agent/datapoints.py) and the load balancer's own.
+
+locals {
+  ns  = var.metrics_namespace
+  asg = { AutoScalingGroupName = var.autoscaling_group_name }
+  alb = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
+}
+
+# --- Logs ----------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "service" {
+  for_each          = toset(["vllm", "router", "agent"])
+  name              = "/llmfleet/${var.name}/${each.key}"
+  retention_in_days = var.log_retention_days
+}
+
+# --- Alarm topic ---------------------------------------------------------------
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.name}-alarms"
+  kms_master_key_id = "alias/aws/sns"
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  count     = var.alarm_email == null ? 0 : 1
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+# --- Alarms --------------------------------------------------------------------
+
+resource "aws_cloudwatch_metric_alarm" "latency_p99" {
+  alarm_name          = "${var.name}-latency-p99"
+  alarm_description   = "p99 end-to-end latency above ${var.alarm_thresholds.latency_p99_s} s for 5 minutes."
+  namespace           = local.ns
+  metric_name         = "LatencyP99"
+  dimensions          = local.asg
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 5
+  threshold           = var.alarm_thresholds.latency_p99_s
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "error_rate" {
+  alarm_name          = "${var.name}-error-rate"
+  alarm_description   = "Router 5xx share above ${var.alarm_thresholds.error_rate_pct}% for 5 minutes."
+  namespace           = local.ns
+  metric_name         = "ErrorRate"
+  dimensions          = local.asg
+  statistic           = "Average"
+  period              = 60
+  evaluation_periods  = 5
+  threshold           = var.alarm_thresholds.error_rate_pct
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "alb_5xx" {
+  alarm_name          = "${var.name}-alb-5xx"
+  alarm_description   = "The load balancer itself answered 5xx (no target, timeouts) more than 10 times a minute for 3 minutes."
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "HTTPCode_ELB_5XX_Count"
+  dimensions          = { LoadBalancer = var.alb_arn_suffix }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 3
+  threshold           = 10
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "no_healthy_hosts" {
+  alarm_name          = "${var.name}-no-healthy-hosts"
+  alarm_description   = "No router passes its /ready check: the service is down."
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "HealthyHostCount"
+  dimensions          = local.alb
+  statistic           = "Minimum"
+  period              = 60
+  evaluation_periods  = 3
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching" # no data from the target group is no healthy host
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+# GPUs busy and no room left to scale: demand exceeds what max_size can serve.
+resource "aws_cloudwatch_metric_alarm" "gpu_pinned" {
+  alarm_name          = "${var.name}-gpu-pinned-at-capacity"
+  alarm_description   = "GPU utilisation above ${var.alarm_thresholds.gpu_pinned_pct}% with the group at its maximum (${var.max_instances}) for 15 minutes: raise max_size or shed load."
+  evaluation_periods  = 15
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+
+  metric_query {
+    id          = "pinned"
+    expression  = "IF(gpu > ${var.alarm_thresholds.gpu_pinned_pct} AND inservice >= ${var.max_instances}, 1, 0)"
+    label       = "GPU pinned at maximum capacity"
+    return_data = true
+  }
+  metric_query {
+    id = "gpu"
+    metric {
+      namespace   = local.ns
+      metric_name = "GPUUtilization"
+      dimensions  = local.asg
+      stat        = "Average"
+      period      = 60
+    }
+  }
+  metric_query {
+    id = "inservice"
+    metric {
+      namespace   = "AWS/AutoScaling"
+      metric_name = "GroupInServiceInstances"
+      dimensions  = local.asg
+      stat        = "Maximum"
+      period      = 60
+    }
+  }
+}
+
+# --- Dashboard -----------------------------------------------------------------
+
+data "aws_region" "current" {}
+
+locals {
+  region = data.aws_region.current.name
+  fleet = [for m in ["LatencyP50", "LatencyP95", "LatencyP99"] :
+  [local.ns, m, "AutoScalingGroupName", var.autoscaling_group_name]]
+  widgets = [
+    { title = "End-to-end latency (s)", metrics = local.fleet, stat = "Maximum" },
+    { title = "Time to first token (s)", stat = "Maximum", metrics = [
+    for m in ["TTFTP50", "TTFTP95", "TTFTP99"] : [local.ns, m, "AutoScalingGroupName", var.autoscaling_group_name]] },
+    { title = "Requests/s (fleet)", stat = "Sum", metrics = [
+    [local.ns, "RequestsPerSecond", "AutoScalingGroupName", var.autoscaling_group_name]] },
+    { title = "Tokens/s (fleet)", stat = "Sum", metrics = [
+    for m in ["GenerationTokensPerSecond", "PromptTokensPerSecond"] : [local.ns, m, "AutoScalingGroupName", var.autoscaling_group_name]] },
+    { title = "GPU utilisation (%): fleet average and per instance", stat = "Average", metrics = [
+      [local.ns, "GPUUtilization", "AutoScalingGroupName", var.autoscaling_group_name],
+      [{ expression = "SEARCH('{${local.ns},AutoScalingGroupName,InstanceId,InstanceType} MetricName=\"GPUUtilization\" AutoScalingGroupName=\"${var.autoscaling_group_name}\"', 'Average', 60)", label = "", id = "perinstance" }],
+    ] },
+    { title = "Instances in service", stat = "Maximum", metrics = [
+    ["AWS/AutoScaling", "GroupInServiceInstances", "AutoScalingGroupName", var.autoscaling_group_name]] },
+    { title = "Estimated cost (USD per hour, fleet)", stat = "Sum", metrics = [
+    [local.ns, "CostPerHourUSD", "AutoScalingGroupName", var.autoscaling_group_name]] },
+    { title = "Cost per million output tokens (USD)", stat = "Average", metrics = [
+    [local.ns, "CostPerMillionOutputTokensUSD", "AutoScalingGroupName", var.autoscaling_group_name]] },
+  ]
+}
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = var.name
+  dashboard_body = jsonencode({
+    widgets = [for i, w in local.widgets : {
+      type   = "metric"
+      x      = (i % 2) * 12
+      y      = floor(i / 2) * 6
+      width  = 12
+      height = 6
+      properties = {
+        title   = w.title
+        region  = local.region
+        stat    = w.stat
+        period  = 60
+        view    = "timeSeries"
+        metrics = w.metrics
+      }
+    }]
+  })
+}

@@ -1,0 +1,60 @@
+variable "name" {
+  description = "Prefix for every resource name, e.g. \"llmfleet-dev\"."
+  type        = string
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace the agent publishes to."
+  type        = string
+  default     = "LLMFleet"
+}
+
+variable "autoscaling_group_name" {
+  description = "The GPU Auto Scaling group (the agent's AutoScalingGroupName dimension)."
+  type        = string
+}
+
+variable "max_instances" {
+  description = "The group's maximum size (for the pinned-at-capacity alarm)."
+  type        = number
+}
+
+variable "alb_arn_suffix" {
+  description = "Load balancer ARN suffix (CloudWatch's LoadBalancer dimension)."
+  type        = string
+}
+
+variable "target_group_arn_suffix" {
+  description = "Target group ARN suffix (CloudWatch's TargetGroup dimension)."
+  type        = string
+}
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to the alarm topic (confirm the subscription mail); null for none."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an e-mail address or null."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days to keep the vLLM, router and agent logs."
+  type        = number
+  default     = 30
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653."
+  }
+}
+
+variable "alarm_thresholds" {
+  description = "p99 latency (s), router error rate (%), and GPU utilisation (%) that counts as pinned when the group is at its maximum."
+  type = object({
+    latency_p99_s  = optional(number, 5)
+    error_rate_pct = optional(number, 5)
+    gpu_pinned_pct = optional(number, 90)
+  })
+  default = {}
+}

@@ -1,0 +1,171 @@
+variable "name" {
+  description = "Name of this deployment, the prefix of every resource, e.g. \"llmfleet-dev\"."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,20}$", var.name))
+    error_message = "name must be 3-21 characters: lower-case letters, digits and dashes, starting with a letter."
+  }
+}
+
+variable "environment" {
+  description = "Which environment this is: dev or prod (tags, and prod-only protections)."
+  type        = string
+  validation {
+    condition     = contains(["dev", "prod"], var.environment)
+    error_message = "environment must be \"dev\" or \"prod\"."
+  }
+}
+
+variable "region" {
+  description = "AWS region to deploy to."
+  type        = string
+  default     = "us-east-1"
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must be an AWS region name such as \"us-east-1\"."
+  }
+}
+
+variable "vpc_cidr" {
+  description = "IPv4 CIDR of the VPC (/20 or larger)."
+  type        = string
+  default     = "10.20.0.0/16"
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20
+    error_message = "vpc_cidr must be an IPv4 CIDR of size /20 or larger, e.g. \"10.20.0.0/16\"."
+  }
+}
+
+variable "az_count" {
+  description = "Availability zones to spread over (2 or 3)."
+  type        = number
+  default     = 2
+}
+
+variable "single_nat_gateway" {
+  description = "One NAT gateway for all AZs (dev) instead of one per AZ (prod)."
+  type        = bool
+  default     = true
+}
+
+variable "instance_type" {
+  description = "GPU instance type, e.g. g5.xlarge (one A10G, 24 GB)."
+  type        = string
+  default     = "g5.xlarge"
+}
+
+variable "capacity" {
+  description = "GPU instance counts: min <= desired <= max (desired only at creation; scaling owns it after)."
+  type = object({
+    min     = number
+    max     = number
+    desired = number
+  })
+  default = { min = 1, max = 1, desired = 1 }
+}
+
+variable "spot" {
+  description = "Capacity mix: instances always on demand, the spot share of the rest (0 = none), other types spot may use."
+  type = object({
+    on_demand_base       = optional(number, 0)
+    spot_percentage      = optional(number, 0)
+    extra_instance_types = optional(list(string), [])
+  })
+  default = {}
+}
+
+variable "scaling" {
+  description = "GPU-utilisation scaling thresholds (%), evaluation minutes and cooldown (s)."
+  type = object({
+    scale_out_pct      = optional(number, 70)
+    scale_in_pct       = optional(number, 30)
+    evaluation_minutes = optional(number, 3)
+    cooldown_s         = optional(number, 300)
+  })
+  default = {}
+}
+
+variable "model" {
+  description = "The served model: Hugging Face id, served name, extra vLLM arguments, SSM parameter with a Hugging Face token (gated models), max model length, root volume size (GB) and expected load time (s)."
+  type = object({
+    id                 = string
+    served_name        = optional(string)
+    vllm_args          = optional(string, "")
+    hf_token_parameter = optional(string)
+    max_model_len      = optional(number)
+    root_volume_gb     = optional(number, 200)
+    model_load_seconds = optional(number, 900)
+  })
+}
+
+variable "api_keys_parameter" {
+  description = "SSM SecureString parameter holding the router's API keys (lines of name:key)."
+  type        = string
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9_./-]+$", var.api_keys_parameter))
+    error_message = "api_keys_parameter must be an SSM parameter name starting with \"/\", e.g. \"/llmfleet/dev/api-keys\"."
+  }
+}
+
+variable "package_path" {
+  description = "Path of the llmfleet wheel to install on the instances (built by `make wheel`)."
+  type        = string
+  default     = "../dist/llmfleet-0.1.0-py3-none-any.whl"
+}
+
+variable "alb" {
+  description = "Load balancer: public HTTPS (needs certificate_arn) or internal behind API Gateway; idle timeout (s); deletion protection."
+  type = object({
+    internet_facing     = optional(bool, false)
+    certificate_arn     = optional(string)
+    idle_timeout_s      = optional(number, 600)
+    deletion_protection = optional(bool, false)
+  })
+  default = {}
+}
+
+variable "rate_limit_per_ip" {
+  description = "Requests per client IP per minute before WAF blocks it, on every public entry."
+  type        = number
+  default     = 100
+}
+
+variable "api_throttle" {
+  description = "API Gateway usage plan per key: steady requests/s, burst, requests per month (0 = no quota)."
+  type = object({
+    rate_per_s      = optional(number, 10)
+    burst           = optional(number, 20)
+    quota_per_month = optional(number, 0)
+  })
+  default = {}
+}
+
+variable "api_clients" {
+  description = "Clients that get an API Gateway key."
+  type        = list(string)
+  default     = ["default"]
+}
+
+variable "alarm_email" {
+  description = "E-mail for alarm notifications; null for none."
+  type        = string
+  default     = null
+}
+
+variable "log_retention_days" {
+  description = "Days to keep logs (services, API access, flow logs, load balancer access logs)."
+  type        = number
+  default     = 30
+}
+
+variable "demo_site" {
+  description = "Deploy the static demo site (S3 + CloudFront)."
+  type        = bool
+  default     = true
+}
+
+variable "tags" {
+  description = "Extra tags for every resource."
+  type        = map(string)
+  default     = {}
+}
