@@ -11,6 +11,13 @@ VLLM_VERSION ?= 0.32.0
 MODEL ?=
 VLLM_ARGS ?=
 PORT ?= 8000
+# OpenTofu where installed, else Terraform; a local provider mirror is used when present
+# (machines without registry access), through a CLI config file written under .run/.
+TF ?= $(shell command -v tofu 2>/dev/null || command -v terraform 2>/dev/null)
+TF_MIRROR ?= /opt/tf-plugins
+TF_RC := $(CURDIR)/.run/tf/cli.tfrc
+TFRUN = cd infrastructure && TF_CLI_CONFIG_FILE=$(TF_RC) TF_IN_AUTOMATION=1 $(TF)
+ENV ?= dev
 # This machine's package index mirror prints a warning per missing package; hide that noise only.
 QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
@@ -41,10 +48,21 @@ testmodel: $(STAMP) ## Generate the small offline test model into .cache/models/
 ##@ Check
 
 .PHONY: test
-test: $(STAMP) ## Run lint, type checks and the whole test suite (what CI runs)
+test: $(STAMP) infra-check ## Run lint, type checks, the infrastructure checks and the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check server llmfleet agent tests benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered
+
+.PHONY: infra-check
+infra-check: $(TF_RC) ## OpenTofu/Terraform: fmt -check, init, validate against the AWS provider, and the plan tests (mock provider)
+	@test -n "$(TF)" || { echo "infra-check: neither tofu nor terraform is on PATH"; exit 1; }
+	$(TFRUN) fmt -check -recursive -diff
+	$(TFRUN) init -backend=false -input=false -no-color >/dev/null
+	$(TFRUN) validate -no-color
+	$(TFRUN) test -no-color
+	for env in dev prod; do \
+	  ( $(TFRUN) test -no-color -test-directory=tests/environments -var-file=../environments/$$env.tfvars ) || exit 1; \
+	done
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff and mypy only
@@ -63,6 +81,32 @@ bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real
 .PHONY: bench-agent
 bench-agent: $(STAMP) ## The agent's CPU and memory at a 10 s interval, scraping real vLLM and the router; see BENCHMARKS.md
 	$(PY) -m benchmarks.agent_bench
+
+##@ Deploy
+
+.PHONY: wheel
+wheel: $(STAMP) ## Build the llmfleet wheel the instances install (dist/)
+	rm -rf dist && $(PIP) wheel -q --no-deps -w dist . 2>&1 | $(QUIET_PIP)
+
+.PHONY: plan
+plan: wheel $(TF_RC) ## Plan an environment: make plan ENV=dev (state backend from environments/$(ENV).s3.tfbackend)
+	$(TFRUN) init -input=false -reconfigure -backend-config=../environments/$(ENV).s3.tfbackend
+	$(TFRUN) plan -var-file=../environments/$(ENV).tfvars -out=$(ENV).tfplan
+
+.PHONY: apply
+apply: plan ## Apply the plan made by `make plan ENV=...`
+	$(TFRUN) apply $(ENV).tfplan
+
+.PHONY: destroy
+destroy: $(TF_RC) ## Destroy an environment: make destroy ENV=dev
+	$(TFRUN) init -input=false -reconfigure -backend-config=../environments/$(ENV).s3.tfbackend
+	$(TFRUN) destroy -var-file=../environments/$(ENV).tfvars
+
+$(TF_RC):
+	mkdir -p $(@D)
+	if [ -d "$(TF_MIRROR)/registry.terraform.io" ]; then \
+	  printf 'provider_installation {\n  filesystem_mirror {\n    path    = "%s"\n    include = ["registry.terraform.io/hashicorp/*"]\n  }\n  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n}\n' "$(TF_MIRROR)" > $@; \
+	else : > $@; fi
 
 ##@ Setup
 

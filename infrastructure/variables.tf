@@ -31,7 +31,7 @@ variable "vpc_cidr" {
   type        = string
   default     = "10.20.0.0/16"
   validation {
-    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20
+    condition     = try(cidrhost(var.vpc_cidr, 0) != "" && tonumber(split("/", var.vpc_cidr)[1]) <= 20, false)
     error_message = "vpc_cidr must be an IPv4 CIDR of size /20 or larger, e.g. \"10.20.0.0/16\"."
   }
 }

@@ -31,7 +31,7 @@ locals {
     model_id           = var.model.id
     vllm_args          = local.vllm_args
     vllm_version       = "0.32.0"
-    hf_token_parameter = coalesce(var.model.hf_token_parameter, "")
+    hf_token_parameter = var.model.hf_token_parameter == null ? "" : var.model.hf_token_parameter
     api_keys_parameter = var.api_keys_parameter
     artifact_bucket    = aws_s3_bucket.artifacts.bucket
     artifact_key       = local.artifact_key

@@ -7,7 +7,7 @@ variable "cidr" {
   description = "IPv4 CIDR of the VPC; split into one public and one private /20 (or smaller) per AZ."
   type        = string
   validation {
-    condition     = can(cidrhost(var.cidr, 0)) && tonumber(split("/", var.cidr)[1]) <= 20
+    condition     = try(cidrhost(var.cidr, 0) != "" && tonumber(split("/", var.cidr)[1]) <= 20, false)
     error_message = "cidr must be an IPv4 CIDR of size /20 or larger, e.g. \"10.20.0.0/16\"."
   }
 }

@@ -1,0 +1,95 @@
+# The API Gateway module: streaming private integration to the ALB, API keys
+# required, usage-plan throttling, WAF on the stage.
+
+mock_provider "aws" {
+  mock_data "aws_region" {
+    defaults = { name = "us-east-1" }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/apigw-logs" }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:us-east-1:123456789012:log-group:api" }
+  }
+  mock_resource "aws_api_gateway_stage" {
+    defaults = { arn = "arn:aws:apigateway:us-east-1::/restapis/abc/stages/api", invoke_url = "https://abc.execute-api.us-east-1.amazonaws.com/api" }
+  }
+  mock_resource "aws_apigatewayv2_vpc_link" {
+    defaults = { id = "vl-123" }
+  }
+}
+
+variables {
+  name                  = "llmfleet-test"
+  vpc_id                = "vpc-0123"
+  subnet_ids            = ["subnet-a", "subnet-b"]
+  alb_arn               = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/t/1"
+  alb_security_group_id = "sg-alb"
+  alb_dns_name          = "internal-t.elb.amazonaws.com"
+  alb_https             = false
+  web_acl_arn           = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/t/1"
+  throttle              = { rate_per_s = 5, burst = 10, quota_per_month = 1000 }
+  api_clients           = ["web", "batch"]
+}
+
+run "streams_through_a_private_integration" {
+  command = apply
+  module {
+    source = "./modules/api_gateway"
+  }
+
+  assert {
+    condition     = (jsondecode(aws_api_gateway_rest_api.this.body).paths["/{proxy+}"]["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"].responseTransferMode == "STREAM")
+    error_message = "Completions must stream through API Gateway."
+  }
+  assert {
+    condition = (jsondecode(aws_api_gateway_rest_api.this.body).paths["/{proxy+}"]["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"].connectionType == "VPC_LINK" &&
+    jsondecode(aws_api_gateway_rest_api.this.body).paths["/{proxy+}"]["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"].integrationTarget == var.alb_arn)
+    error_message = "The integration must be private, through the VPC link to the ALB."
+  }
+  assert {
+    condition     = length(jsondecode(aws_api_gateway_rest_api.this.body).paths["/{proxy+}"]["x-amazon-apigateway-any-method"].security) == 1
+    error_message = "Every method requires an API key."
+  }
+  assert {
+    condition     = aws_wafv2_web_acl_association.stage.resource_arn == aws_api_gateway_stage.this.arn
+    error_message = "The public stage must be behind WAF."
+  }
+  assert {
+    condition     = aws_api_gateway_usage_plan.this.throttle_settings[0].rate_limit == 5 && aws_api_gateway_usage_plan.this.quota_settings[0].limit == 1000
+    error_message = "The usage plan throttles each key and applies the quota."
+  }
+  assert {
+    condition     = length(aws_api_gateway_usage_plan_key.client) == 2
+    error_message = "One key per client, each in the usage plan."
+  }
+  assert {
+    condition     = aws_api_gateway_rest_api.this.endpoint_configuration[0].types == tolist(["REGIONAL"])
+    error_message = "A regional endpoint (WAF attaches to regional stages; streaming idles 5 min there, 30 s on edge)."
+  }
+}
+
+run "rejects_bad_client_names" {
+  command = plan
+  module {
+    source = "./modules/api_gateway"
+  }
+  variables {
+    api_clients = ["Bad Name"]
+  }
+  expect_failures = [var.api_clients]
+}
+
+run "rejects_zero_rate" {
+  command = plan
+  module {
+    source = "./modules/api_gateway"
+  }
+  variables {
+    throttle = { rate_per_s = 0 }
+  }
+  expect_failures = [var.throttle]
+}

@@ -1,0 +1,48 @@
+# The whole stack planned with an environment's values (run with
+# -var-file=../environments/ENV.tfvars; `make infra-check` runs dev and prod).
+
+mock_provider "aws" {
+  mock_data "aws_availability_zones" {
+    defaults = { names = ["us-east-1a", "us-east-1b", "us-east-1c"] }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "us-east-1" }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_ssm_parameter" {
+    defaults = { value = "ami-0123456789abcdef0" }
+  }
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+  mock_data "aws_elb_service_account" {
+    defaults = { arn = "arn:aws:iam::127311923021:root" }
+  }
+}
+
+variables {
+  # No wheel is built for a plan test.
+  package_path = "tests/fixtures/llmfleet-0.0.0-py3-none-any.whl"
+}
+
+run "plans" {
+  command = plan
+
+  assert {
+    condition     = module.compute.autoscaling_group_name == "${var.name}-gpu"
+    error_message = "The group is named after the deployment."
+  }
+  assert {
+    condition     = var.environment != "prod" || (var.alb.deletion_protection && !var.single_nat_gateway && var.alarm_email != null && var.capacity.min >= 2)
+    error_message = "prod needs deletion protection, a NAT per AZ, alarm e-mail and at least two instances."
+  }
+  assert {
+    condition     = var.environment != "dev" || (var.capacity.max == 1 && var.single_nat_gateway)
+    error_message = "dev is one instance behind one NAT gateway."
+  }
+}

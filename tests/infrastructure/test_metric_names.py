@@ -1,0 +1,46 @@
+"""The dashboards and alarms read the metrics the agent actually publishes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from agent.cost import Identity
+from agent.datapoints import SERVING, gpu_values
+from agent.runner import Agent
+from agent.serving import ServingStats
+from agent.settings import AgentSettings
+
+INFRA = Path(__file__).resolve().parents[2] / "infrastructure"
+
+
+def published_names() -> set[str]:
+    agent = Agent(AgentSettings(publish=False, imds=False, gpu=False), Identity())
+    extras = agent._cost_and_energy(ServingStats(), [])  # the names it emits
+    return ({name for name, _, _ in SERVING.values()} | {name for name, _ in gpu_values([])}
+            | {name for name, _ in extras})
+
+
+def names_read_by_infrastructure() -> set[str]:
+    """Metric names in our namespace that alarms, scaling and the dashboard read."""
+    text = "\n".join(p.read_text() for p in INFRA.rglob("*.tf"))
+    alarm_names = set(re.findall(r'namespace\s*=\s*(?:local\.ns|var\.metrics_namespace)\s*\n'
+                                 r'\s*metric_name\s*=\s*"(\w+)"', text))
+    dashboard = set(re.findall(r'\[local\.ns, "(\w+)"', text))
+    listed = {name for group in re.findall(r'for m in \[([^\]]+)\]', text)
+              for name in re.findall(r'"(\w+)"', group)}
+    search = set(re.findall(r'MetricName=\\"(\w+)\\"', text))
+    return alarm_names | dashboard | listed | search
+
+
+def test_every_metric_the_infrastructure_reads_is_published() -> None:
+    read = names_read_by_infrastructure()
+    assert {"GPUUtilization", "LatencyP99", "ErrorRate", "CostPerHourUSD",
+            "TTFTP99", "GenerationTokensPerSecond"} <= read  # the parse found them
+    assert read <= published_names(), read - published_names()
+
+
+def test_the_scaling_alarms_read_the_group_dimension() -> None:
+    compute = (INFRA / "modules/compute/main.tf").read_text()
+    assert compute.count("dimensions          = { AutoScalingGroupName = "
+                         "aws_autoscaling_group.this.name }") == 2
