@@ -27,15 +27,22 @@ mock_provider "aws" {
   mock_resource "aws_s3_bucket" {
     defaults = { arn = "arn:aws:s3:::llmfleet-test-artifacts", bucket = "llmfleet-test-artifacts" }
   }
-  mock_resource "aws_autoscaling_policy" {
-    defaults = { arn = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:1:autoScalingGroupName/llmfleet-test-gpu:policyName/p" }
-  }
   mock_resource "aws_cloudwatch_metric_alarm" {
     defaults = { arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:a" }
   }
   mock_resource "aws_launch_template" {
     defaults = { id = "lt-0123456789abcdef0", latest_version = 1 }
   }
+}
+
+# Distinct policy ARNs, so that an alarm wired to the wrong policy fails.
+override_resource {
+  target = aws_autoscaling_policy.gpu["high"]
+  values = { arn = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:1:autoScalingGroupName/llmfleet-test-gpu:policyName/high" }
+}
+override_resource {
+  target = aws_autoscaling_policy.gpu["low"]
+  values = { arn = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:2:autoScalingGroupName/llmfleet-test-gpu:policyName/low" }
 }
 
 variables {
@@ -110,28 +117,27 @@ run "scaling_on_group_gpu_utilisation" {
   module {
     source = "./modules/compute"
   }
-
   assert {
-    condition = (aws_cloudwatch_metric_alarm.gpu_high.threshold == 70 &&
-      aws_cloudwatch_metric_alarm.gpu_high.comparison_operator == "GreaterThanThreshold" &&
-    aws_cloudwatch_metric_alarm.gpu_high.alarm_actions == toset([aws_autoscaling_policy.scale_out.arn]))
+    condition = (aws_cloudwatch_metric_alarm.gpu["high"].threshold == 70 &&
+      aws_cloudwatch_metric_alarm.gpu["high"].comparison_operator == "GreaterThanThreshold" &&
+    aws_cloudwatch_metric_alarm.gpu["high"].alarm_actions == toset([aws_autoscaling_policy.gpu["high"].arn]))
     error_message = "Above 70% GPU the group must scale out."
   }
   assert {
-    condition = (aws_cloudwatch_metric_alarm.gpu_low.threshold == 30 &&
-      aws_cloudwatch_metric_alarm.gpu_low.comparison_operator == "LessThanThreshold" &&
-    aws_cloudwatch_metric_alarm.gpu_low.alarm_actions == toset([aws_autoscaling_policy.scale_in.arn]))
+    condition = (aws_cloudwatch_metric_alarm.gpu["low"].threshold == 30 &&
+      aws_cloudwatch_metric_alarm.gpu["low"].comparison_operator == "LessThanThreshold" &&
+    aws_cloudwatch_metric_alarm.gpu["low"].alarm_actions == toset([aws_autoscaling_policy.gpu["low"].arn]))
     error_message = "Below 30% GPU the group must scale in."
   }
   assert {
-    condition     = aws_autoscaling_policy.scale_out.scaling_adjustment == 1 && aws_autoscaling_policy.scale_in.scaling_adjustment == -1
+    condition     = aws_autoscaling_policy.gpu["high"].scaling_adjustment == 1 && aws_autoscaling_policy.gpu["low"].scaling_adjustment == -1
     error_message = "Scale out adds one instance, scale in removes one."
   }
   assert {
-    condition = (aws_cloudwatch_metric_alarm.gpu_high.metric_name == "GPUUtilization" &&
-      aws_cloudwatch_metric_alarm.gpu_high.namespace == "LLMFleet" &&
-    aws_cloudwatch_metric_alarm.gpu_high.dimensions["AutoScalingGroupName"] == "llmfleet-test-gpu")
-    error_message = "The alarm must read the agent's group-level GPUUtilization."
+    condition = alltrue([for a in aws_cloudwatch_metric_alarm.gpu :
+      a.metric_name == "GPUUtilization" && a.namespace == "LLMFleet" &&
+    a.dimensions["AutoScalingGroupName"] == "llmfleet-test-gpu"])
+    error_message = "Both alarms must read the agent's group-level GPUUtilization."
   }
   assert {
     condition     = aws_autoscaling_group.this.health_check_type == "ELB" && aws_autoscaling_group.this.health_check_grace_period >= 600

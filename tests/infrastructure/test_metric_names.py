@@ -42,5 +42,8 @@ def test_every_metric_the_infrastructure_reads_is_published() -> None:
 
 def test_the_scaling_alarms_read_the_group_dimension() -> None:
     compute = (INFRA / "modules/compute/main.tf").read_text()
-    assert compute.count("dimensions          = { AutoScalingGroupName = "
-                         "aws_autoscaling_group.this.name }") == 2
+    alarm = compute[compute.index('resource "aws_cloudwatch_metric_alarm" "gpu"'):]
+    alarm = alarm[:alarm.index("\n}\n")]
+    assert "for_each            = local.scaling_steps" in alarm  # the high and the low alarm
+    assert "dimensions          = { AutoScalingGroupName = aws_autoscaling_group.this.name }" \
+        in alarm

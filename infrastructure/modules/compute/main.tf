@@ -284,51 +284,37 @@ resource "aws_autoscaling_group" "this" {
 # CloudWatch averages it over every instance in the group. Above scale_out_pct
 # for evaluation_minutes: one more instance; below scale_in_pct: one fewer.
 
-resource "aws_autoscaling_policy" "scale_out" {
-  name                   = "${local.asg_name}-gpu-high"
+locals {
+  # Keyed by the alarm's suffix; one policy and one alarm per direction.
+  scaling_steps = {
+    high = { adjustment = 1, threshold = var.scaling.scale_out_pct, operator = "GreaterThanThreshold", does = "above", action = "add an instance" }
+    low  = { adjustment = -1, threshold = var.scaling.scale_in_pct, operator = "LessThanThreshold", does = "below", action = "remove an instance" }
+  }
+}
+
+resource "aws_autoscaling_policy" "gpu" {
+  for_each               = local.scaling_steps
+  name                   = "${local.asg_name}-gpu-${each.key}"
   autoscaling_group_name = aws_autoscaling_group.this.name
   policy_type            = "SimpleScaling"
   adjustment_type        = "ChangeInCapacity"
-  scaling_adjustment     = 1
+  scaling_adjustment     = each.value.adjustment
   cooldown               = var.scaling.cooldown_s
 }
 
-resource "aws_autoscaling_policy" "scale_in" {
-  name                   = "${local.asg_name}-gpu-low"
-  autoscaling_group_name = aws_autoscaling_group.this.name
-  policy_type            = "SimpleScaling"
-  adjustment_type        = "ChangeInCapacity"
-  scaling_adjustment     = -1
-  cooldown               = var.scaling.cooldown_s
-}
-
-resource "aws_cloudwatch_metric_alarm" "gpu_high" {
-  alarm_name          = "${local.asg_name}-gpu-high"
-  alarm_description   = "Average GPU utilisation over the group above ${var.scaling.scale_out_pct}%: add an instance."
+resource "aws_cloudwatch_metric_alarm" "gpu" {
+  for_each            = local.scaling_steps
+  alarm_name          = "${local.asg_name}-gpu-${each.key}"
+  alarm_description   = "Average GPU utilisation over the group ${each.value.does} ${each.value.threshold}%: ${each.value.action}."
   namespace           = var.metrics_namespace
   metric_name         = "GPUUtilization"
   dimensions          = { AutoScalingGroupName = aws_autoscaling_group.this.name }
   statistic           = "Average"
   period              = 60
   evaluation_periods  = var.scaling.evaluation_minutes
-  threshold           = var.scaling.scale_out_pct
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_autoscaling_policy.scale_out.arn]
-}
-
-resource "aws_cloudwatch_metric_alarm" "gpu_low" {
-  alarm_name          = "${local.asg_name}-gpu-low"
-  alarm_description   = "Average GPU utilisation over the group below ${var.scaling.scale_in_pct}%: remove an instance."
-  namespace           = var.metrics_namespace
-  metric_name         = "GPUUtilization"
-  dimensions          = { AutoScalingGroupName = aws_autoscaling_group.this.name }
-  statistic           = "Average"
-  period              = 60
-  evaluation_periods  = var.scaling.evaluation_minutes
-  threshold           = var.scaling.scale_in_pct
-  comparison_operator = "LessThanThreshold"
-  # No data means no agent is reporting (instances still loading): do not scale in on that.
+  threshold           = each.value.threshold
+  comparison_operator = each.value.operator
+  # No data means no agent is reporting (instances still loading): never scale on that.
   treat_missing_data = "notBreaching"
-  alarm_actions      = [aws_autoscaling_policy.scale_in.arn]
+  alarm_actions      = [aws_autoscaling_policy.gpu[each.key].arn]
 }

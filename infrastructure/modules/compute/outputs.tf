@@ -25,12 +25,12 @@ output "user_data" {
 
 output "scale_out_alarm_arn" {
   description = "Alarm that adds an instance when GPU utilisation is high."
-  value       = aws_cloudwatch_metric_alarm.gpu_high.arn
+  value       = aws_cloudwatch_metric_alarm.gpu["high"].arn
 }
 
 output "scale_in_alarm_arn" {
   description = "Alarm that removes an instance when GPU utilisation is low."
-  value       = aws_cloudwatch_metric_alarm.gpu_low.arn
+  value       = aws_cloudwatch_metric_alarm.gpu["low"].arn
 }
 
 output "artifacts_bucket" {
