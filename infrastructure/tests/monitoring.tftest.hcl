@@ -29,11 +29,11 @@ run "alarms_and_logs" {
     error_message = "vLLM, router and agent logs kept 30 days."
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.latency_p99.metric_name == "LatencyP99" && aws_cloudwatch_metric_alarm.latency_p99.threshold == 5
+    condition     = aws_cloudwatch_metric_alarm.metric["latency-p99"].metric_name == "LatencyP99" && aws_cloudwatch_metric_alarm.metric["latency-p99"].threshold == 5
     error_message = "p99 latency above 5 s alarms."
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.no_healthy_hosts.treat_missing_data == "breaching"
+    condition     = aws_cloudwatch_metric_alarm.metric["no-healthy-hosts"].treat_missing_data == "breaching"
     error_message = "No data from the target group counts as no healthy host."
   }
   assert {

@@ -26,11 +26,12 @@ def names_read_by_infrastructure() -> set[str]:
     text = "\n".join(p.read_text() for p in INFRA.rglob("*.tf"))
     alarm_names = set(re.findall(r'namespace\s*=\s*(?:local\.ns|var\.metrics_namespace)\s*\n'
                                  r'\s*metric_name\s*=\s*"(\w+)"', text))
+    alarm_map = set(re.findall(r'namespace = local\.ns, metric = "(\w+)"', text))
     dashboard = set(re.findall(r'\[local\.ns, "(\w+)"', text))
     listed = {name for group in re.findall(r'for m in \[([^\]]+)\]', text)
               for name in re.findall(r'"(\w+)"', group)}
     search = set(re.findall(r'MetricName=\\"(\w+)\\"', text))
-    return alarm_names | dashboard | listed | search
+    return alarm_names | alarm_map | dashboard | listed | search
 
 
 def test_every_metric_the_infrastructure_reads_is_published() -> None:

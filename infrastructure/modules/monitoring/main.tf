@@ -32,67 +32,46 @@ resource "aws_sns_topic_subscription" "email" {
 
 # --- Alarms --------------------------------------------------------------------
 
-resource "aws_cloudwatch_metric_alarm" "latency_p99" {
-  alarm_name          = "${var.name}-latency-p99"
-  alarm_description   = "p99 end-to-end latency above ${var.alarm_thresholds.latency_p99_s} s for 5 minutes."
-  namespace           = local.ns
-  metric_name         = "LatencyP99"
-  dimensions          = local.asg
-  statistic           = "Maximum"
-  period              = 60
-  evaluation_periods  = 5
-  datapoints_to_alarm = 5
-  threshold           = var.alarm_thresholds.latency_p99_s
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
+locals {
+  # One alarm per entry: what it reads, when it fires, and what no data means.
+  alarms = {
+    latency-p99 = {
+      namespace = local.ns, metric = "LatencyP99", dimensions = local.asg, stat = "Maximum",
+      minutes   = 5, threshold = var.alarm_thresholds.latency_p99_s, operator = "GreaterThanThreshold",
+      missing   = "notBreaching", description = "p99 end-to-end latency above ${var.alarm_thresholds.latency_p99_s} s for 5 minutes."
+    }
+    error-rate = {
+      namespace = local.ns, metric = "ErrorRate", dimensions = local.asg, stat = "Average",
+      minutes   = 5, threshold = var.alarm_thresholds.error_rate_pct, operator = "GreaterThanThreshold",
+      missing   = "notBreaching", description = "Router 5xx share above ${var.alarm_thresholds.error_rate_pct}% for 5 minutes."
+    }
+    alb-5xx = {
+      namespace   = "AWS/ApplicationELB", metric = "HTTPCode_ELB_5XX_Count", dimensions = { LoadBalancer = var.alb_arn_suffix },
+      stat        = "Sum", minutes = 3, threshold = 10, operator = "GreaterThanThreshold", missing = "notBreaching",
+      description = "The load balancer itself answered 5xx (no target, timeouts) more than 10 times a minute for 3 minutes."
+    }
+    no-healthy-hosts = {
+      namespace   = "AWS/ApplicationELB", metric = "HealthyHostCount", dimensions = local.alb, stat = "Minimum",
+      minutes     = 3, threshold = 1, operator = "LessThanThreshold",
+      missing     = "breaching", # no data from the target group is no healthy host
+      description = "No router passes its /ready check: the service is down."
+    }
+  }
 }
 
-resource "aws_cloudwatch_metric_alarm" "error_rate" {
-  alarm_name          = "${var.name}-error-rate"
-  alarm_description   = "Router 5xx share above ${var.alarm_thresholds.error_rate_pct}% for 5 minutes."
-  namespace           = local.ns
-  metric_name         = "ErrorRate"
-  dimensions          = local.asg
-  statistic           = "Average"
+resource "aws_cloudwatch_metric_alarm" "metric" {
+  for_each            = local.alarms
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = each.value.stat
   period              = 60
-  evaluation_periods  = 5
-  threshold           = var.alarm_thresholds.error_rate_pct
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-}
-
-resource "aws_cloudwatch_metric_alarm" "alb_5xx" {
-  alarm_name          = "${var.name}-alb-5xx"
-  alarm_description   = "The load balancer itself answered 5xx (no target, timeouts) more than 10 times a minute for 3 minutes."
-  namespace           = "AWS/ApplicationELB"
-  metric_name         = "HTTPCode_ELB_5XX_Count"
-  dimensions          = { LoadBalancer = var.alb_arn_suffix }
-  statistic           = "Sum"
-  period              = 60
-  evaluation_periods  = 3
-  threshold           = 10
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-}
-
-resource "aws_cloudwatch_metric_alarm" "no_healthy_hosts" {
-  alarm_name          = "${var.name}-no-healthy-hosts"
-  alarm_description   = "No router passes its /ready check: the service is down."
-  namespace           = "AWS/ApplicationELB"
-  metric_name         = "HealthyHostCount"
-  dimensions          = local.alb
-  statistic           = "Minimum"
-  period              = 60
-  evaluation_periods  = 3
-  threshold           = 1
-  comparison_operator = "LessThanThreshold"
-  treat_missing_data  = "breaching" # no data from the target group is no healthy host
+  evaluation_periods  = each.value.minutes
+  threshold           = each.value.threshold
+  comparison_operator = each.value.operator
+  treat_missing_data  = each.value.missing
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
 }

@@ -19,12 +19,7 @@ output "dashboard_name" {
 }
 
 output "alarm_names" {
-  description = "Alarm names by purpose."
-  value = {
-    latency_p99      = aws_cloudwatch_metric_alarm.latency_p99.alarm_name
-    error_rate       = aws_cloudwatch_metric_alarm.error_rate.alarm_name
-    alb_5xx          = aws_cloudwatch_metric_alarm.alb_5xx.alarm_name
-    no_healthy_hosts = aws_cloudwatch_metric_alarm.no_healthy_hosts.alarm_name
-    gpu_pinned       = aws_cloudwatch_metric_alarm.gpu_pinned.alarm_name
-  }
+  description = "Alarm names by purpose (latency-p99, error-rate, alb-5xx, no-healthy-hosts, gpu-pinned)."
+  value = merge({ for k, a in aws_cloudwatch_metric_alarm.metric : k => a.alarm_name },
+  { gpu-pinned = aws_cloudwatch_metric_alarm.gpu_pinned.alarm_name })
 }
