@@ -34,7 +34,7 @@ import httpx
 
 from benchmarks.procs import cpu_seconds, peak_rss_mib, rss_mib, spawn, wait_http
 from llmfleet.engine import EngineProcess
-from llmfleet.local import LOCAL_AWS_ENV, engine_spec_for, local_cloudwatch
+from llmfleet.local import UpOptions, engine_spec_for, local_agent, local_cloudwatch
 from llmfleet.testing import free_port
 
 KEY = "sk-bench"
@@ -67,32 +67,29 @@ class Load(threading.Thread):
                 self.stop.wait(0.2)
 
 
-def run_agent(interval_s: float, seconds: float, router: str, engine: str, cw_port: int,
-              run_dir: Path) -> dict[str, Any]:
+def run_agent(interval_s: float, seconds: float, router_port: int, engine: str, served: str,
+              cw_port: int, run_dir: Path) -> dict[str, Any]:
     port = free_port()
-    env = {k: v for k, v in LOCAL_AWS_ENV.items() if v is not None}
-    env.update({
-        "LLMFLEET_AGENT_PORT": str(port), "LLMFLEET_AGENT_INTERVAL_S": str(interval_s),
-        "LLMFLEET_AGENT_ROUTER_URL": router, "LLMFLEET_AGENT_ENGINE_URLS": engine,
-        "LLMFLEET_AGENT_IMDS": "false", "LLMFLEET_AGENT_ASG_NAME": "bench",
-        "LLMFLEET_AGENT_INSTANCE_ID": "i-bench", "LLMFLEET_AGENT_INSTANCE_TYPE": "g5.xlarge",
-        "LLMFLEET_AGENT_REGION": "us-east-1", "LLMFLEET_AGENT_STATE_DIR": str(run_dir / "agent"),
-        "LLMFLEET_AGENT_CLOUDWATCH_ENDPOINT_URL": f"http://127.0.0.1:{cw_port}",
-    })
-    proc = spawn([sys.executable, "-m", "llmfleet.cli", "agent"], None, env,
-                 run_dir / f"agent-{interval_s:g}s.log")
+    # The agent exactly as `llmfleet up` runs it, at this interval.
+    options = UpOptions(model="", port=router_port, engine_port=0, vllm_args="",
+                        run_dir=run_dir / f"agent-{interval_s:g}s", agent_port=port,
+                        cloudwatch_port=cw_port, agent_interval_s=interval_s)
+    agent = local_agent(options, engine, served)
+    agent.start()
+    assert agent.pid is not None
+    pid = agent.pid
     try:
-        wait_http(f"http://127.0.0.1:{port}/health")
+        agent.wait_ready(timeout_s=60, poll_s=0.2)
         while health(port)["rounds"] < 1:  # start-up and the priming round are not steady state
             time.sleep(0.05)
-        cpu0, t0, rounds0 = cpu_seconds(proc.pid), time.monotonic(), health(port)["rounds"]
+        cpu0, t0, rounds0 = cpu_seconds(pid), time.monotonic(), health(port)["rounds"]
         samples: list[tuple[float, float, float]] = []  # (s, cpu s since t0, rss MiB)
         while (elapsed := time.monotonic() - t0) < seconds:
-            samples.append((elapsed, cpu_seconds(proc.pid) - cpu0, rss_mib(proc.pid)))
+            samples.append((elapsed, cpu_seconds(pid) - cpu0, rss_mib(pid)))
             print(f"\r  interval {interval_s:g} s: {elapsed:5.0f}/{seconds:.0f} s, "
                   f"RSS {samples[-1][2]:.1f} MiB", end="", flush=True)
             time.sleep(1.0)
-        cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
+        cpu, wall = cpu_seconds(pid) - cpu0, time.monotonic() - t0
         end = health(port)
         rounds = end["rounds"] - rounds0
         print()
@@ -100,16 +97,15 @@ def run_agent(interval_s: float, seconds: float, router: str, engine: str, cw_po
             "interval_s": interval_s, "wall_s": round(wall, 1), "rounds": rounds,
             "cpu_s": round(cpu, 3), "cpu_pct_of_core": round(100 * cpu / wall, 3),
             "cpu_ms_per_round": round(1000 * cpu / max(rounds, 1), 2),
-            "rss_mib": round(rss_mib(proc.pid), 1),
-            "peak_rss_mib": round(peak_rss_mib(proc.pid), 1),
+            "rss_mib": round(rss_mib(pid), 1),
+            "peak_rss_mib": round(peak_rss_mib(pid), 1),
             "datapoints_sent": end["datapoints"]["sent"],
             "datapoints_per_round": round(end["datapoints"]["sent"] / max(end["rounds"], 1), 1),
             "buffered_at_end": end["datapoints"]["buffered"],
             "samples": samples,
         }
     finally:
-        proc.terminate()
-        proc.wait(30)
+        agent.stop()
 
 
 def main() -> int:
@@ -120,8 +116,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(".run/bench"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):  # moto only: never a real profile
-        os.environ.pop(name, None)
     steady_s = 30.0 if args.quick else args.minutes * 60
 
     spec = engine_spec_for("", free_port())
@@ -143,9 +137,10 @@ def main() -> int:
         wait_http(router_url + "/ready")
         load.start()
         results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version}}
-        results["interval_10s"] = run_agent(10.0, steady_s, router_url, spec.url, cw_port,
-                                            args.out)
-        results["interval_1s"] = run_agent(1.0, 30.0, router_url, spec.url, cw_port, args.out)
+        results["interval_10s"] = run_agent(10.0, steady_s, router_port, spec.url,
+                                            spec.served_name, cw_port, args.out)
+        results["interval_1s"] = run_agent(1.0, 30.0, router_port, spec.url, spec.served_name,
+                                           cw_port, args.out)
         results["load_requests"] = load.requests
     finally:
         load.stop.set()
