@@ -14,32 +14,26 @@ data "aws_ssm_parameter" "ami" {
 
 locals {
   asg_name      = "${var.name}-gpu"
-  served_name   = coalesce(var.model.served_name, var.model.id)
   artifact_file = basename(var.package_path)
   artifact_key  = "packages/${filemd5(var.package_path)}/${local.artifact_file}"
-  vllm_args = trimspace(join(" ", compact([
-    var.model.vllm_args,
-    var.model.max_model_len == null ? "" : "--max-model-len ${var.model.max_model_len}",
-  ])))
   parameter_arns = [for p in compact([var.api_keys_parameter, var.model.hf_token_parameter]) :
   "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(p, "/")}"]
-  user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
-    router_port        = var.router_port
-    metrics_namespace  = var.metrics_namespace
-    asg_name           = local.asg_name
-    served_name        = local.served_name
-    model_id           = var.model.id
-    vllm_args          = local.vllm_args
-    vllm_version       = "0.32.0"
-    hf_token_parameter = var.model.hf_token_parameter == null ? "" : var.model.hf_token_parameter
-    api_keys_parameter = var.api_keys_parameter
-    artifact_bucket    = aws_s3_bucket.artifacts.bucket
-    artifact_key       = local.artifact_key
-    artifact_file      = local.artifact_file
-    log_group_vllm     = var.log_group_names["vllm"]
-    log_group_router   = var.log_group_names["router"]
-    log_group_agent    = var.log_group_names["agent"]
-  })
+  served_name = module.user_data.served_name
+  user_data   = module.user_data.cloud_init
+}
+
+module "user_data" {
+  source = "./user_data"
+
+  model              = var.model
+  router_port        = var.router_port
+  metrics_namespace  = var.metrics_namespace
+  asg_name           = local.asg_name
+  vllm_version       = var.vllm_version
+  api_keys_parameter = var.api_keys_parameter
+  artifact_bucket    = aws_s3_bucket.artifacts.bucket
+  artifact_key       = local.artifact_key
+  log_group_names    = var.log_group_names
 }
 
 # --- Artifacts -----------------------------------------------------------------

@@ -138,3 +138,13 @@ variable "router_port" {
   type        = number
   default     = 8000
 }
+
+variable "vllm_version" {
+  description = "vLLM release the instances install (keep equal to VLLM_VERSION in the Makefile, which `make install` pins locally)."
+  type        = string
+  default     = "0.32.0"
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.vllm_version))
+    error_message = "vllm_version must be a release number such as 0.32.0."
+  }
+}

@@ -1,0 +1,338 @@
+"""The cloud-init every GPU instance boots with, rendered offline as each environment gets it.
+
+Rendered by OpenTofu/Terraform itself (`console` on the provider-free `user_data`
+module with the environment's tfvars), then checked the way the instance would
+use it: cloud-init's own schema validator (Debian's cloud-init package, fetched
+from the archive into .cache), `sh -n`/`bash -n` on what runs as shell,
+`systemd-analyze verify` on the units inside a scratch root that holds the files
+cloud-init writes, and the units' commands against what `make up` starts:
+vLLM's own argument parser accepts the engine's command line, and the router
+and agent settings load from the environment files the units read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.settings import AgentSettings
+from llmfleet.cli import build_parser
+from llmfleet.local import UpOptions, engine_spec_for, local_agent
+from server.settings import RouterSettings
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = REPO / "infrastructure" / "modules" / "compute" / "user_data"
+CLOUD_INIT_CACHE = REPO / ".cache" / "cloud-init"
+VENV_BIN = "/opt/llmfleet/venv/bin"
+ROUTER_PORT, ENGINE_PORT = 8000, 8001
+EXTRA_VLLM_ARGS = "--gpu-memory-utilization 0.92 --enable-prefix-caching --max-num-seqs 128"
+
+
+def terraform() -> str:
+    found = shutil.which("tofu") or shutil.which("terraform")
+    if not found:
+        pytest.fail("neither tofu nor terraform is on PATH (make infra-check needs one too)")
+    return found
+
+
+def render(var_file: Path | None = None, **variables: Any) -> str:
+    """The cloud-init document the compute module would put in the launch template."""
+    base: dict[str, Any] = {
+        "router_port": ROUTER_PORT, "metrics_namespace": "LLMFleet", "asg_name": "llmfleet-dev-gpu",
+        "vllm_version": makefile_vllm_version(), "artifact_bucket": "llmfleet-dev-artifacts-x",
+        "artifact_key": "packages/0123/llmfleet-0.0.0-py3-none-any.whl",
+        "log_group_names": {"vllm": "/llmfleet/dev/vllm", "router": "/llmfleet/dev/router",
+                            "agent": "/llmfleet/dev/agent"},
+    }
+    if var_file is None:
+        base["api_keys_parameter"] = "/llmfleet/test/api-keys"
+        base["model"] = json.dumps({"id": "org/model"})
+    base.update(variables)
+    args = [terraform(), "console", "-no-color"]
+    if var_file is not None:
+        args.append(f"-var-file={var_file}")
+    for name, value in base.items():
+        args.append(f"-var={name}={value if isinstance(value, (str, int)) else json.dumps(value)}")
+    # The environment files set the root module's other variables too; a module with
+    # no provider renders them with a warning per unknown variable, which is expected.
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "TF_IN_AUTOMATION": "1"}
+    done = subprocess.run(args, input="jsonencode(local.cloud_init)", capture_output=True,
+                          text=True, cwd=MODULE, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    # Warnings (one per variable the module does not declare) come first on stdout; a
+    # variable left unset makes the result unknown rather than an error.
+    assert "(known after apply)" not in done.stdout, done.stdout
+    document: str = json.loads(json.loads(done.stdout.strip().splitlines()[-1]))
+    return document
+
+
+def makefile_vllm_version() -> str:
+    match = re.search(r"^VLLM_VERSION \?= (\S+)$", (REPO / "Makefile").read_text(), re.M)
+    assert match, "Makefile has no VLLM_VERSION"
+    return match.group(1)
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "dev": {"var_file": REPO / "environments" / "dev.tfvars"},
+    "prod": {"var_file": REPO / "environments" / "prod.tfvars"},
+    "extra-args": {"model": json.dumps({"id": "org/Some-Model", "vllm_args": EXTRA_VLLM_ARGS,
+                                        "hf_token_parameter": "/llmfleet/test/hf-token"})},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def rendered(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param, render(**CASES[request.param])
+
+
+def files_of(document: dict[str, Any]) -> dict[str, str]:
+    return {f["path"]: f["content"] for f in document["write_files"]}
+
+
+def unit(document: dict[str, Any], name: str) -> dict[str, list[str]]:
+    """A systemd unit's [Service] keys, each with every value it is given."""
+    section, keys = "", {}
+    for line in files_of(document)[f"/etc/systemd/system/{name}.service"].splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif "=" in line and section == "Service":
+            key, value = line.split("=", 1)
+            keys.setdefault(key, []).append(value)
+    return keys
+
+
+def env_file(document: dict[str, Any], path: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in files_of(document)[path].splitlines() if line)
+
+
+# --- cloud-init -------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def cloud_init_validator() -> Any:
+    """cloud-init's own schema validator, from Debian's package (not installed: unpacked)."""
+    packages = CLOUD_INIT_CACHE / "usr" / "lib" / "python3" / "dist-packages"
+    if not (packages / "cloudinit" / "config" / "schema.py").exists():
+        if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
+            pytest.skip("cloud-init's validator comes from Debian's archive; no apt-get here")
+        CLOUD_INIT_CACHE.mkdir(parents=True, exist_ok=True)
+        got = subprocess.run(["apt-get", "download", "-q", "cloud-init"], cwd=CLOUD_INIT_CACHE,
+                             capture_output=True, text=True, timeout=300, check=False)
+        debs = sorted(CLOUD_INIT_CACHE.glob("cloud-init_*.deb"))
+        assert debs, f"apt-get download cloud-init failed: {got.stderr}"
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(CLOUD_INIT_CACHE)], check=True)
+    sys.path.insert(0, str(packages))
+    try:
+        from cloudinit.config import schema
+    finally:
+        sys.path.remove(str(packages))
+    return schema
+
+
+def cloud_init_validate(schema: Any, document: dict[str, Any]) -> None:
+    # Debian's cloud-init 22.4 calls a jsonschema API that newer releases deprecate.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        schema.validate_cloudconfig_schema(document, schema.get_schema(), strict=True)
+
+
+def test_it_is_cloud_config_that_cloud_inits_own_validator_accepts(
+        rendered: tuple[str, str], cloud_init_validator: Any) -> None:
+    _, text = rendered
+    assert text.startswith("#cloud-config\n")
+    document = yaml.safe_load(text)
+    cloud_init_validate(cloud_init_validator, document)
+    assert set(document) == {"write_files", "runcmd"}
+
+
+def test_the_validator_catches_a_broken_document(cloud_init_validator: Any) -> None:
+    with pytest.raises(cloud_init_validator.SchemaValidationError, match="runcmd"):
+        cloud_init_validate(cloud_init_validator, {"runcmd": "not a list"})
+
+
+def test_shell_parts_parse(rendered: tuple[str, str], tmp_path: Path) -> None:
+    _, text = rendered
+    document = yaml.safe_load(text)
+    # cloud-init runs runcmd's strings as one /bin/sh script, in order.
+    script = tmp_path / "runcmd.sh"
+    script.write_text("#!/bin/sh\n" + "\n".join(document["runcmd"]) + "\n")
+    done = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    for path, content in files_of(document).items():
+        if content.startswith("#!/bin/bash"):
+            done = subprocess.run(["bash", "-n"], input=content, capture_output=True, text=True,
+                                  check=False)
+            assert done.returncode == 0, (path, done.stderr)
+    log_config = json.loads(files_of(document)["/opt/aws/amazon-cloudwatch-agent/etc/"
+                                                 "llmfleet-logs.json"])
+    collected = log_config["logs"]["logs_collected"]["files"]["collect_list"]
+    assert {c["file_path"] for c in collected} == {f"/var/log/llmfleet/{n}.log"
+                                                   for n in ("vllm", "router", "agent")}
+
+
+def test_a_broken_script_is_caught(tmp_path: Path) -> None:
+    script = tmp_path / "bad.sh"
+    script.write_text("if true; then echo\n")
+    assert subprocess.run(["sh", "-n", str(script)], capture_output=True,
+                          check=False).returncode != 0
+
+
+# --- systemd ----------------------------------------------------------------------
+
+UNITS = ("llmfleet-vllm", "llmfleet-router", "llmfleet-agent")
+
+
+def scratch_root(document: dict[str, Any], root: Path) -> Path:
+    """What the instance holds after cloud-init: its files, the venv's commands, systemd's units."""
+    for path, content in files_of(document).items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+        target.chmod(0o755 if content.startswith("#!") else 0o644)
+    for command in ("python", "llmfleet"):  # what runcmd's pip install creates
+        target = root / VENV_BIN.lstrip("/") / command
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("#!/bin/sh\n")
+        target.chmod(0o755)
+    system = Path("/usr/lib/systemd/system")
+    shutil.copytree(system, root / "usr" / "lib" / "systemd" / "system", symlinks=True)
+    return root
+
+
+@pytest.fixture
+def analyze() -> Iterator[str]:
+    found = shutil.which("systemd-analyze")
+    if not found or not Path("/usr/lib/systemd/system/sysinit.target").exists():
+        pytest.skip("systemd-analyze and systemd's own units are needed to verify units")
+    yield found
+
+
+def verify(analyze: str, root: Path, name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([analyze, "verify", f"--root={root}", f"/etc/systemd/system/{name}"],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_systemd_accepts_the_units(rendered: tuple[str, str], tmp_path: Path,
+                                   analyze: str) -> None:
+    _, text = rendered
+    root = scratch_root(yaml.safe_load(text), tmp_path / "root")
+    for name in UNITS:
+        done = verify(analyze, root, f"{name}.service")
+        # Unknown keys and missing commands are warnings on stderr with exit 0: none allowed.
+        assert done.returncode == 0 and not done.stderr.strip(), (name, done.stderr)
+
+
+def test_systemd_verify_catches_a_bad_unit(tmp_path: Path, analyze: str) -> None:
+    document = yaml.safe_load(render())
+    root = scratch_root(document, tmp_path / "root")
+    path = root / "etc/systemd/system/llmfleet-router.service"
+    path.write_text(path.read_text().replace("Restart=always", "Restart=always\nRestrat=no"))
+    done = verify(analyze, root, "llmfleet-router.service")
+    assert "Unknown key" in done.stderr
+
+
+# --- the same commands as `make up` ----------------------------------------------
+
+VLLM_PARSE = """
+import json, sys
+from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+args = make_arg_parser(FlexibleArgumentParser()).parse_args(sys.argv[1:])
+validate_parsed_serve_args(args)
+print(json.dumps(vars(args), default=str))
+"""
+
+
+def vllm_parses(argv: list[str]) -> dict[str, Any]:
+    """The engine's arguments as the installed vLLM's own server parser reads them."""
+    done = subprocess.run([sys.executable, "-c", VLLM_PARSE, *argv], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    parsed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return parsed
+
+
+def test_vllm_rejects_an_argument_it_does_not_know() -> None:
+    with pytest.raises(AssertionError, match="unrecognized arguments: --no-such-flag"):
+        vllm_parses(["--model", "org/model", "--no-such-flag"])
+
+
+def test_the_engine_unit_runs_what_make_up_runs_and_vllm_accepts_it(
+        rendered: tuple[str, str]) -> None:
+    case, text = rendered
+    document = yaml.safe_load(text)
+    service = unit(document, "llmfleet-vllm")
+    (exec_start,) = service["ExecStart"]
+    argv = shlex.split(exec_start)
+    local = engine_spec_for("org/model", ENGINE_PORT).command()  # what `make up` starts
+    assert argv[0] == f"{VENV_BIN}/python"
+    assert argv[1:3] == local[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    flags = [a for a in argv if a.startswith("--")]
+    assert flags[:4] == [a for a in local if a.startswith("--")][:4]
+
+    args = vllm_parses(argv[3:])
+    assert (args["host"], args["port"]) == ("127.0.0.1", ENGINE_PORT)  # loopback: only the router
+    expected = {"dev": ("Qwen/Qwen2.5-1.5B-Instruct", ["qwen2.5-1.5b"], 8192),
+                "prod": ("meta-llama/Llama-3.1-8B-Instruct", ["llama-3.1-8b"], 16384),
+                "extra-args": ("org/Some-Model", ["org/Some-Model"], None)}[case]
+    assert (args["model"], args["served_model_name"], args["max_model_len"]) == expected
+    if case == "extra-args":
+        assert (args["gpu_memory_utilization"], args["enable_prefix_caching"],
+                args["max_num_seqs"]) == \
+            (0.92, True, 128)
+    # The gated model's token: fetched at start from SSM into /run, never in the document.
+    token_fetch = [v for v in service.get("ExecStartPre", []) if "hf-token" in v]
+    assert bool(token_fetch) == (case in ("prod", "extra-args"))
+    assert "hf_" not in text and "sk-" not in text
+
+
+def test_router_and_agent_units_run_the_cli_commands_with_settings_that_load(
+        rendered: tuple[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _, text = rendered
+    document = yaml.safe_load(text)
+    engine_url = f"http://127.0.0.1:{ENGINE_PORT}"
+    for name, subcommand in (("llmfleet-router", "router"), ("llmfleet-agent", "agent")):
+        (exec_start,) = unit(document, name)["ExecStart"]
+        argv = shlex.split(exec_start)
+        assert argv == [f"{VENV_BIN}/llmfleet", subcommand]
+        assert build_parser().parse_args(argv[1:]).command == subcommand
+    # `make up` starts the agent as the same CLI subcommand (through -m, from the venv).
+    options = UpOptions(model="", port=ROUTER_PORT, engine_port=ENGINE_PORT, vllm_args="",
+                        run_dir=tmp_path)
+    assert local_agent(options, engine_url, "m").command[1:] == ["-m", "llmfleet.cli", "agent"]
+
+    for key in [k for k in os.environ if k.startswith("LLMFLEET_")]:
+        monkeypatch.delenv(key)
+    for key, value in env_file(document, "/etc/llmfleet/router.env").items():
+        monkeypatch.setenv(key, value)
+    router = RouterSettings.load()
+    assert (router.host, router.port, router.backends) == ("0.0.0.0", ROUTER_PORT, [engine_url])
+    assert router.api_keys_file == Path("/run/llmfleet/api-keys")
+    (fetch,) = unit(document, "llmfleet-router")["ExecStartPre"]
+    assert shlex.split(fetch)[2] == str(router.api_keys_file)  # the file the router reads
+
+    for key, value in env_file(document, "/etc/llmfleet/agent.env").items():
+        monkeypatch.setenv(key, value)
+    agent = AgentSettings()
+    assert agent.router_url == f"http://127.0.0.1:{ROUTER_PORT}"
+    assert agent.engine_urls == [engine_url]
+    assert agent.namespace == "LLMFleet" and agent.asg_name == "llmfleet-dev-gpu"
+
+
+def test_the_instances_install_the_vllm_make_install_pins() -> None:
+    compute = (REPO / "infrastructure/modules/compute/variables.tf").read_text()
+    default = re.search(r'variable "vllm_version".*?default\s*=\s*"([^"]+)"', compute, re.S)
+    assert default and default.group(1) == makefile_vllm_version()
+    text = render()
+    assert f'"vllm=={makefile_vllm_version()}"' in text
