@@ -18,6 +18,10 @@ TF_MIRROR ?= /opt/tf-plugins
 TF_RC := $(CURDIR)/.run/tf/cli.tfrc
 TFRUN = cd infrastructure && TF_CLI_CONFIG_FILE=$(TF_RC) TF_IN_AUTOMATION=1 $(TF)
 ENV ?= dev
+# checkov lives in its own virtualenv: it pins its own boto3 and HCL parser.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 # This machine's package index mirror prints a warning per missing package; hide that noise only.
 QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
@@ -54,7 +58,7 @@ test: $(STAMP) infra-check ## Run lint, type checks, the infrastructure checks a
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered
 
 .PHONY: infra-check
-infra-check: $(TF_RC) ## OpenTofu/Terraform: fmt -check, init, validate against the AWS provider, and the plan tests (mock provider)
+infra-check: $(TF_RC) security-check ## OpenTofu/Terraform: fmt -check, init, validate against the AWS provider, the plan tests (mock provider) and checkov
 	@test -n "$(TF)" || { echo "infra-check: neither tofu nor terraform is on PATH"; exit 1; }
 	$(TFRUN) fmt -check -recursive -diff
 	$(TFRUN) init -backend=false -input=false -no-color >/dev/null
@@ -63,6 +67,15 @@ infra-check: $(TF_RC) ## OpenTofu/Terraform: fmt -check, init, validate against 
 	for env in dev prod; do \
 	  ( $(TFRUN) test -no-color -test-directory=tests/environments -var-file=../environments/$$env.tfvars ) || exit 1; \
 	done
+
+.PHONY: security-check
+security-check: $(CHECKOV) ## checkov over infrastructure/ and the CI workflows: zero failed checks (skips carry their reason in the code)
+	$(CHECKOV) --directory infrastructure --framework terraform --quiet --compact --skip-download
+	$(CHECKOV) --directory .github --framework github_actions --quiet --compact --skip-download
+
+$(CHECKOV):
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q "checkov==$(CHECKOV_VERSION)" 2>&1 | $(QUIET_PIP)
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff and mypy only
@@ -102,6 +115,11 @@ destroy: $(TF_RC) ## Destroy an environment: make destroy ENV=dev
 	$(TFRUN) init -input=false -reconfigure -backend-config=../environments/$(ENV).s3.tfbackend
 	$(TFRUN) destroy -var-file=../environments/$(ENV).tfvars
 
+.PHONY: cost
+cost: ## Infracost breakdown of dev and prod (infracost.yml, usage in environments/*.infracost-usage.yml); needs the infracost CLI and its API key
+	@command -v infracost >/dev/null 2>&1 || { echo "make cost: the infracost CLI is not installed (https://www.infracost.io/docs/#quick-start; then: infracost auth login)"; exit 1; }
+	infracost breakdown --config-file=infracost.yml --show-skipped
+
 $(TF_RC):
 	mkdir -p $(@D)
 	if [ -d "$(TF_MIRROR)/registry.terraform.io" ]; then \
@@ -130,7 +148,7 @@ $(STAMP): pyproject.toml
 
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and generated models
-	rm -rf $(VENV) .cache .run .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(CHECKOV_VENV) .cache .run .pytest_cache .mypy_cache .ruff_cache .coverage
 
 .PHONY: help
 help: ## List the targets

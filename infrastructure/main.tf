@@ -14,6 +14,20 @@ provider "aws" {
   }
 }
 
+# CloudFront's web ACL and its logs exist only in us-east-1, whatever the region.
+provider "aws" {
+  alias  = "us_east_1"
+  region = "us-east-1"
+  default_tags {
+    tags = merge({
+      Project     = "llmfleet"
+      Environment = var.environment
+      Deployment  = var.name
+      ManagedBy   = "opentofu"
+    }, var.tags)
+  }
+}
+
 locals {
   metrics_namespace = "LLMFleet"
 }
@@ -66,6 +80,7 @@ module "compute" {
   scaling               = var.scaling
   model                 = var.model
   api_keys_parameter    = var.api_keys_parameter
+  ami_ssm_parameter     = var.ami_ssm_parameter
   package_path          = var.package_path
   metrics_namespace     = local.metrics_namespace
   log_group_arns        = module.monitoring.log_group_arns
@@ -88,7 +103,14 @@ module "api_gateway" {
 }
 
 module "demo" {
-  count  = var.demo_site ? 1 : 0
-  source = "./modules/demo"
-  name   = var.name
+  count              = var.demo_site ? 1 : 0
+  source             = "./modules/demo"
+  name               = var.name
+  log_retention_days = var.log_retention_days
+
+  response_headers_policy_id = var.demo_response_headers_policy_id
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
 }

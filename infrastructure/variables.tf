@@ -98,6 +98,12 @@ variable "model" {
   })
 }
 
+variable "ami_ssm_parameter" {
+  description = "SSM parameter holding the GPU instances' AMI id; the default is AWS's public parameter for the latest Deep Learning Base AMI (Ubuntu 22.04, NVIDIA driver)."
+  type        = string
+  default     = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+}
+
 variable "api_keys_parameter" {
   description = "SSM SecureString parameter holding the router's API keys (lines of name:key)."
   type        = string
@@ -162,6 +168,12 @@ variable "demo_site" {
   description = "Deploy the static demo site (S3 + CloudFront)."
   type        = bool
   default     = true
+}
+
+variable "demo_response_headers_policy_id" {
+  description = "Attach this existing CloudFront response headers policy to the demo site instead of creating one."
+  type        = string
+  default     = null
 }
 
 variable "tags" {

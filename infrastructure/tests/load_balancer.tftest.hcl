@@ -20,6 +20,9 @@ mock_provider "aws" {
   mock_resource "aws_s3_bucket" {
     defaults = { arn = "arn:aws:s3:::t-logs", id = "t-logs" }
   }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:us-east-1:123456789012:log-group:aws-waf-logs-t" }
+  }
 }
 
 variables {
@@ -33,6 +36,17 @@ run "internal_without_certificate" {
   command = apply
   module {
     source = "./modules/load_balancer"
+  }
+
+  assert {
+    condition = toset([for r in aws_wafv2_web_acl.this.rule : one(r.statement[0].managed_rule_group_statement[*].name) if length(r.statement[0].managed_rule_group_statement) > 0]) == toset([
+    "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesAnonymousIpList"])
+    error_message = "The web ACL runs AWS's common, known-bad-inputs and anonymous-IP rule groups."
+  }
+
+  assert {
+    condition     = toset([for f in aws_wafv2_web_acl_logging_configuration.this.redacted_fields : f.single_header[0].name]) == toset(["authorization", "x-api-key"])
+    error_message = "WAF logs redact the headers that carry API keys."
   }
 
   assert {

@@ -31,20 +31,14 @@ from agent.settings import AgentSettings
 from llmfleet.cli import build_parser
 from llmfleet.local import UpOptions, engine_spec_for, local_agent
 from server.settings import RouterSettings
+from tests.infrastructure import tf
 
-REPO = Path(__file__).resolve().parents[2]
-MODULE = REPO / "infrastructure" / "modules" / "compute" / "user_data"
+REPO = tf.REPO
+MODULE = tf.INFRA / "modules" / "compute" / "user_data"
 CLOUD_INIT_CACHE = REPO / ".cache" / "cloud-init"
 VENV_BIN = "/opt/llmfleet/venv/bin"
 ROUTER_PORT, ENGINE_PORT = 8000, 8001
 EXTRA_VLLM_ARGS = "--gpu-memory-utilization 0.92 --enable-prefix-caching --max-num-seqs 128"
-
-
-def terraform() -> str:
-    found = shutil.which("tofu") or shutil.which("terraform")
-    if not found:
-        pytest.fail("neither tofu nor terraform is on PATH (make infra-check needs one too)")
-    return found
 
 
 def render(var_file: Path | None = None, **variables: Any) -> str:
@@ -60,7 +54,7 @@ def render(var_file: Path | None = None, **variables: Any) -> str:
         base["api_keys_parameter"] = "/llmfleet/test/api-keys"
         base["model"] = json.dumps({"id": "org/model"})
     base.update(variables)
-    args = [terraform(), "console", "-no-color"]
+    args = [tf.binary(), "console", "-no-color"]
     if var_file is not None:
         args.append(f"-var-file={var_file}")
     for name, value in base.items():

@@ -18,3 +18,25 @@ variable "price_class" {
     error_message = "price_class must be PriceClass_100, PriceClass_200 or PriceClass_All."
   }
 }
+
+variable "rate_limit_per_ip" {
+  description = "Requests per IP per minute the site's web ACL allows before blocking (a static page needs few)."
+  type        = number
+  default     = 300
+  validation {
+    condition     = var.rate_limit_per_ip >= 10 && var.rate_limit_per_ip <= 2000000000
+    error_message = "rate_limit_per_ip must be between 10 (WAF's minimum) and 2e9."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days to keep the site's WAF logs."
+  type        = number
+  default     = 30
+}
+
+variable "response_headers_policy_id" {
+  description = "An existing CloudFront response headers policy to attach instead of creating this module's (HSTS with preload, nosniff, DENY framing, same-origin referrer)."
+  type        = string
+  default     = null
+}

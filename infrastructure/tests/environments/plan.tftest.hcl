@@ -25,6 +25,11 @@ mock_provider "aws" {
   }
 }
 
+# CloudFront's web ACL and its log group (the demo site) are created in us-east-1.
+mock_provider "aws" {
+  alias = "us_east_1"
+}
+
 variables {
   # No wheel is built for a plan test.
   package_path = "tests/fixtures/llmfleet-0.0.0-py3-none-any.whl"

@@ -1,0 +1,83 @@
+# The dev stack applied to, then destroyed from, a local AWS: moto in server mode
+# on the loopback. tests/infrastructure/test_moto_apply.py starts moto on a free
+# port and runs this file with AWS_ENDPOINT_URL pointing every service at it (the
+# provider reads it; a test file's provider block cannot take the port from the
+# command line). The credentials below are moto's throwaway ones: without the
+# endpoint they are refused by AWS, so this file can never touch a real account.
+# Real provider, real API calls; what moto cannot serve is listed in the README.
+
+variables {
+  package_path = "tests/fixtures/llmfleet-0.0.0-py3-none-any.whl"
+}
+
+provider "aws" {
+  region                      = "us-east-1"
+  access_key                  = "llmfleet-test"
+  secret_key                  = "llmfleet-test"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_requesting_account_id  = true
+  s3_use_path_style           = true
+}
+
+provider "aws" {
+  alias                       = "us_east_1"
+  region                      = "us-east-1"
+  access_key                  = "llmfleet-test"
+  secret_key                  = "llmfleet-test"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_requesting_account_id  = true
+  s3_use_path_style           = true
+}
+
+run "setup" {
+  module {
+    source = "./tests/moto/setup"
+  }
+}
+
+run "dev_stack" {
+  variables {
+    ami_ssm_parameter = run.setup.ami_parameter
+    # moto has no CreateResponseHeadersPolicy: attach AWS's managed
+    # SecurityHeadersPolicy (its fixed, published id) instead of creating ours.
+    demo_response_headers_policy_id = "67f7725c-6f97-4210-82d7-5512b31e9d03"
+  }
+}
+
+run "read_back" {
+  module {
+    source = "./tests/moto/readback"
+  }
+  variables {
+    name                   = var.name
+    autoscaling_group_name = run.dev_stack.autoscaling_group_name
+  }
+
+  assert {
+    condition     = output.asg.min == 1 && output.asg.max == 1 && output.asg.health_check_type == "ELB"
+    error_message = "dev's group is one instance, replaced when the load balancer finds it unhealthy."
+  }
+  assert {
+    condition     = length(output.asg.subnets) == 2 && length(output.asg.target_groups) == 1
+    error_message = "The group spans both private subnets and registers with the router's target group."
+  }
+  assert {
+    condition     = output.launch_template.http_tokens == "required" && alltrue(output.launch_template.encrypted)
+    error_message = "Instances launch with IMDSv2 only and encrypted volumes."
+  }
+  assert {
+    condition     = startswith(base64decode(output.launch_template.user_data), "#cloud-config")
+    error_message = "The launch template carries the cloud-init document."
+  }
+  assert {
+    condition     = output.alb_internal
+    error_message = "dev's load balancer is internal (reached through API Gateway)."
+  }
+  assert {
+    condition = toset(output.log_groups) == toset([
+    for s in ["vllm", "router", "agent", "api-gateway", "vpc-flow"] : "/llmfleet/${var.name}/${s}"])
+    error_message = "One log group per service, API Gateway's access log and the VPC flow log."
+  }
+}
