@@ -62,7 +62,8 @@ infra-check: $(TF_RC) security-check ## OpenTofu/Terraform: fmt -check, init, va
 	@test -n "$(TF)" || { echo "infra-check: neither tofu nor terraform is on PATH"; exit 1; }
 	$(TFRUN) fmt -check -recursive -diff
 	$(TFRUN) init -backend=false -input=false -no-color >/dev/null
-	$(TFRUN) validate -no-color
+	: "validate rejects the demo test's aliased mock provider, which terraform test accepts; the test files are validated by running them below"
+	$(TFRUN) validate -no-color -no-tests
 	$(TFRUN) test -no-color
 	for env in dev prod; do \
 	  ( $(TFRUN) test -no-color -test-directory=tests/environments -var-file=../environments/$$env.tfvars ) || exit 1; \

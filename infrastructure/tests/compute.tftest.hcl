@@ -210,3 +210,14 @@ run "rejects_spot_share_over_100" {
   }
   expect_failures = [var.spot]
 }
+
+run "rejects_a_vllm_version_that_is_not_a_release" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    vllm_version = "latest"
+  }
+  expect_failures = [var.vllm_version]
+}
