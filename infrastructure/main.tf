@@ -5,12 +5,7 @@
 provider "aws" {
   region = var.region
   default_tags {
-    tags = merge({
-      Project     = "llmfleet"
-      Environment = var.environment
-      Deployment  = var.name
-      ManagedBy   = "opentofu"
-    }, var.tags)
+    tags = local.tags
   }
 }
 
@@ -19,17 +14,18 @@ provider "aws" {
   alias  = "us_east_1"
   region = "us-east-1"
   default_tags {
-    tags = merge({
-      Project     = "llmfleet"
-      Environment = var.environment
-      Deployment  = var.name
-      ManagedBy   = "opentofu"
-    }, var.tags)
+    tags = local.tags
   }
 }
 
 locals {
   metrics_namespace = "LLMFleet"
+  tags = merge({
+    Project     = "llmfleet"
+    Environment = var.environment
+    Deployment  = var.name
+    ManagedBy   = "opentofu"
+  }, var.tags)
 }
 
 module "networking" {
