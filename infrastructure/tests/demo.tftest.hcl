@@ -51,6 +51,11 @@ run "served_only_through_cloudfront_behind_waf" {
     error_message = "The distribution is behind its own CloudFront-scoped web ACL."
   }
   assert {
+    condition = toset([for r in aws_wafv2_web_acl.site.rule : one(r.statement[0].managed_rule_group_statement[*].name) if length(r.statement[0].managed_rule_group_statement) > 0]) == toset([
+    "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesAnonymousIpList"])
+    error_message = "The site's web ACL runs AWS's common, known-bad-inputs (Log4j) and anonymous-IP rule groups."
+  }
+  assert {
     condition     = one([for r in aws_wafv2_web_acl.site.rule : r.statement[0].rate_based_statement[0].limit if length(r.statement[0].rate_based_statement) > 0]) == 300
     error_message = "The site's web ACL limits each IP (300 a minute by default)."
   }

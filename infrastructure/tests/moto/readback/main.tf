@@ -10,11 +10,13 @@ terraform {
 }
 
 variable "name" {
-  type = string
+  description = "The deployment's name prefix (dev.tfvars' name)."
+  type        = string
 }
 
 variable "autoscaling_group_name" {
-  type = string
+  description = "The GPU group the stack created."
+  type        = string
 }
 
 data "aws_autoscaling_group" "gpu" {
@@ -47,6 +49,7 @@ data "aws_api_gateway_rest_api" "api" {
 }
 
 output "asg" {
+  description = "The group's size, health check type, target groups and subnets as the API reports them."
   value = {
     min               = data.aws_autoscaling_group.gpu.min_size
     max               = data.aws_autoscaling_group.gpu.max_size
@@ -57,6 +60,7 @@ output "asg" {
 }
 
 output "launch_template" {
+  description = "IMDSv2 setting, volume encryption and user data of the group's launch template."
   value = {
     http_tokens = data.aws_launch_template.gpu.metadata_options[0].http_tokens
     encrypted   = [for b in data.aws_launch_template.gpu.block_device_mappings : b.ebs[0].encrypted]
@@ -65,17 +69,21 @@ output "launch_template" {
 }
 
 output "alb_internal" {
-  value = data.aws_lb.alb.internal
+  description = "Whether the load balancer is internal."
+  value       = data.aws_lb.alb.internal
 }
 
 output "web_acl_arn" {
-  value = data.aws_wafv2_web_acl.alb.arn
+  description = "The load balancer's web ACL, found by name."
+  value       = data.aws_wafv2_web_acl.alb.arn
 }
 
 output "log_groups" {
-  value = data.aws_cloudwatch_log_groups.services.log_group_names
+  description = "Log groups under the deployment's prefix."
+  value       = data.aws_cloudwatch_log_groups.services.log_group_names
 }
 
 output "rest_api_id" {
-  value = data.aws_api_gateway_rest_api.api.id
+  description = "The REST API, found by name."
+  value       = data.aws_api_gateway_rest_api.api.id
 }

@@ -27,5 +27,6 @@ resource "aws_ssm_parameter" "ami" {
 }
 
 output "ami_parameter" {
-  value = aws_ssm_parameter.ami.name
+  description = "Name of the SSM parameter holding the AMI id."
+  value       = aws_ssm_parameter.ami.name
 }
