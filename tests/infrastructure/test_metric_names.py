@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from agent.cost import Identity
 from agent.datapoints import SERVING, gpu_values
 from agent.runner import Agent
 from agent.serving import ServingStats
 from agent.settings import AgentSettings
+from tests.infrastructure import tf
 
-INFRA = Path(__file__).resolve().parents[2] / "infrastructure"
+INFRA = tf.INFRA
 
 
 def published_names() -> set[str]:

@@ -61,7 +61,7 @@ def render(var_file: Path | None = None, **variables: Any) -> str:
         args.append(f"-var={name}={value if isinstance(value, (str, int)) else json.dumps(value)}")
     # The environment files set the root module's other variables too; a module with
     # no provider renders them with a warning per unknown variable, which is expected.
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "TF_IN_AUTOMATION": "1"}
+    env = tf.environment(Path(os.devnull))  # no provider to install: no CLI configuration
     done = subprocess.run(args, input="jsonencode(local.cloud_init)", capture_output=True,
                           text=True, cwd=MODULE, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
