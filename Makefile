@@ -53,7 +53,7 @@ testmodel: $(STAMP) ## Generate the small offline test model into .cache/models/
 
 .PHONY: test
 test: $(STAMP) infra-check ## Run lint, type checks, the infrastructure checks and the whole test suite (what CI runs)
-	$(VENV)/bin/ruff check server llmfleet agent tests benchmarks
+	$(VENV)/bin/ruff check server llmfleet agent loadtest tests benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered
 
@@ -80,7 +80,7 @@ $(CHECKOV):
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff and mypy only
-	$(VENV)/bin/ruff check server llmfleet agent tests benchmarks
+	$(VENV)/bin/ruff check server llmfleet agent loadtest tests benchmarks
 	$(VENV)/bin/mypy
 
 ##@ Measure
