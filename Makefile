@@ -121,11 +121,8 @@ cost: ## Infracost breakdown of dev and prod (infracost.yml, usage in environmen
 	@command -v infracost >/dev/null 2>&1 || { echo "make cost: the infracost CLI is not installed (https://www.infracost.io/docs/#quick-start; then: infracost auth login)"; exit 1; }
 	infracost breakdown --config-file=infracost.yml --show-skipped
 
-$(TF_RC):
-	mkdir -p $(@D)
-	if [ -d "$(TF_MIRROR)/registry.terraform.io" ]; then \
-	  printf 'provider_installation {\n  filesystem_mirror {\n    path    = "%s"\n    include = ["registry.terraform.io/hashicorp/*"]\n  }\n  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n}\n' "$(TF_MIRROR)" > $@; \
-	else : > $@; fi
+$(TF_RC): infrastructure/scripts/cli-config
+	infrastructure/scripts/cli-config "$(TF_MIRROR)" $@
 
 ##@ Setup
 

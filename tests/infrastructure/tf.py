@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,16 +23,9 @@ def binary() -> str:
 
 
 def cli_config(directory: Path) -> Path:
-    """The CLI configuration `make` writes to .run/tf: the provider mirror when there is one."""
+    """The CLI configuration `make` writes to .run/tf, by the same script."""
     path = directory / "cli.tfrc"
-    if (MIRROR / "registry.terraform.io").is_dir():
-        path.write_text(
-            "provider_installation {\n"
-            f'  filesystem_mirror {{\n    path    = "{MIRROR}"\n'
-            '    include = ["registry.terraform.io/hashicorp/*"]\n  }\n'
-            '  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n}\n')
-    else:
-        path.write_text("")
+    subprocess.run([str(INFRA / "scripts" / "cli-config"), str(MIRROR), str(path)], check=True)
     return path
 
 
