@@ -22,6 +22,18 @@ ENV ?= dev
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
+# `make load`: what a headless load test sends and the SLA it must meet (see loadtest/).
+LOAD_HOST ?= http://127.0.0.1:$(PORT)
+LOAD_USERS ?= 16
+LOAD_SPAWN_RATE ?= 4
+LOAD_TIME ?= 60s
+LOAD_SHAPE ?= constant
+LOAD_RATE ?= 0
+LOAD_WORKLOAD ?= lognormal:128:64
+LOAD_SLA ?= ttft_p95_ms<=2000,tpot_p95_ms<=100,error_rate<=0.01
+LOAD_SCENARIOS ?= StreamingChatUser
+LOAD_ARGS ?=
+LOAD_DIR ?= .run/load
 # This machine's package index mirror prints a warning per missing package; hide that noise only.
 QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
@@ -48,6 +60,17 @@ metrics: $(STAMP) ## Show what the agent published to the local CloudWatch of `m
 .PHONY: testmodel
 testmodel: $(STAMP) ## Generate the small offline test model into .cache/models/llmfleet-tiny
 	$(VENV)/bin/llmfleet testmodel
+
+.PHONY: load
+load: $(STAMP) ## Headless Locust test against `make up` (KEY=api-key or $$LLMFLEET_API_KEY; LOAD_* options): summary, SLA verdict (exit 1 when missed), CSV and HTML reports in .run/load
+	@mkdir -p $(LOAD_DIR)
+	: "the key travels in the environment, never on a command line"
+	LOCUST_API_KEY="$${KEY:-$${LLMFLEET_API_KEY:-}}" $(PY) -m locust -f loadtest/locustfile.py \
+	  --headless --only-summary --host "$(LOAD_HOST)" -u $(LOAD_USERS) -r $(LOAD_SPAWN_RATE) \
+	  -t $(LOAD_TIME) --shape "$(LOAD_SHAPE)" --rate $(LOAD_RATE) --workload "$(LOAD_WORKLOAD)" \
+	  --sla "$(LOAD_SLA)" --ignore-eos --stop-timeout 120 --csv $(LOAD_DIR)/locust \
+	  --html $(LOAD_DIR)/report.html --summary-json $(LOAD_DIR)/summary.json \
+	  $(LOAD_ARGS) $(LOAD_SCENARIOS)
 
 ##@ Check
 

@@ -20,6 +20,7 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llmfleet.engine import EngineProcess, EngineSpec, split_args
 from llmfleet.process import ChildProcess, StartError
@@ -135,9 +136,13 @@ class LocalPlatform:
 
         opts = self.options
         key = os.environ.get("LLMFLEET_API_KEY") or f"sk-llmfleet-{secrets.token_urlsafe(24)}"
+        # One person on one machine: per-key limits would only throttle their load tests.
+        # Set LLMFLEET_RATE_LIMIT_RPM / _TPM to try the limits locally.
+        limits: dict[str, Any] = {name: 0.0 for name in ("rate_limit_rpm", "rate_limit_tpm")
+                  if f"LLMFLEET_{name.upper()}" not in os.environ}
         settings = RouterSettings.load(
             host="127.0.0.1", port=opts.port, backends=[spec.url],
-            api_keys=[f"local:{key}"])
+            api_keys=[f"local:{key}"], **limits)
         app = create_app(settings)
         base = f"http://127.0.0.1:{opts.port}/v1"
         print("\n".join([
@@ -146,6 +151,7 @@ class LocalPlatform:
             f"  endpoint : {base}",
             f"  model    : {spec.served_name}   (or 'auto' to let the router choose)",
             f"  api key  : {key}",
+            f"  limits   : {_limits(settings.rate_limit_rpm, settings.rate_limit_tpm)}",
             f"  agent    : http://127.0.0.1:{opts.agent_port}/health, publishing every "
             f"{opts.agent_interval_s:g} s to a local CloudWatch (moto) on port "
             f"{opts.cloudwatch_port}, priced as {opts.instance_type}",
@@ -161,3 +167,9 @@ class LocalPlatform:
         uvicorn.run(app, host="127.0.0.1", port=opts.port, loop="uvloop",
                     http="httptools", access_log=False, log_config=None, proxy_headers=False)
         return 0
+
+
+def _limits(rpm: float, tpm: float) -> str:
+    if not rpm and not tpm:
+        return "none per key (set LLMFLEET_RATE_LIMIT_RPM / _TPM to try them)"
+    return f"{rpm:g} requests/min and {tpm:g} tokens/min per key (0: none)"
