@@ -66,23 +66,25 @@ _states: weakref.WeakKeyDictionary[Environment, RunState] = weakref.WeakKeyDicti
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    parser.add_argument("--api-key", default="", is_secret=True,
-                       help="API key sent as a bearer token (default: $OPENAI_API_KEY)")
-    parser.add_argument("--model", default="",
-                       help="model to ask for (default: the first one /v1/models lists)")
-    parser.add_argument("--workload", default="fixed:128:64",
-                       help="fixed:IN:OUT, lognormal:IN:OUT[:SIGMA] or file:PATH.jsonl")
-    parser.add_argument("--shape", default="constant",
-                       help=f"load shape up to -u users: {shapes.FORMS}")
-    parser.add_argument("--rate", type=float, default=0.0,
-                       help="target requests/s at the peak user count (0: each user sends "
-                            "its next request as soon as the last one finished)")
-    parser.add_argument("--ignore-eos", action="store_true", default=False,
-                       help="ask for exactly max_tokens (a vLLM extension)")
-    parser.add_argument("--sla", default="",
-                       help="checks such as 'ttft_p95_ms<=500,error_rate<=0.01'; missed: exit 1")
-    parser.add_argument("--summary-json", default="", help="also write the summary here")
-    parser.add_argument("--seed", type=int, default=None, help="workload sampling seed")
+    parser.add_argument("--api-key", env_var="LOCUST_API_KEY", default="", is_secret=True,
+                        help="API key sent as a bearer token (default: $OPENAI_API_KEY)")
+    parser.add_argument("--model", env_var="LOCUST_MODEL", default="",
+                        help="model to ask for (default: the first one /v1/models lists)")
+    parser.add_argument("--workload", env_var="LOCUST_WORKLOAD", default="fixed:128:64",
+                        help="fixed:IN:OUT, lognormal:IN:OUT[:SIGMA] or file:PATH.jsonl")
+    parser.add_argument("--shape", env_var="LOCUST_SHAPE", default="constant",
+                        help=f"load shape up to -u users: {shapes.FORMS}")
+    parser.add_argument("--rate", env_var="LOCUST_RATE", type=float, default=0.0,
+                        help="target requests/s at the peak user count (0: each user sends "
+                             "its next request as soon as the last one finished)")
+    parser.add_argument("--ignore-eos", env_var="LOCUST_IGNORE_EOS", action="store_true",
+                        default=False, help="ask for exactly max_tokens (a vLLM extension)")
+    parser.add_argument("--sla", env_var="LOCUST_SLA", default="",
+                        help="checks such as 'ttft_p95_ms<=500,error_rate<=0.01'; missed: exit 1")
+    parser.add_argument("--summary-json", env_var="LOCUST_SUMMARY_JSON", default="",
+                        help="also write the summary here")
+    parser.add_argument("--seed", env_var="LOCUST_SEED", type=int, default=None,
+                        help="workload sampling seed")
 
 
 @events.init.add_listener
