@@ -5,6 +5,7 @@
     llmfleet agent       the metrics sidecar (settings: LLMFLEET_AGENT_*)
     llmfleet metrics     what CloudWatch holds for the fleet, newest value per series
     llmfleet testmodel   generate the small offline model used by `up` and tests
+    llmfleet bench       the plan search: measure execution plans, pick the best under an SLA
 """
 
 from __future__ import annotations
@@ -152,6 +153,14 @@ def _testmodel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from loadtest.bench import main as bench_main
+
+    logs.configure("WARNING")
+    return bench_main(args.plans, args.out, seed=args.seed,
+                      engine_timeout_s=args.engine_timeout)
+
+
 def _up(args: argparse.Namespace) -> int:
     from llmfleet.local import LocalPlatform, UpOptions
 
@@ -207,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--region", default=None)
     metrics.add_argument("--minutes", type=float, default=15, help="how far back to look")
     metrics.set_defaults(func=_metrics)
+
+    bench = sub.add_parser("bench", help="measure execution plans and pick the best under "
+                                         "an SLA (plans file: see loadtest/plans.py)")
+    bench.add_argument("plans", type=Path, help="TOML plans file")
+    bench.add_argument("--out", type=Path, default=Path(".run/bench"),
+                       help="where the profiles, ranking and plot go")
+    bench.add_argument("--seed", type=int, default=0, help="workload sampling seed")
+    bench.add_argument("--engine-timeout", type=float, default=900.0,
+                       help="seconds an engine may take to become healthy")
+    bench.set_defaults(func=_bench)
 
     testmodel = sub.add_parser("testmodel", help="generate the small offline test model")
     testmodel.add_argument("--out", type=Path, default=DEFAULT_TEST_MODEL_DIR)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,9 @@ class LocalPlatform:
             print(f"\r  waiting for vLLM ... {elapsed:4.0f} s", end="", flush=True)
 
     def run(self) -> int:
+        # SIGTERM (systemd, `kill`, a supervisor) must stop the children as Ctrl-C does;
+        # uvicorn hands the signal back once it has shut down, and it lands here.
+        signal.signal(signal.SIGTERM, _interrupt)
         opts = self.options
         print("llmfleet: preparing the model ...", flush=True)
         spec = engine_spec_for(opts.model, opts.engine_port, opts.vllm_args)
@@ -167,6 +171,10 @@ class LocalPlatform:
         uvicorn.run(app, host="127.0.0.1", port=opts.port, loop="uvloop",
                     http="httptools", access_log=False, log_config=None, proxy_headers=False)
         return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _limits(rpm: float, tpm: float) -> str:

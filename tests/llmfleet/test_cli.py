@@ -23,6 +23,7 @@ def test_every_process_has_a_subcommand() -> None:
     parser = build_parser()
     for command in ("router", "up", "agent", "metrics", "testmodel"):
         assert parser.parse_args([command]).command == command
+    assert parser.parse_args(["bench", "plans.toml"]).command == "bench"
 
 
 def test_router_without_backends_exits_with_a_message(
@@ -48,7 +49,7 @@ def wait_for_published(cw_port: int, name: str, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.engine
-def test_up_serves_the_generated_model_publishes_metrics_and_stops_on_ctrl_c(
+def test_up_serves_the_generated_model_publishes_metrics_and_stops_on_sigterm(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     port, engine_port, agent_port, cw_port = (free_port() for _ in range(4))
     env = {**os.environ, "LLMFLEET_API_KEY": "sk-newcomer", "PYTHONUNBUFFERED": "1"}
@@ -69,6 +70,7 @@ def test_up_serves_the_generated_model_publishes_metrics_and_stops_on_ctrl_c(
             banner += line
         assert f"endpoint : http://127.0.0.1:{port}/v1" in banner, banner
         assert "api key  : sk-newcomer" in banner
+        assert "limits   : none per key" in banner  # one local user: no throttled load tests
         model = re.search(r"model    : (\S+)", banner)
         assert model is not None
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-newcomer",
@@ -82,7 +84,9 @@ def test_up_serves_the_generated_model_publishes_metrics_and_stops_on_ctrl_c(
         published = wait_for_published(cw_port, "GenerationTokensPerSecond", capsys)
         assert "Model=llmfleet-tiny" in published and "CostPerHourUSD" in published
     finally:
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM, as systemd or `kill` send it; Ctrl-C (SIGINT) takes the same path
+        # through uvicorn. Before the fix the children outlived a SIGTERM.
+        proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=60)
     assert "stopping the agent, vLLM" in rest
     for log in ("vllm.log", "agent.log"):
