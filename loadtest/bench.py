@@ -37,11 +37,11 @@ GIB = 1024**3
 class TerminalProgress(Progress):
     """A progress bar over plans x levels on stderr, redrawn in place on a terminal."""
 
-    def __init__(self, plans: list[Plan], levels: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, plans: list[Plan], levels: int, stream: TextIO | None = None) -> None:
         self.plans = plans
         self.levels = levels
-        self.stream = stream
-        self.tty = stream.isatty()
+        self.stream = stream or sys.stderr  # looked up now: tests and tools swap it
+        self.tty = self.stream.isatty()
         self.steps_done = 0
         self.index = 0
         self._last_line = ""
@@ -237,7 +237,10 @@ def plot(run: SearchRun, ranked: list[Ranked], search: Search, path: Path) -> Pa
     ax.set_title(f"plan search: {search.workload_spec}, concurrency "
                  f"{', '.join(map(str, search.concurrency))}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no plan was measured", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -119,8 +119,8 @@ def _missed(result: PlanResult) -> str:
 
 def _order(item: Ranked, by_cost: bool) -> tuple[int, float, float, float]:
     inf = float("inf")
-    if item.level is None:
-        return (2, inf, inf, inf)
+    if item.level is None:  # plans that failed rank below those merely not measured
+        return (3 if item.result.error is not None else 2, inf, inf, inf)
     p50 = item.level.summary.values().get("e2e_p50_ms") or inf
     memory = item.level.memory_bytes or inf
     cost = item.usd_per_million if by_cost and item.usd_per_million is not None else inf

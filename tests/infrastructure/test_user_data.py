@@ -32,6 +32,7 @@ from llmfleet.cli import build_parser
 from llmfleet.local import UpOptions, engine_spec_for, local_agent
 from server.settings import RouterSettings
 from tests.infrastructure import tf
+from tests.vllm_args import vllm_parses
 
 REPO = tf.REPO
 MODULE = tf.INFRA / "modules" / "compute" / "user_data"
@@ -237,24 +238,6 @@ def test_systemd_verify_catches_a_bad_unit(tmp_path: Path, analyze: str) -> None
 
 
 # --- the same commands as `make up` ----------------------------------------------
-
-VLLM_PARSE = """
-import json, sys
-from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
-from vllm.utils.argparse_utils import FlexibleArgumentParser
-args = make_arg_parser(FlexibleArgumentParser()).parse_args(sys.argv[1:])
-validate_parsed_serve_args(args)
-print(json.dumps(vars(args), default=str))
-"""
-
-
-def vllm_parses(argv: list[str]) -> dict[str, Any]:
-    """The engine's arguments as the installed vLLM's own server parser reads them."""
-    done = subprocess.run([sys.executable, "-c", VLLM_PARSE, *argv], capture_output=True,
-                          text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    parsed: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return parsed
 
 
 def test_vllm_rejects_an_argument_it_does_not_know() -> None:

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.engine
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtest" / "locustfile.py"
 
 
-def locust(*args: str, key: str = TEST_KEY, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def locust(*args: str, key: str = TEST_KEY,
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LOCUST_API_KEY": key}
     return subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *args],
                           capture_output=True, text=True, env=env, timeout=timeout, check=False)

@@ -1,0 +1,94 @@
+"""`llmfleet bench` end to end: real vLLM engines per plan on this machine's CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from llmfleet.cli import main
+from llmfleet.testing import free_port
+
+PLANS = """
+[search]
+workload = "fixed:16:16"
+concurrency = [1, 4]
+requests_per_level = 8
+warmup_requests = 2
+sla = "error_rate<=0"
+
+[[plan]]
+name = "roomy"
+max_num_seqs = 16
+
+[[plan]]
+name = "one-at-a-time"       # four clients, one sequence at a time: they queue
+max_num_seqs = 1
+
+[[plan]]
+name = "broken"
+extra_args = ["--dtype", "nonsense"]
+
+[[plan]]
+name = "gone"
+endpoint = "http://127.0.0.1:{port}"
+"""
+
+
+@pytest.mark.engine
+def test_the_search_picks_the_plan_that_does_not_queue(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plans = tmp_path / "plans.toml"
+    plans.write_text(PLANS.format(port=free_port()))
+    out = tmp_path / "out"
+    assert main(["bench", str(plans), "--out", str(out), "--engine-timeout", "600"]) == 0
+    printed = capsys.readouterr()
+
+    result = json.loads((out / "result.json").read_text())
+    assert result["chosen"] == "roomy"
+    assert [p["plan"] for p in result["plans"]] == ["roomy", "one-at-a-time", "broken", "gone"]
+    queued, roomy = result["plans"][1]["values"], result["plans"][0]["values"]
+    assert queued["e2e_p50_ms"] > 1.5 * roomy["e2e_p50_ms"]
+    assert result["plans"][2]["reason"].startswith("vLLM exited during start-up (log: ")
+    assert "nonsense" in result["plans"][2]["reason"]
+    assert "cannot reach http://127.0.0.1:" in result["plans"][3]["reason"]
+
+    with (out / "profiles.csv").open() as handle:
+        profiles = list(csv.DictReader(handle))
+    assert [(p["plan"], p["concurrency"]) for p in profiles] == [
+        ("roomy", "1"), ("roomy", "4"), ("one-at-a-time", "1"), ("one-at-a-time", "4")]
+    for row in profiles:
+        assert (row["requests"], row["failures"], row["mean_output_tokens"]) == ("8", "0", "16.0")
+        assert int(row["peak_rss_bytes"]) > 200 * 2**20  # a real engine's memory
+        assert row["energy_j"] == ""  # no GPU here: not measured, not guessed
+        assert float(row["ttft_p95_ms"]) <= float(row["e2e_p95_ms"])
+        assert row["meets_sla"] == "True"
+    with (out / "requests.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 4 * 8
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "logs" / "broken.vllm.log").exists()
+
+    table = (out / "ranking.txt").read_text()
+    assert " 1  roomy " in table and "CHOSEN, meets SLA" in table
+    assert "ranked by p50 latency at concurrency 4" in table
+    assert table in printed.out
+    assert "plan 4/4 gone: failed: cannot reach" in printed.err  # the progress lines
+
+
+def test_no_plan_meeting_the_sla_exits_1(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    plans = tmp_path / "plans.toml"
+    plans.write_text(f'[[plan]]\nname = "gone"\nendpoint = "http://127.0.0.1:{free_port()}"\n')
+    assert main(["bench", str(plans), "--out", str(tmp_path / "out")]) == 1
+    assert " 1  gone " in capsys.readouterr().out
+
+
+def test_a_bad_plans_file_exits_2_before_starting_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plans = tmp_path / "plans.toml"
+    plans.write_text('[[plan]]\nname = "a"\nmax_num_seqs = -1\n')
+    assert main(["bench", str(plans), "--out", str(tmp_path / "out")]) == 2
+    assert "plan 'a': max_num_seqs must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
