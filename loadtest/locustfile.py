@@ -54,11 +54,26 @@ class RunState:
         self.checks = sla.parse(options.sla)
         self.api_key: str = options.api_key or os.environ.get("OPENAI_API_KEY", "")
         self.model: str = options.model
+        self.extra_body = _extra_body(options.extra_body)
         self.recorder = Recorder()
         self.rng = random.Random(options.seed)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+class OptionError(ValueError):
+    pass
+
+
+def _extra_body(text: str) -> dict[str, object]:
+    try:
+        extra = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise OptionError(f"--extra-body is not JSON: {exc.msg}") from exc
+    if not isinstance(extra, dict):
+        raise OptionError("--extra-body must be a JSON object")
+    return extra
 
 
 _states: weakref.WeakKeyDictionary[Environment, RunState] = weakref.WeakKeyDictionary()
@@ -79,6 +94,9 @@ def _add_options(parser: Any) -> None:
                              "its next request as soon as the last one finished)")
     parser.add_argument("--ignore-eos", env_var="LOCUST_IGNORE_EOS", action="store_true",
                         default=False, help="ask for exactly max_tokens (a vLLM extension)")
+    parser.add_argument("--extra-body", env_var="LOCUST_EXTRA_BODY", default="",
+                        help="JSON object merged into every request body, e.g. "
+                             "'{\"temperature\": 0}'")
     parser.add_argument("--sla", env_var="LOCUST_SLA", default="",
                         help="checks such as 'ttft_p95_ms<=500,error_rate<=0.01'; missed: exit 1")
     parser.add_argument("--summary-json", env_var="LOCUST_SUMMARY_JSON", default="",
@@ -102,7 +120,7 @@ def _init(environment: Environment, **_: Any) -> None:
 def _start_state(environment: Environment) -> RunState | None:
     try:
         state = _states[environment] = RunState(environment.parsed_options)
-    except (workload.WorkloadError, sla.SlaError, shapes.ShapeError) as exc:
+    except (workload.WorkloadError, sla.SlaError, shapes.ShapeError, OptionError) as exc:
         _abort(environment, str(exc))
         return None
     return state
@@ -251,7 +269,7 @@ class OpenAIUser(FastHttpUser):
             return  # preflight failed; the runner is stopping
         request = state.workload.sample(state.rng)
         body = request_body(request, self.api, state.model, stream=self.stream,
-                            ignore_eos=state.options.ignore_eos)
+                            ignore_eos=state.options.ignore_eos, extra=state.extra_body)
         scenario = f"{self.api.value} {'stream' if self.stream else 'json'}"
         sent_wall, sent = time.time(), time.perf_counter()
         with self.client.post(self.api.path, json=body, headers=state.headers(),

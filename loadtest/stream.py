@@ -17,6 +17,7 @@ on what TTFT, TPOT and a token mean:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,11 +38,13 @@ class ResponseError(Exception):
 
 
 def request_body(request: Request, api: Api, model: str, *, stream: bool,
-                 ignore_eos: bool = False) -> dict[str, object]:
+                 ignore_eos: bool = False,
+                 extra: Mapping[str, object] | None = None) -> dict[str, object]:
     """The JSON body for one request.
 
     `ignore_eos` (a vLLM extension) makes the engine produce exactly
-    `max_tokens`, so output lengths are what the workload asked for.
+    `max_tokens`, so output lengths are what the workload asked for. `extra`
+    adds fields (sampling parameters, say) and wins over the ones set here.
     """
     body: dict[str, object] = {"model": model, "max_tokens": request.max_tokens}
     if api is Api.CHAT:
@@ -53,7 +56,7 @@ def request_body(request: Request, api: Api, model: str, *, stream: bool,
         body["stream_options"] = {"include_usage": True}
     if ignore_eos:
         body["ignore_eos"] = True
-    return body
+    return {**body, **(extra or {})}
 
 
 @dataclass(frozen=True)

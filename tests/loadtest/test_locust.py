@@ -63,6 +63,7 @@ def test_streamed_chat_numbers_match_what_the_router_saw(router: ServerThread,
     before = router_counts(router.url)
     result = locust(*headless(router.url, tmp_path, "-u", "3", "-r", "3", "-t", "6s",
                               "--rate", "6", "--workload", "fixed:24:16",
+                              "--extra-body", '{"temperature": 0.5}',
                               "--sla", "ttft_p99_ms<=60000,error_rate<=0",
                               "--csv", str(tmp_path / "locust"),
                               "--html", str(tmp_path / "report.html")),
@@ -140,6 +141,8 @@ def test_unreachable_host_is_a_clear_error(tmp_path: Path) -> None:
     (("--workload", "fixed:x:1"), "lengths must be whole numbers"),
     (("--shape", "step:9:1"), "N must be 1..1"),
     (("--sla", "p95<=1"), "unknown metric 'p95'"),
+    (("--extra-body", "[1]"), "--extra-body must be a JSON object"),
+    (("--extra-body", "{temperature"), "--extra-body is not JSON"),
 ])
 def test_bad_options_are_refused(tmp_path: Path, option: tuple[str, str], message: str) -> None:
     host = f"http://127.0.0.1:{free_port()}"

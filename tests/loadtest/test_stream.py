@@ -30,6 +30,9 @@ def test_bodies_for_each_api_and_mode() -> None:
                     "stream_options": {"include_usage": True}, "ignore_eos": True}
     completion = request_body(request, Api.COMPLETIONS, "m", stream=False)
     assert completion == {"model": "m", "max_tokens": 5, "prompt": "hello there"}
+    extra = request_body(request, Api.COMPLETIONS, "m", stream=False,
+                         extra={"temperature": 0, "max_tokens": 9})
+    assert (extra["temperature"], extra["max_tokens"]) == (0, 9)  # the extra fields win
     assert (Api.CHAT.path, Api.COMPLETIONS.path) == ("/v1/chat/completions", "/v1/completions")
 
 
