@@ -34,6 +34,8 @@ LOAD_SLA ?= ttft_p95_ms<=2000,tpot_p95_ms<=100,error_rate<=0.01
 LOAD_SCENARIOS ?= StreamingChatUser
 LOAD_ARGS ?=
 LOAD_DIR ?= .run/load
+# `make plan-search`: the plans file `llmfleet bench` measures.
+PLANS ?= loadtest/examples/cpu-plans.toml
 # This machine's package index mirror prints a warning per missing package; hide that noise only.
 QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
@@ -62,7 +64,7 @@ testmodel: $(STAMP) ## Generate the small offline test model into .cache/models/
 	$(VENV)/bin/llmfleet testmodel
 
 .PHONY: load
-load: $(STAMP) ## Headless Locust test against `make up` (KEY=api-key or $$LLMFLEET_API_KEY; LOAD_* options): summary, SLA verdict (exit 1 when missed), CSV and HTML reports in .run/load
+load: $(STAMP) ## Headless Locust test against `make up` (KEY=api-key or LLMFLEET_API_KEY; LOAD_* options): summary, SLA verdict (exit 1 when missed), CSV and HTML reports in .run/load
 	@mkdir -p $(LOAD_DIR)
 	: "the key travels in the environment, never on a command line"
 	LOCUST_API_KEY="$${KEY:-$${LLMFLEET_API_KEY:-}}" $(PY) -m locust -f loadtest/locustfile.py \
@@ -109,7 +111,7 @@ lint: $(STAMP) ## Ruff and mypy only
 ##@ Measure
 
 .PHONY: bench
-bench: bench-router bench-agent ## Run every benchmark
+bench: bench-router bench-agent bench-locust ## Run every benchmark
 
 .PHONY: bench-router
 bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real vLLM); see BENCHMARKS.md
@@ -118,6 +120,14 @@ bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real
 .PHONY: bench-agent
 bench-agent: $(STAMP) ## The agent's CPU and memory at a 10 s interval, scraping real vLLM and the router; see BENCHMARKS.md
 	$(PY) -m benchmarks.agent_bench
+
+.PHONY: bench-locust
+bench-locust: $(STAMP) ## How many streams one Locust worker times faithfully (its TTFT vs the router's histogram); see BENCHMARKS.md
+	$(PY) -m benchmarks.locust_bench
+
+.PHONY: plan-search
+plan-search: $(STAMP) ## Measure the execution plans in PLANS (default: this machine's CPU plan space) on real vLLM engines and pick the best under the SLA; results in .run/bench
+	$(VENV)/bin/llmfleet bench "$(PLANS)" --out .run/bench
 
 ##@ Deploy
 

@@ -51,16 +51,18 @@ def router_ttft(url: str) -> tuple[float, float]:
     return total, count
 
 
-def run_level(router: str, users: int, seconds: int, out: Path) -> dict[str, float]:
-    prefix = out / f"locust-{users}"
+def run_level(router: str, users: int, seconds: int, out: Path,
+              per_write: int = 1) -> dict[str, float]:
+    prefix = out / f"locust-{users}-{per_write}"
     before = router_ttft(router)
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
            "--host", router, "-u", str(users), "-r", str(users), "-t", f"{seconds}s",
            "--stop-timeout", "30", "--workload", f"fixed:16:{TOKENS}",
-           "--extra-body", json.dumps({"fake_chunk_delay_s": TOKEN_GAP_S}),
+           "--extra-body", json.dumps({"fake_chunk_delay_s": TOKEN_GAP_S,
+                                       "fake_events_per_write": per_write}),
            "--summary-json", f"{prefix}.json", "--csv", str(prefix), "StreamingCompletionUser"]
     started = time.monotonic()
-    proc = spawn(cmd, LOCUST_CORE, {"LOCUST_API_KEY": KEY}, out / f"locust-{users}.log")
+    proc = spawn(cmd, LOCUST_CORE, {"LOCUST_API_KEY": KEY}, Path(f"{prefix}.log"))
     samples: list[tuple[float, float]] = []
     while proc.poll() is None:
         try:
@@ -69,7 +71,7 @@ def run_level(router: str, users: int, seconds: int, out: Path) -> dict[str, flo
             break
         time.sleep(0.5)
     if proc.returncode not in (0, None):
-        raise RuntimeError(f"locust exited {proc.returncode}; see {out}/locust-{users}.log")
+        raise RuntimeError(f"locust exited {proc.returncode}; see {prefix}.log")
     after = router_ttft(router)
     # Locust's CPU over the steady part: from 3 s in (imports, spawning) to its last sample.
     steady = [s for s in samples if s[0] >= 3.0]
@@ -82,7 +84,8 @@ def run_level(router: str, users: int, seconds: int, out: Path) -> dict[str, flo
     counted = after[1] - before[1]
     server_mean = (after[0] - before[0]) / counted * 1000 if counted else float("nan")
     return {
-        "users": users, "locust_cpu_pct": cpu_pct, "streams": summary["requests"],
+        "users": users, "events_per_write": per_write, "locust_cpu_pct": cpu_pct,
+        "streams": summary["requests"],
         "failures": summary["failures"], "streams_per_s": summary["requests_per_s"],
         "tokens_per_s": summary["output_tokens_per_s"],
         "router_streams": counted, "locust_ttft_mean_ms": locust_mean,
@@ -90,7 +93,14 @@ def run_level(router: str, users: int, seconds: int, out: Path) -> dict[str, flo
         "locust_ttft_p50_ms": summary["latency_ms"]["ttft"][0],
         "locust_ttft_p99_ms": summary["latency_ms"]["ttft"][2],
         "locust_tpot_p50_ms": summary["latency_ms"]["tpot"][0],
+        "locust_loop_lag_p99_ms": summary["client_lag_p99_ms"],
     }
+
+
+SERIES = {  # events per write -> what the series shows
+    1: "one token per write, 10 ms apart (a GPU decoding at 10 ms/token)",
+    8: "8 tokens per write, 10 ms apart (cheap for the server: loads Locust to its limit)",
+}
 
 
 def plot(levels: list[dict[str, float]], out: Path) -> Path:
@@ -99,30 +109,30 @@ def plot(levels: list[dict[str, float]], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    users = [lv["users"] for lv in levels]
-    fig, (gap, cpu) = plt.subplots(1, 2, figsize=(12, 4.5))
-    gap.plot(users, [lv["locust_ttft_mean_ms"] for lv in levels], "o-", label="Locust TTFT")
-    gap.plot(users, [lv["router_ttft_mean_ms"] for lv in levels], "s-",
-             label="router's own TTFT (histogram)")
-    gap.set_xscale("log", base=2)
-    gap.set_xlabel("concurrent streams (Locust users)")
-    gap.set_ylabel("mean TTFT (ms)")
-    gap.set_title("same requests, timed by client and server")
-    gap.legend()
+    fig, (gap, cpu) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for per_write, marker in zip(SERIES, "os", strict=False):
+        series = [lv for lv in levels if lv["events_per_write"] == per_write]
+        if not series:
+            continue
+        tokens = [lv["tokens_per_s"] for lv in series]
+        gap.plot(tokens, [lv["gap_ms"] for lv in series], marker + "-",
+                 label=f"{per_write} token(s)/write")
+        for lv, x in zip(series, tokens, strict=True):
+            gap.annotate(f"{lv['users']:.0f}", (x, lv["gap_ms"]), textcoords="offset points",
+                         xytext=(3, 4), fontsize=8)
+        cpu.plot(tokens, [lv["locust_cpu_pct"] for lv in series], marker + "-",
+                 label=f"{per_write} token(s)/write")
+    gap.set_xlabel("tokens/s received by one Locust worker (labels: users)")
+    gap.set_ylabel("Locust mean TTFT - router's mean TTFT (ms)")
+    gap.set_title("what the client adds to TTFT")
     gap.grid(alpha=0.3)
-    cpu.plot(users, [lv["locust_cpu_pct"] for lv in levels], "o-", color="#c0392b",
-             label="Locust process CPU (%)")
+    gap.legend()
     cpu.axhline(100, color="grey", ls=":")
-    cpu.set_xscale("log", base=2)
-    cpu.set_xlabel("concurrent streams (Locust users)")
-    cpu.set_ylabel("CPU (% of one core)")
-    twin = cpu.twinx()
-    twin.plot(users, [lv["tokens_per_s"] for lv in levels], "s--", color="#4878a8",
-              label="tokens/s received")
-    twin.set_ylabel("tokens/s")
-    cpu.set_title("one Locust worker's core, and what it received")
-    cpu.legend(loc="upper left")
-    twin.legend(loc="lower right")
+    cpu.set_xlabel("tokens/s received by one Locust worker")
+    cpu.set_ylabel("Locust process CPU (% of its core)")
+    cpu.set_title("the Locust worker's core")
+    cpu.grid(alpha=0.3)
+    cpu.legend()
     fig.tight_layout()
     path = out / "locust.png"
     fig.savefig(path, dpi=110)
@@ -137,19 +147,21 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(".run/bench"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    user_levels = [8, 32] if args.quick else [8, 32, 64, 128, 256]
+    plan = ([(1, 8), (8, 32)] if args.quick else
+            [(1, u) for u in (8, 32, 64, 128, 256)] + [(8, u) for u in (8, 16, 32, 64, 128)])
     seconds = 8 if args.quick else 20
     fake, fake_url = start_fake_engine()  # pinned to SERVER_CORE (core 0)
     router, router_url = start_router([fake_url], args.out, core=SERVER_CORE)
     levels = []
     try:
-        for users in user_levels:
-            level = run_level(router_url, users, seconds, args.out)
+        for per_write, users in plan:
+            level = run_level(router_url, users, seconds, args.out, per_write)
             levels.append(level)
-            print(f"{users:>4} users: Locust CPU {level['locust_cpu_pct']:5.1f}%, "
-                  f"{level['tokens_per_s']:8.0f} tokens/s, TTFT Locust "
-                  f"{level['locust_ttft_mean_ms']:6.1f} ms vs router "
-                  f"{level['router_ttft_mean_ms']:6.1f} ms (gap {level['gap_ms']:+.1f} ms)",
+            print(f"{per_write} tok/write {users:>4} users: Locust CPU "
+                  f"{level['locust_cpu_pct']:5.1f}%, {level['tokens_per_s']:8.0f} tokens/s, "
+                  f"TTFT Locust {level['locust_ttft_mean_ms']:6.1f} ms vs router "
+                  f"{level['router_ttft_mean_ms']:6.1f} ms (gap {level['gap_ms']:+.1f} ms), "
+                  f"Locust loop lag p99 {level['locust_loop_lag_p99_ms']:.1f} ms",
                   flush=True)
     finally:
         for proc in (router, fake):
@@ -157,7 +169,7 @@ def main() -> int:
             proc.wait(10)
     results = {"machine": {"cpus": os.cpu_count(), "python": sys.version},
                "tokens_per_stream": TOKENS, "token_gap_s": TOKEN_GAP_S,
-               "seconds_per_level": seconds, "levels": levels}
+               "seconds_per_level": seconds, "series": SERIES, "levels": levels}
     (args.out / "locust.json").write_text(json.dumps(results, indent=2))
     print(f"results: {args.out / 'locust.json'}; plot: {plot(levels, args.out)}")
     return 0

@@ -106,6 +106,11 @@ class FakeEngine:
             events = self._events(payload["model"], n, chat, include_usage)
             # Benchmarks running the fake in another process pace streams per request.
             delay = float(payload.get("fake_chunk_delay_s") or control.chunk_delay_s)
+            # ... and may ask for several events per write (an engine under load batches).
+            per_write = max(int(payload.get("fake_events_per_write") or 1), 1)
+            if per_write > 1:
+                events = [b"".join(events[i:i + per_write])
+                          for i in range(0, len(events), per_write)]
             return StreamingResponse(self._stream(events, delay),
                                      media_type="text/event-stream")
         return JSONResponse(self._answer(payload["model"], n, chat))

@@ -56,6 +56,7 @@ class RunState:
         self.model: str = options.model
         self.extra_body = _extra_body(options.extra_body)
         self.recorder = Recorder()
+        self.watcher: Any = None  # the greenlet timing this process's own event-loop lag
         self.rng = random.Random(options.seed)
 
     def headers(self) -> dict[str, str]:
@@ -140,6 +141,7 @@ def _preflight(environment: Environment, **_: Any) -> None:
     state = _start_state(environment)
     if state is None or isinstance(environment.runner, MasterRunner):
         return
+    state.watcher = gevent.spawn(_watch_loop, state.recorder)
     if not environment.host:
         _abort(environment, "no host: pass --host http://HOST:PORT (or set LOCUST_HOST)")
         return
@@ -153,6 +155,25 @@ def _preflight(environment: Environment, **_: Any) -> None:
     elif state.model not in models and state.model != "auto":
         log.warning("llmfleet: %s does not list model %r (it lists %s)",
                     environment.host, state.model, ", ".join(models))
+
+
+LAG_PROBE_S = 0.1
+
+
+def _watch_loop(recorder: Recorder) -> None:
+    """Sleep 100 ms again and again; how late each wake-up comes is this process's own
+    queueing, which every latency it measures includes."""
+    while True:
+        started = time.perf_counter()
+        gevent.sleep(LAG_PROBE_S)
+        recorder.lag(max(time.perf_counter() - started - LAG_PROBE_S, 0.0))
+
+
+@events.test_stop.add_listener
+def _stop_watching(environment: Environment, **_: Any) -> None:
+    state = _states.get(environment)
+    if state is not None and state.watcher is not None:
+        state.watcher.kill(block=False)
 
 
 class PreflightError(Exception):

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from loadtest.stream import Outcome
 
 QUANTILES = (50, 95, 99)
+LAG_WARNING_MS = 10.0
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Recorder:
     output_tokens: int = 0
     failures: int = 0
     unreported_usage: int = 0  # requests whose tokens were counted from chunks
+    loop_lag_ms: list[float] = field(default_factory=list)  # the load generator's own delay
     first_sent: float | None = None
     last_done: float | None = None
 
@@ -46,6 +48,10 @@ class Recorder:
         self.output_tokens += outcome.completion_tokens
         self.unreported_usage += not outcome.usage_reported
         self._window(sent_at, sent_at + outcome.e2e_s)
+
+    def lag(self, seconds: float) -> None:
+        """How late the load generator woke from a timed sleep: its own queueing."""
+        self.loop_lag_ms.append(seconds * 1000)
 
     def fail(self, sent_at: float, done_at: float) -> None:
         self.failures += 1
@@ -71,6 +77,7 @@ class Recorder:
         self.output_tokens += other.output_tokens
         self.failures += other.failures
         self.unreported_usage += other.unreported_usage
+        self.loop_lag_ms += other.loop_lag_ms
         if other.first_sent is not None and other.last_done is not None:
             self._window(other.first_sent, other.last_done)
 
@@ -85,6 +92,7 @@ class Recorder:
             prompt_tokens=self.prompt_tokens, output_tokens=self.output_tokens,
             output_tokens_per_s=self.output_tokens / duration if duration > 0 else None,
             unreported_usage=self.unreported_usage,
+            client_lag_p99_ms=percentile(self.loop_lag_ms, 99),
             latency_ms={name: tuple(percentile(samples, q) for q in QUANTILES)
                         for name, samples in (("ttft", self.ttft_ms), ("tpot", self.tpot_ms),
                                               ("e2e", self.e2e_ms))})
@@ -112,6 +120,7 @@ class Summary:
     output_tokens: int
     output_tokens_per_s: float | None
     unreported_usage: int
+    client_lag_p99_ms: float | None
     latency_ms: dict[str, tuple[float | None, ...]]  # ttft/tpot/e2e -> p50, p95, p99
 
     def values(self) -> dict[str, float | None]:
@@ -142,6 +151,11 @@ class Summary:
         for name, row in self.latency_ms.items():
             cells = "".join(f"{_num(v, '.1f'):>10}" for v in row)
             lines.append(f"{titles[name] + ' (' + name.upper() + ')':<26}{cells}")
+        if self.client_lag_p99_ms is not None:
+            lines.append(f"load generator event-loop lag p99: {self.client_lag_p99_ms:.1f} ms")
+            if self.client_lag_p99_ms > LAG_WARNING_MS:
+                lines.append("warning: the load generator is short of CPU; its latencies "
+                             "include its own queueing (add Locust workers)")
         if self.unreported_usage:
             lines.append(f"note: {self.unreported_usage} responses reported no usage; their "
                          "output tokens were counted from text chunks")

@@ -116,3 +116,11 @@ def test_bad_files_say_what_and_where(tmp_path: Path, text: str, message: str) -
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PlansError, match=r"cannot read plans file .*nope\.toml: No such file"):
         load(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("name", ["cpu-plans.toml", "g5-plans.toml"])
+def test_the_example_plans_files_are_valid(name: str) -> None:
+    search, plans = load(Path(__file__).resolve().parents[2] / "loadtest" / "examples" / name)
+    assert len(plans) >= 3 and search.checks
+    if name.startswith("g5"):
+        assert all(p.price() is not None and p.endpoint for p in plans)  # ranked by cost

@@ -18,6 +18,7 @@ def level(concurrency: int, p50: float, p95: float, tokens_per_s: float,
     summary = Summary(duration_s=10, requests=10, failures=0, error_rate=0.0,
                       requests_per_s=1.0, prompt_tokens=100, output_tokens=100,
                       output_tokens_per_s=tokens_per_s, unreported_usage=0,
+                      client_lag_p99_ms=None,
                       latency_ms={"ttft": (10, 20, 30), "tpot": (1, 2, 3),
                                   "e2e": (p50, p95, p95)})
     return Level(concurrency, summary, Usage(memory, None, None),

@@ -70,3 +70,18 @@ def test_chunk_counted_tokens_are_noted() -> None:
     recorder.add(Outcome(e2e_s=1.0, ttft_s=0.1, prompt_tokens=0, completion_tokens=4,
                          usage_reported=False), sent_at=0.0)
     assert "1 responses reported no usage" in recorder.summary().render()
+
+
+def test_load_generator_lag_is_reported_and_warned_about() -> None:
+    worker, master = Recorder(), Recorder()
+    for ms in range(1, 101):  # 1..100 ms late
+        worker.lag(ms / 1000)
+    master.merge(worker.drain())
+    summary = master.summary()
+    assert summary.client_lag_p99_ms == pytest.approx(99.01)
+    text = summary.render()
+    assert "load generator event-loop lag p99: 99.0 ms" in text
+    assert "warning: the load generator is short of CPU" in text
+    calm = Recorder()
+    calm.lag(0.001)
+    assert "warning" not in calm.summary().render()
