@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmfleet.cli import main
+from llmfleet.fake_upstream import FakeControl, Mode
 from llmfleet.testing import free_port
 
 PLANS = """
@@ -96,3 +97,23 @@ def test_a_bad_plans_file_exits_2_before_starting_anything(
     assert main(["bench", str(plans), "--out", str(tmp_path / "out")]) == 2
     assert "plan 'a': max_num_seqs must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_endpoint_dying_mid_stream_counts_as_failures_not_a_crash(
+        fake: tuple[FakeControl, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A fault the real engine cannot produce on demand: every stream breaks half-way."""
+    control, url = fake
+    control.mode = Mode.DIE_MIDSTREAM
+    plans = tmp_path / "plans.toml"
+    plans.write_text('[search]\nconcurrency = [2]\nrequests_per_level = 4\nwarmup_requests = 0\n'
+                     'sla = "error_rate<=0"\nworkload = "fixed:8:8"\n'
+                     f'[[plan]]\nname = "flaky"\nendpoint = "{url}"\n')
+    out = tmp_path / "out"
+    assert main(["bench", str(plans), "--out", str(out)]) == 1
+    with (out / "profiles.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["requests"], row["failures"], row["error_rate"]) == ("0", "4", "1.0")
+    assert row["peak_rss_bytes"] == ""  # a remote endpoint: no process of ours to measure
+    assert "SLA missed: error_rate<=0 (measured 1)" in capsys.readouterr().out
+    assert control.streams_started == 4
