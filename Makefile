@@ -78,7 +78,7 @@ load: $(STAMP) ## Headless Locust test against `make up` (KEY=api-key or LLMFLEE
 
 .PHONY: test
 test: $(STAMP) infra-check ## Run lint, type checks, the infrastructure checks and the whole test suite (what CI runs)
-	$(VENV)/bin/ruff check server llmfleet agent loadtest tests benchmarks
+	$(VENV)/bin/ruff check server llmfleet agent loadtest planner tests benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered
 
@@ -105,7 +105,7 @@ $(CHECKOV):
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff and mypy only
-	$(VENV)/bin/ruff check server llmfleet agent loadtest tests benchmarks
+	$(VENV)/bin/ruff check server llmfleet agent loadtest planner tests benchmarks
 	$(VENV)/bin/mypy
 
 ##@ Measure

@@ -1,0 +1,1 @@
+"""Sizing: catalogues of GPUs and model architectures, and the analytical performance model."""

@@ -1,0 +1,177 @@
+"""The GPUs and model architectures the planner knows, each row with its source.
+
+Kept in `planner/data/gpus.csv` and `planner/data/models.csv` (refresh them from
+their sources, not by hand). Names match without regard to case, and a model
+may also be named by its Hugging Face id or described by a local `config.json`.
+AWS instances and their prices live in `llmfleet.catalog`, shared with the agent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+class CatalogError(LookupError):
+    """An unknown GPU or model, or a config.json the planner cannot read."""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory_bytes: float  # what the driver lets a process use where known, else the nominal size
+    bandwidth_bytes_s: float
+    fp16_flops: float
+    int8_ops: float | None
+    fp8_flops: float | None
+    tdp_w: float
+    source: str
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    name: str
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    vocab_size: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    parameters: int
+    family: str = "llama"  # "llama" (gated MLP, RMSNorm), "qwen2" (llama + q/k/v biases), "opt"
+    hf_id: str = ""
+    source: str = ""
+
+
+def _optional(text: str, scale: float) -> float | None:
+    return float(text) * scale if text.strip() else None
+
+
+@cache
+def gpus() -> dict[str, Gpu]:
+    text = resources.files("planner").joinpath("data/gpus.csv").read_text()
+    table = {}
+    for row in csv.DictReader(text.splitlines()):
+        usable = _optional(row["usable_memory_mib"], MIB)
+        table[row["gpu"].lower()] = Gpu(
+            name=row["gpu"], memory_bytes=usable or float(row["memory_gib"]) * GIB,
+            bandwidth_bytes_s=float(row["bandwidth_gb_s"]) * 1e9,
+            fp16_flops=float(row["fp16_tflops"]) * 1e12,
+            int8_ops=_optional(row["int8_tops"], 1e12),
+            fp8_flops=_optional(row["fp8_tflops"], 1e12),
+            tdp_w=float(row["tdp_w"]), source=row["source"])
+    return table
+
+
+@cache
+def models() -> dict[str, ModelArch]:
+    text = resources.files("planner").joinpath("data/models.csv").read_text()
+    table = {}
+    for row in csv.DictReader(text.splitlines()):
+        arch = ModelArch(
+            name=row["model"], hf_id=row["hf_id"], source=row["source"],
+            family=_family(row["architecture"].split()[0]),
+            tie_word_embeddings=row["tie_word_embeddings"] == "True",
+            **{k: int(row[k]) for k in (
+                "num_layers", "hidden_size", "intermediate_size", "num_attention_heads",
+                "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings",
+                "parameters")})
+        table[arch.name.lower()] = table[arch.hf_id.lower()] = arch
+    return table
+
+
+def gpu(name: str) -> Gpu:
+    """A GPU by name (`A100-80G`, `a10g`, ...).
+
+    Raises:
+        CatalogError: not in the catalogue; the message lists what is.
+    """
+    found = gpus().get(name.strip().lower())
+    if found is None:
+        raise CatalogError(f"unknown GPU {name!r}; known: "
+                           f"{', '.join(g.name for g in gpus().values())}")
+    return found
+
+
+def model(name: str) -> ModelArch:
+    """A model by catalogue name, Hugging Face id, or path to a config.json (or its folder).
+
+    Raises:
+        CatalogError: unknown, or a config.json without the fields the planner needs.
+    """
+    path = Path(name)
+    if path.is_dir():
+        path = path / "config.json"
+    if path.suffix == ".json" and path.is_file():
+        return from_config(path)
+    found = models().get(name.strip().lower())
+    if found is None:
+        names = sorted({m.name for m in models().values()})
+        raise CatalogError(f"unknown model {name!r}; known: {', '.join(names)} (or a Hugging "
+                           "Face id of one, or a path to a config.json)")
+    return found
+
+
+def from_config(path: Path) -> ModelArch:
+    """A decoder-only transformer described by a Hugging Face `config.json`.
+
+    Raises:
+        CatalogError: unreadable, or missing a field the planner needs.
+    """
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CatalogError(f"cannot read model config {path}: {exc}") from exc
+    try:
+        heads = int(config["num_attention_heads"])
+        hidden = int(config["hidden_size"])
+        arch = ModelArch(
+            name=str(config.get("_name_or_path") or path.parent.name), num_layers=int(
+                config["num_hidden_layers"]), hidden_size=hidden,
+            intermediate_size=int(config.get("intermediate_size") or config["ffn_dim"]),
+            num_attention_heads=heads,
+            num_key_value_heads=int(config.get("num_key_value_heads") or heads),
+            head_dim=int(config.get("head_dim") or hidden // heads),
+            vocab_size=int(config["vocab_size"]),
+            max_position_embeddings=int(config.get("max_position_embeddings") or 0),
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            parameters=0, family=_family(str(config.get("model_type", ""))), source=str(path))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CatalogError(f"model config {path} lacks a field the planner needs: {exc}") from exc
+    return ModelArch(**{**arch.__dict__, "parameters": count_parameters(arch)})
+
+
+def _family(model_type: str) -> str:
+    return model_type if model_type in ("qwen2", "opt") else "llama"
+
+
+def count_parameters(arch: ModelArch) -> int:
+    """Parameters from the architecture's shape.
+
+    Llama-style: gated MLP (3 matrices), RMSNorm, no biases; Qwen2 adds q/k/v biases.
+    OPT: a 2-matrix ReLU MLP, biases everywhere, LayerNorm (weight and bias), and learned
+    positions (2 extra rows).
+    """
+    h, ffn = arch.hidden_size, arch.intermediate_size
+    q = arch.num_attention_heads * arch.head_dim
+    kv = arch.num_key_value_heads * arch.head_dim
+    attention = h * q + 2 * h * kv + q * h
+    head = 0 if arch.tie_word_embeddings else arch.vocab_size * h
+    if arch.family == "opt":
+        per_layer = attention + (q + 2 * kv + h) + 2 * h * ffn + ffn + h + 2 * 2 * h
+        positions = (arch.max_position_embeddings + 2) * h
+        return arch.num_layers * per_layer + arch.vocab_size * h + positions + head + 2 * h
+    per_layer = attention + 3 * h * ffn + 2 * h  # two RMSNorms
+    if arch.family == "qwen2":
+        per_layer += q + 2 * kv
+    return arch.num_layers * per_layer + arch.vocab_size * h + head + h  # + the final norm

@@ -1,0 +1,53 @@
+"""The GPU and model catalogues, and models described by a config.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from planner import catalog
+from planner.catalog import CatalogError, count_parameters
+
+
+def test_names_match_without_case_and_by_hugging_face_id() -> None:
+    assert catalog.gpu("a100-80g").name == "A100-80G"
+    assert catalog.model("llama-3.1-8b") is catalog.model("meta-llama/Llama-3.1-8B")
+
+
+def test_a10g_uses_the_memory_the_driver_gives() -> None:
+    a10g = catalog.gpu("A10G")
+    assert a10g.memory_bytes == 22888 * 2**20  # not the nominal 24 GiB
+    assert a10g.bandwidth_bytes_s == 600e9
+    assert catalog.gpu("H100-80G").memory_bytes == 80 * 2**30
+
+
+@pytest.mark.parametrize("name", sorted({m.name for m in catalog.models().values()}))
+def test_parameter_counts_follow_from_each_architecture(name: str) -> None:
+    """The catalogue's counts were computed independently from each published config."""
+    arch = catalog.model(name)
+    assert count_parameters(arch) == arch.parameters
+
+
+def test_a_config_json_describes_a_model(tmp_path: Path) -> None:
+    published = catalog.model("Llama-3.1-8B")
+    config = {"model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096,
+              "intermediate_size": 14336, "num_attention_heads": 32,
+              "num_key_value_heads": 8, "vocab_size": 128256,
+              "max_position_embeddings": 131072, "tie_word_embeddings": False}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    arch = catalog.model(str(tmp_path))  # the folder, as vLLM takes it
+    assert arch.head_dim == 128  # hidden / heads when the config does not say
+    assert arch.parameters == published.parameters
+
+
+def test_unknown_names_list_what_is_known(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="unknown GPU 'B200'; known: T4, A10G"):
+        catalog.gpu("B200")
+    with pytest.raises(CatalogError, match="unknown model 'gpt-5'; known: Llama-2-13B"):
+        catalog.model("gpt-5")
+    bad = tmp_path / "config.json"
+    bad.write_text('{"hidden_size": 8}')
+    with pytest.raises(CatalogError, match="lacks a field the planner needs"):
+        catalog.model(str(bad))
