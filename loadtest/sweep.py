@@ -2,9 +2,11 @@
 
 The plan search needs an exact, repeatable load: N clients, each sending its
 next streamed completion the moment the last one finished, until a fixed
-number of requests is done. That is a few lines of asyncio and httpx, with
-no Locust process to start per level; the requests, TTFT and TPOT are read
-exactly as the Locust users read them (`loadtest.stream`).
+number of requests is done. Requests ask for exactly `max_tokens` (`ignore_eos`),
+so an answer cut short (a context too small for the request) counts as failed.
+That is a few lines of asyncio and httpx, with no Locust process to start per
+level; the requests, TTFT and TPOT are read exactly as the Locust users read
+them (`loadtest.stream`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,11 @@ async def run_level(target: Target, model: str, workload: Workload, concurrency:
             sent_wall, sent = time.time(), time.perf_counter()
             try:
                 outcome = await _stream(client, body, sent)
+                if outcome.completion_tokens < batch[index].max_tokens:
+                    # An engine whose context cannot hold the request shortens the answer
+                    # (vLLM does); fast because it did less, it did not serve the workload.
+                    raise ResponseError(f"output cut short: {outcome.completion_tokens} of "
+                                        f"{batch[index].max_tokens} tokens")
             except (httpx.HTTPError, ResponseError):
                 recorder.fail(sent_wall, time.time())
             else:

@@ -20,16 +20,18 @@ requests_per_level = 8
 warmup_requests = 2
 sla = "error_rate<=0"
 
-# One core for the engine's threads leaves the other to its API server and this test:
-# with both bound, a starved API server delivers tokens in bursts and timings wander.
+# Timings of the tiny model on a shared 2-core CPU wander too much to predict a latency
+# ranking (see the README), so the plan the test can predict differs in what it can serve:
+# a 24-token context cannot hold 16 prompt tokens plus 16 new ones, so every request is
+# refused and the SLA (no errors) is missed.
 [[plan]]
 name = "roomy"
 max_num_seqs = 16
 cpu_threads = 1
 
 [[plan]]
-name = "one-at-a-time"       # four clients, one sequence at a time: they queue
-max_num_seqs = 1
+name = "short-context"
+max_model_len = 24
 cpu_threads = 1
 
 [[plan]]
@@ -43,7 +45,7 @@ endpoint = "http://127.0.0.1:{port}"
 
 
 @pytest.mark.engine
-def test_the_search_picks_the_plan_that_does_not_queue(
+def test_the_search_picks_the_plan_that_can_serve_the_workload(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plans = tmp_path / "plans.toml"
     plans.write_text(PLANS.format(port=free_port()))
@@ -53,9 +55,9 @@ def test_the_search_picks_the_plan_that_does_not_queue(
 
     result = json.loads((out / "result.json").read_text())
     assert result["chosen"] == "roomy"
-    assert [p["plan"] for p in result["plans"]] == ["roomy", "one-at-a-time", "broken", "gone"]
-    queued, roomy = result["plans"][1]["values"], result["plans"][0]["values"]
-    assert queued["e2e_p50_ms"] > 1.5 * roomy["e2e_p50_ms"]
+    assert [p["plan"] for p in result["plans"]] == ["roomy", "short-context", "broken", "gone"]
+    assert result["plans"][1]["reason"] == ("at concurrency 4: SLA missed: error_rate<=0 "
+                                            "(measured 1)")
     assert result["plans"][2]["reason"].startswith("vLLM exited during start-up (log: ")
     assert "nonsense" in result["plans"][2]["reason"]
     assert "cannot reach http://127.0.0.1:" in result["plans"][3]["reason"]
@@ -63,15 +65,18 @@ def test_the_search_picks_the_plan_that_does_not_queue(
     with (out / "profiles.csv").open() as handle:
         profiles = list(csv.DictReader(handle))
     assert [(p["plan"], p["concurrency"]) for p in profiles] == [
-        ("roomy", "1"), ("roomy", "4"), ("one-at-a-time", "1"), ("one-at-a-time", "4")]
-    for row in profiles:
+        ("roomy", "1"), ("roomy", "4"), ("short-context", "1"), ("short-context", "4")]
+    for row in profiles[:2]:
         assert (row["requests"], row["failures"], row["mean_output_tokens"]) == ("8", "0", "16.0")
-        assert int(row["peak_rss_bytes"]) > 200 * 2**20  # a real engine's memory
-        assert row["energy_j"] == ""  # no GPU here: not measured, not guessed
         assert float(row["ttft_p95_ms"]) <= float(row["e2e_p95_ms"])
         assert row["meets_sla"] == "True"
+    for row in profiles[2:]:
+        assert (row["requests"], row["failures"], row["meets_sla"]) == ("0", "8", "False")
+    for row in profiles:
+        assert int(row["peak_rss_bytes"]) > 200 * 2**20  # a real engine's memory
+        assert row["energy_j"] == ""  # no GPU here: not measured, not guessed
     with (out / "requests.csv").open() as handle:
-        assert len(list(csv.DictReader(handle))) == 4 * 8
+        assert len(list(csv.DictReader(handle))) == 2 * 8  # the finished ones
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "logs" / "broken.vllm.log").exists()
 
