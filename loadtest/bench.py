@@ -163,7 +163,7 @@ def profile_rows(run: SearchRun) -> list[dict[str, object]]:
                 "concurrency": level.concurrency, "requests": s.requests,
                 "failures": s.failures, "mean_input_tokens": s.prompt_tokens / done,
                 "mean_output_tokens": s.output_tokens / done,
-                **{k: v for k, v in s.values().items()},
+                **s.values(),
                 "peak_rss_bytes": usage.peak_rss_bytes,
                 "peak_gpu_memory_bytes": usage.peak_gpu_memory_bytes,
                 "energy_j": usage.energy_j,
