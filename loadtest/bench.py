@@ -70,10 +70,10 @@ class TerminalProgress(Progress):
     def waiting(self, seconds: float) -> None:
         self._draw(f"waiting for vLLM, {seconds:.0f} s")
 
+    def warming_up(self, requests: int) -> None:
+        self._draw(f"warming up ({requests} requests)", force=True)
+
     def level(self, concurrency: int, done: int, total: int) -> None:
-        if concurrency == 0:
-            self._draw(f"warming up ({total} requests)", force=True)
-            return
         if done == total:
             self.steps_done += 1
         self._draw(f"concurrency {concurrency}: {done}/{total} requests",

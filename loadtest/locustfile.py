@@ -38,7 +38,14 @@ from locust.user.wait_time import constant_throughput
 
 from loadtest import shapes, sla, workload
 from loadtest.results import Recorder
-from loadtest.stream import Api, StreamReader, read_body, request_body
+from loadtest.stream import (
+    Api,
+    ResponseError,
+    StreamReader,
+    listed_models,
+    read_body,
+    request_body,
+)
 
 log = logging.getLogger("llmfleet.load")
 EXIT_SLA_MISSED = 1
@@ -147,7 +154,7 @@ def _preflight(environment: Environment, **_: Any) -> None:
         return
     try:
         models = _list_models(environment.host, state.headers())
-    except PreflightError as exc:
+    except ResponseError as exc:
         _abort(environment, str(exc))
         return
     if not state.model:
@@ -176,28 +183,19 @@ def _stop_watching(environment: Environment, **_: Any) -> None:
         state.watcher.kill(block=False)
 
 
-class PreflightError(Exception):
-    pass
-
-
 def _list_models(host: str, headers: dict[str, str]) -> list[str]:
+    """Raises ResponseError: unreachable, refused, or no models (see `listed_models`)."""
     url = host.rstrip("/") + "/v1/models"
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
                                     timeout=10) as resp:
-            data = json.load(resp)
+            status, body = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
-        hint = " (check --api-key)" if exc.code in (401, 403) else ""
-        raise PreflightError(f"{url} answered HTTP {exc.code}{hint}") from exc
+        status, body = exc.code, b""
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise PreflightError(f"cannot reach {url}: {reason}") from exc
-    except json.JSONDecodeError as exc:
-        raise PreflightError(f"{url} did not answer JSON") from exc
-    models = [m.get("id") for m in data.get("data", []) if isinstance(m, dict)]
-    if not models:
-        raise PreflightError(f"{url} lists no models")
-    return [str(m) for m in models]
+        raise ResponseError(f"cannot reach {url}: {reason}") from exc
+    return listed_models(url, status, body, "check --api-key")
 
 
 def _report(environment: Environment, data: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ are None, never a guess.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from types import TracebackType
@@ -19,8 +18,6 @@ from types import TracebackType
 import psutil
 
 from agent.gpu import GpuCollector
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class Progress:
 
     def plan_started(self, index: int, plan: Plan) -> None: ...
     def waiting(self, seconds: float) -> None: ...
+    def warming_up(self, requests: int) -> None: ...
     def level(self, concurrency: int, done: int, total: int) -> None: ...
     def plan_done(self, result: PlanResult) -> None: ...
 
@@ -101,7 +102,7 @@ def _sweep(plan: Plan, search: Search, options: SearchOptions, target: Target,
            rows: list[RequestRow], model: str | None = None) -> tuple[Level, ...]:
     model = model or asyncio.run(first_model(target))
     if search.warmup_requests:
-        progress.level(0, 0, search.warmup_requests)
+        progress.warming_up(search.warmup_requests)
         asyncio.run(run_level(target, model, search.workload,
                               min(search.warmup_requests, search.concurrency[0]),
                               search.warmup_requests, seed=options.seed))

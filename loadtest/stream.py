@@ -155,6 +155,27 @@ def read_body(body: bytes, e2e_s: float) -> Outcome:
                    completion_tokens=usage[1], usage_reported=True)
 
 
+def listed_models(url: str, status: int, body: bytes, key_hint: str) -> list[str]:
+    """The model ids in an answer to `GET /v1/models`.
+
+    Raises:
+        ResponseError: an error status (with `key_hint` on 401 and 403), a body that is
+            not JSON, or no models.
+    """
+    if status != 200:
+        hint = f" ({key_hint})" if status in (401, 403) else ""
+        raise ResponseError(f"{url} answered HTTP {status}{hint}")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResponseError(f"{url} did not answer JSON") from exc
+    listed = data.get("data") if isinstance(data, dict) else None
+    models = [str(m["id"]) for m in listed or [] if isinstance(m, dict) and "id" in m]
+    if not models:
+        raise ResponseError(f"{url} lists no models")
+    return models
+
+
 def _chunk_text(chunk: dict[str, object], api: Api) -> str:
     choices = chunk.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):

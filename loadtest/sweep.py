@@ -20,7 +20,14 @@ from dataclasses import dataclass
 import httpx
 
 from loadtest.results import Recorder
-from loadtest.stream import Api, Outcome, ResponseError, StreamReader, request_body
+from loadtest.stream import (
+    Api,
+    Outcome,
+    ResponseError,
+    StreamReader,
+    listed_models,
+    request_body,
+)
 from loadtest.workload import Workload
 
 
@@ -60,18 +67,16 @@ async def first_model(target: Target) -> str:
     Raises:
         EndpointError: unreachable, an error status, or no models.
     """
+    url = f"{target.url}/v1/models"
     async with target.client(1) as client:
         try:
             resp = await client.get("/v1/models")
         except httpx.HTTPError as exc:
-            raise EndpointError(f"cannot reach {target.url}/v1/models: {exc}") from exc
-    if resp.status_code != 200:
-        hint = " (check the API key)" if resp.status_code in (401, 403) else ""
-        raise EndpointError(f"{target.url}/v1/models answered HTTP {resp.status_code}{hint}")
-    models = [m.get("id") for m in resp.json().get("data", []) if isinstance(m, dict)]
-    if not models:
-        raise EndpointError(f"{target.url}/v1/models lists no models")
-    return str(models[0])
+            raise EndpointError(f"cannot reach {url}: {exc}") from exc
+    try:
+        return listed_models(url, resp.status_code, resp.content, "check the API key")[0]
+    except ResponseError as exc:
+        raise EndpointError(str(exc)) from exc
 
 
 async def run_level(target: Target, model: str, workload: Workload, concurrency: int,

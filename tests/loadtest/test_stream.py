@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from loadtest.stream import Api, ResponseError, StreamReader, read_body, request_body
+from loadtest.stream import (
+    Api,
+    ResponseError,
+    StreamReader,
+    listed_models,
+    read_body,
+    request_body,
+)
 from loadtest.workload import Request
 
 
@@ -107,3 +114,20 @@ def test_non_streamed_body_gives_usage() -> None:
 def test_bad_bodies_are_errors(body: bytes, message: str) -> None:
     with pytest.raises(ResponseError, match=message):
         read_body(body, 0.1)
+
+
+def test_models_listed_by_an_endpoint() -> None:
+    body = json.dumps({"object": "list", "data": [{"id": "a"}, {"id": "b"}]}).encode()
+    assert listed_models("http://h/v1/models", 200, body, "check the key") == ["a", "b"]
+
+
+@pytest.mark.parametrize(("status", "body", "message"), [
+    (401, b"", r"http://h/v1/models answered HTTP 401 \(check the key\)$"),
+    (500, b"", r"answered HTTP 500$"),
+    (200, b"<html>", "did not answer JSON"),
+    (200, b'{"data": []}', "lists no models"),
+    (200, b"[1]", "lists no models"),
+])
+def test_unusable_model_lists_say_why(status: int, body: bytes, message: str) -> None:
+    with pytest.raises(ResponseError, match=message):
+        listed_models("http://h/v1/models", status, body, "check the key")
