@@ -32,7 +32,20 @@ class Gpu:
     int8_ops: float | None
     fp8_flops: float | None
     tdp_w: float
+    pcie_bytes_s: float  # host link, one direction: where offloaded KV cache travels
+    peer_bytes_s: float  # GPU to GPU, one direction: NVLink where there is one, else PCIe
     source: str
+
+    def peak_flops(self, precision: str) -> float:
+        """Dense tensor throughput for the matrix multiplies of a model at `precision`.
+
+        fp8 and int8 checkpoints run their GEMMs at that precision where the GPU has the
+        units (W8A8); elsewhere they and int4 dequantise to 16 bits and run at fp16 rate.
+        fp32 models run on TF32 units at half the fp16 rate.
+        """
+        special = {"fp8": self.fp8_flops, "int8": self.int8_ops,
+                   "fp32": self.fp16_flops / 2}.get(precision)
+        return special or self.fp16_flops
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,8 @@ def gpus() -> dict[str, Gpu]:
             fp16_flops=float(row["fp16_tflops"]) * 1e12,
             int8_ops=_optional(row["int8_tops"], 1e12),
             fp8_flops=_optional(row["fp8_tflops"], 1e12),
-            tdp_w=float(row["tdp_w"]), source=row["source"])
+            tdp_w=float(row["tdp_w"]), pcie_bytes_s=float(row["pcie_gb_s"]) * 1e9,
+            peer_bytes_s=float(row["peer_gb_s"]) * 1e9, source=row["source"])
     return table
 
 

@@ -1,0 +1,209 @@
+"""Time: prefill and decode steps on a GPU's roofline, and what they add up to when serving.
+
+A step's time is the larger of its matrix arithmetic at the GPU's tensor throughput and
+its memory traffic at the GPU's bandwidth, each scaled by what real kernels reach (the
+`Efficiency` factors, per GPU and phase), plus the tensor-parallel all-reduces, the
+offloaded KV cache crossing PCIe, and a fixed per-step cost for scheduling, launches and
+sampling. Decode streams every weight once per step however many sequences share it,
+which is why batching pays; prefill is bound by arithmetic.
+
+Serving is continuous batching as vLLM does it, in a closed loop of `concurrency`
+clients: up to what memory holds run at once, the rest wait. In steady state the running
+sequences each prefill once and decode `output_len` steps per life, so their lives take
+`cycle = running * prefill + output_len * decode_step`; latencies follow from Little's
+law. Memory holds sequences at their mean length while serving, not their final one:
+vLLM allocates KV blocks as tokens arrive, and with lives staggered the running
+sequences are on average half-way through their output. A static batch (all start
+together, as offline benchmarks run) must hold every sequence at its final length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from planner.catalog import Gpu, ModelArch
+from planner.memory import GIB, Budget, Precision, Settings, budget, weight_bytes
+
+ACTIVATION_BYTES = 2  # the residual stream all-reduced across tensor-parallel GPUs is 16-bit
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """What real kernels reach of a GPU's peaks; fitted per GPU from measurements."""
+
+    prefill_mfu: float = 0.4  # share of peak tensor FLOP/s in prefill
+    decode_mfu: float = 0.4  # the same for decode's skinny GEMMs
+    bandwidth: float = 0.65  # share of peak memory bandwidth decode streams at
+    step_overhead_s: float = 0.002  # per engine step: scheduling, launches, sampling
+    link: float = 0.7  # share of the peer link's bandwidth an all-reduce reaches
+    allreduce_latency_s: float = 20e-6  # one all-reduce's fixed cost (NCCL, one node)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A model at a precision on `tensor_parallel` GPUs of one kind."""
+
+    arch: ModelArch
+    gpu: Gpu
+    precision: Precision
+    tensor_parallel: int = 1
+    kv_precision: Precision = Precision.FP16
+    settings: Settings = field(default_factory=Settings)
+
+    def memory(self) -> Budget:
+        return budget(self.arch, self.gpu, self.precision, self.tensor_parallel,
+                      self.kv_precision, self.settings)
+
+
+@dataclass(frozen=True)
+class Workload:
+    input_len: int
+    output_len: int
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Seconds and tokens per second; `why_not` says what makes it infeasible."""
+
+    feasible: bool
+    why_not: str = ""
+    ttft_s: float = math.inf
+    tpot_s: float = math.inf
+    e2e_s: float = math.inf
+    output_tok_s: float = 0.0
+    total_tok_s: float = 0.0
+    requests_s: float = 0.0
+    max_concurrency_fits: int = 0
+    running: int = 0  # sequences that run at once; the rest of the concurrency waits
+    kv_offload_fraction: float = 0.0  # of the running sequences' KV cache, in host memory
+    decode_step_s: float = math.inf
+    prefill_s: float = math.inf  # one request's prompt
+    decode_bound: str = ""  # "memory" or "compute"
+
+
+def matmul_parameters(arch: ModelArch) -> int:
+    """Weights that multiply activations: all but the embedding table, which is only indexed."""
+    return arch.parameters - (0 if arch.tie_word_embeddings else arch.vocab_size * arch.hidden_size)
+
+
+def streamed_weight_bytes(dep: Deployment) -> float:
+    """Weight bytes one GPU reads per forward pass (the embedding rows read are negligible)."""
+    total = weight_bytes(dep.arch, dep.precision)
+    if not dep.arch.tie_word_embeddings:
+        kept = 2.0 if dep.precision.bytes < 2 else dep.precision.bytes
+        total -= dep.arch.vocab_size * dep.arch.hidden_size * kept
+    return total / dep.tensor_parallel
+
+
+def _attention_width(arch: ModelArch) -> int:
+    return arch.num_attention_heads * arch.head_dim
+
+
+def allreduce_s(dep: Deployment, eff: Efficiency, tokens: int) -> float:
+    """Two ring all-reduces of the residual stream per layer (after attention and the MLP)."""
+    t = dep.tensor_parallel
+    if t == 1:
+        return 0.0
+    payload = tokens * dep.arch.hidden_size * ACTIVATION_BYTES
+    one = 2 * (t - 1) / t * payload / (dep.gpu.peer_bytes_s * eff.link) + eff.allreduce_latency_s
+    return 2 * dep.arch.num_layers * one
+
+
+def decode_step_s(dep: Deployment, eff: Efficiency, batch: int, context: float,
+                  offload_fraction: float = 0.0) -> tuple[float, str]:
+    """One decode step for `batch` sequences at mean `context` tokens, and what bounds it."""
+    arch, t = dep.arch, dep.tensor_parallel
+    flops = batch * (2 * matmul_parameters(arch)
+                     + 4 * arch.num_layers * _attention_width(arch) * context) / t
+    compute = flops / (dep.gpu.peak_flops(dep.precision) * eff.decode_mfu)
+    kv = batch * context * dep.memory().kv_per_token / t
+    memory = (streamed_weight_bytes(dep) + kv * (1 - offload_fraction)) / (
+        dep.gpu.bandwidth_bytes_s * eff.bandwidth)
+    offload = kv * offload_fraction / dep.gpu.pcie_bytes_s
+    step = max(compute, memory) + allreduce_s(dep, eff, batch) + offload + eff.step_overhead_s
+    return step, "compute" if compute > memory else "memory"
+
+
+def prefill_s(dep: Deployment, eff: Efficiency, prompt: int, sequences: int = 1) -> float:
+    """Prefill `sequences` prompts of `prompt` tokens, in chunks of `max_num_batched_tokens`."""
+    arch, t = dep.arch, dep.tensor_parallel
+    tokens = prompt * sequences
+    flops = (2 * matmul_parameters(arch) * tokens
+             + 2 * arch.num_layers * _attention_width(arch) * prompt**2 * sequences) / t
+    chunks = math.ceil(tokens / dep.settings.max_num_batched_tokens)
+    compute = flops / (dep.gpu.peak_flops(dep.precision) * eff.prefill_mfu)
+    memory = chunks * streamed_weight_bytes(dep) / (dep.gpu.bandwidth_bytes_s * eff.bandwidth)
+    return max(compute, memory) + allreduce_s(dep, eff, tokens) + chunks * eff.step_overhead_s
+
+
+def _infeasible(dep: Deployment, work: Workload, mem: Budget) -> str:
+    if not mem.fits:
+        return mem.why_not()
+    limit = dep.arch.max_position_embeddings
+    if limit and work.input_len + work.output_len > limit:
+        return (f"{work.input_len + work.output_len} tokens per sequence exceed the model's "
+                f"context of {limit}")
+    return ""
+
+
+def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
+            offload: bool = False) -> Prediction:
+    """Steady-state serving of `work` in a closed loop, continuously batched.
+
+    Without `offload`, sequences beyond what the KV cache holds wait, as in vLLM; with
+    it, up to `max_num_seqs` run at once and the KV cache that does not fit lives in host
+    memory, read across PCIe every step.
+    """
+    mem = dep.memory()
+    reason = _infeasible(dep, work, mem)
+    seq = work.input_len + work.output_len
+    mean = math.ceil(work.input_len + work.output_len / 2)
+    fits = min(mem.max_sequences(mean), dep.settings.max_num_seqs)
+    wanted = min(work.concurrency, dep.settings.max_num_seqs)
+    if not reason and mem.max_sequences(seq) == 0 and not offload:
+        reason = (f"one sequence of {seq} tokens needs {seq * mem.kv_per_token / GIB:.2f} GiB of "
+                  f"KV cache; {mem.kv_cache_total / GIB:.2f} GiB is left for it")
+    if reason:
+        return Prediction(feasible=False, why_not=reason, max_concurrency_fits=max(fits, 0))
+    running = wanted if offload else min(wanted, fits)
+    needed = mem.offload_fraction(wanted, mean)
+    fraction = mem.offload_fraction(running, mean) if offload else 0.0
+    step, bound = decode_step_s(dep, eff, running, mean, fraction)
+    sharing = max(1, min(running, dep.settings.max_num_batched_tokens // max(work.input_len, 1)))
+    prefill = prefill_s(dep, eff, work.input_len, sharing) / sharing
+    cycle = running * prefill + work.output_len * step
+    requests_s = running / cycle
+    tpot = step + (running - 1) * prefill / max(work.output_len, 1)
+    e2e = work.concurrency / requests_s  # Little's law: the waiting clients included
+    ttft = max(e2e - (work.output_len - 1) * tpot, prefill)
+    return Prediction(
+        feasible=True, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
+        output_tok_s=requests_s * work.output_len, total_tok_s=requests_s * seq,
+        requests_s=requests_s, max_concurrency_fits=fits, running=running,
+        kv_offload_fraction=fraction if offload else needed, decode_step_s=step,
+        prefill_s=prefill, decode_bound=bound)
+
+
+def predict_static(dep: Deployment, work: Workload, eff: Efficiency) -> Prediction:
+    """A batch of `concurrency` requests that start together and decode in lockstep."""
+    mem = dep.memory()
+    reason = _infeasible(dep, work, mem)
+    seq = work.input_len + work.output_len
+    if not reason and mem.max_sequences(seq) < work.concurrency:
+        reason = (f"a batch of {work.concurrency} sequences of {seq} tokens does not fit: "
+                  f"{mem.max_sequences(seq)} do")
+    if reason:
+        return Prediction(feasible=False, why_not=reason,
+                          max_concurrency_fits=max(mem.max_sequences(seq), 0))
+    ttft = prefill_s(dep, eff, work.input_len, work.concurrency)
+    step, bound = decode_step_s(dep, eff, work.concurrency,
+                                work.input_len + work.output_len / 2)
+    e2e = ttft + (work.output_len - 1) * step
+    out = work.concurrency * work.output_len / e2e
+    return Prediction(
+        feasible=True, ttft_s=ttft, tpot_s=step, e2e_s=e2e, output_tok_s=out,
+        total_tok_s=out * seq / work.output_len, requests_s=work.concurrency / e2e,
+        max_concurrency_fits=mem.max_sequences(seq), running=work.concurrency,
+        decode_step_s=step, prefill_s=ttft, decode_bound=bound)
