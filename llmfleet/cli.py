@@ -6,6 +6,7 @@
     llmfleet metrics     what CloudWatch holds for the fleet, newest value per series
     llmfleet testmodel   generate the small offline model used by `up` and tests
     llmfleet bench       the plan search: measure execution plans, pick the best under an SLA
+    llmfleet plan        sizing from the performance model: the cheapest instance for an SLO
 """
 
 from __future__ import annotations
@@ -226,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--engine-timeout", type=float, default=900.0,
                        help="seconds an engine may take to become healthy")
     bench.set_defaults(func=_bench)
+
+    from planner.cli import add_parser as add_plan
+
+    add_plan(sub)
 
     testmodel = sub.add_parser("testmodel", help="generate the small offline test model")
     testmodel.add_argument("--out", type=Path, default=DEFAULT_TEST_MODEL_DIR)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
@@ -41,6 +42,17 @@ def for_gpu(name: str) -> Efficiency:
     """The factors for a GPU; the generic defaults when the table has no row for it."""
     row = table().get(name.lower())
     return row.efficiency if row else Efficiency()
+
+
+def resources_path() -> Path:
+    """The package's own table, which `llmfleet plan validate --fit` rewrites."""
+    return Path(str(resources.files("planner").joinpath(DATA)))
+
+
+def loader(path: Path) -> Callable[[str], Efficiency]:
+    """`for_gpu` over another table (a refit written elsewhere)."""
+    rows = {row.gpu.lower(): row for row in _parse(path.read_text())}
+    return lambda name: rows[name.lower()].efficiency if name.lower() in rows else Efficiency()
 
 
 def _parse(text: str) -> list[Row]:

@@ -123,8 +123,7 @@ def fit(rows: Sequence[Measurement], start: Efficiency | None = None,
             now = getattr(eff, name)
             step = (high - low) * spread / 4
             grid = sorted({min(high, max(low, now + k * step)) for k in range(-4, 5)})
-            best = min(grid, key=lambda v, n=name: _loss(rows, replace(eff, **{n: v})))
-            eff = replace(eff, **{name: best})
+            eff = min((replace(eff, **{name: v}) for v in grid), key=lambda e: _loss(rows, e))
     return eff
 
 
@@ -159,9 +158,9 @@ BORROWED = {"A100-40G": "A100-80G", "A10G": "L40S", "L4": "L40S", "A40": "L40S",
 def fit_table(rows: Sequence[Measurement]) -> list[Row]:
     """Factors per catalogued GPU: fitted where there are rows, else borrowed and said so."""
     fitted: dict[str, Row] = {}
-    for gpu in sorted({r.gpu for r in rows}):
-        chosen = [r for r in rows if r.gpu == gpu and r.for_fitting and comparable(r)]
-        fitted[gpu] = Row(gpu, fit(chosen), f"fitted to {len(chosen)} rows of validation.csv "
+    for name in sorted({r.gpu for r in rows}):
+        chosen = [r for r in rows if r.gpu == name and r.for_fitting and comparable(r)]
+        fitted[name] = Row(name, fit(chosen), f"fitted to {len(chosen)} rows of validation.csv "
                                             f"(the {FIT_SHARE}% fitting share)")
     out = list(fitted.values())
     for gpu in catalog.gpus().values():
@@ -170,3 +169,20 @@ def fit_table(rows: Sequence[Measurement]) -> list[Row]:
             out.append(Row(gpu.name, fitted[donor].efficiency,
                            f"borrowed from {donor} (no public measurements; not validated)"))
     return out
+
+
+def render(found: Sequence[Score], rows: Sequence[Measurement]) -> str:
+    """The per-GPU error table, as BENCHMARKS.md shows it."""
+    fitting = sum(r.for_fitting for r in rows)
+    skipped = sum(not comparable(r) for r in rows if not r.for_fitting)
+    lines = [f"{len(rows)} measurements: {fitting} fit the factors, the other "
+             f"{len(rows) - fitting} check them ({skipped} of those ran past the model's "
+             "context and are left out)"
+             ".", "",
+             "| GPU | rows checked | output tok/s median / worst | TPOT median / worst "
+             "| TTFT median / worst |", "|---|---:|---:|---:|---:|"]
+    for s in sorted(found, key=lambda s: (s.gpu == "all", s.gpu)):
+        cells = [f"{s.median[m]:.1f}% / {s.worst[m]:.0f}%" if m in s.median else "-"
+                 for m in METRICS]
+        lines.append(f"| {s.gpu} | {s.rows} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,254 @@
+"""`llmfleet plan`: sizing, one prediction, the validation report and calibration.
+
+    llmfleet plan --model M --input-len N --output-len N [SLO, rate, market]   the search
+    llmfleet plan predict --gpu G --num-gpus N --model M --dtype D ...          one prediction
+    llmfleet plan validate [--fit]              the model's error on public measurements
+    llmfleet plan calibrate --requests CSV ...  OLS fits of measurements, corrected factors
+
+Exit codes: 0 answered, 1 nothing feasible, 2 unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from llmfleet.catalog import Market
+from planner import calibrate, catalog, efficiency, report, validation
+from planner.calibrate import CalibrationError
+from planner.catalog import CatalogError
+from planner.memory import GIB, Precision, Settings
+from planner.sizing import SEARCHED_PRECISIONS, Question, Slo, search
+from planner.timing import Deployment, Workload, predict, predict_static
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _at_least_one(text: str) -> float:
+    value = float(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: the safety factor is at least 1")
+    return value
+
+
+PRECISIONS = [p.value for p in Precision]
+
+
+def add_parser(sub: Any) -> None:
+    plan = sub.add_parser("plan", help="the cheapest instance for a model, workload and SLO",
+                          description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    plan.add_argument("--model", help="catalogue name, Hugging Face id or config.json path")
+    plan.add_argument("--input-len", type=_positive_int, default=512)
+    plan.add_argument("--output-len", type=_positive_int, default=256)
+    plan.add_argument("--batch-size", type=_positive_int,
+                      help="fix the concurrency per replica instead of searching it")
+    plan.add_argument("--safety-factor", type=_at_least_one, default=1.1,
+                      help="the KV cache may use 1/F of the memory left (default 1.1)")
+    plan.add_argument("--precision", choices=PRECISIONS,
+                      help="only this precision (default: fp16, fp8, int8 and int4)")
+    plan.add_argument("--slo-tps", type=_positive, help="output tokens/s per request, at least")
+    plan.add_argument("--ttft-ms", type=_positive, help="time to first token, at most")
+    plan.add_argument("--tpot-ms", type=_positive, help="time per output token, at most")
+    plan.add_argument("--rate", type=_positive, help="requests per second the fleet serves")
+    plan.add_argument("--market", choices=[m.value for m in Market], default="on-demand")
+    plan.add_argument("--kv-offload", action="store_true",
+                      help="let KV cache spill to host memory instead of queueing requests")
+    plan.add_argument("--max-num-seqs", type=_positive_int, default=256)
+    plan.add_argument("--gpu-memory-utilization", type=_positive, default=0.9)
+    plan.add_argument("--json", action="store_true", help="JSON instead of the table")
+    plan.add_argument("--all", action="store_true", help="every candidate in the table")
+    plan.add_argument("--plot", type=Path, default=Path(".run/plan/plan.png"))
+    plan.add_argument("--no-plot", action="store_true")
+    plan.set_defaults(func=_plan)
+    subs = plan.add_subparsers(dest="plan_command")
+    _add_predict(subs)
+    _add_validate(subs)
+    _add_calibrate(subs)
+
+
+def _add_predict(subs: Any) -> None:
+    p = subs.add_parser("predict", help="one prediction as JSON")
+    p.add_argument("--gpu", required=True)
+    p.add_argument("--num-gpus", type=_positive_int, default=1, help="tensor-parallel size")
+    p.add_argument("--model", required=True, dest="predict_model")
+    p.add_argument("--dtype", choices=PRECISIONS, default="fp16")
+    p.add_argument("--kv-dtype", choices=["fp16", "bf16", "fp8"], default="fp16")
+    p.add_argument("--input-len", type=_positive_int, required=True, dest="predict_input")
+    p.add_argument("--output-len", type=_positive_int, required=True, dest="predict_output")
+    p.add_argument("--concurrency", type=_positive_int, default=1)
+    p.add_argument("--kv-offload", action="store_true", dest="predict_offload")
+    p.add_argument("--static", action="store_true", help="one batch that starts together")
+    p.set_defaults(func=_predict)
+
+
+def _add_validate(subs: Any) -> None:
+    v = subs.add_parser("validate", help="the timing model's error on public measurements")
+    v.add_argument("--fit", action="store_true",
+                   help="refit the efficiency factors on the fitting share first")
+    v.add_argument("--out", type=Path, help="write the factors here (default: the package's)")
+    v.set_defaults(func=_validate)
+
+
+def _add_calibrate(subs: Any) -> None:
+    c = subs.add_parser("calibrate", help="fit runtime and energy to measurements and "
+                                          "correct the efficiency factors")
+    c.add_argument("--requests", type=Path, required=True, help="the plan search's requests.csv")
+    c.add_argument("--profiles", type=Path, help="its profiles.csv (energy, where measured)")
+    c.add_argument("--plan", help="only this plan's rows")
+    c.add_argument("--gpu", help="with --model: correct this GPU's factors")
+    c.add_argument("--model", dest="calibrate_model")
+    c.add_argument("--dtype", choices=PRECISIONS, default="fp16", dest="calibrate_dtype")
+    c.add_argument("--num-gpus", type=_positive_int, default=1, dest="calibrate_gpus")
+    c.set_defaults(func=_calibrate)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    if not args.model:
+        print("llmfleet plan: --model is required (or a subcommand: predict, validate, "
+              "calibrate)", file=sys.stderr)
+        return 2
+    try:
+        arch = catalog.model(args.model)
+    except CatalogError as exc:
+        print(f"llmfleet plan: {exc}", file=sys.stderr)
+        return 2
+    q = Question(
+        arch=arch, input_len=args.input_len, output_len=args.output_len,
+        slo=Slo(args.ttft_ms, args.tpot_ms, args.slo_tps), request_rate=args.rate,
+        concurrency=args.batch_size, market=Market(args.market), offload=args.kv_offload,
+        precisions=(Precision(args.precision),) if args.precision else SEARCHED_PRECISIONS,
+        settings=Settings(gpu_memory_utilization=args.gpu_memory_utilization,
+                          max_num_seqs=args.max_num_seqs, safety_factor=args.safety_factor))
+    started = time.perf_counter()
+    ranked = search(q)
+    elapsed = time.perf_counter() - started
+    best = ranked[0] if ranked and ranked[0].feasible else None
+    if args.json:
+        print(json.dumps({"model": arch.name, "searched": len(ranked), "search_s": elapsed,
+                          "recommended": report.as_json(best) if best else None,
+                          "tfvars": report.tfvars(q, best, arch.hf_id or args.model)
+                          if best else None,
+                          "candidates": [report.as_json(c) for c in ranked]}, indent=2))
+    else:
+        print(report.table(ranked, None if args.all else 25))
+        print(f"\n{len(ranked)} candidates searched in {elapsed * 1000:.0f} ms.")
+        print(report.recommendation(q, best))
+        if best:
+            print("\nenvironments/<env>.tfvars:\n" + report.tfvars(
+                q, best, arch.hf_id or args.model))
+    if best and not args.no_plot:
+        path = report.plot(ranked, q, args.plot)
+        print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0 if best else 1
+
+
+def _predict(args: argparse.Namespace) -> int:
+    try:
+        gpu, arch = catalog.gpu(args.gpu), catalog.model(args.predict_model)
+    except CatalogError as exc:
+        print(json.dumps({"error": str(exc)}))
+        return 2
+    dep = Deployment(arch, gpu, Precision(args.dtype), args.num_gpus, Precision(args.kv_dtype))
+    work = Workload(args.predict_input, args.predict_output, args.concurrency)
+    eff = efficiency.for_gpu(gpu.name)
+    p = (predict_static(dep, work, eff) if args.static
+         else predict(dep, work, eff, offload=args.predict_offload))
+    mem = dep.memory()
+    print(json.dumps({
+        "ttft_ms": _ms(p.ttft_s), "tpot_ms": _ms(p.tpot_s), "e2e_ms": _ms(p.e2e_s),
+        "output_throughput_tok_s": p.output_tok_s, "total_throughput_tok_s": p.total_tok_s,
+        "requests_per_s": p.requests_s, "max_concurrency_fits": p.max_concurrency_fits,
+        "running": p.running, "kv_offload_fraction": p.kv_offload_fraction,
+        "decode_bound": p.decode_bound or None, "feasible": p.feasible,
+        "why_not": p.why_not or None, "gpu": gpu.name, "model": arch.name,
+        "memory_gib": {"usable_per_gpu": mem.usable / GIB, "weights_per_gpu": mem.weights / GIB,
+                       "activations_per_gpu": mem.activations / GIB,
+                       "kv_cache_total": max(mem.kv_cache_total, 0) / GIB,
+                       "kv_per_token_mib": mem.kv_per_token / 2**20},
+        "efficiency": asdict(eff)}, indent=2))
+    return 0 if p.feasible else 1
+
+
+def _ms(seconds: float) -> float | None:
+    return seconds * 1000 if seconds != float("inf") else None
+
+
+def _validate(args: argparse.Namespace) -> int:
+    rows = validation.load()
+    if args.fit:
+        target = args.out or Path(str(efficiency.resources_path()))
+        efficiency.write(validation.fit_table(rows), target)
+        print(f"factors written to {target}")
+    eff_for = (efficiency.loader(args.out) if args.out else efficiency.for_gpu)
+    print(validation.render(validation.scores(rows, eff_for), rows))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    try:
+        runtime = calibrate.runtime_samples(args.requests, args.plan)
+        energy = calibrate.energy_samples(args.profiles, args.plan) if args.profiles else {}
+        result: dict[str, Any] = {"runtime_s": {}, "energy_j": {}, "notes": []}
+        for (plan_name, concurrency), samples in sorted(runtime.items()):
+            fit = _try_fit(samples, result["notes"], f"{plan_name} @ {concurrency}")
+            if fit:
+                result["runtime_s"][f"{plan_name}@{concurrency}"] = fit.as_dict()
+        for plan_name, samples in sorted(energy.items()):
+            fit = _try_fit(samples, result["notes"], f"{plan_name} energy")
+            if fit:
+                result["energy_j"][plan_name] = fit.as_dict()
+        if args.gpu and args.calibrate_model:
+            result["corrected"] = _corrections(args, runtime)
+    except (CalibrationError, CatalogError) as exc:
+        print(f"llmfleet plan calibrate: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0 if result["runtime_s"] else 1
+
+
+def _try_fit(samples: list[tuple[float, float, float]], notes: list[str],
+             what: str) -> calibrate.Fit | None:
+    try:
+        return calibrate.ols(samples)
+    except CalibrationError as exc:
+        notes.append(f"{what}: {exc}")
+        return None
+
+
+def _corrections(args: argparse.Namespace,
+                 runtime: dict[tuple[str, int], list[tuple[float, float, float]]]
+                 ) -> dict[str, Any]:
+    gpu, arch = catalog.gpu(args.gpu), catalog.model(args.calibrate_model)
+    dep = Deployment(arch, gpu, Precision(args.calibrate_dtype), args.calibrate_gpus)
+    out: dict[str, Any] = {}
+    for (plan_name, concurrency), samples in sorted(runtime.items()):
+        try:
+            fit = calibrate.ols(samples)
+        except CalibrationError:
+            continue
+        mean_in = round(sum(s[0] for s in samples) / len(samples))
+        mean_out = round(sum(s[1] for s in samples) / len(samples))
+        fixed = calibrate.correct(dep, efficiency.for_gpu(gpu.name), fit,
+                                  Workload(mean_in, mean_out, concurrency))
+        out[f"{plan_name}@{concurrency}"] = {"efficiency": asdict(fixed.efficiency),
+                                             "notes": list(fixed.notes)}
+    return out
+

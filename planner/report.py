@@ -1,0 +1,172 @@
+"""What `llmfleet plan` shows: the ranked table, the recommendation, a tfvars snippet,
+JSON for machines, and cost against latency with the feasible frontier."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llmfleet.catalog import Market
+from planner.memory import Precision
+from planner.sizing import Candidate, Question, asg_capacity
+
+HEADER = (f"{'instance':<14}{'prec':<6}{'TP':>3}{'x':>3}{'conc':>6}{'mem/GPU':>9}{'offload':>8}"
+          f"{'TTFT ms':>9}{'TPOT ms':>9}{'tok/s':>9}{'$/hr':>8}{'$/Mtok':>8}{'tok/s/$':>9}"
+          f"{'count':>6}  verdict")
+
+
+def _num(value: float, width: int, digits: int = 0) -> str:
+    if not math.isfinite(value) or value == 0:
+        return f"{'-':>{width}}"
+    return f"{value:>{width}.{digits}f}"
+
+
+def row(c: Candidate) -> str:
+    p = c.prediction
+    verdict = "ok" if c.feasible else c.why_not
+    price = c.price_usd_hr or 0.0
+    offload = f"{p.kv_offload_fraction:.0%}" if c.feasible else "-"
+    return (f"{c.instance.name:<14}{c.precision.value:<6}{c.tensor_parallel:>3}"
+            f"{c.replicas_per_instance:>3}{c.concurrency or '-':>6}"
+            f"{c.memory_per_gpu_gib:>8.1f}G{offload:>8}{_num(p.ttft_s * 1000, 9)}"
+            f"{_num(p.tpot_s * 1000, 9, 1)}{_num(c.output_tok_s, 9)}{_num(price, 8, 2)}"
+            f"{_num(c.usd_per_million_output, 8, 3)}{_num(c.tok_s_per_usd_hr, 9)}"
+            f"{c.instances_needed if c.feasible else '-':>6}  {verdict}")
+
+
+def table(ranked: Sequence[Candidate], limit: int | None = 25) -> str:
+    shown = list(ranked if limit is None else ranked[:limit])
+    lines = [HEADER, *(row(c) for c in shown)]
+    if limit is not None and len(ranked) > limit:
+        lines.append(f"... {len(ranked) - limit} more (--all shows them)")
+    return "\n".join(lines)
+
+
+def recommendation(q: Question, best: Candidate | None) -> str:
+    if best is None or not best.feasible:
+        return "No candidate meets the SLO; the table says why for each."
+    p, cap = best.prediction, asg_capacity(best)
+    rate = (f"{q.request_rate:g} requests/s need {best.instances_needed} instance(s)"
+            if q.request_rate is not None else "one instance")
+    return (f"Recommended: {best.instance.name} ({best.instance.gpu_count}x {best.instance.gpu}),"
+            f" {best.precision.value}, tensor parallel {best.tensor_parallel} x "
+            f"{best.replicas_per_instance} replica(s), {best.concurrency} concurrent requests "
+            f"per replica.\n  TTFT {p.ttft_s * 1000:.0f} ms, TPOT {p.tpot_s * 1000:.1f} ms, "
+            f"{best.output_tok_s:.0f} output tokens/s per instance; {rate}; "
+            f"${best.fleet_usd_hr:.2f}/hr {q.market}, ${best.usd_per_million_output:.3f} per "
+            f"million output tokens.\n  Auto Scaling group: min {cap['min']}, desired "
+            f"{cap['desired']}, max {cap['max']} (scales on GPU utilisation above that).")
+
+
+VLLM_PRECISION_ARGS = {
+    Precision.FP32: "--dtype float32", Precision.FP16: "--dtype float16",
+    Precision.BF16: "--dtype bfloat16", Precision.FP8: "--quantization fp8",
+    Precision.INT8: "", Precision.INT4: ""}
+
+
+def vllm_args(q: Question, c: Candidate) -> str:
+    parts = [VLLM_PRECISION_ARGS[c.precision], f"--tensor-parallel-size {c.tensor_parallel}"]
+    if c.replicas_per_instance > 1:
+        parts.append(f"--data-parallel-size {c.replicas_per_instance}")
+    parts.append(f"--max-num-seqs {c.concurrency}")
+    return " ".join(p for p in parts if p)
+
+
+def tfvars(q: Question, c: Candidate, model_id: str) -> str:
+    cap = asg_capacity(c)
+    lines = [f"# llmfleet plan: {q.input_len} in / {q.output_len} out tokens, "
+             f"{c.prediction.output_tok_s * c.replicas_per_instance:.0f} output tokens/s per "
+             "instance predicted",
+             f'instance_type = "{c.instance.name}"',
+             f"capacity      = {{ min = {cap['min']}, max = {cap['max']}, "
+             f"desired = {cap['desired']} }}"]
+    if q.market is Market.SPOT:
+        lines.append("spot          = { on_demand_base = 0, spot_percentage = 100 }")
+    if c.precision in (Precision.INT8, Precision.INT4):
+        lines.append(f"# {c.precision.value} needs a checkpoint quantised to it (GPTQ or AWQ):"
+                     " point model.id at one")
+    lines += ["model = {", f'  id            = "{model_id}"',
+              f'  vllm_args     = "{vllm_args(q, c)}"',
+              f"  max_model_len = {q.input_len + q.output_len}", "}"]
+    return "\n".join(lines)
+
+
+def as_json(c: Candidate) -> dict[str, Any]:
+    p = c.prediction
+    return {"instance_type": c.instance.name, "gpu": c.instance.gpu,
+            "gpus": c.instance.gpu_count, "precision": c.precision.value,
+            "tensor_parallel": c.tensor_parallel, "replicas_per_instance": c.replicas_per_instance,
+            "concurrency": c.concurrency, "feasible": c.feasible, "why_not": c.why_not,
+            "ttft_ms": _finite(p.ttft_s * 1000), "tpot_ms": _finite(p.tpot_s * 1000),
+            "output_tok_s": c.output_tok_s, "kv_offload_fraction": p.kv_offload_fraction,
+            "usd_hr": c.price_usd_hr, "usd_per_million_output_tokens": _finite(
+                c.usd_per_million_output), "instances": c.instances_needed,
+            "asg": asg_capacity(c) if c.feasible else None}
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def frontier(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indexes of the Pareto-optimal points (lower latency and lower cost both better)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    best, out = math.inf, []
+    for i in order:
+        if points[i][1] < best:
+            best = points[i][1]
+            out.append(i)
+    return out
+
+
+MARKERS = {"fp32": "P", "fp16": "o", "bf16": "o", "fp8": "s", "int8": "x", "int4": "^"}
+
+
+def cost(q: Question, c: Candidate) -> float:
+    """What the ranking minimises: the fleet's $/hr for a rate, else $ per million tokens."""
+    return c.fleet_usd_hr if q.request_rate is not None else c.usd_per_million_output
+
+
+def plot(ranked: Sequence[Candidate], q: Question, out: Path) -> Path:
+    """The ranking's cost against end-to-end latency, the feasible frontier joined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    feasible = [c for c in ranked if c.feasible]
+    points = [(c.prediction.e2e_s, cost(q, c)) for c in feasible]
+    for precision in sorted({c.precision for c in feasible}):
+        chosen = [p for p, c in zip(points, feasible, strict=True) if c.precision is precision]
+        ax.scatter([p[0] for p in chosen], [p[1] for p in chosen], s=26, alpha=0.65,
+                   marker=MARKERS[precision.value], label=precision.value)
+    edge = [points[i] for i in frontier(points)]
+    ax.plot([p[0] for p in edge], [p[1] for p in edge], "k-", lw=1.2, label="feasible frontier")
+    for i in frontier(points)[:8]:
+        c = feasible[i]
+        ax.annotate(f"{c.instance.name} {c.precision.value} TP{c.tensor_parallel}", points[i],
+                    fontsize=7, xytext=(4, 4), textcoords="offset points")
+    if feasible:
+        ax.scatter([points[0][0]], [points[0][1]], s=160, facecolors="none", edgecolors="red",
+                   label="recommended")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(ScalarFormatter())
+    ax.set_xlabel("end-to-end latency per request (s)")
+    ax.set_ylabel(f"fleet $/hr for {q.request_rate:g} requests/s" if q.request_rate is not None
+                  else "$ per million output tokens")
+    ax.set_title(f"{q.arch.name}: {q.input_len} in / {q.output_len} out, {q.market}; "
+                 f"{len(feasible)} of {len(ranked)} candidates meet the SLO")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,171 @@
+"""The cheapest instance type, precision, tensor-parallel size and concurrency for an SLO.
+
+Every catalogued instance is tried with every precision and every tensor-parallel size
+its GPUs allow; an instance with more GPUs than the tensor-parallel group runs one
+replica per group (vLLM's data parallelism). For each, the concurrency per replica
+rises through powers of two (or is the one the user fixed) and the highest that still
+meets the SLO is kept. With a request rate, the replicas and instances needed follow;
+without one, a single instance is priced. Candidates are ranked by cost per million
+output tokens, cheapest first, infeasible ones last with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from llmfleet.catalog import Instance, Market, instances
+from planner import catalog, efficiency
+from planner.catalog import ModelArch
+from planner.memory import GIB, Precision, Settings
+from planner.timing import Deployment, Prediction, Workload, predict
+
+SEARCHED_PRECISIONS = (Precision.FP16, Precision.FP8, Precision.INT8, Precision.INT4)
+HEADROOM = 2.0  # the Auto Scaling group may grow to this multiple of the steady-state count
+
+
+@dataclass(frozen=True)
+class Slo:
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    tokens_per_s: float | None = None  # per request, while it streams: 1000 / TPOT
+
+    def misses(self, p: Prediction) -> str:
+        """What this prediction misses, empty when it meets every target."""
+        out = []
+        if self.ttft_ms is not None and p.ttft_s * 1000 > self.ttft_ms:
+            out.append(f"TTFT {p.ttft_s * 1000:.0f} ms > {self.ttft_ms:g} ms")
+        if self.tpot_ms is not None and p.tpot_s * 1000 > self.tpot_ms:
+            out.append(f"TPOT {p.tpot_s * 1000:.1f} ms > {self.tpot_ms:g} ms")
+        if self.tokens_per_s is not None and 1 / p.tpot_s < self.tokens_per_s:
+            out.append(f"{1 / p.tpot_s:.1f} tokens/s per request < {self.tokens_per_s:g}")
+        return ", ".join(out)
+
+
+@dataclass(frozen=True)
+class Question:
+    arch: ModelArch
+    input_len: int
+    output_len: int
+    slo: Slo = field(default_factory=Slo)
+    request_rate: float | None = None  # requests per second the fleet must serve
+    concurrency: int | None = None  # fixed per replica (the --batch-size of older tools)
+    precisions: tuple[Precision, ...] = SEARCHED_PRECISIONS
+    market: Market = Market.ON_DEMAND
+    settings: Settings = field(default_factory=Settings)
+    offload: bool = False  # allow KV cache in host memory instead of queueing
+
+
+@dataclass(frozen=True)
+class Candidate:
+    instance: Instance
+    precision: Precision
+    tensor_parallel: int
+    replicas_per_instance: int
+    price_usd_hr: float | None
+    prediction: Prediction
+    concurrency: int = 0
+    instances_needed: int = 1
+    memory_per_gpu_gib: float = 0.0
+    why_not: str = ""
+
+    @property
+    def feasible(self) -> bool:
+        return not self.why_not
+
+    @property
+    def output_tok_s(self) -> float:
+        """Per instance."""
+        return self.prediction.output_tok_s * self.replicas_per_instance
+
+    @property
+    def fleet_usd_hr(self) -> float:
+        return (self.price_usd_hr or math.inf) * self.instances_needed
+
+    @property
+    def usd_per_million_output(self) -> float:
+        if not self.feasible or not self.output_tok_s or self.price_usd_hr is None:
+            return math.inf
+        return self.price_usd_hr / (self.output_tok_s * 3600) * 1e6
+
+    @property
+    def tok_s_per_usd_hr(self) -> float:
+        return self.output_tok_s / self.price_usd_hr if self.price_usd_hr else 0.0
+
+
+def tensor_parallel_sizes(arch: ModelArch, gpus: int) -> list[int]:
+    """Powers of two up to the GPU count that split the attention and KV heads evenly."""
+    sizes = [1 << k for k in range(gpus.bit_length()) if (1 << k) <= gpus]
+    return [t for t in sizes if gpus % t == 0 and arch.num_attention_heads % t == 0
+            and (arch.num_key_value_heads % t == 0 or t % arch.num_key_value_heads == 0)]
+
+
+def _concurrencies(q: Question) -> list[int]:
+    if q.concurrency:
+        return [q.concurrency]
+    top = q.settings.max_num_seqs
+    return [1 << k for k in range(top.bit_length()) if (1 << k) <= top]
+
+
+def evaluate(q: Question, inst: Instance, precision: Precision, tp: int) -> Candidate:
+    gpu = catalog.gpu(inst.gpu)
+    dep = Deployment(q.arch, gpu, precision, tp, settings=q.settings)
+    eff = efficiency.for_gpu(gpu.name)
+    price = inst.price_usd_hr(q.market)
+    base = Candidate(inst, precision, tp, inst.gpu_count // tp, price,
+                     Prediction(feasible=False),
+                     memory_per_gpu_gib=dep.memory().usable / GIB)
+    if price is None:
+        return _with(base, why_not=f"no {q.market} price in the catalogue")
+    best: Candidate | None = None
+    miss = ""
+    for c in _concurrencies(q):
+        p = predict(dep, Workload(q.input_len, q.output_len, c), eff, offload=q.offload)
+        if not p.feasible:
+            return _with(base, prediction=p, why_not=p.why_not)
+        miss = q.slo.misses(p)
+        if miss:
+            break  # latency only grows with concurrency
+        if best is None or p.output_tok_s > best.prediction.output_tok_s:
+            best = _with(base, prediction=p, concurrency=c)
+    if best is None:
+        return _with(base, why_not=f"misses the SLO even at concurrency "
+                                   f"{_concurrencies(q)[0]}: {miss}")
+    return _with(best, instances_needed=_instances(q, best))
+
+
+def _instances(q: Question, c: Candidate) -> int:
+    if q.request_rate is None:
+        return 1
+    per_instance = c.prediction.requests_s * c.replicas_per_instance
+    return max(1, math.ceil(q.request_rate / per_instance))
+
+
+def _with(c: Candidate, **changes: Any) -> Candidate:
+    return replace(c, **changes)
+
+
+def candidates(q: Question) -> Iterator[Candidate]:
+    known = {g.name for g in catalog.gpus().values()}
+    for inst in instances().values():
+        if inst.gpu not in known:
+            continue
+        for precision in q.precisions:
+            for tp in tensor_parallel_sizes(q.arch, inst.gpu_count):
+                yield evaluate(q, inst, precision, tp)
+
+
+def search(q: Question) -> list[Candidate]:
+    """Every candidate, cheapest fleet first (per million output tokens without a rate)."""
+    def key(c: Candidate) -> tuple[bool, float, float, str]:
+        cost = c.fleet_usd_hr if q.request_rate is not None else c.usd_per_million_output
+        return (not c.feasible, cost, -c.output_tok_s, c.instance.name)
+    return sorted(candidates(q), key=key)
+
+
+def asg_capacity(c: Candidate) -> dict[str, int]:
+    """Auto Scaling bounds: the steady-state count, and headroom for bursts above it."""
+    need = c.instances_needed
+    return {"min": need, "max": max(need + 1, math.ceil(need * HEADROOM)), "desired": need}
