@@ -33,7 +33,8 @@ MODELS = {"meta-llama3-8b-instruct": "Llama-3-8B", "meta-llama3-70b-instruct": "
           "LLaMA v2 70B": "Llama-2-70B", "Mistral 7B": "Mistral-7B-v0.1"}
 PRECISIONS = {"fp16": "fp16", "bf16": "bf16", "fp8": "fp8", "FP8": "fp8", "Mixed": "fp16"}
 FIELDS = ["id", "engine", "mode", "gpu", "num_gpus", "model", "precision", "kv_precision",
-          "input_len", "output_len", "concurrency", "ttft_ms", "tpot_ms", "e2e_ms", "output_tok_s", "source"]
+          "input_len", "output_len", "concurrency", "ttft_ms", "tpot_ms", "e2e_ms",
+          "output_tok_s", "source"]
 
 
 def nim_rows(path: str) -> Iterator[dict[str, object]]:

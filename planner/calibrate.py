@@ -17,11 +17,11 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from planner.timing import Deployment, Efficiency, Prediction, Workload, predict
+from planner.timing import Deployment, Efficiency, Workload, predict
 
 
 class CalibrationError(ValueError):
@@ -129,37 +129,53 @@ def energy_samples(profiles_csv: Path, plan: str | None = None
 @dataclass(frozen=True)
 class Correction:
     efficiency: Efficiency
-    measured_tpot_s: float
-    measured_prefill_per_token_s: float
+    model_fit: Fit  # the model's own predictions at the measured shapes, fitted the same way
     notes: tuple[str, ...]
 
 
-def correct(dep: Deployment, eff: Efficiency, fit: Fit, work: Workload) -> Correction:
-    """Scale the factors until the model's slopes match the fit's, at the measured shape.
+def correct(dep: Deployment, eff: Efficiency, fit: Fit,
+            samples: Sequence[tuple[float, float, float]], concurrency: int) -> Correction:
+    """Scale the factors until the model's fitted slopes match the measured ones.
 
-    The decode factor the step is bound by (bandwidth or decode MFU) moves to match the
-    time per output token; prefill MFU moves to match the time per prompt token.
+    The model predicts every measured (input, output) shape and is fitted the same way
+    as the measurements, so both slopes mean the same thing. The decode factor that
+    bounds the step (bandwidth or decode MFU) moves to match the slope per output
+    token, prefill MFU to match the slope per input token; two rounds settle the
+    small coupling between them (a longer prompt also makes decode read more KV).
+
+    Raises:
+        CalibrationError: the model cannot serve the measured shapes.
     """
-    notes: list[str] = []
-    base = predict(dep, work, eff)
+    shapes = sorted({(int(i), int(o)) for i, o, _ in samples})[:60]
+    base = predict(dep, Workload(*shapes[len(shapes) // 2], concurrency), eff)
     if not base.feasible:
         raise CalibrationError(f"the model cannot serve the measured workload: {base.why_not}")
     decode_factor = "bandwidth" if base.decode_bound == "memory" else "decode_mfu"
-    eff = _match(eff, decode_factor, fit.per_output, lambda p: p.tpot_s, dep, work, notes)
-    eff = _match(eff, "prefill_mfu", fit.per_input,
-                 lambda p: p.prefill_s / max(work.input_len, 1), dep, work, notes)
-    return Correction(eff, fit.per_output, fit.per_input, tuple(notes))
+    notes: list[str] = []
+    for _ in range(2):
+        eff = _match(eff, decode_factor, fit.per_output, "per_output", dep, shapes,
+                     concurrency, notes)
+        eff = _match(eff, "prefill_mfu", fit.per_input, "per_input", dep, shapes, concurrency,
+                     notes)
+    return Correction(eff, _model_fit(dep, eff, shapes, concurrency), tuple(sorted(set(notes))))
 
 
-def _match(eff: Efficiency, name: str, target: float, measure: Callable[[Prediction], float],
-           dep: Deployment, work: Workload, notes: list[str]) -> Efficiency:
+def _model_fit(dep: Deployment, eff: Efficiency, shapes: Sequence[tuple[int, int]],
+               concurrency: int) -> Fit:
+    return ols([(i, o, predict(dep, Workload(i, o, concurrency), eff).e2e_s)
+                for i, o in shapes])
+
+
+def _match(eff: Efficiency, name: str, target: float, slope: str, dep: Deployment,
+           shapes: Sequence[tuple[int, int]], concurrency: int, notes: list[str]) -> Efficiency:
     if target <= 0:
-        notes.append(f"{name} kept: the fitted slope is {target:.3g}, not positive")
+        notes.append(f"{name} kept: the measured slope is {target:.3g}, not positive")
         return eff
-    low, high = 1e-3, 1.0  # the predicted time falls as the factor rises
-    for _ in range(50):
+    low, high = 1e-3, 1.0  # the predicted slope falls as the factor rises
+    for _ in range(40):
         mid = math.sqrt(low * high)
-        if measure(predict(dep, work, replace(eff, **{name: mid}))) > target:
+        trial = _model_fit(dep, replace(eff, **{name: mid}), shapes, concurrency)
+        if getattr(trial, slope) > target:
             low = mid
         else:
             high = mid

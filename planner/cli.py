@@ -244,11 +244,9 @@ def _corrections(args: argparse.Namespace,
             fit = calibrate.ols(samples)
         except CalibrationError:
             continue
-        mean_in = round(sum(s[0] for s in samples) / len(samples))
-        mean_out = round(sum(s[1] for s in samples) / len(samples))
-        fixed = calibrate.correct(dep, efficiency.for_gpu(gpu.name), fit,
-                                  Workload(mean_in, mean_out, concurrency))
+        fixed = calibrate.correct(dep, efficiency.for_gpu(gpu.name), fit, samples, concurrency)
         out[f"{plan_name}@{concurrency}"] = {"efficiency": asdict(fixed.efficiency),
+                                             "model_fit": fixed.model_fit.as_dict(),
                                              "notes": list(fixed.notes)}
     return out
 

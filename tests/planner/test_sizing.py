@@ -1,0 +1,93 @@
+"""The sizing search over a crafted catalogue: it must find the known-cheapest answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmfleet.catalog import Instance, Market, instances
+from planner import catalog, sizing
+from planner.memory import Precision
+from planner.sizing import Question, Slo, search, tensor_parallel_sizes
+
+
+def _instance(name: str, gpu: str, count: int, price: float,
+              spot: float | None = None) -> Instance:
+    return Instance(name=name, gpu=gpu, gpu_count=count, vcpu=8, ram_gib=64,
+                    ondemand_usd_hr=price, spot_usd_hr_low=spot, spot_usd_hr_high=spot,
+                    region="us-east-1", source="crafted for the test")
+
+
+@pytest.fixture
+def crafted(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = {i.name: i for i in (
+        _instance("small", "T4", 1, 0.30),  # cheapest, but an 8B fp16 model does not fit
+        _instance("mid-a", "A10G", 1, 1.00, spot=0.40),
+        _instance("mid-b", "A10G", 1, 1.20),  # the same GPU, dearer: never chosen
+        _instance("big", "A100-80G", 1, 40.00),  # fast, but dear per token
+    )}
+    monkeypatch.setattr(sizing, "instances", lambda: table)
+
+
+def _question(**changes: object) -> Question:
+    base = {"arch": catalog.model("Llama-3.1-8B"), "input_len": 512, "output_len": 128,
+            "precisions": (Precision.FP16,)}
+    return Question(**{**base, **changes})  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("crafted")
+def test_the_cheapest_feasible_instance_wins() -> None:
+    ranked = search(_question(slo=Slo(tpot_ms=100)))
+    assert [c.instance.name for c in ranked] == ["mid-a", "mid-b", "big", "small"]
+    small = next(c for c in ranked if c.instance.name == "small")
+    assert not small.feasible
+    assert "exceed the 14.4 GiB usable" in small.why_not
+    assert ranked.index(small) == len(ranked) - 1  # infeasible ones come last
+
+
+@pytest.mark.usefixtures("crafted")
+def test_a_tight_latency_target_moves_to_the_faster_gpu() -> None:
+    ranked = search(_question(slo=Slo(tpot_ms=15)))
+    assert ranked[0].instance.name == "big"
+    a10g = next(c for c in ranked if c.instance.name == "mid-a")
+    assert a10g.why_not.startswith("misses the SLO even at concurrency 1: TPOT")
+
+
+@pytest.mark.usefixtures("crafted")
+def test_a_request_rate_sets_the_instance_count_and_the_asg_bounds() -> None:
+    ranked = search(_question(slo=Slo(tpot_ms=100), request_rate=30))
+    best = ranked[0]
+    per_instance = best.prediction.requests_s * best.replicas_per_instance
+    assert best.instances_needed == -(-30 // per_instance)
+    assert (best.instances_needed - 1) * per_instance < 30 <= best.instances_needed * per_instance
+    cap = sizing.asg_capacity(best)
+    assert cap["min"] == cap["desired"] == best.instances_needed < cap["max"]
+
+
+@pytest.mark.usefixtures("crafted")
+def test_spot_prices_rank_and_missing_ones_are_explained() -> None:
+    ranked = search(_question(slo=Slo(tpot_ms=100), market=Market.SPOT))
+    assert ranked[0].instance.name == "mid-a"
+    assert ranked[0].price_usd_hr == 0.40
+    big = next(c for c in ranked if c.instance.name == "big")
+    assert big.why_not == "no spot price in the catalogue"
+
+
+@pytest.mark.usefixtures("crafted")
+def test_nothing_feasible_says_why_for_each() -> None:
+    ranked = search(_question(slo=Slo(ttft_ms=1)))
+    assert not any(c.feasible for c in ranked)
+    assert all(c.why_not for c in ranked)
+
+
+def test_tensor_parallel_sizes_divide_the_gpus_and_the_heads() -> None:
+    llama = catalog.model("Llama-3.1-8B")  # 32 heads, 8 KV heads
+    assert tensor_parallel_sizes(llama, 8) == [1, 2, 4, 8]
+    assert tensor_parallel_sizes(llama, 4) == [1, 2, 4]
+    assert tensor_parallel_sizes(catalog.model("Qwen2.5-7B-Instruct"), 8) == [1, 2, 4]  # 28 heads
+
+
+def test_the_real_catalogue_is_searched_whole() -> None:
+    ranked = search(_question())
+    llama = catalog.model("Llama-3.1-8B")
+    sizes = [len(tensor_parallel_sizes(llama, i.gpu_count)) for i in instances().values()]
+    assert len(ranked) == sum(sizes)

@@ -1,0 +1,112 @@
+"""The timing model: hand calculations, monotonicity, queueing, offload and explanations."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+
+from planner import catalog
+from planner.memory import Precision
+from planner.timing import (
+    Deployment,
+    Efficiency,
+    Workload,
+    allreduce_s,
+    decode_step_s,
+    predict,
+    predict_static,
+    prefill_s,
+)
+
+IDEAL = Efficiency(prefill_mfu=1.0, decode_mfu=1.0, bandwidth=1.0, step_overhead_s=0.0)
+
+
+def _dep(model: str = "Llama-3.1-8B", gpu: str = "A100-80G", precision: str = "fp16",
+         tp: int = 1) -> Deployment:
+    return Deployment(catalog.model(model), catalog.gpu(gpu), Precision(precision), tp)
+
+
+def test_one_sequence_decodes_at_the_speed_the_weights_stream() -> None:
+    # Llama-3-8B fp16: every weight but the embedding table, 2 bytes each, read per token.
+    streamed = (8_030_261_248 - 128_256 * 4_096) * 2  # 14.98 GB
+    step, bound = decode_step_s(_dep(), IDEAL, batch=1, context=1)
+    assert bound == "memory"
+    kv = 131_072  # one token of KV cache
+    assert step == pytest.approx((streamed + kv) / 2.039e12)  # 7.35 ms on an A100-80G
+
+
+def test_a_long_prompt_is_bound_by_arithmetic() -> None:
+    # 2 FLOPs per matmul weight per token, plus causal attention 2 * layers * 4096 * n^2.
+    n = 4096
+    flops = 2 * (8_030_261_248 - 128_256 * 4_096) * n + 2 * 32 * 4096 * n**2
+    assert prefill_s(_dep(), IDEAL, n) == pytest.approx(flops / 312e12)  # 0.21 s
+
+
+@pytest.mark.parametrize("work", [Workload(128, 128, 1), Workload(2048, 256, 32),
+                                  Workload(512, 1024, 200), Workload(7000, 1000, 64)])
+def test_more_bandwidth_is_never_slower(work: Workload) -> None:
+    dep = _dep()
+    faster = replace(dep, gpu=replace(dep.gpu, bandwidth_bytes_s=dep.gpu.bandwidth_bytes_s * 2))
+    slow, fast = predict(dep, work, Efficiency()), predict(faster, work, Efficiency())
+    assert fast.tpot_s <= slow.tpot_s
+    assert fast.ttft_s <= slow.ttft_s
+    assert fast.output_tok_s >= slow.output_tok_s
+
+
+def test_total_throughput_rises_with_concurrency_until_memory_runs_out() -> None:
+    dep = _dep("Llama-2-13B", "L40S")  # no GQA: a KV cache that runs out early
+    fits = predict(dep, Workload(1024, 512, 1), Efficiency()).max_concurrency_fits
+    assert 4 < fits < 100
+    levels = [predict(dep, Workload(1024, 512, c), Efficiency()) for c in range(1, fits + 1)]
+    rates = [p.total_tok_s for p in levels]
+    assert rates == sorted(rates)
+    beyond = predict(dep, Workload(1024, 512, fits * 3), Efficiency())
+    assert beyond.running == fits  # the rest wait, as in vLLM ...
+    assert beyond.total_tok_s == pytest.approx(rates[-1])  # ... so no more throughput
+    assert beyond.ttft_s > 2 * levels[-1].ttft_s  # ... and the wait shows in TTFT
+    assert beyond.kv_offload_fraction == pytest.approx(2 / 3, abs=0.02)
+
+
+def test_offloading_runs_everyone_at_once_and_pays_for_pcie() -> None:
+    dep = _dep("Llama-2-13B", "L40S")
+    work = Workload(1024, 512, 60)
+    queued = predict(dep, work, Efficiency())
+    spilled = predict(dep, work, Efficiency(), offload=True)
+    assert spilled.running == 60 > queued.running
+    assert 0 < spilled.kv_offload_fraction < 1
+    kv_in_host = spilled.kv_offload_fraction * 60 * (1024 + 256) * 819_200
+    no_pcie, _ = decode_step_s(dep, Efficiency(), 60, 1024 + 256)
+    assert spilled.decode_step_s > no_pcie
+    assert spilled.decode_step_s >= kv_in_host / 32e9  # every step reads it over PCIe Gen4 x16
+
+
+def test_tensor_parallelism_adds_all_reduces_and_splits_the_weights() -> None:
+    one, two = _dep(), _dep(tp=2)
+    assert allreduce_s(one, Efficiency(), 64) == 0
+    assert allreduce_s(two, Efficiency(), 64) > 0
+    single = predict(one, Workload(512, 256, 1), Efficiency())
+    split = predict(two, Workload(512, 256, 1), Efficiency())
+    assert split.tpot_s < single.tpot_s  # half the weights per GPU
+    assert split.tpot_s > single.tpot_s / 2  # but not twice as fast
+
+
+def test_a_static_batch_of_one_matches_serving_one_request() -> None:
+    work = Workload(512, 128, 1)
+    served, batch = predict(_dep(), work, Efficiency()), predict_static(_dep(), work, Efficiency())
+    assert served.tpot_s == pytest.approx(batch.tpot_s)
+    assert served.e2e_s == pytest.approx(batch.e2e_s, rel=0.02)
+
+
+def test_what_cannot_run_says_why() -> None:
+    seventy = predict(_dep("Llama-3.1-70B", "A10G"), Workload(128, 128, 1), Efficiency())
+    assert not seventy.feasible
+    assert "weights 131.4 GiB" in seventy.why_not
+    assert "exceed the 20.1 GiB usable" in seventy.why_not
+    long = predict(_dep("Llama-2-7B"), Workload(4000, 500, 1), Efficiency())
+    assert long.why_not == "4500 tokens per sequence exceed the model's context of 4096"
+    crowded = predict(_dep("Llama-3.1-8B", "T4", "int4"), Workload(100_000, 20_000, 1),
+                      Efficiency())
+    assert re.fullmatch(r"one sequence of 120000 tokens needs 14\.65 GiB of KV cache; "
+                        r"[0-9.]+ GiB is left for it", crowded.why_not)
