@@ -22,6 +22,8 @@ ENV ?= dev
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
+# `make size`: the question for the sizing planner (see `llmfleet plan --help`).
+SIZE_ARGS ?= --model Llama-3.1-8B --input-len 512 --output-len 256 --ttft-ms 1000 --tpot-ms 50 --rate 20
 # `make load`: what a headless load test sends and the SLA it must meet (see loadtest/).
 LOAD_HOST ?= http://127.0.0.1:$(PORT)
 LOAD_USERS ?= 16
@@ -111,7 +113,7 @@ lint: $(STAMP) ## Ruff and mypy only
 ##@ Measure
 
 .PHONY: bench
-bench: bench-router bench-agent bench-locust ## Run every benchmark
+bench: bench-router bench-agent bench-locust bench-planner ## Run every benchmark
 
 .PHONY: bench-router
 bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real vLLM); see BENCHMARKS.md
@@ -125,9 +127,17 @@ bench-agent: $(STAMP) ## The agent's CPU and memory at a 10 s interval, scraping
 bench-locust: $(STAMP) ## How many streams one Locust worker times faithfully (its TTFT vs the router's histogram); see BENCHMARKS.md
 	$(PY) -m benchmarks.locust_bench
 
+.PHONY: bench-planner
+bench-planner: $(STAMP) ## The sizing search's speed and the timing model's error on public measurements; see BENCHMARKS.md
+	$(PY) -m benchmarks.planner_bench
+
 .PHONY: plan-search
 plan-search: $(STAMP) ## Measure the execution plans in PLANS (default: this machine's CPU plan space) on real vLLM engines and pick the best under the SLA; results in .run/bench
 	$(VENV)/bin/llmfleet bench "$(PLANS)" --out .run/bench
+
+.PHONY: size
+size: $(STAMP) ## Cheapest instance for a model and SLO from the performance model: make size SIZE_ARGS='--model Llama-3.1-8B --tpot-ms 50 --rate 20'
+	$(VENV)/bin/llmfleet plan $(SIZE_ARGS)
 
 ##@ Deploy
 

@@ -117,6 +117,8 @@ def _add_calibrate(subs: Any) -> None:
     c.add_argument("--model", dest="calibrate_model")
     c.add_argument("--dtype", choices=PRECISIONS, default="fp16", dest="calibrate_dtype")
     c.add_argument("--num-gpus", type=_positive_int, default=1, dest="calibrate_gpus")
+    c.add_argument("--quality", type=float, help="the model's quality score (0..1) for the "
+                   "router's scored_models entry")
     c.set_defaults(func=_calibrate)
 
 
@@ -217,11 +219,39 @@ def _calibrate(args: argparse.Namespace) -> int:
                 result["energy_j"][plan_name] = fit.as_dict()
         if args.gpu and args.calibrate_model:
             result["corrected"] = _corrections(args, runtime)
+        result["scored_models"] = _router_entries(args, result)
     except (CalibrationError, CatalogError) as exc:
         print(f"llmfleet plan calibrate: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))
     return 0 if result["runtime_s"] else 1
+
+
+def _router_entries(args: argparse.Namespace, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The router's `scored_models` entries: runtime at the highest measured concurrency."""
+    entries = []
+    for plan_name in sorted({key.split("@")[0] for key in result["runtime_s"]}):
+        levels = {int(k.split("@")[1]): v for k, v in result["runtime_s"].items()
+                  if k.split("@")[0] == plan_name}
+        runtime = levels[max(levels)]
+        energy = result["energy_j"].get(plan_name)
+        if energy is None and args.gpu:
+            watts = catalog.gpu(args.gpu).tdp_w * args.calibrate_gpus
+            energy = {k: runtime[k] * watts for k in LINEAR}
+            result["notes"].append(f"{plan_name}: no energy measured; energy_j is runtime x "
+                                   f"{watts:g} W of TDP, an upper bound")
+        if energy is None:
+            result["notes"].append(f"{plan_name}: no energy measured and no --gpu to bound it")
+            continue
+        entry = {"model": plan_name, "runtime_s": {k: runtime[k] for k in LINEAR},
+                 "energy_j": {k: energy[k] for k in LINEAR}}
+        if args.quality is not None:
+            entry["quality"] = args.quality
+        entries.append(entry)
+    return entries
+
+
+LINEAR = ("intercept", "per_input_token", "per_output_token")
 
 
 def _try_fit(samples: list[tuple[float, float, float]], notes: list[str],

@@ -68,7 +68,7 @@ def predicted(row: Measurement, eff: Efficiency) -> Prediction:
     return model(dep, row.workload, eff)
 
 
-def _values(p: Prediction) -> dict[str, float]:
+def values_of(p: Prediction) -> dict[str, float]:
     return {"output_tok_s": p.output_tok_s, "tpot_ms": p.tpot_s * 1000, "ttft_ms": p.ttft_s * 1000}
 
 
@@ -87,7 +87,7 @@ def errors(rows: Iterable[Measurement], eff_for: Callable[[str], Efficiency]
         if not p.feasible:
             out["infeasible"].append(1.0)
             continue
-        values = _values(p)
+        values = values_of(p)
         for metric, truth in row.measured.items():
             if metric in values and truth > 0:
                 out[metric].append(abs(values[metric] - truth) / truth * 100)
@@ -102,7 +102,7 @@ def _loss(rows: Sequence[Measurement], eff: Efficiency) -> float:
         if not p.feasible:
             total += 10.0
             continue
-        values = _values(p)
+        values = values_of(p)
         for metric, weight in (("output_tok_s", 1.0), ("tpot_ms", 1.0), ("ttft_ms", 0.5)):
             truth = row.measured.get(metric, 0.0)
             if truth > 0 and values[metric] > 0:

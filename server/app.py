@@ -103,7 +103,7 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
     if not settings.backends:
         raise ValueError("no backends configured: set LLMFLEET_BACKENDS")
     metrics = RouterMetrics(registry or CollectorRegistry())
-    policy = build_policy(settings.policy, settings.length_rules)
+    policy = build_policy(settings)
     limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
 
     @asynccontextmanager

@@ -65,6 +65,46 @@ class CompletionRequest(_Common):
     prompt: str | list[str] | list[int] | list[list[int]]
 
 
+WEIGHTS_HEADER = "x-llmfleet-weights"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteWeights:
+    """How much the scored routing policy cares about each criterion (any scale)."""
+
+    accuracy: float = 1.0
+    energy: float = 1.0
+    time: float = 1.0
+
+    def __str__(self) -> str:
+        return f"accuracy={self.accuracy:g},energy={self.energy:g},time={self.time:g}"
+
+
+def parse_route_weights(text: str) -> RouteWeights:
+    """`accuracy=2,time=1`: weights for the scored policy; a name left out weighs 0.
+
+    Raises:
+        InvalidRequest: an unknown name, a value that is not a number >= 0, or all zero.
+    """
+    values: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, raw = item.partition("=")
+        name = name.strip().lower()
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if name not in ("accuracy", "energy", "time") or not value >= 0 or value == float("inf"):
+            raise InvalidRequest(
+                f"{WEIGHTS_HEADER}: {item!r} is not accuracy=, energy= or time= with a number "
+                ">= 0", param=WEIGHTS_HEADER)
+        values[name] = value
+    if not any(values.values()):
+        raise InvalidRequest(f"{WEIGHTS_HEADER}: at least one weight must be above 0",
+                             param=WEIGHTS_HEADER)
+    return RouteWeights(**{k: values.get(k, 0.0) for k in ("accuracy", "energy", "time")})
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
     """What the router knows about one request; `body` is forwarded verbatim."""
@@ -76,6 +116,7 @@ class ParsedRequest:
     max_tokens: int | None
     prompt_tokens_estimate: int
     body: bytes
+    weights: RouteWeights | None = None  # the client's own, from the x-llmfleet-weights header
 
 
 def _message_chars(message: Message) -> int:

@@ -13,6 +13,7 @@ import itertools
 import os
 import re
 import time
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,7 +23,14 @@ from server.auth import KeyStore
 from server.backends import BackendPool
 from server.errors import APIError, BodyTooLarge, ModelNotFound, NoHealthyBackend
 from server.metrics import RouterMetrics
-from server.protocol import Endpoint, ParsedRequest, parse_request, with_model
+from server.protocol import (
+    WEIGHTS_HEADER,
+    Endpoint,
+    ParsedRequest,
+    parse_request,
+    parse_route_weights,
+    with_model,
+)
 from server.proxy import Proxy
 from server.ratelimit import RateLimiter
 from server.routing import RoutingPolicy
@@ -108,6 +116,8 @@ class CompletionService:
         try:
             key_id = self._keys.authenticate(request.headers.get("authorization"))
             parsed = parse_request(endpoint, await read_body(request, self._max_body))
+            if (weights := request.headers.get(WEIGHTS_HEADER)) is not None:
+                parsed = replace(parsed, weights=parse_route_weights(weights))
             named = parsed.model
             model, reason = self.resolve(parsed)
             if model != parsed.model:

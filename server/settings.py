@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -21,6 +21,7 @@ class PolicyName(StrEnum):
     """Routing policies that resolve the alias model to a served one."""
 
     PROMPT_LENGTH = "prompt_length"
+    SCORED = "scored"
 
 
 class LengthRule(BaseModel):
@@ -31,6 +32,50 @@ class LengthRule(BaseModel):
 
     model: str
     max_prompt_tokens: int | None = Field(default=None, gt=0)
+
+
+class LinearCost(BaseModel):
+    """intercept + per_input_token * prompt tokens + per_output_token * output tokens.
+
+    The coefficients `llmfleet plan calibrate` fits (runtime in seconds, energy in joules).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    intercept: float = 0.0
+    per_input_token: float = Field(default=0.0, ge=0)
+    per_output_token: float = Field(ge=0)
+
+    def __call__(self, input_tokens: int, output_tokens: int) -> float:
+        return (self.intercept + self.per_input_token * input_tokens
+                + self.per_output_token * output_tokens)
+
+
+class ScoredModel(BaseModel):
+    """One candidate of the scored policy: its fitted runtime and energy, and its quality."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    runtime_s: LinearCost
+    energy_j: LinearCost
+    quality: float = Field(ge=0, le=1, description="higher is better, e.g. a benchmark score")
+
+
+class ScoreWeights(BaseModel):
+    """The operator's weights for the scored policy; a request may send its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accuracy: float = Field(default=1.0, ge=0)
+    energy: float = Field(default=1.0, ge=0)
+    time: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> ScoreWeights:
+        if not (self.accuracy or self.energy or self.time):
+            raise ValueError("at least one score weight must be above 0")
+        return self
 
 
 def split_csv(value: Any) -> Any:
@@ -80,6 +125,8 @@ class RouterSettings(BaseSettings):
     alias_model: str = "auto"
     policy: PolicyName = PolicyName.PROMPT_LENGTH
     length_rules: list[LengthRule] = Field(default_factory=list)
+    scored_models: list[ScoredModel] = Field(default_factory=list)
+    score_weights: ScoreWeights = Field(default_factory=ScoreWeights)
 
     log_level: str = "INFO"
 
@@ -97,6 +144,13 @@ class RouterSettings(BaseSettings):
             if not url.startswith("http://"):
                 raise ValueError(f"backend {url!r} must be a plain http:// URL")
         return [url.rstrip("/") for url in value]
+
+    @model_validator(mode="after")
+    def _scored_policy_has_models(self) -> RouterSettings:
+        if self.policy is PolicyName.SCORED and not self.scored_models:
+            raise ValueError("policy 'scored' needs scored_models: each model's runtime_s, "
+                             "energy_j and quality")
+        return self
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> RouterSettings:

@@ -118,6 +118,12 @@ def test_calibrate_fits_a_plan_search_run(capsys: pytest.CaptureFixture[str],
     assert runtime["per_output_token"] == pytest.approx(0.03)
     assert runtime["r2"] == pytest.approx(1.0)
     assert "bandwidth" in out["corrected"]["p@1"]["efficiency"]  # type: ignore[index]
+    entry = out["scored_models"][0]  # type: ignore[index]
+    assert entry["runtime_s"]["per_output_token"] == pytest.approx(0.03)
+    assert entry["energy_j"]["per_output_token"] == pytest.approx(0.03 * 300)  # A10G TDP bound
+    from server.settings import ScoredModel
+
+    assert ScoredModel(**{**entry, "quality": 0.5}).model == "p"  # what the router takes
 
 
 def test_the_console_script_answers_plan_predict() -> None:

@@ -7,7 +7,7 @@ import pytest
 from server.errors import NoHealthyBackend
 from server.protocol import Endpoint, ParsedRequest
 from server.routing import PromptLengthPolicy, build_policy
-from server.settings import LengthRule, PolicyName
+from server.settings import LengthRule, PolicyName, RouterSettings
 
 RULES = [LengthRule(model="large"), LengthRule(model="small", max_prompt_tokens=100),
          LengthRule(model="medium", max_prompt_tokens=1000)]
@@ -54,5 +54,5 @@ def test_nothing_served_is_a_503_not_a_crash() -> None:
 
 
 def test_build_policy_by_enum() -> None:
-    policy = build_policy(PolicyName.PROMPT_LENGTH, RULES)
+    policy = build_policy(RouterSettings(backends=["http://a"], length_rules=RULES))
     assert policy.name is PolicyName.PROMPT_LENGTH
