@@ -37,8 +37,8 @@ def request(tokens: int = 100, max_tokens: int | None = 200,
                          weights)
 
 
-def policy(weights: RouteWeights = RouteWeights()) -> ScoredPolicy:
-    return ScoredPolicy([LARGE, SMALL], weights, default_max_tokens=256)
+def policy(weights: RouteWeights | None = None) -> ScoredPolicy:
+    return ScoredPolicy([LARGE, SMALL], weights or RouteWeights(), default_max_tokens=256)
 
 
 @pytest.mark.parametrize(("weights", "model"), [
