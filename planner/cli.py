@@ -209,16 +209,18 @@ def _calibrate(args: argparse.Namespace) -> int:
         runtime = calibrate.runtime_samples(args.requests, args.plan)
         energy = calibrate.energy_samples(args.profiles, args.plan) if args.profiles else {}
         result: dict[str, Any] = {"runtime_s": {}, "energy_j": {}, "notes": []}
+        fits: dict[tuple[str, int], calibrate.Fit] = {}
         for (plan_name, concurrency), samples in sorted(runtime.items()):
             fit = _try_fit(samples, result["notes"], f"{plan_name} @ {concurrency}")
             if fit:
+                fits[(plan_name, concurrency)] = fit
                 result["runtime_s"][f"{plan_name}@{concurrency}"] = fit.as_dict()
         for plan_name, samples in sorted(energy.items()):
             fit = _try_fit(samples, result["notes"], f"{plan_name} energy")
             if fit:
                 result["energy_j"][plan_name] = fit.as_dict()
         if args.gpu and args.calibrate_model:
-            result["corrected"] = _corrections(args, runtime)
+            result["corrected"] = _corrections(args, runtime, fits)
         result["scored_models"] = _router_entries(args, result)
     except (CalibrationError, CatalogError) as exc:
         print(f"llmfleet plan calibrate: {exc}", file=sys.stderr)
@@ -264,16 +266,13 @@ def _try_fit(samples: list[tuple[float, float, float]], notes: list[str],
 
 
 def _corrections(args: argparse.Namespace,
-                 runtime: dict[tuple[str, int], list[tuple[float, float, float]]]
-                 ) -> dict[str, Any]:
+                 runtime: dict[tuple[str, int], list[tuple[float, float, float]]],
+                 fits: dict[tuple[str, int], calibrate.Fit]) -> dict[str, Any]:
     gpu, arch = catalog.gpu(args.gpu), catalog.model(args.calibrate_model)
     dep = Deployment(arch, gpu, Precision(args.calibrate_dtype), args.calibrate_gpus)
     out: dict[str, Any] = {}
-    for (plan_name, concurrency), samples in sorted(runtime.items()):
-        try:
-            fit = calibrate.ols(samples)
-        except CalibrationError:
-            continue
+    for (plan_name, concurrency), fit in sorted(fits.items()):
+        samples = runtime[(plan_name, concurrency)]
         fixed = calibrate.correct(dep, efficiency.for_gpu(gpu.name), fit, samples, concurrency)
         out[f"{plan_name}@{concurrency}"] = {"efficiency": asdict(fixed.efficiency),
                                              "model_fit": fixed.model_fit.as_dict(),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from llmfleet.catalog import Instance, Market, instances
 from planner import catalog, efficiency
@@ -118,22 +117,22 @@ def evaluate(q: Question, inst: Instance, precision: Precision, tp: int) -> Cand
                      Prediction(feasible=False),
                      memory_per_gpu_gib=dep.memory().usable / GIB)
     if price is None:
-        return _with(base, why_not=f"no {q.market} price in the catalogue")
+        return replace(base, why_not=f"no {q.market} price in the catalogue")
     best: Candidate | None = None
     miss = ""
     for c in _concurrencies(q):
         p = predict(dep, Workload(q.input_len, q.output_len, c), eff, offload=q.offload)
         if not p.feasible:
-            return _with(base, prediction=p, why_not=p.why_not)
+            return replace(base, prediction=p, why_not=p.why_not)
         miss = q.slo.misses(p)
         if miss:
             break  # latency only grows with concurrency
         if best is None or p.output_tok_s > best.prediction.output_tok_s:
-            best = _with(base, prediction=p, concurrency=c)
+            best = replace(base, prediction=p, concurrency=c)
     if best is None:
-        return _with(base, why_not=f"misses the SLO even at concurrency "
+        return replace(base, why_not=f"misses the SLO even at concurrency "
                                    f"{_concurrencies(q)[0]}: {miss}")
-    return _with(best, instances_needed=_instances(q, best))
+    return replace(best, instances_needed=_instances(q, best))
 
 
 def _instances(q: Question, c: Candidate) -> int:
@@ -141,10 +140,6 @@ def _instances(q: Question, c: Candidate) -> int:
         return 1
     per_instance = c.prediction.requests_s * c.replicas_per_instance
     return max(1, math.ceil(q.request_rate / per_instance))
-
-
-def _with(c: Candidate, **changes: Any) -> Candidate:
-    return replace(c, **changes)
 
 
 def candidates(q: Question) -> Iterator[Candidate]:

@@ -23,7 +23,15 @@ import math
 from dataclasses import dataclass, field
 
 from planner.catalog import Gpu, ModelArch
-from planner.memory import GIB, Budget, Precision, Settings, budget, weight_bytes
+from planner.memory import (
+    GIB,
+    Budget,
+    Precision,
+    Settings,
+    budget,
+    kv_bytes_per_token,
+    weight_bytes,
+)
 
 ACTIVATION_BYTES = 2  # the residual stream all-reduced across tensor-parallel GPUs is 16-bit
 
@@ -118,7 +126,7 @@ def decode_step_s(dep: Deployment, eff: Efficiency, batch: int, context: float,
     flops = batch * (2 * matmul_parameters(arch)
                      + 4 * arch.num_layers * _attention_width(arch) * context) / t
     compute = flops / (dep.gpu.peak_flops(dep.precision) * eff.decode_mfu)
-    kv = batch * context * dep.memory().kv_per_token / t
+    kv = batch * context * kv_bytes_per_token(arch, dep.kv_precision) / t
     memory = (streamed_weight_bytes(dep) + kv * (1 - offload_fraction)) / (
         dep.gpu.bandwidth_bytes_s * eff.bandwidth)
     offload = kv * offload_fraction / dep.gpu.pcie_bytes_s
