@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class StatusServer:
-    """`/metrics` (Prometheus text) and `/health` (JSON) from a background thread."""
+    """`/metrics` (Prometheus text), `/health` and `/status` (JSON) from a background thread."""
 
     def __init__(self, status: AgentStatus, host: str, port: int) -> None:
         registry = CollectorRegistry()
@@ -59,6 +59,11 @@ def _handler(status: AgentStatus, registry: CollectorRegistry) -> type[BaseHTTPR
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+            elif self.path == "/status":
+                # The latest round's figures: what the router's console shows beside its own.
+                body = json.dumps({"health": status.as_json(time.monotonic()),
+                                   "latest": status.last_round}).encode()
+                self._send(200, "application/json", body)
             elif self.path == "/health":
                 now = time.monotonic()
                 body = json.dumps(status.as_json(now)).encode()

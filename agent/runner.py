@@ -196,6 +196,7 @@ class Agent:
         if self._publisher is not None:
             await self._on_worker(self._store_and_publish, result.points)
         self.status.rounds_total += 1
+        self.status.last_round = summary(result)
         self.status.last_round_at = self._clock()
         self.status.last_round_duration_s = self.status.last_round_at - started
         return result
@@ -295,6 +296,24 @@ class Agent:
             ("GPUEnergyJoules", "None"): energy_j,
             ("JoulesPerOutputToken", "None"): joules_per_token,
         }
+
+
+def summary(result: Round) -> dict[str, object]:
+    """The round's figures as `/status` serves them (None where nothing was measured)."""
+    values = {name: value for (name, _unit), value in result.values.items()}
+    return {
+        "at": result.timestamp,
+        "instance_type": result.where.instance_type,
+        "model": result.where.model,
+        "serving": result.serving.present(),
+        "gpus": [{"index": g.index, "utilization_pct": g.utilization_pct, "power_w": g.power_w,
+                  "memory_used_bytes": g.memory_used_bytes,
+                  "memory_total_bytes": g.memory_total_bytes,
+                  "temperature_c": g.temperature_c} for g in result.gpus],
+        "cost_usd_per_hour": values.get("CostPerHourUSD"),
+        "cost_usd_per_million_output_tokens": values.get("CostPerMillionOutputTokensUSD"),
+        "joules_per_output_token": values.get("JoulesPerOutputToken"),
+    }
 
 
 def _auth(settings: AgentSettings) -> dict[str, str]:

@@ -33,6 +33,7 @@ class AgentStatus:
     dropped_total: int = 0
     backing_off: bool = False
     gpu_available: bool = False
+    last_round: dict[str, object] | None = None  # the latest round's figures, for /status
 
     def scrape_failed(self, source: str) -> bool:
         """Count a failed scrape; True when the source was working until now."""
@@ -60,6 +61,7 @@ class AgentStatus:
     def as_json(self, now: float) -> dict[str, object]:
         return {
             "status": "ok" if self.healthy(now) else "stalled",
+            "interval_s": self.interval_s,
             "rounds": self.rounds_total,
             "last_round_age_s": None if self.last_round_at is None
             else round(now - self.last_round_at, 3),

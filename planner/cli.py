@@ -144,11 +144,7 @@ def _plan(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     best = ranked[0] if ranked and ranked[0].feasible else None
     if args.json:
-        print(json.dumps({"model": arch.name, "searched": len(ranked), "search_s": elapsed,
-                          "recommended": report.as_json(best) if best else None,
-                          "tfvars": report.tfvars(q, best, arch.hf_id or args.model)
-                          if best else None,
-                          "candidates": [report.as_json(c) for c in ranked]}, indent=2))
+        print(json.dumps(report.answer(q, ranked, elapsed, arch.hf_id or args.model), indent=2))
     else:
         print(report.table(ranked, None if args.all else 25))
         print(f"\n{len(ranked)} candidates searched in {elapsed * 1000:.0f} ms.")

@@ -100,10 +100,33 @@ def as_json(c: Candidate) -> dict[str, Any]:
             "tensor_parallel": c.tensor_parallel, "replicas_per_instance": c.replicas_per_instance,
             "concurrency": c.concurrency, "feasible": c.feasible, "why_not": c.why_not,
             "ttft_ms": _finite(p.ttft_s * 1000), "tpot_ms": _finite(p.tpot_s * 1000),
+            "e2e_ms": _finite(p.e2e_s * 1000),
             "output_tok_s": c.output_tok_s, "kv_offload_fraction": p.kv_offload_fraction,
             "usd_hr": c.price_usd_hr, "usd_per_million_output_tokens": _finite(
                 c.usd_per_million_output), "instances": c.instances_needed,
             "asg": asg_capacity(c) if c.feasible else None}
+
+
+def answer(q: Question, ranked: Sequence[Candidate], search_s: float,
+           model_id: str) -> dict[str, Any]:
+    """The whole ranking for machines: `llmfleet plan --json` and the console's explorer.
+
+    `cost` is what the ranking minimises (`cost_unit` says which), and `on_frontier`
+    marks the feasible candidates no other beats on both cost and latency.
+    """
+    best = ranked[0] if ranked and ranked[0].feasible else None
+    feasible = [i for i, c in enumerate(ranked) if c.feasible]
+    edge = {feasible[i] for i in frontier([(ranked[j].prediction.e2e_s, cost(q, ranked[j]))
+                                           for j in feasible])}
+    rows = [{**as_json(c), "cost": _finite(cost(q, c)), "on_frontier": i in edge}
+            for i, c in enumerate(ranked)]
+    return {"model": q.arch.name, "searched": len(ranked), "search_s": search_s,
+            "cost_unit": f"fleet $/hr for {q.request_rate:g} requests/s"
+            if q.request_rate is not None else "$ per million output tokens",
+            "recommended": rows[0] if best else None,
+            "recommendation": recommendation(q, best),
+            "tfvars": tfvars(q, best, model_id) if best else None,
+            "candidates": rows}
 
 
 def _finite(value: float) -> float | None:

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server import console
 from server.accesslog import AccessLog
 from server.accounting import Accounting
 from server.auth import KeyStore
@@ -38,6 +39,7 @@ from server.errors import (
     error_response,
     install_handlers,
 )
+from server.fleet import FleetMonitor
 from server.metrics import RouterMetrics
 from server.protocol import Endpoint
 from server.proxy import Proxy
@@ -59,6 +61,8 @@ class Runtime:
     metrics: RouterMetrics
     pool: BackendPool
     service: CompletionService
+    limiter: RateLimiter
+    fleet: FleetMonitor
 
 
 def _connector(settings: RouterSettings) -> aiohttp.TCPConnector:
@@ -125,14 +129,20 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
             metrics=metrics, alias=settings.alias_model,
             max_body_bytes=settings.max_body_bytes,
             default_max_tokens=settings.default_max_tokens)
-        app.state.runtime = Runtime(settings, keys, metrics, pool, service)
+        fleet = FleetMonitor(metrics.registry, pool, session,
+                             interval_s=settings.console_interval_s,
+                             window_s=settings.console_window_s,
+                             history_s=settings.console_history_s, agent_url=settings.agent_url)
+        app.state.runtime = Runtime(settings, keys, metrics, pool, service, limiter, fleet)
         await pool.start()
         await access_log.start()
+        await fleet.start()
         log.info("router ready", extra={"fields": {
             "backends": settings.backends, "models": sorted(pool.models())}})
         try:
             yield
         finally:
+            await fleet.stop()
             await pool.stop()
             proxy.close()
             await access_log.stop()
@@ -142,7 +152,9 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
                   docs_url=None, redoc_url=None)
     install_handlers(app)
     _add_routes(app)
-    return HotPaths(app)
+    if settings.console:
+        console.add_routes(app)  # last: its static files answer every path left over
+    return console.with_cors(HotPaths(app), settings.cors_allowed_origins)
 
 
 def _runtime(request: Request) -> Runtime:

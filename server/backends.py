@@ -133,6 +133,11 @@ class BackendPool:
                 served |= backend.models
         return frozenset(served)
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a slot right now."""
+        return self._waiting
+
     def any_healthy(self) -> bool:
         return any(b.healthy for b in self.backends)
 

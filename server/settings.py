@@ -8,6 +8,7 @@ are comma separated (`LLMFLEET_BACKENDS=http://a:8001,http://b:8001`) or JSON.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -128,9 +129,17 @@ class RouterSettings(BaseSettings):
     scored_models: list[ScoredModel] = Field(default_factory=list)
     score_weights: ScoreWeights = Field(default_factory=ScoreWeights)
 
+    # The web console (server/web) and what feeds it; see the README's console section.
+    console: bool = True
+    agent_url: str | None = None
+    console_interval_s: float = Field(default=2.0, gt=0)
+    console_window_s: float = Field(default=10.0, gt=0)
+    console_history_s: float = Field(default=300.0, gt=0)
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     log_level: str = "INFO"
 
-    @field_validator("backends", "api_keys", mode="before")
+    @field_validator("backends", "api_keys", "cors_allowed_origins", mode="before")
     @classmethod
     def _lists_from_csv(cls, value: Any) -> Any:
         return split_csv(value)
@@ -144,6 +153,23 @@ class RouterSettings(BaseSettings):
             if not url.startswith("http://"):
                 raise ValueError(f"backend {url!r} must be a plain http:// URL")
         return [url.rstrip("/") for url in value]
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            # An origin is scheme://host[:port] exactly: browsers compare it as a string.
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(f"CORS origin {origin!r} must be scheme://host[:port] "
+                                 "without a path (or '*')")
+        return value
+
+    @field_validator("agent_url")
+    @classmethod
+    def _agent_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("http://"):
+            raise ValueError(f"agent_url {value!r} must be a plain http:// URL (it is local)")
+        return value.rstrip("/") if value else None
 
     @model_validator(mode="after")
     def _scored_policy_has_models(self) -> RouterSettings:

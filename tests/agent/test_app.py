@@ -1,4 +1,5 @@
-"""The agent's own endpoints: `/health` says when rounds stall, `/metrics` counts its work."""
+"""The agent's own endpoints: `/health` says when rounds stall, `/metrics` counts its work,
+`/status` serves the latest round's figures."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ def test_health_turns_503_when_rounds_stall_and_metrics_count() -> None:
         status.last_round_at = time.monotonic() - 60  # three intervals and more: stalled
         stalled = httpx.get(base + "/health", timeout=5)
         assert stalled.status_code == 503 and stalled.json()["status"] == "stalled"
+        assert httpx.get(base + "/status", timeout=5).json()["latest"] is None  # no round yet
+        status.last_round = {"cost_usd_per_hour": 1.006, "gpus": [{"power_w": 180.0}]}
+        latest = httpx.get(base + "/status", timeout=5).json()
+        assert latest["latest"]["gpus"][0]["power_w"] == 180.0
+        assert latest["health"]["status"] == "stalled"
         assert httpx.get(base + "/nope", timeout=5).status_code == 404
     finally:
         server.stop()

@@ -135,6 +135,10 @@ async def test_a_round_publishes_serving_gpu_and_cost_figures(
     assert re.search(r"GPUUtilization\s+60\s+Percent", table)
     assert re.search(r"LatencyP50\s+\d+\.\d ms", table)
     assert re.search(r"GPUMemoryTotal\s+48\.00 GiB", table)
+    latest = agent.status.last_round  # what the agent's /status serves the router's console
+    assert latest is not None and latest["cost_usd_per_hour"] == 1.006
+    assert [g["utilization_pct"] for g in latest["gpus"]] == [80, 40]  # type: ignore[union-attr]
+    assert latest["serving"]["latency_p50_s"] == result.serving.latency_p50_s  # type: ignore[index]
 
 
 def garbage_source() -> Starlette:

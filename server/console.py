@@ -1,0 +1,133 @@
+"""The web console: its static page, the JSON it reads, and CORS for a page served elsewhere.
+
+The page (`server/web/`: HTML, CSS and plain JavaScript, no build step) is
+served at `/`, and the same files are what the demo module uploads to S3 for
+CloudFront. It reads two small endpoints besides the OpenAI API:
+
+- `GET /console/fleet`: this router's live figures (`server.fleet`), protected
+  like `/metrics` (a key when `protect_metrics` is set).
+- `GET /console/plan` (the catalogue to choose from) and `POST /console/plan`
+  (the sizing planner's ranking for a question). Always behind a key and the
+  key's request limit: a search costs milliseconds of CPU, and the router's
+  CPU belongs to completions. Models are looked up in the catalogue only: the
+  planner's CLI also reads config.json paths, which a web caller must not name.
+
+A page from another origin (the demo site on CloudFront calling API Gateway)
+may call the API only from `cors_allowed_origins`; keys travel in headers,
+never cookies, so no credentials mode is allowed.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from llmfleet.catalog import Market
+from planner import catalog, report
+from planner.memory import Precision
+from planner.sizing import SEARCHED_PRECISIONS, Question, Slo, search
+from server.errors import InvalidRequest
+from server.fleet import FleetMonitor
+
+WEB_DIR = Path(str(files("server") / "web"))
+# What a page may send and read across origins: the OpenAI client's headers, API
+# Gateway's key, the routing weights; the route explanation and limits back.
+CORS_REQUEST_HEADERS = ["authorization", "content-type", "x-api-key", "x-llmfleet-weights",
+                        "x-request-id", "openai-organization", "openai-project"]
+CORS_EXPOSED_HEADERS = ["x-request-id", "x-llmfleet-model", "x-llmfleet-route", "retry-after"]
+
+
+class PlanRequest(BaseModel):
+    """The sizing explorer's question (`llmfleet plan`'s options, by their JSON names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=200)
+    input_len: int = Field(default=512, gt=0, le=1_048_576)
+    output_len: int = Field(default=256, gt=0, le=1_048_576)
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
+    rate: float | None = Field(default=None, gt=0, le=1e6, description="requests/s")
+    market: Market = Market.ON_DEMAND
+    precision: Precision | None = None
+    kv_offload: bool = False
+    limit: int = Field(default=60, gt=0, le=1000, description="candidates returned")
+
+    def question(self) -> Question:
+        """Raises InvalidRequest for a model the catalogue does not know."""
+        arch = catalog.models().get(self.model.strip().lower())
+        if arch is None:
+            raise InvalidRequest(f"unknown model {self.model!r}; known: "
+                                 f"{', '.join(model_names())}", param="model")
+        return Question(arch=arch, input_len=self.input_len, output_len=self.output_len,
+                        slo=Slo(self.ttft_ms, self.tpot_ms), request_rate=self.rate,
+                        market=self.market, offload=self.kv_offload,
+                        precisions=(self.precision,) if self.precision else SEARCHED_PRECISIONS)
+
+
+def model_names() -> list[str]:
+    return sorted({m.name for m in catalog.models().values()})
+
+
+def answer_plan(request: PlanRequest) -> dict[str, Any]:
+    """The planner's ranking, cut to `limit` candidates (the recommendation first)."""
+    q = request.question()
+    started = time.perf_counter()
+    ranked = search(q)
+    result = report.answer(q, ranked, time.perf_counter() - started, q.arch.hf_id or q.arch.name)
+    result["candidates"] = result["candidates"][:request.limit]
+    return result
+
+
+def add_routes(app: FastAPI) -> None:
+    """The console's JSON endpoints, then its static files at `/` (matched last)."""
+
+    @app.get("/console/fleet")
+    async def fleet(request: Request) -> JSONResponse:
+        runtime = request.app.state.runtime
+        if runtime.settings.protect_metrics:
+            runtime.keys.authenticate(request.headers.get("authorization"))
+        monitor: FleetMonitor = runtime.fleet
+        return JSONResponse(monitor.view())
+
+    @app.get("/console/plan")
+    async def plan_options(request: Request) -> JSONResponse:
+        request.app.state.runtime.keys.authenticate(request.headers.get("authorization"))
+        return JSONResponse({"models": model_names(), "markets": [m.value for m in Market],
+                             "precisions": [p.value for p in SEARCHED_PRECISIONS]})
+
+    @app.post("/console/plan")
+    async def plan(body: PlanRequest, request: Request) -> JSONResponse:
+        runtime = request.app.state.runtime
+        key_id = runtime.keys.authenticate(request.headers.get("authorization"))
+        runtime.limiter.reserve(key_id, 0)  # one request against the key's limit
+        return JSONResponse(await run_in_threadpool(answer_plan, body))
+
+    @app.get("/config.json")
+    async def config() -> JSONResponse:
+        # The page's settings: served here, the API is this origin. The demo module
+        # uploads its own config.json naming the API Gateway URL instead.
+        return JSONResponse({"api_base": ""})
+
+    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="console")
+
+
+def with_cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
+    """Wrap the whole app (the hot paths included) when origins are configured."""
+    if not origins:
+        return app
+    return CORSMiddleware(app, allow_origins=origins, allow_methods=["GET", "POST"],
+                          allow_headers=CORS_REQUEST_HEADERS,
+                          expose_headers=CORS_EXPOSED_HEADERS, allow_credentials=False,
+                          max_age=600)

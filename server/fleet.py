@@ -1,0 +1,201 @@
+"""The console's live view of this router: its figures every few seconds, and its agent's.
+
+A background task snapshots the router's own Prometheus registry every
+`interval_s` and turns the difference from the snapshot `window_s` earlier into
+rates and percentiles, with the same arithmetic the agent uses for CloudWatch
+(`agent.scrape`, `agent.serving`): one implementation of `rate()` and
+`histogram_quantile()`, so the console and the dashboards agree. Where the
+agent runs beside the router (`agent_url`), its latest round adds GPU
+utilisation, power and cost. The last `history_s` of points are kept, so a page
+opened in the middle of a load test sees the minutes before it too.
+
+Each router reports itself and the agent on its instance; the fleet-wide
+picture, every instance summed, is the CloudWatch dashboard's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from agent.scrape import Snapshot, counter_delta
+from agent.serving import compute
+from server.backends import BackendPool
+
+log = logging.getLogger(__name__)
+
+OUTPUT_TOKENS = "llmfleet_completion_tokens_total"
+PROMPT_TOKENS = "llmfleet_prompt_tokens_total"
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """What the agent's latest round said, or why there is nothing to say."""
+
+    state: str  # "ok", "stale", "unreachable" or "not configured"
+    instance_type: str | None = None
+    model: str | None = None
+    age_s: float | None = None
+    gpus: tuple[dict[str, Any], ...] = ()
+    gpu_utilization_pct: float | None = None
+    gpu_power_w: float | None = None
+    cost_usd_per_hour: float | None = None
+
+
+@dataclass(frozen=True)
+class FleetPoint:
+    """One sample: rates and percentiles over the window that ends at `t`."""
+
+    t: float  # seconds since the epoch
+    requests_per_s: float | None
+    error_rate: float | None
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    output_tokens_per_s: float | None
+    prompt_tokens_per_s: float | None
+    in_flight: int
+    queued: int
+    healthy_backends: int
+    gpu_utilization_pct: float | None
+    gpu_power_w: float | None
+    cost_usd_per_hour: float | None
+    cost_usd_per_million_output_tokens: float | None
+
+
+def registry_snapshot(registry: CollectorRegistry, taken_at: float) -> Snapshot:
+    """The registry's samples as the agent would have scraped them, without the text."""
+    values = {(s.name, tuple(sorted(s.labels.items()))): float(s.value)
+              for family in registry.collect() for s in family.samples}
+    return Snapshot(values, taken_at)
+
+
+def _rate(name: str, before: Snapshot, after: Snapshot) -> float | None:
+    delta = counter_delta(before.total(name), after.total(name))
+    elapsed = after.taken_at - before.taken_at
+    return None if delta is None or elapsed <= 0 else delta / elapsed
+
+
+def per_million(usd_per_hour: float | None, tokens_per_s: float | None) -> float | None:
+    """Cost per million output tokens at this rate; None while nothing is generated."""
+    if usd_per_hour is None or not tokens_per_s:
+        return None
+    return usd_per_hour / (tokens_per_s * 3600) * 1e6
+
+
+def agent_view(status: dict[str, Any], now: float, stale_after_s: float) -> AgentView:
+    """Summarise the agent's `/status` body: GPU utilisation averaged, power summed."""
+    latest = status.get("latest")
+    if not isinstance(latest, dict):
+        return AgentView("stale")
+    gpus = tuple(g for g in latest.get("gpus") or () if isinstance(g, dict))
+    utils = [float(g["utilization_pct"]) for g in gpus if g.get("utilization_pct") is not None]
+    powers = [float(g["power_w"]) for g in gpus if g.get("power_w") is not None]
+    age = now - float(latest.get("at") or 0.0)
+    return AgentView(
+        "ok" if age <= stale_after_s else "stale",
+        instance_type=latest.get("instance_type"), model=latest.get("model"),
+        age_s=round(age, 1), gpus=gpus,
+        gpu_utilization_pct=sum(utils) / len(utils) if utils else None,
+        gpu_power_w=sum(powers) if powers else None,
+        cost_usd_per_hour=latest.get("cost_usd_per_hour"))
+
+
+class FleetMonitor:
+    """Samples the router (and its agent) in the background; `view()` is the JSON."""
+
+    def __init__(self, registry: CollectorRegistry, pool: BackendPool,
+                 session: aiohttp.ClientSession, *, interval_s: float, window_s: float,
+                 history_s: float, agent_url: str | None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self._registry = registry
+        self._pool = pool
+        self._session = session
+        self.interval_s = interval_s
+        self.window_s = window_s
+        self._agent_url = agent_url
+        self._clock = clock
+        self._wall = wall
+        self._snapshots: deque[Snapshot] = deque(maxlen=max(2, round(window_s / interval_s) + 1))
+        self.points: deque[FleetPoint] = deque(maxlen=max(1, round(history_s / interval_s)))
+        self.agent = AgentView("not configured" if agent_url is None else "unreachable")
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._snapshots.append(registry_snapshot(self._registry, self._clock()))
+        self._task = asyncio.create_task(self._loop(), name="fleet-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.sample()
+
+    async def sample(self) -> FleetPoint:
+        """Take one snapshot, refresh the agent's figures and append a point."""
+        if self._agent_url is not None:
+            self.agent = await self._read_agent(self._agent_url)
+        snapshot = registry_snapshot(self._registry, self._clock())
+        before = self._snapshots[0] if self._snapshots else snapshot
+        self._snapshots.append(snapshot)
+        point = self._point(before, snapshot)
+        self.points.append(point)
+        return point
+
+    async def _read_agent(self, url: str) -> AgentView:
+        timeout = aiohttp.ClientTimeout(total=min(1.0, self.interval_s))
+        try:
+            async with self._session.get(f"{url}/status", timeout=timeout) as resp:
+                resp.raise_for_status()
+                body = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            if self.agent.state != "unreachable":
+                log.warning("the agent at %s cannot be read: %r", url, exc)
+            return AgentView("unreachable")
+        health = body.get("health") if isinstance(body, dict) else None
+        # Stale after three of the agent's rounds; its /health knows its interval.
+        stale_after = 3 * float((health or {}).get("interval_s") or 10.0) + 5
+        return agent_view(body if isinstance(body, dict) else {}, self._wall(), stale_after)
+
+    def _point(self, before: Snapshot, after: Snapshot) -> FleetPoint:
+        stats = compute((before, after), [])
+        tokens = _rate(OUTPUT_TOKENS, before, after)
+        agent = self.agent if self.agent.state == "ok" else AgentView(self.agent.state)
+        backends = self._pool.backends
+        return FleetPoint(
+            t=self._wall(), requests_per_s=stats.requests_per_s, error_rate=stats.error_rate,
+            latency_p50_s=stats.latency_p50_s, latency_p95_s=stats.latency_p95_s,
+            ttft_p50_s=stats.ttft_p50_s, ttft_p95_s=stats.ttft_p95_s,
+            output_tokens_per_s=tokens, prompt_tokens_per_s=_rate(PROMPT_TOKENS, before, after),
+            in_flight=sum(b.outstanding for b in backends), queued=self._pool.waiting,
+            healthy_backends=sum(b.healthy for b in backends),
+            gpu_utilization_pct=agent.gpu_utilization_pct, gpu_power_w=agent.gpu_power_w,
+            cost_usd_per_hour=agent.cost_usd_per_hour,
+            cost_usd_per_million_output_tokens=per_million(agent.cost_usd_per_hour, tokens))
+
+    def view(self) -> dict[str, Any]:
+        """What `/console/fleet` answers."""
+        return {
+            "interval_s": self.interval_s, "window_s": self.window_s, "now": self._wall(),
+            "backends": [{"url": b.url, "healthy": b.healthy, "models": sorted(b.models),
+                          "in_flight": b.outstanding, "last_error": b.last_error}
+                         for b in self._pool.backends],
+            "agent": asdict(self.agent),
+            "series": [asdict(p) for p in self.points],
+        }
