@@ -81,6 +81,8 @@ module "compute" {
   metrics_namespace     = local.metrics_namespace
   log_group_arns        = module.monitoring.log_group_arns
   log_group_names       = module.monitoring.log_group_names
+  # The demo site's console calls the API from its own origin.
+  cors_allowed_origins = concat(var.cors_allowed_origins, module.demo[*].url)
 }
 
 module "api_gateway" {
@@ -103,6 +105,8 @@ module "demo" {
   source             = "./modules/demo"
   name               = var.name
   log_retention_days = var.log_retention_days
+  site_dir           = "${path.module}/../server/web"
+  api_base_url       = module.api_gateway.base_url
 
   response_headers_policy_id = var.demo_response_headers_policy_id
   providers = {

@@ -170,6 +170,16 @@ variable "demo_site" {
   default     = true
 }
 
+variable "cors_allowed_origins" {
+  description = "More origins (scheme://host[:port]) whose pages may call the API from a browser; the demo site's is added when it is deployed."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for o in var.cors_allowed_origins : can(regex("^https://[^/?#\\s]+$", o))])
+    error_message = "Each origin must be https://host[:port], e.g. \"https://console.example.com\", with no path or trailing slash."
+  }
+}
+
 variable "demo_response_headers_policy_id" {
   description = "Attach this existing CloudFront response headers policy to the demo site instead of creating one."
   type        = string

@@ -146,13 +146,14 @@ class LocalPlatform:
                   if f"LLMFLEET_{name.upper()}" not in os.environ}
         settings = RouterSettings.load(
             host="127.0.0.1", port=opts.port, backends=[spec.url],
-            api_keys=[f"local:{key}"], **limits)
+            api_keys=[f"local:{key}"], agent_url=f"http://127.0.0.1:{opts.agent_port}", **limits)
         app = create_app(settings)
         base = f"http://127.0.0.1:{opts.port}/v1"
         print("\n".join([
             "",
             "llmfleet is up",
             f"  endpoint : {base}",
+            f"  console  : http://127.0.0.1:{opts.port}/   (paste the api key under Connection)",
             f"  model    : {spec.served_name}   (or 'auto' to let the router choose)",
             f"  api key  : {key}",
             f"  limits   : {_limits(settings.rate_limit_rpm, settings.rate_limit_tpm)}",

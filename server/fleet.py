@@ -33,6 +33,7 @@ from server.backends import BackendPool
 
 log = logging.getLogger(__name__)
 
+REQUESTS = "llmfleet_requests_total"
 OUTPUT_TOKENS = "llmfleet_completion_tokens_total"
 PROMPT_TOKENS = "llmfleet_prompt_tokens_total"
 
@@ -81,9 +82,11 @@ def registry_snapshot(registry: CollectorRegistry, taken_at: float) -> Snapshot:
 
 
 def _rate(name: str, before: Snapshot, after: Snapshot) -> float | None:
-    delta = counter_delta(before.total(name), after.total(name))
+    """A counter's rate; 0 while no series exists yet (this router counts every request)."""
     elapsed = after.taken_at - before.taken_at
-    return None if delta is None or elapsed <= 0 else delta / elapsed
+    if elapsed <= 0:
+        return None
+    return (counter_delta(before.total(name), after.total(name)) or 0.0) / elapsed
 
 
 def per_million(usd_per_hour: float | None, tokens_per_s: float | None) -> float | None:
@@ -175,11 +178,12 @@ class FleetMonitor:
 
     def _point(self, before: Snapshot, after: Snapshot) -> FleetPoint:
         stats = compute((before, after), [])
+        requests = _rate(REQUESTS, before, after)
         tokens = _rate(OUTPUT_TOKENS, before, after)
         agent = self.agent if self.agent.state == "ok" else AgentView(self.agent.state)
         backends = self._pool.backends
         return FleetPoint(
-            t=self._wall(), requests_per_s=stats.requests_per_s, error_rate=stats.error_rate,
+            t=self._wall(), requests_per_s=requests, error_rate=stats.error_rate,
             latency_p50_s=stats.latency_p50_s, latency_p95_s=stats.latency_p95_s,
             ttft_p50_s=stats.ttft_p50_s, ttft_p95_s=stats.ttft_p95_s,
             output_tokens_per_s=tokens, prompt_tokens_per_s=_rate(PROMPT_TOKENS, before, after),

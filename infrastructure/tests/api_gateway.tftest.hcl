@@ -52,7 +52,13 @@ run "streams_through_a_private_integration" {
   }
   assert {
     condition     = length(jsondecode(aws_api_gateway_rest_api.this.body).paths["/{proxy+}"]["x-amazon-apigateway-any-method"].security) == 1
-    error_message = "Every method requires an API key."
+    error_message = "Every method but OPTIONS requires an API key."
+  }
+  assert {
+    condition = (!contains(keys(jsondecode(aws_api_gateway_rest_api.this.body).paths["/{proxy+}"].options), "security") &&
+      jsondecode(aws_api_gateway_rest_api.this.body).paths["/{proxy+}"].options["x-amazon-apigateway-integration"] ==
+    jsondecode(aws_api_gateway_rest_api.this.body).paths["/{proxy+}"]["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"])
+    error_message = "CORS preflights (OPTIONS, which browsers send without keys) go to the routers, which answer them for their allowed origins."
   }
   assert {
     condition     = aws_wafv2_web_acl_association.stage.resource_arn == aws_api_gateway_stage.this.arn

@@ -25,7 +25,8 @@ mock_provider "aws" {
 }
 
 variables {
-  name = "llmfleet-test"
+  name     = "llmfleet-test"
+  site_dir = "../server/web"
 }
 
 run "served_only_through_cloudfront_behind_waf" {
@@ -63,6 +64,64 @@ run "served_only_through_cloudfront_behind_waf" {
     condition     = length(aws_cloudfront_response_headers_policy.site) == 1 && aws_cloudfront_response_headers_policy.site[0].security_headers_config[0].strict_transport_security[0].preload
     error_message = "Without a given policy the module creates its own, with HSTS preload."
   }
+  assert {
+    condition = (aws_s3_object.file["index.html"].content_type == "text/html; charset=utf-8" &&
+      aws_s3_object.file["app.js"].content_type == "text/javascript" &&
+    aws_s3_object.file["style.css"].content_type == "text/css")
+    error_message = "The web console's files are uploaded with the content types browsers need to run them."
+  }
+  assert {
+    condition     = jsondecode(aws_s3_object.config.content).api_base == null
+    error_message = "Without an API base URL, config.json leaves the page calling its own origin."
+  }
+}
+
+run "points_the_console_at_the_api" {
+  command = plan
+  module {
+    source = "./modules/demo"
+  }
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+  variables {
+    api_base_url = "https://abc123.execute-api.eu-west-1.amazonaws.com/api"
+  }
+  assert {
+    condition     = jsondecode(aws_s3_object.config.content).api_base == "https://abc123.execute-api.eu-west-1.amazonaws.com/api"
+    error_message = "config.json tells the page where the API is."
+  }
+}
+
+run "rejects_a_plain_http_api" {
+  command = plan
+  module {
+    source = "./modules/demo"
+  }
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+  variables {
+    api_base_url = "http://abc123.execute-api.eu-west-1.amazonaws.com/api/"
+  }
+  expect_failures = [var.api_base_url]
+}
+
+run "rejects_a_site_without_an_index" {
+  command = plan
+  module {
+    source = "./modules/demo"
+  }
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+  variables {
+    site_dir = "tests/fixtures"
+  }
+  expect_failures = [var.site_dir]
 }
 
 run "attaches_a_given_headers_policy" {

@@ -305,6 +305,19 @@ def test_router_and_agent_units_run_the_cli_commands_with_settings_that_load(
     assert agent.router_url == f"http://127.0.0.1:{ROUTER_PORT}"
     assert agent.engine_urls == [engine_url]
     assert agent.namespace == "LLMFleet" and agent.asg_name == "llmfleet-dev-gpu"
+    assert router.agent_url == f"http://127.0.0.1:{agent.port}"  # the console's GPU figures
+    assert router.cors_allowed_origins == []  # no page on another origin unless one is named
+
+
+def test_the_demo_sites_origin_reaches_the_router_as_its_cors_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    origins = ["https://d1234.cloudfront.net", "https://console.example.com"]
+    document = yaml.safe_load(render(cors_allowed_origins=origins))
+    for key in [k for k in os.environ if k.startswith("LLMFLEET_")]:
+        monkeypatch.delenv(key)
+    for key, value in env_file(document, "/etc/llmfleet/router.env").items():
+        monkeypatch.setenv(key, value)
+    assert RouterSettings.load().cors_allowed_origins == origins
 
 
 def test_the_instances_install_the_vllm_make_install_pins() -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +13,7 @@ import openai
 import pytest
 
 from llmfleet.cli import build_parser, main
-from llmfleet.testing import free_port
+from tests.local_up import local_up
 
 
 def test_every_process_has_a_subcommand() -> None:
@@ -51,47 +48,28 @@ def wait_for_published(cw_port: int, name: str, capsys: pytest.CaptureFixture[st
 @pytest.mark.engine
 def test_up_serves_the_generated_model_publishes_metrics_and_stops_on_sigterm(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    port, engine_port, agent_port, cw_port = (free_port() for _ in range(4))
-    env = {**os.environ, "LLMFLEET_API_KEY": "sk-newcomer", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmfleet.cli", "up", "--port", str(port),
-         "--engine-port", str(engine_port), "--agent-port", str(agent_port),
-         "--cloudwatch-port", str(cw_port), "--agent-interval", "1",
-         "--run-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    assert proc.stdout is not None
-    banner = ""
-    try:
-        deadline = time.monotonic() + 300
-        while "Ctrl-C stops everything" not in banner and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            banner += line
-        assert f"endpoint : http://127.0.0.1:{port}/v1" in banner, banner
+    with local_up(tmp_path, "sk-newcomer") as up:
+        banner = up.banner
+        assert f"endpoint : {up.url}/v1" in banner, banner
+        assert f"console  : {up.url}/" in banner
         assert "api key  : sk-newcomer" in banner
         assert "limits   : none per key" in banner  # one local user: no throttled load tests
         model = re.search(r"model    : (\S+)", banner)
         assert model is not None
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-newcomer",
-                               max_retries=3)
+        client = openai.OpenAI(base_url=f"{up.url}/v1", api_key="sk-newcomer", max_retries=3)
         text = "".join(
             c.choices[0].delta.content or "" for c in client.chat.completions.create(
                 model=model.group(1), messages=[{"role": "user", "content": "hello"}],
                 max_tokens=8, stream=True) if c.choices)
         assert text
-        assert f"agent    : http://127.0.0.1:{agent_port}/health" in banner
-        published = wait_for_published(cw_port, "GenerationTokensPerSecond", capsys)
+        assert f"agent    : http://127.0.0.1:{up.agent_port}/health" in banner
+        published = wait_for_published(up.cloudwatch_port, "GenerationTokensPerSecond", capsys)
         assert "Model=llmfleet-tiny" in published and "CostPerHourUSD" in published
-    finally:
-        # SIGTERM, as systemd or `kill` send it; Ctrl-C (SIGINT) takes the same path
-        # through uvicorn. Before the fix the children outlived a SIGTERM.
-        proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=60)
-    assert "stopping the agent, vLLM" in rest
+    # Leaving the block sent SIGTERM; before the fix the children outlived it.
+    assert "stopping the agent, vLLM" in up.rest
     for log in ("vllm.log", "agent.log"):
         assert "sk-newcomer" not in (tmp_path / log).read_text()
     with pytest.raises(OSError):  # the agent is gone too
-        urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/health", timeout=2)
+        urllib.request.urlopen(f"http://127.0.0.1:{up.agent_port}/health", timeout=2)
     with pytest.raises(OSError):  # the engine's port is free again: it is gone
-        urllib.request.urlopen(f"http://127.0.0.1:{engine_port}/health", timeout=2)
+        urllib.request.urlopen(f"http://127.0.0.1:{up.engine_port}/health", timeout=2)

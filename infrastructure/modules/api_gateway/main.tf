@@ -11,6 +11,20 @@ data "aws_region" "current" {}
 locals {
   stage  = "api"
   scheme = var.alb_https ? "https" : "http"
+  # Every method goes to the load balancer unchanged: the routers answer it.
+  integration = {
+    type                 = "http_proxy"
+    httpMethod           = "ANY"
+    uri                  = "${local.scheme}://${var.alb_dns_name}/{proxy}"
+    connectionType       = "VPC_LINK"
+    connectionId         = aws_apigatewayv2_vpc_link.this.id
+    integrationTarget    = var.alb_arn
+    responseTransferMode = "STREAM" # tokens reach the client as vLLM produces them
+    timeoutInMillis      = 900000   # 15 min, the streaming maximum
+    passthroughBehavior  = "when_no_match"
+    requestParameters    = { "integration.request.path.proxy" = "method.request.path.proxy" }
+  }
+  proxy_parameter = [{ name = "proxy", in = "path", required = true, schema = { type = "string" } }]
   openapi = {
     openapi                              = "3.0.1"
     info                                 = { title = "${var.name}-api", version = "1" }
@@ -23,20 +37,16 @@ locals {
     paths = {
       "/{proxy+}" = {
         "x-amazon-apigateway-any-method" = {
-          parameters = [{ name = "proxy", in = "path", required = true, schema = { type = "string" } }]
-          security   = [{ api_key = [] }]
-          "x-amazon-apigateway-integration" = {
-            type                 = "http_proxy"
-            httpMethod           = "ANY"
-            uri                  = "${local.scheme}://${var.alb_dns_name}/{proxy}"
-            connectionType       = "VPC_LINK"
-            connectionId         = aws_apigatewayv2_vpc_link.this.id
-            integrationTarget    = var.alb_arn
-            responseTransferMode = "STREAM" # tokens reach the client as vLLM produces them
-            timeoutInMillis      = 900000   # 15 min, the streaming maximum
-            passthroughBehavior  = "when_no_match"
-            requestParameters    = { "integration.request.path.proxy" = "method.request.path.proxy" }
-          }
+          parameters                        = local.proxy_parameter
+          security                          = [{ api_key = [] }]
+          "x-amazon-apigateway-integration" = local.integration
+        }
+        # CORS preflights carry no keys (browsers never send them on OPTIONS), so this
+        # method needs none; the routers answer it, allowing only their configured
+        # origins, and it reaches no model.
+        options = {
+          parameters                        = local.proxy_parameter
+          "x-amazon-apigateway-integration" = local.integration
         }
       }
     }

@@ -3,6 +3,11 @@ output "url" {
   value       = "${aws_api_gateway_stage.this.invoke_url}/v1"
 }
 
+output "base_url" {
+  description = "The stage's URL without /v1: the API base the web console calls (/v1/..., /console/...)."
+  value       = aws_api_gateway_stage.this.invoke_url
+}
+
 output "rest_api_id" {
   description = "ID of the REST API."
   value       = aws_api_gateway_rest_api.this.id

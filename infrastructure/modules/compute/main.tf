@@ -34,6 +34,8 @@ module "user_data" {
   artifact_bucket    = aws_s3_bucket.artifacts.bucket
   artifact_key       = local.artifact_key
   log_group_names    = var.log_group_names
+
+  cors_allowed_origins = var.cors_allowed_origins
 }
 
 # --- Artifacts -----------------------------------------------------------------

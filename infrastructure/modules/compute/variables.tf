@@ -148,3 +148,9 @@ variable "vllm_version" {
     error_message = "vllm_version must be a release number such as 0.32.0."
   }
 }
+
+variable "cors_allowed_origins" {
+  description = "Origins (scheme://host[:port]) whose pages may call the routers from a browser: the demo site's, for the web console."
+  type        = list(string)
+  default     = []
+}

@@ -4,7 +4,7 @@
 # ACL (per-IP rate limit and AWS managed rules) like every public entry.
 
 locals {
-  site_dir = coalesce(var.site_dir, "${path.module}/site")
+  site_dir = var.site_dir
   files    = fileset(local.site_dir, "**")
   types = {
     html = "text/html; charset=utf-8", css = "text/css", js = "text/javascript",
@@ -69,6 +69,17 @@ resource "aws_s3_object" "file" {
   source       = "${local.site_dir}/${each.value}"
   etag         = filemd5("${local.site_dir}/${each.value}")
   content_type = lookup(local.types, reverse(split(".", each.value))[0], "application/octet-stream")
+}
+
+# The page's one setting: where the API is. Served from CloudFront, the console calls
+# API Gateway on another origin, which the routers admit through their CORS setting.
+# (Always written: a count on the API's URL, unknown until it exists, could not be planned.)
+resource "aws_s3_object" "config" {
+  bucket        = aws_s3_bucket.site.id
+  key           = "config.json"
+  content       = jsonencode({ api_base = var.api_base_url }) # null: the page's own origin
+  content_type  = "application/json"
+  cache_control = "no-cache" # a redeployed API shows at once, not after the edge's TTL
 }
 
 resource "aws_cloudfront_origin_access_control" "site" {

@@ -1,5 +1,5 @@
 output "url" {
-  description = "HTTPS URL of the demo site."
+  description = "HTTPS URL of the demo site: also its origin, which the routers' CORS setting allows."
   value       = "https://${aws_cloudfront_distribution.site.domain_name}"
 }
 

@@ -4,9 +4,22 @@ variable "name" {
 }
 
 variable "site_dir" {
-  description = "Directory whose files are uploaded to the bucket (index.html at its root)."
+  description = "Directory whose files are uploaded to the bucket, index.html at its root (the root module passes the web console, server/web)."
+  type        = string
+  validation {
+    condition     = fileexists("${var.site_dir}/index.html") && !fileexists("${var.site_dir}/config.json")
+    error_message = "site_dir must hold an index.html and no config.json (the module writes config.json from api_base_url)."
+  }
+}
+
+variable "api_base_url" {
+  description = "Base URL of the API the page calls (API Gateway's stage URL, without /v1), written to config.json; null leaves the page calling its own origin."
   type        = string
   default     = null
+  validation {
+    condition     = var.api_base_url == null || can(regex("^https://[^/?#]+(/[^?#]*[^/?#])?$", var.api_base_url))
+    error_message = "api_base_url must be an https:// URL without a trailing slash, query or fragment."
+  }
 }
 
 variable "price_class" {

@@ -28,5 +28,6 @@ locals {
     log_group_vllm     = var.log_group_names["vllm"]
     log_group_router   = var.log_group_names["router"]
     log_group_agent    = var.log_group_names["agent"]
+    cors_origins       = join(",", var.cors_allowed_origins)
   })
 }

@@ -58,3 +58,13 @@ variable "log_group_names" {
     error_message = "log_group_names needs the keys vllm, router and agent."
   }
 }
+
+variable "cors_allowed_origins" {
+  description = "Origins (scheme://host[:port]) whose pages may call the router from a browser: the demo site's, for the web console."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for o in var.cors_allowed_origins : can(regex("^https?://[^/?#\\s]+$", o))])
+    error_message = "Each CORS origin must be scheme://host[:port], e.g. \"https://d1234.cloudfront.net\", with no path or trailing slash."
+  }
+}

@@ -1,0 +1,226 @@
+"""The console's endpoints over HTTP: static files, the fleet view, the planner, CORS.
+
+Real routers on ephemeral ports in front of the fake engine; the agent's figures
+come from the agent's own status server. The page itself is driven in a browser
+by tests/server/test_console_browser.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from pydantic import ValidationError
+
+from agent.app import StatusServer
+from agent.status import AgentStatus
+from llmfleet.fake_upstream import FakeControl
+from llmfleet.testing import free_port
+from server.fleet import agent_view, per_million
+from server.settings import RouterSettings
+from tests.conftest import TEST_KEY, RouterFactory
+
+AUTH = {"authorization": f"Bearer {TEST_KEY}"}
+FAST = {"console_interval_s": 0.2, "console_window_s": 1.0}
+
+
+def poll(url: str, until: Any, headers: dict[str, str] | None = None,
+         attempts: int = 50) -> dict[str, Any]:
+    """GET `url` until `until(body)` holds (bounded)."""
+    body: dict[str, Any] = {}
+    for _ in range(attempts):
+        body = httpx.get(url, headers=headers, timeout=5).json()
+        if until(body):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"never true; last body: {body}")
+
+
+@pytest.fixture
+def agent_status() -> Iterator[tuple[AgentStatus, str]]:
+    status = AgentStatus(interval_s=1, started_at=time.monotonic())
+    server = StatusServer(status, "127.0.0.1", 0)
+    server.start()
+    try:
+        yield status, f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def test_the_page_and_its_files_are_served_and_unknown_paths_stay_openai_errors(
+        make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
+    with make_router([fake[1]]) as router:
+        page = httpx.get(router.url + "/", timeout=5)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "<title>llmfleet console</title>" in page.text
+        for name, kind in (("app.js", "javascript"), ("chart.js", "javascript"),
+                           ("style.css", "text/css")):
+            assert kind in httpx.get(f"{router.url}/{name}", timeout=5).headers["content-type"]
+        assert httpx.get(router.url + "/config.json", timeout=5).json() == {"api_base": ""}
+        missing = httpx.get(router.url + "/v1/nope", timeout=5)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        posted = httpx.post(router.url + "/index.html", timeout=5)
+        assert posted.status_code == 405 and "error" in posted.json()
+
+
+def test_console_off_serves_no_page(make_router: RouterFactory,
+                                    fake: tuple[FakeControl, str]) -> None:
+    with make_router([fake[1]], console=False) as router:
+        assert httpx.get(router.url + "/", timeout=5).status_code == 404
+        assert httpx.get(router.url + "/console/fleet", timeout=5).status_code == 404
+
+
+def test_fleet_numbers_move_after_requests_and_carry_the_agents_cost(
+        make_router: RouterFactory, fake: tuple[FakeControl, str],
+        agent_status: tuple[AgentStatus, str]) -> None:
+    control, url = fake
+    control.chunk_delay_s = 0.01
+    status, agent_url = agent_status
+    status.last_round = {
+        "at": time.time(), "instance_type": "g5.xlarge", "model": "fake-model",
+        "gpus": [{"index": 0, "utilization_pct": 80.0, "power_w": 200.0},
+                 {"index": 1, "utilization_pct": 40.0, "power_w": 100.0}],
+        "cost_usd_per_hour": 1.006}
+    with make_router([url], agent_url=agent_url, **FAST) as router:
+        idle = poll(router.url + "/console/fleet", lambda b: len(b["series"]) >= 2)
+        assert idle["series"][-1]["requests_per_s"] == 0
+        assert idle["backends"] == [{"url": url, "healthy": True, "models": ["fake-model"],
+                                     "in_flight": 0, "last_error": None}]
+        client = openai.OpenAI(base_url=router.url + "/v1", api_key=TEST_KEY)
+        for _ in range(5):
+            list(client.chat.completions.create(
+                model="fake-model", messages=[{"role": "user", "content": "hi"}],
+                max_tokens=10, stream=True))
+        busy = poll(router.url + "/console/fleet",
+                    lambda b: (b["series"][-1]["requests_per_s"] or 0) > 0)
+    point = busy["series"][-1]
+    assert point["output_tokens_per_s"] > 0 and point["latency_p50_s"] > 0
+    assert point["ttft_p95_s"] is not None and point["error_rate"] == 0
+    assert point["gpu_utilization_pct"] == 60.0 and point["gpu_power_w"] == 300.0
+    assert point["cost_usd_per_hour"] == 1.006
+    assert point["cost_usd_per_million_output_tokens"] == pytest.approx(
+        1.006 / (point["output_tokens_per_s"] * 3600) * 1e6)
+    assert busy["agent"]["state"] == "ok" and busy["agent"]["instance_type"] == "g5.xlarge"
+
+
+def test_fleet_says_why_the_agents_figures_are_missing(
+        make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
+    with make_router([fake[1]], **FAST) as router:
+        body = poll(router.url + "/console/fleet", lambda b: len(b["series"]) >= 1)
+        assert body["agent"]["state"] == "not configured"
+        assert body["series"][-1]["cost_usd_per_hour"] is None
+    with make_router([fake[1]], agent_url=f"http://127.0.0.1:{free_port()}", **FAST) as router:
+        body = poll(router.url + "/console/fleet", lambda b: len(b["series"]) >= 1)
+        assert body["agent"]["state"] == "unreachable"
+
+
+def test_fleet_is_protected_like_metrics(make_router: RouterFactory,
+                                         fake: tuple[FakeControl, str]) -> None:
+    with make_router([fake[1]], protect_metrics=True) as router:
+        refused = httpx.get(router.url + "/console/fleet", timeout=5)
+        assert refused.status_code == 401 and refused.json()["error"]["type"]
+        assert httpx.get(router.url + "/console/fleet", headers=AUTH, timeout=5).status_code == 200
+
+
+def test_plan_ranks_catalogue_models_behind_a_key(make_router: RouterFactory,
+                                                  fake: tuple[FakeControl, str]) -> None:
+    question = {"model": "llama-3.1-8b", "input_len": 512, "output_len": 256,
+                "ttft_ms": 1000, "tpot_ms": 50, "rate": 20, "limit": 10}
+    with make_router([fake[1]]) as router:
+        options = httpx.get(router.url + "/console/plan", headers=AUTH, timeout=5).json()
+        assert "Llama-3.1-8B" in options["models"] and "spot" in options["markets"]
+        answer = httpx.post(router.url + "/console/plan", json=question, headers=AUTH,
+                            timeout=30)
+        assert httpx.post(router.url + "/console/plan", json=question,
+                          timeout=5).status_code == 401
+    assert answer.status_code == 200
+    body = answer.json()
+    assert len(body["candidates"]) == 10 and body["searched"] > 10
+    best = body["recommended"]
+    assert best == body["candidates"][0] and best["feasible"] and best["on_frontier"]
+    assert best["ttft_ms"] <= 1000 and best["tpot_ms"] <= 50
+    assert f'instance_type = "{best["instance_type"]}"' in body["tfvars"]
+    assert body["cost_unit"] == "fleet $/hr for 20 requests/s"
+    costs = [c["cost"] for c in body["candidates"] if c["feasible"]]
+    assert costs == sorted(costs)
+
+
+@pytest.mark.parametrize(("change", "param"), [
+    ({"model": "no-such-model"}, "model"),
+    ({"model": "/etc/hostname"}, "model"),  # the CLI reads config.json paths; the web may not
+    ({"input_len": 0}, "input_len"),
+    ({"market": "reserved"}, "market"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_plan_rejects_bad_questions_with_a_400_naming_the_field(
+        make_router: RouterFactory, fake: tuple[FakeControl, str],
+        change: dict[str, Any], param: str) -> None:
+    question = {"model": "Llama-3.1-8B", **change}
+    with make_router([fake[1]]) as router:
+        resp = httpx.post(router.url + "/console/plan", json=question, headers=AUTH, timeout=10)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == param
+
+
+def test_plan_counts_against_the_keys_request_limit(make_router: RouterFactory,
+                                                    fake: tuple[FakeControl, str]) -> None:
+    with make_router([fake[1]], rate_limit_rpm=1) as router:
+        question = {"model": "Llama-3.1-8B", "limit": 1}
+        first = httpx.post(router.url + "/console/plan", json=question, headers=AUTH, timeout=10)
+        second = httpx.post(router.url + "/console/plan", json=question, headers=AUTH, timeout=10)
+    assert first.status_code == 200
+    assert second.status_code == 429 and "retry-after" in second.headers
+
+
+def test_cors_admits_only_the_configured_origins_and_exposes_the_route(
+        make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
+    site = "https://d1234.cloudfront.net"
+    preflight = {"access-control-request-method": "POST",
+                 "access-control-request-headers": "authorization,content-type,x-api-key"}
+    with make_router([fake[1]], cors_allowed_origins=[site]) as router:
+        ok = httpx.options(router.url + "/v1/chat/completions",
+                           headers={"origin": site, **preflight}, timeout=5)
+        evil = httpx.options(router.url + "/v1/chat/completions",
+                             headers={"origin": "https://evil.example", **preflight}, timeout=5)
+        with httpx.stream("POST", router.url + "/v1/chat/completions", timeout=10, json={
+                "model": "auto", "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 4, "stream": True}, headers={"origin": site, **AUTH}) as streamed:
+            streamed.read()
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == site
+    assert "x-api-key" in ok.headers["access-control-allow-headers"]
+    assert "access-control-allow-credentials" not in ok.headers  # keys travel in headers only
+    assert evil.status_code == 400 and "access-control-allow-origin" not in evil.headers
+    assert streamed.status_code == 200
+    assert streamed.headers["access-control-allow-origin"] == site
+    assert "x-llmfleet-route" in streamed.headers["access-control-expose-headers"]
+
+
+def test_without_origins_no_page_elsewhere_may_read_answers(
+        make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
+    with make_router([fake[1]]) as router:
+        resp = httpx.get(router.url + "/v1/models",
+                         headers={"origin": "https://d1234.cloudfront.net", **AUTH}, timeout=5)
+    assert resp.status_code == 200 and "access-control-allow-origin" not in resp.headers
+
+
+@pytest.mark.parametrize("origin", ["https://d1234.cloudfront.net/", "d1234.cloudfront.net",
+                                    "https://x.example/path"])
+def test_an_origin_with_a_path_or_no_scheme_is_refused(origin: str) -> None:
+    with pytest.raises(ValidationError, match="scheme://host"):
+        RouterSettings(backends=["http://127.0.0.1:1"], cors_allowed_origins=[origin])
+
+
+def test_agent_view_averages_utilisation_sums_power_and_goes_stale() -> None:
+    status = {"latest": {"at": 100.0, "instance_type": "g5.12xlarge", "cost_usd_per_hour": 5.672,
+                         "gpus": [{"utilization_pct": 90, "power_w": 150},
+                                  {"utilization_pct": 30, "power_w": None}]}}
+    fresh = agent_view(status, now=110.0, stale_after_s=35)
+    assert (fresh.state, fresh.gpu_utilization_pct, fresh.gpu_power_w) == ("ok", 60.0, 150.0)
+    assert agent_view(status, now=200.0, stale_after_s=35).state == "stale"
+    assert agent_view({"latest": None}, now=0.0, stale_after_s=35).state == "stale"
+    assert per_million(1.006, 0.0) is None and per_million(None, 10.0) is None
+    assert per_million(3.6, 1000.0) == pytest.approx(1.0)  # $3.6/hr at 1000 tok/s: $1/M
