@@ -38,13 +38,16 @@ LOAD_ARGS ?=
 LOAD_DIR ?= .run/load
 # `make plan-search`: the plans file `llmfleet bench` measures.
 PLANS ?= loadtest/examples/cpu-plans.toml
+# The console's browser tests drive Debian's chromium through Playwright (no browser download).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # This machine's package index mirror prints a warning per missing package; hide that noise only.
 QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 
 ##@ Run
 
 .PHONY: up
-up: $(STAMP) ## Run vLLM, the router on http://127.0.0.1:8000/v1 and the agent publishing to a local CloudWatch (MODEL=hf-id-or-path, default: generated test model)
+up: $(STAMP) ## Run vLLM, the router on http://127.0.0.1:8000/v1 (web console at /) and the agent publishing to a local CloudWatch (MODEL=hf-id-or-path, default: generated test model)
 	$(VENV)/bin/llmfleet up --model "$(MODEL)" --port $(PORT) --vllm-args "$(VLLM_ARGS)"
 
 .PHONY: router
@@ -79,10 +82,15 @@ load: $(STAMP) ## Headless Locust test against `make up` (KEY=api-key or LLMFLEE
 ##@ Check
 
 .PHONY: test
-test: $(STAMP) infra-check ## Run lint, type checks, the infrastructure checks and the whole test suite (what CI runs)
+test: $(STAMP) $(CHROMIUM) infra-check ## Run lint, type checks, the infrastructure checks and the whole test suite, browser tests included (what CI runs)
 	$(VENV)/bin/ruff check server llmfleet agent loadtest planner tests benchmarks
 	$(VENV)/bin/mypy
-	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered
+	LLMFLEET_CHROMIUM=$(CHROMIUM) $(PY) -m pytest --cov --cov-report=term-missing:skip-covered
+
+.PHONY: screenshots
+screenshots: $(STAMP) $(CHROMIUM) ## Refresh the README's console screenshots (docs/console) from the browser tests against `llmfleet up`
+	LLMFLEET_CHROMIUM=$(CHROMIUM) LLMFLEET_SCREENSHOTS=docs/console $(PY) -m pytest -q -m browser \
+	  tests/server/test_console_browser.py
 
 .PHONY: infra-check
 infra-check: $(TF_RC) security-check ## OpenTofu/Terraform: fmt -check, init, validate against the AWS provider, the plan tests (mock provider) and checkov
@@ -100,6 +108,11 @@ infra-check: $(TF_RC) security-check ## OpenTofu/Terraform: fmt -check, init, va
 security-check: $(CHECKOV) ## checkov over infrastructure/ and the CI workflows: zero failed checks (skips carry their reason in the code)
 	$(CHECKOV) --directory infrastructure --framework terraform --quiet --compact --skip-download
 	$(CHECKOV) --directory .github --framework github_actions --quiet --compact --skip-download
+
+$(CHROMIUM):
+	: "Debian's chromium for the console's browser tests (Playwright drives it; it downloads none)"
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
 
 $(CHECKOV):
 	python3 -m venv $(CHECKOV_VENV)
