@@ -1,7 +1,5 @@
 // Small SVG charts for the console: time series lines and a log-log scatter.
 // Hand-written so the page needs no library, build step or download.
-"use strict";
-
 const SVG_NS = "http://www.w3.org/2000/svg";
 const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
 
@@ -30,7 +28,7 @@ function frame(svg) {
 }
 
 // series: [{name, values: [[t, v|null], ...]}]; gaps where v is null.
-function lineChart(svg, series, opts = {}) {
+export function lineChart(svg, series, opts = {}) {
   const f = frame(svg);
   const all = series.flatMap((s) => s.values.filter((p) => p[1] !== null && p[1] !== undefined));
   if (!all.length) {
@@ -69,7 +67,7 @@ function lineChart(svg, series, opts = {}) {
 }
 
 // points: [{x, y, label, group, highlight}]; both axes logarithmic; frontier: indexes joined.
-function scatterChart(svg, points, opts = {}) {
+export function scatterChart(svg, points, opts = {}) {
   const f = frame(svg);
   f.left = 56; f.bottom = 34;
   const ok = points.filter((p) => p.x > 0 && p.y > 0);
@@ -123,5 +121,3 @@ function scatterChart(svg, points, opts = {}) {
   groups.forEach((g, i) => svg.append(svgEl("text", { x: f.width - f.right - 4, y: f.top + 12 + i * 13,
     "text-anchor": "end", class: "legend", fill: COLOURS[i % COLOURS.length] }, g)));
 }
-
-window.llmfleetCharts = { lineChart, scatterChart };

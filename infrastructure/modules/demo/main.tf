@@ -69,6 +69,9 @@ resource "aws_s3_object" "file" {
   source       = "${local.site_dir}/${each.value}"
   etag         = filemd5("${local.site_dir}/${each.value}")
   content_type = lookup(local.types, reverse(split(".", each.value))[0], "application/octet-stream")
+  # The edge revalidates (a 304 for a few small files) instead of serving yesterday's
+  # app.js beside today's index.html for a day after an apply.
+  cache_control = "no-cache"
 }
 
 # The page's one setting: where the API is. Served from CloudFront, the console calls
