@@ -105,8 +105,10 @@ function handleEvent(data, run) {
 
 function showTiming(run) {
   const tokens = run.usage ? run.usage.completion_tokens : run.chunks;
-  if (run.first !== null && run.last > run.first && tokens > 1) {
-    setStat("stat-tps", ((tokens - 1) / ((run.last - run.first) / 1000)).toFixed(1));
+  // Over the whole request, as the user waited for it: a browser busy elsewhere may read
+  // a burst of tokens at once, which makes a first-to-last-token rate meaningless.
+  if (run.last !== null && run.last > run.started) {
+    setStat("stat-tps", (tokens / ((run.last - run.started) / 1000)).toFixed(1));
   }
   const prompt = run.usage ? run.usage.prompt_tokens : "?";
   setStat("stat-tokens", `${prompt} / ${tokens}`);

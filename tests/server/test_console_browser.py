@@ -131,6 +131,9 @@ def test_playground_streams_tokens_from_vllm_and_shows_the_routed_model(
     expect(page.locator("#banner")).to_be_hidden()
     pieces = page.evaluate("() => window.pieces")
     assert pieces >= 10, pieces
+    # The generated model answers in long runs without spaces; they wrap inside the box
+    # (they once widened the page to 6,900 px).
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280
     assert (page.locator("#output").text_content() or "").strip()
     expect(page.locator("#stat-model")).to_have_text("llmfleet-tiny")
     expect(page.locator("#stat-route")).not_to_have_text(re.compile(r"^(-|asked for by name)$"))
