@@ -126,7 +126,7 @@ lint: $(STAMP) ## Ruff and mypy only
 ##@ Measure
 
 .PHONY: bench
-bench: bench-router bench-agent bench-locust bench-planner ## Run every benchmark
+bench: bench-router bench-agent bench-locust bench-planner bench-console ## Run every benchmark
 
 .PHONY: bench-router
 bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real vLLM); see BENCHMARKS.md
@@ -143,6 +143,10 @@ bench-locust: $(STAMP) ## How many streams one Locust worker times faithfully (i
 .PHONY: bench-planner
 bench-planner: $(STAMP) ## The sizing search's speed and the timing model's error on public measurements; see BENCHMARKS.md
 	$(PY) -m benchmarks.planner_bench
+
+.PHONY: bench-console
+bench-console: $(STAMP) ## What the web console costs the router: one fleet sample, one planner answer; see BENCHMARKS.md
+	$(PY) -m benchmarks.console_bench
 
 .PHONY: plan-search
 plan-search: $(STAMP) ## Measure the execution plans in PLANS (default: this machine's CPU plan space) on real vLLM engines and pick the best under the SLA; results in .run/bench
