@@ -72,7 +72,8 @@ def _merged_histogram(name: str, pairs: Sequence[Pair]) -> Buckets | None:
     return sorted(by_bound.items()) if by_bound else None
 
 
-def _rate(name: str, pair: Pair, **match: str) -> float | None:
+def rate(name: str, pair: Pair, **match: str) -> float | None:
+    """A counter's increase per second over the pair; None without two scrapes or a series."""
     before, after = pair
     if before is None or after is None or after.taken_at <= before.taken_at:
         return None
@@ -106,10 +107,10 @@ def compute(router: Pair, engines: Sequence[Pair]) -> ServingStats:
     lat50, lat95, lat99 = _quantiles(latency, 0.5, 0.95, 0.99)
     ttft50, ttft95, ttft99 = _quantiles(ttft, 0.5, 0.95, 0.99)
     itl50, itl95 = _quantiles(itl, 0.5, 0.95)
-    requests = _rate(ROUTER_REQUESTS, router)
-    errors = _rate(ROUTER_REQUESTS, router, status="5xx")
+    requests = rate(ROUTER_REQUESTS, router)
+    errors = rate(ROUTER_REQUESTS, router, status="5xx")
     if requests is None:
-        requests = summed([_rate(VLLM_REQUESTS, pair) for pair in engines])
+        requests = summed([rate(VLLM_REQUESTS, pair) for pair in engines])
     error_rate = None
     if requests is not None and requests > 0:
         error_rate = (errors or 0.0) / requests
@@ -119,8 +120,8 @@ def compute(router: Pair, engines: Sequence[Pair]) -> ServingStats:
         ttft_p50_s=ttft50, ttft_p95_s=ttft95, ttft_p99_s=ttft99,
         itl_p50_s=itl50, itl_p95_s=itl95,
         requests_per_s=requests, error_rate=error_rate,
-        prompt_tokens_per_s=summed([_rate(VLLM_PROMPT_TOKENS, p) for p in engines]),
-        generation_tokens_per_s=summed([_rate(VLLM_GENERATION_TOKENS, p) for p in engines]),
+        prompt_tokens_per_s=summed([rate(VLLM_PROMPT_TOKENS, p) for p in engines]),
+        generation_tokens_per_s=summed([rate(VLLM_GENERATION_TOKENS, p) for p in engines]),
         requests_running=summed([s.total(VLLM_RUNNING) for s in latest]),
         requests_waiting=summed([s.total(VLLM_WAITING) for s in latest]),
         kv_cache_usage=averaged([s.mean(VLLM_KV_USAGE) for s in latest]),

@@ -104,6 +104,11 @@ def models() -> dict[str, ModelArch]:
     return table
 
 
+def names() -> list[str]:
+    """The catalogued models' names, sorted (each is also reachable by its Hugging Face id)."""
+    return sorted({m.name for m in models().values()})
+
+
 def gpu(name: str) -> Gpu:
     """A GPU by name (`A100-80G`, `a10g`, ...).
 
@@ -130,9 +135,8 @@ def model(name: str) -> ModelArch:
         return from_config(path)
     found = models().get(name.strip().lower())
     if found is None:
-        names = sorted({m.name for m in models().values()})
-        raise CatalogError(f"unknown model {name!r}; known: {', '.join(names)} (or a Hugging "
-                           "Face id of one, or a path to a config.json)")
+        raise CatalogError(f"unknown model {name!r}; known: {', '.join(names())} "
+                           "(or a Hugging Face id of one, or a path to a config.json)")
     return found
 
 

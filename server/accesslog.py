@@ -15,13 +15,13 @@ It is on when the `llmfleet.access` logger is enabled for INFO, so
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import sys
 import time
 from typing import TextIO
+
+from server.periodic import Periodic
 
 LOGGER_NAME = "llmfleet.access"
 
@@ -31,11 +31,10 @@ class AccessLog:
                  max_buffer_bytes: int = 64 * 1024) -> None:
         self.enabled = logging.getLogger(LOGGER_NAME).isEnabledFor(logging.INFO)
         self._stream = stream
-        self._interval = flush_interval_s
         self._max = max_buffer_bytes
         self._lines: list[str] = []
         self._size = 0
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic("access-log-flush", flush_interval_s, self._scheduled_flush)
         self._second = -1
         self._stamp = ""
 
@@ -66,16 +65,11 @@ class AccessLog:
         self._size = 0
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._flusher(), name="access-log-flush")
+        self._flusher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._flusher.stop()
         self.flush()
 
-    async def _flusher(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            self.flush()
+    async def _scheduled_flush(self) -> None:
+        self.flush()

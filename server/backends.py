@@ -26,6 +26,7 @@ from prometheus_client import Gauge
 
 from server.errors import NoHealthyBackend, Overloaded
 from server.metrics import RouterMetrics
+from server.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +66,16 @@ class BackendPool:
         self._waiting = 0
         self._freed = asyncio.Event()
         self._turn = 0
-        self._task: asyncio.Task[None] | None = None
+        self._checks = Periodic("health-checks", limits.health_interval_s, self.check_all)
 
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
         await self.check_all()
-        self._task = asyncio.create_task(self._health_loop(), name="health-checks")
+        self._checks.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _health_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._limits.health_interval_s)
-            await self.check_all()
+        await self._checks.stop()
 
     async def check_all(self) -> None:
         await asyncio.gather(*(self.check(b) for b in self.backends))

@@ -69,15 +69,11 @@ class PlanRequest(BaseModel):
         arch = catalog.models().get(self.model.strip().lower())
         if arch is None:
             raise InvalidRequest(f"unknown model {self.model!r}; known: "
-                                 f"{', '.join(model_names())}", param="model")
+                                 f"{', '.join(catalog.names())}", param="model")
         return Question(arch=arch, input_len=self.input_len, output_len=self.output_len,
                         slo=Slo(self.ttft_ms, self.tpot_ms), request_rate=self.rate,
                         market=self.market, offload=self.kv_offload,
                         precisions=(self.precision,) if self.precision else SEARCHED_PRECISIONS)
-
-
-def model_names() -> list[str]:
-    return sorted({m.name for m in catalog.models().values()})
 
 
 def answer_plan(request: PlanRequest) -> dict[str, Any]:
@@ -104,7 +100,7 @@ def add_routes(app: FastAPI) -> None:
     @app.get("/console/plan")
     async def plan_options(request: Request) -> JSONResponse:
         request.app.state.runtime.keys.authenticate(request.headers.get("authorization"))
-        return JSONResponse({"models": model_names(), "markets": [m.value for m in Market],
+        return JSONResponse({"models": catalog.names(), "markets": [m.value for m in Market],
                              "precisions": [p.value for p in SEARCHED_PRECISIONS]})
 
     @app.post("/console/plan")

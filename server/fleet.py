@@ -15,8 +15,6 @@ picture, every instance summed, is the CloudWatch dashboard's.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -27,13 +25,13 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from agent.scrape import Snapshot, counter_delta
-from agent.serving import compute
+from agent.scrape import Snapshot
+from agent.serving import compute, rate
 from server.backends import BackendPool
+from server.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
-REQUESTS = "llmfleet_requests_total"
 OUTPUT_TOKENS = "llmfleet_completion_tokens_total"
 PROMPT_TOKENS = "llmfleet_prompt_tokens_total"
 
@@ -81,12 +79,10 @@ def registry_snapshot(registry: CollectorRegistry, taken_at: float) -> Snapshot:
     return Snapshot(values, taken_at)
 
 
-def _rate(name: str, before: Snapshot, after: Snapshot) -> float | None:
-    """A counter's rate; 0 while no series exists yet (this router counts every request)."""
-    elapsed = after.taken_at - before.taken_at
-    if elapsed <= 0:
-        return None
-    return (counter_delta(before.total(name), after.total(name)) or 0.0) / elapsed
+def _zero_if_unseen(value: float | None, before: Snapshot, after: Snapshot) -> float | None:
+    """A rate that is None only for want of time: a counter with no series yet is 0, since
+    this router counts every request it answers."""
+    return 0.0 if value is None and after.taken_at > before.taken_at else value
 
 
 def per_million(usd_per_hour: float | None, tokens_per_s: float | None) -> float | None:
@@ -133,22 +129,14 @@ class FleetMonitor:
         self._snapshots: deque[Snapshot] = deque(maxlen=max(2, round(window_s / interval_s) + 1))
         self.points: deque[FleetPoint] = deque(maxlen=max(1, round(history_s / interval_s)))
         self.agent = AgentView("not configured" if agent_url is None else "unreachable")
-        self._task: asyncio.Task[None] | None = None
+        self._sampler = Periodic("fleet-monitor", interval_s, self.sample)
 
     async def start(self) -> None:
         self._snapshots.append(registry_snapshot(self._registry, self._clock()))
-        self._task = asyncio.create_task(self._loop(), name="fleet-monitor")
+        self._sampler.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            await self.sample()
+        await self._sampler.stop()
 
     async def sample(self) -> FleetPoint:
         """Take one snapshot, refresh the agent's figures and append a point."""
@@ -171,22 +159,24 @@ class FleetMonitor:
             if self.agent.state != "unreachable":
                 log.warning("the agent at %s cannot be read: %r", url, exc)
             return AgentView("unreachable")
-        health = body.get("health") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            body = {}
         # Stale after three of the agent's rounds; its /health knows its interval.
-        stale_after = 3 * float((health or {}).get("interval_s") or 10.0) + 5
-        return agent_view(body if isinstance(body, dict) else {}, self._wall(), stale_after)
+        stale_after = 3 * float((body.get("health") or {}).get("interval_s") or 10.0) + 5
+        return agent_view(body, self._wall(), stale_after)
 
     def _point(self, before: Snapshot, after: Snapshot) -> FleetPoint:
         stats = compute((before, after), [])
-        requests = _rate(REQUESTS, before, after)
-        tokens = _rate(OUTPUT_TOKENS, before, after)
+        requests = _zero_if_unseen(stats.requests_per_s, before, after)
+        tokens = _zero_if_unseen(rate(OUTPUT_TOKENS, (before, after)), before, after)
+        prompt = _zero_if_unseen(rate(PROMPT_TOKENS, (before, after)), before, after)
         agent = self.agent if self.agent.state == "ok" else AgentView(self.agent.state)
         backends = self._pool.backends
         return FleetPoint(
             t=self._wall(), requests_per_s=requests, error_rate=stats.error_rate,
             latency_p50_s=stats.latency_p50_s, latency_p95_s=stats.latency_p95_s,
             ttft_p50_s=stats.ttft_p50_s, ttft_p95_s=stats.ttft_p95_s,
-            output_tokens_per_s=tokens, prompt_tokens_per_s=_rate(PROMPT_TOKENS, before, after),
+            output_tokens_per_s=tokens, prompt_tokens_per_s=prompt,
             in_flight=sum(b.outstanding for b in backends), queued=self._pool.waiting,
             healthy_backends=sum(b.healthy for b in backends),
             gpu_utilization_pct=agent.gpu_utilization_pct, gpu_power_w=agent.gpu_power_w,

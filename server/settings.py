@@ -90,6 +90,12 @@ def split_csv(value: Any) -> Any:
     return value
 
 
+def _plain_http(url: str, what: str) -> str:
+    if not url.startswith("http://"):
+        raise ValueError(f"{what} {url!r} must be a plain http:// URL")
+    return url.rstrip("/")
+
+
 class RouterSettings(BaseSettings):
     """Everything the router process can be told; see the README's settings table."""
 
@@ -147,12 +153,9 @@ class RouterSettings(BaseSettings):
     @field_validator("backends")
     @classmethod
     def _backend_urls(cls, value: list[str]) -> list[str]:
-        for url in value:
-            # Engines sit beside the router or in private subnets; TLS ends at the load
-            # balancer, and the request path's client speaks plain HTTP/1.1 only.
-            if not url.startswith("http://"):
-                raise ValueError(f"backend {url!r} must be a plain http:// URL")
-        return [url.rstrip("/") for url in value]
+        # Engines sit beside the router or in private subnets; TLS ends at the load
+        # balancer, and the request path's client speaks plain HTTP/1.1 only.
+        return [_plain_http(url, "backend") for url in value]
 
     @field_validator("cors_allowed_origins")
     @classmethod
@@ -167,9 +170,8 @@ class RouterSettings(BaseSettings):
     @field_validator("agent_url")
     @classmethod
     def _agent_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("http://"):
-            raise ValueError(f"agent_url {value!r} must be a plain http:// URL (it is local)")
-        return value.rstrip("/") if value else None
+        # The agent listens on the instance's loopback.
+        return None if value is None else _plain_http(value, "agent_url")
 
     @model_validator(mode="after")
     def _scored_policy_has_models(self) -> RouterSettings:
