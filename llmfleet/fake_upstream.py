@@ -40,6 +40,8 @@ class FakeControl:
     chunk_delay_s: float = 0.0
     split_events: bool = False
     healthy: bool = True
+    models_body: object = None  # answered by /v1/models instead of the listing, when set
+    answer_bytes: int = 0  # pad a non-streamed answer's text to about this size
     requests: int = 0
     streams_started: int = 0
     streams_cancelled: int = 0
@@ -81,6 +83,8 @@ class FakeEngine:
         return Response(status_code=200 if self.control.healthy else 503)
 
     async def models(self, request: Request) -> JSONResponse:
+        if self.control.models_body is not None:
+            return JSONResponse(self.control.models_body)
         return JSONResponse({"object": "list", "data": [
             {"id": m, "object": "model", "owned_by": "fake"} for m in self.control.models]})
 
@@ -113,11 +117,12 @@ class FakeEngine:
                           for i in range(0, len(events), per_write)]
             return StreamingResponse(self._stream(events, delay),
                                      media_type="text/event-stream")
-        return JSONResponse(self._answer(payload["model"], n, chat))
+        return JSONResponse(self._answer(payload["model"], n, chat, control.answer_bytes))
 
     @staticmethod
-    def _answer(model: str, n: int, chat: bool) -> dict[str, object]:
+    def _answer(model: str, n: int, chat: bool, size: int) -> dict[str, object]:
         text = " ".join(f"t{i}" for i in range(n))
+        text += " " * max(0, size - len(text))  # e.g. logprobs or n choices of a big answer
         choice: dict[str, object] = {"index": 0, "finish_reason": "length"}
         if chat:
             choice["message"] = {"role": "assistant", "content": text}

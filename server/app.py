@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server import console
 from server.accesslog import AccessLog
 from server.accounting import Accounting
-from server.auth import KeyStore
+from server.auth import KeyStore, guard_operator_view
 from server.backends import BackendPool, PoolLimits
 from server.errors import (
     APIError,
@@ -188,8 +188,7 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         rt = _runtime(request)
-        if rt.settings.protect_metrics:
-            rt.keys.authenticate(request.headers.get("authorization"))
+        guard_operator_view(rt.keys, rt.settings.protect_metrics, request)
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(Exception)

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+
+from starlette.requests import Request
 
 from server.errors import AuthenticationFailed
 
@@ -94,3 +97,27 @@ class KeyStore:
         if entry is None or not hmac.compare_digest(entry.sha256, presented):
             raise AuthenticationFailed("invalid API key")
         return entry.key_id
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a peer address is this machine's loopback (not spoofable from outside)."""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def guard_operator_view(keys: KeyStore, protect: bool | None, request: Request) -> None:
+    """Ask for a key on an operator's page (`/metrics`, `/console/fleet`).
+
+    `protect` None (the default) asks every client that is not on loopback: behind
+    the load balancer every request comes from another address.
+
+    Raises:
+        AuthenticationFailed: a key was needed and none valid was sent.
+    """
+    client = request.client.host if request.client else None
+    if protect or (protect is None and not is_loopback(client)):
+        keys.authenticate(request.headers.get("authorization"))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from prometheus_client import Gauge
+from pydantic import BaseModel, Field
 
 from server.errors import NoHealthyBackend, Overloaded
 from server.metrics import RouterMetrics
@@ -30,11 +31,53 @@ from server.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
+MAX_LISTING_BYTES = 1 << 20  # a /v1/models answer; vLLM's is a few hundred bytes
+
+
+class ListedModel(BaseModel):
+    id: str = Field(min_length=1, max_length=512)
+    max_model_len: int | None = Field(default=None, gt=0)
+
+
+class ModelList(BaseModel):
+    """The part of an engine's `/v1/models` answer the pool reads; anything else is a
+    failed check, never an exception that escapes the health loop."""
+
+    data: list[ListedModel] = Field(max_length=1024)
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or ValueError past `limit` bytes (read no further than that)."""
+    parts, size = [], 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"answer over {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, in words safe to show: the kind and the status, never `repr(exc)`,
+    which for aiohttp's response errors carries the request's headers (the engine key)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) \
+            else "cannot connect"
+    if isinstance(exc, ValueError):  # pydantic's ValidationError included
+        return "unexpected /v1/models answer"
+    return type(exc).__name__
+
 
 @dataclass(eq=False)
 class Backend:
     url: str
     models: frozenset[str] = frozenset()
+    # Each model's context length where the engine says it (vLLM's `max_model_len`).
+    context: dict[str, int] = field(default_factory=dict, repr=False)
     healthy: bool = False
     outstanding: int = 0
     last_error: str | None = field(default=None, repr=False)
@@ -90,15 +133,16 @@ class BackendPool:
             async with self._session.get(f"{backend.url}/v1/models", timeout=timeout,
                                          headers=self._headers) as resp:
                 resp.raise_for_status()
-                listing = await resp.json()
-            models = frozenset(str(m["id"]) for m in listing.get("data", []))
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+                listing = ModelList.model_validate_json(await read_capped(resp,
+                                                                          MAX_LISTING_BYTES))
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             backend.failed_checks += 1
-            backend.last_error = f"health check failed: {exc!r}"
+            backend.last_error = f"health check failed: {describe(exc)}"
             if backend.failed_checks >= self._limits.unhealthy_threshold:
                 self._set_health(backend, False, backend.last_error)
             return
-        backend.models = models
+        backend.models = frozenset(m.id for m in listing.data)
+        backend.context = {m.id: m.max_model_len for m in listing.data if m.max_model_len}
         backend.failed_checks = 0
         self._set_health(backend, True, None)
 
@@ -118,6 +162,11 @@ class BackendPool:
         self._set_health(backend, False, reason)
 
     # -- queries -------------------------------------------------------------
+
+    def context_length(self, model: str) -> int | None:
+        """The longest context any healthy backend of `model` reports, if any does."""
+        lengths = [b.context[model] for b in self.backends if b.healthy and model in b.context]
+        return max(lengths, default=None)
 
     def models(self) -> frozenset[str]:
         served: set[str] = set()

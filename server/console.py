@@ -5,7 +5,7 @@ served at `/`, and the same files are what the demo module uploads to S3 for
 CloudFront. It reads two small endpoints besides the OpenAI API:
 
 - `GET /console/fleet`: this router's live figures (`server.fleet`), protected
-  like `/metrics` (a key when `protect_metrics` is set).
+  like `/metrics` (by default a key from any client off loopback).
 - `GET /console/plan` (the catalogue to choose from) and `POST /console/plan`
   (the sizing planner's ranking for a question). Always behind a key and the
   key's request limit: a search costs milliseconds of CPU, and the router's
@@ -37,8 +37,11 @@ from llmfleet.catalog import Market
 from planner import catalog, report
 from planner.memory import Precision
 from planner.sizing import SEARCHED_PRECISIONS, Question, Slo, search
+from server.auth import guard_operator_view
 from server.errors import InvalidRequest
 from server.fleet import FleetMonitor
+from server.protocol import parse_wire
+from server.service import read_body
 
 WEB_DIR = Path(str(files("server") / "web"))
 # What a page may send and read across origins: the OpenAI client's headers, API
@@ -46,6 +49,7 @@ WEB_DIR = Path(str(files("server") / "web"))
 CORS_REQUEST_HEADERS = ["authorization", "content-type", "x-api-key", "x-llmfleet-weights",
                         "x-request-id", "openai-organization", "openai-project"]
 CORS_EXPOSED_HEADERS = ["x-request-id", "x-llmfleet-model", "x-llmfleet-route", "retry-after"]
+MAX_PLAN_BODY_BYTES = 16 * 1024  # a question is a few hundred bytes
 
 
 class PlanRequest(BaseModel):
@@ -92,8 +96,7 @@ def add_routes(app: FastAPI) -> None:
     @app.get("/console/fleet")
     async def fleet(request: Request) -> JSONResponse:
         runtime = request.app.state.runtime
-        if runtime.settings.protect_metrics:
-            runtime.keys.authenticate(request.headers.get("authorization"))
+        guard_operator_view(runtime.keys, runtime.settings.protect_metrics, request)
         monitor: FleetMonitor = runtime.fleet
         return JSONResponse(monitor.view())
 
@@ -103,12 +106,16 @@ def add_routes(app: FastAPI) -> None:
         return JSONResponse({"models": catalog.names(), "markets": [m.value for m in Market],
                              "precisions": [p.value for p in SEARCHED_PRECISIONS]})
 
-    @app.post("/console/plan")
-    async def plan(body: PlanRequest, request: Request) -> JSONResponse:
+    @app.post("/console/plan", openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": PlanRequest.model_json_schema()}}}})
+    async def plan(request: Request) -> JSONResponse:
+        # The key first, then at most a small body: nobody unauthenticated makes the
+        # router buffer or parse anything.
         runtime = request.app.state.runtime
         key_id = runtime.keys.authenticate(request.headers.get("authorization"))
+        question = parse_wire(PlanRequest, await read_body(request, MAX_PLAN_BODY_BYTES))
         runtime.limiter.reserve(key_id, 0)  # one request against the key's limit
-        return JSONResponse(await run_in_threadpool(answer_plan, body))
+        return JSONResponse(await run_in_threadpool(answer_plan, question))
 
     @app.get("/config.json")
     async def config() -> JSONResponse:

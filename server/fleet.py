@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.scrape import Snapshot
 from agent.serving import compute, rate
-from server.backends import BackendPool
+from server.backends import BackendPool, describe
 from server.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class FleetMonitor:
                 body = await resp.json()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             if self.agent.state != "unreachable":
-                log.warning("the agent at %s cannot be read: %r", url, exc)
+                log.warning("the agent at %s cannot be read: %s", url, describe(exc))
             return AgentView("unreachable")
         if not isinstance(body, dict):
             body = {}

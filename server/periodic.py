@@ -2,14 +2,19 @@
 
 Health checks, access-log flushes and the console's fleet samples each run as one
 background task started in the lifespan hook and cancelled on shutdown; this is
-that task, once.
+that task, once. A tick that raises is logged and the next tick runs as usual:
+one unexpected answer (a `/v1/models` body of the wrong shape, say) must not stop
+health checks for good and leave an ejected backend out forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
 
 
 class Periodic:
@@ -21,6 +26,7 @@ class Periodic:
         self._interval_s = interval_s
         self._tick = tick
         self._task: asyncio.Task[None] | None = None
+        self.failures_total = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self._name)
@@ -34,4 +40,9 @@ class Periodic:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
-            await self._tick()
+            try:
+                await self._tick()
+            except Exception:
+                # The edge of a background task: nobody awaits it, so log and go on.
+                self.failures_total += 1
+                log.exception("%s: one round failed; the next runs as usual", self._name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -64,6 +65,8 @@ class ChatRequest(_Common):
 class CompletionRequest(_Common):
     prompt: str | list[str] | list[int] | list[list[int]]
 
+
+W = TypeVar("W", bound=BaseModel)
 
 WEIGHTS_HEADER = "x-llmfleet-weights"
 
@@ -141,11 +144,22 @@ def _prompt_tokens(prompt: str | list[str] | list[int] | list[list[int]]) -> int
     return total
 
 
-def _validation_error(exc: ValidationError) -> InvalidRequest:
-    first = exc.errors()[0]
-    param = ".".join(str(p) for p in first["loc"]) or None
-    message = first["msg"] if param is None else f"{param}: {first['msg']}"
-    return InvalidRequest(message, param=param)
+def parse_wire(model: type[W], body: bytes) -> W:
+    """Validate a JSON body against a wire model.
+
+    Raises:
+        InvalidRequest: not JSON, not an object, or a field missing or mistyped
+            (named in `param`).
+    """
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] in ("json_invalid", "model_type"):
+            raise InvalidRequest("the request body must be a JSON object") from exc
+        param = ".".join(str(p) for p in first["loc"]) or None
+        message = first["msg"] if param is None else f"{param}: {first['msg']}"
+        raise InvalidRequest(message, param=param) from exc
 
 
 def parse_request(endpoint: Endpoint, body: bytes) -> ParsedRequest:
@@ -156,15 +170,10 @@ def parse_request(endpoint: Endpoint, body: bytes) -> ParsedRequest:
             mistypes a field the router needs.
     """
     wire: ChatRequest | CompletionRequest
-    try:
-        if endpoint is Endpoint.CHAT:
-            wire = ChatRequest.model_validate_json(body)
-        else:
-            wire = CompletionRequest.model_validate_json(body)
-    except ValidationError as exc:
-        if exc.errors()[0]["type"] in ("json_invalid", "model_type"):
-            raise InvalidRequest("the request body must be a JSON object") from exc
-        raise _validation_error(exc) from exc
+    if endpoint is Endpoint.CHAT:
+        wire = parse_wire(ChatRequest, body)
+    else:
+        wire = parse_wire(CompletionRequest, body)
     if isinstance(wire, ChatRequest):
         chars = sum(_message_chars(m) for m in wire.messages)
         prompt_tokens = -(-chars // CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(wire.messages)

@@ -109,7 +109,9 @@ class RouterSettings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None
     allow_anonymous: bool = False
-    protect_metrics: bool = False
+    # /metrics and /console/fleet: None asks for a key from every client that is not on
+    # this machine's loopback (the agent beside the router scrapes over loopback).
+    protect_metrics: bool | None = None
 
     rate_limit_rpm: float = Field(default=600.0, ge=0)
     rate_limit_tpm: float = Field(default=1_000_000.0, ge=0)

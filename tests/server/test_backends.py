@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
@@ -11,6 +14,7 @@ from llmfleet.testing import ServerThread
 from server.backends import BackendPool, PoolLimits
 from server.errors import Overloaded
 from server.metrics import RouterMetrics
+from server.periodic import Periodic
 
 LIMITS = PoolLimits(max_inflight=2, max_queue=0, queue_timeout_s=1, health_interval_s=60,
                     health_timeout_s=1, unhealthy_threshold=3)
@@ -60,3 +64,79 @@ async def test_least_outstanding_and_per_backend_bound(fake: tuple[FakeControl, 
             for backend in picked:
                 pool.release(backend)
             assert [b.outstanding for b in pool.backends] == [0, 0]
+
+
+async def test_models_answer_that_is_a_list_fails_the_check_instead_of_raising(
+        fake: tuple[FakeControl, str]) -> None:
+    """Regression: a JSON list from /v1/models raised AttributeError out of the check."""
+    control, url = fake
+    control.models_body = [{"id": "fake-model"}]
+    async with aiohttp.ClientSession() as session:
+        pool = BackendPool([url], session, LIMITS, RouterMetrics(CollectorRegistry()))
+        await pool.check(pool.backends[0])
+        assert pool.backends[0].last_error == "health check failed: unexpected /v1/models answer"
+
+
+async def test_an_ejected_backend_returns_after_the_health_loop_met_a_bad_answer(
+        fake: tuple[FakeControl, str]) -> None:
+    """Regression: one exception in a health round ended the loop for good, so a backend
+    ejected meanwhile never came back."""
+    control, url = fake
+    limits = PoolLimits(max_inflight=2, max_queue=0, queue_timeout_s=1, health_interval_s=0.05,
+                        health_timeout_s=1, unhealthy_threshold=1)
+    async with aiohttp.ClientSession() as session:
+        pool = BackendPool([url], session, limits, RouterMetrics(CollectorRegistry()))
+        await pool.start()
+        try:
+            control.models_body = "not a listing"
+            pool.eject(pool.backends[0], "refused")
+            await asyncio.sleep(0.3)
+            control.models_body = None
+            for _ in range(100):
+                if pool.any_healthy():
+                    break
+                await asyncio.sleep(0.02)
+            assert pool.any_healthy()
+        finally:
+            await pool.stop()
+
+
+async def test_a_periodic_task_survives_a_tick_that_raises() -> None:
+    """Regression: an unexpected exception stopped the background task for good."""
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks == 1:
+            raise AttributeError("'list' object has no attribute 'get'")
+
+    task = Periodic("test", 0.01, tick)
+    task.start()
+    for _ in range(200):
+        if ticks >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await task.stop()
+    assert ticks >= 3 and task.failures_total == 1
+
+
+async def test_engine_key_never_lands_in_the_backends_last_error(
+        fake: tuple[FakeControl, str], caplog: pytest.LogCaptureFixture) -> None:
+    """Regression: last_error held repr(exc), which for aiohttp's response errors carries
+    the request headers, so the engine key showed in /console/fleet and in the log."""
+    control, url = fake
+    control.healthy = False
+    secret = "sk-engine-secret-7f3a"
+    limits = PoolLimits(max_inflight=2, max_queue=0, queue_timeout_s=1, health_interval_s=60,
+                        health_timeout_s=1, unhealthy_threshold=1)
+    async with aiohttp.ClientSession() as session:
+        pool = BackendPool([url], session, limits, RouterMetrics(CollectorRegistry()),
+                           api_key=secret)
+        pool.backends[0].healthy = True  # so that losing it is logged
+        with caplog.at_level(logging.INFO):
+            await pool.check(pool.backends[0])
+    backend = pool.backends[0]
+    assert backend.last_error == "health check failed: HTTP 503"
+    assert not backend.healthy
+    assert "HTTP 503" in caplog.text and secret not in caplog.text

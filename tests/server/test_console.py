@@ -224,3 +224,31 @@ def test_agent_view_averages_utilisation_sums_power_and_goes_stale() -> None:
     assert agent_view({"latest": None}, now=0.0, stale_after_s=35).state == "stale"
     assert per_million(1.006, 0.0) is None and per_million(None, 10.0) is None
     assert per_million(3.6, 1000.0) == pytest.approx(1.0)  # $3.6/hr at 1000 tok/s: $1/M
+
+
+def test_plan_without_a_key_is_refused_before_its_body_is_read(
+        make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
+    """Regression: a 150 MB body with no key was buffered and parsed, then answered 400."""
+    junk = b"x" * (2 << 20)
+    with make_router([fake[1]]) as router:
+        anonymous = httpx.post(router.url + "/console/plan", content=junk, timeout=10)
+        keyed = httpx.post(router.url + "/console/plan", content=junk, headers=AUTH, timeout=10)
+    assert anonymous.status_code == 401
+    assert keyed.status_code == 413
+    assert keyed.json()["error"]["code"] == "request_too_large"
+
+
+def test_fleet_and_metrics_ask_a_client_off_loopback_for_a_key_by_default(
+        fake: tuple[FakeControl, str]) -> None:
+    """Regression: /console/fleet and /metrics were open to anyone unless protect_metrics
+    was set, and the instances never set it."""
+    from starlette.testclient import TestClient
+
+    from server.app import create_app
+
+    app = create_app(RouterSettings(backends=[fake[1]], api_keys=[f"t:{TEST_KEY}"]))
+    for client, needs_key in ((("10.0.1.7", 40000), True), (("127.0.0.1", 40000), False)):
+        with TestClient(app, client=client) as http:
+            for path in ("/metrics", "/console/fleet"):
+                assert http.get(path).status_code == (401 if needs_key else 200), (client, path)
+                assert http.get(path, headers=AUTH).status_code == 200
