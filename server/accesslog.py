@@ -11,6 +11,11 @@ key ids only, never keys.
 
 It is on when the `llmfleet.access` logger is enabled for INFO, so
 `LLMFLEET_LOG_LEVEL=WARNING` turns it off.
+
+A line that cannot be written (a full disk, a closed pipe) is dropped and
+counted, never kept: the flush runs inside request accounting, and a write
+that raises there turned every request into a 500 while `/ready` said 200.
+Serving matters more than its log; the count shows what was lost.
 """
 
 from __future__ import annotations
@@ -21,16 +26,22 @@ import sys
 import time
 from typing import TextIO
 
+from prometheus_client import Counter
+
 from server.periodic import Periodic
 
 LOGGER_NAME = "llmfleet.access"
+log = logging.getLogger(__name__)
 
 
 class AccessLog:
     def __init__(self, stream: TextIO | None = None, *, flush_interval_s: float = 0.5,
-                 max_buffer_bytes: int = 64 * 1024) -> None:
+                 max_buffer_bytes: int = 64 * 1024, dropped: Counter | None = None) -> None:
         self.enabled = logging.getLogger(LOGGER_NAME).isEnabledFor(logging.INFO)
         self._stream = stream
+        self._dropped = dropped
+        self.dropped_total = 0
+        self._failing = False
         self._max = max_buffer_bytes
         self._lines: list[str] = []
         self._size = 0
@@ -59,10 +70,28 @@ class AccessLog:
         if not self._lines:
             return
         stream = self._stream or sys.stderr
-        stream.write("\n".join(self._lines) + "\n")
-        stream.flush()
-        self._lines.clear()
-        self._size = 0
+        lines = len(self._lines)
+        try:
+            stream.write("\n".join(self._lines) + "\n")
+            stream.flush()
+        except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+            self._drop(lines, exc)
+        else:
+            if self._failing:
+                self._failing = False
+                log.warning("the access log is written again")
+        finally:
+            self._lines.clear()
+            self._size = 0
+
+    def _drop(self, lines: int, exc: Exception) -> None:
+        self.dropped_total += lines
+        if self._dropped is not None:
+            self._dropped.inc(lines)
+        if not self._failing:  # once per outage, not once per flush
+            self._failing = True
+            log.error("the access log cannot be written (%s); dropping its lines, counted in "
+                      "llmfleet_access_log_dropped_lines_total", exc)
 
     async def start(self) -> None:
         self._flusher.start()

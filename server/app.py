@@ -118,7 +118,7 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
                             settings.health_timeout_s, settings.unhealthy_threshold)
         pool = BackendPool(settings.backends, session, limits, metrics,
                            settings.backend_api_key)
-        access_log = AccessLog()
+        access_log = AccessLog(dropped=metrics.access_log_dropped)
         timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s,
                             settings.upstream_keepalive_s)
         accounting = Accounting(metrics, limiter, access_log)

@@ -81,6 +81,10 @@ class RouterMetrics:
         self.retries = Counter(
             "llmfleet_retries_total", "Requests retried on another backend.",
             ["model"], registry=registry)
+        self.access_log_dropped = Counter(
+            "llmfleet_access_log_dropped_lines_total",
+            "Access log lines dropped because they could not be written (e.g. a full disk).",
+            registry=registry)
         self.routed = Counter(
             "llmfleet_routed_total", "Alias requests resolved by the routing policy.",
             ["policy", "model"], registry=registry)

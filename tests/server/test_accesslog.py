@@ -6,6 +6,8 @@ import asyncio
 import io
 import json
 import logging
+import re
+import sys
 
 import httpx
 import pytest
@@ -99,3 +101,44 @@ def test_refused_requests_are_counted_and_logged(
     assert [(x["status"], x["error"], x["key_id"]) for x in lines] == [
         (401, "invalid_api_key", None), (404, "model_not_found", "tester"),
         (400, "invalid_request_error", "tester")]
+
+
+def test_a_full_disk_drops_access_log_lines_instead_of_failing_requests(
+        access_enabled: None, fake: tuple[FakeControl, str], make_router: RouterFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: a flush that raised OSError kept its lines and raised again inside every
+    request's accounting, so all requests failed with 500 while /ready said 200."""
+    _, url = fake
+    body = {"model": "fake-model", "prompt": "hi", "max_tokens": 3}
+    with open("/dev/full", "w") as full, make_router([url]) as router:  # writes: ENOSPC
+        monkeypatch.setattr(sys, "stderr", full)
+        with httpx.Client(base_url=router.url, timeout=10,
+                          headers={"authorization": f"Bearer {TEST_KEY}"}) as http:
+            # 64 KiB of lines fills the buffer at least once: a flush on the request path.
+            statuses = {http.post("/v1/completions", json=body).status_code
+                        for _ in range(300)}
+            metrics = http.get("/metrics").text
+        monkeypatch.undo()
+    assert statuses == {200}
+    dropped = re.search(r"^llmfleet_access_log_dropped_lines_total (\S+)$", metrics, re.M)
+    assert dropped is not None and float(dropped.group(1)) >= 100
+
+
+def test_the_log_writes_again_once_the_disk_has_room(access_enabled: None) -> None:
+    class Flaky(io.StringIO):
+        full = True
+
+        def write(self, text: str) -> int:
+            if self.full:
+                raise OSError(28, "No space left on device")
+            return super().write(text)
+
+    out = Flaky()
+    log = AccessLog(out)
+    log.record({"request_id": "lost"})
+    log.flush()
+    out.full = False
+    log.record({"request_id": "kept"})
+    log.flush()
+    assert log.dropped_total == 1
+    assert '"kept"' in out.getvalue() and '"lost"' not in out.getvalue()
