@@ -4,12 +4,18 @@ The hot path speaks to engines through `server.upstream`, a lean HTTP/1.1
 pool: measured, it costs a fraction of aiohttp's client, which itself costs a
 fraction of httpx's default transport (see BENCHMARKS.md).
 
-Failure rules, before any byte reached the client (each retried once):
+Failure rules, before any byte reached the client. Only what cannot have
+reached an engine's scheduler is retried (once), so that a request which
+crashes an engine is not sent on to crash a second one, and no GPU work is
+done twice and charged once:
 - a refused connection ejects the backend and retries on another;
-- a connection dropped before the answer (usually a pooled one the engine had
-  just closed) retries without ejecting, on the same backend if it is alone;
+- a pooled connection dropped before the answer (the engine closed it as idle
+  just as the request went out) retries without ejecting, on the same backend
+  if it is alone;
 - a connect timeout (a stalled engine) retries on another backend only;
-- an engine 503 retries on another backend, else passes through.
+- an engine 503 (it refused the work) retries on another backend, else passes through;
+- a fresh connection dropped before the answer is a 502: the engine had the
+  request and died with it.
 After that:
 - Engine 4xx answers pass through untouched; other engine 5xx become 502.
 - A stream that breaks midway ends with an SSE error event in OpenAI's shape.
@@ -36,6 +42,7 @@ from server.upstream import (
     ConnectTimeout,
     Disconnected,
     ReadTimeout,
+    StaleConnection,
     Timeouts,
     UpstreamError,
     UpstreamPool,
@@ -120,9 +127,11 @@ class Proxy:
         """Every attempt failed before a byte reached the client: say how."""
         if failure.response is not None:
             return await self._buffered(failure.response, ex)  # e.g. the engine's own 503
+        # The reason names engines' addresses: for the log, not for the client.
+        log.warning("%s: giving up after: %s", ex.request_id, failure.reason)
         if failure.timed_out:
-            raise UpstreamTimeout(f"the engine did not accept the connection: {failure.reason}")
-        raise UpstreamFailed(f"engine unreachable: {failure.reason}")
+            raise UpstreamTimeout("no engine accepted the connection in time")
+        raise UpstreamFailed("no engine could be reached")
 
     async def _acquire(self, model: str, tried: Backend | None,
                        failure: _Retryable | None) -> Backend:
@@ -152,10 +161,14 @@ class Proxy:
         except ConnectRefused as exc:
             # Nobody listens: the engine is down. Take it out until a health check passes.
             raise _Retryable(str(exc), eject=True) from exc
-        except Disconnected as exc:
-            # Dropped before answering: usually a pooled connection the engine had just
-            # closed. Retry without ejecting; a dead engine shows on the fresh connection.
+        except StaleConnection as exc:
+            # A pooled connection the engine had just closed. Retry without ejecting; a
+            # dead engine shows on the fresh connection.
             raise _Retryable(str(exc), eject=False, same_backend_ok=True) from exc
+        except Disconnected as exc:
+            log.warning("%s: %s dropped a fresh connection before answering: %s",
+                        ex.request_id, backend.url, exc)
+            raise UpstreamFailed("the engine closed the connection before answering") from exc
         if resp.status == 503:
             raise _Retryable("engine answered 503", eject=False, response=resp)
         return resp
@@ -170,7 +183,8 @@ class Proxy:
             if isinstance(exc, ReadTimeout):
                 raise UpstreamTimeout("the engine did not finish in time") from exc
             if isinstance(exc, UpstreamError):
-                raise UpstreamFailed(f"the engine failed while answering: {exc}") from exc
+                log.warning("%s: the engine failed while answering: %s", ex.request_id, exc)
+                raise UpstreamFailed("the engine failed while answering") from exc
             raise
         resp.release()
         status = resp.status

@@ -19,6 +19,19 @@ Connections are reused LIFO, so the warmest socket goes first, and dropped
 once idle for `keepalive_s` (keep that below the engine's own keep-alive).
 A response that was not read to its end closes its connection: that is how
 a cancelled request tells vLLM to stop generating.
+
+An answer belongs to exactly one request, or the connection goes. Found with a
+misbehaving engine stub, each of these once handed bytes to the wrong request:
+informational (1xx) answers are skipped; bytes that arrive while no answer is
+expected (after a complete one, or on an idle pooled connection) discard the
+connection; a body without a length ends at the connection's close; and an
+answer's head is capped at `MAX_HEAD_BYTES` (httptools joins header pieces in
+Python, so a 16 MB header once held the event loop for 5 s).
+
+A dropped connection is `StaleConnection` when it had served before (the
+engine may have closed it as idle just as the request went out, so the request
+cannot have been read) and plain `Disconnected` when it was fresh: the engine
+took the request and died, and the proxy must not hand it to another engine.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from typing import cast
 import httptools
 
 MAX_BUFFER_BYTES = 1 << 20  # pause reading from the engine beyond this
+MAX_HEAD_BYTES = 64 * 1024  # an answer's status line and headers (Envoy: 60 KiB)
 
 
 class UpstreamError(Exception):
@@ -47,6 +61,10 @@ class ConnectTimeout(UpstreamError):
 
 class Disconnected(UpstreamError):
     pass
+
+
+class StaleConnection(Disconnected):
+    """A reused connection dropped before any answer: the request never got through."""
 
 
 class ReadTimeout(UpstreamError):
@@ -189,6 +207,14 @@ class _Connection(asyncio.Protocol):
         self._headers_seen: asyncio.Future[None] | None = None
         self._keep_alive = True
         self._paused = False
+        # Per answer: expected at all, its head's size, whether its head is complete, an
+        # informational one to skip, and whether its body has a length (else EOF ends it).
+        self._awaiting = False
+        self._head_bytes = 0
+        self._head_done = False
+        self._informational = False
+        self._framed = False
+        self._content_type = "application/json"
         self.lost = False
         self.idle_since = 0.0
 
@@ -199,25 +225,59 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if not self._awaiting:
+            self._discard("the engine sent bytes while no answer was expected")
+            return
+        if not self._head_done:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._lose(Disconnected(f"unparsable answer from the engine: {exc}"))
-            self.abort()
+            self._discard(f"unparsable answer from the engine: {exc}")
+            return
+        if not self._head_done and self._head_bytes > MAX_HEAD_BYTES:
+            self._discard(f"the engine's answer head is over {MAX_HEAD_BYTES} bytes")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._awaiting and self._head_done and not self._framed \
+                and self._response is not None:
+            self._response._finish()  # a body without a length ends with the connection
+            self._awaiting = False
         self._lose(Disconnected("the engine closed the connection"))
+
+    def _discard(self, why: str) -> None:
+        self._lose(Disconnected(why))
+        self.abort()
 
     # -- httptools callbacks ------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if not self._awaiting:
+            # A second answer behind a complete one: stop before it reaches anyone.
+            raise httptools.HttpParserError("a second answer to one request")
+        self._informational = False
+        self._framed = False
+        self._content_type = "application/json"
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._response is not None and name.lower() == b"content-type":
-            self._response.content_type = value.decode("latin-1")
+        name = name.lower()
+        if name == b"content-type":
+            self._content_type = value.decode("latin-1")
+        elif name in (b"content-length", b"transfer-encoding"):
+            self._framed = True
 
     def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            self._informational = True  # e.g. 100 Continue: the real answer follows
+            return
+        self._head_done = True
+        if status in (204, 304):
+            self._framed = True  # no body, whatever the headers say
         self._keep_alive = self._parser.should_keep_alive()
         if self._response is not None:
-            self._response.status = self._parser.get_status_code()
+            self._response.status = status
+            self._response.content_type = self._content_type
         if self._headers_seen is not None and not self._headers_seen.done():
             self._headers_seen.set_result(None)
 
@@ -226,6 +286,9 @@ class _Connection(asyncio.Protocol):
             self._response._feed(body)
 
     def on_message_complete(self) -> None:
+        if self._informational:
+            return
+        self._awaiting = False
         if self._response is not None:
             self._response._finish()
 
@@ -243,6 +306,7 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         response = self._response = UpstreamResponse(self, read_timeout)
         self._headers_seen = seen = loop.create_future()
+        self._awaiting, self._head_done, self._head_bytes = True, False, 0
         self._transport.writelines((head, body))
         timer = loop.call_later(read_timeout, _expire, seen)
         try:
@@ -267,7 +331,7 @@ class _Connection(asyncio.Protocol):
     def finish(self, *, reusable: bool) -> None:
         self._response = None
         self._headers_seen = None
-        if reusable and self._keep_alive and not self.lost:
+        if reusable and self._keep_alive and not self.lost and not self._awaiting:
             self._pool.put_back(self)
         else:
             self.abort()
@@ -320,7 +384,9 @@ class UpstreamPool:
         """Send a POST and wait for the answer's status line and headers.
 
         Raises:
-            ConnectRefused, ConnectTimeout, Disconnected, ReadTimeout.
+            ConnectRefused, ConnectTimeout, ReadTimeout.
+            StaleConnection: a reused connection dropped before answering (safe to retry).
+            Disconnected: a fresh connection dropped (the engine may have the request).
         """
         head = [f"POST {path} HTTP/1.1\r\n".encode(), b"host: ", self._host_header,
                 b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\n"]
@@ -333,7 +399,7 @@ class UpstreamPool:
         except Disconnected as exc:
             conn.abort()
             if reused:
-                exc.args = (f"{exc.args[0]} (a reused connection)",)
+                raise StaleConnection(f"{exc} (a reused connection)") from exc
             raise
         except BaseException:
             conn.abort()

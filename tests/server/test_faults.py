@@ -7,9 +7,7 @@ httpx. Every test ends by itself: timeouts are short and loops bounded.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 import threading
 import time
 
@@ -18,7 +16,7 @@ import openai
 import pytest
 
 from llmfleet.fake_upstream import FakeControl, Mode
-from llmfleet.testing import ServerThread, free_port
+from llmfleet.testing import RawEngine, ServerThread, free_port, hang_up, json_answer
 from tests.conftest import TEST_KEY, RouterFactory
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -267,75 +265,48 @@ def test_alias_routes_by_prompt_length(make_router: RouterFactory) -> None:
         assert listed == ["large", "small", "auto"]
 
 
-class _DropFirstUpstream:
-    """A raw HTTP/1.1 engine that hangs up on its first request, then answers.
-
-    That is what a pooled connection the engine closed looks like to the router.
-    """
-
-    ANSWER = json.dumps({"id": "x", "object": "text_completion", "model": "fake-model",
-                         "choices": [{"index": 0, "text": "ok", "finish_reason": "length"}],
-                         "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
-    MODELS = json.dumps({"object": "list", "data": [{"id": "fake-model"}]}).encode()
-
-    def __init__(self) -> None:
-        self.completions = 0
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
-        try:
-            await self._serve(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()  # the router hung up, as it may
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while head := await reader.readuntil(b"\r\n\r\n"):
-            length = re.search(rb"(?i)content-length: *(\d+)", head)
-            if length:
-                await reader.readexactly(int(length.group(1)))
-            if head.startswith(b"POST"):
-                self.completions += 1
-                if self.completions == 1:
-                    writer.close()
-                    return
-            body = self.MODELS if b"/v1/models" in head else (
-                b"" if b"/health" in head else self.ANSWER)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
-            await writer.drain()
-
-    def __enter__(self) -> str:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port), self._loop).result(5)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        async def shutdown() -> None:
-            self._server.close()
-            for writer in self._writers:
-                writer.close()
-            await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+ANSWER = {"id": "x", "object": "text_completion", "model": "fake-model",
+          "choices": [{"index": 0, "text": "ok", "finish_reason": "length"}],
+          "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
 
 
-def test_connection_dropped_before_answer_is_retried_without_ejecting(
+def test_a_stale_pooled_connection_is_retried_without_ejecting(
         make_router: RouterFactory) -> None:
     """Regression: a stale keep-alive connection ejected the only, healthy, engine."""
-    upstream = _DropFirstUpstream()
-    with upstream as url, make_router([url], health_interval_s=60) as router:
-        resp = post(router, {"model": "fake-model", "prompt": "x"}, "/v1/completions")
-        assert resp.status_code == 200
-        assert upstream.completions == 2  # dropped once, answered on a fresh connection
+    # Answer once, then hang up on the next request over the same (pooled) connection,
+    # as an engine closing an idle connection does; then answer on a fresh one.
+    answers = [json_answer(ANSWER), hang_up, json_answer(ANSWER)]
+    with RawEngine(answers) as engine, make_router([engine.url], health_interval_s=60) as router:
+        for _ in range(2):
+            resp = post(router, {"model": "fake-model", "prompt": "x"}, "/v1/completions")
+            assert resp.status_code == 200
+        assert engine.posts == 3  # dropped once, answered again on a fresh connection
         assert httpx.get(router.url + "/ready").status_code == 200  # still in the pool
+
+
+def test_a_request_that_kills_an_engine_is_not_sent_to_a_second_one(
+        make_router: RouterFactory) -> None:
+    """Regression: a fresh connection dropped before the answer was retried elsewhere, so
+    a request that crashes an engine crashed two (and its GPU work was done twice)."""
+    with RawEngine([hang_up]) as first, RawEngine([hang_up]) as second, \
+            make_router([first.url, second.url], health_interval_s=60) as router:
+        resp = post(router, {"model": "fake-model", "prompt": "x"}, "/v1/completions")
+        assert resp.status_code == 502
+        assert resp.json()["error"]["message"] == (
+            "the engine closed the connection before answering")
+        assert first.posts + second.posts == 1
+
+
+def test_502_answers_name_no_internal_address(make_router: RouterFactory) -> None:
+    """Regression: "engine unreachable: cannot connect to 10.0.3.7:8001: ..." told clients
+    the engines' private addresses."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    with make_router([dead], health_interval_s=60) as router:
+        backend = router.server.config.app.app.state.runtime.pool.backends[0]
+        backend.healthy, backend.models = True, frozenset({"fake-model"})
+        resp = post(router, CHAT)
+    assert resp.status_code == 502
+    assert "127.0.0.1" not in resp.text and dead.rsplit(":", 1)[1] not in resp.text
 
 
 def test_client_giving_up_on_a_non_streamed_request_frees_the_engine(
@@ -387,7 +358,7 @@ def test_connect_timeout_is_retried_on_another_backend(make_router: RouterFactor
             backend.healthy, backend.models = True, frozenset({"fake-model"})
             resp = post(alone, CHAT)
             assert resp.status_code == 504
-            assert "did not accept the connection" in resp.json()["error"]["message"]
+            assert resp.json()["error"]["message"] == "no engine accepted the connection in time"
     finally:
         for sock in [*fillers, stalled]:
             sock.close()

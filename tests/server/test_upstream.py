@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 
 import pytest
 
 from llmfleet.fake_upstream import FakeControl, Mode
-from llmfleet.testing import free_port
+from llmfleet.testing import Answer, RawEngine, free_port, json_answer
 from server.upstream import (
     MAX_BUFFER_BYTES,
     ConnectRefused,
+    Disconnected,
     ReadTimeout,
     Timeouts,
     UpstreamPool,
@@ -146,3 +149,93 @@ async def test_read_timeout_counts_silence_not_total_time(
     assert asyncio.get_running_loop().time() - started < 1.5  # 3 x 0.1 s + 0.3 s of silence
     resp.close()
     pool.close()
+
+
+# -- answers that once reached the wrong request (a misbehaving engine at the byte level) --
+
+def _stray_later(first: dict[str, int], stray: bytes) -> Answer:
+    """A complete answer, then more bytes a little later, while the connection is idle."""
+    answer = json_answer(first)
+
+    def send(conn: socket.socket) -> bool:
+        answer(conn)
+        time.sleep(0.1)
+        conn.sendall(stray)
+        return True
+
+    return send
+
+
+STRAY = b'HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{"n": 66}'
+
+
+async def _ask(pool: UpstreamPool) -> tuple[int, bytes]:
+    resp = await pool.post("/v1/completions", body(), HEADERS)
+    answer = await resp.read()
+    resp.release()
+    return resp.status, answer
+
+
+async def test_a_100_continue_in_its_own_packet_is_skipped_not_taken_for_the_answer() -> None:
+    """Regression: status 100 was returned as the answer, and every later answer on the
+    connection went to the request after its own."""
+    continue_first = json_answer({"n": 1}, before=b"HTTP/1.1 100 Continue\r\n\r\n")
+    with RawEngine([continue_first, json_answer({"n": 2})]) as engine:
+        pool = UpstreamPool(engine.url, TIMEOUTS)
+        assert await _ask(pool) == (200, b'{"n": 1}')
+        assert await _ask(pool) == (200, b'{"n": 2}')
+        pool.close()
+
+
+@pytest.mark.parametrize("first", [
+    json_answer({"n": 1}, after=STRAY),  # in the same packet as the answer
+    _stray_later({"n": 1}, STRAY),  # while the connection waits in the pool
+], ids=["same-packet", "while-idle"])
+async def test_bytes_after_a_complete_answer_reach_no_later_request(first: Answer) -> None:
+    """Regression: bytes behind a complete answer were handed to the next request."""
+    with RawEngine([first, json_answer({"n": 2})]) as engine:
+        pool = UpstreamPool(engine.url, TIMEOUTS)
+        assert await _ask(pool) == (200, b'{"n": 1}')
+        await asyncio.sleep(0.3)
+        assert await _ask(pool) == (200, b'{"n": 2}')
+        assert engine.connections == 2  # the first connection was discarded
+        pool.close()
+
+
+async def test_a_204_followed_by_bytes_stays_a_204_and_the_bytes_reach_nobody() -> None:
+    """Regression: a 204 with bytes behind it turned into a 200 for the next request."""
+    def no_content(conn: socket.socket) -> bool:
+        conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n" + STRAY)
+        return True
+
+    with RawEngine([no_content, json_answer({"n": 2})]) as engine:
+        pool = UpstreamPool(engine.url, TIMEOUTS)
+        assert await _ask(pool) == (204, b"")
+        assert await _ask(pool) == (200, b'{"n": 2}')
+        pool.close()
+
+
+async def test_a_body_delimited_by_the_connection_closing_completes() -> None:
+    """Regression: an answer without content-length or chunking never completed."""
+    def close_delimited(conn: socket.socket) -> bool:
+        conn.sendall(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"n": 1}')
+        return False  # and close
+
+    with RawEngine([close_delimited]) as engine:
+        pool = UpstreamPool(engine.url, TIMEOUTS)
+        assert await _ask(pool) == (200, b'{"n": 1}')
+        pool.close()
+
+
+async def test_an_oversized_answer_head_is_refused() -> None:
+    """Regression: header size was unbounded (16 MB held the event loop for 5 s)."""
+    def huge_head(conn: socket.socket) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nx-filler: " + b"a" * (1 << 20) + b"\r\n"
+                     b"content-length: 2\r\n\r\n{}")
+        return True
+
+    with RawEngine([huge_head]) as engine:
+        pool = UpstreamPool(engine.url, TIMEOUTS)
+        with pytest.raises(Disconnected, match="head is over"):
+            await pool.post("/v1/completions", body(), HEADERS)
+        pool.close()
