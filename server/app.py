@@ -13,6 +13,7 @@ BENCHMARKS.md). Everything else, lifespan included, goes through FastAPI.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -42,7 +43,7 @@ from server.errors import (
 from server.fleet import FleetMonitor
 from server.metrics import RouterMetrics
 from server.protocol import Endpoint
-from server.proxy import Proxy
+from server.proxy import AnswerCut, Proxy
 from server.ratelimit import RateLimiter
 from server.routing import build_policy
 from server.service import CompletionService
@@ -97,7 +98,8 @@ class HotPaths:
             log.exception("unhandled error on %s", scope["path"])
             response = error_response(APIError("internal router error"),
                                       getattr(request.state, "request_id", None))
-        await response(scope, receive, send)
+        with contextlib.suppress(AnswerCut):  # logged; the server closes the connection
+            await response(scope, receive, send)
 
 
 def create_app(settings: RouterSettings, registry: CollectorRegistry | None = None) -> ASGIApp:

@@ -18,6 +18,12 @@ done twice and charged once:
   request and died with it.
 After that:
 - Engine 4xx answers pass through untouched; other engine 5xx become 502.
+- A non-streamed answer is held whole only up to `MAX_BUFFERED_ANSWER_BYTES`; a
+  larger one (many choices, logprobs, echo) is relayed as it arrives, so that
+  64 requests in flight per engine cannot exhaust the router's memory (a 200 MB
+  answer once raised its peak by 369 MB). If the engine fails after such an
+  answer has begun, the client's connection is cut: a JSON body cannot carry an
+  error once its head is sent.
 - A stream that breaks midway ends with an SSE error event in OpenAI's shape.
   Only whole SSE events are forwarded, so that event never lands inside a
   half-sent one.
@@ -53,6 +59,13 @@ log = logging.getLogger(__name__)
 
 EVENT_END = b"\n\n"
 MAX_PENDING_BYTES = 1 << 20
+MAX_BUFFERED_ANSWER_BYTES = 1 << 20
+USAGE_TAIL_BYTES = 4096  # usage is the last object of an answer
+
+
+class AnswerCut(Exception):
+    """An engine failed in the middle of a relayed answer; the client's connection must
+    close without the body's end, so that the client sees it incomplete."""
 
 
 def _status_class(code: int) -> str:
@@ -116,17 +129,14 @@ class Proxy:
             ex.backend = backend.url
             if ex.request.stream and resp.status == 200:
                 return self._streaming(resp, backend, ex)
-            try:
-                return await self._buffered(resp, ex)
-            finally:
-                self._pool.release(backend)
+            return await self._answer(resp, ex, backend)
         assert failure is not None
         return await self._gave_up(failure, ex)
 
     async def _gave_up(self, failure: _Retryable, ex: Exchange) -> Response:
         """Every attempt failed before a byte reached the client: say how."""
         if failure.response is not None:
-            return await self._buffered(failure.response, ex)  # e.g. the engine's own 503
+            return await self._answer(failure.response, ex)  # e.g. the engine's own 503
         # The reason names engines' addresses: for the log, not for the client.
         log.warning("%s: giving up after: %s", ex.request_id, failure.reason)
         if failure.timed_out:
@@ -173,9 +183,25 @@ class Proxy:
             raise _Retryable("engine answered 503", eject=False, response=resp)
         return resp
 
-    async def _buffered(self, resp: UpstreamResponse, ex: Exchange) -> Response:
+    async def _answer(self, resp: UpstreamResponse, ex: Exchange,
+                      backend: Backend | None = None) -> Response:
+        """A non-streamed answer: whole when small, relayed once it outgrows the buffer.
+
+        Frees `backend`'s slot when the answer is done (the relay frees it at its end).
+        """
+        parts: list[bytes] = []
+        size = 0
+        relayed = False
+        replaced = resp.status >= 500 and resp.status != 503  # the body is not passed on
         try:
-            body = await resp.read()
+            while (chunk := await resp.next_chunk()) is not None:
+                if replaced:
+                    continue
+                parts.append(chunk)
+                size += len(chunk)
+                if size > MAX_BUFFERED_ANSWER_BYTES:
+                    relayed = True
+                    return self._relayed_answer(resp, parts, backend, ex)
         except BaseException as exc:
             # Closing (not releasing) drops the connection, which makes vLLM abort the
             # request: wanted on timeouts and failures, and when the client went away.
@@ -186,9 +212,13 @@ class Proxy:
                 log.warning("%s: the engine failed while answering: %s", ex.request_id, exc)
                 raise UpstreamFailed("the engine failed while answering") from exc
             raise
+        finally:
+            if backend is not None and not relayed:
+                self._pool.release(backend)
         resp.release()
+        body = b"".join(parts)
         status = resp.status
-        if status >= 500 and status != 503:
+        if replaced:
             body = error_body(f"the engine answered {status}", "server_error",
                               "upstream_error", None)
             status = 502
@@ -199,6 +229,43 @@ class Proxy:
         self._accounting.finish(ex)
         return Response(body, status_code=status, media_type=resp.content_type,
                         headers=self._headers(ex))
+
+    def _relayed_answer(self, resp: UpstreamResponse, head: list[bytes],
+                        backend: Backend | None, ex: Exchange) -> StreamingResponse:
+        return StreamingResponse(self._relay_answer(resp, head, backend, ex),
+                                 status_code=resp.status, media_type=resp.content_type,
+                                 headers=self._headers(ex))
+
+    async def _relay_answer(self, resp: UpstreamResponse, head: list[bytes],
+                            backend: Backend | None, ex: Exchange) -> AsyncIterator[bytes]:
+        tail = b"".join(head)[-USAGE_TAIL_BYTES:]
+        clean = False
+        ex.status = "cancelled"
+        try:
+            for part in head:
+                yield part
+            head.clear()
+            while (chunk := await resp.next_chunk()) is not None:
+                tail = (tail + chunk)[-USAGE_TAIL_BYTES:]
+                yield chunk
+            clean = True
+            if resp.status == 200:
+                usage_from(tail, ex)
+            ex.http_status = resp.status
+            ex.status = _status_class(resp.status)
+        except UpstreamError as exc:
+            log.warning("%s: the engine failed mid-answer on %s: %s", ex.request_id,
+                        ex.backend, exc)
+            ex.status, ex.http_status = "5xx", 502
+            raise AnswerCut(str(exc)) from exc
+        finally:
+            if clean:
+                resp.release()
+            else:
+                resp.close()
+            if backend is not None:
+                self._pool.release(backend)
+            self._accounting.finish(ex)
 
     def _streaming(self, resp: UpstreamResponse, backend: Backend,
                    ex: Exchange) -> StreamingResponse:

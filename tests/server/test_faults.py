@@ -8,15 +8,17 @@ httpx. Every test ends by itself: timeouts are short and loops bounded.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
+import tracemalloc
 
 import httpx
 import openai
 import pytest
 
 from llmfleet.fake_upstream import FakeControl, Mode
-from llmfleet.testing import RawEngine, ServerThread, free_port, hang_up, json_answer
+from llmfleet.testing import Answer, RawEngine, ServerThread, free_port, hang_up, json_answer
 from tests.conftest import TEST_KEY, RouterFactory
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -362,3 +364,67 @@ def test_connect_timeout_is_retried_on_another_backend(make_router: RouterFactor
     finally:
         for sock in [*fillers, stalled]:
             sock.close()
+
+
+def _huge_answer(size: int) -> Answer:
+    """A non-streamed answer of `size` bytes, sent from one reused 1 MiB block."""
+    block = b" " * (1 << 20)
+    end = b'", "usage": {"prompt_tokens": 3, "completion_tokens": 5}}'
+    start = b'{"id": "x", "object": "text_completion", "pad": "'
+    pad = size - len(start) - len(end)
+
+    def send(conn: socket.socket) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-length: %d\r\n\r\n" % size + start)
+        for _ in range(pad // len(block)):
+            conn.sendall(block)
+        conn.sendall(block[:pad % len(block)] + end)
+        return True
+
+    return send
+
+
+def test_a_huge_non_streamed_answer_is_relayed_not_held_in_memory(
+        make_router: RouterFactory) -> None:
+    """Regression: a 200 MB answer was read whole, raising the router's peak memory by
+    369 MB; with 64 in flight per engine that exhausts the router."""
+    size = 48 << 20
+    with RawEngine([_huge_answer(size)]) as engine, \
+            make_router([engine.url], health_interval_s=60) as router:
+        tracemalloc.start()
+        try:
+            baseline = tracemalloc.get_traced_memory()[0]
+            received = 0
+            tail = b""
+            with httpx.stream("POST", router.url + "/v1/completions", timeout=30,
+                              json={"model": "fake-model", "prompt": "x"},
+                              headers={"authorization": f"Bearer {TEST_KEY}"}) as resp:
+                for chunk in resp.iter_raw():
+                    received += len(chunk)
+                    tail = (tail + chunk)[-200:]
+            peak = tracemalloc.get_traced_memory()[1] - baseline
+        finally:
+            tracemalloc.stop()
+        metrics = httpx.get(router.url + "/metrics").text
+    assert resp.status_code == 200 and received == size
+    assert tail.endswith(b'"completion_tokens": 5}}')
+    assert peak < 16 << 20, f"peak {peak / 2**20:.0f} MiB for a {size >> 20} MiB answer"
+    assert 'llmfleet_completion_tokens_total{model="fake-model"} 5.0' in metrics
+    assert 'llmfleet_requests_total{model="fake-model",status="2xx"} 1.0' in metrics
+
+
+def test_an_engine_failing_mid_way_through_a_relayed_answer_cuts_the_connection(
+        make_router: RouterFactory) -> None:
+    def truncated(conn: socket.socket) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-length: %d\r\n\r\n" % (8 << 20) + b"{" + b" " * (4 << 20))
+        return False  # and die
+
+    with RawEngine([truncated]) as engine, \
+            make_router([engine.url], health_interval_s=60) as router:
+        with pytest.raises(httpx.RemoteProtocolError):
+            post(router, {"model": "fake-model", "prompt": "x"}, "/v1/completions")
+        metrics = httpx.get(router.url + "/metrics").text
+        in_flight = f'llmfleet_requests_in_flight{{backend="{engine.url}"}} 0.0'
+    assert 'llmfleet_requests_total{model="fake-model",status="5xx"} 1.0' in metrics
+    assert in_flight in metrics
