@@ -46,6 +46,7 @@ class Exchange:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     streamed_events: int = 0
+    reached_engine: bool = False  # the request was sent: its prompt cost the engine work
 
 
 def count_events(events: bytes, ex: Exchange) -> None:
@@ -105,8 +106,11 @@ class Accounting:
             series.prompt_tokens.inc(prompt)
         if completion is not None:
             series.completion_tokens.inc(completion)
-        used = 0  # refused or failed before generating: refund the whole reservation
-        if ex.prompt_tokens is not None or completion is not None:
+        # Refused before any engine saw it: the whole reservation goes back. Anything an
+        # engine read is charged, failed, timed out or cancelled too: otherwise a caller
+        # sends 4 MiB prompts and hangs up after prefill at no cost in tokens.
+        used = 0
+        if ex.reached_engine or ex.prompt_tokens is not None or completion is not None:
             used = (ex.prompt_tokens if ex.prompt_tokens is not None
                     else ex.request.prompt_tokens_estimate) + (completion or 0)
         self._limiter.reconcile(ex.reservation, used)

@@ -55,6 +55,13 @@ class _Common(_Wire):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     user: str | None = None
+    # Sequences generated per request: limits charge each one. The engine validates them.
+    n: int | None = None
+    best_of: int | None = None
+
+    @property
+    def sequences(self) -> int:
+        return max(self.n or 1, self.best_of or 1, 1)
 
 
 class ChatRequest(_Common):
@@ -120,6 +127,7 @@ class ParsedRequest:
     prompt_tokens_estimate: int
     body: bytes
     weights: RouteWeights | None = None  # the client's own, from the x-llmfleet-weights header
+    sequences: int = 1  # generated per request (n, best_of)
 
 
 def _message_chars(message: Message) -> int:
@@ -189,6 +197,7 @@ def parse_request(endpoint: Endpoint, body: bytes) -> ParsedRequest:
         max_tokens=max_tokens,
         prompt_tokens_estimate=prompt_tokens,
         body=body,
+        sequences=wire.sequences,
     )
 
 

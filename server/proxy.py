@@ -118,6 +118,7 @@ class Proxy:
             try:
                 resp = await self._send(backend, ex)
             except _Retryable as exc:
+                ex.reached_engine = False  # refused or never sent: no engine did any work
                 self._pool.release(backend)
                 if exc.eject:
                     self._pool.eject(backend, exc.reason)
@@ -160,6 +161,9 @@ class Proxy:
         if self._auth:
             headers["authorization"] = self._auth
         upstream = self._upstream(backend)
+        # Counted as read by the engine unless the failure proves otherwise: a client that
+        # hangs up while the engine is still on its prompt leaves from inside post().
+        ex.reached_engine = True
         try:
             resp = await upstream.post(ex.request.endpoint.value, ex.request.body, headers)
         except ConnectTimeout as exc:

@@ -122,8 +122,7 @@ class CompletionService:
             model, reason = self.resolve(parsed)
             if model != parsed.model:
                 parsed = with_model(parsed, model)
-            tokens = parsed.prompt_tokens_estimate + (
-                parsed.max_tokens or self._default_max_tokens)
+            tokens = self._worst_case_tokens(parsed, model)
             try:
                 reservation = self._limiter.reserve(key_id, tokens)
             except APIError:
@@ -140,6 +139,20 @@ class CompletionService:
         engine_id = request_id if minted else mint_request_id()
         return Exchange(parsed, request_id, key_id, model, reservation, started=started,
                         route_reason=reason, engine_request_id=engine_id)
+
+    def _worst_case_tokens(self, parsed: ParsedRequest, model: str) -> int:
+        """What a request may use at most: reserved up front, settled at its end.
+
+        Without max_tokens an engine generates up to the context length, so that is
+        reserved when the engine says it (vLLM's max_model_len); each of `n` or
+        `best_of` sequences may use as much.
+        """
+        completion = parsed.max_tokens
+        if completion is None:
+            context = self._pool.context_length(model)
+            completion = (max(context - parsed.prompt_tokens_estimate, 1) if context
+                          else self._default_max_tokens)
+        return parsed.prompt_tokens_estimate + completion * parsed.sequences
 
     def _label(self, model: str) -> str:
         """The model as a metric label: only names some backend serves stay bounded."""

@@ -1,11 +1,17 @@
-"""Token buckets and per-key limits, on a fake clock."""
+"""Per-key limits: the sliding window on a fake clock, then through a real router."""
 
 from __future__ import annotations
 
+import time
+
+import httpx
 import pytest
 
+from llmfleet.fake_upstream import FakeControl, Mode
+from llmfleet.testing import ServerThread
 from server.errors import RateLimited
-from server.ratelimit import RateLimiter, TokenBucket
+from server.ratelimit import RateLimiter, SlidingWindow
+from tests.conftest import TEST_KEY, RouterFactory
 
 
 class FakeClock:
@@ -19,27 +25,27 @@ class FakeClock:
         self.now += seconds
 
 
-def test_bucket_starts_full_and_refills_at_rate() -> None:
+def test_window_admits_up_to_the_limit_and_frees_what_has_aged_out() -> None:
     clock = FakeClock()
-    bucket = TokenBucket(capacity=60, rate=1, clock=clock)
-    bucket.take(60)
-    assert bucket.level() == 0
-    clock.advance(10)
-    assert bucket.level() == pytest.approx(10)
-    clock.advance(1000)
-    assert bucket.level() == 60  # never above capacity
+    window = SlidingWindow(limit=60, clock=clock)
+    window.take(40)
+    clock.advance(30)
+    window.take(20)
+    assert window.used() == 60 and window.wait_for(1) == pytest.approx(30.0)
+    clock.advance(30)  # the first 40 are now 60 s old
+    assert window.used() == 20 and window.wait_for(40) == 0
 
 
-def test_bucket_wait_for_says_how_long() -> None:
+def test_window_wait_says_when_enough_has_aged_out() -> None:
     clock = FakeClock()
-    bucket = TokenBucket(capacity=10, rate=2, clock=clock)
-    bucket.take(10)
-    assert bucket.wait_for(4) == pytest.approx(2.0)
-    clock.advance(2)
-    assert bucket.wait_for(4) == 0
+    window = SlidingWindow(limit=10, clock=clock)
+    for _ in range(5):
+        window.take(2)
+        clock.advance(1)
+    assert window.wait_for(4) == pytest.approx(56.0)  # the two oldest entries, 4 units
 
 
-def test_requests_per_minute_limit_then_refill() -> None:
+def test_requests_per_minute_limit_then_the_window_moves_on() -> None:
     clock = FakeClock()
     limiter = RateLimiter(rpm=3, tpm=0, clock=clock)
     for _ in range(3):
@@ -47,10 +53,29 @@ def test_requests_per_minute_limit_then_refill() -> None:
     with pytest.raises(RateLimited) as info:
         limiter.reserve("k", 10)
     assert info.value.status == 429
-    assert info.value.retry_after == pytest.approx(20.0)  # one request per 20 s
-    assert info.value.headers() == {"retry-after": "20"}
-    clock.advance(20)
+    assert info.value.retry_after == pytest.approx(60.0)
+    assert info.value.headers() == {"retry-after": "60"}
+    clock.advance(60)
     limiter.reserve("k", 10)
+
+
+@pytest.mark.parametrize("rpm", [60, 600])
+def test_any_60_second_window_holds_to_the_requests_per_minute_limit(rpm: int) -> None:
+    """Regression: with 60 requests/min a burst took 60 at once and the refill admitted 59
+    more within the same minute: 119 in 60 s."""
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=rpm, tpm=0, clock=clock)
+    admitted: list[float] = []
+    while clock.now < 1000 + 300:  # a client sending as fast as it is let, for 5 minutes
+        try:
+            limiter.reserve("k", 1)
+            admitted.append(clock.now)
+        except RateLimited:
+            clock.advance(0.05)
+    starts = [1000 + i * 0.5 for i in range(480)]  # every window of 60 s, at 0.5 s steps
+    counts = [sum(start <= t < start + 60 for t in admitted) for start in starts]
+    assert max(counts) <= rpm * 1.05
+    assert min(counts) >= rpm * 0.95  # and a steady sender gets its whole limit
 
 
 def test_keys_are_limited_independently() -> None:
@@ -79,14 +104,25 @@ def test_reconcile_refunds_unused_tokens() -> None:
     limiter.reserve("k", 800)  # fits again thanks to the refund
 
 
-def test_reconcile_charges_overuse_into_debt() -> None:
+def test_reconcile_charges_overuse_until_it_ages_out() -> None:
     clock = FakeClock()
     limiter = RateLimiter(rpm=0, tpm=600, clock=clock)
     reservation = limiter.reserve("k", 100)
-    limiter.reconcile(reservation, used_tokens=700)  # 600 more than reserved: bucket at -100
+    clock.advance(5)
+    limiter.reconcile(reservation, used_tokens=700)  # 600 more than reserved: 100 over
     with pytest.raises(RateLimited) as info:
         limiter.reserve("k", 1)
-    assert info.value.retry_after == pytest.approx(10.1)  # 101 tokens at 10 per second
+    assert info.value.retry_after == pytest.approx(55.0)  # when the 700 leave the window
+
+
+def test_overuse_settled_after_the_window_is_still_charged() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=0, tpm=600, clock=clock)
+    reservation = limiter.reserve("k", 100)
+    clock.advance(90)  # a long generation
+    limiter.reconcile(reservation, used_tokens=650)
+    with pytest.raises(RateLimited):
+        limiter.reserve("k", 100)
 
 
 def test_request_larger_than_the_whole_minute_budget_is_refused_with_param() -> None:
@@ -101,3 +137,64 @@ def test_zero_limits_mean_unlimited() -> None:
     limiter = RateLimiter(rpm=0, tpm=0, clock=FakeClock())
     for _ in range(10_000):
         limiter.reserve("k", 10**6)
+
+
+# -- through a real router in front of the fake engine --------------------------------
+
+def _post(router: ServerThread, body: dict[str, object], timeout: float = 10) -> httpx.Response:
+    return httpx.post(router.url + "/v1/completions", json=body, timeout=timeout,
+                      headers={"authorization": f"Bearer {TEST_KEY}"})
+
+
+def test_a_request_without_max_tokens_reserves_up_to_the_engines_context(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    """Regression: without max_tokens 256 tokens were reserved while the engine may
+    generate to the context length, so concurrent requests overran the token limit."""
+    control, url = fake
+    control.models_body = {"object": "list",
+                           "data": [{"id": "fake-model", "max_model_len": 2048}]}
+    control.chunk_delay_s = 0.05
+    with make_router([url], rate_limit_tpm=3000, rate_limit_rpm=0) as router, \
+            httpx.stream("POST", router.url + "/v1/completions", timeout=10,
+                         json={"model": "fake-model", "prompt": "x", "stream": True},
+                         headers={"authorization": f"Bearer {TEST_KEY}"}) as first:
+        assert first.status_code == 200  # in flight, holding ~2048 tokens
+        second = _post(router, {"model": "fake-model", "prompt": "x"})
+    assert second.status_code == 429
+    assert "tokens per minute" in second.json()["error"]["message"]
+
+
+def test_n_and_best_of_multiply_the_reservation(fake: tuple[FakeControl, str],
+                                                make_router: RouterFactory) -> None:
+    """Regression: n and best_of were ignored, so n=4 generated four times what was
+    reserved."""
+    with make_router([fake[1]], rate_limit_tpm=1000, rate_limit_rpm=0) as router:
+        for extra in ({"n": 4}, {"best_of": 4}):
+            resp = _post(router, {"model": "fake-model", "prompt": "x", "max_tokens": 300,
+                                  **extra})
+            assert resp.status_code == 429, extra
+            assert resp.json()["error"]["param"] == "max_tokens"
+        assert _post(router, {"model": "fake-model", "prompt": "x", "max_tokens": 300,
+                              "n": 3}).status_code == 200
+
+
+def test_a_client_hanging_up_after_its_prompt_is_charged_for_the_prompt(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    """Regression: failed, timed-out and cancelled requests were refunded in full, so a
+    caller could send huge prompts and hang up after prefill for nothing."""
+    control, url = fake
+    prompt = "x" * 400_000  # ~100,000 tokens by the router's estimate
+    with make_router([url], rate_limit_tpm=150_000, rate_limit_rpm=0,
+                     read_timeout_s=60) as router:
+        control.mode = Mode.HANG
+        with pytest.raises(httpx.ReadTimeout):
+            _post(router, {"model": "fake-model", "prompt": prompt, "max_tokens": 1},
+                  timeout=0.5)
+        control.mode = Mode.OK
+        cancelled = 'llmfleet_requests_total{model="fake-model",status="cancelled"} 1.0'
+        for _ in range(100):  # until the router has seen the hang-up and settled it
+            if cancelled in httpx.get(router.url + "/metrics").text:
+                break
+            time.sleep(0.05)
+        resp = _post(router, {"model": "fake-model", "prompt": prompt, "max_tokens": 1})
+    assert resp.status_code == 429
