@@ -29,6 +29,7 @@ def _router(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.edge import uvicorn_options
     from server.settings import RouterSettings
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -41,9 +42,9 @@ def _router(args: argparse.Namespace) -> int:
         return 2
     # The router's own access log replaces uvicorn's; it uses no client address, so
     # X-Forwarded-* parsing (proxy_headers) would only cost CPU per request.
-    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop",
                 access_log=False, log_config=None, proxy_headers=False,
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=30, **uvicorn_options(settings.edge()))
     return 0
 
 

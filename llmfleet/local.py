@@ -136,6 +136,7 @@ class LocalPlatform:
         import uvicorn
 
         from server.app import create_app
+        from server.edge import uvicorn_options
         from server.settings import RouterSettings
 
         opts = self.options
@@ -169,8 +170,8 @@ class LocalPlatform:
             "  Ctrl-C stops everything.",
             "",
         ]), flush=True)
-        uvicorn.run(app, host="127.0.0.1", port=opts.port, loop="uvloop",
-                    http="httptools", access_log=False, log_config=None, proxy_headers=False)
+        uvicorn.run(app, host="127.0.0.1", port=opts.port, loop="uvloop", access_log=False,
+                    log_config=None, proxy_headers=False, **uvicorn_options(settings.edge()))
         return 0
 
 

@@ -31,7 +31,8 @@ def free_port() -> int:
 class ServerThread:
     """Serve an ASGI app on 127.0.0.1:<ephemeral> in a thread until exited."""
 
-    def __init__(self, app: Any, *, startup_timeout_s: float = 30.0) -> None:
+    def __init__(self, app: Any, *, startup_timeout_s: float = 30.0,
+                 **uvicorn_options: Any) -> None:
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -39,7 +40,7 @@ class ServerThread:
         self.url = f"http://127.0.0.1:{self.port}"
         # "auto" is uvloop where installed, as in production: transports differ.
         config = uvicorn.Config(app, log_config=None, access_log=False, loop="auto",
-                                timeout_graceful_shutdown=2, lifespan="on")
+                                timeout_graceful_shutdown=2, lifespan="on", **uvicorn_options)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run,
                                         kwargs={"sockets": [self._sock]}, daemon=True)

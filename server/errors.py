@@ -75,6 +75,14 @@ class BodyTooLarge(APIError):
     code = "request_too_large"
 
 
+class BodyIncomplete(APIError):
+    """The body stopped arriving: the client left or the edge's deadline passed."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class RateLimited(APIError):
     status = 429
     type = "rate_limit_error"

@@ -15,13 +15,19 @@ import re
 import time
 from dataclasses import replace
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from server.accounting import NO_MODEL, Accounting, Exchange
 from server.auth import KeyStore
 from server.backends import BackendPool
-from server.errors import APIError, BodyTooLarge, ModelNotFound, NoHealthyBackend
+from server.errors import (
+    APIError,
+    BodyIncomplete,
+    BodyTooLarge,
+    ModelNotFound,
+    NoHealthyBackend,
+)
 from server.metrics import RouterMetrics
 from server.protocol import (
     WEIGHTS_HEADER,
@@ -56,17 +62,25 @@ def request_id_for(request: Request) -> tuple[str, bool]:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """Raises BodyTooLarge before buffering more than `limit` bytes."""
+    """The request's body.
+
+    Raises:
+        BodyTooLarge: before buffering more than `limit` bytes.
+        BodyIncomplete: the client left, or the edge timed the body out.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body over the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"request body over the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise BodyIncomplete("the request body did not arrive in time") from exc
     return b"".join(chunks)
 
 

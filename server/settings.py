@@ -17,6 +17,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from server.edge import EdgeLimits
+
 
 class PolicyName(StrEnum):
     """Routing policies that resolve the alias model to a served one."""
@@ -131,6 +133,15 @@ class RouterSettings(BaseSettings):
     upstream_keepalive_s: float = Field(default=4.0, gt=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
 
+    # The HTTP edge (server/edge.py): what a connection may send, and for how long.
+    # keepalive_s must outlast the load balancer's idle timeout (600 s in infrastructure/).
+    keepalive_s: float = Field(default=620.0, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    max_headers: int = Field(default=100, gt=0)
+    max_connections: int = Field(default=4096, gt=0)
+
     alias_model: str = "auto"
     policy: PolicyName = PolicyName.PROMPT_LENGTH
     length_rules: list[LengthRule] = Field(default_factory=list)
@@ -181,6 +192,12 @@ class RouterSettings(BaseSettings):
             raise ValueError("policy 'scored' needs scored_models: each model's runtime_s, "
                              "energy_j and quality")
         return self
+
+    def edge(self) -> EdgeLimits:
+        return EdgeLimits(max_header_bytes=self.max_header_bytes, max_headers=self.max_headers,
+                          header_timeout_s=self.header_timeout_s,
+                          body_timeout_s=self.body_timeout_s,
+                          max_connections=self.max_connections, keepalive_s=self.keepalive_s)
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> RouterSettings:

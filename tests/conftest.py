@@ -15,6 +15,7 @@ from llmfleet.fake_upstream import FakeControl, create_fake_upstream
 from llmfleet.local import engine_spec_for
 from llmfleet.testing import ServerThread, free_port
 from server.app import create_app
+from server.edge import uvicorn_options
 from server.settings import RouterSettings
 
 TEST_KEY = "sk-test-key-0001"
@@ -42,8 +43,9 @@ def make_router() -> RouterFactory:
             "health_interval_s": 0.2, "health_timeout_s": 1.0,
         }
         values.update(overrides)
-        app = create_app(RouterSettings(**values))
-        with ServerThread(app) as server:
+        settings = RouterSettings(**values)
+        app = create_app(settings)
+        with ServerThread(app, **uvicorn_options(settings.edge())) as server:
             yield server
 
     return factory

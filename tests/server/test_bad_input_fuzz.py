@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from llmfleet.fake_upstream import FakeControl, create_fake_upstream
 from llmfleet.testing import ServerThread
 from server.app import create_app
+from server.edge import uvicorn_options
 from server.settings import RouterSettings
 from tests.conftest import TEST_KEY
 
@@ -35,11 +36,11 @@ message_lists = st.lists(st.fixed_dictionaries(
 @pytest.fixture(scope="module")
 def router() -> Iterator[httpx.Client]:
     with ServerThread(create_fake_upstream(FakeControl())) as upstream:
-        app = create_app(RouterSettings(backends=[upstream.url], api_keys=[TEST_KEY],
-                                        rate_limit_rpm=0, rate_limit_tpm=0))
-        with ServerThread(app) as server, httpx.Client(
-                base_url=server.url, timeout=10,
-                headers={"authorization": f"Bearer {TEST_KEY}"}) as client:
+        settings = RouterSettings(backends=[upstream.url], api_keys=[TEST_KEY],
+                                  rate_limit_rpm=0, rate_limit_tpm=0)
+        with ServerThread(create_app(settings), **uvicorn_options(settings.edge())) as server, \
+                httpx.Client(base_url=server.url, timeout=10,
+                             headers={"authorization": f"Bearer {TEST_KEY}"}) as client:
             yield client
 
 

@@ -27,12 +27,13 @@ EXACT = {"ignore_eos": True}
 def stack(vllm_engine: tuple[str, str]) -> Iterator[tuple[ServerThread, str, str]]:
     """(router, engine url, model) shared by this module's tests."""
     from server.app import create_app
+    from server.edge import uvicorn_options
     from server.settings import RouterSettings
 
     url, model = vllm_engine
     settings = RouterSettings(backends=[url], api_keys=[f"tester:{TEST_KEY}",
                                                         f"other:{OTHER_KEY}"])
-    with ServerThread(create_app(settings)) as router:
+    with ServerThread(create_app(settings), **uvicorn_options(settings.edge())) as router:
         yield router, url, model
 
 
