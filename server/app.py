@@ -117,12 +117,13 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
         session = aiohttp.ClientSession(connector=_connector(settings), auto_decompress=False)
         limits = PoolLimits(settings.max_inflight_per_backend, settings.max_queue,
                             settings.queue_timeout_s, settings.health_interval_s,
-                            settings.health_timeout_s, settings.unhealthy_threshold)
+                            settings.health_timeout_s, settings.unhealthy_threshold,
+                            settings.stall_after_s)
         pool = BackendPool(settings.backends, session, limits, metrics,
                            settings.backend_api_key)
         access_log = AccessLog(dropped=metrics.access_log_dropped)
         timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s,
-                            settings.upstream_keepalive_s)
+                            settings.upstream_keepalive_s, settings.stream_idle_timeout_s)
         accounting = Accounting(metrics, limiter, access_log)
         proxy = Proxy(pool, accounting, metrics, timeouts, settings.backend_api_key)
         service = CompletionService(

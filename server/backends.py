@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -83,6 +84,14 @@ class Backend:
     last_error: str | None = field(default=None, repr=False)
     failed_checks: int = 0
     in_flight: Gauge | None = field(default=None, repr=False)
+    # Streams relaying tokens right now, and when any of them last brought data.
+    streams: int = 0
+    last_progress: float = 0.0
+
+    def stalled(self, now: float, after_s: float) -> bool:
+        """Every stream it is relaying has been silent for `after_s`: the engine has
+        stopped (a hung process, a stuck GPU) although it still accepts connections."""
+        return self.streams > 0 and now - self.last_progress > after_s
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class PoolLimits:
     health_interval_s: float
     health_timeout_s: float
     unhealthy_threshold: int = 3
+    stall_after_s: float = 10.0
 
 
 class BackendPool:
@@ -168,6 +178,9 @@ class BackendPool:
         lengths = [b.context[model] for b in self.backends if b.healthy and model in b.context]
         return max(lengths, default=None)
 
+    def is_stalled(self, backend: Backend) -> bool:
+        return backend.stalled(time.perf_counter(), self._limits.stall_after_s)
+
     def models(self) -> frozenset[str]:
         served: set[str] = set()
         for backend in self.backends:
@@ -188,13 +201,18 @@ class BackendPool:
                 if b.healthy and model in b.models and b is not exclude]
 
     def _pick(self, candidates: list[Backend]) -> Backend | None:
+        """The least-loaded candidate with room; a stalled one has none until it moves
+        again (least-outstanding alone kept feeding a stalled engine until the health
+        check ejected it, 23 s in the review)."""
         # Rotate the starting point so that ties do not always land on backend 0.
         self._turn = (self._turn + 1) % max(1, len(candidates))
         ordered = candidates[self._turn:] + candidates[:self._turn]
         best: Backend | None = None
+        now = time.perf_counter()
         for backend in ordered:
             if backend.outstanding < self._limits.max_inflight and (
-                    best is None or backend.outstanding < best.outstanding):
+                    best is None or backend.outstanding < best.outstanding) and \
+                    not backend.stalled(now, self._limits.stall_after_s):
                 best = backend
         return best
 
@@ -236,6 +254,14 @@ class BackendPool:
         finally:
             if queued:
                 self._waiting -= 1
+
+    def progress(self, backend: Backend, now: float) -> None:
+        """A stream on `backend` brought data at `now` (perf_counter)."""
+        stalled = backend.stalled(now, self._limits.stall_after_s)
+        backend.last_progress = now
+        if stalled and self._waiting:
+            log.info("backend %s is sending again", backend.url)
+            self._wake()
 
     def release(self, backend: Backend) -> None:
         backend.outstanding -= 1

@@ -188,7 +188,8 @@ class FleetMonitor:
         return {
             "interval_s": self.interval_s, "window_s": self.window_s, "now": self._wall(),
             "backends": [{"url": b.url, "healthy": b.healthy, "models": sorted(b.models),
-                          "in_flight": b.outstanding, "last_error": b.last_error}
+                          "in_flight": b.outstanding, "last_error": b.last_error,
+                          "stalled": self._pool.is_stalled(b)}
                          for b in self._pool.backends],
             "agent": asdict(self.agent),
             "series": [asdict(p) for p in self.points],

@@ -295,6 +295,11 @@ class Proxy:
                 else:
                     ex.ttft = now - ex.started
                     ttft.observe(ex.ttft)
+                    # Before the first token the engine may be queueing or on a long
+                    # prompt; after it, a silence this long means it has stalled.
+                    resp.limit_silence(self._timeouts.stream_idle_s)
+                    backend.streams += 1
+                self._pool.progress(backend, now)
                 last = now
                 pending += chunk
                 cut = pending.rfind(EVENT_END)
@@ -319,6 +324,8 @@ class Proxy:
             payload = error_body(message, "server_error", "upstream_error", None)
             yield b"data: " + payload + EVENT_END
         finally:
+            if last:
+                backend.streams -= 1
             if clean:
                 resp.release()
             else:

@@ -128,6 +128,11 @@ class RouterSettings(BaseSettings):
     unhealthy_threshold: int = Field(default=3, ge=1)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=300.0, gt=0)
+    # Once a stream has begun: the longest gap between two pieces before it ends with an
+    # error event, and how long all of an engine's streams may be silent before it gets
+    # no new requests (until one of them moves again).
+    stream_idle_timeout_s: float = Field(default=30.0, gt=0)
+    stall_after_s: float = Field(default=10.0, gt=0)
     # Below the engine's own keep-alive (vLLM: 5 s), so that the router never
     # reuses a connection the engine is closing.
     upstream_keepalive_s: float = Field(default=4.0, gt=0)

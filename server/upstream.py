@@ -74,8 +74,9 @@ class ReadTimeout(UpstreamError):
 @dataclass(frozen=True)
 class Timeouts:
     connect_s: float
-    read_s: float
+    read_s: float  # silence before an answer's head, and within a non-streamed answer
     keepalive_s: float
+    stream_idle_s: float = 30.0  # silence once a stream has begun
 
 
 class UpstreamResponse:
@@ -152,6 +153,16 @@ class UpstreamResponse:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def limit_silence(self, seconds: float) -> None:
+        """From now on, end the answer with ReadTimeout after `seconds` without data
+        (a stream that has begun: an engine that stalls must not hold it for the whole
+        read timeout)."""
+        self._read_timeout = seconds
+        if self._timer is not None:
+            self._disarm()
+            if self._waiter is not None:
+                self._arm()
 
     async def next_chunk(self) -> bytes | None:
         """The next piece of body, or None at its end.

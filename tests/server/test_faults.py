@@ -428,3 +428,48 @@ def test_an_engine_failing_mid_way_through_a_relayed_answer_cuts_the_connection(
         in_flight = f'llmfleet_requests_in_flight{{backend="{engine.url}"}} 0.0'
     assert 'llmfleet_requests_total{model="fake-model",status="5xx"} 1.0' in metrics
     assert in_flight in metrics
+
+
+def test_a_stream_on_a_stalled_engine_ends_after_the_stream_idle_timeout(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    """Regression (found with SIGSTOP): streams on a stalled engine waited for the 300 s
+    read timeout."""
+    control, url = fake
+    control.mode, control.fail_after = Mode.HANG_MIDSTREAM, 2
+    with make_router([url], read_timeout_s=300, stream_idle_timeout_s=0.5) as router, \
+            httpx.stream("POST", router.url + "/v1/chat/completions",
+                         json={**CHAT, "stream": True}, timeout=10,
+                         headers={"authorization": f"Bearer {TEST_KEY}"}) as resp:
+        body = b"".join(resp.iter_bytes())
+    error = json.loads(body.strip().split(b"\n\n")[-1].removeprefix(b"data: "))["error"]
+    assert "stopped sending" in error["message"]
+
+
+def test_new_requests_avoid_an_engine_whose_streams_have_all_gone_silent(
+        make_router: RouterFactory) -> None:
+    """Regression: least-outstanding kept sending new work to a stalled engine until the
+    health check ejected it (23 s in the review)."""
+    from llmfleet.fake_upstream import create_fake_upstream
+
+    stalled = FakeControl(mode=Mode.HANG_MIDSTREAM, fail_after=2)
+    moving = FakeControl(chunk_delay_s=0.1)
+    with ServerThread(create_fake_upstream(stalled)) as a, \
+            ServerThread(create_fake_upstream(moving)) as b, \
+            make_router([a.url, b.url], stall_after_s=0.3, health_interval_s=60) as router, \
+            httpx.Client(base_url=router.url, timeout=10,
+                         headers={"authorization": f"Bearer {TEST_KEY}"}) as http:
+        streams = [http.send(http.build_request(
+            "POST", "/v1/chat/completions",
+            json={**CHAT, "max_tokens": 100, "stream": True}), stream=True) for _ in range(2)]
+        try:
+            assert stalled.streams_started == 1 and moving.streams_started == 1
+            time.sleep(0.8)  # a's stream went silent after two events; b's keeps moving
+            before = stalled.requests
+            for _ in range(4):  # equal load: least-outstanding alone would send two to a
+                assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+            assert stalled.requests == before
+            view = http.get("/console/fleet").json()
+            assert [x["stalled"] for x in view["backends"]] == [True, False]
+        finally:
+            for stream in streams:
+                stream.close()
