@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -42,7 +42,7 @@ from server.errors import (
 )
 from server.fleet import FleetMonitor
 from server.metrics import RouterMetrics
-from server.protocol import Endpoint
+from server.protocol import ChatRequest, CompletionRequest, Endpoint
 from server.proxy import AnswerCut, Proxy
 from server.ratelimit import RateLimiter
 from server.routing import build_policy
@@ -88,7 +88,7 @@ class HotPaths:
         request = Request(scope, receive)
         try:
             if scope["method"] != "POST":
-                raise MethodNotAllowed(f"use POST for {endpoint.value}")
+                raise MethodNotAllowed(f"use POST for {endpoint.value}", allow="POST")
             runtime: Runtime = self.app.state.runtime
             response = await runtime.service.handle(endpoint, request)
         except APIError as exc:
@@ -165,7 +165,34 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
+def _completion_route(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def route(request: Request) -> Response:
+        return await _runtime(request).service.handle(endpoint, request)
+
+    return route
+
+
+def _add_completion_routes(app: FastAPI) -> None:
+    """The hot paths, declared to FastAPI too: they appear in /openapi.json, and serve
+    correctly should a request ever reach them past `HotPaths`."""
+    for endpoint, wire, summary in (
+            (Endpoint.CHAT, ChatRequest, "Create a chat completion"),
+            (Endpoint.COMPLETIONS, CompletionRequest, "Create a completion")):
+        schema = wire.model_json_schema()
+        schema["additionalProperties"] = True
+        schema["description"] = ("The fields the router reads; every other OpenAI or vLLM "
+                                 "field is forwarded to the engine untouched.")
+        app.add_api_route(
+            endpoint.value, _completion_route(endpoint), methods=["POST"], summary=summary,
+            openapi_extra={
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": schema}}},
+                "responses": {"200": {"description": "The engine's answer, or a stream of "
+                                      "server-sent events when `stream` is true"}}})
+
+
 def _add_routes(app: FastAPI) -> None:
+    _add_completion_routes(app)
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
         rt = _runtime(request)

@@ -11,6 +11,12 @@ Keys file format, one per line, `#` comments allowed:
     name:sk-plaintext-key
     name:sha256:<64 hex digits>
     sk-plaintext-key            (id = digest prefix)
+
+A name is an identifier (letters, digits, `_.@-`, up to 64, not starting with
+`sk-`); a key with a `:` in it must be named. Otherwise `sk-abc:def` would be
+read as the key `def` named `sk-abc`, and the key's first half would appear
+in every log line. An empty key (`alice:`) is refused. Errors name the line,
+never its text.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,24 +45,33 @@ class KeyEntry:
     sha256: str
 
 
-def _parse_line(line: str) -> KeyEntry:
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+
+
+def _parse_line(line: str, where: str) -> KeyEntry:
+    """Raises ValueError saying `where` (a line number), never the line's text."""
     name, sep, rest = line.partition(":")
     if not sep:
         return KeyEntry(digest(line)[:12], digest(line))
+    if not _NAME.fullmatch(name) or name.lower().startswith("sk-"):
+        raise ValueError(f"{where}: the text before the first ':' is not a key name; a key "
+                         "that contains ':' must be written name:key")
+    if not rest.strip():
+        raise ValueError(f"{where}: key {name!r} is empty")
     if rest.startswith("sha256:"):
         hexdigest = rest.removeprefix("sha256:").lower()
         if len(hexdigest) != 64 or any(c not in "0123456789abcdef" for c in hexdigest):
-            raise ValueError(f"key {name!r}: sha256 digest must be 64 hex digits")
+            raise ValueError(f"{where}: key {name!r}: sha256 digest must be 64 hex digits")
         return KeyEntry(name, hexdigest)
     return KeyEntry(name, digest(rest))
 
 
 def load_keys_file(path: Path) -> list[KeyEntry]:
     entries = []
-    for raw in path.read_text().splitlines():
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
         if line and not line.startswith("#"):
-            entries.append(_parse_line(line))
+            entries.append(_parse_line(line, f"{path}, line {number}"))
     return entries
 
 
@@ -69,7 +85,7 @@ class KeyStore:
     @classmethod
     def from_settings(cls, keys: list[str], keys_file: Path | None,
                       allow_anonymous: bool) -> KeyStore:
-        entries = [_parse_line(k) for k in keys]
+        entries = [_parse_line(k, f"api_keys entry {i}") for i, k in enumerate(keys, 1)]
         if keys_file is not None:
             entries += load_keys_file(keys_file)
         if not entries and not allow_anonymous:

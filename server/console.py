@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,7 +31,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmfleet.catalog import Market
 from planner import catalog, report
@@ -123,7 +123,30 @@ def add_routes(app: FastAPI) -> None:
         # uploads its own config.json naming the API Gateway URL instead.
         return JSONResponse({"api_base": ""})
 
-    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="console")
+    app.mount("/", FramingRefused(StaticFiles(directory=WEB_DIR, html=True)), name="console")
+
+
+class FramingRefused:
+    """Send the page's framing rule as a header: a meta CSP cannot set frame-ancestors,
+    and a console inside another site's frame can be clickjacked into using a pasted key."""
+
+    HEADERS: ClassVar[list[tuple[bytes, bytes]]] = [
+        (b"content-security-policy", b"frame-ancestors 'none'"),
+        (b"x-frame-options", b"DENY"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def with_cors(app: ASGIApp, origins: list[str]) -> ASGIApp:

@@ -68,6 +68,13 @@ class MethodNotAllowed(APIError):
     type = "invalid_request_error"
     code = "method_not_allowed"
 
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"allow": self.allow}  # required with a 405 (RFC 9110, 15.5.6)
+
 
 class BodyTooLarge(APIError):
     status = 413
@@ -149,7 +156,9 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             mapped = NotFound(f"no route for {request.method} {request.url.path}")
         elif exc.status_code == 405:
-            mapped = MethodNotAllowed(f"method {request.method} not allowed here")
+            # Starlette's router names the route's methods; its static files do not.
+            allow = (exc.headers or {}).get("Allow", "GET, HEAD")
+            mapped = MethodNotAllowed(f"method {request.method} not allowed here", allow=allow)
         else:
             mapped = InvalidRequest(str(exc.detail))
             mapped.status = exc.status_code

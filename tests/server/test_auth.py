@@ -45,3 +45,25 @@ def test_bad_digest_in_keys_file_is_reported(tmp_path: Path) -> None:
     keys_file.write_text("carol:sha256:not-hex\n")
     with pytest.raises(ValueError, match="carol"):
         load_keys_file(keys_file)
+
+
+def test_a_name_with_an_empty_key_is_refused(tmp_path: Path) -> None:
+    """Regression: the line `alice:` made an empty key that anyone could present."""
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("bob:sk-bob\nalice:\n")
+    with pytest.raises(ValueError, match=r"line 2: key 'alice' is empty"):
+        load_keys_file(keys_file)
+
+
+@pytest.mark.parametrize("line", ["sk-abc123:def456", "sk-proj-9f:secretpart",
+                                  "has space:key", ":key"])
+def test_an_unnamed_key_with_a_colon_is_refused_without_echoing_it(
+        tmp_path: Path, line: str) -> None:
+    """Regression: `sk-abc:def` was read as key `def` named `sk-abc`, and the key's first
+    half was logged as its id with every request."""
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(line + "\n")
+    with pytest.raises(ValueError, match="must be written name:key") as info:
+        load_keys_file(keys_file)
+    prefix = line.split(":")[0]
+    assert not prefix or prefix not in str(info.value).replace(str(keys_file), "")

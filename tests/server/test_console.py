@@ -89,7 +89,8 @@ def test_fleet_numbers_move_after_requests_and_carry_the_agents_cost(
         idle = poll(router.url + "/console/fleet", lambda b: len(b["series"]) >= 2)
         assert idle["series"][-1]["requests_per_s"] == 0
         assert idle["backends"] == [{"url": url, "healthy": True, "models": ["fake-model"],
-                                     "in_flight": 0, "last_error": None}]
+                                     "in_flight": 0, "last_error": None,
+                                     "stalled": False}]
         client = openai.OpenAI(base_url=router.url + "/v1", api_key=TEST_KEY)
         for _ in range(5):
             list(client.chat.completions.create(
@@ -252,3 +253,41 @@ def test_fleet_and_metrics_ask_a_client_off_loopback_for_a_key_by_default(
             for path in ("/metrics", "/console/fleet"):
                 assert http.get(path).status_code == (401 if needs_key else 200), (client, path)
                 assert http.get(path, headers=AUTH).status_code == 200
+
+
+def test_the_console_refuses_to_be_framed(make_router: RouterFactory,
+                                          fake: tuple[FakeControl, str]) -> None:
+    """Regression: the console could be framed by any site (a meta CSP cannot set
+    frame-ancestors), inviting clickjacking of a pasted key."""
+    with make_router([fake[1]]) as router:
+        for path in ("/", "/app.js"):
+            headers = httpx.get(router.url + path, timeout=5).headers
+            assert headers["content-security-policy"] == "frame-ancestors 'none'"
+            assert headers["x-frame-options"] == "DENY"
+            assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_every_405_names_the_allowed_methods(make_router: RouterFactory,
+                                             fake: tuple[FakeControl, str]) -> None:
+    """Regression: 405 answers carried no Allow header, which HTTP requires."""
+    with make_router([fake[1]]) as router:
+        for method, path, allow in (("GET", "/v1/chat/completions", "POST"),
+                                    ("PUT", "/v1/completions", "POST"),
+                                    ("DELETE", "/console/fleet", "GET, HEAD"),
+                                    ("POST", "/index.html", "GET, HEAD")):
+            resp = httpx.request(method, router.url + path, timeout=5)
+            assert resp.status_code == 405, (method, path)
+            assert resp.headers["allow"] == allow, (method, path)
+            assert resp.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_the_openapi_document_describes_the_completion_routes(
+        make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
+    """Regression: the two routes that carry all the traffic were missing from it."""
+    with make_router([fake[1]]) as router:
+        spec = httpx.get(router.url + "/openapi.json", timeout=5).json()
+    for path, field in (("/v1/chat/completions", "messages"), ("/v1/completions", "prompt")):
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert field in body["schema"]["properties"] and "model" in body["schema"]["required"]
+    plan = spec["paths"]["/console/plan"]["post"]["requestBody"]["content"]["application/json"]
+    assert "input_len" in plan["schema"]["properties"]
