@@ -25,6 +25,8 @@ After that:
   answer has begun, the client's connection is cut: a JSON body cannot carry an
   error once its head is sent.
 - A stream that breaks midway ends with an SSE error event in OpenAI's shape.
+  A begun stream silent for `stream_idle_s` ends so too, and when all of its
+  engine's streams are silent the engine is ejected until a health check passes.
   Only whole SSE events are forwarded, so that event never lands inside a
   half-sent one.
 - A client that disconnects cancels the generator, whose `finally` closes the
@@ -281,8 +283,7 @@ class Proxy:
 
     async def _relay(self, resp: UpstreamResponse, backend: Backend,
                      ex: Exchange) -> AsyncIterator[bytes]:
-        series = self._metrics.model(ex.model)
-        ttft, itl = series.ttft, series.itl
+        itl = self._metrics.model(ex.model).itl
         pending = b""
         last = 0.0
         clean = False
@@ -293,12 +294,7 @@ class Proxy:
                 if last:
                     itl.observe(now - last)
                 else:
-                    ex.ttft = now - ex.started
-                    ttft.observe(ex.ttft)
-                    # Before the first token the engine may be queueing or on a long
-                    # prompt; after it, a silence this long means it has stalled.
-                    resp.limit_silence(self._timeouts.stream_idle_s)
-                    backend.streams += 1
+                    self._began(resp, backend, ex, now)
                 self._pool.progress(backend, now)
                 last = now
                 pending += chunk
@@ -315,14 +311,7 @@ class Proxy:
                 yield pending
             ex.status, ex.http_status, clean = "2xx", 200, True
         except (UpstreamError, UpstreamFailed) as exc:
-            # Headers are gone already: all that is left is to say so in-band.
-            log.warning("stream %s broke mid-way on %s: %r", ex.request_id, backend.url, exc)
-            ex.status, ex.http_status = "5xx", 502
-            message = "the engine failed mid-stream; the answer is incomplete"
-            if isinstance(exc, ReadTimeout):
-                message = "the engine stopped sending mid-stream; the answer is incomplete"
-            payload = error_body(message, "server_error", "upstream_error", None)
-            yield b"data: " + payload + EVENT_END
+            yield self._broken(exc, backend, ex)
         finally:
             if last:
                 backend.streams -= 1
@@ -332,6 +321,31 @@ class Proxy:
                 resp.close()
             self._pool.release(backend)
             self._accounting.finish(ex)
+
+    def _began(self, resp: UpstreamResponse, backend: Backend, ex: Exchange,
+               now: float) -> None:
+        """The first piece of a stream arrived."""
+        ex.ttft = now - ex.started
+        self._metrics.model(ex.model).ttft.observe(ex.ttft)
+        # Before the first token the engine may be queueing or on a long prompt; after
+        # it, a silence this long means it has stalled.
+        resp.limit_silence(min(self._timeouts.stream_idle_s, self._timeouts.read_s))
+        backend.streams += 1
+
+    def _broken(self, exc: Exception, backend: Backend, ex: Exchange) -> bytes:
+        """The SSE error event that ends a stream broken mid-way (headers are gone
+        already: all that is left is to say so in-band)."""
+        log.warning("stream %s broke mid-way on %s: %r", ex.request_id, backend.url, exc)
+        ex.status, ex.http_status = "5xx", 502
+        message = "the engine failed mid-stream; the answer is incomplete"
+        if isinstance(exc, ReadTimeout):
+            message = "the engine stopped sending mid-stream; the answer is incomplete"
+            if self._pool.is_stalled(backend):
+                # All its streams are silent, not just this one: out until a health
+                # check passes, or its other requests would be sent there next.
+                self._pool.eject(backend, "its streams went silent")
+        return b"data: " + error_body(message, "server_error", "upstream_error",
+                                      None) + EVENT_END
 
     @staticmethod
     def _headers(ex: Exchange) -> dict[str, str]:

@@ -8,16 +8,23 @@ httpx. Every test ends by itself: timeouts are short and loops bounded.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
 from llmfleet.fake_upstream import FakeControl, Mode
+from llmfleet.process import ChildProcess
 from llmfleet.testing import Answer, RawEngine, ServerThread, free_port, hang_up, json_answer
 from tests.conftest import TEST_KEY, RouterFactory
 
@@ -473,3 +480,76 @@ def test_new_requests_avoid_an_engine_whose_streams_have_all_gone_silent(
         finally:
             for stream in streams:
                 stream.close()
+
+
+# -- what held in the outside review, kept: real engine processes killed and stopped ----
+
+@pytest.fixture
+def engine_processes(tmp_path: Path) -> Iterator[list[ChildProcess]]:
+    """Two fake engines in processes of their own, so that they can be killed and stopped."""
+    engines = []
+    for i in range(2):
+        port = free_port()
+        engine = ChildProcess(f"engine{i}", [sys.executable, "-m", "llmfleet.fake_upstream",
+                                             str(port)], tmp_path / f"engine{i}.log",
+                              f"http://127.0.0.1:{port}/health")
+        engine.start()
+        engines.append(engine)
+    try:
+        for engine in engines:
+            engine.wait_ready(timeout_s=60, poll_s=0.1)
+        yield engines
+    finally:
+        for engine in engines:
+            if engine.pid is not None and engine.alive():
+                os.kill(engine.pid, signal.SIGCONT)
+            engine.stop(grace_s=5)
+
+
+def _stream_outcome(router: ServerThread) -> str:
+    """One paced stream (~4 s): "done", or the error event's message."""
+    body = {**CHAT, "max_tokens": 80, "stream": True, "fake_chunk_delay_s": 0.05}
+    with httpx.stream("POST", router.url + "/v1/chat/completions", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {TEST_KEY}"}) as resp:
+        events = b"".join(resp.iter_bytes()).strip().split(b"\n\n")
+    if events[-1] == b"data: [DONE]":
+        return "done"
+    return str(json.loads(events[-1].removeprefix(b"data: "))["error"]["message"])
+
+
+def _under_16_streams(router: ServerThread, fault: Callable[[], None]) -> list[str]:
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = [pool.submit(_stream_outcome, router) for _ in range(16)]
+        time.sleep(1.0)  # every stream has begun
+        fault()
+        return [o.result(timeout=30) for o in outcomes]  # a hung stream fails here
+
+
+def test_an_engine_killed_under_16_streaming_clients_leaves_no_one_hanging(
+        engine_processes: list[ChildProcess], make_router: RouterFactory) -> None:
+    killed, _ = engine_processes
+    urls = [e.health_url.removesuffix("/health") for e in engine_processes]
+    with make_router(urls) as router:
+        assert killed.pid is not None
+        outcomes = _under_16_streams(router, lambda: os.kill(killed.pid or 0, signal.SIGKILL))
+        broken = [o for o in outcomes if o != "done"]
+        assert 1 <= len(broken) <= 15
+        assert set(broken) == {"the engine failed mid-stream; the answer is incomplete"}
+        for _ in range(4):  # and everything after goes to the engine left
+            assert post(router, CHAT).status_code == 200
+
+
+def test_an_engine_stopped_under_16_streaming_clients_leaves_no_one_hanging(
+        engine_processes: list[ChildProcess], make_router: RouterFactory) -> None:
+    stopped, _ = engine_processes
+    urls = [e.health_url.removesuffix("/health") for e in engine_processes]
+    with make_router(urls, stream_idle_timeout_s=1.0, stall_after_s=0.5,
+                     health_interval_s=60) as router:
+        assert stopped.pid is not None
+        outcomes = _under_16_streams(router, lambda: os.kill(stopped.pid or 0, signal.SIGSTOP))
+        broken = [o for o in outcomes if o != "done"]
+        assert 1 <= len(broken) <= 15
+        assert set(broken) == {"the engine stopped sending mid-stream; the answer is incomplete"}
+        for _ in range(4):  # new work goes to the engine still moving
+            assert post(router, CHAT).status_code == 200
+        os.kill(stopped.pid, signal.SIGCONT)
