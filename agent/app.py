@@ -102,4 +102,5 @@ async def serve(agent: Agent, host: str, port: int) -> None:
         s = agent.status
         log.info("agent stopped", extra={"fields": {
             "rounds": s.rounds_total, "sent": s.sent_total, "left_buffered": s.buffered,
-            "dropped": s.dropped_total}})
+            "dropped": s.dropped_total, "lost": s.lost_total,
+            "round_errors": s.round_errors_total}})

@@ -9,12 +9,16 @@ per-instance alarms use `AutoScalingGroupName` + `InstanceId` (+
 served by different groups. Each metric is published under every set that
 applies, so none needs a metric-math expression. CloudWatch has no unit for
 watts, joules or dollars: those go out as `None`, with the unit in the name.
-Ratios are percentages. Fields without a value are left out (CloudWatch
-rejects NaN).
+Ratios are percentages. Fields without a value are left out, and so are
+NaN and ±Inf (a scraped gauge can say NaN, a rate can overflow): CloudWatch
+refuses them, and one of them makes it reject the whole call of up to 1,000
+datapoints, scaling data included. `nonfinite()` names them so the agent can
+count what it left out.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +48,7 @@ PER_MODEL = {name for name, _, _ in SERVING.values()} | {
     "CostPerMillionOutputTokensUSD", "JoulesPerOutputToken"}
 
 Dimensions = tuple[tuple[str, str], ...]
+Readings = dict[tuple[str, str], float | None]  # (metric name, unit) -> value
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class Where:
         return 1 if self.interval_s < 60 else 60  # high resolution below a minute
 
 
-def gpu_values(gpus: Sequence[GpuReading]) -> dict[tuple[str, str], float | None]:
+def gpu_values(gpus: Sequence[GpuReading]) -> Readings:
     """Per-instance GPU figures: utilisation and clock averaged, memory and power summed."""
     return {
         ("GPUUtilization", "Percent"): averaged([g.utilization_pct for g in gpus]),
@@ -83,19 +88,35 @@ def gpu_values(gpus: Sequence[GpuReading]) -> dict[tuple[str, str], float | None
     }
 
 
-def build(where: Where, timestamp: float, serving: ServingStats,
-          gpus: Sequence[GpuReading],
-          extra: dict[tuple[str, str], float | None]) -> list[Datapoint]:
-    """Every present value, under every dimension set.
+def readings(serving: ServingStats, gpus: Sequence[GpuReading], extra: Readings) -> Readings:
+    """Every figure of the round by (metric name, unit), None where nothing was measured.
 
     `extra` carries computed figures such as ("CostPerHourUSD", "None").
     """
-    values: dict[tuple[str, str], float | None] = {}
+    values: Readings = {}
     for field, value in serving.present().items():
         name, unit, scale = SERVING[field]
         values[(name, unit)] = value * scale
     values.update(gpu_values(gpus))
     values.update(extra)
+    return values
+
+
+def nonfinite(values: Readings) -> list[str]:
+    """Names of the figures that are NaN or infinite (left out of the datapoints)."""
+    return [name for (name, _), value in values.items()
+            if value is not None and not math.isfinite(value)]
+
+
+def datapoints(where: Where, timestamp: float, values: Readings) -> list[Datapoint]:
+    """Every finite value, under every dimension set that applies to it."""
     return [Datapoint(name, float(value), unit, timestamp, dims, where.resolution)
-            for (name, unit), value in values.items() if value is not None
+            for (name, unit), value in values.items()
+            if value is not None and math.isfinite(value)
             for dims in where.dimension_sets(per_model=name in PER_MODEL)]
+
+
+def build(where: Where, timestamp: float, serving: ServingStats,
+          gpus: Sequence[GpuReading], extra: Readings) -> list[Datapoint]:
+    """The round's datapoints: `datapoints()` of `readings()`."""
+    return datapoints(where, timestamp, readings(serving, gpus, extra))

@@ -1,22 +1,28 @@
 """The agent's work, round after round: scrape, read the GPUs, price, buffer, publish.
 
 Each round scrapes the router and every engine concurrently (urllib3, which
-boto3 loads anyway, on worker threads), reads NVML,
+boto3 loads anyway, on worker threads; `agent.fetch`), reads NVML,
 turns the differences since the previous round into serving statistics,
-adds cost and energy figures, and hands the datapoints to the on-disk buffer
-and the publisher. Rounds start on a fixed grid (`start + k * interval`),
+adds cost and energy figures, and hands the datapoints to the outbox.
+Rounds start on a fixed grid (`start + k * interval`),
 so a slow round does not push every later one back; a round that overruns
 the next tick skips it rather than running two back to back.
 
-A source that fails or returns something that is not Prometheus text is
-counted and skipped for the round; its previous scrape is kept, so the next
-good one covers both intervals and no counts are lost. The first scrape of
-a source only primes it: cumulative histograms since the engine started say
-nothing about this interval.
+A source that fails, answers with more than `scrape_max_bytes`, takes longer
+than about `scrape_timeout_s` in all (a page that trickles in), or returns
+something that is not Prometheus text is counted and skipped for the round;
+its previous scrape is kept, so the next good one covers both intervals and
+no counts are lost. The first scrape of a source only primes it: cumulative
+histograms since the engine started say nothing about this interval.
 
-SQLite and boto3 are blocking: the buffer and the publisher live on one
-worker thread, which also bounds each round's publishing so that draining
-a long backlog never stalls collection.
+Readings that are NaN or infinite are left out and counted per metric. The
+datapoints then go to the outbox (`agent.outbox`: CloudWatch first, the
+on-disk buffer for what must wait), on one worker thread since SQLite and
+boto3 block.
+
+The loop never dies of one bad round: an unexpected error is counted and
+logged with its traceback (once while it repeats), and the next round runs
+on time. `/health` turns 503 when rounds stop completing.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ from typing import Any
 
 import urllib3
 
-from agent.buffer import Datapoint, DatapointBuffer
+from agent.buffer import Datapoint
 from agent.cost import CostModel, Identity, imds_identity, joules_per_output_token
-from agent.datapoints import Where, build
+from agent.datapoints import Where, datapoints, nonfinite, readings
+from agent.fetch import PageFetcher
 from agent.gpu import GpuCollector, GpuReading
-from agent.publisher import Publisher
+from agent.outbox import Outbox
 from agent.scrape import ScrapeError, Snapshot
 from agent.serving import VLLM_GENERATION_TOKENS, Pair, ServingStats, compute, summed
 from agent.settings import AgentSettings
@@ -46,8 +53,6 @@ from llmfleet.catalog import Market
 
 log = logging.getLogger(__name__)
 
-# Up to 20,000 datapoints a round: a backlog drains ~300x faster than it grows.
-PUBLISH_CALLS_PER_ROUND = 20
 Values = dict[tuple[str, str], float | None]
 
 
@@ -92,17 +97,6 @@ async def resolve_identity(settings: AgentSettings) -> Identity:
     )
 
 
-def make_cloudwatch(settings: AgentSettings, region: str | None) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    # botocore's own retries are off: the publisher's backoff and buffer decide.
-    config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2,
-                    read_timeout=10)
-    return boto3.client("cloudwatch", region_name=region,
-                        endpoint_url=settings.cloudwatch_endpoint_url, config=config)
-
-
 class Agent:
     def __init__(self, settings: AgentSettings, identity: Identity, *,
                  gpu: GpuCollector | None = None,
@@ -120,11 +114,10 @@ class Agent:
         self._engines = [Source(f"engine{i}", url + "/metrics")
                          for i, url in enumerate(settings.engine_urls)]
         self._energy: tuple[float, float] | None = None  # (joules, at) at the last round
-        timeout = urllib3.Timeout(total=settings.scrape_timeout_s)
-        self._http = urllib3.PoolManager(maxsize=2, timeout=timeout)
+        self._fetcher = PageFetcher(settings.scrape_timeout_s, settings.scrape_max_bytes, clock)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-publish")
-        self._buffer: DatapointBuffer | None = None
-        self._publisher: Publisher | None = None
+        self._outbox: Outbox | None = None
+        self._round_error: str | None = None  # while rounds fail the same way
         self.status = AgentStatus(settings.interval_s, clock())
 
     # -- life cycle ---------------------------------------------------------------
@@ -134,43 +127,22 @@ class Agent:
             self._gpu.start()
             self.status.gpu_available = self._gpu.available
         if self.settings.publish:
-            await self._on_worker(self._open_buffer)
-
-    def _open_buffer(self) -> None:
-        self._buffer = DatapointBuffer(self.settings.buffer_path,
-                                       self.settings.buffer_max_points)
-        client = make_cloudwatch(self.settings, self.identity.region)
-        self._publisher = Publisher(client, self.settings.namespace, self._buffer,
-                                    clock=self._clock, max_backoff_s=self.settings.max_backoff_s)
-        self._refresh_status()
-        if self.status.buffered:
-            log.info("%d datapoints from before a restart are waiting to be sent",
-                     self.status.buffered)
+            self._outbox = await self._on_worker(Outbox, self.settings, self.identity.region,
+                                                 self.status, self._clock)
 
     async def close(self) -> None:
-        """Flush what is buffered (bounded by `shutdown_flush_s`), then release everything."""
-        if self._publisher is not None:
-            await self._on_worker(self._flush, self.settings.shutdown_flush_s)
-        if self._buffer is not None:
-            await self._on_worker(self._buffer.close)
-        self._worker.shutdown(wait=True)
-        self._http.clear()
-        if self._gpu is not None:
-            self._gpu.stop()
-
-    def _flush(self, budget_s: float) -> None:
-        assert self._publisher is not None and self._buffer is not None
-        deadline = self._clock() + budget_s
-        # One try even while backing off: CloudWatch may be back, and there is no next round.
-        retry = True
-        while len(self._buffer) and self._clock() < deadline and (
-                retry or not self._publisher.backing_off):
-            self._publisher.publish(max_calls=1, even_if_backing_off=retry)
-            retry = False
-        self._refresh_status()
-        if self.status.buffered:
-            log.warning("stopping with %d datapoints on disk; they are sent after the restart",
-                        self.status.buffered)
+        """Flush what waits (bounded by `shutdown_flush_s`), then release everything, even
+        when the flush fails."""
+        try:
+            if self._outbox is not None:
+                await self._on_worker(self._outbox.flush, self.settings.shutdown_flush_s)
+        finally:
+            if self._outbox is not None:
+                await self._on_worker(self._outbox.close)
+            self._worker.shutdown(wait=True)
+            self._fetcher.close()
+            if self._gpu is not None:
+                self._gpu.stop()
 
     async def _on_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
@@ -182,7 +154,7 @@ class Agent:
         interval = self.settings.interval_s
         next_at = self._clock()
         while not stop.is_set():
-            await self.run_round()
+            await self._guarded_round()
             next_at += interval
             late = self._clock() - next_at
             if late > 0:  # overran one or more ticks: skip them, keep the grid
@@ -190,35 +162,30 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), next_at - self._clock())
 
+    async def _guarded_round(self) -> None:
+        """A round whose failure is counted and logged, never the end of the loop."""
+        try:
+            await self.run_round()
+        except Exception as exc:  # the loop's outer edge: the next round must still run
+            self.status.round_errors_total += 1
+            if repr(exc) != self._round_error:  # with its traceback, once while it repeats
+                log.exception("round failed; the next one runs on time")
+            self._round_error = repr(exc)
+            return
+        if self._round_error is not None:
+            log.info("rounds work again")
+            self._round_error = None
+
     async def run_round(self) -> Round:
         started = self._clock()
         result = await self.collect()
-        if self._publisher is not None:
-            await self._on_worker(self._store_and_publish, result.points)
+        if self._outbox is not None:
+            await self._on_worker(self._outbox.deliver, result.points)
         self.status.rounds_total += 1
         self.status.last_round = summary(result)
         self.status.last_round_at = self._clock()
         self.status.last_round_duration_s = self.status.last_round_at - started
         return result
-
-    def _store_and_publish(self, points: list[Datapoint]) -> None:
-        assert self._buffer is not None and self._publisher is not None
-        dropped = self._buffer.add(points)
-        if dropped:
-            log.error("buffer full (%d datapoints): dropped the %d oldest",
-                      self._buffer.max_points, dropped)
-        self._publisher.publish(max_calls=PUBLISH_CALLS_PER_ROUND)
-        self._refresh_status()
-
-    def _refresh_status(self) -> None:
-        assert self._buffer is not None and self._publisher is not None
-        stats = self._publisher.stats
-        self.status.buffered = len(self._buffer)
-        self.status.dropped_total = self._buffer.dropped_total
-        self.status.sent_total = stats.sent_total
-        self.status.rejected_total = stats.rejected_total
-        self.status.failed_calls_total = stats.failed_calls_total
-        self.status.backing_off = self._publisher.backing_off
 
     # -- one round ----------------------------------------------------------------
 
@@ -235,13 +202,17 @@ class Agent:
         where = Where(self.identity.asg_name or "local", self.identity.instance_id,
                       self.identity.instance_type, self.settings.interval_s, self._model())
         timestamp = self._wall()
+        measured = readings(serving, gpus, values)
+        for name in self.status.values_left_out(nonfinite(measured)):
+            log.warning("%s was NaN or infinite: left out (counted, said once)", name)
         return Round(where, timestamp, serving, gpus, values,
-                     build(where, timestamp, serving, gpus, values))
+                     datapoints(where, timestamp, measured))
 
     async def _scrape(self, source: Source) -> Snapshot | None:
         loop = asyncio.get_running_loop()
         try:
-            text = await loop.run_in_executor(None, self._fetch, source)
+            text = await loop.run_in_executor(None, self._fetcher.get, source.url,
+                                              source.headers)
             snapshot = Snapshot.parse(text, self._clock())
         except (urllib3.exceptions.HTTPError, ScrapeError) as exc:
             if self.status.scrape_failed(source.name):  # say it once, not every round
@@ -250,17 +221,6 @@ class Agent:
         if self.status.scrape_worked(source.name):
             log.info("scraping %s works again", source.name)
         return snapshot
-
-    def _fetch(self, source: Source) -> str:
-        """GET a metrics page (on a worker thread).
-
-        Raises:
-            urllib3.exceptions.HTTPError: unreachable, timed out, or not a 200.
-        """
-        resp = self._http.request("GET", source.url, headers=source.headers, retries=False)
-        if resp.status != 200:
-            raise urllib3.exceptions.HTTPError(f"HTTP {resp.status}")
-        return resp.data.decode("utf-8", errors="replace")
 
     @staticmethod
     def _advance(source: Source, latest: Snapshot | None) -> Pair:
@@ -299,21 +259,27 @@ class Agent:
 
 
 def summary(result: Round) -> dict[str, object]:
-    """The round's figures as `/status` serves them (None where nothing was measured)."""
-    values = {name: value for (name, _unit), value in result.values.items()}
+    """The round's figures as `/status` serves them (None where nothing was measured,
+    or where it was NaN or infinite: JSON has no such numbers, and browsers refuse them)."""
+    values = {name: _finite(value) for (name, _unit), value in result.values.items()}
     return {
         "at": result.timestamp,
         "instance_type": result.where.instance_type,
         "model": result.where.model,
-        "serving": result.serving.present(),
-        "gpus": [{"index": g.index, "utilization_pct": g.utilization_pct, "power_w": g.power_w,
-                  "memory_used_bytes": g.memory_used_bytes,
-                  "memory_total_bytes": g.memory_total_bytes,
-                  "temperature_c": g.temperature_c} for g in result.gpus],
+        "serving": {k: v for k, v in result.serving.present().items() if math.isfinite(v)},
+        "gpus": [{"index": g.index, "utilization_pct": _finite(g.utilization_pct),
+                  "power_w": _finite(g.power_w),
+                  "memory_used_bytes": _finite(g.memory_used_bytes),
+                  "memory_total_bytes": _finite(g.memory_total_bytes),
+                  "temperature_c": _finite(g.temperature_c)} for g in result.gpus],
         "cost_usd_per_hour": values.get("CostPerHourUSD"),
         "cost_usd_per_million_output_tokens": values.get("CostPerMillionOutputTokensUSD"),
         "joules_per_output_token": values.get("JoulesPerOutputToken"),
     }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _auth(settings: AgentSettings) -> dict[str, str]:

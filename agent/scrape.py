@@ -6,7 +6,10 @@ the text). Rates and percentiles over an interval come from the difference of
 two snapshots, the way PromQL's `rate()` and `histogram_quantile()` work:
 counters and cumulative histogram buckets are subtracted, a counter that went
 down is taken to have restarted from zero, and quantiles are interpolated
-linearly inside the bucket where they fall.
+linearly inside the bucket where they fall. A page is outside input: text the
+parser rejects is a `ScrapeError` for that source, and a sample that parses but
+makes no sense where it is used (a `_bucket` without a numeric `le`) is
+ignored, so that one odd page cannot fail every round.
 """
 
 from __future__ import annotations
@@ -65,9 +68,19 @@ class Snapshot:
         """Cumulative buckets of histogram `name`, summed over its other labels."""
         by_bound: dict[float, float] = {}
         for labels, value in self._matching(f"{name}_bucket", match):
-            bound = float(dict(labels)["le"])
-            by_bound[bound] = by_bound.get(bound, 0.0) + value
+            bound = _bound(dict(labels).get("le"))
+            if bound is not None:  # an untyped `_bucket` sample with no usable `le`: ignored
+                by_bound[bound] = by_bound.get(bound, 0.0) + value
         return sorted(by_bound.items()) if by_bound else None
+
+
+def _bound(le: str | None) -> float | None:
+    """A bucket's upper bound; None for a missing, unparsable or NaN `le`."""
+    try:
+        bound = float(le) if le is not None else math.nan
+    except ValueError:
+        return None
+    return None if math.isnan(bound) else bound
 
 
 def counter_delta(before: float | None, after: float | None) -> float | None:

@@ -37,6 +37,8 @@ class AgentSettings(BaseSettings):
     engine_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8001"])
     scrape_timeout_s: float = Field(default=2.0, gt=0)
+    # vLLM's /metrics is tens of KB; 16 MiB bounds what a broken or hostile page costs.
+    scrape_max_bytes: int = Field(default=16 * 2**20, gt=0)
     gpu: bool = True
 
     # Identity: unset fields come from instance metadata when `imds` is on.

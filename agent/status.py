@@ -31,6 +31,11 @@ class AgentStatus:
     rejected_total: int = 0
     failed_calls_total: int = 0
     dropped_total: int = 0
+    lost_total: int = 0  # neither sent nor stored: the buffer could not be written
+    nonfinite_total: dict[str, int] = field(default_factory=dict)  # metric -> values left out
+    round_errors_total: int = 0
+    corrupt_rows_total: int = 0
+    buffer_on_disk: bool = True
     backing_off: bool = False
     gpu_available: bool = False
     last_round: dict[str, object] | None = None  # the latest round's figures, for /status
@@ -48,6 +53,12 @@ class AgentStatus:
         recovered = source in self.failing_sources
         self.failing_sources = self.failing_sources - {source}
         return recovered
+
+    def values_left_out(self, names: list[str]) -> list[str]:
+        """Count NaN or infinite readings; returns those not seen before."""
+        counts = self.nonfinite_total
+        self.nonfinite_total = {**counts, **{n: counts.get(n, 0) + 1 for n in names}}
+        return [n for n in names if n not in counts]
 
     def healthy(self, now: float) -> bool:
         """Rounds are happening: the last one ended within three intervals.
@@ -67,8 +78,11 @@ class AgentStatus:
             else round(now - self.last_round_at, 3),
             "failing_sources": sorted(self.failing_sources),
             "gpu": self.gpu_available,
+            "round_errors": self.round_errors_total,
+            "buffer": "disk" if self.buffer_on_disk else "memory",
             "datapoints": {"buffered": self.buffered, "sent": self.sent_total,
-                           "dropped": self.dropped_total, "rejected": self.rejected_total},
+                           "dropped": self.dropped_total, "rejected": self.rejected_total,
+                           "lost": self.lost_total},
             "cloudwatch": "backing off" if self.backing_off else "ok",
         }
 
@@ -83,6 +97,9 @@ class StatusCollector(Collector):
         s = self._status
         yield CounterMetricFamily("llmfleet_agent_rounds", "Collection rounds completed.",
                                   value=s.rounds_total)
+        yield CounterMetricFamily("llmfleet_agent_round_errors",
+                                  "Rounds that failed with an unexpected error (logged).",
+                                  value=s.round_errors_total)
         yield GaugeMetricFamily("llmfleet_agent_round_duration_seconds",
                                 "Time the last round took.", value=s.last_round_duration_s)
         errors = CounterMetricFamily("llmfleet_agent_scrape_errors",
@@ -98,9 +115,23 @@ class StatusCollector(Collector):
             ("dropped", "Oldest datapoints dropped because the buffer was full.",
              s.dropped_total),
             ("rejected", "Datapoints CloudWatch rejected as invalid.", s.rejected_total),
+            ("lost", "Datapoints neither sent nor stored: the buffer could not be written.",
+             s.lost_total),
         ):
             yield CounterMetricFamily(f"llmfleet_agent_datapoints_{name}", help_text,
                                       value=value)
+        nonfinite = CounterMetricFamily("llmfleet_agent_values_nonfinite",
+                                        "Readings left out because they were NaN or infinite.",
+                                        labels=["metric"])
+        for metric, count in sorted(s.nonfinite_total.items()):
+            nonfinite.add_metric([metric], count)
+        yield nonfinite
+        yield CounterMetricFamily("llmfleet_agent_buffer_corrupt_rows",
+                                  "Buffer rows that were not datapoints, deleted.",
+                                  value=s.corrupt_rows_total)
+        yield GaugeMetricFamily("llmfleet_agent_buffer_on_disk",
+                                "1 when the buffer is on disk; 0 when it fell back to memory.",
+                                value=int(s.buffer_on_disk))
         yield CounterMetricFamily("llmfleet_agent_publish_failures",
                                   "PutMetricData calls that failed and were retried later.",
                                   value=s.failed_calls_total)

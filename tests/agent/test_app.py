@@ -20,6 +20,8 @@ def test_health_turns_503_when_rounds_stall_and_metrics_count() -> None:
         status.rounds_total, status.last_round_at = 3, time.monotonic()
         status.scrape_failed("engine0")
         status.sent_total, status.buffered = 120, 7
+        status.lost_total, status.round_errors_total = 4, 2
+        status.values_left_out(["KVCacheUsage"])
         health = httpx.get(base + "/health", timeout=5)
         assert health.status_code == 200
         assert health.json()["failing_sources"] == ["engine0"]
@@ -27,6 +29,11 @@ def test_health_turns_503_when_rounds_stall_and_metrics_count() -> None:
         text = httpx.get(base + "/metrics", timeout=5).text
         assert 'llmfleet_agent_scrape_errors_total{source="engine0"} 1.0' in text
         assert "llmfleet_agent_datapoints_sent_total 120.0" in text
+        assert "llmfleet_agent_datapoints_lost_total 4.0" in text
+        assert "llmfleet_agent_round_errors_total 2.0" in text
+        assert 'llmfleet_agent_values_nonfinite_total{metric="KVCacheUsage"} 1.0' in text
+        assert "llmfleet_agent_buffer_on_disk 1.0" in text
+        assert health.json()["datapoints"]["lost"] == 4
         status.last_round_at = time.monotonic() - 60  # three intervals and more: stalled
         stalled = httpx.get(base + "/health", timeout=5)
         assert stalled.status_code == 503 and stalled.json()["status"] == "stalled"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 from agent.buffer import Datapoint, DatapointBuffer
 
@@ -72,3 +76,94 @@ def test_a_killed_writer_loses_nothing_it_had_added(tmp_path: Path) -> None:
     assert [p.value for _, p in survivor.oldest(3)] == [0.0, 1.0, 2.0]
     assert time.monotonic() - started < 5
     survivor.close()
+
+
+def fill_up(buffer: DatapointBuffer, *, small_writes_too: bool = True) -> None:
+    """Make writes to the buffer fail as on a full disk: a real SQLITE_FULL, no mock.
+
+    `max_page_count` caps the file at its current size and filler rows take the free
+    pages, so a write that needs a page fails with "database or disk is full" (SQLite then
+    rolls the transaction back itself, as on a real full disk). With `small_writes_too`,
+    two temporary triggers make each insert into or delete from `points` also need pages:
+    on a full disk in WAL mode every write needs new space (frames appended to the WAL),
+    even one that would fit in a page's free space (seen on a full tmpfs). Reads work.
+    """
+    db = buffer._db  # the test reaches in: production has no reason for such a knob
+    db.execute("CREATE TABLE IF NOT EXISTS filler (b BLOB)")
+    if small_writes_too:
+        for event in ("INSERT", "DELETE"):
+            db.execute(f"CREATE TEMP TRIGGER fill_on_{event.lower()} AFTER {event} ON points "
+                       "BEGIN INSERT INTO filler VALUES (zeroblob(65536)); END")
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    size = 4096
+    while size:
+        try:
+            db.execute("INSERT INTO filler VALUES (zeroblob(?))", (size,))
+        except sqlite3.OperationalError:
+            size //= 2
+
+
+def make_read_only(buffer: DatapointBuffer) -> None:
+    """Every write now fails as on a read-only file system ("attempt to write a readonly
+    database", SQLITE_READONLY); reads work."""
+    buffer._db.execute("PRAGMA query_only = ON")
+
+
+def test_disk_full_is_raised_not_masked_by_a_failed_rollback(tmp_path: Path) -> None:
+    buffer = DatapointBuffer(tmp_path / "b.sqlite", max_points=10_000)
+    buffer.add(point(i) for i in range(3))
+    fill_up(buffer, small_writes_too=False)  # the insert itself needs pages, and fails
+    # SQLite rolls the transaction back itself on SQLITE_FULL; a ROLLBACK after that
+    # fails with "no transaction is active", which used to replace the real error.
+    with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+        buffer.add(point(i) for i in range(100))
+    assert len(buffer) == 3  # all or nothing
+    buffer.close()
+
+
+def test_a_corrupt_buffer_file_is_moved_aside_and_a_fresh_one_started(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "b.sqlite"
+    path.write_bytes(b"this is not an SQLite file\n" * 200)
+    with caplog.at_level(logging.ERROR):
+        buffer = DatapointBuffer(path, max_points=100)
+    buffer.add([point(1)])
+    assert [p.value for _, p in buffer.oldest(10)] == [1.0]
+    (aside,) = tmp_path.glob("b.sqlite.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not an SQLite file")
+    assert any(str(aside) in r.getMessage() for r in caplog.records)
+    buffer.close()
+
+
+def test_a_row_that_is_not_a_datapoint_is_skipped_deleted_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite"
+    buffer = DatapointBuffer(path, max_points=100)
+    buffer.add([point(0)])
+    other = sqlite3.connect(path, isolation_level=None)  # what a bad write left behind
+    other.executemany("INSERT INTO points (body) VALUES (?)",
+                      [("{not json",), ('["X", "not a number", "Count", 1.0, [], 60]',)])
+    other.close()
+    buffer.add([point(1)])
+    for _ in range(2):  # skipped for good, counted once
+        assert [p.value for _, p in buffer.oldest(10)] == [0.0, 1.0]
+    assert len(buffer) == 2
+    assert buffer.corrupt_rows_total == 2
+    buffer.close()
+
+
+def test_points_removed_while_the_file_cannot_be_written_are_not_returned_again(
+        tmp_path: Path) -> None:
+    buffer = DatapointBuffer(tmp_path / "b.sqlite", max_points=100)
+    buffer.add(point(i) for i in range(5))
+    make_read_only(buffer)
+    sent = buffer.oldest(2)
+    buffer.remove(i for i, _ in sent)  # CloudWatch has them: they must not go twice
+    assert [p.value for _, p in buffer.oldest(10)] == [2.0, 3.0, 4.0]
+    assert len(buffer) == 3
+    buffer._db.execute("PRAGMA query_only = OFF")  # writable again: the delete lands
+    buffer.remove([])
+    buffer.close()
+    again = DatapointBuffer(tmp_path / "b.sqlite", max_points=100)
+    assert [p.value for _, p in again.oldest(10)] == [2.0, 3.0, 4.0]
+    again.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -82,3 +83,17 @@ def test_the_scaling_metric_aggregates_across_the_group(tmp_path: Path) -> None:
         buffer.close()
     finally:
         server.stop()
+
+
+def test_nan_and_infinite_values_are_not_published() -> None:
+    """CloudWatch rejects a whole call of up to 1,000 datapoints for one NaN or Inf."""
+    serving = ServingStats(kv_cache_usage=math.nan, requests_running=math.inf,
+                           requests_waiting=2.0)
+    points = build(WHERE, 0.0, serving, [gpu(0, 50, power=-math.inf)],
+                   {("CostPerHourUSD", "None"): 1.0,
+                    ("CostPerMillionOutputTokensUSD", "None"): math.nan})
+    names = {p.name for p in points}
+    assert all(math.isfinite(p.value) for p in points)
+    assert {"RequestsWaiting", "GPUUtilization", "CostPerHourUSD"} <= names
+    assert not names & {"KVCacheUsage", "RequestsRunning", "GPUPowerWatts",
+                        "CostPerMillionOutputTokensUSD"}

@@ -159,3 +159,21 @@ def test_no_region_off_ec2_exits_with_a_message(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "set LLMFLEET_AGENT_REGION" in done.stderr
+
+
+def test_a_corrupt_buffer_file_does_not_stop_start_up(tmp_path: Path) -> None:
+    """It used to raise "file is not a database" at every start: a crash loop."""
+    cw_port, port = free_port(), free_port()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "buffer.sqlite").write_bytes(b"not a database, whatever wrote it\n" * 100)
+    server = start_moto(cw_port)
+    try:
+        with agent_process(agent_env(state, cw_port, port), tmp_path / "a.log") as proc:
+            wait_for(port, lambda b: proc.poll() is None and counts(b)["sent"] > 0,
+                     timeout_s=30)
+        (aside,) = state.glob("buffer.sqlite.corrupt-*")
+        assert aside.read_bytes().startswith(b"not a database")
+        assert "is corrupt" in (tmp_path / "a.log").read_text()
+    finally:
+        server.stop()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from agent.buffer import Datapoint, DatapointBuffer
@@ -133,9 +136,11 @@ def test_an_invalid_batch_is_dropped_and_counted_not_retried_forever(tmp_path: P
     buffer.add(points(3))
     publisher = Publisher(client, NAMESPACE, buffer)
     with Stubber(client) as stub:
-        stub.add_client_error("put_metric_data", service_error_code="InvalidParameterValue",
-                              http_status_code=400)
+        for _ in range(5):  # the batch of 3, then halves until each point is alone: 5 calls
+            stub.add_client_error("put_metric_data", service_error_code="InvalidParameterValue",
+                                  http_status_code=400)
         assert publisher.publish() == 0
+        stub.assert_no_pending_responses()
     assert len(buffer) == 0 and publisher.stats.rejected_total == 3
     buffer.close()
 
@@ -146,4 +151,63 @@ def test_publishing_is_quick_when_cloudwatch_is_down(tmp_path: Path) -> None:
     started = time.monotonic()
     Publisher(cloudwatch(f"http://127.0.0.1:{free_port()}"), NAMESPACE, buffer).publish()
     assert time.monotonic() - started < 5  # a refused connection, not a hang
+    buffer.close()
+
+
+def test_a_nan_in_the_backlog_does_not_take_the_good_points_with_it(
+        moto_port: int, tmp_path: Path) -> None:
+    """A NaN buffered by an older agent: CloudWatch (moto too) rejects the whole call."""
+    client = cloudwatch(f"http://127.0.0.1:{moto_port}")
+    buffer = DatapointBuffer(tmp_path / "b.sqlite", 10_000)
+    good = points(10)
+    buffer.add([*good[:5], replace(good[0], value=math.nan), *good[5:]])
+    publisher = Publisher(client, NAMESPACE, buffer)
+    assert publisher.publish() == 10
+    assert sample_count(client) == 10
+    assert len(buffer) == 0 and publisher.stats.rejected_total == 1
+    buffer.close()
+
+
+class Picky:
+    """CloudWatch (moto) behind a check it does not make itself: any datapoint named
+    "Bad" makes the whole call fail with InvalidParameterValue, as CloudWatch does."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls = 0
+
+    def put_metric_data(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if any(d["MetricName"] == "Bad" for d in kwargs["MetricData"]):
+            raise ClientError({"Error": {"Code": "InvalidParameterValue",
+                                         "Message": "The value for Bad is invalid."}},
+                              "PutMetricData")
+        return self.client.put_metric_data(**kwargs)
+
+
+def test_a_rejected_batch_is_split_until_only_the_invalid_point_is_dropped(
+        moto_port: int, tmp_path: Path) -> None:
+    picky = Picky(cloudwatch(f"http://127.0.0.1:{moto_port}"))
+    buffer = DatapointBuffer(tmp_path / "b.sqlite", 10_000)
+    good = points(999)
+    buffer.add([*good[:700], replace(good[0], name="Bad"), *good[700:]])
+    publisher = Publisher(picky, NAMESPACE, buffer)
+    assert publisher.publish() == 999
+    assert sample_count(picky.client) == 999
+    assert len(buffer) == 0 and publisher.stats.rejected_total == 1
+    assert picky.calls <= 2 * 10 + 1  # halving 1,000 isolates one point in ~20 calls
+    buffer.close()
+
+
+def test_a_datapoint_botocore_refuses_is_dropped_not_retried_forever(
+        moto_port: int, tmp_path: Path) -> None:
+    """botocore's own validation (an empty dimension value) is no outage to wait out."""
+    client = cloudwatch(f"http://127.0.0.1:{moto_port}")
+    buffer = DatapointBuffer(tmp_path / "b.sqlite", 10_000)
+    good = points(4)
+    buffer.add([*good, replace(good[0], dimensions=(("AutoScalingGroupName", ""),))])
+    publisher = Publisher(client, NAMESPACE, buffer)
+    assert publisher.publish() == 4
+    assert not publisher.backing_off and len(buffer) == 0
+    assert publisher.stats.rejected_total == 1
     buffer.close()

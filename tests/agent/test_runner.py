@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import re
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,12 @@ import httpx
 import openai
 import pytest
 from starlette.applications import Starlette
+from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from agent.buffer import DatapointBuffer
 from agent.cost import Identity
 from agent.gpu import GpuCollector
 from agent.report import render
@@ -31,7 +35,8 @@ from llmfleet.fake_upstream import FakeControl
 from llmfleet.testing import ServerThread, free_port
 from server.metrics import LATENCY_BUCKETS, TTFT_BUCKETS
 from tests.agent.conftest import cloudwatch, start_moto
-from tests.agent.test_gpu import FakeGpu, fake_nvml
+from tests.agent.test_buffer import fill_up, make_read_only
+from tests.agent.test_gpu import FakeGpu, FakeNvml, fake_nvml
 from tests.agent.test_serving import bucket_of, scrape
 from tests.conftest import TEST_KEY, RouterFactory
 
@@ -292,3 +297,178 @@ async def test_stopping_flushes_even_while_backing_off(tmp_path: Path) -> None:
         assert agent.status.buffered == 0
     finally:
         server.stop()
+
+
+# -- faults: a full or read-only disk, bad values, bad pages, a round that raises -------
+
+
+def buffer_of(agent: Agent) -> DatapointBuffer:
+    assert agent._outbox is not None, "start() the agent first"
+    return agent._outbox.buffer
+
+
+async def test_a_full_disk_does_not_stop_the_rounds_being_published(
+        tmp_path: Path, moto_port: int) -> None:
+    agent = Agent(settings(tmp_path, moto_port), IDENTITY)
+    await agent.start()
+    try:
+        await agent._on_worker(fill_up, buffer_of(agent))
+        for _ in range(3):
+            await agent.run_round()
+    finally:
+        await agent.close()
+    assert statistic(moto_port, "CostPerHourUSD") == 3  # straight to CloudWatch
+    assert agent.status.sent_total == 6 and agent.status.buffered == 0
+
+
+async def test_a_full_disk_during_an_outage_counts_the_lost_points_and_logs_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    agent = Agent(settings(tmp_path, free_port()), IDENTITY)  # CloudWatch down, too
+    await agent.start()
+    try:
+        await agent._on_worker(fill_up, buffer_of(agent))
+        with caplog.at_level(logging.WARNING, logger="agent"):
+            for _ in range(3):
+                await agent.run_round()
+    finally:
+        await agent.close()
+    assert agent.status.lost_total == 6 and agent.status.buffered == 0
+    assert agent.status.rounds_total == 3
+    said = [r for r in caplog.records if "could not be stored" in r.getMessage()]
+    assert len(said) == 1 and "database or disk is full" in said[0].getMessage()
+
+
+async def test_a_backlog_drains_once_while_the_buffer_is_read_only(tmp_path: Path) -> None:
+    port = free_port()
+    agent = Agent(settings(tmp_path, port), IDENTITY)
+    await agent.start()
+    server = None
+    try:
+        for _ in range(3):  # an outage: the rounds wait on disk
+            await agent.run_round()
+        assert agent.status.buffered == 6
+        await agent._on_worker(make_read_only, buffer_of(agent))
+        server = start_moto(port)
+        await asyncio.sleep(0.4)  # past the (0.3 s) backoff
+        for _ in range(3):
+            await agent.run_round()
+        await agent.close()
+        assert agent.status.buffered == 0 and agent.status.lost_total == 0
+        assert statistic(port, "CostPerHourUSD") == 6  # every round, each exactly once
+    finally:
+        if server is not None:
+            server.stop()
+
+
+class FlakyNvml(FakeNvml):
+    """NVML whose next read fails with something the collector does not expect."""
+
+    failures = 1
+
+    def nvmlDeviceGetUtilizationRates(self, g: FakeGpu) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the driver returned garbage")
+        return super().nvmlDeviceGetUtilizationRates(g)
+
+
+async def test_a_failing_round_is_logged_and_the_loop_goes_on(
+        tmp_path: Path, moto_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    gpu = GpuCollector(FlakyNvml([FakeGpu()]))
+    agent = Agent(settings(tmp_path, moto_port), IDENTITY, gpu=gpu)
+    with caplog.at_level(logging.ERROR, logger="agent"):
+        async with running(agent):
+            await asyncio.sleep(1.0)
+    assert agent.status.round_errors_total == 1
+    assert agent.status.rounds_total >= 3
+    (said,) = [r for r in caplog.records if r.exc_info]
+    assert "the driver returned garbage" in str(said.exc_info[1])  # type: ignore[index]
+    assert statistic(moto_port, "GPUUtilization") == agent.status.rounds_total
+
+
+def page(text: str) -> Starlette:
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(text)
+
+    return Starlette(routes=[Route("/metrics", metrics)])
+
+
+async def test_a_nan_on_a_scraped_page_is_left_out_and_the_round_still_arrives(
+        tmp_path: Path, moto_port: int) -> None:
+    nan_page = "vllm:kv_cache_usage_perc NaN\nvllm:num_requests_waiting 2\n"
+    with ServerThread(page(nan_page)) as engine:
+        agent = Agent(settings(tmp_path, moto_port, engine_urls=[engine.url]), IDENTITY)
+        await agent.start()
+        try:
+            await agent.run_round()  # primes
+            result = await agent.run_round()
+        finally:
+            await agent.close()
+    assert {p.name for p in result.points} >= {"RequestsWaiting", "CostPerHourUSD"}
+    assert statistic(moto_port, "CostPerHourUSD") == 2
+    assert statistic(moto_port, "RequestsWaiting", "Maximum") == 2
+    assert statistic(moto_port, "KVCacheUsage") is None
+    assert agent.status.nonfinite_total == {"KVCacheUsage": 1}
+    json.dumps(agent.status.last_round, allow_nan=False)  # /status stays valid JSON
+
+
+def streaming_page(chunks: Callable[[], Iterator[bytes]]) -> Starlette:
+    async def metrics(request: Request) -> Response:
+        return StreamingResponse(iterate_in_threadpool(chunks()), media_type="text/plain")
+
+    return Starlette(routes=[Route("/metrics", metrics)])
+
+
+async def test_an_oversized_page_fails_that_source_not_the_agent(
+        tmp_path: Path, moto_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    def huge() -> Iterator[bytes]:  # 20 MiB of comments: valid text, past the 16 MiB cap
+        line = b"# " + b"x" * 1021 + b"\n"
+        for _ in range(20):
+            yield line * 1024
+
+    with ServerThread(streaming_page(huge)) as engine, \
+            caplog.at_level(logging.WARNING, logger="agent"):
+        agent = Agent(settings(tmp_path, moto_port, engine_urls=[engine.url]), IDENTITY)
+        await agent.start()
+        try:
+            await agent.run_round()
+        finally:
+            await agent.close()
+    assert agent.status.scrape_errors_total == {"engine0": 1}
+    assert any("larger than 16777216 bytes" in r.getMessage() for r in caplog.records)
+    assert statistic(moto_port, "CostPerHourUSD") == 1
+
+
+async def test_a_trickling_page_is_cut_off_at_the_scrape_timeout(
+        tmp_path: Path, moto_port: int) -> None:
+    def slow() -> Iterator[bytes]:  # each piece well inside the read timeout; 3 s in all
+        for _ in range(30):
+            yield b"# still here\n"
+            time.sleep(0.1)
+        yield b"up 1\n"
+
+    with ServerThread(streaming_page(slow)) as engine:
+        agent = Agent(settings(tmp_path, moto_port, engine_urls=[engine.url],
+                               scrape_timeout_s=0.5), IDENTITY)
+        await agent.start()
+        try:
+            started = time.monotonic()
+            await agent.run_round()
+            took = time.monotonic() - started
+        finally:
+            await agent.close()
+    assert agent.status.scrape_errors_total == {"engine0": 1}
+    assert took < 2.0
+
+
+async def test_a_buffer_that_cannot_be_opened_falls_back_to_memory(
+        tmp_path: Path, moto_port: int) -> None:
+    (tmp_path / "not-a-dir").write_text("")  # the state dir cannot be created under it
+    agent = Agent(settings(tmp_path, moto_port, state_dir=tmp_path / "not-a-dir" / "state"),
+                  IDENTITY)
+    await agent.start()
+    try:
+        await agent.run_round()
+    finally:
+        await agent.close()
+    assert statistic(moto_port, "CostPerHourUSD") == 1

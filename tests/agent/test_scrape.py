@@ -85,3 +85,11 @@ def test_buckets_delta_and_restart() -> None:
     assert buckets_delta(before, [(0.1, 3.0), (math.inf, 9.0)]) == [(0.1, 1.0), (math.inf, 4.0)]
     assert buckets_delta(before, [(0.1, 1.0), (math.inf, 1.0)]) == [(0.1, 1.0), (math.inf, 1.0)]
     assert buckets_delta(before, [(0.5, 1.0), (math.inf, 7.0)]) == [(0.5, 1.0), (math.inf, 7.0)]
+
+
+@pytest.mark.parametrize("bucket", ['lat_seconds_bucket{model="a"} 3',
+                                    'lat_seconds_bucket{le="x"} 3'])
+def test_a_bucket_sample_without_a_numeric_le_does_not_break_the_round(bucket: str) -> None:
+    """An untyped `_bucket` sample with no usable `le` used to raise in every round."""
+    snap = Snapshot.parse(PAGE + bucket + "\n", taken_at=1.0)
+    assert snap.buckets("lat_seconds") == [(0.1, 3.0), (1.0, 7.0), (math.inf, 10.0)]
