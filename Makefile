@@ -22,6 +22,14 @@ ENV ?= dev
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_VERSION ?= 3.3.30
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
+# `make instance-lock`: the GPU instances' requirements, hash-pinned for their Python (Ubuntu
+# 24.04's 3.12 on the Deep Learning AMI) and platform (x86-64, glibc 2.39); uv in its own venv.
+UV_VERSION ?= 0.13.9
+UV_VENV ?= .run/uv
+UV := $(UV_VENV)/bin/uv
+INSTANCE_LOCK := infrastructure/modules/compute/requirements/instance.txt
+INSTANCE_PYTHON ?= 3.12
+INSTANCE_PLATFORM ?= x86_64-manylinux_2_39
 # `make size`: the question for the sizing planner (see `llmfleet plan --help`).
 SIZE_ARGS ?= --model Llama-3.1-8B --input-len 512 --output-len 256 --ttft-ms 1000 --tpot-ms 50 --rate 20
 # `make load`: what a headless load test sends and the SLA it must meet (see loadtest/).
@@ -162,6 +170,13 @@ size: $(STAMP) ## Cheapest instance for a model and SLO from the performance mod
 wheel: $(STAMP) ## Build the llmfleet wheel the instances install (dist/)
 	rm -rf dist && $(PIP) wheel -q --no-deps -w dist . 2>&1 | $(QUIET_PIP)
 
+.PHONY: instance-lock
+instance-lock: $(UV) ## Re-lock the GPU instances' packages (vllm==$(VLLM_VERSION) and the project's dependencies) with hashes, for their Python and platform
+	mkdir -p $(dir $(INSTANCE_LOCK))
+	printf 'vllm==%s\n' "$(VLLM_VERSION)" | $(UV) pip compile --quiet pyproject.toml - --generate-hashes \
+	  --only-binary :all: --python-version $(INSTANCE_PYTHON) --python-platform $(INSTANCE_PLATFORM) \
+	  --custom-compile-command "make instance-lock" -o $(INSTANCE_LOCK)
+
 .PHONY: plan
 plan: wheel $(TF_RC) ## Plan an environment: make plan ENV=dev (state backend from environments/$(ENV).s3.tfbackend)
 	$(TFRUN) init -input=false -reconfigure -backend-config=../environments/$(ENV).s3.tfbackend
@@ -180,6 +195,10 @@ destroy: $(TF_RC) ## Destroy an environment: make destroy ENV=dev
 cost: ## Infracost breakdown of dev and prod (infracost.yml, usage in environments/*.infracost-usage.yml); needs the infracost CLI and its API key
 	@command -v infracost >/dev/null 2>&1 || { echo "make cost: the infracost CLI is not installed (https://www.infracost.io/docs/#quick-start; then: infracost auth login)"; exit 1; }
 	infracost breakdown --config-file=infracost.yml --show-skipped
+
+$(UV):
+	python3 -m venv $(UV_VENV)
+	$(UV_VENV)/bin/python -m pip install -q "uv==$(UV_VERSION)" 2>&1 | $(QUIET_PIP)
 
 $(TF_RC): infrastructure/scripts/cli-config
 	infrastructure/scripts/cli-config "$(TF_MIRROR)" $@

@@ -57,6 +57,7 @@ module "monitoring" {
   metrics_namespace       = local.metrics_namespace
   autoscaling_group_name  = module.compute.autoscaling_group_name
   max_instances           = var.capacity.max
+  scale_out_pct           = var.scaling.scale_out_pct
   alb_arn_suffix          = module.load_balancer.alb_arn_suffix
   target_group_arn_suffix = module.load_balancer.target_group_arn_suffix
   alarm_email             = var.alarm_email
@@ -83,6 +84,9 @@ module "compute" {
   log_group_names       = module.monitoring.log_group_names
   # The demo site's console calls the API from its own origin.
   cors_allowed_origins = concat(var.cors_allowed_origins, module.demo[*].url)
+  # The routers keep idle connections open longer than the load balancer does, or it sends
+  # requests on connections they are closing (a 502 to its client).
+  router_keepalive_s = module.load_balancer.idle_timeout_s + 20
 }
 
 module "api_gateway" {
@@ -94,7 +98,7 @@ module "api_gateway" {
   alb_security_group_id = module.load_balancer.security_group_id
   alb_dns_name          = module.load_balancer.alb_dns_name
   alb_https             = var.alb.certificate_arn != null
-  web_acl_arn           = module.load_balancer.web_acl_arn
+  rate_limit_per_ip     = var.rate_limit_per_ip
   throttle              = var.api_throttle
   api_clients           = var.api_clients
   log_retention_days    = var.log_retention_days

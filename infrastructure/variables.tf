@@ -99,9 +99,9 @@ variable "model" {
 }
 
 variable "ami_ssm_parameter" {
-  description = "SSM parameter holding the GPU instances' AMI id; the default is AWS's public parameter for the latest Deep Learning Base AMI (Ubuntu 22.04, NVIDIA driver)."
+  description = "SSM parameter holding the GPU instances' AMI id; the default is AWS's public parameter for the latest Deep Learning Base AMI (Ubuntu 24.04, NVIDIA driver), whose Python 3.12 the instances' package lock is made for."
   type        = string
-  default     = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+  default     = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
 }
 
 variable "api_keys_parameter" {
@@ -131,7 +131,7 @@ variable "alb" {
 }
 
 variable "rate_limit_per_ip" {
-  description = "Requests per client IP per minute before WAF blocks it, on every public entry."
+  description = "Requests per client IP per minute before WAF blocks it, on every public entry (each entry has its own web ACL)."
   type        = number
   default     = 100
 }

@@ -17,6 +17,9 @@ mock_provider "aws" {
   mock_resource "aws_api_gateway_stage" {
     defaults = { arn = "arn:aws:apigateway:us-east-1::/restapis/abc/stages/api", invoke_url = "https://abc.execute-api.us-east-1.amazonaws.com/api" }
   }
+  mock_resource "aws_wafv2_web_acl" {
+    defaults = { arn = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/llmfleet-test-api/1" }
+  }
   mock_resource "aws_apigatewayv2_vpc_link" {
     defaults = { id = "vl-123" }
   }
@@ -30,7 +33,6 @@ variables {
   alb_security_group_id = "sg-alb"
   alb_dns_name          = "internal-t.elb.amazonaws.com"
   alb_https             = false
-  web_acl_arn           = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/t/1"
   throttle              = { rate_per_s = 5, burst = 10, quota_per_month = 1000 }
   api_clients           = ["web", "batch"]
 }
@@ -61,10 +63,6 @@ run "streams_through_a_private_integration" {
     error_message = "CORS preflights (OPTIONS, which browsers send without keys) go to the routers, which answer them for their allowed origins."
   }
   assert {
-    condition     = aws_wafv2_web_acl_association.stage.resource_arn == aws_api_gateway_stage.this.arn
-    error_message = "The public stage must be behind WAF."
-  }
-  assert {
     condition     = aws_api_gateway_usage_plan.this.throttle_settings[0].rate_limit == 5 && aws_api_gateway_usage_plan.this.quota_settings[0].limit == 1000
     error_message = "The usage plan throttles each key and applies the quota."
   }
@@ -75,6 +73,31 @@ run "streams_through_a_private_integration" {
   assert {
     condition     = aws_api_gateway_rest_api.this.endpoint_configuration[0].types == tolist(["REGIONAL"])
     error_message = "A regional endpoint (WAF attaches to regional stages; streaming idles 5 min there, 30 s on edge)."
+  }
+}
+
+# The stage shared the load balancer's web ACL; the load balancer sees all gateway
+# traffic from the VPC link's addresses, so its per-IP limit could not tell clients apart.
+run "the_stage_has_its_own_web_acl_limiting_each_client" {
+  command = apply
+  module {
+    source = "./modules/api_gateway"
+  }
+  variables {
+    rate_limit_per_ip = 120
+  }
+
+  assert {
+    condition     = aws_wafv2_web_acl_association.stage.resource_arn == aws_api_gateway_stage.this.arn && aws_wafv2_web_acl_association.stage.web_acl_arn == module.waf.web_acl_arn
+    error_message = "The public stage is behind its own web ACL."
+  }
+  assert {
+    condition     = length(module.waf.rate_limit_exempt_cidrs) == 0
+    error_message = "At the stage every source address is a client: none is exempt from the per-IP limit."
+  }
+  assert {
+    condition     = output.web_acl_arn == module.waf.web_acl_arn
+    error_message = "The module reports its web ACL."
   }
 }
 

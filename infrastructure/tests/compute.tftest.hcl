@@ -112,6 +112,119 @@ run "not_publicly_reachable" {
   }
 }
 
+# AmazonSSMManagedInstanceCore was attached for Session Manager; it also allows
+# ssm:GetParameter(s) on "*", so the instances could read every parameter in the account.
+run "instance_role_cannot_read_every_ssm_parameter" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+
+  assert {
+    condition     = length(aws_iam_role_policy_attachments_exclusive.instance.policy_arns) == 0 && aws_iam_role_policy_attachments_exclusive.instance.role_name == aws_iam_role.instance.name
+    error_message = "The instance role holds no managed policy (and one attached by hand is removed)."
+  }
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.instance.statement :
+      s.effect == "Deny" || length([for a in coalesce(s.actions, []) : a if startswith(a, "ssm:GetParameter")]) == 0 ||
+    s.resources == toset(["arn:aws:ssm:us-east-1:123456789012:parameter/llmfleet/test/api-keys", "arn:aws:ssm:us-east-1:123456789012:parameter/llmfleet/test/hf"])])
+    error_message = "Parameters are readable only by name: the API keys and the Hugging Face token."
+  }
+  assert {
+    condition = one([for s in data.aws_iam_policy_document.instance.statement : s if s.sid == "DenyOtherParameters"]).effect == "Deny" && (
+      one([for s in data.aws_iam_policy_document.instance.statement : s if s.sid == "DenyOtherParameters"]).not_resources ==
+      toset(["arn:aws:ssm:us-east-1:123456789012:parameter/llmfleet/test/api-keys", "arn:aws:ssm:us-east-1:123456789012:parameter/llmfleet/test/hf"])) && (
+      one([for s in data.aws_iam_policy_document.instance.statement : s if s.sid == "DenyOtherParameters"]).actions ==
+    toset(["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory"]))
+    error_message = "An explicit deny keeps every other parameter unreadable, whatever is attached later."
+  }
+  assert {
+    condition = toset(flatten([for s in data.aws_iam_policy_document.instance.statement : s.actions if startswith(coalesce(s.sid, ""), "SessionManager")])) == toset([
+      "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+      "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel", "ec2messages:AcknowledgeMessage",
+      "ec2messages:DeleteMessage", "ec2messages:FailMessage", "ec2messages:GetEndpoint", "ec2messages:GetMessages",
+    "ec2messages:SendReply"])
+    error_message = "Session Manager gets its registration, channel and message calls, nothing more."
+  }
+}
+
+# The instances ran `pip install vllm==X` (no hashes: whatever PyPI served that day) and
+# installed the CloudWatch agent from a "latest" URL.
+run "boot_installs_only_hash_pinned_packages" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+
+  assert {
+    condition     = strcontains(output.user_data, "--require-hashes --only-binary :all: -r requirements.txt -r llmfleet.txt") && !strcontains(output.user_data, "vllm==")
+    error_message = "pip installs only the hash-locked requirements and the wheel, by hash."
+  }
+  assert {
+    condition = (strcontains(output.user_data, "${filesha256("tests/fixtures/llmfleet-0.0.0-py3-none-any.whl")}  llmfleet-0.0.0-py3-none-any.whl") &&
+    strcontains(output.user_data, "${filesha256("modules/compute/requirements/instance.txt")}  requirements.txt"))
+    error_message = "The user data carries the SHA-256 of the wheel and of the lock file it downloads."
+  }
+  assert {
+    condition = (aws_s3_object.requirements.key == "packages/${filemd5("modules/compute/requirements/instance.txt")}/requirements.txt" &&
+    aws_s3_object.requirements.bucket == aws_s3_bucket.artifacts.id)
+    error_message = "The lock travels with the wheel in the artifacts bucket, keyed by its content."
+  }
+  assert {
+    condition     = !strcontains(output.user_data, "/latest/") && strcontains(output.user_data, "install-cloudwatch-agent 1.300072.0b1766")
+    error_message = "The CloudWatch agent comes from a versioned URL, never \"latest\"."
+  }
+}
+
+run "router_keepalive_reaches_the_router" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    router_keepalive_s = 900
+  }
+
+  assert {
+    condition     = strcontains(output.user_data, "LLMFLEET_KEEPALIVE_S=900")
+    error_message = "The router's keep-alive is set in router.env."
+  }
+}
+
+# The artifacts bucket had no policy: a request without TLS was served.
+run "artifacts_bucket_refuses_requests_without_tls" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_s3_bucket_policy.artifacts.policy).Statement :
+      s.Effect == "Deny" && s.Action == "s3:*" && s.Condition == { Bool = { "aws:SecureTransport" = "false" } } &&
+    s.Resource == ["arn:aws:s3:::llmfleet-test-artifacts", "arn:aws:s3:::llmfleet-test-artifacts/*"]])
+    error_message = "The artifacts bucket denies every request made without TLS."
+  }
+  assert {
+    condition     = aws_s3_bucket_policy.artifacts.bucket == aws_s3_bucket.artifacts.id
+    error_message = "The policy is the artifacts bucket's."
+  }
+}
+
+# CloudWatch has no IAM condition on dimensions or values: the namespace is all IAM can scope.
+run "metrics_can_be_published_only_into_the_fleet_namespace" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.instance.statement :
+      !contains(coalesce(s.actions, []), "cloudwatch:PutMetricData") || anytrue([for c in s.condition :
+    c.test == "StringEquals" && c.variable == "cloudwatch:namespace" && c.values == tolist(["LLMFleet"])])])
+    error_message = "PutMetricData is allowed only into the LLMFleet namespace."
+  }
+}
+
 run "scaling_on_group_gpu_utilisation" {
   command = apply
   module {
@@ -209,15 +322,4 @@ run "rejects_spot_share_over_100" {
     spot = { spot_percentage = 150 }
   }
   expect_failures = [var.spot]
-}
-
-run "rejects_a_vllm_version_that_is_not_a_release" {
-  command = plan
-  module {
-    source = "./modules/compute"
-  }
-  variables {
-    vllm_version = "latest"
-  }
-  expect_failures = [var.vllm_version]
 }

@@ -76,6 +76,30 @@ run "served_only_through_cloudfront_behind_waf" {
   }
 }
 
+# The site bucket's policy admitted CloudFront and nothing else was said: a request
+# without TLS was served.
+run "site_bucket_refuses_requests_without_tls" {
+  command = apply
+  module {
+    source = "./modules/demo"
+  }
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_s3_bucket_policy.site.policy).Statement :
+      s.Effect == "Deny" && s.Action == "s3:*" && s.Condition == { Bool = { "aws:SecureTransport" = "false" } } &&
+    s.Resource == ["arn:aws:s3:::t-site", "arn:aws:s3:::t-site/*"]])
+    error_message = "The site bucket denies every request made without TLS."
+  }
+  assert {
+    condition     = one(data.aws_iam_policy_document.site.statement).sid == "CloudFrontReadsThroughOAC"
+    error_message = "The bucket policy still lets CloudFront read through origin access control."
+  }
+}
+
 run "points_the_console_at_the_api" {
   command = plan
   module {

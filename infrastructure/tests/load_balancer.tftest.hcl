@@ -1,5 +1,5 @@
 # The load balancer module: HTTPS only when public, invalid headers dropped,
-# the WAF rate limit, and refusal of a public endpoint without a certificate.
+# its own web ACL, and refusal of a public endpoint without a certificate.
 
 mock_provider "aws" {
   mock_data "aws_elb_service_account" {
@@ -16,6 +16,9 @@ mock_provider "aws" {
   }
   mock_resource "aws_wafv2_web_acl" {
     defaults = { arn = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/t/1" }
+  }
+  mock_resource "aws_wafv2_ip_set" {
+    defaults = { arn = "arn:aws:wafv2:us-east-1:123456789012:regional/ipset/t/1" }
   }
   mock_resource "aws_s3_bucket" {
     defaults = { arn = "arn:aws:s3:::t-logs", id = "t-logs" }
@@ -39,17 +42,6 @@ run "internal_without_certificate" {
   }
 
   assert {
-    condition = toset([for r in aws_wafv2_web_acl.this.rule : one(r.statement[0].managed_rule_group_statement[*].name) if length(r.statement[0].managed_rule_group_statement) > 0]) == toset([
-    "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesAnonymousIpList"])
-    error_message = "The web ACL runs AWS's common, known-bad-inputs and anonymous-IP rule groups."
-  }
-
-  assert {
-    condition     = toset([for f in aws_wafv2_web_acl_logging_configuration.this.redacted_fields : f.single_header[0].name]) == toset(["authorization", "x-api-key"])
-    error_message = "WAF logs redact the headers that carry API keys."
-  }
-
-  assert {
     condition     = aws_lb.this.internal && aws_lb.this.drop_invalid_header_fields
     error_message = "Without a certificate the load balancer is internal, and drops invalid headers."
   }
@@ -66,13 +58,41 @@ run "internal_without_certificate" {
     error_message = "The idle timeout must allow long generations."
   }
   assert {
-    condition = one([for r in aws_wafv2_web_acl.this.rule : r.statement[0].rate_based_statement[0].limit
-    if r.name == "rate-limit-per-ip"]) == 100
-    error_message = "WAF limits each IP to rate_limit_per_ip (default 100) per minute."
+    condition     = aws_wafv2_web_acl_association.alb.resource_arn == aws_lb.this.arn && aws_wafv2_web_acl_association.alb.web_acl_arn == module.waf.web_acl_arn
+    error_message = "The load balancer's own web ACL must protect it."
+  }
+}
+
+# One web ACL served the load balancer and the API Gateway stage; at the load balancer
+# every gateway request came from the VPC link's few addresses, so one busy gateway
+# client rate-limited all of them.
+run "gateway_clients_are_not_rate_limited_as_one_at_the_load_balancer" {
+  command = apply
+  module {
+    source = "./modules/load_balancer"
+  }
+
+  assert {
+    condition     = module.waf.rate_limit_exempt_cidrs == tolist(["10.20.0.0/16"])
+    error_message = "The load balancer's per-IP limit leaves requests from inside the VPC (API Gateway's) to the stage's web ACL."
+  }
+}
+
+run "log_bucket_refuses_requests_without_tls_and_admits_log_delivery" {
+  command = apply
+  module {
+    source = "./modules/load_balancer"
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_s3_bucket_policy.logs.policy).Statement :
+      s.Effect == "Deny" && s.Action == "s3:*" && s.Condition == { Bool = { "aws:SecureTransport" = "false" } } &&
+    s.Resource == ["arn:aws:s3:::t-logs", "arn:aws:s3:::t-logs/*"]])
+    error_message = "The access-log bucket denies every request made without TLS."
   }
   assert {
-    condition     = aws_wafv2_web_acl_association.alb.resource_arn == aws_lb.this.arn
-    error_message = "The web ACL must protect the load balancer."
+    condition     = one(data.aws_iam_policy_document.logs.statement).sid == "ElbWritesAccessLogs"
+    error_message = "The bucket policy still lets the load balancer deliver its logs."
   }
 }
 

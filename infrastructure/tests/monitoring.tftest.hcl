@@ -50,6 +50,63 @@ run "alarms_and_logs" {
   }
 }
 
+# PutMetricData is scoped by namespace only (IAM has no condition on dimensions or
+# values): a compromised instance could publish 100% GPU and scale the fleet to its
+# maximum with nobody told.
+run "a_forged_gpu_metric_raises_an_alarm" {
+  command = apply
+  module {
+    source = "./modules/monitoring"
+  }
+  variables {
+    scale_out_pct = 75
+  }
+
+  assert {
+    condition = alltrue([for a in aws_cloudwatch_metric_alarm.plausibility :
+    a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:alarms"]) && a.treat_missing_data == "notBreaching"])
+    error_message = "Every forged-metric alarm notifies the alarm topic."
+  }
+  assert {
+    condition     = one([for q in aws_cloudwatch_metric_alarm.plausibility["gpu-metric-out-of-range"].metric_query : q.expression if q.id == "implausible"]) == "IF(gpu_max > 100 OR gpu_min < 0, 1, 0)"
+    error_message = "A GPU utilisation outside 0-100% alarms."
+  }
+  assert {
+    condition     = one([for q in aws_cloudwatch_metric_alarm.plausibility["gpu-metric-oversampled"].metric_query : q.expression if q.id == "implausible"]) == "IF(gpu_samples > 12 * (inservice + 1), 1, 0)"
+    error_message = "More samples a minute than twice the group's agents send (6 a minute each) alarms."
+  }
+  assert {
+    condition     = one([for q in aws_cloudwatch_metric_alarm.plausibility["gpu-busy-without-traffic"].metric_query : q.expression if q.id == "implausible"]) == "IF(gpu_avg > 75 AND FILL(requests, 0) < 1, 1, 0)"
+    error_message = "GPU above the scale-out threshold while nothing is forwarded alarms."
+  }
+  assert {
+    condition = [for q in aws_cloudwatch_metric_alarm.plausibility["gpu-busy-without-traffic"].metric_query : [
+      q.metric[0].namespace, q.metric[0].metric_name, q.metric[0].stat, q.metric[0].dimensions] if q.id == "requests"] == [[
+    "AWS/ApplicationELB", "RequestCount", "Sum", tomap({ LoadBalancer = "app/t/1", TargetGroup = "targetgroup/t/1" })]]
+    error_message = "The traffic side is the load balancer's own RequestCount, which no instance can publish."
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.plausibility["gpu-busy-without-traffic"].evaluation_periods == 15
+    error_message = "Busy without traffic for 15 minutes, longer than any generation through API Gateway."
+  }
+  assert {
+    condition = alltrue(flatten([for a in aws_cloudwatch_metric_alarm.plausibility : [for q in a.metric_query : [for m in q.metric :
+    m.dimensions == tomap({ AutoScalingGroupName = "llmfleet-test-gpu" }) if m.metric_name == "GPUUtilization"]]]))
+    error_message = "The alarms read the group-level GPUUtilization that scaling reads."
+  }
+}
+
+run "rejects_a_scale_out_threshold_over_100" {
+  command = plan
+  module {
+    source = "./modules/monitoring"
+  }
+  variables {
+    scale_out_pct = 101
+  }
+  expect_failures = [var.scale_out_pct]
+}
+
 run "rejects_bad_email" {
   command = plan
   module {

@@ -8,6 +8,12 @@ mock_provider "aws" {
   mock_data "aws_region" {
     defaults = { name = "us-east-1" }
   }
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
@@ -45,6 +51,26 @@ run "dev_two_azs_one_nat" {
   assert {
     condition     = length(aws_default_security_group.this.ingress) == 0 && length(aws_default_security_group.this.egress) == 0
     error_message = "The default security group allows nothing."
+  }
+}
+
+# Without aws:SourceAccount and aws:SourceArn, any account's flow log could be
+# configured with this role and write into this account's log group.
+run "flow_log_role_cannot_be_assumed_for_another_accounts_flow_log" {
+  command = plan
+  module {
+    source = "./modules/networking"
+  }
+
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.flow_assume.statement : anytrue([for c in s.condition :
+    c.test == "StringEquals" && c.variable == "aws:SourceAccount" && c.values == tolist(["123456789012"])])])
+    error_message = "The flow-log role trusts the service only for this account (aws:SourceAccount)."
+  }
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.flow_assume.statement : anytrue([for c in s.condition :
+    c.test == "ArnLike" && c.variable == "aws:SourceArn" && c.values == tolist(["arn:aws:ec2:us-east-1:123456789012:vpc-flow-log/*"])])])
+    error_message = "The flow-log role trusts the service only for this account's flow logs (aws:SourceArn)."
   }
 }
 

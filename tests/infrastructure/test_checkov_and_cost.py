@@ -70,15 +70,23 @@ def test_no_failed_checks_and_no_stale_skips(checkov_report: dict[str, Any]) -> 
 # --- Infracost ----------------------------------------------------------------------
 
 def declared_resources() -> dict[str, set[str]]:
-    """`module.NAME` -> the `type.name` of every resource its source declares."""
+    """`NAME` (or `NAME.CHILD` for a module it calls) -> the `type.name` of every resource."""
     root = (tf.INFRA / "main.tf").read_text()
     modules = dict(re.findall(r'module "(\w+)" \{.*?source\s*=\s*"\./modules/(\w+)"', root, re.S))
     declared = {}
     for name, source in modules.items():
         text = "\n".join(p.read_text() for p in (tf.INFRA / "modules" / source).glob("*.tf"))
-        declared[name] = {f"{t}.{n}" for t, n in re.findall(r'^resource "(\w+)" "(\w+)"', text,
-                                                            re.M)}
+        declared[name] = set(resources_in(text))
+        for child, child_source in re.findall(
+                r'module "(\w+)" \{\s*source\s*=\s*"\.\./(\w+)"', text):
+            child_dir = tf.INFRA / "modules" / child_source
+            declared[f"{name}.{child}"] = set(resources_in(
+                "\n".join(p.read_text() for p in child_dir.glob("*.tf"))))
     return declared
+
+
+def resources_in(text: str) -> list[str]:
+    return [f"{t}.{n}" for t, n in re.findall(r'^resource "(\w+)" "(\w+)"', text, re.M)]
 
 
 def test_infracost_projects_and_usage_name_real_files_and_resources() -> None:
@@ -96,9 +104,12 @@ def test_infracost_projects_and_usage_name_real_files_and_resources() -> None:
         usage = yaml.safe_load((tf.REPO / project["usage_file"]).read_text())
         assert usage["version"] == 0.1
         for address, values in usage["resource_usage"].items():
-            match = re.fullmatch(r'module\.(\w+)(?:\[0\])?\.(\w+\.\w+)(?:\[.*\])?', address)
+            match = re.fullmatch(
+                r'module\.(\w+)(?:\[0\])?\.(?:module\.(\w+)\.)?(\w+\.\w+)(?:\[.*\])?', address)
             assert match, f"{project['usage_file']}: unexpected address {address}"
-            module, resource = match.groups()
+            module, child, resource = match.groups()
+            if child:
+                module = f"{module}.{child}"
             assert resource in resources.get(module, set()), \
                 f"{project['usage_file']}: {address} names no resource in the configuration"
             assert values and all(isinstance(v, (int, float, str, dict)) for v in values.values())

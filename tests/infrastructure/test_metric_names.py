@@ -48,3 +48,13 @@ def test_the_scaling_alarms_read_the_group_dimension() -> None:
     assert "for_each            = local.scaling_steps" in alarm  # the high and the low alarm
     assert "dimensions          = { AutoScalingGroupName = aws_autoscaling_group.this.name }" \
         in alarm
+
+
+def test_the_oversampling_alarm_expects_the_agents_real_rate() -> None:
+    """The forged-metric alarm counts GPUUtilization samples at the agents' default interval."""
+    monitoring = (INFRA / "modules/monitoring/main.tf").read_text()
+    match = re.search(r"agent_samples_per_minute = (\d+)", monitoring)
+    assert match
+    assert int(match.group(1)) == round(60 / AgentSettings().interval_s)
+    template = (INFRA / "modules/compute/user_data/templates/cloud-init.yaml.tftpl").read_text()
+    assert "LLMFLEET_AGENT_INTERVAL" not in template  # the instances keep that default

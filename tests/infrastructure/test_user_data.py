@@ -12,6 +12,7 @@ and agent settings load from the environment files the units read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -40,14 +41,19 @@ CLOUD_INIT_CACHE = REPO / ".cache" / "cloud-init"
 VENV_BIN = "/opt/llmfleet/venv/bin"
 ROUTER_PORT, ENGINE_PORT = 8000, 8001
 EXTRA_VLLM_ARGS = "--gpu-memory-utilization 0.92 --enable-prefix-caching --max-num-seqs 128"
+LOCK = tf.INFRA / "modules" / "compute" / "requirements" / "instance.txt"
+WHEEL_SHA256 = "0" * 63 + "1"
+SERVICES = ("vllm", "router", "agent")
 
 
 def render(var_file: Path | None = None, **variables: Any) -> str:
     """The cloud-init document the compute module would put in the launch template."""
     base: dict[str, Any] = {
         "router_port": ROUTER_PORT, "metrics_namespace": "LLMFleet", "asg_name": "llmfleet-dev-gpu",
-        "vllm_version": makefile_vllm_version(), "artifact_bucket": "llmfleet-dev-artifacts-x",
+        "artifact_bucket": "llmfleet-dev-artifacts-x",
         "artifact_key": "packages/0123/llmfleet-0.0.0-py3-none-any.whl",
+        "artifact_sha256": WHEEL_SHA256, "requirements_key": "packages/4567/requirements.txt",
+        "requirements_sha256": hashlib.sha256(LOCK.read_bytes()).hexdigest(),
         "log_group_names": {"vllm": "/llmfleet/dev/vllm", "router": "/llmfleet/dev/router",
                             "agent": "/llmfleet/dev/agent"},
     }
@@ -97,14 +103,17 @@ def files_of(document: dict[str, Any]) -> dict[str, str]:
 
 
 def unit(document: dict[str, Any], name: str) -> dict[str, list[str]]:
-    """A systemd unit's [Service] keys, each with every value it is given."""
+    """A systemd unit's [Service] keys, each with every value it is given, drop-ins included."""
+    files = files_of(document)
+    dropins = sorted(p for p in files if p.startswith(f"/etc/systemd/system/{name}.service.d/"))
     section, keys = "", {}
-    for line in files_of(document)[f"/etc/systemd/system/{name}.service"].splitlines():
-        if line.startswith("["):
-            section = line.strip("[]")
-        elif "=" in line and section == "Service":
-            key, value = line.split("=", 1)
-            keys.setdefault(key, []).append(value)
+    for path in [f"/etc/systemd/system/{name}.service", *dropins]:
+        for line in files[path].splitlines():
+            if line.startswith("["):
+                section = line.strip("[]")
+            elif "=" in line and section == "Service" and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                keys.setdefault(key, []).append(value)
     return keys
 
 
@@ -148,7 +157,7 @@ def test_it_is_cloud_config_that_cloud_inits_own_validator_accepts(
     assert text.startswith("#cloud-config\n")
     document = yaml.safe_load(text)
     cloud_init_validate(cloud_init_validator, document)
-    assert set(document) == {"write_files", "runcmd"}
+    assert set(document) == {"users", "package_update", "packages", "write_files", "runcmd"}
 
 
 def test_the_validator_catches_a_broken_document(cloud_init_validator: Any) -> None:
@@ -185,7 +194,8 @@ def test_a_broken_script_is_caught(tmp_path: Path) -> None:
 
 # --- systemd ----------------------------------------------------------------------
 
-UNITS = ("llmfleet-vllm", "llmfleet-router", "llmfleet-agent")
+UNITS = ("llmfleet-vllm.service", "llmfleet-router.service", "llmfleet-agent.service",
+         "llmfleet-logrotate.service", "llmfleet-logrotate.timer")
 
 
 def scratch_root(document: dict[str, Any], root: Path) -> Path:
@@ -195,8 +205,10 @@ def scratch_root(document: dict[str, Any], root: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
         target.chmod(0o755 if content.startswith("#!") else 0o644)
-    for command in ("python", "llmfleet"):  # what runcmd's pip install creates
-        target = root / VENV_BIN.lstrip("/") / command
+    # What runcmd's pip install creates, and what the AMI and cloud-init's packages bring.
+    for command in (f"{VENV_BIN}/python", f"{VENV_BIN}/llmfleet", "/usr/bin/nvidia-modprobe",
+                    "/usr/sbin/logrotate"):
+        target = root / command.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("#!/bin/sh\n")
         target.chmod(0o755)
@@ -223,7 +235,7 @@ def test_systemd_accepts_the_units(rendered: tuple[str, str], tmp_path: Path,
     _, text = rendered
     root = scratch_root(yaml.safe_load(text), tmp_path / "root")
     for name in UNITS:
-        done = verify(analyze, root, f"{name}.service")
+        done = verify(analyze, root, name)
         # Unknown keys and missing commands are warnings on stderr with exit 0: none allowed.
         assert done.returncode == 0 and not done.stderr.strip(), (name, done.stderr)
 
@@ -296,7 +308,8 @@ def test_router_and_agent_units_run_the_cli_commands_with_settings_that_load(
     router = RouterSettings.load()
     assert (router.host, router.port, router.backends) == ("0.0.0.0", ROUTER_PORT, [engine_url])
     assert router.api_keys_file == Path("/run/llmfleet/api-keys")
-    (fetch,) = unit(document, "llmfleet-router")["ExecStartPre"]
+    assert router.keepalive_s == 620  # above the load balancer's 600 s idle timeout
+    (fetch,) = [c for c in unit(document, "llmfleet-router")["ExecStartPre"] if "fetch-secret" in c]
     assert shlex.split(fetch)[2] == str(router.api_keys_file)  # the file the router reads
 
     for key, value in env_file(document, "/etc/llmfleet/agent.env").items():
@@ -320,9 +333,3 @@ def test_the_demo_sites_origin_reaches_the_router_as_its_cors_setting(
     assert RouterSettings.load().cors_allowed_origins == origins
 
 
-def test_the_instances_install_the_vllm_make_install_pins() -> None:
-    compute = (REPO / "infrastructure/modules/compute/variables.tf").read_text()
-    default = re.search(r'variable "vllm_version".*?default\s*=\s*"([^"]+)"', compute, re.S)
-    assert default and default.group(1) == makefile_vllm_version()
-    text = render()
-    assert f'"vllm=={makefile_vllm_version()}"' in text

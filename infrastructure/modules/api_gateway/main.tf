@@ -108,7 +108,7 @@ resource "aws_cloudwatch_log_group" "access" {
 
 resource "aws_api_gateway_stage" "this" {
   #checkov:skip=CKV2_AWS_51:Client certificates authenticate API Gateway to public HTTP backends; this integration is private (VPC link to the load balancer, which admits only the link's security group).
-  #checkov:skip=CKV2_AWS_77:The stage's web ACL is the load balancer module's (passed in as web_acl_arn), which runs AWSManagedRulesKnownBadInputsRuleSet and AWSManagedRulesAnonymousIpList; checkov does not follow the ARN across modules (tests/load_balancer.tftest.hcl checks the rules).
+  #checkov:skip=CKV2_AWS_77:The stage's web ACL comes from the waf module, which runs AWSManagedRulesKnownBadInputsRuleSet and AWSManagedRulesAnonymousIpList in a dynamic block checkov cannot read (tests/waf.tftest.hcl checks the rules).
   #checkov:skip=CKV_AWS_120:Completions are POSTs whose answers differ per request: a response cache would serve nothing and bills from $0.02 an hour.
   rest_api_id          = aws_api_gateway_rest_api.this.id
   deployment_id        = aws_api_gateway_deployment.this.id
@@ -141,9 +141,21 @@ resource "aws_api_gateway_method_settings" "all" {
   }
 }
 
+# --- WAF -----------------------------------------------------------------------
+# The stage's own web ACL: here WAF sees each client's address, so the per-IP limit
+# is per client. (At the load balancer all gateway traffic comes from the VPC link's
+# few addresses; that web ACL leaves it to this one.)
+
+module "waf" {
+  source             = "../waf"
+  name               = "${var.name}-api"
+  rate_limit_per_ip  = var.rate_limit_per_ip
+  log_retention_days = var.log_retention_days
+}
+
 resource "aws_wafv2_web_acl_association" "stage" {
   resource_arn = aws_api_gateway_stage.this.arn
-  web_acl_arn  = var.web_acl_arn
+  web_acl_arn  = module.waf.web_acl_arn
 }
 
 # --- Keys and usage plan -------------------------------------------------------

@@ -22,3 +22,8 @@ output "api_key_ids" {
   description = "API Gateway key ids by client (read the values with `aws apigateway get-api-key --include-value`)."
   value       = { for k, v in aws_api_gateway_api_key.client : k => v.id }
 }
+
+output "web_acl_arn" {
+  description = "ARN of the stage's own WAF web ACL."
+  value       = module.waf.web_acl_arn
+}

@@ -33,9 +33,14 @@ variable "alb_https" {
   type        = bool
 }
 
-variable "web_acl_arn" {
-  description = "Regional WAF web ACL to attach to the API stage."
-  type        = string
+variable "rate_limit_per_ip" {
+  description = "Requests per client IP per minute before the stage's web ACL blocks it."
+  type        = number
+  default     = 100
+  validation {
+    condition     = var.rate_limit_per_ip >= 10 && var.rate_limit_per_ip <= 2000000000
+    error_message = "rate_limit_per_ip must be at least 10 (the WAF minimum)."
+  }
 }
 
 variable "throttle" {
@@ -63,7 +68,7 @@ variable "api_clients" {
 }
 
 variable "log_retention_days" {
-  description = "Days to keep API access logs."
+  description = "Days to keep API access logs and the stage's web ACL logs."
   type        = number
   default     = 30
 }

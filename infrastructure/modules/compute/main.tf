@@ -16,6 +16,9 @@ locals {
   asg_name      = "${var.name}-gpu"
   artifact_file = basename(var.package_path)
   artifact_key  = "packages/${filemd5(var.package_path)}/${local.artifact_file}"
+  # vLLM and every dependency, pinned with their hashes (make instance-lock).
+  requirements_path = "${path.module}/requirements/instance.txt"
+  requirements_key  = "packages/${filemd5(local.requirements_path)}/requirements.txt"
   parameter_arns = [for p in compact([var.api_keys_parameter, var.model.hf_token_parameter]) :
   "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(p, "/")}"]
   served_name = module.user_data.served_name
@@ -29,18 +32,24 @@ module "user_data" {
   router_port        = var.router_port
   metrics_namespace  = var.metrics_namespace
   asg_name           = local.asg_name
-  vllm_version       = var.vllm_version
   api_keys_parameter = var.api_keys_parameter
   artifact_bucket    = aws_s3_bucket.artifacts.bucket
   artifact_key       = local.artifact_key
+  artifact_sha256    = filesha256(var.package_path)
   log_group_names    = var.log_group_names
 
+  requirements_key    = local.requirements_key
+  requirements_sha256 = filesha256(local.requirements_path)
+
   cors_allowed_origins = var.cors_allowed_origins
+  router_keepalive_s   = var.router_keepalive_s
 }
 
 # --- Artifacts -----------------------------------------------------------------
-# The llmfleet wheel the instances install: private, encrypted, versioned, only
-# readable by the instance role. Keyed by content hash so a new build rolls the fleet.
+# The llmfleet wheel and the hash-locked requirements the instances install:
+# private, encrypted, versioned, only readable by the instance role. Keyed by
+# content hash so a new build or lock rolls the fleet; the user data carries both
+# files' SHA-256, so a swapped object is refused at boot.
 
 resource "aws_s3_bucket" "artifacts" {
   #checkov:skip=CKV_AWS_18:Only the instance role reads and only apply writes; both are API calls that CloudTrail records, so server access logs would repeat them.
@@ -66,6 +75,18 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
     }
     bucket_key_enabled = true
   }
+}
+
+# Requests without TLS are refused, whoever signs them.
+module "artifacts_policy" {
+  source     = "../bucket_policy"
+  bucket_arn = aws_s3_bucket.artifacts.arn
+}
+
+resource "aws_s3_bucket_policy" "artifacts" {
+  bucket     = aws_s3_bucket.artifacts.id
+  policy     = module.artifacts_policy.json
+  depends_on = [aws_s3_bucket_public_access_block.artifacts]
 }
 
 resource "aws_s3_bucket_versioning" "artifacts" {
@@ -99,9 +120,20 @@ resource "aws_s3_object" "package" {
   etag   = filemd5(var.package_path)
 }
 
+resource "aws_s3_object" "requirements" {
+  bucket = aws_s3_bucket.artifacts.id
+  key    = local.requirements_key
+  source = local.requirements_path
+  etag   = filemd5(local.requirements_path)
+}
+
 # --- Instance role -------------------------------------------------------------
 # Least privilege: Session Manager (no SSH), PutMetricData only into our
 # namespace, write only our log groups, read only our parameters and our wheel.
+# No AWS managed policy: AmazonSSMManagedInstanceCore also grants ssm:GetParameter
+# and ssm:GetParameters on "*" (every parameter in the account, SecureStrings under
+# the aws/ssm key included) along with State Manager, inventory and patching calls
+# the fleet never makes. Session Manager needs only the calls listed below.
 
 data "aws_iam_policy_document" "assume" {
   statement {
@@ -118,12 +150,36 @@ resource "aws_iam_role" "instance" {
   assume_role_policy = data.aws_iam_policy_document.assume.json
 }
 
-resource "aws_iam_role_policy_attachment" "ssm_core" {
-  role       = aws_iam_role.instance.name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# The role holds no managed policy, and one attached by hand is detached at the next apply.
+resource "aws_iam_role_policy_attachments_exclusive" "instance" {
+  role_name   = aws_iam_role.instance.name
+  policy_arns = []
+}
+
+locals {
+  # What the SSM agent needs for Session Manager besides registering the instance
+  # (ssm:UpdateInstanceInformation, scoped below): open the session channels
+  # (ssmmessages), and receive and answer agent messages (ec2messages).
+  session_manager_channels = [
+    "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+    "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply",
+  ]
+  parameter_reads = ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory"]
 }
 
 data "aws_iam_policy_document" "instance" {
+  statement {
+    sid       = "SessionManagerRegistration"
+    actions   = ["ssm:UpdateInstanceInformation"]
+    resources = ["arn:${data.aws_partition.current.partition}:ec2:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:instance/*"]
+  }
+  statement {
+    sid       = "SessionManagerChannels"
+    actions   = local.session_manager_channels
+    resources = ["*"] # ssmmessages and ec2messages calls take no resource
+  }
   statement {
     sid       = "PublishFleetMetrics"
     actions   = ["cloudwatch:PutMetricData"]
@@ -143,6 +199,14 @@ data "aws_iam_policy_document" "instance" {
     sid       = "ReadOwnParameters"
     actions   = ["ssm:GetParameter"]
     resources = local.parameter_arns
+  }
+  # Whatever else is attached to this role later (a managed policy, an organisation's
+  # baseline), it cannot open another parameter: an explicit deny wins over any allow.
+  statement {
+    sid           = "DenyOtherParameters"
+    effect        = "Deny"
+    actions       = local.parameter_reads
+    not_resources = local.parameter_arns
   }
   statement {
     sid       = "ReadPackage"

@@ -37,3 +37,8 @@ output "artifacts_bucket" {
   description = "Bucket holding the llmfleet wheel."
   value       = aws_s3_bucket.artifacts.bucket
 }
+
+output "router_keepalive_s" {
+  description = "Seconds the routers keep an idle client connection open (above the load balancer's idle timeout)."
+  value       = var.router_keepalive_s
+}

@@ -112,9 +112,9 @@ variable "package_path" {
 }
 
 variable "ami_ssm_parameter" {
-  description = "Public SSM parameter with the GPU AMI id (AWS Deep Learning Base AMI with the NVIDIA driver)."
+  description = "Public SSM parameter with the GPU AMI id (AWS Deep Learning Base AMI with the NVIDIA driver, Ubuntu 24.04: its Python 3.12 is the one requirements/instance.txt is locked for)."
   type        = string
-  default     = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+  default     = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
 }
 
 variable "metrics_namespace" {
@@ -139,18 +139,18 @@ variable "router_port" {
   default     = 8000
 }
 
-variable "vllm_version" {
-  description = "vLLM release the instances install (keep equal to VLLM_VERSION in the Makefile, which `make install` pins locally)."
-  type        = string
-  default     = "0.32.0"
-  validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.vllm_version))
-    error_message = "vllm_version must be a release number such as 0.32.0."
-  }
-}
-
 variable "cors_allowed_origins" {
   description = "Origins (scheme://host[:port]) whose pages may call the routers from a browser: the demo site's, for the web console."
   type        = list(string)
   default     = []
+}
+
+variable "router_keepalive_s" {
+  description = "Seconds the router keeps an idle client connection open; must exceed the load balancer's idle timeout."
+  type        = number
+  default     = 620
+  validation {
+    condition     = var.router_keepalive_s > 0
+    error_message = "router_keepalive_s must be above 0 (and above the load balancer's idle timeout)."
+  }
 }

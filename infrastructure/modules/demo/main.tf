@@ -263,7 +263,15 @@ data "aws_iam_policy_document" "site" {
   }
 }
 
+# CloudFront's read plus the platform's deny of every request without TLS (CloudFront
+# fetches from S3 over HTTPS: viewers are redirected to HTTPS before the origin is asked).
+module "site_policy" {
+  source      = "../bucket_policy"
+  bucket_arn  = aws_s3_bucket.site.arn
+  policy_json = data.aws_iam_policy_document.site.json
+}
+
 resource "aws_s3_bucket_policy" "site" {
   bucket = aws_s3_bucket.site.id
-  policy = data.aws_iam_policy_document.site.json
+  policy = module.site_policy.json
 }

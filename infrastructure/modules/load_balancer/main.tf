@@ -1,7 +1,7 @@
 # Load balancer: an Application Load Balancer in front of the routers, with
 # /ready health checks, an idle timeout long enough for streamed generations,
-# invalid headers dropped, access logs in S3, and a WAFv2 web ACL (per-IP rate
-# limit and AWS managed rules). Public with HTTPS when a certificate is given,
+# invalid headers dropped, access logs in S3, and its own WAFv2 web ACL (per-IP
+# rate limit and AWS managed rules). Public with HTTPS when a certificate is given,
 # else internal and reachable only through API Gateway's VPC link.
 
 data "aws_elb_service_account" "this" {}
@@ -94,26 +94,18 @@ data "aws_iam_policy_document" "logs" {
       identifiers = [data.aws_elb_service_account.this.arn]
     }
   }
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
+}
+
+# The log delivery statement plus the platform's deny of every request without TLS.
+module "logs_policy" {
+  source      = "../bucket_policy"
+  bucket_arn  = aws_s3_bucket.logs.arn
+  policy_json = data.aws_iam_policy_document.logs.json
 }
 
 resource "aws_s3_bucket_policy" "logs" {
   bucket = aws_s3_bucket.logs.id
-  policy = data.aws_iam_policy_document.logs.json
+  policy = module.logs_policy.json
 }
 
 # --- Load balancer, target group, listeners ----------------------------------
@@ -202,142 +194,30 @@ resource "aws_lb_listener" "http" {
 }
 
 # --- WAF -----------------------------------------------------------------------
-# A per-IP rate limit, and AWS's common, known-bad-inputs (Log4j and other exploit
-# payloads) and anonymous-IP rule groups. The body-size rule of the common set is
-# counted, not blocked: prompts are large. Anonymising services (Tor, open proxies,
-# consumer VPNs) are blocked: with API keys handed out per client they are mostly
-# used to spread abuse over many addresses. Hosting-provider addresses are only
-# counted, since applications calling the API from their own cloud servers are the
-# main legitimate traffic.
+# The load balancer's own web ACL (the API Gateway stage has another). Requests from
+# inside the VPC are API Gateway's, arriving from the VPC link's few addresses: the
+# per-IP limit leaves them to the stage's web ACL, which sees each client's address.
 
-resource "aws_wafv2_web_acl" "this" {
-  name  = "${var.name}-alb"
-  scope = "REGIONAL"
-
-  default_action {
-    allow {}
-  }
-
-  rule {
-    name     = "rate-limit-per-ip"
-    priority = 1
-    action {
-      block {}
-    }
-    statement {
-      rate_based_statement {
-        limit                 = var.rate_limit_per_ip
-        evaluation_window_sec = 60
-        aggregate_key_type    = "IP"
-      }
-    }
-    visibility_config {
-      cloudwatch_metrics_enabled = true
-      metric_name                = "${var.name}-alb-rate-limit"
-      sampled_requests_enabled   = true
-    }
-  }
-
-  rule {
-    name     = "aws-common"
-    priority = 2
-    override_action {
-      none {}
-    }
-    statement {
-      managed_rule_group_statement {
-        vendor_name = "AWS"
-        name        = "AWSManagedRulesCommonRuleSet"
-        rule_action_override {
-          name = "SizeRestrictions_BODY"
-          action_to_use {
-            count {}
-          }
-        }
-      }
-    }
-    visibility_config {
-      cloudwatch_metrics_enabled = true
-      metric_name                = "${var.name}-alb-common"
-      sampled_requests_enabled   = true
-    }
-  }
-
-  rule {
-    name     = "aws-known-bad-inputs"
-    priority = 3
-    override_action {
-      none {}
-    }
-    statement {
-      managed_rule_group_statement {
-        vendor_name = "AWS"
-        name        = "AWSManagedRulesKnownBadInputsRuleSet"
-      }
-    }
-    visibility_config {
-      cloudwatch_metrics_enabled = true
-      metric_name                = "${var.name}-alb-bad-inputs"
-      sampled_requests_enabled   = true
-    }
-  }
-
-  rule {
-    name     = "aws-anonymous-ip"
-    priority = 4
-    override_action {
-      none {}
-    }
-    statement {
-      managed_rule_group_statement {
-        vendor_name = "AWS"
-        name        = "AWSManagedRulesAnonymousIpList"
-        rule_action_override {
-          name = "HostingProviderIPList"
-          action_to_use {
-            count {}
-          }
-        }
-      }
-    }
-    visibility_config {
-      cloudwatch_metrics_enabled = true
-      metric_name                = "${var.name}-alb-anonymous-ip"
-      sampled_requests_enabled   = true
-    }
-  }
-
-  visibility_config {
-    cloudwatch_metrics_enabled = true
-    metric_name                = "${var.name}-alb"
-    sampled_requests_enabled   = true
-  }
-}
-
-# WAF logs: every request the web ACL sees, with the headers that carry credentials
-# redacted before AWS writes the record. The group name must start with aws-waf-logs-.
-resource "aws_cloudwatch_log_group" "waf" {
-  #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts every log group at rest with a service key; credentials are redacted from these records before they are written, so a customer-managed key ($1/month plus a key policy to keep) adds little here.
-  #checkov:skip=CKV_AWS_338:Retention is log_retention_days (30 by default, as the issue asks); keeping a year of per-request WAF records is a cost choice for each environment.
-  name              = "aws-waf-logs-${var.name}"
-  retention_in_days = var.log_retention_days
-}
-
-resource "aws_wafv2_web_acl_logging_configuration" "this" {
-  resource_arn            = aws_wafv2_web_acl.this.arn
-  log_destination_configs = [aws_cloudwatch_log_group.waf.arn]
-
-  dynamic "redacted_fields" {
-    for_each = ["authorization", "x-api-key"]
-    content {
-      single_header {
-        name = redacted_fields.value
-      }
-    }
-  }
+module "waf" {
+  source                  = "../waf"
+  name                    = "${var.name}-alb"
+  rate_limit_per_ip       = var.rate_limit_per_ip
+  rate_limit_exempt_cidrs = [var.vpc_cidr]
+  log_retention_days      = var.log_retention_days
 }
 
 resource "aws_wafv2_web_acl_association" "alb" {
   resource_arn = aws_lb.this.arn
-  web_acl_arn  = aws_wafv2_web_acl.this.arn
+  web_acl_arn  = module.waf.web_acl_arn
+}
+
+# The web ACL moved into the waf module (shared with the API Gateway stage's).
+moved {
+  from = aws_wafv2_web_acl.this
+  to   = module.waf.aws_wafv2_web_acl.this
+}
+
+moved {
+  from = aws_wafv2_web_acl_logging_configuration.this
+  to   = module.waf.aws_wafv2_web_acl_logging_configuration.this
 }

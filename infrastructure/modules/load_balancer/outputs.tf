@@ -34,11 +34,16 @@ output "target_group_arn_suffix" {
 }
 
 output "web_acl_arn" {
-  description = "ARN of the load balancer's WAF web ACL."
-  value       = aws_wafv2_web_acl.this.arn
+  description = "ARN of the load balancer's WAF web ACL (the API Gateway stage has its own)."
+  value       = module.waf.web_acl_arn
 }
 
 output "url" {
   description = "Public URL of the load balancer, or null when it is internal."
   value       = var.internet_facing ? "https://${aws_lb.this.dns_name}/v1" : null
+}
+
+output "idle_timeout_s" {
+  description = "Seconds the load balancer keeps an idle connection open; the routers' keep-alive must exceed it."
+  value       = aws_lb.this.idle_timeout
 }

@@ -57,7 +57,7 @@ variable "deletion_protection" {
 }
 
 variable "rate_limit_per_ip" {
-  description = "Requests per client IP per minute before WAF blocks it (rate-based rule)."
+  description = "Requests per client IP per minute before WAF blocks it (rate-based rule; requests from inside the VPC, API Gateway's, are limited at the stage)."
   type        = number
   default     = 100
   validation {
@@ -67,7 +67,7 @@ variable "rate_limit_per_ip" {
 }
 
 variable "log_retention_days" {
-  description = "Days to keep access logs in S3."
+  description = "Days to keep access logs in S3 and the web ACL's request logs."
   type        = number
   default     = 30
 }

@@ -117,6 +117,84 @@ resource "aws_cloudwatch_metric_alarm" "gpu_pinned" {
   }
 }
 
+# --- Forged GPU metrics --------------------------------------------------------
+# Scaling trusts the agents' GPUUtilization, and IAM can scope PutMetricData only by
+# namespace (cloudwatch:namespace is its one condition key: there is none on metric
+# names, dimensions or values). A compromised instance can therefore publish 100%
+# GPU under the group and scale the fleet to max_size, or swamp honest agents with
+# datapoints carrying a large SampleCount. CloudWatch cannot ask which instance
+# published a datapoint (metric math sees values, not publishers, and alarms cannot
+# run SEARCH), so these alarms test what it can evaluate: values outside 0-100, more
+# samples a minute than the group's agents send, and busy GPUs while the load
+# balancer, whose metrics AWS publishes and no instance can forge, forwards nothing.
+
+locals {
+  # An agent on an instance publishes GPUUtilization under the group once per round,
+  # every 10 s (the agent's default interval, which the instances keep).
+  agent_samples_per_minute = 6
+
+  plausibility_inputs = {
+    gpu_avg     = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Average" }
+    gpu_max     = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Maximum" }
+    gpu_min     = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Minimum" }
+    gpu_samples = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "SampleCount" }
+    inservice   = { namespace = "AWS/AutoScaling", metric = "GroupInServiceInstances", dimensions = local.asg, stat = "Maximum" }
+    requests    = { namespace = "AWS/ApplicationELB", metric = "RequestCount", dimensions = local.alb, stat = "Sum" }
+  }
+
+  plausibility_alarms = {
+    gpu-metric-out-of-range = {
+      expression  = "IF(gpu_max > 100 OR gpu_min < 0, 1, 0)", inputs = ["gpu_max", "gpu_min"], minutes = 1,
+      description = "A GPUUtilization datapoint outside 0-100% was published for the group: only a forged or broken publisher sends that."
+    }
+    # Twice the honest rate, for one more instance than is in service (one draining).
+    gpu-metric-oversampled = {
+      expression  = "IF(gpu_samples > ${2 * local.agent_samples_per_minute} * (inservice + 1), 1, 0)",
+      inputs      = ["gpu_samples", "inservice"], minutes = 2,
+      description = "More GPUUtilization samples a minute than the group's agents publish: something is weighting the group average."
+    }
+    # 15 minutes: no generation through API Gateway lasts longer (its streaming limit),
+    # so busy GPUs that long with no request forwarded are not serving anyone.
+    gpu-busy-without-traffic = {
+      expression  = "IF(gpu_avg > ${var.scale_out_pct} AND FILL(requests, 0) < 1, 1, 0)",
+      inputs      = ["gpu_avg", "requests"], minutes = 15,
+      description = "Group GPU utilisation above the scale-out threshold (${var.scale_out_pct}%) for 15 minutes while the load balancer forwarded no request: the metric is not the GPUs' (check who publishes it; suspend the group's AlarmNotification process to stop scaling on it)."
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "plausibility" {
+  for_each            = local.plausibility_alarms
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
+  evaluation_periods  = each.value.minutes
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+
+  metric_query {
+    id          = "implausible"
+    expression  = each.value.expression
+    label       = each.key
+    return_data = true
+  }
+  dynamic "metric_query" {
+    for_each = { for id in each.value.inputs : id => local.plausibility_inputs[id] }
+    content {
+      id = metric_query.key
+      metric {
+        namespace   = metric_query.value.namespace
+        metric_name = metric_query.value.metric
+        dimensions  = metric_query.value.dimensions
+        stat        = metric_query.value.stat
+        period      = 60
+      }
+    }
+  }
+}
+
 # --- Dashboard -----------------------------------------------------------------
 
 data "aws_region" "current" {}

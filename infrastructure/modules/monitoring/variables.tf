@@ -19,6 +19,16 @@ variable "max_instances" {
   type        = number
 }
 
+variable "scale_out_pct" {
+  description = "GPU utilisation (%) above which the group scales out: busy GPUs above it with no traffic raise the forged-metric alarm."
+  type        = number
+  default     = 70
+  validation {
+    condition     = var.scale_out_pct > 0 && var.scale_out_pct <= 100
+    error_message = "scale_out_pct must be above 0 and at most 100 (the compute module's scaling.scale_out_pct)."
+  }
+}
+
 variable "alb_arn_suffix" {
   description = "Load balancer ARN suffix (CloudWatch's LoadBalancer dimension)."
   type        = string

@@ -170,12 +170,28 @@ resource "aws_cloudwatch_log_group" "flow" {
   retention_in_days = var.flow_log_retention_days
 }
 
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+# Confused-deputy protection: the flow-logs service may assume this role only on
+# behalf of a flow log in this account, so no other account's flow log can be
+# pointed at it to write into this log group.
 data "aws_iam_policy_document" "flow_assume" {
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
       identifiers = ["vpc-flow-logs.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${data.aws_partition.current.partition}:ec2:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:vpc-flow-log/*"]
     }
   }
 }

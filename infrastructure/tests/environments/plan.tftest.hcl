@@ -46,6 +46,12 @@ run "plans" {
     condition     = var.environment != "prod" || (var.alb.deletion_protection && !var.single_nat_gateway && var.alarm_email != null && var.capacity.min >= 2)
     error_message = "prod needs deletion protection, a NAT per AZ, alarm e-mail and at least two instances."
   }
+  # The routers closed idle connections after 5 s while the load balancer kept them 600 s:
+  # requests it sent on a connection being closed came back as 502s.
+  assert {
+    condition     = module.compute.router_keepalive_s > module.load_balancer.idle_timeout_s
+    error_message = "The routers' keep-alive outlasts the load balancer's idle timeout."
+  }
   assert {
     condition     = var.environment != "dev" || (var.capacity.max == 1 && var.single_nat_gateway)
     error_message = "dev is one instance behind one NAT gateway."

@@ -1,7 +1,7 @@
 # The instance's cloud-init, rendered from its template. A module of its own with
 # no provider so that checks can render it offline exactly as the fleet gets it
 # (tests/infrastructure/test_user_data.py: YAML, cloud-init schema, shell syntax,
-# systemd units, and the same commands `make up` runs).
+# systemd units and their sandboxing, and the same commands `make up` runs).
 
 locals {
   served_name = coalesce(var.model.served_name, var.model.id)
@@ -11,23 +11,66 @@ locals {
   ])))
   artifact_file = basename(var.artifact_key)
 
+  # --- Service sandboxes ---------------------------------------------------------
+  # Each service runs as its own system user (created by cloud-init, home and state
+  # in /var/lib/llmfleet/NAME) with no capabilities, a read-only system, no access to
+  # /home, private /tmp, and the kernel, hostname and other users' processes out of
+  # reach. What each needs beyond that is listed with it. No service writes outside
+  # its state directory: systemd opens the log files before it drops privileges.
+  # ProtectClock and PrivateDevices only where no GPU is opened: both close the
+  # device policy (ProtectClock implies DeviceAllow=char-rtc), hiding /dev/nvidia*.
+  sandbox = [
+    "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+    "ProtectKernelTunables=yes", "ProtectKernelModules=yes", "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes", "ProtectHostname=yes", "ProtectProc=invisible",
+    "RestrictNamespaces=yes", "RestrictRealtime=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
+    "RemoveIPC=yes", "SystemCallArchitectures=native", "CapabilityBoundingSet=", "UMask=0077",
+  ]
+  services = {
+    # vLLM needs the GPU's device nodes (no PrivateDevices), netlink (NCCL lists the
+    # network interfaces for tensor parallelism), unlimited locked memory (NCCL and EFA
+    # pin buffers) and writable, executable memory (Triton and torch.compile JIT, so
+    # no MemoryDenyWriteExecute or system-call filter). Its model cache is its state.
+    vllm = concat(local.sandbox, [
+      "StateDirectory=llmfleet/vllm", "StateDirectoryMode=0700", "LimitMEMLOCK=infinity",
+      "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+    ])
+    # The router needs no device and no state: sockets and Python only.
+    router = concat(local.sandbox, [
+      "PrivateDevices=yes", "ProtectClock=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+      "SystemCallFilter=@system-service", "SystemCallErrorNumber=EPERM",
+    ])
+    # The agent reads the GPUs through NVML (their device nodes) and buffers datapoints
+    # in its state directory while CloudWatch is unreachable.
+    agent = concat(local.sandbox, [
+      "StateDirectory=llmfleet/agent", "StateDirectoryMode=0700",
+      "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+      "SystemCallFilter=@system-service", "SystemCallErrorNumber=EPERM",
+    ])
+  }
+
   cloud_init = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
-    router_port        = var.router_port
-    engine_port        = var.engine_port
-    metrics_namespace  = var.metrics_namespace
-    asg_name           = var.asg_name
-    served_name        = local.served_name
-    model_id           = var.model.id
-    vllm_args          = local.vllm_args
-    vllm_version       = var.vllm_version
-    hf_token_parameter = var.model.hf_token_parameter == null ? "" : var.model.hf_token_parameter
-    api_keys_parameter = var.api_keys_parameter
-    artifact_bucket    = var.artifact_bucket
-    artifact_key       = var.artifact_key
-    artifact_file      = local.artifact_file
-    log_group_vllm     = var.log_group_names["vllm"]
-    log_group_router   = var.log_group_names["router"]
-    log_group_agent    = var.log_group_names["agent"]
-    cors_origins       = join(",", var.cors_allowed_origins)
+    router_port              = var.router_port
+    engine_port              = var.engine_port
+    metrics_namespace        = var.metrics_namespace
+    asg_name                 = var.asg_name
+    served_name              = local.served_name
+    model_id                 = var.model.id
+    vllm_args                = local.vllm_args
+    hf_token_parameter       = var.model.hf_token_parameter == null ? "" : var.model.hf_token_parameter
+    api_keys_parameter       = var.api_keys_parameter
+    artifact_bucket          = var.artifact_bucket
+    artifact_key             = var.artifact_key
+    artifact_file            = local.artifact_file
+    artifact_sha256          = var.artifact_sha256
+    requirements_key         = var.requirements_key
+    requirements_sha256      = var.requirements_sha256
+    cloudwatch_agent_version = var.cloudwatch_agent_version
+    services                 = local.services
+    log_group_vllm           = var.log_group_names["vllm"]
+    log_group_router         = var.log_group_names["router"]
+    log_group_agent          = var.log_group_names["agent"]
+    cors_origins             = join(",", var.cors_allowed_origins)
+    router_keepalive_s       = var.router_keepalive_s
   })
 }

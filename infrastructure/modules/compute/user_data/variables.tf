@@ -30,9 +30,14 @@ variable "asg_name" {
   type        = string
 }
 
-variable "vllm_version" {
-  description = "vLLM release installed on the instance (the version `make install` pins)."
+variable "cloudwatch_agent_version" {
+  description = "CloudWatch agent release installed where the AMI has none (its Debian package is checked against AWS's signing key before it is installed)."
   type        = string
+  default     = "1.300072.0b1766"
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+(b[0-9]+)?$", var.cloudwatch_agent_version))
+    error_message = "cloudwatch_agent_version must be a release such as \"1.300072.0b1766\" (never \"latest\")."
+  }
 }
 
 variable "api_keys_parameter" {
@@ -50,6 +55,29 @@ variable "artifact_key" {
   type        = string
 }
 
+variable "artifact_sha256" {
+  description = "SHA-256 of the llmfleet wheel: the instance installs nothing whose hash differs."
+  type        = string
+  validation {
+    condition     = can(regex("^[0-9a-f]{64}$", var.artifact_sha256))
+    error_message = "artifact_sha256 must be a SHA-256 in lower-case hex (filesha256 of the wheel)."
+  }
+}
+
+variable "requirements_key" {
+  description = "Object key, in the artifacts bucket, of the hash-locked requirements (vLLM and every dependency; make instance-lock)."
+  type        = string
+}
+
+variable "requirements_sha256" {
+  description = "SHA-256 of the hash-locked requirements file."
+  type        = string
+  validation {
+    condition     = can(regex("^[0-9a-f]{64}$", var.requirements_sha256))
+    error_message = "requirements_sha256 must be a SHA-256 in lower-case hex (filesha256 of the lock file)."
+  }
+}
+
 variable "log_group_names" {
   description = "CloudWatch log group names for vllm, router and agent."
   type        = map(string)
@@ -57,6 +85,12 @@ variable "log_group_names" {
     condition     = alltrue([for k in ["vllm", "router", "agent"] : contains(keys(var.log_group_names), k)])
     error_message = "log_group_names needs the keys vllm, router and agent."
   }
+}
+
+variable "router_keepalive_s" {
+  description = "Seconds the router keeps an idle client connection open (LLMFLEET_KEEPALIVE_S); above the load balancer's idle timeout."
+  type        = number
+  default     = 620
 }
 
 variable "cors_allowed_origins" {
