@@ -171,7 +171,7 @@ wheel: $(STAMP) ## Build the llmfleet wheel the instances install (dist/)
 	rm -rf dist && $(PIP) wheel -q --no-deps -w dist . 2>&1 | $(QUIET_PIP)
 
 .PHONY: instance-lock
-instance-lock: $(UV) ## Re-lock the GPU instances' packages (vllm==$(VLLM_VERSION) and the project's dependencies) with hashes, for their Python and platform
+instance-lock: $(UV) ## Re-lock the GPU instances' packages (vLLM at VLLM_VERSION and the project's dependencies) with hashes, for their Python and platform
 	mkdir -p $(dir $(INSTANCE_LOCK))
 	printf 'vllm==%s\n' "$(VLLM_VERSION)" | $(UV) pip compile --quiet pyproject.toml - --generate-hashes \
 	  --only-binary :all: --python-version $(INSTANCE_PYTHON) --python-platform $(INSTANCE_PLATFORM) \
