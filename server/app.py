@@ -16,10 +16,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiohttp
 from fastapi import FastAPI
@@ -165,34 +165,34 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _completion_route(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-    async def route(request: Request) -> Response:
-        return await _runtime(request).service.handle(endpoint, request)
+def _document_hot_paths(app: FastAPI) -> None:
+    """Add the two routes `HotPaths` serves, which FastAPI never sees, to /openapi.json."""
+    default = app.openapi
 
-    return route
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = default()
+            for endpoint, wire, summary in (
+                    (Endpoint.CHAT, ChatRequest, "Create a chat completion"),
+                    (Endpoint.COMPLETIONS, CompletionRequest, "Create a completion")):
+                body = wire.model_json_schema()
+                body["additionalProperties"] = True
+                body["description"] = ("The fields the router reads; every other OpenAI or "
+                                       "vLLM field is forwarded to the engine untouched.")
+                schema["paths"][endpoint.value] = {"post": {
+                    "summary": summary,
+                    "requestBody": {"required": True,
+                                    "content": {"application/json": {"schema": body}}},
+                    "responses": {"200": {"description": "The engine's answer, or a stream "
+                                          "of server-sent events when `stream` is true"}}}}
+            app.openapi_schema = schema
+        return app.openapi_schema
 
-
-def _add_completion_routes(app: FastAPI) -> None:
-    """The hot paths, declared to FastAPI too: they appear in /openapi.json, and serve
-    correctly should a request ever reach them past `HotPaths`."""
-    for endpoint, wire, summary in (
-            (Endpoint.CHAT, ChatRequest, "Create a chat completion"),
-            (Endpoint.COMPLETIONS, CompletionRequest, "Create a completion")):
-        schema = wire.model_json_schema()
-        schema["additionalProperties"] = True
-        schema["description"] = ("The fields the router reads; every other OpenAI or vLLM "
-                                 "field is forwarded to the engine untouched.")
-        app.add_api_route(
-            endpoint.value, _completion_route(endpoint), methods=["POST"], summary=summary,
-            openapi_extra={
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": schema}}},
-                "responses": {"200": {"description": "The engine's answer, or a stream of "
-                                      "server-sent events when `stream` is true"}}})
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_routes(app: FastAPI) -> None:
-    _add_completion_routes(app)
+    _document_hot_paths(app)
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
         rt = _runtime(request)

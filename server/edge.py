@@ -13,7 +13,9 @@ refuse such input and time such connections out; so does this edge:
   `max_headers` headers (431 or 414 otherwise);
 - time: the head must arrive within `header_timeout_s` of the connection
   opening or the request's first byte, the body within `body_timeout_s` of
-  the head (408 otherwise, and the connection closes);
+  the head (408 otherwise, and the connection closes); a client that stops
+  reading an answer for `send_timeout_s` is disconnected, which ends the
+  request and frees its engine;
 - connections: at most `max_connections` open at once; one more is answered
   503 and closed at once;
 - keep-alive: an idle connection between requests stays open `keepalive_s`,
@@ -46,6 +48,7 @@ class EdgeLimits:
     body_timeout_s: float = 60.0
     max_connections: int = 4096
     keepalive_s: float = 620.0
+    send_timeout_s: float = 60.0
 
 
 class _Refused(Exception):
@@ -61,16 +64,23 @@ def _refusal(status: int, message: str, code: str) -> bytes:
 
 
 class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with size limits, deadlines and a connection cap."""
+    """uvicorn's httptools protocol with size limits, deadlines and a connection cap.
+
+    Deadlines belong to the request being served: none runs while another response
+    is in flight (a pipelined request waits its turn, a stray CRLF is harmless), and
+    none is armed at all for a request that arrives whole in one read, which is most
+    of them (a timer per request cost ~3 us).
+    """
 
     limits = EdgeLimits()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
-        self._head_bytes = 0
+        self._send_stall: asyncio.TimerHandle | None = None
+        self._head_bytes = 0  # of the request head being read; 0 between requests
         self._header_count = 0
-        self._in_head = True  # reading a request's line and headers
+        self._in_head = False  # a request's head has begun and is not complete
         self._in_body = False
 
     # -- connection ------------------------------------------------------------
@@ -82,10 +92,11 @@ class GuardedProtocol(HttpToolsProtocol):
             transport.close()
             return
         super().connection_made(transport)
-        self._arm(self.limits.header_timeout_s, 408, "the request head took too long")
+        self._arm_head()  # a connection that never sends a byte is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._cancel_send_stall()
         if self.transport is not None:  # None: refused in connection_made
             super().connection_lost(exc)
 
@@ -93,9 +104,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return  # refused: read nothing more
         self._unset_keepalive_if_required()
-        if self._deadline is None and not self._in_body:  # a new request on a kept connection
-            self._arm(self.limits.header_timeout_s, 408, "the request head took too long")
-        if self._in_head:
+        if not self._in_body:
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -109,15 +118,17 @@ class GuardedProtocol(HttpToolsProtocol):
                 self.logger.warning("Invalid HTTP request received.")
                 self._refuse(400, "invalid HTTP request", "invalid_request")
             return
-        if self._in_head and self._head_bytes > self.limits.max_header_bytes:
+        if not self._in_body and self._head_bytes > self.limits.max_header_bytes:
             self._refuse(431, f"request headers over {self.limits.max_header_bytes} bytes",
                          "request_header_fields_too_large")
+        elif self._deadline is None:
+            self._arm_if_waiting()
 
     # -- parser callbacks -----------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head, self._head_bytes, self._header_count = True, 0, 0
+        self._header_count, self._in_head = 0, True
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -138,20 +149,37 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._disarm()  # the head's deadline is met; the body's starts after this read
         self._in_head, self._in_body = False, True
-        self._arm(self.limits.body_timeout_s, 408, "the request body took too long")
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._in_body = False
         self._disarm()
+        self._in_body, self._head_bytes = False, 0
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # may start a pipelined request
+        if self._deadline is None and not self.transport.is_closing():
+            self._arm_if_waiting()
 
     # -- deadlines -----------------------------------------------------------------
 
-    def _arm(self, delay_s: float, status: int, message: str) -> None:
+    def _arm_if_waiting(self) -> None:
+        """Start the deadline of a request that is only partly here, if it is the one
+        being served (not one queued behind a response in flight)."""
+        if self._in_body:
+            if not self.pipeline:
+                self._arm(self.limits.body_timeout_s, "the request body took too long")
+        elif self._in_head and (self.cycle is None or self.cycle.response_complete):
+            self._arm_head()
+
+    def _arm_head(self) -> None:
+        self._arm(self.limits.header_timeout_s, "the request head took too long")
+
+    def _arm(self, delay_s: float, message: str) -> None:
         self._disarm()
-        self._deadline = self.loop.call_later(delay_s, self._refuse, status, message,
+        self._deadline = self.loop.call_later(delay_s, self._refuse, 408, message,
                                               "request_timeout")
 
     def _disarm(self) -> None:
@@ -160,17 +188,42 @@ class GuardedProtocol(HttpToolsProtocol):
             self._deadline = None
 
     def _refuse(self, status: int, message: str, code: str) -> None:
-        """Answer `status` if no answer has begun, then close the connection."""
+        """Answer `status` unless another answer is being written, then close."""
         self._disarm()
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is None or not cycle.response_started:
+        if cycle is None or cycle.response_complete or not cycle.response_started:
             self.transport.write(_refusal(status, message, code))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app's receive() now says the client left
             cycle.message_event.set()
         self.transport.close()
+
+    # -- a client that stops reading ---------------------------------------------
+
+    def pause_writing(self) -> None:
+        """The client stopped reading: give it `send_timeout_s` to start again, else
+        close, so that it does not hold an engine's sequence and slot for ever."""
+        super().pause_writing()
+        if self._send_stall is None:
+            self._send_stall = self.loop.call_later(self.limits.send_timeout_s,
+                                                    self._send_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_send_stall()
+
+    def _cancel_send_stall(self) -> None:
+        if self._send_stall is not None:
+            self._send_stall.cancel()
+            self._send_stall = None
+
+    def _send_stalled(self) -> None:
+        self._send_stall = None
+        self.logger.info("closing a connection whose client stopped reading for %.0f s",
+                         self.limits.send_timeout_s)
+        self.transport.abort()
 
 
 def edge_protocol(limits: EdgeLimits) -> type[GuardedProtocol]:
@@ -180,4 +233,6 @@ def edge_protocol(limits: EdgeLimits) -> type[GuardedProtocol]:
 
 def uvicorn_options(limits: EdgeLimits) -> dict[str, Any]:
     """What every server of the router passes to uvicorn (the CLI, `up`, the tests)."""
-    return {"http": edge_protocol(limits), "timeout_keep_alive": limits.keepalive_s}
+    # No websockets: the router serves none, and an upgrade would leave this protocol.
+    return {"http": edge_protocol(limits), "timeout_keep_alive": limits.keepalive_s,
+            "ws": "none"}

@@ -9,12 +9,12 @@ reached an engine's scheduler is retried (once), so that a request which
 crashes an engine is not sent on to crash a second one, and no GPU work is
 done twice and charged once:
 - a refused connection ejects the backend and retries on another;
-- a pooled connection dropped before the answer (the engine closed it as idle
-  just as the request went out) retries without ejecting, on the same backend
-  if it is alone;
+- a pooled connection that had sat idle and dropped before the answer (the
+  engine closed it as idle just as the request went out) retries without
+  ejecting, on the same backend if it is alone;
 - a connect timeout (a stalled engine) retries on another backend only;
 - an engine 503 (it refused the work) retries on another backend, else passes through;
-- a fresh connection dropped before the answer is a 502: the engine had the
+- any other connection dropped before the answer is a 502: the engine had the
   request and died with it.
 After that:
 - Engine 4xx answers pass through untouched; other engine 5xx become 502.
@@ -123,7 +123,7 @@ class Proxy:
                 ex.reached_engine = False  # refused or never sent: no engine did any work
                 self._pool.release(backend)
                 if exc.eject:
-                    self._pool.eject(backend, exc.reason)
+                    self._pool.eject(backend, exc.shown)
                 failure, tried = exc, backend
                 continue
             except BaseException:
@@ -151,11 +151,18 @@ class Proxy:
         """Prefer another backend for a retry; after a dropped (not refused)
         connection the same one will do, on a fresh connection."""
         try:
-            return await self._pool.acquire(model, exclude=tried)
+            try:
+                return await self._pool.acquire(model, exclude=tried)
+            except NoHealthyBackend:
+                if failure is None or not failure.same_backend_ok:
+                    raise
+                return await self._pool.acquire(model)
         except NoHealthyBackend:
-            if failure is None or not failure.same_backend_ok:
-                raise
-            return await self._pool.acquire(model)
+            raise  # the caller may still pass the failed attempt's answer on
+        except BaseException:  # overloaded, or the client left: that answer is nobody's
+            if failure is not None:
+                failure.discard()
+            raise
 
     async def _send(self, backend: Backend, ex: Exchange) -> UpstreamResponse:
         headers = {"content-type": "application/json",
@@ -176,13 +183,13 @@ class Proxy:
             raise UpstreamTimeout("the engine did not answer in time") from exc
         except ConnectRefused as exc:
             # Nobody listens: the engine is down. Take it out until a health check passes.
-            raise _Retryable(str(exc), eject=True) from exc
+            raise _Retryable(str(exc), eject=True, shown="connection refused") from exc
         except StaleConnection as exc:
-            # A pooled connection the engine had just closed. Retry without ejecting; a
-            # dead engine shows on the fresh connection.
+            # An idle pooled connection the engine had just closed. Retry without
+            # ejecting; a dead engine shows on the fresh connection.
             raise _Retryable(str(exc), eject=False, same_backend_ok=True) from exc
         except Disconnected as exc:
-            log.warning("%s: %s dropped a fresh connection before answering: %s",
+            log.warning("%s: %s dropped the connection before answering: %s",
                         ex.request_id, backend.url, exc)
             raise UpstreamFailed("the engine closed the connection before answering") from exc
         if resp.status == 503:
@@ -252,7 +259,8 @@ class Proxy:
                 yield part
             head.clear()
             while (chunk := await resp.next_chunk()) is not None:
-                tail = (tail + chunk)[-USAGE_TAIL_BYTES:]
+                tail = chunk[-USAGE_TAIL_BYTES:] if len(chunk) >= USAGE_TAIL_BYTES \
+                    else (tail + chunk)[-USAGE_TAIL_BYTES:]
                 yield chunk
             clean = True
             if resp.status == 200:
@@ -287,6 +295,7 @@ class Proxy:
         pending = b""
         last = 0.0
         clean = False
+        waiting = _EngineWait(backend)
         ex.status = "cancelled"
         try:
             while (chunk := await resp.next_chunk()) is not None:
@@ -294,7 +303,7 @@ class Proxy:
                 if last:
                     itl.observe(now - last)
                 else:
-                    self._began(resp, backend, ex, now)
+                    self._began(resp, ex, now)
                 self._pool.progress(backend, now)
                 last = now
                 pending += chunk
@@ -305,16 +314,20 @@ class Proxy:
                     continue
                 events, pending = pending[:cut + 2], pending[cut + 2:]
                 count_events(events, ex)
+                waiting.leave()
                 yield events
+                waiting.enter()
+            waiting.leave()  # the engine is done: what is left is the client's to read
             if pending:
                 count_events(pending, ex)
                 yield pending
             ex.status, ex.http_status, clean = "2xx", 200, True
         except (UpstreamError, UpstreamFailed) as exc:
-            yield self._broken(exc, backend, ex)
+            error = self._broken(exc, backend, ex)
+            waiting.leave()
+            yield error
         finally:
-            if last:
-                backend.streams -= 1
+            waiting.leave()
             if clean:
                 resp.release()
             else:
@@ -322,15 +335,13 @@ class Proxy:
             self._pool.release(backend)
             self._accounting.finish(ex)
 
-    def _began(self, resp: UpstreamResponse, backend: Backend, ex: Exchange,
-               now: float) -> None:
+    def _began(self, resp: UpstreamResponse, ex: Exchange, now: float) -> None:
         """The first piece of a stream arrived."""
         ex.ttft = now - ex.started
         self._metrics.model(ex.model).ttft.observe(ex.ttft)
         # Before the first token the engine may be queueing or on a long prompt; after
         # it, a silence this long means it has stalled.
         resp.limit_silence(min(self._timeouts.stream_idle_s, self._timeouts.read_s))
-        backend.streams += 1
 
     def _broken(self, exc: Exception, backend: Backend, ex: Exchange) -> bytes:
         """The SSE error event that ends a stream broken mid-way (headers are gone
@@ -354,14 +365,37 @@ class Proxy:
             headers["x-llmfleet-route"] = ex.route_reason
         return headers
 
+class _EngineWait:
+    """Counts a stream in `backend.streams` while it waits on the engine (after its first
+    piece), which is what stall detection reads: the time a slow client takes to read is
+    not the engine's silence (counting it once shut a healthy engine out)."""
+
+    __slots__ = ("_backend", "_on")
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._on = False
+
+    def enter(self) -> None:
+        if not self._on:
+            self._backend.streams += 1
+            self._on = True
+
+    def leave(self) -> None:
+        if self._on:
+            self._backend.streams -= 1
+            self._on = False
+
+
 class _Retryable(Exception):
     """A failure before any byte reached the client: safe to try another backend."""
 
     def __init__(self, reason: str, *, eject: bool, same_backend_ok: bool = False,
-                 timed_out: bool = False, response: UpstreamResponse | None = None
-                 ) -> None:
+                 timed_out: bool = False, response: UpstreamResponse | None = None,
+                 shown: str | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason = reason  # for the log: may name the engine's address
+        self.shown = shown or reason  # for last_error, which any key may read
         self.eject = eject
         self.same_backend_ok = same_backend_ok
         self.timed_out = timed_out

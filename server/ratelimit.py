@@ -92,13 +92,15 @@ class SlidingWindow:
         return entry
 
     def settle(self, entry: Entry, delta: float) -> None:
-        """Change what `entry` admitted by `delta`: a refund (< 0) or a charge (> 0)."""
+        """Change what `entry` admitted by `delta`: a refund (< 0) comes off the entry
+        while it is in the window; a charge (> 0) is taken now, when it is known, so that
+        it stays in the window a whole minute."""
+        if delta > 0:
+            self.take(delta)
         # Entries leave the log only once older than the window, so a younger one is in it.
-        if entry.at > self._clock() - self.window_s:
+        elif entry.at > self._clock() - self.window_s:
             entry.amount += delta
             self._used += delta
-        elif delta > 0:  # the entry has left the window: charge the extra now
-            self.take(delta)
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,7 @@ class RouterSettings(BaseSettings):
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)
     max_headers: int = Field(default=100, gt=0)
     max_connections: int = Field(default=4096, gt=0)
+    send_timeout_s: float = Field(default=60.0, gt=0)
 
     alias_model: str = "auto"
     policy: PolicyName = PolicyName.PROMPT_LENGTH
@@ -191,6 +192,13 @@ class RouterSettings(BaseSettings):
         # The agent listens on the instance's loopback.
         return None if value is None else _plain_http(value, "agent_url")
 
+    @field_validator("rate_limit_rpm", "rate_limit_tpm")
+    @classmethod
+    def _a_limit_admits_something(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("a limit is 0 (off) or at least 1 a minute")
+        return value
+
     @model_validator(mode="after")
     def _scored_policy_has_models(self) -> RouterSettings:
         if self.policy is PolicyName.SCORED and not self.scored_models:
@@ -202,7 +210,8 @@ class RouterSettings(BaseSettings):
         return EdgeLimits(max_header_bytes=self.max_header_bytes, max_headers=self.max_headers,
                           header_timeout_s=self.header_timeout_s,
                           body_timeout_s=self.body_timeout_s,
-                          max_connections=self.max_connections, keepalive_s=self.keepalive_s)
+                          max_connections=self.max_connections, keepalive_s=self.keepalive_s,
+                          send_timeout_s=self.send_timeout_s)
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> RouterSettings:

@@ -28,10 +28,13 @@ connection; a body without a length ends at the connection's close; and an
 answer's head is capped at `MAX_HEAD_BYTES` (httptools joins header pieces in
 Python, so a 16 MB header once held the event loop for 5 s).
 
-A dropped connection is `StaleConnection` when it had served before (the
-engine may have closed it as idle just as the request went out, so the request
-cannot have been read) and plain `Disconnected` when it was fresh: the engine
-took the request and died, and the proxy must not hand it to another engine.
+A dropped connection is `StaleConnection` when it had sat idle in the pool
+for `STALE_AFTER_IDLE_S` or more (the engine may have closed it as idle just
+as the request went out, so the request cannot have been read), and plain
+`Disconnected` otherwise: a new connection, or one busy a moment ago, means
+the engine took the request and died, and the proxy must not hand it to
+another engine. Under load nearly every connection is reused, so "reused"
+alone would have retried most crashes.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ import httptools
 
 MAX_BUFFER_BYTES = 1 << 20  # pause reading from the engine beyond this
 MAX_HEAD_BYTES = 64 * 1024  # an answer's status line and headers (Envoy: 60 KiB)
+# An engine closes a connection for idleness only after it sat idle a while (vLLM: 5 s);
+# a drop on one that was busy a moment ago means the engine had the request.
+STALE_AFTER_IDLE_S = 1.0
 
 
 class UpstreamError(Exception):
@@ -64,7 +70,8 @@ class Disconnected(UpstreamError):
 
 
 class StaleConnection(Disconnected):
-    """A reused connection dropped before any answer: the request never got through."""
+    """A connection that sat idle dropped before any answer: the engine closed it as idle,
+    and the request never got through."""
 
 
 class ReadTimeout(UpstreamError):
@@ -243,16 +250,18 @@ class _Connection(asyncio.Protocol):
             self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._discard(f"unparsable answer from the engine: {exc}")
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._discard(f"unparsable answer from the engine: {exc!r}")
             return
         if not self._head_done and self._head_bytes > MAX_HEAD_BYTES:
             self._discard(f"the engine's answer head is over {MAX_HEAD_BYTES} bytes")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._awaiting and self._head_done and not self._framed \
+        if exc is None and self._awaiting and self._head_done and not self._framed \
                 and self._response is not None:
-            self._response._finish()  # a body without a length ends with the connection
+            # A body without a length ends with the connection: an orderly close, not a
+            # reset, which may have cut it.
+            self._response._finish()
             self._awaiting = False
         self._lose(Disconnected("the engine closed the connection"))
 
@@ -371,14 +380,15 @@ class UpstreamPool:
         conn.idle_since = asyncio.get_running_loop().time()
         self._idle.append(conn)
 
-    async def _connection(self) -> tuple[_Connection, bool]:
-        """A live connection, and whether it was reused (and so may be stale)."""
+    async def _connection(self) -> tuple[_Connection, float | None]:
+        """A live connection, and how long it had been idle (None: it is new)."""
         loop = asyncio.get_running_loop()
-        oldest = loop.time() - self._timeouts.keepalive_s
+        now = loop.time()
+        oldest = now - self._timeouts.keepalive_s
         while self._idle:
             conn = self._idle.pop()
             if not conn.lost and conn.idle_since > oldest:
-                return conn, True
+                return conn, now - conn.idle_since
             conn.abort()
         try:
             async with asyncio.timeout(self._timeouts.connect_s):
@@ -389,14 +399,14 @@ class UpstreamPool:
                                  f"{self._timeouts.connect_s} s") from exc
         except OSError as exc:
             raise ConnectRefused(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-        return conn, False
+        return conn, None
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
         """Send a POST and wait for the answer's status line and headers.
 
         Raises:
             ConnectRefused, ConnectTimeout, ReadTimeout.
-            StaleConnection: a reused connection dropped before answering (safe to retry).
+            StaleConnection: a connection idle a while dropped before answering (safe to retry).
             Disconnected: a fresh connection dropped (the engine may have the request).
         """
         head = [f"POST {path} HTTP/1.1\r\n".encode(), b"host: ", self._host_header,
@@ -404,13 +414,13 @@ class UpstreamPool:
         for name, value in headers.items():
             head.append(f"{name}: {value}\r\n".encode("latin-1"))
         head.append(b"\r\n")
-        conn, reused = await self._connection()
+        conn, idle_s = await self._connection()
         try:
             return await conn.send(b"".join(head), body, self._timeouts.read_s)
         except Disconnected as exc:
             conn.abort()
-            if reused:
-                raise StaleConnection(f"{exc} (a reused connection)") from exc
+            if idle_s is not None and idle_s >= STALE_AFTER_IDLE_S:
+                raise StaleConnection(f"{exc} (after {idle_s:.1f} s idle)") from exc
             raise
         except BaseException:
             conn.abort()

@@ -289,8 +289,22 @@ def test_a_stale_pooled_connection_is_retried_without_ejecting(
         for _ in range(2):
             resp = post(router, {"model": "fake-model", "prompt": "x"}, "/v1/completions")
             assert resp.status_code == 200
+            time.sleep(1.2)  # idle long enough in the pool for an engine to close it
         assert engine.posts == 3  # dropped once, answered again on a fresh connection
         assert httpx.get(router.url + "/ready").status_code == 200  # still in the pool
+
+
+def test_a_drop_on_a_connection_busy_a_moment_ago_is_not_retried(
+        make_router: RouterFactory) -> None:
+    """Regression (review): any reused connection counted as stale, and under load nearly
+    every connection is reused, so a request that crashed an engine was still sent on."""
+    answers = [json_answer(ANSWER), hang_up]  # the second request kills it
+    with RawEngine(answers) as engine, make_router([engine.url], health_interval_s=60) as router:
+        assert post(router, {"model": "fake-model", "prompt": "x"},
+                    "/v1/completions").status_code == 200
+        resp = post(router, {"model": "fake-model", "prompt": "x"}, "/v1/completions")
+        assert resp.status_code == 502
+        assert engine.posts == 2  # not sent again
 
 
 def test_a_request_that_kills_an_engine_is_not_sent_to_a_second_one(
@@ -314,8 +328,11 @@ def test_502_answers_name_no_internal_address(make_router: RouterFactory) -> Non
         backend = router.server.config.app.app.state.runtime.pool.backends[0]
         backend.healthy, backend.models = True, frozenset({"fake-model"})
         resp = post(router, CHAT)
+        view = httpx.get(router.url + "/console/fleet").json()
     assert resp.status_code == 502
     assert "127.0.0.1" not in resp.text and dead.rsplit(":", 1)[1] not in resp.text
+    # Nor the fleet view's reason, which any key may read (its url is the configured one).
+    assert view["backends"][0]["last_error"] == "connection refused"
 
 
 def test_client_giving_up_on_a_non_streamed_request_frees_the_engine(
@@ -459,10 +476,10 @@ def test_new_requests_avoid_an_engine_whose_streams_have_all_gone_silent(
     from llmfleet.fake_upstream import create_fake_upstream
 
     stalled = FakeControl(mode=Mode.HANG_MIDSTREAM, fail_after=2)
-    moving = FakeControl(chunk_delay_s=0.1)
+    moving = FakeControl(chunk_delay_s=0.1)  # far more often than stall_after_s
     with ServerThread(create_fake_upstream(stalled)) as a, \
             ServerThread(create_fake_upstream(moving)) as b, \
-            make_router([a.url, b.url], stall_after_s=0.3, health_interval_s=60) as router, \
+            make_router([a.url, b.url], stall_after_s=0.6, health_interval_s=60) as router, \
             httpx.Client(base_url=router.url, timeout=10,
                          headers={"authorization": f"Bearer {TEST_KEY}"}) as http:
         streams = [http.send(http.build_request(
@@ -470,7 +487,7 @@ def test_new_requests_avoid_an_engine_whose_streams_have_all_gone_silent(
             json={**CHAT, "max_tokens": 100, "stream": True}), stream=True) for _ in range(2)]
         try:
             assert stalled.streams_started == 1 and moving.streams_started == 1
-            time.sleep(0.8)  # a's stream went silent after two events; b's keeps moving
+            time.sleep(1.2)  # a's stream went silent after two events; b's keeps moving
             before = stalled.requests
             for _ in range(4):  # equal load: least-outstanding alone would send two to a
                 assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
@@ -518,9 +535,10 @@ def _stream_outcome(router: ServerThread) -> str:
 
 
 def _under_16_streams(router: ServerThread, fault: Callable[[], None]) -> list[str]:
+    begun = 'llmfleet_time_to_first_token_seconds_count{model="fake-model"} 16.0'
     with ThreadPoolExecutor(16) as pool:
         outcomes = [pool.submit(_stream_outcome, router) for _ in range(16)]
-        time.sleep(1.0)  # every stream has begun
+        assert wait_until(lambda: begun in httpx.get(router.url + "/metrics").text, 20)
         fault()
         return [o.result(timeout=30) for o in outcomes]  # a hung stream fails here
 
@@ -553,3 +571,29 @@ def test_an_engine_stopped_under_16_streaming_clients_leaves_no_one_hanging(
         for _ in range(4):  # new work goes to the engine still moving
             assert post(router, CHAT).status_code == 200
         os.kill(stopped.pid, signal.SIGCONT)
+
+
+def test_a_client_that_stops_reading_does_not_make_its_engine_look_stalled(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    """Regression (review): a stream blocked on a client that stopped reading counted as
+    the engine's silence, so the only, healthy, engine got no new work (503 after the
+    queue timeout) for as long as that client held on."""
+    control, url = fake
+    body = json.dumps({"model": "fake-model", "prompt": "hi", "max_tokens": 100_000,
+                       "stream": True}).encode()
+    with make_router([url], stall_after_s=0.3, queue_timeout_s=1.0) as router:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", router.port))
+        with sock:
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nhost: r\r\n"
+                         b"authorization: Bearer " + TEST_KEY.encode() +
+                         b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                         % len(body) + body)  # and never read
+            assert wait_until(lambda: control.streams_started == 1)
+            time.sleep(1.0)  # its buffers are full; the relay waits on the client
+            statuses = [post(router, CHAT).status_code for _ in range(3)]
+            stalled = httpx.get(router.url + "/console/fleet").json()["backends"][0]["stalled"]
+        # The client hung up: its stream ends before the engines go (a clean teardown).
+        assert wait_until(lambda: control.streams_cancelled + control.streams_completed > 0)
+    assert statuses == [200] * 3 and stalled is False

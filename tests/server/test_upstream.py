@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import struct
 import time
 
 import pytest
@@ -196,7 +197,7 @@ async def test_bytes_after_a_complete_answer_reach_no_later_request(first: Answe
     with RawEngine([first, json_answer({"n": 2})]) as engine:
         pool = UpstreamPool(engine.url, TIMEOUTS)
         assert await _ask(pool) == (200, b'{"n": 1}')
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.6)  # the stray bytes come 0.1 s after the answer
         assert await _ask(pool) == (200, b'{"n": 2}')
         assert engine.connections == 2  # the first connection was discarded
         pool.close()
@@ -239,3 +240,36 @@ async def test_an_oversized_answer_head_is_refused() -> None:
         with pytest.raises(Disconnected, match="head is over"):
             await pool.post("/v1/completions", body(), HEADERS)
         pool.close()
+
+
+async def test_a_body_without_a_length_cut_by_a_reset_is_not_taken_as_complete() -> None:
+    """Regression (review): a close-delimited body ended by a reset passed as a whole 200."""
+    def reset_midway(conn: socket.socket) -> bool:
+        conn.sendall(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"n": ')
+        time.sleep(0.05)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return False  # closing with linger 0 sends a reset
+
+    with RawEngine([reset_midway]) as engine:
+        pool = UpstreamPool(engine.url, TIMEOUTS)
+        resp = await pool.post("/v1/completions", body(), HEADERS)
+        with pytest.raises(Disconnected):
+            await resp.read()
+        resp.close()
+        pool.close()
+
+
+async def test_an_upgrade_answer_from_an_engine_fails_the_request_cleanly(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Regression (review): a 101 from an engine escaped as an unhandled parser upgrade."""
+    def upgrade(conn: socket.socket) -> bool:
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n"
+                     b"connection: upgrade\r\n\r\nxyz")
+        return True
+
+    with RawEngine([upgrade]) as engine:
+        pool = UpstreamPool(engine.url, Timeouts(connect_s=2, read_s=2, keepalive_s=30))
+        with pytest.raises(Disconnected, match="unparsable"):
+            await pool.post("/v1/completions", body(), HEADERS)
+        pool.close()
+    assert "Fatal error" not in caplog.text
