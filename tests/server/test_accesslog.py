@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -110,7 +111,8 @@ def test_a_full_disk_drops_access_log_lines_instead_of_failing_requests(
     request's accounting, so all requests failed with 500 while /ready said 200."""
     _, url = fake
     body = {"model": "fake-model", "prompt": "hi", "max_tokens": 3}
-    with open("/dev/full", "w") as full, make_router([url]) as router:  # writes: ENOSPC
+    full = open("/dev/full", "w")  # noqa: SIM115  (every write to it fails with ENOSPC)
+    with contextlib.closing(_Quiet(full)), make_router([url]) as router:
         monkeypatch.setattr(sys, "stderr", full)
         with httpx.Client(base_url=router.url, timeout=10,
                           headers={"authorization": f"Bearer {TEST_KEY}"}) as http:
@@ -122,6 +124,17 @@ def test_a_full_disk_drops_access_log_lines_instead_of_failing_requests(
     assert statuses == {200}
     dropped = re.search(r"^llmfleet_access_log_dropped_lines_total (\S+)$", metrics, re.M)
     assert dropped is not None and float(dropped.group(1)) >= 100
+
+
+class _Quiet:
+    """Closes a file whose last flush may fail too (it is the full disk's)."""
+
+    def __init__(self, file: io.TextIOBase) -> None:
+        self.file = file
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
 
 
 def test_the_log_writes_again_once_the_disk_has_room(access_enabled: None) -> None:
