@@ -58,9 +58,10 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def describe(exc: BaseException) -> str:
+def describe(exc: BaseException, answer: str = "/v1/models") -> str:
     """What went wrong, in words safe to show: the kind and the status, never `repr(exc)`,
-    which for aiohttp's response errors carries the request's headers (the engine key)."""
+    which for aiohttp's response errors carries the request's headers (the engine key).
+    `answer` names what was read, for a body that did not parse."""
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"HTTP {exc.status}"
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
@@ -69,7 +70,7 @@ def describe(exc: BaseException) -> str:
         return "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) \
             else "cannot connect"
     if isinstance(exc, ValueError):  # pydantic's ValidationError included
-        return "unexpected /v1/models answer"
+        return f"unexpected {answer} answer"
     return type(exc).__name__
 
 

@@ -30,12 +30,13 @@ request path keeps its measured speed (see BENCHMARKS.md).
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from server.errors import error_body
 
 MAX_LINE_BYTES = 8 * 1024  # one header line or the URL (nginx's large_client_header_buffers)
 
@@ -56,8 +57,7 @@ class _Refused(Exception):
 
 
 def _refusal(status: int, message: str, code: str) -> bytes:
-    body = json.dumps({"error": {"message": message, "type": "invalid_request_error",
-                                 "param": None, "code": code}}).encode()
+    body = error_body(message, "invalid_request_error", code, None)
     return b"".join([STATUS_LINE[status], b"content-type: application/json\r\n",
                      b"content-length: ", str(len(body)).encode(), b"\r\n",
                      b"connection: close\r\n\r\n", body])

@@ -157,7 +157,7 @@ class FleetMonitor:
                 body = await resp.json()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             if self.agent.state != "unreachable":
-                log.warning("the agent at %s cannot be read: %s", url, describe(exc))
+                log.warning("the agent at %s cannot be read: %s", url, describe(exc, "/status"))
             return AgentView("unreachable")
         if not isinstance(body, dict):
             body = {}
