@@ -10,7 +10,7 @@ dict), so a reader never iterates a collection that is changing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -102,12 +102,9 @@ class StatusCollector(Collector):
                                   value=s.round_errors_total)
         yield GaugeMetricFamily("llmfleet_agent_round_duration_seconds",
                                 "Time the last round took.", value=s.last_round_duration_s)
-        errors = CounterMetricFamily("llmfleet_agent_scrape_errors",
-                                     "Scrapes that failed or returned non-Prometheus text.",
-                                     labels=["source"])
-        for source, count in sorted(s.scrape_errors_total.items()):
-            errors.add_metric([source], count)
-        yield errors
+        yield _labelled("llmfleet_agent_scrape_errors",
+                        "Scrapes that failed or returned non-Prometheus text.", "source",
+                        s.scrape_errors_total)
         yield GaugeMetricFamily("llmfleet_agent_datapoints_buffered",
                                 "Datapoints on disk waiting for CloudWatch.", value=s.buffered)
         for name, help_text, value in (
@@ -120,12 +117,9 @@ class StatusCollector(Collector):
         ):
             yield CounterMetricFamily(f"llmfleet_agent_datapoints_{name}", help_text,
                                       value=value)
-        nonfinite = CounterMetricFamily("llmfleet_agent_values_nonfinite",
-                                        "Readings left out because they were NaN or infinite.",
-                                        labels=["metric"])
-        for metric, count in sorted(s.nonfinite_total.items()):
-            nonfinite.add_metric([metric], count)
-        yield nonfinite
+        yield _labelled("llmfleet_agent_values_nonfinite",
+                        "Readings left out because they were NaN or infinite.", "metric",
+                        s.nonfinite_total)
         yield CounterMetricFamily("llmfleet_agent_buffer_corrupt_rows",
                                   "Buffer rows that were not datapoints, deleted.",
                                   value=s.corrupt_rows_total)
@@ -137,3 +131,12 @@ class StatusCollector(Collector):
                                   value=s.failed_calls_total)
         yield GaugeMetricFamily("llmfleet_agent_gpu_available",
                                 "1 when NVML reads GPUs.", value=int(s.gpu_available))
+
+
+def _labelled(name: str, help_text: str, label: str,
+              counts: Mapping[str, int]) -> CounterMetricFamily:
+    """A counter with one series per value of `label`."""
+    family = CounterMetricFamily(name, help_text, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
