@@ -90,10 +90,12 @@ load: $(STAMP) ## Headless Locust test against `make up` (KEY=api-key or LLMFLEE
 ##@ Check
 
 .PHONY: test
-test: $(STAMP) $(CHROMIUM) infra-check ## Run lint, type checks, the infrastructure checks and the whole test suite, browser tests included (what CI runs)
-	$(VENV)/bin/ruff check server llmfleet agent loadtest planner tests benchmarks
-	$(VENV)/bin/mypy
+test: $(STAMP) $(CHROMIUM) infra-check lint ## Run lint, type checks, the floors contract, the infrastructure checks and the whole test suite, browser tests included, with the coverage floor (what CI runs)
 	LLMFLEET_CHROMIUM=$(CHROMIUM) $(PY) -m pytest --cov --cov-report=term-missing:skip-covered
+
+.PHONY: test-fast
+test-fast: lint ## Lint, then every test that needs no real vLLM engine and no browser (what to run while editing)
+	$(PY) -m pytest -q -m "not engine and not browser"
 
 .PHONY: screenshots
 screenshots: $(STAMP) $(CHROMIUM) ## Refresh the README's console screenshots (docs/console) from the browser tests against `llmfleet up`
@@ -127,9 +129,10 @@ $(CHECKOV):
 	$(CHECKOV_VENV)/bin/python -m pip install -q "checkov==$(CHECKOV_VERSION)" 2>&1 | $(QUIET_PIP)
 
 .PHONY: lint
-lint: $(STAMP) ## Ruff and mypy only
+lint: $(STAMP) ## Ruff, mypy --strict and the floors contract (no package imports from a floor above it)
 	$(VENV)/bin/ruff check server llmfleet agent loadtest planner tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ##@ Measure
 

@@ -5,7 +5,7 @@ PUT for a session token, then GETs that carry it; the launch template
 requires IMDSv2, so plain GETs would be refused). Timeouts are short: off
 EC2 nothing answers, and the agent must not stall on it; a setting names the
 instance type instead. Prices come from the project's catalogue
-(`llmfleet.catalog`).
+(`llmfleet.core.instances`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import urllib3
 
-from llmfleet.catalog import Instance, Market, instances
+from llmfleet.core.instances import Instance, Market, instances
 
 IMDS_URL = "http://169.254.169.254"
 TOKEN_TTL_S = 21600

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.buffer import Datapoint
-from agent.gpu import GpuReading
-from agent.serving import ServingStats, averaged, summed
+from llmfleet.core.gpu import GpuReading
+from llmfleet.core.serving import ServingStats, averaged, summed
 
 # ServingStats field -> (metric name, unit, scale)
 SERVING: dict[str, tuple[str, str, float]] = {

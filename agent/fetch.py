@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import urllib3
 
-from agent.scrape import ScrapeError
+from llmfleet.core.prometheus import ScrapeError
 
 READ_CHUNK_BYTES = 64 * 1024
 

@@ -43,13 +43,13 @@ from agent.buffer import Datapoint
 from agent.cost import CostModel, Identity, imds_identity, joules_per_output_token
 from agent.datapoints import Where, datapoints, nonfinite, readings
 from agent.fetch import PageFetcher
-from agent.gpu import GpuCollector, GpuReading
 from agent.outbox import Outbox
-from agent.scrape import ScrapeError, Snapshot
-from agent.serving import VLLM_GENERATION_TOKENS, Pair, ServingStats, compute, summed
 from agent.settings import AgentSettings
 from agent.status import AgentStatus
-from llmfleet.catalog import Market
+from llmfleet.core.gpu import GpuCollector, GpuReading
+from llmfleet.core.instances import Market
+from llmfleet.core.prometheus import ScrapeError, Snapshot
+from llmfleet.core.serving import VLLM_GENERATION_TOKENS, Pair, ServingStats, compute, summed
 
 log = logging.getLogger(__name__)
 

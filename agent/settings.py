@@ -16,8 +16,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from llmfleet.catalog import Market
-from server.settings import split_csv
+from llmfleet.core.env import split_csv
+from llmfleet.core.instances import Market
 
 ENV_PREFIX = "LLMFLEET_AGENT_"
 

@@ -33,9 +33,9 @@ from typing import Any
 import httpx
 
 from benchmarks.procs import cpu_seconds, peak_rss_mib, rss_mib, spawn, wait_http
-from llmfleet.engine import EngineProcess
-from llmfleet.local import UpOptions, engine_spec_for, local_agent, local_cloudwatch
-from llmfleet.testing import free_port
+from llmfleet.core.engine import EngineProcess, engine_spec_for
+from llmfleet.core.net import free_port
+from llmfleet.local import UpOptions, local_agent, local_cloudwatch
 
 KEY = "sk-bench"
 TARGET_CPU_PCT, TARGET_RSS_MIB = 1.0, 80.0

@@ -22,7 +22,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agent.serving import compute
+from llmfleet.core.serving import compute
 from server.console import PlanRequest, answer_plan
 from server.fleet import registry_snapshot
 from server.metrics import RouterMetrics

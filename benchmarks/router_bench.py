@@ -35,9 +35,8 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.procs import cpu_seconds, rss_mib, spawn, wait_http
-from llmfleet.engine import EngineProcess
-from llmfleet.local import engine_spec_for
-from llmfleet.testing import free_port
+from llmfleet.core.engine import EngineProcess, engine_spec_for
+from llmfleet.core.net import free_port
 
 KEY = "sk-bench"
 ROUNDS_B = 5
@@ -180,7 +179,7 @@ def start_router(backends: list[str], run_dir: Path, core: int | None = ROUTER_C
 def start_fake_engine() -> tuple[subprocess.Popen[bytes], str]:
     """The fake OpenAI engine in its own process, on the load generator's core."""
     port = free_port()
-    fake = spawn([sys.executable, "-m", "llmfleet.fake_upstream", str(port)], LOAD_CORE)
+    fake = spawn([sys.executable, "-m", "tests.helpers.fake_upstream", str(port)], LOAD_CORE)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health")
     return fake, url

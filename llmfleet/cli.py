@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmfleet import logs
-from llmfleet.testmodel import DEFAULT_TEST_MODEL_DIR
+from llmfleet.core import logs
+from llmfleet.core.testmodel import DEFAULT_TEST_MODEL_DIR
 
 if TYPE_CHECKING:
-    from agent.gpu import GpuCollector
     from agent.settings import AgentSettings
+    from llmfleet.core.gpu import GpuCollector
 
 
 def _router(args: argparse.Namespace) -> int:
@@ -142,13 +142,13 @@ def _metrics(args: argparse.Namespace) -> int:
 
 
 def _gpu(settings: AgentSettings) -> GpuCollector | None:
-    from agent.gpu import GpuCollector
+    from llmfleet.core.gpu import GpuCollector
 
     return GpuCollector() if settings.gpu else None
 
 
 def _testmodel(args: argparse.Namespace) -> int:
-    from llmfleet.testmodel import ensure_test_model
+    from llmfleet.core.testmodel import ensure_test_model
 
     logs.configure("INFO")
     print(ensure_test_model(args.out))

@@ -23,13 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmfleet.engine import EngineProcess, EngineSpec, split_args
-from llmfleet.process import ChildProcess, StartError
-
-TEST_MODEL_NAME = "llmfleet-tiny"
-# The generated model needs little KV cache; vLLM's CPU backend otherwise
-# reserves a fraction of all memory and refuses to start on small machines.
-TEST_MODEL_ARGS = ("--kv-cache-memory-bytes", str(512 * 1024 * 1024))
+from llmfleet.core.engine import EngineProcess, EngineSpec, engine_spec_for
+from llmfleet.core.process import ChildProcess, StartError
 
 
 @dataclass(frozen=True)
@@ -44,17 +39,6 @@ class UpOptions:
     instance_type: str = "g5.xlarge"  # what local figures are priced as
     agent_interval_s: float = 10.0
 
-
-def engine_spec_for(model: str, port: int, vllm_args: str = "") -> EngineSpec:
-    """The engine launch for `model`; empty means the generated test model."""
-    if not model:
-        from llmfleet.testmodel import DEFAULT_TEST_MODEL_DIR, ensure_test_model
-
-        path = ensure_test_model(DEFAULT_TEST_MODEL_DIR)
-        return EngineSpec(str(path), TEST_MODEL_NAME, port, max_model_len=2048,
-                          extra_args=TEST_MODEL_ARGS + split_args(vllm_args))
-    served = Path(model).name if Path(model).exists() else model
-    return EngineSpec(model, served, port, extra_args=split_args(vllm_args))
 
 
 def local_cloudwatch(port: int, log_path: Path) -> ChildProcess:

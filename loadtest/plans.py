@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmfleet import catalog
-from llmfleet.engine import EngineSpec
+from llmfleet.core import instances
+from llmfleet.core.engine import EngineSpec
 from loadtest import sla, workload
 
 DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float")
@@ -62,7 +62,7 @@ class Search:
     sla_spec: str
     checks: tuple[sla.Check, ...]
     target_concurrency: int
-    market: catalog.Market
+    market: instances.Market
 
     def requests_at(self, concurrency: int) -> int:
         return max(self.requests_per_level, 2 * concurrency)
@@ -85,7 +85,7 @@ class Plan:
     price_usd_hr: float | None = None
     endpoint: str | None = None
     api_key_env: str | None = None
-    market: catalog.Market = field(default=catalog.Market.ON_DEMAND)
+    market: instances.Market = field(default=instances.Market.ON_DEMAND)
 
     def price(self) -> float | None:
         """USD per hour: the plan's own price, else the catalogue's for its instance type."""
@@ -93,7 +93,7 @@ class Plan:
             return self.price_usd_hr
         if self.instance_type is None:
             return None
-        return catalog.instances()[self.instance_type].price_usd_hr(self.market)
+        return instances.instances()[self.instance_type].price_usd_hr(self.market)
 
     def engine_args(self) -> tuple[str, ...]:
         """vLLM arguments for this plan (beyond model, name, host and port)."""
@@ -116,7 +116,7 @@ class Plan:
 
     def engine_spec(self, port: int) -> EngineSpec:
         """How to start this plan's engine on `port`."""
-        from llmfleet.local import TEST_MODEL_ARGS, engine_spec_for
+        from llmfleet.core.engine import TEST_MODEL_ARGS, engine_spec_for
 
         base = engine_spec_for(self.model, port)
         # The test model's own KV-cache size gives way to the plan's.
@@ -187,14 +187,14 @@ def _search(raw: dict[str, Any], path: Path) -> Search:
         raise PlansError(f"{where}: target_concurrency {target} is not one of the "
                          f"concurrency levels {list(levels)}")
     market = _typed(raw, "market", str, where, "on-demand")
-    if market not in {m.value for m in catalog.Market}:
+    if market not in {m.value for m in instances.Market}:
         raise PlansError(f"{where}: market must be on-demand or spot")
     return Search(spec, load_shape, levels, _positive(raw, "requests_per_level", where, 32),
                   _positive(raw, "warmup_requests", where, 4, minimum=0), sla_spec, checks,
-                  target, catalog.Market(market))
+                  target, instances.Market(market))
 
 
-def _plan(raw: Any, index: int, path: Path, market: catalog.Market) -> Plan:
+def _plan(raw: Any, index: int, path: Path, market: instances.Market) -> Plan:
     if not isinstance(raw, dict):
         raise PlansError(f"{path} plan {index}: not a table")
     where = f"{path} plan {raw.get('name', index)!r}"
@@ -230,9 +230,9 @@ def _check_plan(plan: Plan, where: str) -> None:
     if plan.cpu_threads is not None and plan.cpu_threads > (os.cpu_count() or 1):
         raise PlansError(f"{where}: cpu_threads {plan.cpu_threads} is more than this "
                          f"machine's {os.cpu_count()} cores")
-    if plan.instance_type is not None and plan.instance_type not in catalog.instances():
+    if plan.instance_type is not None and plan.instance_type not in instances.instances():
         raise PlansError(f"{where}: instance_type {plan.instance_type!r} is not in the "
-                         f"catalogue ({', '.join(sorted(catalog.instances()))})")
+                         f"catalogue ({', '.join(sorted(instances.instances()))})")
     if plan.price_usd_hr is not None and plan.price_usd_hr <= 0:
         raise PlansError(f"{where}: price_usd_hr must be positive")
     if plan.endpoint is not None and not plan.endpoint.startswith(("http://", "https://")):

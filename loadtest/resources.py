@@ -17,7 +17,7 @@ from types import TracebackType
 
 import psutil
 
-from agent.gpu import GpuCollector
+from llmfleet.core.gpu import GpuCollector
 
 
 @dataclass(frozen=True)

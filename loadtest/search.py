@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.gpu import GpuCollector
-from llmfleet.engine import EngineProcess
-from llmfleet.process import StartError
-from llmfleet.testing import free_port
+from llmfleet.core.engine import EngineProcess
+from llmfleet.core.gpu import GpuCollector
+from llmfleet.core.net import free_port
+from llmfleet.core.process import StartError
 from loadtest import sla
 from loadtest.plans import Plan, Search
 from loadtest.ranking import Level, PlanResult

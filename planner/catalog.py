@@ -3,7 +3,7 @@
 Kept in `planner/data/gpus.csv` and `planner/data/models.csv` (refresh them from
 their sources, not by hand). Names match without regard to case, and a model
 may also be named by its Hugging Face id or described by a local `config.json`.
-AWS instances and their prices live in `llmfleet.catalog`, shared with the agent.
+AWS instances and their prices live in `llmfleet.core.instances`, shared with the agent.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from llmfleet.catalog import Market
+from llmfleet.core.instances import Market
 from planner import calibrate, catalog, efficiency, report, validation
 from planner.calibrate import CalibrationError
 from planner.catalog import CatalogError

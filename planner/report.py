@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llmfleet.catalog import Market
+from llmfleet.core.instances import Market
 from planner.memory import Precision
 from planner.sizing import Candidate, Question, asg_capacity
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from llmfleet.catalog import Instance, Market, instances
+from llmfleet.core.instances import Instance, Market, instances
 from planner import catalog, efficiency
 from planner.catalog import ModelArch
 from planner.memory import GIB, Precision, Settings

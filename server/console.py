@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmfleet.catalog import Market
+from llmfleet.core.instances import Market
 from planner import catalog, report
 from planner.memory import Precision
 from planner.sizing import SEARCHED_PRECISIONS, Question, Slo, search

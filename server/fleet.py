@@ -3,7 +3,7 @@
 A background task snapshots the router's own Prometheus registry every
 `interval_s` and turns the difference from the snapshot `window_s` earlier into
 rates and percentiles, with the same arithmetic the agent uses for CloudWatch
-(`agent.scrape`, `agent.serving`): one implementation of `rate()` and
+(`llmfleet.core.prometheus`, `llmfleet.core.serving`): one implementation of `rate()` and
 `histogram_quantile()`, so the console and the dashboards agree. Where the
 agent runs beside the router (`agent_url`), its latest round adds GPU
 utilisation, power and cost. The last `history_s` of points are kept, so a page
@@ -25,8 +25,8 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from agent.scrape import Snapshot
-from agent.serving import compute, rate
+from llmfleet.core.prometheus import Snapshot
+from llmfleet.core.serving import compute, rate
 from server.backends import BackendPool, describe
 from server.periodic import Periodic
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from llmfleet.core.env import split_csv
 from server.edge import EdgeLimits
 
 
@@ -80,16 +81,6 @@ class ScoreWeights(BaseModel):
             raise ValueError("at least one score weight must be above 0")
         return self
 
-
-def split_csv(value: Any) -> Any:
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            import json
-
-            return json.loads(text)
-        return [item.strip() for item in text.split(",") if item.strip()]
-    return value
 
 
 def _plain_http(url: str, what: str) -> str:

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from llmfleet.engine import EngineProcess
-from llmfleet.fake_upstream import FakeControl, create_fake_upstream
-from llmfleet.local import engine_spec_for
-from llmfleet.testing import ServerThread, free_port
-from server.app import create_app
-from server.edge import uvicorn_options
-from server.settings import RouterSettings
-
-TEST_KEY = "sk-test-key-0001"
-OTHER_KEY = "sk-test-key-0002"
-
-RouterFactory = Callable[..., AbstractContextManager[ServerThread]]
+from llmfleet.core.engine import EngineProcess, engine_spec_for
+from llmfleet.core.net import free_port
+from tests.helpers.fake_upstream import FakeControl, create_fake_upstream
+from tests.helpers.router import RouterFactory, start_router
+from tests.helpers.servers import ServerThread
 
 
 @pytest.fixture(autouse=True)
@@ -35,20 +26,7 @@ def _clean_llmfleet_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def make_router() -> RouterFactory:
     """Start a real router (uvicorn, ephemeral port) in front of the given backends."""
-
-    @contextmanager
-    def factory(backends: list[str], **overrides: Any) -> Iterator[ServerThread]:
-        values: dict[str, Any] = {
-            "backends": backends, "api_keys": [f"tester:{TEST_KEY}", f"other:{OTHER_KEY}"],
-            "health_interval_s": 0.2, "health_timeout_s": 1.0,
-        }
-        values.update(overrides)
-        settings = RouterSettings(**values)
-        app = create_app(settings)
-        with ServerThread(app, **uvicorn_options(settings.edge())) as server:
-            yield server
-
-    return factory
+    return start_router
 
 
 @pytest.fixture

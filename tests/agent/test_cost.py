@@ -11,8 +11,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from agent.cost import CostModel, imds_identity, joules_per_output_token
-from llmfleet.catalog import Market, instances
-from llmfleet.testing import ServerThread, free_port
+from llmfleet.core.instances import Market, instances
+from llmfleet.core.net import free_port
+from tests.helpers.servers import ServerThread
 
 TOKEN = "tok-123"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from agent.buffer import DatapointBuffer
 from agent.datapoints import Where, build
-from agent.gpu import GpuReading
 from agent.publisher import Publisher
-from agent.serving import ServingStats
-from llmfleet.testing import free_port
-from tests.agent.conftest import cloudwatch, start_moto
+from llmfleet.core.gpu import GpuReading
+from llmfleet.core.net import free_port
+from llmfleet.core.serving import ServingStats
+from tests.helpers.moto import cloudwatch, start_moto
 
 WHERE = Where("fleet-dev", "i-0abc", "g5.xlarge", interval_s=10)
 

@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 from agent.buffer import DatapointBuffer
-from llmfleet.testing import free_port
-from tests.agent.conftest import start_moto
-from tests.agent.test_runner import statistic
+from llmfleet.core.net import free_port
+from tests.helpers.moto import start_moto, statistic
 
 COST_METRIC_DIMS = (("AutoScalingGroupName", "fleet-test"), ("InstanceId", "i-0test"),
                     ("InstanceType", "g5.xlarge"))

@@ -14,8 +14,8 @@ from botocore.stub import Stubber
 
 from agent.buffer import Datapoint, DatapointBuffer
 from agent.publisher import Publisher, batches
-from llmfleet.testing import free_port
-from tests.agent.conftest import cloudwatch, start_moto
+from llmfleet.core.net import free_port
+from tests.helpers.moto import cloudwatch, start_moto
 
 NAMESPACE = "LLMFleet/Test"
 DIMS = (("AutoScalingGroupName", "fleet-dev"), ("InstanceType", "g5.xlarge"))

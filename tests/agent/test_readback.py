@@ -11,7 +11,7 @@ from agent.buffer import Datapoint, DatapointBuffer
 from agent.publisher import Publisher
 from agent.readback import latest, render
 from llmfleet.cli import main
-from tests.agent.conftest import cloudwatch
+from tests.helpers.moto import cloudwatch
 
 GROUP = (("AutoScalingGroupName", "fleet-dev"),)
 

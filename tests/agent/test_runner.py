@@ -10,7 +10,6 @@ import re
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +24,23 @@ from starlette.routing import Route
 
 from agent.buffer import DatapointBuffer
 from agent.cost import Identity
-from agent.gpu import GpuCollector
 from agent.report import render
 from agent.runner import Agent, Round
-from agent.serving import VLLM_LATENCY, VLLM_TTFT, compute
 from agent.settings import AgentSettings
-from llmfleet.catalog import Market
-from llmfleet.fake_upstream import FakeControl
-from llmfleet.testing import ServerThread, free_port
+from llmfleet.core.gpu import GpuCollector
+from llmfleet.core.instances import Market
+from llmfleet.core.net import free_port
+from llmfleet.core.serving import VLLM_LATENCY, VLLM_TTFT, compute
 from server.metrics import LATENCY_BUCKETS, TTFT_BUCKETS
-from tests.agent.conftest import cloudwatch, start_moto
-from tests.agent.test_buffer import fill_up, make_read_only
-from tests.agent.test_gpu import FakeGpu, FakeNvml, fake_nvml
-from tests.agent.test_serving import bucket_of, scrape
-from tests.conftest import TEST_KEY, RouterFactory
+from tests.helpers.disk import fill_up, make_read_only
+from tests.helpers.fake_upstream import FakeControl
+from tests.helpers.moto import start_moto, statistic
+from tests.helpers.nvml import FakeGpu, FakeNvml, fake_nvml
+from tests.helpers.prometheus import bucket_of, scrape
+from tests.helpers.router import TEST_KEY, RouterFactory
+from tests.helpers.servers import ServerThread
 
 IDENTITY = Identity("i-0test", "g5.xlarge", Market.ON_DEMAND, "fleet-test", "us-east-1")
-INSTANCE_DIMS = [{"Name": "AutoScalingGroupName", "Value": "fleet-test"},
-                 {"Name": "InstanceId", "Value": "i-0test"},
-                 {"Name": "InstanceType", "Value": "g5.xlarge"}]
 
 
 @pytest.fixture(autouse=True)
@@ -62,14 +59,6 @@ def settings(tmp_path: Path, port: int, **overrides: Any) -> AgentSettings:
     return AgentSettings(**values)
 
 
-def statistic(port: int, name: str, stat: str = "SampleCount",
-              dims: list[dict[str, str]] | None = None) -> float | None:
-    now = datetime.now(UTC)
-    found = cloudwatch(f"http://127.0.0.1:{port}").get_metric_statistics(
-        Namespace="LLMFleet/Test", MetricName=name, Dimensions=dims or INSTANCE_DIMS,
-        StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=1), Period=3600,
-        Statistics=[stat])["Datapoints"]
-    return float(sum(d[stat] for d in found)) if found else None
 
 
 class Recording(Agent):

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infrastructure import tf
+from tests.helpers import tf
 
 CHECKOV = tf.REPO / ".venv-checkov" / "bin" / "checkov"
 SKIP = re.compile(r"#checkov:skip=(CKV2?_[A-Z]+_\d+):(.*)$")

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infrastructure import tf
-from tests.infrastructure.test_user_data import (
+from tests.helpers import tf
+from tests.helpers.user_data import (
     LOCK,
     SERVICES,
     files_of,

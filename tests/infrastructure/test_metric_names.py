@@ -7,9 +7,9 @@ import re
 from agent.cost import Identity
 from agent.datapoints import SERVING, gpu_values
 from agent.runner import Agent
-from agent.serving import ServingStats
 from agent.settings import AgentSettings
-from tests.infrastructure import tf
+from llmfleet.core.serving import ServingStats
+from tests.helpers import tf
 
 INFRA = tf.INFRA
 

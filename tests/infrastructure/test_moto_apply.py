@@ -18,9 +18,9 @@ from typing import Any
 import boto3
 import pytest
 
-from llmfleet.process import ChildProcess
-from llmfleet.testing import free_port
-from tests.infrastructure import tf
+from llmfleet.core.net import free_port
+from llmfleet.core.process import ChildProcess
+from tests.helpers import tf
 
 MOTO_KEYS = {"AWS_ACCESS_KEY_ID": "llmfleet-test", "AWS_SECRET_ACCESS_KEY": "llmfleet-test"}
 
@@ -29,7 +29,7 @@ MOTO_KEYS = {"AWS_ACCESS_KEY_ID": "llmfleet-test", "AWS_SECRET_ACCESS_KEY": "llm
 def moto(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     server = ChildProcess(
-        "moto", [sys.executable, "-m", "tests.infrastructure.moto_server",
+        "moto", [sys.executable, "-m", "tests.helpers.moto_server",
                  "-H", "127.0.0.1", "-p", str(port)],
         tmp_path / "moto.log", f"http://127.0.0.1:{port}/moto-api/",
         # AWS's managed IAM policies (SSM core, API Gateway logging) exist in every

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from llmfleet.cli import build_parser, main
-from tests.local_up import local_up
+from tests.helpers.local_up import local_up
 
 
 def test_every_process_has_a_subcommand() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from llmfleet.cli import main
-from llmfleet.fake_upstream import FakeControl, Mode
-from llmfleet.testing import free_port
+from llmfleet.core.net import free_port
+from tests.helpers.fake_upstream import FakeControl, Mode
 
 PLANS = """
 [search]

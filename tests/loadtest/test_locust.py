@@ -18,8 +18,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmfleet.testing import ServerThread, free_port
-from tests.conftest import TEST_KEY, RouterFactory
+from llmfleet.core.net import free_port
+from tests.helpers.router import TEST_KEY, RouterFactory
+from tests.helpers.servers import ServerThread
 
 pytestmark = pytest.mark.engine
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtest" / "locustfile.py"

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet import catalog
-from llmfleet.local import TEST_MODEL_NAME
+from llmfleet.core import instances
+from llmfleet.core.engine import TEST_MODEL_NAME
 from loadtest.plans import Plan, PlansError, load
 from loadtest.sla import Check
 from loadtest.workload import Fixed
-from tests.vllm_args import vllm_parses
+from tests.helpers.vllm_args import vllm_parses
 
 FULL = """
 [search]
@@ -54,10 +54,10 @@ def test_a_full_file_reads_back(tmp_path: Path) -> None:
     assert search.workload == Fixed(64, 32)
     assert search.concurrency == (1, 4, 8)  # sorted
     assert search.checks == (Check("e2e_p95_ms", "<=", 3000),)
-    assert (search.target_concurrency, search.market) == (4, catalog.Market.SPOT)
+    assert (search.target_concurrency, search.market) == (4, instances.Market.SPOT)
     assert search.requests_at(1) == 10 and search.requests_at(8) == 16  # at least 2x
     assert [p.name for p in plans] == ["everything", "remote"]
-    spot = catalog.instances()["g5.xlarge"].price_usd_hr(catalog.Market.SPOT)
+    spot = instances.instances()["g5.xlarge"].price_usd_hr(instances.Market.SPOT)
     assert plans[0].price() == spot
     assert plans[1].price() == 2.0
 

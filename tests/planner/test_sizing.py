@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmfleet.catalog import Instance, Market, instances
+from llmfleet.core.instances import Instance, Market, instances
 from planner import catalog, sizing
 from planner.memory import Precision
 from planner.sizing import Question, Slo, search, tensor_parallel_sizes

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmfleet.catalog import Market
+from llmfleet.core.instances import Market
 from planner import catalog
 from planner.memory import Precision
 from planner.report import tfvars
 from planner.sizing import Question, Slo, search
-from tests.infrastructure.test_user_data import render, unit
-from tests.vllm_args import vllm_parses
+from tests.helpers.user_data import render, unit
+from tests.helpers.vllm_args import vllm_parses
 
 
 def _engine_args(snippet: str, tmp_path: Path) -> dict[str, object]:

@@ -13,9 +13,9 @@ import sys
 import httpx
 import pytest
 
-from llmfleet.fake_upstream import FakeControl
 from server.accesslog import LOGGER_NAME, AccessLog
-from tests.conftest import TEST_KEY, RouterFactory
+from tests.helpers.fake_upstream import FakeControl
+from tests.helpers.router import TEST_KEY, RouterFactory
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from llmfleet.fake_upstream import FakeControl, create_fake_upstream
-from llmfleet.testing import ServerThread
 from server.backends import BackendPool, PoolLimits
 from server.errors import Overloaded
 from server.metrics import RouterMetrics
 from server.periodic import Periodic
+from tests.helpers.fake_upstream import FakeControl, create_fake_upstream
+from tests.helpers.servers import ServerThread
 
 LIMITS = PoolLimits(max_inflight=2, max_queue=0, queue_timeout_s=1, health_interval_s=60,
                     health_timeout_s=1, unhealthy_threshold=3)

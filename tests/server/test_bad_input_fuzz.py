@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmfleet.fake_upstream import FakeControl, create_fake_upstream
-from llmfleet.testing import ServerThread
 from server.app import create_app
 from server.edge import uvicorn_options
 from server.settings import RouterSettings
-from tests.conftest import TEST_KEY
+from tests.helpers.fake_upstream import FakeControl, create_fake_upstream
+from tests.helpers.router import TEST_KEY
+from tests.helpers.servers import ServerThread
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)

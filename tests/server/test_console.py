@@ -18,11 +18,11 @@ from pydantic import ValidationError
 
 from agent.app import StatusServer
 from agent.status import AgentStatus
-from llmfleet.fake_upstream import FakeControl
-from llmfleet.testing import free_port
+from llmfleet.core.net import free_port
 from server.fleet import agent_view, per_million
 from server.settings import RouterSettings
-from tests.conftest import TEST_KEY, RouterFactory
+from tests.helpers.fake_upstream import FakeControl
+from tests.helpers.router import TEST_KEY, RouterFactory
 
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 FAST = {"console_interval_s": 0.2, "console_window_s": 1.0}

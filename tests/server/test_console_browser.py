@@ -24,10 +24,10 @@ import openai
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from llmfleet.fake_upstream import FakeControl
-from llmfleet.testing import free_port
-from tests.conftest import TEST_KEY, RouterFactory
-from tests.local_up import LocalUp, local_up
+from llmfleet.core.net import free_port
+from tests.helpers.fake_upstream import FakeControl
+from tests.helpers.local_up import LocalUp, local_up
+from tests.helpers.router import TEST_KEY, RouterFactory
 
 pytestmark = [pytest.mark.browser]
 

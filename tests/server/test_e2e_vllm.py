@@ -15,8 +15,8 @@ import httpx
 import openai
 import pytest
 
-from llmfleet.testing import ServerThread
-from tests.conftest import OTHER_KEY, TEST_KEY, RouterFactory
+from tests.helpers.router import OTHER_KEY, TEST_KEY, RouterFactory
+from tests.helpers.servers import ServerThread
 
 pytestmark = pytest.mark.engine
 

@@ -13,11 +13,11 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from llmfleet.fake_upstream import FakeControl
-from llmfleet.testing import ServerThread
 from server.edge import uvicorn_options
 from server.settings import RouterSettings
-from tests.conftest import TEST_KEY, RouterFactory
+from tests.helpers.fake_upstream import FakeControl
+from tests.helpers.router import TEST_KEY, RouterFactory
+from tests.helpers.servers import ServerThread
 
 BODY = json.dumps({"model": "fake-model", "prompt": "hi", "max_tokens": 2}).encode()
 HEAD = (b"POST /v1/completions HTTP/1.1\r\nhost: router\r\ncontent-type: application/json\r\n"

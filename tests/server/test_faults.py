@@ -1,6 +1,6 @@
 """Faults a real engine cannot produce on demand, against a real router over HTTP.
 
-The upstream is the fake engine from `llmfleet.fake_upstream`; the router is
+The upstream is the fake engine from `tests.helpers.fake_upstream`; the router is
 the real app under uvicorn; the client is the official `openai` client or
 httpx. Every test ends by itself: timeouts are short and loops bounded.
 """
@@ -23,10 +23,11 @@ import httpx
 import openai
 import pytest
 
-from llmfleet.fake_upstream import FakeControl, Mode
-from llmfleet.process import ChildProcess
-from llmfleet.testing import Answer, RawEngine, ServerThread, free_port, hang_up, json_answer
-from tests.conftest import TEST_KEY, RouterFactory
+from llmfleet.core.net import free_port
+from llmfleet.core.process import ChildProcess
+from tests.helpers.fake_upstream import FakeControl, Mode
+from tests.helpers.router import TEST_KEY, RouterFactory
+from tests.helpers.servers import Answer, RawEngine, ServerThread, hang_up, json_answer
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
@@ -117,7 +118,7 @@ def test_engine_4xx_passes_through(fake: tuple[FakeControl, str], make_router: R
 
 def test_engine_503_is_retried_on_another_backend(make_router: RouterFactory) -> None:
     busy, good = FakeControl(mode=Mode.STATUS, status=503), FakeControl()
-    from llmfleet.fake_upstream import create_fake_upstream
+    from tests.helpers.fake_upstream import create_fake_upstream
 
     with ServerThread(create_fake_upstream(busy)) as b1, \
             ServerThread(create_fake_upstream(good)) as b2, \
@@ -140,7 +141,7 @@ def test_only_backend_answering_503_passes_the_503_through(
 
 def test_dead_backend_is_ejected_and_request_retried(make_router: RouterFactory) -> None:
     """A backend that died after its last health check costs no client an error."""
-    from llmfleet.fake_upstream import create_fake_upstream
+    from tests.helpers.fake_upstream import create_fake_upstream
 
     good = FakeControl()
     doomed = ServerThread(create_fake_upstream(FakeControl()))
@@ -253,7 +254,7 @@ def test_request_id_is_kept_or_minted_and_forwarded(
 
 
 def test_alias_routes_by_prompt_length(make_router: RouterFactory) -> None:
-    from llmfleet.fake_upstream import create_fake_upstream
+    from tests.helpers.fake_upstream import create_fake_upstream
 
     small, large = FakeControl(models=("small",)), FakeControl(models=("large",))
     rules = [{"model": "small", "max_prompt_tokens": 50}, {"model": "large"}]
@@ -356,7 +357,7 @@ def test_connect_timeout_is_retried_on_another_backend(make_router: RouterFactor
     """A stalled engine that accepts no connections: retry elsewhere, 504 when alone."""
     import socket
 
-    from llmfleet.fake_upstream import create_fake_upstream
+    from tests.helpers.fake_upstream import create_fake_upstream
 
     stalled = socket.socket()
     stalled.bind(("127.0.0.1", 0))
@@ -473,7 +474,7 @@ def test_new_requests_avoid_an_engine_whose_streams_have_all_gone_silent(
         make_router: RouterFactory) -> None:
     """Regression: least-outstanding kept sending new work to a stalled engine until the
     health check ejected it (23 s in the review)."""
-    from llmfleet.fake_upstream import create_fake_upstream
+    from tests.helpers.fake_upstream import create_fake_upstream
 
     stalled = FakeControl(mode=Mode.HANG_MIDSTREAM, fail_after=2)
     moving = FakeControl(chunk_delay_s=0.1)  # far more often than stall_after_s
@@ -507,7 +508,7 @@ def engine_processes(tmp_path: Path) -> Iterator[list[ChildProcess]]:
     engines = []
     for i in range(2):
         port = free_port()
-        engine = ChildProcess(f"engine{i}", [sys.executable, "-m", "llmfleet.fake_upstream",
+        engine = ChildProcess(f"engine{i}", [sys.executable, "-m", "tests.helpers.fake_upstream",
                                              str(port)], tmp_path / f"engine{i}.log",
                               f"http://127.0.0.1:{port}/health")
         engine.start()

@@ -7,11 +7,11 @@ import time
 import httpx
 import pytest
 
-from llmfleet.fake_upstream import FakeControl, Mode
-from llmfleet.testing import ServerThread
 from server.errors import RateLimited
 from server.ratelimit import RateLimiter, SlidingWindow
-from tests.conftest import TEST_KEY, RouterFactory
+from tests.helpers.fake_upstream import FakeControl, Mode
+from tests.helpers.router import TEST_KEY, RouterFactory
+from tests.helpers.servers import ServerThread
 
 
 class FakeClock:

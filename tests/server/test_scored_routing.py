@@ -8,13 +8,13 @@ import openai
 import pytest
 from pydantic import ValidationError
 
-from llmfleet.fake_upstream import FakeControl, create_fake_upstream
-from llmfleet.testing import ServerThread
 from server.errors import InvalidRequest, NoHealthyBackend
 from server.protocol import Endpoint, ParsedRequest, RouteWeights, parse_route_weights
 from server.routing import ScoredPolicy, build_policy
 from server.settings import LinearCost, PolicyName, RouterSettings, ScoredModel
-from tests.conftest import TEST_KEY, RouterFactory
+from tests.helpers.fake_upstream import FakeControl, create_fake_upstream
+from tests.helpers.router import TEST_KEY, RouterFactory
+from tests.helpers.servers import ServerThread
 
 # small: fast, frugal, weaker; large: slow, hungry, better. The fits are per request:
 # seconds and joules as a linear function of prompt and output tokens.

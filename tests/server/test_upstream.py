@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from llmfleet.fake_upstream import FakeControl, Mode
-from llmfleet.testing import Answer, RawEngine, free_port, json_answer
+from llmfleet.core.net import free_port
 from server.upstream import (
     MAX_BUFFER_BYTES,
     ConnectRefused,
@@ -20,6 +19,8 @@ from server.upstream import (
     Timeouts,
     UpstreamPool,
 )
+from tests.helpers.fake_upstream import FakeControl, Mode
+from tests.helpers.servers import Answer, RawEngine, json_answer
 
 HEADERS = {"content-type": "application/json"}
 TIMEOUTS = Timeouts(connect_s=2, read_s=5, keepalive_s=30)

@@ -179,7 +179,7 @@ def create_fake_upstream(control: FakeControl) -> Starlette:
 
 
 def main() -> None:
-    """Serve the fake engine on a port: `python -m llmfleet.fake_upstream PORT`."""
+    """Serve the fake engine on a port: `python -m tests.helpers.fake_upstream PORT`."""
     import sys
 
     import uvicorn

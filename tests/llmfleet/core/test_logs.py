@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from llmfleet import logs
+from llmfleet.core import logs
 
 
 @pytest.fixture

@@ -8,25 +8,11 @@ import time
 import httpx
 import pytest
 
-from agent.scrape import Snapshot
-from agent.serving import compute
-from llmfleet.fake_upstream import FakeControl
-from server.metrics import LATENCY_BUCKETS
-from tests.conftest import TEST_KEY, RouterFactory
-
-
-def scrape(url: str) -> Snapshot:
-    return Snapshot.parse(httpx.get(url + "/metrics", timeout=10).text, time.monotonic())
-
-
-def bucket_of(value: float, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> tuple[float, float]:
-    """The histogram bucket (lower, upper] that holds `value`."""
-    lower = 0.0
-    for bound in buckets:
-        if value <= bound:
-            return lower, bound
-        lower = bound
-    return lower, float("inf")
+from llmfleet.core.prometheus import Snapshot
+from llmfleet.core.serving import compute
+from tests.helpers.fake_upstream import FakeControl
+from tests.helpers.prometheus import bucket_of, scrape
+from tests.helpers.router import TEST_KEY, RouterFactory
 
 
 def test_router_percentiles_match_what_the_client_measured(

@@ -14,7 +14,7 @@ are exactly what it admits. Here a conditioned statement that moto cannot
 evaluate does not apply, as in AWS when its condition is not met.
 
 Then moto's own server starts unchanged. Run as
-`python -m tests.infrastructure.moto_server -H 127.0.0.1 -p PORT`.
+`python -m tests.helpers.moto_server -H 127.0.0.1 -p PORT`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _dispose(self: FakeDeleteMarker, garbage: bool = False) -> None:
 
 
 if not hasattr(FakeDeleteMarker, "dispose"):
-    FakeDeleteMarker.dispose = _dispose  # type: ignore[attr-defined]
+    FakeDeleteMarker.dispose = _dispose
 
 _statement_permits = IAMPolicyStatement.is_action_permitted
 
@@ -47,7 +47,7 @@ def _is_action_permitted(self: IAMPolicyStatement, action: str, resource: str = 
     return _statement_permits(self, action, resource, principal, incoming_condition_values)
 
 
-IAMPolicyStatement.is_action_permitted = _is_action_permitted  # type: ignore[method-assign]
+IAMPolicyStatement.is_action_permitted = _is_action_permitted
 
 if __name__ == "__main__":
     main()

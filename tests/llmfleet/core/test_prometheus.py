@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agent.scrape import (
+from llmfleet.core.prometheus import (
     ScrapeError,
     Snapshot,
     buckets_delta,

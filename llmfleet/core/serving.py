@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from agent.scrape import Buckets, Snapshot, buckets_delta, counter_delta, histogram_quantile
+from llmfleet.core.prometheus import (
+    Buckets,
+    Snapshot,
+    buckets_delta,
+    counter_delta,
+    histogram_quantile,
+)
 
 ROUTER_LATENCY = "llmfleet_request_duration_seconds"
 ROUTER_TTFT = "llmfleet_time_to_first_token_seconds"

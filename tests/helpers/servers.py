@@ -20,14 +20,6 @@ from typing import Any
 import uvicorn
 
 
-def free_port() -> int:
-    """A port that was free a moment ago (for child processes that bind themselves)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class ServerThread:
     """Serve an ASGI app on 127.0.0.1:<ephemeral> in a thread until exited."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet.testmodel import MARKER, TinyLlamaSpec, ensure_test_model
+from llmfleet.core.testmodel import MARKER, TinyLlamaSpec, ensure_test_model
 
 
 @pytest.fixture(scope="module")

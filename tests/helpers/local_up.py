@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmfleet.testing import free_port
+from llmfleet.core.net import free_port
 
 READY_LINE = "Ctrl-C stops everything"
 
@@ -35,7 +35,8 @@ class LocalUp:
 def local_up(run_dir: Path, key: str, agent_interval_s: float = 1.0,
              startup_timeout_s: float = 300.0) -> Iterator[LocalUp]:
     """Start `llmfleet up`, wait for its banner (bounded), SIGTERM it on the way out."""
-    up = LocalUp(*(free_port() for _ in range(4)))
+    port, engine_port, agent_port, cloudwatch_port = (free_port() for _ in range(4))
+    up = LocalUp(port, engine_port, agent_port, cloudwatch_port)
     env = {**os.environ, "LLMFLEET_API_KEY": key, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmfleet.cli", "up", "--port", str(up.port),

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmfleet.process import ChildProcess
+from llmfleet.core.process import ChildProcess
 
 
 @dataclass(frozen=True)
@@ -53,3 +53,20 @@ class EngineProcess(ChildProcess):
             env.setdefault("HF_HUB_OFFLINE", "1")
         super().__init__("vLLM", spec.command(), log_path, f"{spec.url}/health", env)
         self.spec = spec
+
+
+TEST_MODEL_NAME = "llmfleet-tiny"
+# The generated model needs little KV cache; vLLM's CPU backend otherwise
+# reserves a fraction of all memory and refuses to start on small machines.
+TEST_MODEL_ARGS = ("--kv-cache-memory-bytes", str(512 * 1024 * 1024))
+
+def engine_spec_for(model: str, port: int, vllm_args: str = "") -> EngineSpec:
+    """The engine launch for `model`; empty means the generated test model."""
+    if not model:
+        from llmfleet.core.testmodel import DEFAULT_TEST_MODEL_DIR, ensure_test_model
+
+        path = ensure_test_model(DEFAULT_TEST_MODEL_DIR)
+        return EngineSpec(str(path), TEST_MODEL_NAME, port, max_model_len=2048,
+                          extra_args=TEST_MODEL_ARGS + split_args(vllm_args))
+    served = Path(model).name if Path(model).exists() else model
+    return EngineSpec(model, served, port, extra_args=split_args(vllm_args))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet.engine import EngineProcess, EngineSpec
-from llmfleet.process import StartError
-from llmfleet.testing import free_port
+from llmfleet.core.engine import EngineProcess, EngineSpec
+from llmfleet.core.net import free_port
+from llmfleet.core.process import StartError
 
 
 def test_engine_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None:

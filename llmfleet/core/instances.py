@@ -1,6 +1,6 @@
 """The project's catalogue of AWS GPU instances and their prices.
 
-Kept in `llmfleet/data/aws_instances.csv`, one row per instance type, each with
+Kept in `llmfleet/core/data/aws_instances.csv`, one row per instance type, each with
 its source. Prices are us-east-1 on-demand and the spread of spot prices seen
 per availability zone when the catalogue was taken; the agent uses them for
 cost per hour, the sizing work for choosing instances. Refresh the file from
@@ -50,7 +50,7 @@ def _optional(text: str) -> float | None:
 @cache
 def instances() -> dict[str, Instance]:
     """Every catalogued instance type by name."""
-    text = resources.files("llmfleet").joinpath("data/aws_instances.csv").read_text()
+    text = resources.files("llmfleet.core").joinpath("data/aws_instances.csv").read_text()
     return {row["instance"]: Instance(
         name=row["instance"], gpu=row["gpu"], gpu_count=int(row["gpu_count"]),
         vcpu=int(row["vcpu"]), ram_gib=float(row["ram_gib"]),
