@@ -1,10 +1,12 @@
 """Accounting for each request: metrics, limit settlement and the access log.
 
 `Exchange` carries one request's bookkeeping from admission to its end;
-`Accounting.finish` turns it into Prometheus observations, settles the
-token reservation against the usage the engine reported (or, without usage,
-the streamed events counted) and writes the access log line. Requests refused
-before reaching an engine go through `Accounting.refused`.
+`Accounting.finish` is the one place that end is recorded: it turns the
+exchange and its `Outcome` into Prometheus observations, settles the token
+reservation against the usage the engine reported (or, without usage, the
+streamed events counted) and writes the access log line, once per exchange
+however often it is called. Requests refused before reaching an engine go
+through `Accounting.refused`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 
 from server.accesslog import AccessLog
 from server.errors import APIError
-from server.metrics import RouterMetrics
+from server.metrics import ModelSeries, RouterMetrics
+from server.outcome import Outcome
 from server.protocol import Endpoint, ParsedRequest
 from server.ratelimit import RateLimiter, Reservation
 
@@ -39,8 +42,7 @@ class Exchange:
     route_reason: str | None = None
     engine_request_id: str = ""
     backend: str | None = None
-    status: str = "5xx"
-    http_status: int = 0
+    outcome: Outcome | None = None  # set by Accounting.finish, once: how the request ended
     retried: bool = False
     ttft: float | None = None
     prompt_tokens: int | None = None
@@ -83,44 +85,73 @@ class Accounting:
     def refused(self, request_id: str, key_id: str | None, model: str, exc: APIError,
                 started: float) -> None:
         """Count and log a request refused before it reached an engine."""
-        self._metrics.model(model).count(f"{exc.status // 100}xx")
+        outcome = Outcome.failed(exc)
+        self._metrics.model(model).count(outcome.status_class)
         if self._access_log.enabled:
             self._access_log.record({
                 "request_id": request_id, "key_id": key_id, "model": model,
-                "status": exc.status, "error": exc.code or exc.type,
+                "status": outcome.status, "error": outcome.error,
                 "latency_s": round(time.perf_counter() - started, 6)})
 
-    def finish(self, ex: Exchange) -> None:
-        """Record metrics, settle the token reservation and write the access log line."""
+    def finish(self, ex: Exchange, outcome: Outcome) -> None:
+        """Record how `ex` ended: metrics, the token settlement and the access log line.
+
+        Only the first call for an exchange records, with its outcome; later ones do
+        nothing, so that no path can count a request twice or settle it twice.
+        """
+        if ex.outcome is not None:
+            return
+        ex.outcome = outcome
         latency = time.perf_counter() - ex.started
         series = self._metrics.model(ex.model)
-        series.count(ex.status)
+        series.count(outcome.status_class)
         series.latency.observe(latency)
-        completion = ex.completion_tokens
-        if completion is None and ex.request.stream and ex.streamed_events:
-            # No usage in the stream: vLLM sends one token per content event, after
-            # a role-only first event on chat.
-            completion = max(0, ex.streamed_events - (ex.request.endpoint is Endpoint.CHAT))
-        prompt = ex.prompt_tokens if ex.prompt_tokens is not None else 0
-        if ex.prompt_tokens is not None:
-            series.prompt_tokens.inc(prompt)
-        if completion is not None:
-            series.completion_tokens.inc(completion)
-        # Refused before any engine saw it: the whole reservation goes back. Anything an
-        # engine read is charged, failed, timed out or cancelled too: otherwise a caller
-        # sends 4 MiB prompts and hangs up after prefill at no cost in tokens.
-        used = 0
-        if ex.reached_engine or ex.prompt_tokens is not None or completion is not None:
-            used = (ex.prompt_tokens if ex.prompt_tokens is not None
-                    else ex.request.prompt_tokens_estimate) + (completion or 0)
-        self._limiter.reconcile(ex.reservation, used)
+        completion = completion_tokens(ex)
+        _count_tokens(series, ex.prompt_tokens, completion)
+        self._limiter.reconcile(ex.reservation, charged_tokens(ex, completion))
         if self._access_log.enabled:
-            self._access_log.record({
-                "request_id": ex.request_id, "engine_request_id": ex.engine_request_id,
-                "key_id": ex.key_id, "model": ex.model,
-                "backend": ex.backend, "status": ex.http_status or ex.status,
-                "stream": ex.request.stream, "retried": ex.retried,
-                "prompt_tokens": ex.prompt_tokens, "completion_tokens": completion,
-                "ttft_s": None if ex.ttft is None else round(ex.ttft, 6),
-                "latency_s": round(latency, 6), "route": ex.route_reason,
-            })
+            self._access_log.record(_line(ex, outcome, completion, latency))
+
+
+def completion_tokens(ex: Exchange) -> int | None:
+    """The engine's count, else (a stream without usage) one per content event."""
+    if ex.completion_tokens is None and ex.request.stream and ex.streamed_events:
+        # vLLM sends one token per content event, after a role-only first event on chat.
+        return max(0, ex.streamed_events - (ex.request.endpoint is Endpoint.CHAT))
+    return ex.completion_tokens
+
+
+def charged_tokens(ex: Exchange, completion: int | None) -> int:
+    """What the key pays for `ex`.
+
+    Refused before any engine saw it: nothing, the whole reservation goes back.
+    Anything an engine read is charged, failed, timed out or cancelled too:
+    otherwise a caller sends 4 MiB prompts and hangs up after prefill at no cost
+    in tokens.
+    """
+    if not (ex.reached_engine or ex.prompt_tokens is not None or completion is not None):
+        return 0
+    prompt = ex.prompt_tokens if ex.prompt_tokens is not None \
+        else ex.request.prompt_tokens_estimate
+    return prompt + (completion or 0)
+
+
+def _count_tokens(series: ModelSeries, prompt: int | None, completion: int | None) -> None:
+    if prompt is not None:
+        series.prompt_tokens.inc(prompt)
+    if completion is not None:
+        series.completion_tokens.inc(completion)
+
+
+def _line(ex: Exchange, outcome: Outcome, completion: int | None,
+          latency: float) -> dict[str, object]:
+    """The access log's fields for a finished exchange."""
+    return {
+        "request_id": ex.request_id, "engine_request_id": ex.engine_request_id,
+        "key_id": ex.key_id, "model": ex.model,
+        "backend": ex.backend, "status": outcome.logged_status,
+        "stream": ex.request.stream, "retried": ex.retried,
+        "prompt_tokens": ex.prompt_tokens, "completion_tokens": completion,
+        "ttft_s": None if ex.ttft is None else round(ex.ttft, 6),
+        "latency_s": round(latency, 6), "route": ex.route_reason,
+    }

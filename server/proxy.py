@@ -45,6 +45,7 @@ from server.accounting import Accounting, Exchange, count_events, usage_from
 from server.backends import Backend, BackendPool
 from server.errors import NoHealthyBackend, UpstreamFailed, UpstreamTimeout, error_body
 from server.metrics import RouterMetrics
+from server.outcome import BROKEN_MIDWAY, Outcome
 from server.upstream import (
     ConnectRefused,
     ConnectTimeout,
@@ -68,10 +69,6 @@ USAGE_TAIL_BYTES = 4096  # usage is the last object of an answer
 class AnswerCut(Exception):
     """An engine failed in the middle of a relayed answer; the client's connection must
     close without the body's end, so that the client sees it incomplete."""
-
-
-def _status_class(code: int) -> str:
-    return f"{code // 100}xx"
 
 
 class Proxy:
@@ -237,9 +234,7 @@ class Proxy:
             status = 502
         if status == 200:
             usage_from(body, ex)
-        ex.http_status = status
-        ex.status = _status_class(status)
-        self._accounting.finish(ex)
+        self._accounting.finish(ex, Outcome.answered(status))
         return Response(body, status_code=status, media_type=resp.content_type,
                         headers=self._headers(ex))
 
@@ -253,7 +248,7 @@ class Proxy:
                             backend: Backend | None, ex: Exchange) -> AsyncIterator[bytes]:
         tail = b"".join(head)[-USAGE_TAIL_BYTES:]
         clean = False
-        ex.status = "cancelled"
+        outcome = Outcome.client_left()  # unless the answer ends first
         try:
             for part in head:
                 yield part
@@ -265,12 +260,11 @@ class Proxy:
             clean = True
             if resp.status == 200:
                 usage_from(tail, ex)
-            ex.http_status = resp.status
-            ex.status = _status_class(resp.status)
+            outcome = Outcome.answered(resp.status)
         except UpstreamError as exc:
             log.warning("%s: the engine failed mid-answer on %s: %s", ex.request_id,
                         ex.backend, exc)
-            ex.status, ex.http_status = "5xx", 502
+            outcome = BROKEN_MIDWAY
             raise AnswerCut(str(exc)) from exc
         finally:
             if clean:
@@ -279,7 +273,7 @@ class Proxy:
                 resp.close()
             if backend is not None:
                 self._pool.release(backend)
-            self._accounting.finish(ex)
+            self._accounting.finish(ex, outcome)
 
     def _streaming(self, resp: UpstreamResponse, backend: Backend,
                    ex: Exchange) -> StreamingResponse:
@@ -296,7 +290,7 @@ class Proxy:
         last = 0.0
         clean = False
         waiting = _EngineWait(backend)
-        ex.status = "cancelled"
+        outcome = Outcome.client_left()  # unless the stream ends or breaks first
         try:
             while (chunk := await resp.next_chunk()) is not None:
                 now = time.perf_counter()
@@ -321,8 +315,9 @@ class Proxy:
             if pending:
                 count_events(pending, ex)
                 yield pending
-            ex.status, ex.http_status, clean = "2xx", 200, True
+            outcome, clean = Outcome.answered(200), True
         except (UpstreamError, UpstreamFailed) as exc:
+            outcome = BROKEN_MIDWAY
             error = self._broken(exc, backend, ex)
             waiting.leave()
             yield error
@@ -333,7 +328,7 @@ class Proxy:
             else:
                 resp.close()
             self._pool.release(backend)
-            self._accounting.finish(ex)
+            self._accounting.finish(ex, outcome)
 
     def _began(self, resp: UpstreamResponse, ex: Exchange, now: float) -> None:
         """The first piece of a stream arrived."""
@@ -347,7 +342,6 @@ class Proxy:
         """The SSE error event that ends a stream broken mid-way (headers are gone
         already: all that is left is to say so in-band)."""
         log.warning("stream %s broke mid-way on %s: %r", ex.request_id, backend.url, exc)
-        ex.status, ex.http_status = "5xx", 502
         message = "the engine failed mid-stream; the answer is incomplete"
         if isinstance(exc, ReadTimeout):
             message = "the engine stopped sending mid-stream; the answer is incomplete"

@@ -29,6 +29,7 @@ from server.errors import (
     NoHealthyBackend,
 )
 from server.metrics import RouterMetrics
+from server.outcome import CLIENT_CLOSED, Outcome
 from server.protocol import (
     WEIGHTS_HEADER,
     Endpoint,
@@ -112,9 +113,7 @@ class CompletionService:
         except APIError as exc:
             if exc.code == "server_overloaded":
                 self._metrics.rate_limited.labels("queue_full").inc()
-            ex.http_status = exc.status
-            ex.status = f"{exc.status // 100}xx"
-            self._accounting.finish(ex)
+            self._accounting.finish(ex, Outcome.failed(exc))
             raise
 
     async def _admit(self, endpoint: Endpoint, request: Request, minted: bool) -> Exchange:
@@ -198,9 +197,8 @@ class CompletionService:
             if not gone:
                 raise
             task.uncancel()
-            ex.status, ex.http_status = "cancelled", 499
-            self._accounting.finish(ex)
-            return Response(status_code=499)  # nobody is listening; nginx's code for this
+            self._accounting.finish(ex, Outcome.client_left(CLIENT_CLOSED))
+            return Response(status_code=CLIENT_CLOSED)  # nobody is listening
         finally:
             watcher.cancel()
 
