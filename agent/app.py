@@ -23,9 +23,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel
 
 from agent.runner import Agent
-from agent.status import AgentStatus, StatusCollector
+from agent.status import AgentState, StatusCollector
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 class StatusServer:
     """`/metrics` (Prometheus text), `/health` and `/status` (JSON) from a background thread."""
 
-    def __init__(self, status: AgentStatus, host: str, port: int) -> None:
+    def __init__(self, status: AgentState, host: str, port: int) -> None:
         registry = CollectorRegistry()
         registry.register(StatusCollector(status))
         self._server = ThreadingHTTPServer((host, port), _handler(status, registry))
@@ -54,20 +55,23 @@ class StatusServer:
         self._thread.join(timeout=5)
 
 
-def _handler(status: AgentStatus, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+def _json(body: BaseModel) -> bytes:
+    """The standard library's JSON text (its separators), as the agent always sent."""
+    return json.dumps(body.model_dump(mode="json")).encode()
+
+
+def _handler(status: AgentState, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
             elif self.path == "/status":
                 # The latest round's figures: what the router's console shows beside its own.
-                body = json.dumps({"health": status.as_json(time.monotonic()),
-                                   "latest": status.last_round}).encode()
-                self._send(200, "application/json", body)
+                self._send(200, "application/json", _json(status.status(time.monotonic())))
             elif self.path == "/health":
-                now = time.monotonic()
-                body = json.dumps(status.as_json(now)).encode()
-                self._send(200 if status.healthy(now) else 503, "application/json", body)
+                health = status.health(time.monotonic())
+                self._send(200 if health.status == "ok" else 503, "application/json",
+                           _json(health))
             else:
                 self._send(404, "text/plain", b"not found\n")
 

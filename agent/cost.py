@@ -6,15 +6,29 @@ requires IMDSv2, so plain GETs would be refused). Timeouts are short: off
 EC2 nothing answers, and the agent must not stall on it; a setting names the
 instance type instead. Prices come from the project's catalogue
 (`llmfleet.core.instances`).
+
+`CostMeter` turns a round into its cost and energy figures. Energy is the
+difference of the GPUs' energy counters since the previous round, so the
+first round after a start (or after the GPUs stopped answering) has none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import urllib3
 
+from agent.specs import (
+    COST_PER_HOUR,
+    COST_PER_MILLION_OUTPUT_TOKENS,
+    GPU_ENERGY,
+    JOULES_PER_OUTPUT_TOKEN,
+    Readings,
+)
+from llmfleet.core.gpu import GpuReading
 from llmfleet.core.instances import Instance, Market, instances
+from llmfleet.core.serving import ServingStats, summed
 
 IMDS_URL = "http://169.254.169.254"
 TOKEN_TTL_S = 21600
@@ -91,3 +105,35 @@ def joules_per_output_token(energy_j: float | None, output_tokens: float | None)
     if energy_j is None or not output_tokens:
         return None
     return energy_j / output_tokens
+
+
+class CostMeter:
+    """A round's cost and energy figures; keeps the GPUs' energy counter between rounds."""
+
+    def __init__(self, cost: CostModel, clock: Callable[[], float]) -> None:
+        self._cost = cost
+        self._clock = clock
+        self._energy: tuple[float, float] | None = None  # (joules, at) at the last round
+
+    def figures(self, serving: ServingStats, gpus: Sequence[GpuReading]) -> Readings:
+        tokens_per_s = serving.generation_tokens_per_s
+        energy_j, elapsed_s = self._energy_since_last(summed([g.energy_j for g in gpus]))
+        tokens = None if tokens_per_s is None or elapsed_s is None else tokens_per_s * elapsed_s
+        return {
+            COST_PER_HOUR: self._cost.usd_per_hour,
+            COST_PER_MILLION_OUTPUT_TOKENS: self._cost.usd_per_million_output_tokens(
+                tokens_per_s),
+            GPU_ENERGY: energy_j,
+            JOULES_PER_OUTPUT_TOKEN: None if energy_j is None
+            else joules_per_output_token(energy_j, tokens),
+        }
+
+    def _energy_since_last(self, total_j: float | None) -> tuple[float | None, float | None]:
+        """Joules used since the last round, and the seconds they took (None, None at first)."""
+        now = self._clock()
+        if total_j is None:
+            return None, None
+        last, self._energy = self._energy, (total_j, now)
+        if last is None or now <= last[1]:
+            return None, None
+        return total_j - last[0], now - last[1]

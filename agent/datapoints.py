@@ -6,49 +6,39 @@ aggregates over every instance that published under it; dashboards and
 per-instance alarms use `AutoScalingGroupName` + `InstanceId` (+
 `InstanceType`); serving and per-token figures also go out under
 `AutoScalingGroupName` + `Model`, so that a dashboard can compare models
-served by different groups. Each metric is published under every set that
-applies, so none needs a metric-math expression. CloudWatch has no unit for
-watts, joules or dollars: those go out as `None`, with the unit in the name.
-Ratios are percentages. Fields without a value are left out, and so are
-NaN and ±Inf (a scraped gauge can say NaN, a rate can overflow): CloudWatch
-refuses them, and one of them makes it reject the whole call of up to 1,000
-datapoints, scaling data included. `nonfinite()` names them so the agent can
-count what it left out.
+served by different groups (`MetricSpec.per_model`). Each metric is published
+under every set that applies, so none needs a metric-math expression. Names,
+units and scales come from the one table in `agent.specs`; this module says
+how a round's readings map onto it (several GPUs into one figure each).
+
+Fields without a value are left out, and so are NaN and ±Inf (a scraped gauge
+can say NaN, a rate can overflow): CloudWatch refuses them, and one of them
+makes it reject the whole call of up to 1,000 datapoints, scaling data included.
+`nonfinite()` names them so the agent can count what it left out.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.buffer import Datapoint
+from agent.specs import (
+    GPU_MEMORY_TOTAL,
+    GPU_MEMORY_USED,
+    GPU_POWER,
+    GPU_SM_CLOCK,
+    GPU_TEMPERATURE,
+    GPU_UTILIZATION,
+    SERVING,
+    MetricSpec,
+    Readings,
+)
 from llmfleet.core.gpu import GpuReading
 from llmfleet.core.serving import ServingStats, averaged, summed
 
-# ServingStats field -> (metric name, unit, scale)
-SERVING: dict[str, tuple[str, str, float]] = {
-    "latency_p50_s": ("LatencyP50", "Seconds", 1), "latency_p95_s": ("LatencyP95", "Seconds", 1),
-    "latency_p99_s": ("LatencyP99", "Seconds", 1), "ttft_p50_s": ("TTFTP50", "Seconds", 1),
-    "ttft_p95_s": ("TTFTP95", "Seconds", 1), "ttft_p99_s": ("TTFTP99", "Seconds", 1),
-    "itl_p50_s": ("InterTokenLatencyP50", "Seconds", 1),
-    "itl_p95_s": ("InterTokenLatencyP95", "Seconds", 1),
-    "requests_per_s": ("RequestsPerSecond", "Count/Second", 1),
-    "error_rate": ("ErrorRate", "Percent", 100),
-    "prompt_tokens_per_s": ("PromptTokensPerSecond", "Count/Second", 1),
-    "generation_tokens_per_s": ("GenerationTokensPerSecond", "Count/Second", 1),
-    "requests_running": ("RequestsRunning", "Count", 1),
-    "requests_waiting": ("RequestsWaiting", "Count", 1),
-    "kv_cache_usage": ("KVCacheUsage", "Percent", 100),
-}
-
-
-# Figures that describe the model being served rather than the machine.
-PER_MODEL = {name for name, _, _ in SERVING.values()} | {
-    "CostPerMillionOutputTokensUSD", "JoulesPerOutputToken"}
-
 Dimensions = tuple[tuple[str, str], ...]
-Readings = dict[tuple[str, str], float | None]  # (metric name, unit) -> value
 
 
 @dataclass(frozen=True)
@@ -75,45 +65,55 @@ class Where:
         return 1 if self.interval_s < 60 else 60  # high resolution below a minute
 
 
+def _hottest(values: list[float | None]) -> float | None:
+    return max((v for v in values if v is not None), default=None)
+
+
+Field = Callable[[GpuReading], float | None]
+Combine = Callable[[list[float | None]], float | None]
+
+# Per-instance GPU figures: what each GPU says, and how the GPUs combine into one.
+GPU_FIGURES: tuple[tuple[MetricSpec, Field, Combine], ...] = (
+    (GPU_UTILIZATION, lambda g: g.utilization_pct, averaged),
+    (GPU_MEMORY_USED, lambda g: g.memory_used_bytes, summed),
+    (GPU_MEMORY_TOTAL, lambda g: g.memory_total_bytes, summed),
+    (GPU_POWER, lambda g: g.power_w, summed),
+    (GPU_TEMPERATURE, lambda g: g.temperature_c, _hottest),
+    (GPU_SM_CLOCK, lambda g: g.sm_clock_mhz, averaged),
+)
+
+
 def gpu_values(gpus: Sequence[GpuReading]) -> Readings:
     """Per-instance GPU figures: utilisation and clock averaged, memory and power summed."""
-    return {
-        ("GPUUtilization", "Percent"): averaged([g.utilization_pct for g in gpus]),
-        ("GPUMemoryUsed", "Bytes"): summed([g.memory_used_bytes for g in gpus]),
-        ("GPUMemoryTotal", "Bytes"): summed([g.memory_total_bytes for g in gpus]),
-        ("GPUPowerWatts", "None"): summed([g.power_w for g in gpus]),
-        ("GPUTemperatureCelsius", "None"): max((g.temperature_c for g in gpus
-                                                if g.temperature_c is not None), default=None),
-        ("GPUSMClockMHz", "None"): averaged([g.sm_clock_mhz for g in gpus]),
-    }
+    return {spec: combine([field(g) for g in gpus]) for spec, field, combine in GPU_FIGURES}
+
+
+def serving_values(serving: ServingStats) -> Readings:
+    """The serving figures that have a value, scaled as published."""
+    return {SERVING[field]: value * SERVING[field].scale
+            for field, value in serving.present().items()}
 
 
 def readings(serving: ServingStats, gpus: Sequence[GpuReading], extra: Readings) -> Readings:
-    """Every figure of the round by (metric name, unit), None where nothing was measured.
+    """Every figure of the round by its spec, None where nothing was measured.
 
-    `extra` carries computed figures such as ("CostPerHourUSD", "None").
+    `extra` carries computed figures such as the cost per hour (`agent.cost`).
     """
-    values: Readings = {}
-    for field, value in serving.present().items():
-        name, unit, scale = SERVING[field]
-        values[(name, unit)] = value * scale
-    values.update(gpu_values(gpus))
-    values.update(extra)
-    return values
+    return {**serving_values(serving), **gpu_values(gpus), **extra}
 
 
 def nonfinite(values: Readings) -> list[str]:
     """Names of the figures that are NaN or infinite (left out of the datapoints)."""
-    return [name for (name, _), value in values.items()
+    return [spec.name for spec, value in values.items()
             if value is not None and not math.isfinite(value)]
 
 
 def datapoints(where: Where, timestamp: float, values: Readings) -> list[Datapoint]:
     """Every finite value, under every dimension set that applies to it."""
-    return [Datapoint(name, float(value), unit, timestamp, dims, where.resolution)
-            for (name, unit), value in values.items()
+    return [Datapoint(spec.name, float(value), spec.unit, timestamp, dims, where.resolution)
+            for spec, value in values.items()
             if value is not None and math.isfinite(value)
-            for dims in where.dimension_sets(per_model=name in PER_MODEL)]
+            for dims in where.dimension_sets(per_model=spec.per_model)]
 
 
 def build(where: Where, timestamp: float, serving: ServingStats,

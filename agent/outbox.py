@@ -11,24 +11,32 @@ not every round. A buffer that cannot be opened at all (a state directory
 that cannot be created, a full disk at start) is replaced by one in memory:
 the agent publishes all the same, and only a restart loses what waits.
 
-SQLite and boto3 block: every method here runs on the agent's one worker
-thread, which also bounds each round's publishing so that draining a long
-backlog never stalls collection.
+SQLite and boto3 block: every method of `Outbox` runs on the agent's one
+worker thread, which also bounds each round's publishing so that draining a
+long backlog never stalls collection. `OutboxThread` owns that thread and is
+what the agent's loop awaits; an agent that does not publish
+(`llmfleet agent --once`) gets `Unpublished` instead, and neither opens a
+buffer nor starts a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from agent.buffer import Datapoint, DatapointBuffer
 from agent.publisher import Publisher
 from agent.settings import AgentSettings
-from agent.status import AgentStatus
+from agent.status import AgentState
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # Up to 20,000 datapoints a round: a backlog drains ~300x faster than it grows.
 PUBLISH_CALLS_PER_ROUND = 20
@@ -49,7 +57,7 @@ def make_cloudwatch(settings: AgentSettings, region: str | None) -> Any:
 class Outbox:
     """The buffer and the publisher, and the rules between them; reports into `status`."""
 
-    def __init__(self, settings: AgentSettings, region: str | None, status: AgentStatus,
+    def __init__(self, settings: AgentSettings, region: str | None, status: AgentState,
                  clock: Callable[[], float]) -> None:
         self.buffer = _open_buffer(settings, status)
         self.publisher = Publisher(make_cloudwatch(settings, region), settings.namespace,
@@ -124,7 +132,7 @@ class Outbox:
         status.backing_off = self.publisher.backing_off
 
 
-def _open_buffer(settings: AgentSettings, status: AgentStatus) -> DatapointBuffer:
+def _open_buffer(settings: AgentSettings, status: AgentState) -> DatapointBuffer:
     path, bound = settings.buffer_path, settings.buffer_max_points
     try:
         return DatapointBuffer(path, bound)
@@ -133,3 +141,66 @@ def _open_buffer(settings: AgentSettings, status: AgentStatus) -> DatapointBuffe
                   "wait in memory, and a restart loses them", path, exc)
         status.buffer_on_disk = False
         return DatapointBuffer(None, bound)
+
+
+class Delivery(Protocol):
+    """Where the agent's loop hands each round's datapoints."""
+
+    async def deliver(self, points: list[Datapoint]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Unpublished:
+    """Publishing is off: a round's datapoints are only looked at."""
+
+    async def deliver(self, points: list[Datapoint]) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class OutboxThread:
+    """An `Outbox` on its own worker thread, awaited from the agent's loop."""
+
+    def __init__(self, outbox: Outbox, worker: ThreadPoolExecutor, flush_s: float) -> None:
+        self.outbox = outbox
+        self._worker = worker
+        self._flush_s = flush_s
+
+    @classmethod
+    async def open(cls, settings: AgentSettings, region: str | None, status: AgentState,
+                   clock: Callable[[], float]) -> OutboxThread:
+        """Open the buffer and the CloudWatch client on the worker that will use them."""
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-publish")
+        try:
+            outbox = await _on(worker, Outbox, settings, region, status, clock)
+        except BaseException:
+            worker.shutdown(wait=True)
+            raise
+        return cls(outbox, worker, settings.shutdown_flush_s)
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn` on the worker thread, where the buffer's SQLite connection lives."""
+        return await _on(self._worker, fn, *args, **kwargs)
+
+    async def deliver(self, points: list[Datapoint]) -> None:
+        await self.run(self.outbox.deliver, points)
+
+    async def close(self) -> None:
+        """Flush what waits (bounded by `shutdown_flush_s`), then release everything, even
+        when the flush fails."""
+        try:
+            await self.run(self.outbox.flush, self._flush_s)
+        finally:
+            try:
+                await self.run(self.outbox.close)
+            finally:
+                self._worker.shutdown(wait=True)
+
+
+async def _on(worker: ThreadPoolExecutor, fn: Callable[P, T], *args: P.args,
+              **kwargs: P.kwargs) -> T:
+    call = functools.partial(fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(worker, call)

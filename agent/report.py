@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from agent.datapoints import SERVING, gpu_values
-from agent.runner import Round
+from agent.collect import Round
+from agent.datapoints import gpu_values
+from agent.specs import SERVING, MetricSpec
 
 MISSING = "-"
 
@@ -23,14 +24,16 @@ def _number(value: float | None, unit: str) -> str:
 def rows(result: Round) -> list[tuple[str, str, str]]:
     """(metric, value, unit) for every figure, present or not, in publishing order."""
     out: list[tuple[str, str, str]] = []
-    for field_name, (name, unit, scale) in SERVING.items():
+    for field_name, spec in SERVING.items():
         value = getattr(result.serving, field_name)
-        out.append((name, _number(None if value is None else value * scale, unit),
-                    _shown(unit)))
+        out.append(_row(spec, None if value is None else value * spec.scale))
     gpu_and_cost = {**gpu_values(result.gpus), **result.values}
-    for (name, unit), value in gpu_and_cost.items():
-        out.append((name, _number(value, unit), _shown(unit)))
+    out.extend(_row(spec, value) for spec, value in gpu_and_cost.items())
     return out
+
+
+def _row(spec: MetricSpec, value: float | None) -> tuple[str, str, str]:
+    return spec.name, _number(value, spec.unit), _shown(spec.unit)
 
 
 def _shown(unit: str) -> str:

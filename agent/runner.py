@@ -1,24 +1,16 @@
 """The agent's work, round after round: scrape, read the GPUs, price, buffer, publish.
 
-Each round scrapes the router and every engine concurrently (urllib3, which
-boto3 loads anyway, on worker threads; `agent.fetch`), reads NVML,
-turns the differences since the previous round into serving statistics,
-adds cost and energy figures, and hands the datapoints to the outbox.
-Rounds start on a fixed grid (`start + k * interval`),
-so a slow round does not push every later one back; a round that overruns
-the next tick skips it rather than running two back to back.
-
-A source that fails, answers with more than `scrape_max_bytes`, takes longer
-than about `scrape_timeout_s` in all (a page that trickles in), or returns
-something that is not Prometheus text is counted and skipped for the round;
-its previous scrape is kept, so the next good one covers both intervals and
-no counts are lost. The first scrape of a source only primes it: cumulative
-histograms since the engine started say nothing about this interval.
-
-Readings that are NaN or infinite are left out and counted per metric. The
-datapoints then go to the outbox (`agent.outbox`: CloudWatch first, the
+Each round scrapes the router and every engine concurrently (`agent.sources`),
+reads NVML, turns the differences since the previous round into serving
+statistics, adds cost and energy figures (`agent.collect` does all of that),
+and hands the datapoints to the outbox (`agent.outbox`: CloudWatch first, the
 on-disk buffer for what must wait), on one worker thread since SQLite and
-boto3 block.
+boto3 block; with publishing off there is no outbox and no thread. This module
+owns the loop around them and its life cycle.
+
+Rounds start on a fixed grid (`start + k * interval`), so a slow round does
+not push every later one back; a round that overruns the next tick skips it
+rather than running two back to back.
 
 The loop never dies of one bad round: an unexpected error is counted and
 logged with its traceback (once while it repeats), and the next round runs
@@ -33,49 +25,15 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
-import urllib3
-
-from agent.buffer import Datapoint
-from agent.cost import CostModel, Identity, imds_identity, joules_per_output_token
-from agent.datapoints import Where, datapoints, nonfinite, readings
-from agent.fetch import PageFetcher
-from agent.outbox import Outbox
+from agent.collect import Round, RoundCollector
+from agent.cost import Identity, imds_identity
+from agent.outbox import Delivery, OutboxThread, Unpublished
 from agent.settings import AgentSettings
-from agent.status import AgentStatus
-from llmfleet.core.gpu import GpuCollector, GpuReading
-from llmfleet.core.instances import Market
-from llmfleet.core.prometheus import ScrapeError, Snapshot
-from llmfleet.core.serving import VLLM_GENERATION_TOKENS, Pair, ServingStats, compute, summed
+from agent.status import AgentState
+from llmfleet.core.gpu import GpuCollector
 
 log = logging.getLogger(__name__)
-
-Values = dict[tuple[str, str], float | None]
-
-
-@dataclass
-class Source:
-    """One `/metrics` endpoint and what it said last time."""
-
-    name: str
-    url: str
-    headers: dict[str, str] = field(default_factory=dict)
-    previous: Snapshot | None = None
-
-
-@dataclass(frozen=True)
-class Round:
-    """What one round measured and the datapoints it produced."""
-
-    where: Where
-    timestamp: float  # wall clock, seconds since the epoch
-    serving: ServingStats
-    gpus: list[GpuReading]
-    values: Values  # cost and energy figures
-    points: list[Datapoint]
 
 
 async def resolve_identity(settings: AgentSettings) -> Identity:
@@ -98,54 +56,36 @@ async def resolve_identity(settings: AgentSettings) -> Identity:
 
 
 class Agent:
+    """The loop: a round on every tick of the grid, its result recorded in `status`."""
+
     def __init__(self, settings: AgentSettings, identity: Identity, *,
                  gpu: GpuCollector | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.identity = identity
+        self.status = AgentState(settings.interval_s, clock())
+        self.collector = RoundCollector(settings, identity, self.status, gpu=gpu,
+                                        clock=clock, wall=wall)
+        self.outbox: Delivery = Unpublished()  # until start(), and for good when not publishing
         self._clock = clock
-        self._wall = wall
-        self._gpu = gpu
-        self._cost = CostModel.for_instance_type(identity.instance_type,
-                                                 identity.market or Market.ON_DEMAND)
-        self._router = Source("router", settings.router_url + "/metrics", _auth(settings)) \
-            if settings.router_url else None
-        self._engines = [Source(f"engine{i}", url + "/metrics")
-                         for i, url in enumerate(settings.engine_urls)]
-        self._energy: tuple[float, float] | None = None  # (joules, at) at the last round
-        self._fetcher = PageFetcher(settings.scrape_timeout_s, settings.scrape_max_bytes, clock)
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-publish")
-        self._outbox: Outbox | None = None
         self._round_error: str | None = None  # while rounds fail the same way
-        self.status = AgentStatus(settings.interval_s, clock())
 
     # -- life cycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._gpu is not None:
-            self._gpu.start()
-            self.status.gpu_available = self._gpu.available
+        self.collector.start()
         if self.settings.publish:
-            self._outbox = await self._on_worker(Outbox, self.settings, self.identity.region,
-                                                 self.status, self._clock)
+            self.outbox = await OutboxThread.open(self.settings, self.identity.region,
+                                                  self.status, self._clock)
 
     async def close(self) -> None:
         """Flush what waits (bounded by `shutdown_flush_s`), then release everything, even
         when the flush fails."""
         try:
-            if self._outbox is not None:
-                await self._on_worker(self._outbox.flush, self.settings.shutdown_flush_s)
+            await self.outbox.close()
         finally:
-            if self._outbox is not None:
-                await self._on_worker(self._outbox.close)
-            self._worker.shutdown(wait=True)
-            self._fetcher.close()
-            if self._gpu is not None:
-                self._gpu.stop()
-
-    async def _on_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+            self.collector.close()
 
     # -- the loop -----------------------------------------------------------------
 
@@ -177,111 +117,16 @@ class Agent:
             self._round_error = None
 
     async def run_round(self) -> Round:
+        """Collect a round, hand it to the outbox, record it for `/status`."""
         started = self._clock()
         result = await self.collect()
-        if self._outbox is not None:
-            await self._on_worker(self._outbox.deliver, result.points)
+        await self.outbox.deliver(result.points)
         self.status.rounds_total += 1
-        self.status.last_round = summary(result)
+        self.status.last_round = result.summary()
         self.status.last_round_at = self._clock()
         self.status.last_round_duration_s = self.status.last_round_at - started
         return result
 
-    # -- one round ----------------------------------------------------------------
-
     async def collect(self) -> Round:
         """Scrape, read and compute one round; nothing is stored or sent here."""
-        sources = [s for s in (self._router, *self._engines) if s is not None]
-        scraped = await asyncio.gather(*(self._scrape(s) for s in sources))
-        pairs = {s.name: self._advance(s, snap) for s, snap in zip(sources, scraped, strict=True)}
-        router = pairs.get("router", (None, None))
-        engines = [pairs[s.name] for s in self._engines]
-        serving = compute(router, engines)
-        gpus = self._gpu.read() if self._gpu is not None else []
-        values = self._cost_and_energy(serving, gpus)
-        where = Where(self.identity.asg_name or "local", self.identity.instance_id,
-                      self.identity.instance_type, self.settings.interval_s, self._model())
-        timestamp = self._wall()
-        measured = readings(serving, gpus, values)
-        for name in self.status.values_left_out(nonfinite(measured)):
-            log.warning("%s was NaN or infinite: left out (counted, said once)", name)
-        return Round(where, timestamp, serving, gpus, values,
-                     datapoints(where, timestamp, measured))
-
-    async def _scrape(self, source: Source) -> Snapshot | None:
-        loop = asyncio.get_running_loop()
-        try:
-            text = await loop.run_in_executor(None, self._fetcher.get, source.url,
-                                              source.headers)
-            snapshot = Snapshot.parse(text, self._clock())
-        except (urllib3.exceptions.HTTPError, ScrapeError) as exc:
-            if self.status.scrape_failed(source.name):  # say it once, not every round
-                log.warning("scraping %s (%s) failed: %s", source.name, source.url, exc)
-            return None
-        if self.status.scrape_worked(source.name):
-            log.info("scraping %s works again", source.name)
-        return snapshot
-
-    @staticmethod
-    def _advance(source: Source, latest: Snapshot | None) -> Pair:
-        """The pair to compute over; a failed scrape keeps the previous one for next time."""
-        if latest is None:
-            return (None, None)
-        previous, source.previous = source.previous, latest
-        return (previous, latest) if previous is not None else (None, None)
-
-    def _model(self) -> str | None:
-        if self.settings.model:
-            return self.settings.model
-        names = set().union(*(s.previous.label_values(VLLM_GENERATION_TOKENS, "model_name")
-                              for s in self._engines if s.previous is not None))
-        return names.pop() if len(names) == 1 else None
-
-    def _cost_and_energy(self, serving: ServingStats, gpus: list[GpuReading]) -> Values:
-        tokens_per_s = serving.generation_tokens_per_s
-        energy_j, joules_per_token = None, None
-        total = summed([g.energy_j for g in gpus])
-        now = self._clock()
-        if total is not None:
-            if self._energy is not None and now > self._energy[1]:
-                energy_j = total - self._energy[0]
-                elapsed = now - self._energy[1]
-                joules_per_token = joules_per_output_token(
-                    energy_j, None if tokens_per_s is None else tokens_per_s * elapsed)
-            self._energy = (total, now)
-        return {
-            ("CostPerHourUSD", "None"): self._cost.usd_per_hour,
-            ("CostPerMillionOutputTokensUSD", "None"):
-                self._cost.usd_per_million_output_tokens(tokens_per_s),
-            ("GPUEnergyJoules", "None"): energy_j,
-            ("JoulesPerOutputToken", "None"): joules_per_token,
-        }
-
-
-def summary(result: Round) -> dict[str, object]:
-    """The round's figures as `/status` serves them (None where nothing was measured,
-    or where it was NaN or infinite: JSON has no such numbers, and browsers refuse them)."""
-    values = {name: _finite(value) for (name, _unit), value in result.values.items()}
-    return {
-        "at": result.timestamp,
-        "instance_type": result.where.instance_type,
-        "model": result.where.model,
-        "serving": {k: v for k, v in result.serving.present().items() if math.isfinite(v)},
-        "gpus": [{"index": g.index, "utilization_pct": _finite(g.utilization_pct),
-                  "power_w": _finite(g.power_w),
-                  "memory_used_bytes": _finite(g.memory_used_bytes),
-                  "memory_total_bytes": _finite(g.memory_total_bytes),
-                  "temperature_c": _finite(g.temperature_c)} for g in result.gpus],
-        "cost_usd_per_hour": values.get("CostPerHourUSD"),
-        "cost_usd_per_million_output_tokens": values.get("CostPerMillionOutputTokensUSD"),
-        "joules_per_output_token": values.get("JoulesPerOutputToken"),
-    }
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _auth(settings: AgentSettings) -> dict[str, str]:
-    key = settings.router_api_key
-    return {"authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        return await self.collector.collect()

@@ -1,11 +1,13 @@
 """The agent's own state, as `/health` reports it and `/metrics` exposes it.
 
-One `AgentStatus` object is updated by the agent as it works; a Prometheus
+One `AgentState` object is updated by the agent as it works; a Prometheus
 collector renders it on each scrape, so the counters that live in the
 on-disk buffer (datapoints dropped, kept across restarts) need no second
 copy that could drift from the truth. The HTTP server reads it from another
 thread: fields are replaced, never mutated in place (a frozenset, a fresh
-dict), so a reader never iterates a collection that is changing.
+dict), so a reader never iterates a collection that is changing. What
+`/health` and `/status` answer is a wire model (`llmfleet.core.wire.agent`),
+built from it on each request.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from llmfleet.core.wire.agent import AgentHealth, AgentStatus, DatapointCounts, LatestRound
+
 
 @dataclass
-class AgentStatus:
+class AgentState:
     interval_s: float
     started_at: float  # monotonic
     rounds_total: int = 0
@@ -38,7 +42,7 @@ class AgentStatus:
     buffer_on_disk: bool = True
     backing_off: bool = False
     gpu_available: bool = False
-    last_round: dict[str, object] | None = None  # the latest round's figures, for /status
+    last_round: LatestRound | None = None  # the latest round's figures, for /status
 
     def scrape_failed(self, source: str) -> bool:
         """Count a failed scrape; True when the source was working until now."""
@@ -69,28 +73,33 @@ class AgentStatus:
         since = self.last_round_at if self.last_round_at is not None else self.started_at
         return now - since <= 3 * self.interval_s + 5
 
-    def as_json(self, now: float) -> dict[str, object]:
-        return {
-            "status": "ok" if self.healthy(now) else "stalled",
-            "interval_s": self.interval_s,
-            "rounds": self.rounds_total,
-            "last_round_age_s": None if self.last_round_at is None
+    def health(self, now: float) -> AgentHealth:
+        """What `/health` answers."""
+        return AgentHealth(
+            status="ok" if self.healthy(now) else "stalled",
+            interval_s=self.interval_s,
+            rounds=self.rounds_total,
+            last_round_age_s=None if self.last_round_at is None
             else round(now - self.last_round_at, 3),
-            "failing_sources": sorted(self.failing_sources),
-            "gpu": self.gpu_available,
-            "round_errors": self.round_errors_total,
-            "buffer": "disk" if self.buffer_on_disk else "memory",
-            "datapoints": {"buffered": self.buffered, "sent": self.sent_total,
-                           "dropped": self.dropped_total, "rejected": self.rejected_total,
-                           "lost": self.lost_total},
-            "cloudwatch": "backing off" if self.backing_off else "ok",
-        }
+            failing_sources=tuple(sorted(self.failing_sources)),
+            gpu=self.gpu_available,
+            round_errors=self.round_errors_total,
+            buffer="disk" if self.buffer_on_disk else "memory",
+            datapoints=DatapointCounts(buffered=self.buffered, sent=self.sent_total,
+                                       dropped=self.dropped_total,
+                                       rejected=self.rejected_total, lost=self.lost_total),
+            cloudwatch="backing off" if self.backing_off else "ok",
+        )
+
+    def status(self, now: float) -> AgentStatus:
+        """What `/status` answers: the health and the latest round's figures."""
+        return AgentStatus(health=self.health(now), latest=self.last_round)
 
 
 class StatusCollector(Collector):
-    """Prometheus view of an `AgentStatus` (names `llmfleet_agent_*`)."""
+    """Prometheus view of an `AgentState` (names `llmfleet_agent_*`)."""
 
-    def __init__(self, status: AgentStatus) -> None:
+    def __init__(self, status: AgentState) -> None:
         self._status = status
 
     def collect(self) -> Iterator[Metric]:

@@ -27,13 +27,22 @@ if TYPE_CHECKING:
 
 def _router(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from server.app import create_app
     from server.edge import uvicorn_options
-    from server.settings import RouterSettings
+    from server.settings import ConfigFileError, RouterSettings
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    settings = RouterSettings.load(args.config, **overrides)
+    try:
+        settings = RouterSettings.load(args.config, **overrides)
+    except ConfigFileError as exc:
+        print(f"llmfleet router: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"llmfleet router: invalid settings (LLMFLEET_*, config file):\n{exc}",
+              file=sys.stderr)
+        return 2
     logs.configure(settings.log_level)
     try:
         app = create_app(settings)

@@ -24,13 +24,12 @@ import logging
 import os
 import random
 import time
-import urllib.error
-import urllib.request
 import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
 import gevent
+import urllib3
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -183,19 +182,39 @@ def _stop_watching(environment: Environment, **_: Any) -> None:
         state.watcher.kill(block=False)
 
 
+# The preflight's one request (urllib3, the project's client for blocking calls: Locust's
+# own client belongs to its users): 10 s to connect and for each read, no retries,
+# redirects followed (the key is dropped on a change of host), the listing capped.
+PREFLIGHT_TIMEOUT = urllib3.Timeout(connect=10, read=10)
+PREFLIGHT_RETRIES = urllib3.Retry(total=None, connect=0, read=0, other=0, redirect=10)
+MAX_LISTING_BYTES = 1 << 20
+
+
 def _list_models(host: str, headers: dict[str, str]) -> list[str]:
     """Raises ResponseError: unreachable, refused, or no models (see `listed_models`)."""
     url = host.rstrip("/") + "/v1/models"
+    http = urllib3.PoolManager(timeout=PREFLIGHT_TIMEOUT, retries=PREFLIGHT_RETRIES)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                    timeout=10) as resp:
-            status, body = resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, b""
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ResponseError(f"cannot reach {url}: {reason}") from exc
+        resp = http.request("GET", url, headers=headers, preload_content=False)
+        status = resp.status
+        body = resp.read(MAX_LISTING_BYTES + 1) if status == 200 else b""
+        resp.close()
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ResponseError(f"cannot reach {url}: {_reason(exc)}") from exc
+    finally:
+        http.clear()
+    if len(body) > MAX_LISTING_BYTES:
+        raise ResponseError(f"{url} answered more than {MAX_LISTING_BYTES} bytes")
     return listed_models(url, status, body, "check --api-key")
+
+
+def _reason(exc: BaseException) -> BaseException:
+    """The system's words where there are some ("[Errno 111] Connection refused"), not
+    urllib3's wrapping of them."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    inner = exc.__context__
+    return inner if isinstance(inner, OSError) else exc
 
 
 def _report(environment: Environment, data: dict[str, Any]) -> None:

@@ -38,14 +38,15 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from llmfleet.core import instances
 from llmfleet.core.engine import EngineSpec
 from loadtest import sla, workload
-
-DTYPES = ("auto", "float32", "bfloat16", "float16", "half", "float")
-KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16")
 
 
 class PlansError(ValueError):
@@ -128,13 +129,83 @@ class Plan:
                           extra_args=(*extra, *self.engine_args()), env=self.engine_env())
 
 
-_SEARCH_KEYS = {"workload", "concurrency", "requests_per_level", "warmup_requests", "sla",
-                "target_concurrency", "market"}
-_PLAN_TYPES: dict[str, type | tuple[type, ...]] = {
-    "name": str, "model": str, "dtype": str, "max_num_seqs": int, "max_model_len": int,
-    "enable_prefix_caching": bool, "kv_cache_dtype": str, "cpu_threads": int,
-    "tensor_parallel_size": int, "kv_cache_memory_bytes": int, "extra_args": list,
-    "instance_type": str, "price_usd_hr": (int, float), "endpoint": str, "api_key_env": str}
+class _Table(BaseModel):
+    # Strict types: TOML has real types, so a quoted number or `true` for a count is
+    # a mistake to name, not a value to coerce.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _SearchTable(_Table):
+    workload: str = "fixed:128:64"
+    concurrency: list[int] = Field(default_factory=lambda: [1, 4, 16])
+    requests_per_level: int = Field(default=32, ge=1)
+    warmup_requests: int = Field(default=4, ge=0)
+    sla: str = ""
+    target_concurrency: int | None = Field(default=None, ge=1)
+    market: Annotated[instances.Market, pydantic.Strict(False)] = instances.Market.ON_DEMAND
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _SearchTable:
+        # WorkloadError and SlaError are ValueErrors: pydantic reports their messages.
+        workload.parse(self.workload)
+        sla.parse(self.sla)
+        if not self.concurrency or min(self.concurrency) < 1:
+            raise ValueError("concurrency must be a list of positive whole numbers")
+        self.concurrency = sorted(set(self.concurrency))
+        if self.target_concurrency is not None and self.target_concurrency not in self.concurrency:
+            raise ValueError(f"target_concurrency {self.target_concurrency} is not one of the "
+                             f"concurrency levels {self.concurrency}")
+        return self
+
+    def search(self) -> Search:
+        return Search(self.workload, workload.parse(self.workload), tuple(self.concurrency),
+                      self.requests_per_level, self.warmup_requests, self.sla,
+                      sla.parse(self.sla), self.target_concurrency or self.concurrency[-1],
+                      self.market)
+
+
+class _PlanTable(_Table):
+    name: str = Field(min_length=1)
+    model: str = ""
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "half", "float"] | None = None
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    max_model_len: int | None = Field(default=None, ge=1)
+    enable_prefix_caching: bool | None = None
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"] | None = None
+    cpu_threads: int | None = Field(default=None, ge=1)
+    tensor_parallel_size: int | None = Field(default=None, ge=1)
+    kv_cache_memory_bytes: int | None = Field(default=None, ge=1)
+    extra_args: tuple[str, ...] = ()
+    instance_type: str | None = None
+    price_usd_hr: float | None = Field(default=None, gt=0)
+    endpoint: str | None = None
+    api_key_env: str | None = None
+
+    @field_validator("extra_args", mode="before")
+    @classmethod
+    def _args_as_text(cls, value: Any) -> Any:
+        # vLLM reads its command line: `["--seed", 7]` means "--seed 7".
+        return tuple(str(a) for a in value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _usable(self) -> _PlanTable:
+        cores, catalogue = os.cpu_count() or 1, instances.instances()
+        if self.cpu_threads is not None and self.cpu_threads > cores:
+            raise ValueError(f"cpu_threads {self.cpu_threads} is more than this machine's "
+                             f"{cores} cores")
+        if self.instance_type is not None and self.instance_type not in catalogue:
+            raise ValueError(f"instance_type {self.instance_type!r} is not in the catalogue "
+                             f"({', '.join(sorted(catalogue))})")
+        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
+            raise ValueError("endpoint must be an http:// or https:// URL")
+        if self.api_key_env is not None and self.endpoint is None:
+            raise ValueError("api_key_env only applies to a plan with an endpoint")
+        return self
+
+
+class _PlansFile(_Table):
+    search: _SearchTable = Field(default_factory=_SearchTable)
+    plan: list[_PlanTable] = Field(min_length=1)
 
 
 def load(path: Path) -> tuple[Search, list[Plan]]:
@@ -149,108 +220,66 @@ def load(path: Path) -> tuple[Search, list[Plan]]:
         raise PlansError(f"cannot read plans file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PlansError(f"{path}: not valid TOML: {exc}") from exc
-    unknown = set(data) - {"search", "plan"}
-    if unknown:
-        raise PlansError(f"{path}: unknown table(s) {sorted(unknown)}; use [search] and "
-                         "[[plan]]")
-    search = _search(data.get("search", {}), path)
-    raw_plans = data.get("plan")
-    if not isinstance(raw_plans, list) or not raw_plans:
-        raise PlansError(f"{path}: no [[plan]] tables")
-    plans = [_plan(raw, i, path, search.market) for i, raw in enumerate(raw_plans, 1)]
+    try:
+        parsed = _PlansFile.model_validate(data)
+    except ValidationError as exc:
+        raise PlansError(_first_problem(exc, path, data)) from None
+    search = parsed.search.search()
+    plans = [Plan(**table.model_dump(), market=search.market) for table in parsed.plan]
     names = [p.name for p in plans]
     if dupes := sorted({n for n in names if names.count(n) > 1}):
         raise PlansError(f"{path}: plan names must be unique; repeated: {dupes}")
     return search, plans
 
 
-def _search(raw: dict[str, Any], path: Path) -> Search:
-    where = f"{path} [search]"
-    if unknown := set(raw) - _SEARCH_KEYS:
-        raise PlansError(f"{where}: unknown key(s) {sorted(unknown)}; known: "
-                         f"{sorted(_SEARCH_KEYS)}")
-    spec = _typed(raw, "workload", str, where, "fixed:128:64")
-    concurrency = raw.get("concurrency", [1, 4, 16])
-    if (not isinstance(concurrency, list) or not concurrency
-            or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
-                       for c in concurrency)):
-        raise PlansError(f"{where}: concurrency must be a list of positive whole numbers")
-    sla_spec = _typed(raw, "sla", str, where, "")
-    try:
-        load_shape = workload.parse(spec)
-        checks = sla.parse(sla_spec)
-    except (workload.WorkloadError, sla.SlaError) as exc:
-        raise PlansError(f"{where}: {exc}") from exc
-    levels = tuple(sorted(set(concurrency)))
-    target = _positive(raw, "target_concurrency", where, levels[-1])
-    if target not in levels:
-        raise PlansError(f"{where}: target_concurrency {target} is not one of the "
-                         f"concurrency levels {list(levels)}")
-    market = _typed(raw, "market", str, where, "on-demand")
-    if market not in {m.value for m in instances.Market}:
-        raise PlansError(f"{where}: market must be on-demand or spot")
-    return Search(spec, load_shape, levels, _positive(raw, "requests_per_level", where, 32),
-                  _positive(raw, "warmup_requests", where, 4, minimum=0), sla_spec, checks,
-                  target, instances.Market(market))
+def _first_problem(exc: ValidationError, path: Path, data: dict[str, Any]) -> str:
+    """One line naming the file, the table (`[search]`, the plan's name or number) and the
+    key: the first table's unknown keys if it has any, else its first problem."""
+    errors = sorted(exc.errors(), key=lambda e: (_table(e["loc"]), e["type"] != "extra_forbidden"))
+    first = errors[0]
+    table, rest = _table(first["loc"]), first["loc"][len(_table(first["loc"])):]
+    where = (f"{path} [search]" if table == ("search",) else
+             f"{path} plan {_plan_label(data['plan'], int(table[1]))}" if table else str(path))
+    if first["type"] == "extra_forbidden":
+        unknown = sorted(str(e["loc"][-1]) for e in errors
+                         if e["type"] == "extra_forbidden" and _table(e["loc"]) == table)
+        if not table:
+            return f"{where}: unknown table(s) {unknown}; use [search] and [[plan]]"
+        known = sorted((_SearchTable if table == ("search",) else _PlanTable).model_fields)
+        return f"{where}: unknown key(s) {unknown}; known: {known}"
+    if rest[:1] == ("plan",):
+        return f"{where}: no [[plan]] tables"
+    return f"{where}: {_problem(first, rest)}"
 
 
-def _plan(raw: Any, index: int, path: Path, market: instances.Market) -> Plan:
-    if not isinstance(raw, dict):
-        raise PlansError(f"{path} plan {index}: not a table")
-    where = f"{path} plan {raw.get('name', index)!r}"
-    if unknown := set(raw) - set(_PLAN_TYPES):
-        raise PlansError(f"{where}: unknown key(s) {sorted(unknown)}; known: "
-                         f"{sorted(_PLAN_TYPES)}")
-    for key, kind in _PLAN_TYPES.items():
-        if key in raw and (not isinstance(raw[key], kind) or (isinstance(raw[key], bool)
-                           and kind is not bool)):
-            raise PlansError(f"{where}: {key} has the wrong type ({type(raw[key]).__name__})")
-    if not raw.get("name"):
-        raise PlansError(f"{path} plan {index}: needs a name")
-    values = dict(raw)
-    values["extra_args"] = tuple(str(a) for a in raw.get("extra_args", []))
-    if "price_usd_hr" in values:
-        values["price_usd_hr"] = float(values["price_usd_hr"])
-    plan = Plan(**values, market=market)
-    _check_plan(plan, where)
-    return plan
+def _table(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Where in the file: () for the top level, ("search",), or ("plan", index)."""
+    if loc[:1] == ("search",):
+        return loc[:1]
+    return loc[:2] if loc[:1] == ("plan",) and len(loc) > 1 else ()
 
 
-def _check_plan(plan: Plan, where: str) -> None:
-    if plan.dtype is not None and plan.dtype not in DTYPES:
-        raise PlansError(f"{where}: dtype {plan.dtype!r} is not one of {', '.join(DTYPES)}")
-    if plan.kv_cache_dtype is not None and plan.kv_cache_dtype not in KV_CACHE_DTYPES:
-        raise PlansError(f"{where}: kv_cache_dtype {plan.kv_cache_dtype!r} is not one of "
-                         f"{', '.join(KV_CACHE_DTYPES)}")
-    for key in ("max_num_seqs", "max_model_len", "tensor_parallel_size", "cpu_threads",
-                "kv_cache_memory_bytes"):
-        value = getattr(plan, key)
-        if value is not None and value < 1:
-            raise PlansError(f"{where}: {key} must be at least 1")
-    if plan.cpu_threads is not None and plan.cpu_threads > (os.cpu_count() or 1):
-        raise PlansError(f"{where}: cpu_threads {plan.cpu_threads} is more than this "
-                         f"machine's {os.cpu_count()} cores")
-    if plan.instance_type is not None and plan.instance_type not in instances.instances():
-        raise PlansError(f"{where}: instance_type {plan.instance_type!r} is not in the "
-                         f"catalogue ({', '.join(sorted(instances.instances()))})")
-    if plan.price_usd_hr is not None and plan.price_usd_hr <= 0:
-        raise PlansError(f"{where}: price_usd_hr must be positive")
-    if plan.endpoint is not None and not plan.endpoint.startswith(("http://", "https://")):
-        raise PlansError(f"{where}: endpoint must be an http:// or https:// URL")
-    if plan.api_key_env is not None and plan.endpoint is None:
-        raise PlansError(f"{where}: api_key_env only applies to a plan with an endpoint")
+def _plan_label(plans: list[Any], index: int) -> str:
+    name = plans[index].get("name") if isinstance(plans[index], dict) else None
+    return repr(name) if isinstance(name, str) and name else str(index + 1)
 
 
-def _typed(raw: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
-    value = raw.get(key, default)
-    if not isinstance(value, kind):
-        raise PlansError(f"{where}: {key} must be a {kind.__name__}")
-    return value
-
-
-def _positive(raw: dict[str, Any], key: str, where: str, default: int,
-              minimum: int = 1) -> int:
-    value = raw.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise PlansError(f"{where}: {key} must be a whole number >= {minimum}")
-    return value
+def _problem(error: ErrorDetails, rest: tuple[int | str, ...]) -> str:
+    kind, ctx, value = error["type"], error.get("ctx", {}), error["input"]
+    if kind == "value_error":
+        return str(ctx["error"])  # our validators' messages name the key themselves
+    if not rest:
+        return "not a table"
+    key = str(rest[0]) + "".join(f" item {i + 1}" for i in rest[1:2] if isinstance(i, int))
+    if kind in ("missing", "string_too_short"):
+        return f"needs a {key}"
+    if kind.endswith("_type") or (kind in ("literal_error", "enum")
+                                  and not isinstance(value, str)):
+        return f"{key} has the wrong type ({type(value).__name__})"
+    if kind in ("literal_error", "enum"):
+        return f"{key} {value!r} is not one of {ctx['expected'].replace(chr(39), '')}"
+    if kind == "greater_than_equal":
+        return f"{key} must be at least {ctx['ge']}"
+    if kind == "greater_than" and ctx["gt"] == 0:
+        return f"{key} must be positive"
+    return f"{key}: {error['msg']}"

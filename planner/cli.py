@@ -144,7 +144,8 @@ def _plan(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     best = ranked[0] if ranked and ranked[0].feasible else None
     if args.json:
-        print(json.dumps(report.answer(q, ranked, elapsed, arch.hf_id or args.model), indent=2))
+        answer = report.answer(q, ranked, elapsed, arch.hf_id or args.model)
+        print(json.dumps(answer.model_dump(mode="json"), indent=2))
     else:
         print(report.table(ranked, None if args.all else 25))
         print(f"\n{len(ranked)} candidates searched in {elapsed * 1000:.0f} ms.")

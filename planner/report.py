@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from llmfleet.core.instances import Market
+from llmfleet.core.wire.sizing import SizedCandidate, SizingAnswer
 from planner.memory import Precision
 from planner.sizing import Candidate, Question, asg_capacity
 
@@ -56,8 +56,8 @@ def recommendation(q: Question, best: Candidate | None) -> str:
             f"per replica.\n  TTFT {p.ttft_s * 1000:.0f} ms, TPOT {p.tpot_s * 1000:.1f} ms, "
             f"{best.output_tok_s:.0f} output tokens/s per instance; {rate}; "
             f"${best.fleet_usd_hr:.2f}/hr {q.market}, ${best.usd_per_million_output:.3f} per "
-            f"million output tokens.\n  Auto Scaling group: min {cap['min']}, desired "
-            f"{cap['desired']}, max {cap['max']} (scales on GPU utilisation above that).")
+            f"million output tokens.\n  Auto Scaling group: min {cap.min}, desired "
+            f"{cap.desired}, max {cap.max} (scales on GPU utilisation above that).")
 
 
 VLLM_PRECISION_ARGS = {
@@ -80,8 +80,8 @@ def tfvars(q: Question, c: Candidate, model_id: str) -> str:
              f"{c.prediction.output_tok_s * c.replicas_per_instance:.0f} output tokens/s per "
              "instance predicted",
              f'instance_type = "{c.instance.name}"',
-             f"capacity      = {{ min = {cap['min']}, max = {cap['max']}, "
-             f"desired = {cap['desired']} }}"]
+             f"capacity      = {{ min = {cap.min}, max = {cap.max}, "
+             f"desired = {cap.desired} }}"]
     if q.market is Market.SPOT:
         lines.append("spot          = { on_demand_base = 0, spot_percentage = 100 }")
     if c.precision in (Precision.INT8, Precision.INT4):
@@ -93,22 +93,22 @@ def tfvars(q: Question, c: Candidate, model_id: str) -> str:
     return "\n".join(lines)
 
 
-def as_json(c: Candidate) -> dict[str, Any]:
+def as_wire(q: Question, c: Candidate, on_frontier: bool) -> SizedCandidate:
     p = c.prediction
-    return {"instance_type": c.instance.name, "gpu": c.instance.gpu,
-            "gpus": c.instance.gpu_count, "precision": c.precision.value,
-            "tensor_parallel": c.tensor_parallel, "replicas_per_instance": c.replicas_per_instance,
-            "concurrency": c.concurrency, "feasible": c.feasible, "why_not": c.why_not,
-            "ttft_ms": _finite(p.ttft_s * 1000), "tpot_ms": _finite(p.tpot_s * 1000),
-            "e2e_ms": _finite(p.e2e_s * 1000),
-            "output_tok_s": c.output_tok_s, "kv_offload_fraction": p.kv_offload_fraction,
-            "usd_hr": c.price_usd_hr, "usd_per_million_output_tokens": _finite(
-                c.usd_per_million_output), "instances": c.instances_needed,
-            "asg": asg_capacity(c) if c.feasible else None}
+    return SizedCandidate(
+        instance_type=c.instance.name, gpu=c.instance.gpu, gpus=c.instance.gpu_count,
+        precision=c.precision.value, tensor_parallel=c.tensor_parallel,
+        replicas_per_instance=c.replicas_per_instance, concurrency=c.concurrency,
+        feasible=c.feasible, why_not=c.why_not, ttft_ms=_finite(p.ttft_s * 1000),
+        tpot_ms=_finite(p.tpot_s * 1000), e2e_ms=_finite(p.e2e_s * 1000),
+        output_tok_s=c.output_tok_s, kv_offload_fraction=p.kv_offload_fraction,
+        usd_hr=c.price_usd_hr, usd_per_million_output_tokens=_finite(c.usd_per_million_output),
+        instances=c.instances_needed, asg=asg_capacity(c) if c.feasible else None,
+        cost=_finite(cost(q, c)), on_frontier=on_frontier)
 
 
 def answer(q: Question, ranked: Sequence[Candidate], search_s: float,
-           model_id: str) -> dict[str, Any]:
+           model_id: str) -> SizingAnswer:
     """The whole ranking for machines: `llmfleet plan --json` and the console's explorer.
 
     `cost` is what the ranking minimises (`cost_unit` says which), and `on_frontier`
@@ -118,15 +118,13 @@ def answer(q: Question, ranked: Sequence[Candidate], search_s: float,
     feasible = [i for i, c in enumerate(ranked) if c.feasible]
     edge = {feasible[i] for i in frontier([(ranked[j].prediction.e2e_s, cost(q, ranked[j]))
                                            for j in feasible])}
-    rows = [{**as_json(c), "cost": _finite(cost(q, c)), "on_frontier": i in edge}
-            for i, c in enumerate(ranked)]
-    return {"model": q.arch.name, "searched": len(ranked), "search_s": search_s,
-            "cost_unit": f"fleet $/hr for {q.request_rate:g} requests/s"
-            if q.request_rate is not None else "$ per million output tokens",
-            "recommended": rows[0] if best else None,
-            "recommendation": recommendation(q, best),
-            "tfvars": tfvars(q, best, model_id) if best else None,
-            "candidates": rows}
+    rows = tuple(as_wire(q, c, i in edge) for i, c in enumerate(ranked))
+    return SizingAnswer(
+        model=q.arch.name, searched=len(ranked), search_s=search_s,
+        cost_unit=f"fleet $/hr for {q.request_rate:g} requests/s"
+        if q.request_rate is not None else "$ per million output tokens",
+        recommended=rows[0] if best else None, recommendation=recommendation(q, best),
+        tfvars=tfvars(q, best, model_id) if best else None, candidates=rows)
 
 
 def _finite(value: float) -> float | None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from llmfleet.core.instances import Instance, Market, instances
+from llmfleet.core.wire.sizing import AsgCapacity
 from planner import catalog, efficiency
 from planner.catalog import ModelArch
 from planner.memory import GIB, Precision, Settings
@@ -160,7 +161,7 @@ def search(q: Question) -> list[Candidate]:
     return sorted(candidates(q), key=key)
 
 
-def asg_capacity(c: Candidate) -> dict[str, int]:
+def asg_capacity(c: Candidate) -> AsgCapacity:
     """Auto Scaling bounds: the steady-state count, and headroom for bursts above it."""
     need = c.instances_needed
-    return {"min": need, "max": max(need + 1, math.ceil(need * HEADROOM)), "desired": need}
+    return AsgCapacity(min=need, max=max(need + 1, math.ceil(need * HEADROOM)), desired=need)

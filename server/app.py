@@ -1,9 +1,15 @@
 """The router's ASGI application: routes, lifespan and wiring.
 
 Routes are thin: they parse, call one service object and map the result.
-Objects that need a running event loop (the aiohttp session, the backend
-pool and its health checks) are built in the lifespan hook; nothing happens
-at import time.
+Objects that need a running event loop (the background httpx client, the
+backend pool and its health checks) are built in the lifespan hook and
+closed on shutdown; nothing happens at import time.
+
+Two HTTP clients, one per kind of use: the request path posts through
+`server.upstream`'s lean pool (measured: a general client costs more CPU
+than the router's features together), and everything off it (health checks,
+model discovery, the console's read of the agent) shares one httpx
+`AsyncClient` with explicit timeouts and limits (`_background_client`).
 
 The two completion routes, which carry all the traffic, are dispatched by
 `HotPaths` before FastAPI's middleware stack and router: measured, those
@@ -21,7 +27,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import aiohttp
+import httpx
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
@@ -66,10 +72,29 @@ class Runtime:
     fleet: FleetMonitor
 
 
-def _connector(settings: RouterSettings) -> aiohttp.TCPConnector:
-    # Health checks and model discovery only: the request path uses server.upstream.
-    return aiohttp.TCPConnector(limit_per_host=4,
-                                keepalive_timeout=settings.upstream_keepalive_s)
+BACKGROUND_CONNECTIONS_PER_HOST = 4
+
+
+def _background_client(settings: RouterSettings) -> httpx.AsyncClient:
+    """The client for health checks, model discovery and the agent's /status; the request
+    path uses server.upstream.
+
+    httpx caps connections per client, not per host, so the cap is 4 for each host it
+    talks to (each backend, the agent); every call to a host is sequential (one health
+    round at a time, one agent read per sample), so no host can take another's share.
+    Each call passes its own timeout (`server.backends.bounded_get`); the default here
+    only covers a call that forgets to. No proxy or netrc from the environment: the
+    engines and the agent are on the private network, and the engine key goes to them
+    alone. Redirects are followed, at most 10, with the key dropped on a change of host.
+    """
+    hosts = len(settings.backends) + (settings.agent_url is not None)
+    connections = BACKGROUND_CONNECTIONS_PER_HOST * hosts
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.health_timeout_s),
+        limits=httpx.Limits(max_connections=connections,
+                            max_keepalive_connections=connections,
+                            keepalive_expiry=settings.upstream_keepalive_s),
+        trust_env=False, follow_redirects=True, max_redirects=10)
 
 
 class HotPaths:
@@ -111,15 +136,18 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
     metrics = RouterMetrics(registry or CollectorRegistry())
     policy = build_policy(settings)
     limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
+    # httpx logs every request at INFO: two lines per backend per health round. A backend
+    # changing state is what the router logs (server.backends).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        session = aiohttp.ClientSession(connector=_connector(settings), auto_decompress=False)
+        client = _background_client(settings)
         limits = PoolLimits(settings.max_inflight_per_backend, settings.max_queue,
                             settings.queue_timeout_s, settings.health_interval_s,
                             settings.health_timeout_s, settings.unhealthy_threshold,
                             settings.stall_after_s)
-        pool = BackendPool(settings.backends, session, limits, metrics,
+        pool = BackendPool(settings.backends, client, limits, metrics,
                            settings.backend_api_key)
         access_log = AccessLog(dropped=metrics.access_log_dropped)
         timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s,
@@ -132,7 +160,7 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
             metrics=metrics, alias=settings.alias_model,
             max_body_bytes=settings.max_body_bytes,
             default_max_tokens=settings.default_max_tokens)
-        fleet = FleetMonitor(metrics.registry, pool, session,
+        fleet = FleetMonitor(metrics.registry, pool, client,
                              interval_s=settings.console_interval_s,
                              window_s=settings.console_window_s,
                              history_s=settings.console_history_s, agent_url=settings.agent_url)
@@ -149,7 +177,7 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
             await pool.stop()
             proxy.close()
             await access_log.stop()
-            await session.close()
+            await client.aclose()
 
     app = FastAPI(title="llmfleet router", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None)

@@ -11,6 +11,13 @@ backend serving it with the fewest outstanding requests. Each backend admits
 at most `max_inflight_per_backend` requests; beyond that up to `max_queue`
 requests wait (at most `queue_timeout_s`) and the rest are shed with 503 at
 once, so a burst costs bounded memory and gets a fast answer.
+
+Health checks and discovery use the router's background httpx client (built
+in the lifespan hook, `server.app`), never the request path's pool. Each call
+is bounded in time as a whole (`health_timeout_s`, body included) and in
+size (`read_capped`); bodies are read as sent, undecoded. Failures are
+described by kind and status only (`describe`): an HTTP library's exception
+carries the request, and with it the engine key.
 """
 
 from __future__ import annotations
@@ -19,10 +26,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 
-import aiohttp
+import httpx
 from prometheus_client import Gauge
 from pydantic import BaseModel, Field
 
@@ -32,7 +39,7 @@ from server.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
-MAX_LISTING_BYTES = 1 << 20  # a /v1/models answer; vLLM's is a few hundred bytes
+MAX_LISTING_BYTES = 1 << 20  # a /v1/models or /health answer; vLLM's are a few hundred bytes
 
 
 class ListedModel(BaseModel):
@@ -47,10 +54,30 @@ class ModelList(BaseModel):
     data: list[ListedModel] = Field(max_length=1024)
 
 
-async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or ValueError past `limit` bytes (read no further than that)."""
+@contextlib.asynccontextmanager
+async def bounded_get(client: httpx.AsyncClient, url: str, timeout_s: float,
+                      headers: Mapping[str, str] | None = None
+                      ) -> AsyncIterator[httpx.Response]:
+    """GET `url` as a stream; the whole exchange, the body read inside included, must end
+    within `timeout_s` (httpx's own timeouts bound each wait, not the total).
+
+    Raises:
+        httpx.HTTPStatusError: an answer of 400 or more.
+        httpx.HTTPError: no connection, a dropped one, or too many redirects.
+        TimeoutError: not done within `timeout_s`.
+    """
+    async with asyncio.timeout(timeout_s), \
+            client.stream("GET", url, headers=headers, timeout=timeout_s) as resp:
+        if resp.status_code >= 400:  # raise_for_status alone would refuse any 3xx too
+            resp.raise_for_status()
+        yield resp
+
+
+async def read_capped(resp: httpx.Response, limit: int) -> bytes:
+    """The body as sent (not decompressed), or ValueError past `limit` bytes (read no
+    further than that)."""
     parts, size = [], 0
-    async for chunk in resp.content.iter_chunked(64 * 1024):
+    async for chunk in resp.aiter_raw(64 * 1024):
         size += len(chunk)
         if size > limit:
             raise ValueError(f"answer over {limit} bytes")
@@ -58,17 +85,29 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _refused(exc: BaseException | None) -> bool:
+    """Whether a failed connection was refused: httpx wraps the OSError, and every address
+    tried (an ExceptionGroup when a name had several) must have refused."""
+    while exc is not None:
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        if isinstance(exc, BaseExceptionGroup):
+            return all(_refused(inner) for inner in exc.exceptions)
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def describe(exc: BaseException, answer: str = "/v1/models") -> str:
-    """What went wrong, in words safe to show: the kind and the status, never `repr(exc)`,
-    which for aiohttp's response errors carries the request's headers (the engine key).
+    """What went wrong, in words safe to show: the kind and the status, never `repr(exc)`
+    or `str(exc)`. An HTTP library's errors carry the request, headers and engine key
+    included (one client printed them, and the key reached the fleet view and the log).
     `answer` names what was read, for a body that did not parse."""
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status}"
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "connection refused" if isinstance(exc.os_error, ConnectionRefusedError) \
-            else "cannot connect"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused" if _refused(exc) else "cannot connect"
     if isinstance(exc, ValueError):  # pydantic's ValidationError included
         return f"unexpected {answer} answer"
     return type(exc).__name__
@@ -109,11 +148,12 @@ class PoolLimits:
 class BackendPool:
     """Healthy-backend bookkeeping and least-outstanding selection."""
 
-    def __init__(self, urls: Iterable[str], session: aiohttp.ClientSession,
+    def __init__(self, urls: Iterable[str], client: httpx.AsyncClient,
                  limits: PoolLimits, metrics: RouterMetrics,
                  api_key: str | None = None) -> None:
+        """`client` is for health checks and discovery only; its owner closes it."""
         self.backends = [Backend(url, in_flight=metrics.in_flight.labels(url)) for url in urls]
-        self._session = session
+        self._client = client
         self._limits = limits
         self._metrics = metrics
         self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
@@ -136,17 +176,18 @@ class BackendPool:
 
     async def check(self, backend: Backend) -> None:
         """Probe `/health`, then refresh the served models from `/v1/models`."""
-        timeout = aiohttp.ClientTimeout(total=self._limits.health_timeout_s)
+        timeout_s = self._limits.health_timeout_s
         try:
-            async with self._session.get(f"{backend.url}/health", timeout=timeout,
-                                         headers=self._headers) as resp:
-                resp.raise_for_status()
-            async with self._session.get(f"{backend.url}/v1/models", timeout=timeout,
-                                         headers=self._headers) as resp:
-                resp.raise_for_status()
-                listing = ModelList.model_validate_json(await read_capped(resp,
-                                                                          MAX_LISTING_BYTES))
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            async with bounded_get(self._client, f"{backend.url}/health", timeout_s,
+                                   self._headers) as resp:
+                # The status is the answer; the body (vLLM's is empty) is read through
+                # only so that the connection can be reused.
+                await read_capped(resp, MAX_LISTING_BYTES)
+            async with bounded_get(self._client, f"{backend.url}/v1/models", timeout_s,
+                                   self._headers) as resp:
+                body = await read_capped(resp, MAX_LISTING_BYTES)
+            listing = ModelList.model_validate_json(body)
+        except (httpx.HTTPError, TimeoutError, ValueError) as exc:
             backend.failed_checks += 1
             backend.last_error = f"health check failed: {describe(exc)}"
             if backend.failed_checks >= self._limits.unhealthy_threshold:

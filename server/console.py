@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmfleet.core.instances import Market
+from llmfleet.core.wire.sizing import SizingAnswer
 from planner import catalog, report
 from planner.memory import Precision
 from planner.sizing import SEARCHED_PRECISIONS, Question, Slo, search
@@ -80,14 +81,13 @@ class PlanRequest(BaseModel):
                         precisions=(self.precision,) if self.precision else SEARCHED_PRECISIONS)
 
 
-def answer_plan(request: PlanRequest) -> dict[str, Any]:
+def answer_plan(request: PlanRequest) -> SizingAnswer:
     """The planner's ranking, cut to `limit` candidates (the recommendation first)."""
     q = request.question()
     started = time.perf_counter()
     ranked = search(q)
-    result = report.answer(q, ranked, time.perf_counter() - started, q.arch.hf_id or q.arch.name)
-    result["candidates"] = result["candidates"][:request.limit]
-    return result
+    answer = report.answer(q, ranked, time.perf_counter() - started, q.arch.hf_id or q.arch.name)
+    return answer.first(request.limit)
 
 
 def add_routes(app: FastAPI) -> None:
@@ -115,7 +115,8 @@ def add_routes(app: FastAPI) -> None:
         key_id = runtime.keys.authenticate(request.headers.get("authorization"))
         question = parse_wire(PlanRequest, await read_body(request, MAX_PLAN_BODY_BYTES))
         runtime.limiter.reserve(key_id, 0)  # one request against the key's limit
-        return JSONResponse(await run_in_threadpool(answer_plan, question))
+        answer = await run_in_threadpool(answer_plan, question)
+        return JSONResponse(answer.model_dump(mode="json"))
 
     @app.get("/config.json")
     async def config() -> JSONResponse:

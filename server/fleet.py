@@ -22,18 +22,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import aiohttp
+import httpx
 from prometheus_client import CollectorRegistry
 
 from llmfleet.core.prometheus import Snapshot
 from llmfleet.core.serving import compute, rate
-from server.backends import BackendPool, describe
+from llmfleet.core.wire.agent import AgentStatus
+from server.backends import BackendPool, bounded_get, describe, read_capped
 from server.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
 OUTPUT_TOKENS = "llmfleet_completion_tokens_total"
 PROMPT_TOKENS = "llmfleet_prompt_tokens_total"
+MAX_STATUS_BYTES = 1 << 20  # the agent's /status; a few KB with eight GPUs
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class AgentView:
     instance_type: str | None = None
     model: str | None = None
     age_s: float | None = None
-    gpus: tuple[dict[str, Any], ...] = ()
+    gpus: tuple[dict[str, float | None], ...] = ()  # GpuStatus as JSON, for `view()`
     gpu_utilization_pct: float | None = None
     gpu_power_w: float | None = None
     cost_usd_per_hour: float | None = None
@@ -92,35 +94,37 @@ def per_million(usd_per_hour: float | None, tokens_per_s: float | None) -> float
     return usd_per_hour / (tokens_per_s * 3600) * 1e6
 
 
-def agent_view(status: dict[str, Any], now: float, stale_after_s: float) -> AgentView:
+def agent_view(status: AgentStatus, now: float) -> AgentView:
     """Summarise the agent's `/status` body: GPU utilisation averaged, power summed."""
-    latest = status.get("latest")
-    if not isinstance(latest, dict):
+    latest = status.latest
+    if latest is None:
         return AgentView("stale")
-    gpus = tuple(g for g in latest.get("gpus") or () if isinstance(g, dict))
-    utils = [float(g["utilization_pct"]) for g in gpus if g.get("utilization_pct") is not None]
-    powers = [float(g["power_w"]) for g in gpus if g.get("power_w") is not None]
-    age = now - float(latest.get("at") or 0.0)
+    gpus = latest.gpus
+    utils = [g.utilization_pct for g in gpus if g.utilization_pct is not None]
+    powers = [g.power_w for g in gpus if g.power_w is not None]
+    age = now - latest.at
+    # Stale after three of the agent's rounds; its /health knows its interval.
+    stale_after_s = 3 * status.health.interval_s + 5
     return AgentView(
         "ok" if age <= stale_after_s else "stale",
-        instance_type=latest.get("instance_type"), model=latest.get("model"),
-        age_s=round(age, 1), gpus=gpus,
+        instance_type=latest.instance_type, model=latest.model,
+        age_s=round(age, 1), gpus=tuple(g.model_dump(mode="json") for g in gpus),
         gpu_utilization_pct=sum(utils) / len(utils) if utils else None,
         gpu_power_w=sum(powers) if powers else None,
-        cost_usd_per_hour=latest.get("cost_usd_per_hour"))
+        cost_usd_per_hour=latest.cost_usd_per_hour)
 
 
 class FleetMonitor:
     """Samples the router (and its agent) in the background; `view()` is the JSON."""
 
     def __init__(self, registry: CollectorRegistry, pool: BackendPool,
-                 session: aiohttp.ClientSession, *, interval_s: float, window_s: float,
+                 client: httpx.AsyncClient, *, interval_s: float, window_s: float,
                  history_s: float, agent_url: str | None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self._registry = registry
         self._pool = pool
-        self._session = session
+        self._client = client  # the router's background client (server.app); not closed here
         self.interval_s = interval_s
         self.window_s = window_s
         self._agent_url = agent_url
@@ -150,20 +154,17 @@ class FleetMonitor:
         return point
 
     async def _read_agent(self, url: str) -> AgentView:
-        timeout = aiohttp.ClientTimeout(total=min(1.0, self.interval_s))
+        """The agent's `/status`, read whole within one interval (1 s at most) and
+        `MAX_STATUS_BYTES`, or "unreachable" (logged once, with no more than `describe`)."""
         try:
-            async with self._session.get(f"{url}/status", timeout=timeout) as resp:
-                resp.raise_for_status()
-                body = await resp.json()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            async with bounded_get(self._client, f"{url}/status",
+                                   min(1.0, self.interval_s)) as resp:
+                body = AgentStatus.model_validate_json(await read_capped(resp, MAX_STATUS_BYTES))
+        except (httpx.HTTPError, TimeoutError, ValueError) as exc:
             if self.agent.state != "unreachable":
                 log.warning("the agent at %s cannot be read: %s", url, describe(exc, "/status"))
             return AgentView("unreachable")
-        if not isinstance(body, dict):
-            body = {}
-        # Stale after three of the agent's rounds; its /health knows its interval.
-        stale_after = 3 * float((body.get("health") or {}).get("interval_s") or 10.0) + 5
-        return agent_view(body, self._wall(), stale_after)
+        return agent_view(body, self._wall())
 
     def _point(self, before: Snapshot, after: Snapshot) -> FleetPoint:
         stats = compute((before, after), [])

@@ -2,8 +2,11 @@
 
 A TOML file (`LLMFLEET_CONFIG_FILE` or `llmfleet router --config`) may hold the
 same keys; environment variables win over the file so that a deployment can
-override one value without editing it. Lists given through the environment
+override one value without editing it, and values given in code (the command
+line's `--host`/`--port`) win over both. Lists given through the environment
 are comma separated (`LLMFLEET_BACKENDS=http://a:8001,http://b:8001`) or JSON.
+A named file that is missing or not TOML is a `ConfigFileError`, never an empty
+file's defaults.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from llmfleet.core.env import split_csv
 from server.edge import EdgeLimits
@@ -83,6 +93,39 @@ class ScoreWeights(BaseModel):
 
 
 
+class ConfigFileError(ValueError):
+    """The named settings file cannot be read or is not TOML; the message names it."""
+
+
+class ConfigFile(PydanticBaseSettingsSource):
+    """The TOML file that `config_file` names, in code or in LLMFLEET_CONFIG_FILE.
+
+    pydantic-settings' own TOML source takes one path for the whole class (its
+    `model_config`) and skips a missing file silently; this one wraps it to read
+    the file named for this load, and refuses a missing one.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        named = self.current_state.get("config_file")
+        if not named:
+            return {}
+        path = Path(named)
+        try:
+            with path.open("rb"):  # the TOML source would skip a missing file
+                pass
+            values = TomlConfigSettingsSource(self.settings_cls, toml_file=path)()
+        except OSError as exc:
+            raise ConfigFileError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigFileError(f"{path}: not valid TOML: {exc}") from exc
+        # A variable replaces the file's whole value, tables included (pydantic-settings
+        # would merge a table key by key).
+        return {k: v for k, v in values.items() if k not in self.current_state}
+
+
 def _plain_http(url: str, what: str) -> str:
     if not url.startswith("http://"):
         raise ValueError(f"{what} {url!r} must be a plain http:// URL")
@@ -94,6 +137,8 @@ class RouterSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LLMFLEET_", extra="forbid")
 
+    # Read by the ConfigFile source below, after code and the environment.
+    config_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     backends: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -205,18 +250,23 @@ class RouterSettings(BaseSettings):
                           send_timeout_s=self.send_timeout_s)
 
     @classmethod
-    def load(cls, config_file: Path | None = None, **overrides: Any) -> RouterSettings:
-        """Settings from a TOML file (if any), then the environment, then `overrides`."""
-        import os
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: values given in code, then LLMFLEET_* variables, then the file.
+        return init_settings, env_settings, ConfigFile(settings_cls)
 
-        path = config_file or (
-            Path(os.environ["LLMFLEET_CONFIG_FILE"]) if "LLMFLEET_CONFIG_FILE" in os.environ
-            else None
-        )
-        from_file: dict[str, Any] = tomllib.loads(path.read_text()) if path else {}
-        from_env = {k for k in cls.model_fields if f"LLMFLEET_{k.upper()}" in os.environ}
-        # Init kwargs outrank the environment in pydantic-settings; drop the file's
-        # value wherever the environment sets the same key.
-        merged = {k: v for k, v in from_file.items() if k not in from_env}
-        merged.update(overrides)
-        return cls(**merged)
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> RouterSettings:
+        """Settings from `overrides`, then the environment, then a TOML file: `config_file`,
+        else the one `LLMFLEET_CONFIG_FILE` names, else none.
+
+        Raises:
+            ConfigFileError: the file is missing, unreadable or not TOML.
+            pydantic.ValidationError: a value is wrong, wherever it came from.
+        """
+        if config_file is not None:
+            overrides["config_file"] = config_file
+        return cls(**overrides)

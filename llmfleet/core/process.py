@@ -2,7 +2,9 @@
 
 Each runs in its own session (so a stop reaches its whole process group: vLLM
 forks workers), logs to a file, and counts as ready when its health URL
-answers 200.
+answers 200. The probe is urllib3, the project's client for blocking calls:
+2 s to connect and for each read, errors not retried (the loop polls again),
+redirects followed (up to 10), the body never read.
 """
 
 from __future__ import annotations
@@ -11,10 +13,24 @@ import os
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+import urllib3
+
+HEALTH_TIMEOUT = urllib3.Timeout(connect=2, read=2)
+HEALTH_RETRIES = urllib3.Retry(total=None, connect=0, read=0, other=0, redirect=10)
+
+
+def _answers_200(http: urllib3.PoolManager, url: str) -> bool:
+    """Whether `url` answers 200 now; a failure to answer is a no."""
+    try:
+        resp = http.request("GET", url, preload_content=False)
+    except (urllib3.exceptions.HTTPError, OSError):
+        return False
+    resp.close()  # the status is the answer; an unread body must not be reused
+    resp.release_conn()
+    return resp.status == 200
 
 
 class StartError(RuntimeError):
@@ -51,18 +67,18 @@ class ChildProcess:
             StartError: the process exited, or `timeout_s` passed.
         """
         started = time.monotonic()
-        while (elapsed := time.monotonic() - started) < timeout_s:
-            if self._proc is None or self._proc.poll() is not None:
-                raise StartError(f"{self.name} exited during start-up:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.health_url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return elapsed
-            except (urllib.error.URLError, OSError):
-                pass
-            if progress:
-                progress(elapsed)
-            time.sleep(poll_s)
+        http = urllib3.PoolManager(timeout=HEALTH_TIMEOUT, retries=HEALTH_RETRIES)
+        try:
+            while (elapsed := time.monotonic() - started) < timeout_s:
+                if self._proc is None or self._proc.poll() is not None:
+                    raise StartError(f"{self.name} exited during start-up:\n{self.log_tail()}")
+                if _answers_200(http, self.health_url):
+                    return elapsed
+                if progress:
+                    progress(elapsed)
+                time.sleep(poll_s)
+        finally:
+            http.clear()
         raise StartError(f"{self.name} not healthy after {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:

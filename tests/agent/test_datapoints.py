@@ -9,6 +9,14 @@ from pathlib import Path
 from agent.buffer import DatapointBuffer
 from agent.datapoints import Where, build
 from agent.publisher import Publisher
+from agent.specs import (
+    ALL,
+    COST_AND_ENERGY,
+    COST_PER_HOUR,
+    COST_PER_MILLION_OUTPUT_TOKENS,
+    JOULES_PER_OUTPUT_TOKEN,
+    SERVING,
+)
 from llmfleet.core.gpu import GpuReading
 from llmfleet.core.net import free_port
 from llmfleet.core.serving import ServingStats
@@ -25,7 +33,7 @@ def test_units_scales_and_dimension_sets() -> None:
     serving = ServingStats(latency_p99_s=2.5, error_rate=0.02, kv_cache_usage=0.5,
                            generation_tokens_per_s=900.0)
     points = build(WHERE, 1_700_000_000.0, serving, [gpu(0, 80), gpu(1, 40)],
-                   {("CostPerHourUSD", "None"): 1.006, ("JoulesPerOutputToken", "None"): None})
+                   {COST_PER_HOUR: 1.006, JOULES_PER_OUTPUT_TOKEN: None})
     by_name = {(p.name, p.dimensions): p for p in points}
     group = (("AutoScalingGroupName", "fleet-dev"),)
     instance = (*group, ("InstanceId", "i-0abc"), ("InstanceType", "g5.xlarge"))
@@ -45,7 +53,7 @@ def test_units_scales_and_dimension_sets() -> None:
 def test_serving_figures_also_go_out_per_model() -> None:
     where = Where("fleet-dev", "i-0abc", "g5.xlarge", interval_s=10, model="llama-8b")
     points = build(where, 0.0, ServingStats(latency_p50_s=0.5), [gpu(0, 10)],
-                   {("JoulesPerOutputToken", "None"): 0.4, ("CostPerHourUSD", "None"): 1.0})
+                   {JOULES_PER_OUTPUT_TOKEN: 0.4, COST_PER_HOUR: 1.0})
     per_model = {p.name for p in points if ("Model", "llama-8b") in p.dimensions}
     assert per_model == {"LatencyP50", "JoulesPerOutputToken"}  # not the machine's figures
 
@@ -90,10 +98,17 @@ def test_nan_and_infinite_values_are_not_published() -> None:
     serving = ServingStats(kv_cache_usage=math.nan, requests_running=math.inf,
                            requests_waiting=2.0)
     points = build(WHERE, 0.0, serving, [gpu(0, 50, power=-math.inf)],
-                   {("CostPerHourUSD", "None"): 1.0,
-                    ("CostPerMillionOutputTokensUSD", "None"): math.nan})
+                   {COST_PER_HOUR: 1.0, COST_PER_MILLION_OUTPUT_TOKENS: math.nan})
     names = {p.name for p in points}
     assert all(math.isfinite(p.value) for p in points)
     assert {"RequestsWaiting", "GPUUtilization", "CostPerHourUSD"} <= names
     assert not names & {"KVCacheUsage", "RequestsRunning", "GPUPowerWatts",
                         "CostPerMillionOutputTokensUSD"}
+
+
+def test_a_round_with_every_figure_publishes_every_metric_in_the_table_once() -> None:
+    serving = ServingStats(**dict.fromkeys(SERVING, 0.5))
+    points = build(WHERE, 0.0, serving, [gpu(0, 50)], dict.fromkeys(COST_AND_ENERGY, 1.0))
+    group = (("AutoScalingGroupName", "fleet-dev"),)
+    published = [(p.name, p.unit) for p in points if p.dimensions == group]
+    assert published == [(spec.name, spec.unit) for spec in ALL]

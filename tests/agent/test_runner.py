@@ -23,9 +23,11 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agent.buffer import DatapointBuffer
+from agent.collect import Round
 from agent.cost import Identity
+from agent.outbox import OutboxThread
 from agent.report import render
-from agent.runner import Agent, Round
+from agent.runner import Agent
 from agent.settings import AgentSettings
 from llmfleet.core.gpu import GpuCollector
 from llmfleet.core.instances import Market
@@ -130,9 +132,9 @@ async def test_a_round_publishes_serving_gpu_and_cost_figures(
     assert re.search(r"LatencyP50\s+\d+\.\d ms", table)
     assert re.search(r"GPUMemoryTotal\s+48\.00 GiB", table)
     latest = agent.status.last_round  # what the agent's /status serves the router's console
-    assert latest is not None and latest["cost_usd_per_hour"] == 1.006
-    assert [g["utilization_pct"] for g in latest["gpus"]] == [80, 40]  # type: ignore[union-attr]
-    assert latest["serving"]["latency_p50_s"] == result.serving.latency_p50_s  # type: ignore[index]
+    assert latest is not None and latest.cost_usd_per_hour == 1.006
+    assert [g.utilization_pct for g in latest.gpus] == [80, 40]
+    assert latest.serving["latency_p50_s"] == result.serving.latency_p50_s
 
 
 def garbage_source() -> Starlette:
@@ -291,9 +293,13 @@ async def test_stopping_flushes_even_while_backing_off(tmp_path: Path) -> None:
 # -- faults: a full or read-only disk, bad values, bad pages, a round that raises -------
 
 
+def outbox_of(agent: Agent) -> OutboxThread:
+    assert isinstance(agent.outbox, OutboxThread), "start() a publishing agent first"
+    return agent.outbox
+
+
 def buffer_of(agent: Agent) -> DatapointBuffer:
-    assert agent._outbox is not None, "start() the agent first"
-    return agent._outbox.buffer
+    return outbox_of(agent).outbox.buffer
 
 
 async def test_a_full_disk_does_not_stop_the_rounds_being_published(
@@ -301,7 +307,7 @@ async def test_a_full_disk_does_not_stop_the_rounds_being_published(
     agent = Agent(settings(tmp_path, moto_port), IDENTITY)
     await agent.start()
     try:
-        await agent._on_worker(fill_up, buffer_of(agent))
+        await outbox_of(agent).run(fill_up, buffer_of(agent))
         for _ in range(3):
             await agent.run_round()
     finally:
@@ -315,7 +321,7 @@ async def test_a_full_disk_during_an_outage_counts_the_lost_points_and_logs_once
     agent = Agent(settings(tmp_path, free_port()), IDENTITY)  # CloudWatch down, too
     await agent.start()
     try:
-        await agent._on_worker(fill_up, buffer_of(agent))
+        await outbox_of(agent).run(fill_up, buffer_of(agent))
         with caplog.at_level(logging.WARNING, logger="agent"):
             for _ in range(3):
                 await agent.run_round()
@@ -336,7 +342,7 @@ async def test_a_backlog_drains_once_while_the_buffer_is_read_only(tmp_path: Pat
         for _ in range(3):  # an outage: the rounds wait on disk
             await agent.run_round()
         assert agent.status.buffered == 6
-        await agent._on_worker(make_read_only, buffer_of(agent))
+        await outbox_of(agent).run(make_read_only, buffer_of(agent))
         server = start_moto(port)
         await asyncio.sleep(0.4)  # past the (0.3 s) backoff
         for _ in range(3):
@@ -398,7 +404,9 @@ async def test_a_nan_on_a_scraped_page_is_left_out_and_the_round_still_arrives(
     assert statistic(moto_port, "RequestsWaiting", "Maximum") == 2
     assert statistic(moto_port, "KVCacheUsage") is None
     assert agent.status.nonfinite_total == {"KVCacheUsage": 1}
-    json.dumps(agent.status.last_round, allow_nan=False)  # /status stays valid JSON
+    last_round = agent.status.last_round
+    assert last_round is not None
+    json.dumps(last_round.model_dump(mode="json"), allow_nan=False)  # /status stays valid JSON
 
 
 def streaming_page(chunks: Callable[[], Iterator[bytes]]) -> Starlette:

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import re
 
-from agent.cost import Identity
-from agent.datapoints import SERVING, gpu_values
-from agent.runner import Agent
 from agent.settings import AgentSettings
-from llmfleet.core.serving import ServingStats
+from agent.specs import ALL
 from tests.helpers import tf
 
 INFRA = tf.INFRA
 
 
 def published_names() -> set[str]:
-    agent = Agent(AgentSettings(publish=False, imds=False, gpu=False), Identity())
-    extras = agent._cost_and_energy(ServingStats(), [])  # the names it emits
-    return ({name for name, _, _ in SERVING.values()} | {name for name, _ in gpu_values([])}
-            | {name for name, _ in extras})
+    """The agent's metric table (tests/agent/test_datapoints.py: a full round publishes it)."""
+    return {spec.name for spec in ALL}
 
 
 def names_read_by_infrastructure() -> set[str]:

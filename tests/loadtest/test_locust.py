@@ -135,7 +135,7 @@ def test_unreachable_host_is_a_clear_error(tmp_path: Path) -> None:
     host = f"http://127.0.0.1:{free_port()}"
     result = locust(*headless(host, tmp_path, "-u", "1", "-t", "5s"))
     assert result.returncode == 2
-    assert f"cannot reach {host}/v1/models" in result.stderr
+    assert f"cannot reach {host}/v1/models: [Errno 111] Connection refused" in result.stderr
 
 
 @pytest.mark.parametrize(("option", "message"), [

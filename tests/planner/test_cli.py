@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from llmfleet.cli import main
+from llmfleet.core.wire.sizing import SizingAnswer
 
 CONTRACT = {"ttft_ms", "tpot_ms", "e2e_ms", "output_throughput_tok_s", "total_throughput_tok_s",
             "max_concurrency_fits", "kv_offload_fraction"}
@@ -86,6 +87,7 @@ def test_plan_json_ranks_every_candidate(capsys: pytest.CaptureFixture[str]) -> 
     costs = [c["usd_per_million_output_tokens"] for c in candidates if c["feasible"]]
     assert costs == sorted(costs)
     assert out["recommended"] == candidates[0]
+    SizingAnswer.model_validate(out)  # the console's contract: every key, no other
 
 
 def test_an_impossible_slo_exits_1_and_bad_input_exits_2(

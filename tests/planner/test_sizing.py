@@ -60,7 +60,7 @@ def test_a_request_rate_sets_the_instance_count_and_the_asg_bounds() -> None:
     assert best.instances_needed == -(-30 // per_instance)
     assert (best.instances_needed - 1) * per_instance < 30 <= best.instances_needed * per_instance
     cap = sizing.asg_capacity(best)
-    assert cap["min"] == cap["desired"] == best.instances_needed < cap["max"]
+    assert cap.min == cap.desired == best.instances_needed < cap.max
 
 
 @pytest.mark.usefixtures("crafted")

@@ -7,6 +7,7 @@ by tests/server/test_console_browser.py.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,14 +16,22 @@ import httpx
 import openai
 import pytest
 from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from agent.app import StatusServer
-from agent.status import AgentStatus
+from agent.status import AgentState
 from llmfleet.core.net import free_port
+from llmfleet.core.wire.agent import AgentStatus, GpuStatus, LatestRound
+from llmfleet.core.wire.sizing import SizedCandidate, SizingAnswer
+from server.console import WEB_DIR
 from server.fleet import agent_view, per_million
 from server.settings import RouterSettings
 from tests.helpers.fake_upstream import FakeControl
 from tests.helpers.router import TEST_KEY, RouterFactory
+from tests.helpers.servers import ServerThread
 
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 FAST = {"console_interval_s": 0.2, "console_window_s": 1.0}
@@ -41,8 +50,8 @@ def poll(url: str, until: Any, headers: dict[str, str] | None = None,
 
 
 @pytest.fixture
-def agent_status() -> Iterator[tuple[AgentStatus, str]]:
-    status = AgentStatus(interval_s=1, started_at=time.monotonic())
+def agent_status() -> Iterator[tuple[AgentState, str]]:
+    status = AgentState(interval_s=1, started_at=time.monotonic())
     server = StatusServer(status, "127.0.0.1", 0)
     server.start()
     try:
@@ -76,15 +85,15 @@ def test_console_off_serves_no_page(make_router: RouterFactory,
 
 def test_fleet_numbers_move_after_requests_and_carry_the_agents_cost(
         make_router: RouterFactory, fake: tuple[FakeControl, str],
-        agent_status: tuple[AgentStatus, str]) -> None:
+        agent_status: tuple[AgentState, str]) -> None:
     control, url = fake
     control.chunk_delay_s = 0.01
     status, agent_url = agent_status
-    status.last_round = {
-        "at": time.time(), "instance_type": "g5.xlarge", "model": "fake-model",
-        "gpus": [{"index": 0, "utilization_pct": 80.0, "power_w": 200.0},
-                 {"index": 1, "utilization_pct": 40.0, "power_w": 100.0}],
-        "cost_usd_per_hour": 1.006}
+    status.last_round = LatestRound(
+        at=time.time(), instance_type="g5.xlarge", model="fake-model",
+        gpus=(GpuStatus(index=0, utilization_pct=80.0, power_w=200.0),
+              GpuStatus(index=1, utilization_pct=40.0, power_w=100.0)),
+        cost_usd_per_hour=1.006)
     with make_router([url], agent_url=agent_url, **FAST) as router:
         idle = poll(router.url + "/console/fleet", lambda b: len(b["series"]) >= 2)
         assert idle["series"][-1]["requests_per_s"] == 0
@@ -119,6 +128,18 @@ def test_fleet_says_why_the_agents_figures_are_missing(
         assert body["agent"]["state"] == "unreachable"
 
 
+def test_an_agent_answer_that_breaks_the_status_contract_reads_as_unreachable(
+        make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
+    async def status(request: Request) -> Response:
+        return JSONResponse({"health": {"interval_s": 1}, "latest": {"at": "yesterday"}})
+
+    with ServerThread(Starlette(routes=[Route("/status", status)])) as agent, \
+            make_router([fake[1]], agent_url=agent.url, **FAST) as router:
+        body = poll(router.url + "/console/fleet", lambda b: len(b["series"]) >= 2)
+    assert body["agent"]["state"] == "unreachable"
+    assert body["series"][-1]["cost_usd_per_hour"] is None
+
+
 def test_fleet_is_protected_like_metrics(make_router: RouterFactory,
                                          fake: tuple[FakeControl, str]) -> None:
     with make_router([fake[1]], protect_metrics=True) as router:
@@ -148,6 +169,16 @@ def test_plan_ranks_catalogue_models_behind_a_key(make_router: RouterFactory,
     assert body["cost_unit"] == "fleet $/hr for 20 requests/s"
     costs = [c["cost"] for c in body["candidates"] if c["feasible"]]
     assert costs == sorted(costs)
+    SizingAnswer.model_validate(body)  # every key of the contract, and no other
+
+
+def test_the_sizing_page_reads_only_keys_of_the_planners_answer() -> None:
+    script = (WEB_DIR / "sizing.js").read_text()
+    render = script[script.index("function renderPlan"):script.index("async function copyTfvars")]
+    answer_keys = set(re.findall(r"\bresult\.(\w+)", render))
+    candidate_keys = set(re.findall(r"\bc\.(\w+)", render))
+    assert {"candidates", "cost_unit"} <= answer_keys <= set(SizingAnswer.model_fields)
+    assert {"on_frontier", "e2e_ms"} <= candidate_keys <= set(SizedCandidate.model_fields)
 
 
 @pytest.mark.parametrize(("change", "param"), [
@@ -215,14 +246,24 @@ def test_an_origin_with_a_path_or_no_scheme_is_refused(origin: str) -> None:
         RouterSettings(backends=["http://127.0.0.1:1"], cors_allowed_origins=[origin])
 
 
+def agent_status_body(latest: LatestRound | None) -> AgentStatus:
+    """A `/status` body from an agent with a 10 s interval (stale after 35 s)."""
+    health = AgentState(interval_s=10, started_at=0.0).health(now=0.0)
+    return AgentStatus(health=health, latest=latest)
+
+
 def test_agent_view_averages_utilisation_sums_power_and_goes_stale() -> None:
-    status = {"latest": {"at": 100.0, "instance_type": "g5.12xlarge", "cost_usd_per_hour": 5.672,
-                         "gpus": [{"utilization_pct": 90, "power_w": 150},
-                                  {"utilization_pct": 30, "power_w": None}]}}
-    fresh = agent_view(status, now=110.0, stale_after_s=35)
+    status = agent_status_body(LatestRound(
+        at=100.0, instance_type="g5.12xlarge", cost_usd_per_hour=5.672,
+        gpus=(GpuStatus(index=0, utilization_pct=90, power_w=150),
+              GpuStatus(index=1, utilization_pct=30, power_w=None))))
+    fresh = agent_view(status, now=110.0)
     assert (fresh.state, fresh.gpu_utilization_pct, fresh.gpu_power_w) == ("ok", 60.0, 150.0)
-    assert agent_view(status, now=200.0, stale_after_s=35).state == "stale"
-    assert agent_view({"latest": None}, now=0.0, stale_after_s=35).state == "stale"
+    assert fresh.gpus[1] == {"index": 1, "utilization_pct": 30.0, "power_w": None,
+                             "memory_used_bytes": None, "memory_total_bytes": None,
+                             "temperature_c": None}  # as the agent sent it
+    assert agent_view(status, now=200.0).state == "stale"
+    assert agent_view(agent_status_body(None), now=0.0).state == "stale"
     assert per_million(1.006, 0.0) is None and per_million(None, 10.0) is None
     assert per_million(3.6, 1000.0) == pytest.approx(1.0)  # $3.6/hr at 1000 tok/s: $1/M
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from server.settings import RouterSettings
+from server.settings import ConfigFileError, RouterSettings
 
 
 def test_lists_from_comma_separated_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,3 +44,49 @@ def test_config_file_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_bad_values_are_refused(field: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         RouterSettings(**field)  # type: ignore[arg-type]
+
+
+def test_code_beats_the_environment_which_beats_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "router.toml"
+    config.write_text('host = "file"\nport = 1\nlog_level = "DEBUG"\n'
+                      "[score_weights]\nenergy = 3\n")
+    monkeypatch.setenv("LLMFLEET_CONFIG_FILE", str(config))
+    monkeypatch.setenv("LLMFLEET_HOST", "env")
+    monkeypatch.setenv("LLMFLEET_PORT", "2")
+    monkeypatch.setenv("LLMFLEET_SCORE_WEIGHTS", '{"accuracy": 2}')
+    settings = RouterSettings.load(port=3)
+    assert (settings.port, settings.host, settings.log_level) == (3, "env", "DEBUG")
+    # A variable replaces the file's whole table; it is not merged key by key.
+    assert (settings.score_weights.accuracy, settings.score_weights.energy) == (2, 1)
+
+
+def test_the_named_file_beats_the_one_in_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "env.toml").write_text("port = 1\n")
+    (tmp_path / "named.toml").write_text("port = 2\n")
+    monkeypatch.setenv("LLMFLEET_CONFIG_FILE", str(tmp_path / "env.toml"))
+    assert RouterSettings.load(tmp_path / "named.toml").port == 2
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, r"cannot read config file .*router\.toml: No such file"),
+    ("backends = [\n", r"router\.toml: not valid TOML"),
+])
+def test_a_missing_or_broken_file_is_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str | None, message: str) -> None:
+    config = tmp_path / "router.toml"
+    if text is not None:
+        config.write_text(text)
+    with pytest.raises(ConfigFileError, match=message):
+        RouterSettings.load(config)
+    monkeypatch.setenv("LLMFLEET_CONFIG_FILE", str(config))
+    with pytest.raises(ConfigFileError, match=message):
+        RouterSettings.load()
+
+
+def test_an_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "router.toml"
+    config.write_text("backend = 'http://x:1'\n")
+    with pytest.raises(ValidationError, match="backend"):
+        RouterSettings.load(config)

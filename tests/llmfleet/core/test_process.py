@@ -1,0 +1,47 @@
+"""Child processes: the start-up probe against a real server in a child process."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmfleet.core.net import free_port
+from llmfleet.core.process import ChildProcess, StartError
+
+
+@pytest.fixture
+def static_server(tmp_path: Path) -> Iterator[tuple[ChildProcess, str]]:
+    """Python's file server over a folder with a file `health` and a folder `ready/`."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "health").write_text("ok")
+    (tmp_path / "site" / "ready").mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+               "--directory", str(tmp_path / "site")]
+    child = ChildProcess("files", command, tmp_path / "files.log", base + "/health")
+    child.start()
+    try:
+        child.wait_ready(timeout_s=30, poll_s=0.1)
+        yield child, base
+    finally:
+        child.stop()
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready"], ids=["200", "redirect to a 200"])
+def test_a_health_url_answering_200_is_ready(static_server: tuple[ChildProcess, str],
+                                             path: str) -> None:
+    child, base = static_server
+    child.health_url = base + path  # /ready answers 301 to /ready/
+    assert child.wait_ready(timeout_s=5, poll_s=0.1) < 1
+
+
+def test_a_health_url_that_never_answers_200_times_out(
+        static_server: tuple[ChildProcess, str]) -> None:
+    child, base = static_server
+    child.health_url = base + "/missing"
+    with pytest.raises(StartError, match="files not healthy after 1 s"):
+        child.wait_ready(timeout_s=1, poll_s=0.1)
