@@ -98,7 +98,7 @@ test-fast: lint ## Lint, then every test that needs no real vLLM engine and no b
 	$(PY) -m pytest -q -m "not engine and not browser"
 
 .PHONY: screenshots
-screenshots: $(STAMP) $(CHROMIUM) ## Refresh the README's console screenshots (docs/console) from the browser tests against `llmfleet up`
+screenshots: $(STAMP) $(CHROMIUM) ## Refresh the console's screenshots (docs/console) from the browser tests against `llmfleet up`
 	LLMFLEET_CHROMIUM=$(CHROMIUM) LLMFLEET_SCREENSHOTS=docs/console $(PY) -m pytest -q -m browser \
 	  tests/server/test_console_browser.py
 
@@ -107,8 +107,7 @@ infra-check: $(TF_RC) security-check ## OpenTofu/Terraform: fmt -check, init, va
 	@test -n "$(TF)" || { echo "infra-check: neither tofu nor terraform is on PATH"; exit 1; }
 	$(TFRUN) fmt -check -recursive -diff
 	$(TFRUN) init -backend=false -input=false -no-color >/dev/null
-	: "validate rejects the demo test's aliased mock provider, which terraform test accepts; the test files are validated by running them below"
-	$(TFRUN) validate -no-color -no-tests
+	$(TFRUN) validate -no-color
 	$(TFRUN) test -no-color
 	for env in dev prod; do \
 	  ( $(TFRUN) test -no-color -test-directory=tests/environments -var-file=../environments/$$env.tfvars ) || exit 1; \
@@ -129,9 +128,12 @@ $(CHECKOV):
 	$(CHECKOV_VENV)/bin/python -m pip install -q "checkov==$(CHECKOV_VERSION)" 2>&1 | $(QUIET_PIP)
 
 .PHONY: lint
-lint: $(STAMP) ## Ruff, mypy --strict and the floors contract (no package imports from a floor above it)
+lint: lint-imports ## Ruff, mypy --strict and the floors contract
 	$(VENV)/bin/ruff check server llmfleet agent loadtest planner tests benchmarks
 	$(VENV)/bin/mypy
+
+.PHONY: lint-imports
+lint-imports: $(STAMP) ## The floors contract alone: no package imports from a floor above it (import-linter, contract in pyproject.toml)
 	$(VENV)/bin/lint-imports
 
 ##@ Measure

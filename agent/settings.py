@@ -23,7 +23,7 @@ ENV_PREFIX = "LLMFLEET_AGENT_"
 
 
 class AgentSettings(BaseSettings):
-    """Everything the agent process can be told; see the README's settings table."""
+    """Everything the agent process can be told; see the settings table in docs/agent.md."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 

@@ -1,6 +1,6 @@
 # llmfleet on AWS: a GPU fleet running vLLM, the router and the metrics agent,
 # behind an Application Load Balancer, API Gateway and WAF, with CloudWatch
-# dashboards and alarms and a static demo site. See README.md for the picture.
+# dashboards and alarms and a static demo site. See docs/deploy.md for the picture.
 
 provider "aws" {
   region = var.region
@@ -105,16 +105,50 @@ module "api_gateway" {
 }
 
 module "demo" {
-  count              = var.demo_site ? 1 : 0
-  source             = "./modules/demo"
-  name               = var.name
-  log_retention_days = var.log_retention_days
-  site_dir           = "${path.module}/../server/web"
-  api_base_url       = module.api_gateway.base_url
+  count        = var.demo_site ? 1 : 0
+  source       = "./modules/demo"
+  name         = var.name
+  site_dir     = "${path.module}/../server/web"
+  api_base_url = module.api_gateway.base_url
+  web_acl_arn  = module.demo_waf[0].web_acl_arn
 
   response_headers_policy_id = var.demo_response_headers_policy_id
+}
+
+# The demo site's web ACL: the same module as the API's, scoped to CloudFront, so it
+# is made through the us-east-1 provider (and the demo module needs only one provider).
+# The site differs from the API entries in two settings, kept as they were: it serves a
+# static page (GET and HEAD, no prompts, no API clients on cloud servers), so every
+# managed rule blocks; and its requests carry no credentials (the console sends its key
+# to API Gateway, another origin), so its logs have nothing to redact.
+module "demo_waf" {
+  count              = var.demo_site ? 1 : 0
+  source             = "./modules/waf"
+  name               = "${var.name}-site"
+  scope              = "CLOUDFRONT"
+  rate_limit_per_ip  = 300 # a static page needs few requests
+  serves_api         = false
+  redacted_headers   = []
+  log_retention_days = var.log_retention_days
   providers = {
-    aws           = aws
-    aws.us_east_1 = aws.us_east_1
+    aws = aws.us_east_1
   }
+}
+
+# The demo's web ACL, its log group and its logging moved from the demo module into
+# module.demo_waf (the waf module): the same objects, at new addresses. The demo's
+# bucket moved within the demo module (its moved blocks are there).
+moved {
+  from = module.demo[0].aws_wafv2_web_acl.site
+  to   = module.demo_waf[0].aws_wafv2_web_acl.this
+}
+
+moved {
+  from = module.demo[0].aws_cloudwatch_log_group.waf
+  to   = module.demo_waf[0].aws_cloudwatch_log_group.this
+}
+
+moved {
+  from = module.demo[0].aws_wafv2_web_acl_logging_configuration.site
+  to   = module.demo_waf[0].aws_wafv2_web_acl_logging_configuration.this
 }

@@ -133,7 +133,7 @@ def _plain_http(url: str, what: str) -> str:
 
 
 class RouterSettings(BaseSettings):
-    """Everything the router process can be told; see the README's settings table."""
+    """Everything the router process can be told; see the settings table in docs/router.md."""
 
     model_config = SettingsConfigDict(env_prefix="LLMFLEET_", extra="forbid")
 
@@ -190,7 +190,7 @@ class RouterSettings(BaseSettings):
     scored_models: list[ScoredModel] = Field(default_factory=list)
     score_weights: ScoreWeights = Field(default_factory=ScoreWeights)
 
-    # The web console (server/web) and what feeds it; see the README's console section.
+    # The web console (server/web) and what feeds it; see docs/console.md.
     console: bool = True
     agent_url: str | None = None
     console_interval_s: float = Field(default=2.0, gt=0)

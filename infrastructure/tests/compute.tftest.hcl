@@ -25,7 +25,7 @@ mock_provider "aws" {
     defaults = { arn = "arn:aws:iam::123456789012:role/llmfleet-test-instance" }
   }
   mock_resource "aws_s3_bucket" {
-    defaults = { arn = "arn:aws:s3:::llmfleet-test-artifacts", bucket = "llmfleet-test-artifacts" }
+    defaults = { arn = "arn:aws:s3:::llmfleet-test-artifacts", id = "llmfleet-test-artifacts", bucket = "llmfleet-test-artifacts" }
   }
   mock_resource "aws_cloudwatch_metric_alarm" {
     defaults = { arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:a" }
@@ -167,7 +167,7 @@ run "boot_installs_only_hash_pinned_packages" {
   }
   assert {
     condition = (aws_s3_object.requirements.key == "packages/${filemd5("modules/compute/requirements/instance.txt")}/requirements.txt" &&
-    aws_s3_object.requirements.bucket == aws_s3_bucket.artifacts.id)
+    aws_s3_object.requirements.bucket == module.artifacts_bucket.name && module.artifacts_bucket.name == "llmfleet-test-artifacts")
     error_message = "The lock travels with the wheel in the artifacts bucket, keyed by its content."
   }
   assert {
@@ -199,14 +199,14 @@ run "artifacts_bucket_refuses_requests_without_tls" {
   }
 
   assert {
-    condition = anytrue([for s in jsondecode(aws_s3_bucket_policy.artifacts.policy).Statement :
+    condition = anytrue([for s in jsondecode(module.artifacts_bucket.policy).Statement :
       s.Effect == "Deny" && s.Action == "s3:*" && s.Condition == { Bool = { "aws:SecureTransport" = "false" } } &&
     s.Resource == ["arn:aws:s3:::llmfleet-test-artifacts", "arn:aws:s3:::llmfleet-test-artifacts/*"]])
     error_message = "The artifacts bucket denies every request made without TLS."
   }
   assert {
-    condition     = aws_s3_bucket_policy.artifacts.bucket == aws_s3_bucket.artifacts.id
-    error_message = "The policy is the artifacts bucket's."
+    condition     = module.artifacts_bucket.arn == "arn:aws:s3:::llmfleet-test-artifacts"
+    error_message = "The policy is the artifacts bucket's (the bucket module writes it to its own bucket)."
   }
 }
 

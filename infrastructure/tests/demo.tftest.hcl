@@ -1,32 +1,25 @@
-# The demo module: private bucket read only through CloudFront, HTTPS only, a
-# CloudFront-scoped web ACL created through the us-east-1 provider, and the
-# response headers policy it creates unless one is given.
+# The demo module: private bucket read only through CloudFront, HTTPS only, behind
+# the CloudFront-scoped web ACL it is given (the root module makes it with the waf
+# module through the us-east-1 provider; tests/waf.tftest.hcl covers its rules), and
+# the response headers policy it creates unless one is given. One provider: the
+# module needs no aliased one, so `validate` can check it as a test's module.
 
 mock_provider "aws" {
   mock_data "aws_iam_policy_document" {
     defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
   }
   mock_resource "aws_s3_bucket" {
-    defaults = { arn = "arn:aws:s3:::t-site", id = "t-site", bucket_regional_domain_name = "t-site.s3.us-east-1.amazonaws.com" }
+    defaults = { arn = "arn:aws:s3:::t-site", id = "t-site", bucket = "t-site", bucket_regional_domain_name = "t-site.s3.us-east-1.amazonaws.com" }
   }
   mock_resource "aws_cloudfront_distribution" {
     defaults = { arn = "arn:aws:cloudfront::123456789012:distribution/E1", domain_name = "d1.cloudfront.net" }
   }
 }
 
-mock_provider "aws" {
-  alias = "us_east_1"
-  mock_resource "aws_wafv2_web_acl" {
-    defaults = { arn = "arn:aws:wafv2:us-east-1:123456789012:global/webacl/t/1" }
-  }
-  mock_resource "aws_cloudwatch_log_group" {
-    defaults = { arn = "arn:aws:logs:us-east-1:123456789012:log-group:aws-waf-logs-t-site" }
-  }
-}
-
 variables {
-  name     = "llmfleet-test"
-  site_dir = "../server/web"
+  name        = "llmfleet-test"
+  site_dir    = "../server/web"
+  web_acl_arn = "arn:aws:wafv2:us-east-1:123456789012:global/webacl/llmfleet-test-site/1"
 }
 
 run "served_only_through_cloudfront_behind_waf" {
@@ -34,31 +27,18 @@ run "served_only_through_cloudfront_behind_waf" {
   module {
     source = "./modules/demo"
   }
-  providers = {
-    aws           = aws
-    aws.us_east_1 = aws.us_east_1
-  }
 
   assert {
-    condition     = aws_s3_bucket_public_access_block.site.block_public_policy && aws_s3_bucket_public_access_block.site.restrict_public_buckets
-    error_message = "The bucket admits no public access: CloudFront reads it through origin access control."
+    condition     = one(aws_cloudfront_distribution.site.origin).domain_name == "t-site.s3.us-east-1.amazonaws.com" && module.site_bucket.name == "t-site"
+    error_message = "CloudFront's origin is the site bucket (the bucket module: no public access, encrypted, versioned)."
   }
   assert {
     condition     = aws_cloudfront_distribution.site.default_cache_behavior[0].viewer_protocol_policy == "redirect-to-https"
     error_message = "Viewers are redirected to HTTPS."
   }
   assert {
-    condition     = aws_wafv2_web_acl.site.scope == "CLOUDFRONT" && aws_cloudfront_distribution.site.web_acl_id == aws_wafv2_web_acl.site.arn
-    error_message = "The distribution is behind its own CloudFront-scoped web ACL."
-  }
-  assert {
-    condition = toset([for r in aws_wafv2_web_acl.site.rule : one(r.statement[0].managed_rule_group_statement[*].name) if length(r.statement[0].managed_rule_group_statement) > 0]) == toset([
-    "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesAnonymousIpList"])
-    error_message = "The site's web ACL runs AWS's common, known-bad-inputs (Log4j) and anonymous-IP rule groups."
-  }
-  assert {
-    condition     = one([for r in aws_wafv2_web_acl.site.rule : r.statement[0].rate_based_statement[0].limit if length(r.statement[0].rate_based_statement) > 0]) == 300
-    error_message = "The site's web ACL limits each IP (300 a minute by default)."
+    condition     = aws_cloudfront_distribution.site.web_acl_id == var.web_acl_arn
+    error_message = "The distribution is behind the CloudFront-scoped web ACL it is given."
   }
   assert {
     condition     = length(aws_cloudfront_response_headers_policy.site) == 1 && aws_cloudfront_response_headers_policy.site[0].security_headers_config[0].strict_transport_security[0].preload
@@ -83,13 +63,9 @@ run "site_bucket_refuses_requests_without_tls" {
   module {
     source = "./modules/demo"
   }
-  providers = {
-    aws           = aws
-    aws.us_east_1 = aws.us_east_1
-  }
 
   assert {
-    condition = anytrue([for s in jsondecode(aws_s3_bucket_policy.site.policy).Statement :
+    condition = anytrue([for s in jsondecode(module.site_bucket.policy).Statement :
       s.Effect == "Deny" && s.Action == "s3:*" && s.Condition == { Bool = { "aws:SecureTransport" = "false" } } &&
     s.Resource == ["arn:aws:s3:::t-site", "arn:aws:s3:::t-site/*"]])
     error_message = "The site bucket denies every request made without TLS."
@@ -105,10 +81,6 @@ run "points_the_console_at_the_api" {
   module {
     source = "./modules/demo"
   }
-  providers = {
-    aws           = aws
-    aws.us_east_1 = aws.us_east_1
-  }
   variables {
     api_base_url = "https://abc123.execute-api.eu-west-1.amazonaws.com/api"
   }
@@ -123,10 +95,6 @@ run "rejects_a_plain_http_api" {
   module {
     source = "./modules/demo"
   }
-  providers = {
-    aws           = aws
-    aws.us_east_1 = aws.us_east_1
-  }
   variables {
     api_base_url = "http://abc123.execute-api.eu-west-1.amazonaws.com/api/"
   }
@@ -137,10 +105,6 @@ run "rejects_a_site_without_an_index" {
   command = plan
   module {
     source = "./modules/demo"
-  }
-  providers = {
-    aws           = aws
-    aws.us_east_1 = aws.us_east_1
   }
   variables {
     site_dir = "tests/fixtures"
@@ -153,10 +117,6 @@ run "attaches_a_given_headers_policy" {
   module {
     source = "./modules/demo"
   }
-  providers = {
-    aws           = aws
-    aws.us_east_1 = aws.us_east_1
-  }
   variables {
     response_headers_policy_id = "67f7725c-6f97-4210-82d7-5512b31e9d03"
   }
@@ -167,29 +127,22 @@ run "attaches_a_given_headers_policy" {
   }
 }
 
-run "rejects_a_rate_limit_below_the_waf_minimum" {
+# A regional web ACL cannot be attached to a distribution: the apply would fail late.
+run "rejects_a_regional_web_acl" {
   command = plan
   module {
     source = "./modules/demo"
   }
-  providers = {
-    aws           = aws
-    aws.us_east_1 = aws.us_east_1
-  }
   variables {
-    rate_limit_per_ip = 5
+    web_acl_arn = "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/llmfleet-test-api/1"
   }
-  expect_failures = [var.rate_limit_per_ip]
+  expect_failures = [var.web_acl_arn]
 }
 
 run "rejects_an_unknown_price_class" {
   command = plan
   module {
     source = "./modules/demo"
-  }
-  providers = {
-    aws           = aws
-    aws.us_east_1 = aws.us_east_1
   }
   variables {
     price_class = "PriceClass_Cheapest"

@@ -21,7 +21,7 @@ mock_provider "aws" {
     defaults = { arn = "arn:aws:wafv2:us-east-1:123456789012:regional/ipset/t/1" }
   }
   mock_resource "aws_s3_bucket" {
-    defaults = { arn = "arn:aws:s3:::t-logs", id = "t-logs" }
+    defaults = { arn = "arn:aws:s3:::t-logs", id = "t-logs", bucket = "t-logs" }
   }
   mock_resource "aws_cloudwatch_log_group" {
     defaults = { arn = "arn:aws:logs:us-east-1:123456789012:log-group:aws-waf-logs-t" }
@@ -85,7 +85,7 @@ run "log_bucket_refuses_requests_without_tls_and_admits_log_delivery" {
   }
 
   assert {
-    condition = anytrue([for s in jsondecode(aws_s3_bucket_policy.logs.policy).Statement :
+    condition = anytrue([for s in jsondecode(module.logs_bucket.policy).Statement :
       s.Effect == "Deny" && s.Action == "s3:*" && s.Condition == { Bool = { "aws:SecureTransport" = "false" } } &&
     s.Resource == ["arn:aws:s3:::t-logs", "arn:aws:s3:::t-logs/*"]])
     error_message = "The access-log bucket denies every request made without TLS."
@@ -93,6 +93,10 @@ run "log_bucket_refuses_requests_without_tls_and_admits_log_delivery" {
   assert {
     condition     = one(data.aws_iam_policy_document.logs.statement).sid == "ElbWritesAccessLogs"
     error_message = "The bucket policy still lets the load balancer deliver its logs."
+  }
+  assert {
+    condition     = aws_lb.this.access_logs[0].bucket == "t-logs" && aws_lb.this.access_logs[0].enabled
+    error_message = "The load balancer writes its access logs to the bucket."
   }
 }
 

@@ -1,5 +1,6 @@
-# The waf module: one regional web ACL per public entry, its per-IP limit, the
-# managed rule groups with the body rules counting, and redacted logs.
+# The waf module: one web ACL per public entry, its per-IP limit, the managed rule
+# groups with the body rules counting at the API, and redacted logs; regional for the
+# load balancer and the API stage, CloudFront-scoped for the demo site.
 
 mock_provider "aws" {
   mock_resource "aws_wafv2_web_acl" {
@@ -44,6 +45,10 @@ run "managed_groups_rate_limit_and_redacted_logs" {
   assert {
     condition     = aws_wafv2_web_acl_logging_configuration.this.log_destination_configs == toset([aws_cloudwatch_log_group.this.arn]) && aws_cloudwatch_log_group.this.name == "aws-waf-logs-llmfleet-test-api"
     error_message = "Every request is logged to aws-waf-logs-NAME."
+  }
+  assert {
+    condition     = aws_wafv2_web_acl.this.scope == "REGIONAL"
+    error_message = "Web ACLs are regional by default (a load balancer or an API Gateway stage)."
   }
 }
 
@@ -115,4 +120,66 @@ run "rejects_an_exempt_range_that_is_not_an_ipv4_cidr" {
     rate_limit_exempt_cidrs = ["10.20.0.0"]
   }
   expect_failures = [var.rate_limit_exempt_cidrs]
+}
+
+# The demo site's web ACL, as the root module makes it (module.demo_waf): the same
+# rules as before it moved here from the demo module.
+run "cloudfront_scoped_for_the_demo_site_with_every_managed_rule_blocking" {
+  command = apply
+  module {
+    source = "./modules/waf"
+  }
+  variables {
+    name              = "llmfleet-test-site"
+    scope             = "CLOUDFRONT"
+    rate_limit_per_ip = 300
+    serves_api        = false
+    redacted_headers  = []
+  }
+
+  assert {
+    condition     = aws_wafv2_web_acl.this.scope == "CLOUDFRONT" && aws_wafv2_web_acl.this.name == "llmfleet-test-site"
+    error_message = "The site's web ACL is CloudFront-scoped."
+  }
+  assert {
+    condition = toset([for r in aws_wafv2_web_acl.this.rule : one(r.statement[0].managed_rule_group_statement[*].name) if length(r.statement[0].managed_rule_group_statement) > 0]) == toset([
+    "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesAnonymousIpList"])
+    error_message = "The site's web ACL runs AWS's common, known-bad-inputs (Log4j) and anonymous-IP rule groups."
+  }
+  assert {
+    condition     = alltrue([for r in aws_wafv2_web_acl.this.rule : length(r.statement[0].managed_rule_group_statement[0].rule_action_override) == 0 if length(r.statement[0].managed_rule_group_statement) > 0])
+    error_message = "No managed rule only counts at the site: it takes no prompts and no API clients."
+  }
+  assert {
+    condition = one([for r in aws_wafv2_web_acl.this.rule : r.statement[0].rate_based_statement[0] if r.name == "rate-limit-per-ip"]).limit == 300 && (
+    length(one([for r in aws_wafv2_web_acl.this.rule : r.statement[0].rate_based_statement[0] if r.name == "rate-limit-per-ip"]).scope_down_statement) == 0)
+    error_message = "The site's web ACL limits every IP to 300 a minute."
+  }
+  assert {
+    condition     = length(aws_wafv2_web_acl_logging_configuration.this.redacted_fields) == 0 && aws_cloudwatch_log_group.this.name == "aws-waf-logs-llmfleet-test-site"
+    error_message = "The site's requests are logged to aws-waf-logs-NAME, with nothing to redact."
+  }
+}
+
+run "rejects_an_unknown_scope" {
+  command = plan
+  module {
+    source = "./modules/waf"
+  }
+  variables {
+    scope = "GLOBAL"
+  }
+  expect_failures = [var.scope]
+}
+
+# WAF matches single headers in lower case: "Authorization" would redact nothing.
+run "rejects_a_redacted_header_not_in_lower_case" {
+  command = plan
+  module {
+    source = "./modules/waf"
+  }
+  variables {
+    redacted_headers = ["Authorization"]
+  }
+  expect_failures = [var.redacted_headers]
 }

@@ -40,7 +40,7 @@ def skip_comments() -> list[tuple[Path, str, str]]:
 
 def test_every_skip_says_why() -> None:
     skips = skip_comments()
-    assert len(skips) >= 30
+    assert len(skips) >= 25  # the scan found them (one bucket module holds three copies' skips)
     for path, check, reason in skips:
         assert len(reason.split()) >= 8, f"{path.name} {check}: the reason is too thin: {reason!r}"
 

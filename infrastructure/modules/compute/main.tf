@@ -33,7 +33,7 @@ module "user_data" {
   metrics_namespace  = var.metrics_namespace
   asg_name           = local.asg_name
   api_keys_parameter = var.api_keys_parameter
-  artifact_bucket    = aws_s3_bucket.artifacts.bucket
+  artifact_bucket    = module.artifacts_bucket.name
   artifact_key       = local.artifact_key
   artifact_sha256    = filesha256(var.package_path)
   log_group_names    = var.log_group_names
@@ -51,77 +51,24 @@ module "user_data" {
 # content hash so a new build or lock rolls the fleet; the user data carries both
 # files' SHA-256, so a swapped object is refused at boot.
 
-resource "aws_s3_bucket" "artifacts" {
-  #checkov:skip=CKV_AWS_18:Only the instance role reads and only apply writes; both are API calls that CloudTrail records, so server access logs would repeat them.
-  #checkov:skip=CKV_AWS_144:Build outputs: make wheel and apply recreate them; a replica in a second region would hold nothing that cannot be rebuilt.
-  #checkov:skip=CKV2_AWS_62:Nothing consumes new-object events; apply uploads and the instances read at boot.
-  bucket_prefix = "${var.name}-artifacts-"
+module "artifacts_bucket" {
+  source        = "../bucket"
+  name_prefix   = "${var.name}-artifacts-"
   force_destroy = true # only build outputs live here
-}
-
-resource "aws_s3_bucket_public_access_block" "artifacts" {
-  bucket                  = aws_s3_bucket.artifacts.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm = "aws:kms"
-    }
-    bucket_key_enabled = true
-  }
-}
-
-# Requests without TLS are refused, whoever signs them.
-module "artifacts_policy" {
-  source     = "../bucket_policy"
-  bucket_arn = aws_s3_bucket.artifacts.arn
-}
-
-resource "aws_s3_bucket_policy" "artifacts" {
-  bucket     = aws_s3_bucket.artifacts.id
-  policy     = module.artifacts_policy.json
-  depends_on = [aws_s3_bucket_public_access_block.artifacts]
-}
-
-resource "aws_s3_bucket_versioning" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-# Overwritten or deleted wheels are kept 30 days (a rollback window), then removed.
-resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
-  rule {
-    id     = "old-versions"
-    status = "Enabled"
-    filter {}
-    noncurrent_version_expiration {
-      noncurrent_days = 30
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 1
-    }
-  }
-  depends_on = [aws_s3_bucket_versioning.artifacts]
+  # KMS-encrypted, versioned: overwritten or deleted wheels are kept 30 days (a
+  # rollback window), then removed. The policy refuses requests without TLS,
+  # whoever signs them; the instance role reads through its own IAM policy.
 }
 
 resource "aws_s3_object" "package" {
-  bucket = aws_s3_bucket.artifacts.id
+  bucket = module.artifacts_bucket.name
   key    = local.artifact_key
   source = var.package_path
   etag   = filemd5(var.package_path)
 }
 
 resource "aws_s3_object" "requirements" {
-  bucket = aws_s3_bucket.artifacts.id
+  bucket = module.artifacts_bucket.name
   key    = local.requirements_key
   source = local.requirements_path
   etag   = filemd5(local.requirements_path)
@@ -211,7 +158,7 @@ data "aws_iam_policy_document" "instance" {
   statement {
     sid       = "ReadPackage"
     actions   = ["s3:GetObject"]
-    resources = ["${aws_s3_bucket.artifacts.arn}/packages/*"]
+    resources = ["${module.artifacts_bucket.arn}/packages/*"]
   }
 }
 
@@ -397,4 +344,36 @@ resource "aws_cloudwatch_metric_alarm" "gpu" {
   # No data means no agent is reporting (instances still loading): never scale on that.
   treat_missing_data = "notBreaching"
   alarm_actions      = [aws_autoscaling_policy.gpu[each.key].arn]
+}
+
+# The artifacts bucket moved into the bucket module (shared with the demo site's and
+# the access logs'): the same bucket and settings, at new addresses.
+moved {
+  from = aws_s3_bucket.artifacts
+  to   = module.artifacts_bucket.aws_s3_bucket.this
+}
+
+moved {
+  from = aws_s3_bucket_public_access_block.artifacts
+  to   = module.artifacts_bucket.aws_s3_bucket_public_access_block.this
+}
+
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.artifacts
+  to   = module.artifacts_bucket.aws_s3_bucket_server_side_encryption_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_policy.artifacts
+  to   = module.artifacts_bucket.aws_s3_bucket_policy.this
+}
+
+moved {
+  from = aws_s3_bucket_versioning.artifacts
+  to   = module.artifacts_bucket.aws_s3_bucket_versioning.this[0]
+}
+
+moved {
+  from = aws_s3_bucket_lifecycle_configuration.artifacts
+  to   = module.artifacts_bucket.aws_s3_bucket_lifecycle_configuration.this
 }

@@ -35,7 +35,7 @@ output "scale_in_alarm_arn" {
 
 output "artifacts_bucket" {
   description = "Bucket holding the llmfleet wheel."
-  value       = aws_s3_bucket.artifacts.bucket
+  value       = module.artifacts_bucket.name
 }
 
 output "router_keepalive_s" {

@@ -1,7 +1,9 @@
 # Demo site: the platform's static web page in a private S3 bucket, served
 # only through CloudFront with origin access control (the bucket has no public
 # access at all; CloudFront signs its requests), HTTPS only, behind its own web
-# ACL (per-IP rate limit and AWS managed rules) like every public entry.
+# ACL (per-IP rate limit and AWS managed rules) like every public entry. The web
+# ACL is the waf module's, made by the caller in us-east-1 (web_acl_arn), so this
+# module needs no second provider.
 
 locals {
   site_dir = var.site_dir
@@ -12,59 +14,22 @@ locals {
   }
 }
 
-resource "aws_s3_bucket" "site" {
-  #checkov:skip=CKV_AWS_18:Only CloudFront reads this bucket (origin access control); viewer requests are in the web ACL's logs.
-  #checkov:skip=CKV_AWS_144:The content is rebuilt from the repository by apply; a replica in a second region would hold nothing that cannot be re-uploaded.
-  #checkov:skip=CKV_AWS_145:SSE-S3: CloudFront's origin access control reads it without a KMS key grant, and the content is a public web page.
-  #checkov:skip=CKV2_AWS_62:Nothing consumes new-object events; uploads happen only through apply.
-  bucket_prefix = "${var.name}-site-"
-  force_destroy = true # the content is rebuilt from the repository
-}
-
-resource "aws_s3_bucket_public_access_block" "site" {
-  bucket                  = aws_s3_bucket.site.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "site" {
-  bucket = aws_s3_bucket.site.id
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm = "AES256" # SSE-S3: CloudFront OAC reads it without a KMS grant
-    }
-  }
-}
-
-resource "aws_s3_bucket_versioning" "site" {
-  bucket = aws_s3_bucket.site.id
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-# Versioning keeps the previous page through a bad upload; old versions go after 30 days.
-resource "aws_s3_bucket_lifecycle_configuration" "site" {
-  bucket = aws_s3_bucket.site.id
-  rule {
-    id     = "old-versions"
-    status = "Enabled"
-    filter {}
-    noncurrent_version_expiration {
-      noncurrent_days = 30
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 1
-    }
-  }
-  depends_on = [aws_s3_bucket_versioning.site]
+# SSE-S3: CloudFront's origin access control reads it without a KMS key grant, and the
+# content is a public web page. Versioning keeps the previous page through a bad upload;
+# old versions go after 30 days. The content is rebuilt from the repository by apply.
+module "site_bucket" {
+  source        = "../bucket"
+  name_prefix   = "${var.name}-site-"
+  force_destroy = true
+  sse_algorithm = "AES256"
+  # CloudFront's read; the module adds the deny of every request without TLS (CloudFront
+  # fetches from S3 over HTTPS: viewers are redirected to HTTPS before the origin is asked).
+  policy_json = data.aws_iam_policy_document.site.json
 }
 
 resource "aws_s3_object" "file" {
   for_each     = local.files
-  bucket       = aws_s3_bucket.site.id
+  bucket       = module.site_bucket.name
   key          = each.value
   source       = "${local.site_dir}/${each.value}"
   etag         = filemd5("${local.site_dir}/${each.value}")
@@ -78,7 +43,7 @@ resource "aws_s3_object" "file" {
 # API Gateway on another origin, which the routers admit through their CORS setting.
 # (Always written: a count on the API's URL, unknown until it exists, could not be planned.)
 resource "aws_s3_object" "config" {
-  bucket        = aws_s3_bucket.site.id
+  bucket        = module.site_bucket.name
   key           = "config.json"
   content       = jsonencode({ api_base = var.api_base_url }) # null: the page's own origin
   content_type  = "application/json"
@@ -130,18 +95,18 @@ resource "aws_cloudfront_distribution" "site" {
   #checkov:skip=CKV_AWS_174:CloudFront's default certificate fixes the minimum protocol itself (TLS 1.2 can only be required with a custom certificate).
   #checkov:skip=CKV_AWS_86:Standard CloudFront logging needs an S3 bucket with ACLs enabled, and every bucket here keeps ACLs off; requests are logged by the web ACL instead.
   #checkov:skip=CKV_AWS_310:One static origin in S3 (99.99% availability); failover would need a second bucket in another region for a demo page.
-  #checkov:skip=CKV2_AWS_47:The web ACL runs the known-bad-inputs (Log4j) and anonymous-IP groups from a dynamic block checkov cannot read; tests/demo.tftest.hcl asserts them.
+  #checkov:skip=CKV2_AWS_47:The web ACL (web_acl_arn, the waf module's) runs the known-bad-inputs (Log4j) and anonymous-IP groups from a dynamic block checkov cannot read; tests/waf.tftest.hcl asserts them.
   #checkov:skip=CKV_AWS_374:A public console for a public API: no country is excluded by default.
   enabled             = true
   comment             = "${var.name} web console"
   default_root_object = "index.html"
   price_class         = var.price_class
   http_version        = "http2and3"
-  web_acl_id          = aws_wafv2_web_acl.site.arn
+  web_acl_id          = var.web_acl_arn
 
   origin {
     origin_id                = "site"
-    domain_name              = aws_s3_bucket.site.bucket_regional_domain_name
+    domain_name              = module.site_bucket.regional_domain_name
     origin_access_control_id = aws_cloudfront_origin_access_control.site.id
   }
 
@@ -166,91 +131,11 @@ resource "aws_cloudfront_distribution" "site" {
   }
 }
 
-# --- Web ACL (CloudFront scope: created in us-east-1) ---------------------------
-
-resource "aws_wafv2_web_acl" "site" {
-  #checkov:skip=CKV_AWS_192:The known-bad-inputs group (Log4j) is in the dynamic rule block below, whose names checkov cannot read; tests/demo.tftest.hcl asserts the three managed groups.
-  provider = aws.us_east_1
-  name     = "${var.name}-site"
-  scope    = "CLOUDFRONT"
-
-  default_action {
-    allow {}
-  }
-
-  rule {
-    name     = "rate-limit-per-ip"
-    priority = 1
-    action {
-      block {}
-    }
-    statement {
-      rate_based_statement {
-        limit                 = var.rate_limit_per_ip
-        evaluation_window_sec = 60
-        aggregate_key_type    = "IP"
-      }
-    }
-    visibility_config {
-      cloudwatch_metrics_enabled = true
-      metric_name                = "${var.name}-site-rate-limit"
-      sampled_requests_enabled   = true
-    }
-  }
-
-  # AWS's common, known-bad-inputs (Log4j and other exploit payloads) and anonymous-IP groups.
-  dynamic "rule" {
-    for_each = {
-      common           = { priority = 2, group = "AWSManagedRulesCommonRuleSet" }
-      known-bad-inputs = { priority = 3, group = "AWSManagedRulesKnownBadInputsRuleSet" }
-      anonymous-ip     = { priority = 4, group = "AWSManagedRulesAnonymousIpList" }
-    }
-    content {
-      name     = "aws-${rule.key}"
-      priority = rule.value.priority
-      override_action {
-        none {}
-      }
-      statement {
-        managed_rule_group_statement {
-          vendor_name = "AWS"
-          name        = rule.value.group
-        }
-      }
-      visibility_config {
-        cloudwatch_metrics_enabled = true
-        metric_name                = "${var.name}-site-${rule.key}"
-        sampled_requests_enabled   = true
-      }
-    }
-  }
-
-  visibility_config {
-    cloudwatch_metrics_enabled = true
-    metric_name                = "${var.name}-site"
-    sampled_requests_enabled   = true
-  }
-}
-
-resource "aws_cloudwatch_log_group" "waf" {
-  #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts every log group at rest with a service key; these records are requests for a public page.
-  #checkov:skip=CKV_AWS_338:Retention is log_retention_days (30 by default); a year of request records for a static page is a cost choice.
-  provider          = aws.us_east_1
-  name              = "aws-waf-logs-${var.name}-site"
-  retention_in_days = var.log_retention_days
-}
-
-resource "aws_wafv2_web_acl_logging_configuration" "site" {
-  provider                = aws.us_east_1
-  resource_arn            = aws_wafv2_web_acl.site.arn
-  log_destination_configs = [aws_cloudwatch_log_group.waf.arn]
-}
-
 data "aws_iam_policy_document" "site" {
   statement {
     sid       = "CloudFrontReadsThroughOAC"
     actions   = ["s3:GetObject"]
-    resources = ["${aws_s3_bucket.site.arn}/*"]
+    resources = ["${module.site_bucket.arn}/*"]
     principals {
       type        = "Service"
       identifiers = ["cloudfront.amazonaws.com"]
@@ -263,15 +148,36 @@ data "aws_iam_policy_document" "site" {
   }
 }
 
-# CloudFront's read plus the platform's deny of every request without TLS (CloudFront
-# fetches from S3 over HTTPS: viewers are redirected to HTTPS before the origin is asked).
-module "site_policy" {
-  source      = "../bucket_policy"
-  bucket_arn  = aws_s3_bucket.site.arn
-  policy_json = data.aws_iam_policy_document.site.json
+# The bucket moved into the bucket module (shared with the artifacts and the access
+# logs'), and the web ACL, its log group and logging into the waf module, which the
+# root module calls with the us-east-1 provider (module.demo_waf; its moved blocks are
+# there, since they cross modules): the same bucket and settings, at new addresses.
+moved {
+  from = aws_s3_bucket.site
+  to   = module.site_bucket.aws_s3_bucket.this
 }
 
-resource "aws_s3_bucket_policy" "site" {
-  bucket = aws_s3_bucket.site.id
-  policy = module.site_policy.json
+moved {
+  from = aws_s3_bucket_public_access_block.site
+  to   = module.site_bucket.aws_s3_bucket_public_access_block.this
+}
+
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.site
+  to   = module.site_bucket.aws_s3_bucket_server_side_encryption_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_versioning.site
+  to   = module.site_bucket.aws_s3_bucket_versioning.this[0]
+}
+
+moved {
+  from = aws_s3_bucket_lifecycle_configuration.site
+  to   = module.site_bucket.aws_s3_bucket_lifecycle_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_policy.site
+  to   = module.site_bucket.aws_s3_bucket_policy.this
 }

@@ -5,7 +5,7 @@ output "url" {
 
 output "bucket" {
   description = "Bucket holding the site's files."
-  value       = aws_s3_bucket.site.bucket
+  value       = module.site_bucket.name
 }
 
 output "distribution_id" {

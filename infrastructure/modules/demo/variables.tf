@@ -32,20 +32,14 @@ variable "price_class" {
   }
 }
 
-variable "rate_limit_per_ip" {
-  description = "Requests per IP per minute the site's web ACL allows before blocking (a static page needs few)."
-  type        = number
-  default     = 300
+variable "web_acl_arn" {
+  description = "ARN of the CloudFront-scoped web ACL in front of the distribution (the waf module's web_acl_arn, made with scope CLOUDFRONT through a us-east-1 provider)."
+  type        = string
+  nullable    = false
   validation {
-    condition     = var.rate_limit_per_ip >= 10 && var.rate_limit_per_ip <= 2000000000
-    error_message = "rate_limit_per_ip must be between 10 (WAF's minimum) and 2e9."
+    condition     = can(regex("^arn:aws[a-z-]*:wafv2:us-east-1:[0-9]{12}:global/webacl/[A-Za-z0-9_-]+/[A-Za-z0-9-]+$", var.web_acl_arn))
+    error_message = "web_acl_arn must be a CloudFront-scoped WAFv2 web ACL ARN (arn:aws:wafv2:us-east-1:ACCOUNT:global/webacl/NAME/ID); a regional ACL cannot protect a distribution."
   }
-}
-
-variable "log_retention_days" {
-  description = "Days to keep the site's WAF logs."
-  type        = number
-  default     = 30
 }
 
 variable "response_headers_policy_id" {

@@ -4,8 +4,6 @@ terraform {
     aws = {
       source  = "hashicorp/aws"
       version = ">= 5.80, < 7.0"
-      # CloudFront's web ACL (scope CLOUDFRONT) and its log group must live in us-east-1.
-      configuration_aliases = [aws.us_east_1]
     }
   }
 }

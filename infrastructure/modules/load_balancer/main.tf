@@ -40,72 +40,29 @@ resource "aws_vpc_security_group_egress_rule" "to_routers" {
 }
 
 # --- Access logs ---------------------------------------------------------------
-
-resource "aws_s3_bucket" "logs" {
-  #checkov:skip=CKV_AWS_18:This is the access-log bucket; logging it to itself would loop and to another bucket only moves the question.
-  #checkov:skip=CKV_AWS_21:Write-once logs that expire after log_retention_days; versions would only keep deleted logs longer.
-  #checkov:skip=CKV_AWS_144:Access logs are diagnostics, not data to survive a region loss; replication would double their cost.
-  #checkov:skip=CKV_AWS_145:ALB access logging supports SSE-S3 only (AWS does not deliver to SSE-KMS buckets); encrypted with AES256 below.
-  #checkov:skip=CKV2_AWS_62:Nothing consumes new-object events for logs; notifications would have no subscriber.
-  bucket_prefix = "${var.name}-alb-logs-"
-  force_destroy = !var.deletion_protection
-}
-
-resource "aws_s3_bucket_public_access_block" "logs" {
-  bucket                  = aws_s3_bucket.logs.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-# ALB access logs support SSE-S3 only (not KMS).
-resource "aws_s3_bucket_server_side_encryption_configuration" "logs" {
-  bucket = aws_s3_bucket.logs.id
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm = "AES256"
-    }
-  }
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "logs" {
-  bucket = aws_s3_bucket.logs.id
-  rule {
-    id     = "expire"
-    status = "Enabled"
-    filter {}
-    expiration {
-      days = var.log_retention_days
-    }
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 1
-    }
-  }
+# Write-once logs: SSE-S3, because ALB log delivery does not write to SSE-KMS buckets;
+# no versions, since logs are never overwritten and expire after log_retention_days.
+module "logs_bucket" {
+  source          = "../bucket"
+  name_prefix     = "${var.name}-alb-logs-"
+  force_destroy   = !var.deletion_protection
+  sse_algorithm   = "AES256"
+  versioned       = false
+  expiration_days = var.log_retention_days
+  # The log delivery statement; the module adds the deny of every request without TLS.
+  policy_json = data.aws_iam_policy_document.logs.json
 }
 
 data "aws_iam_policy_document" "logs" {
   statement {
     sid       = "ElbWritesAccessLogs"
     actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.logs.arn}/alb/*"]
+    resources = ["${module.logs_bucket.arn}/alb/*"]
     principals {
       type        = "AWS"
       identifiers = [data.aws_elb_service_account.this.arn]
     }
   }
-}
-
-# The log delivery statement plus the platform's deny of every request without TLS.
-module "logs_policy" {
-  source      = "../bucket_policy"
-  bucket_arn  = aws_s3_bucket.logs.arn
-  policy_json = data.aws_iam_policy_document.logs.json
-}
-
-resource "aws_s3_bucket_policy" "logs" {
-  bucket = aws_s3_bucket.logs.id
-  policy = module.logs_policy.json
 }
 
 # --- Load balancer, target group, listeners ----------------------------------
@@ -122,12 +79,13 @@ resource "aws_lb" "this" {
   enable_deletion_protection = var.deletion_protection
 
   access_logs {
-    bucket  = aws_s3_bucket.logs.id
+    bucket  = module.logs_bucket.name
     prefix  = "alb"
     enabled = true
   }
 
-  depends_on = [aws_s3_bucket_policy.logs]
+  # ELB checks at creation that it may write to the bucket: the policy comes first.
+  depends_on = [module.logs_bucket]
 
   lifecycle {
     precondition {
@@ -220,4 +178,31 @@ moved {
 moved {
   from = aws_wafv2_web_acl_logging_configuration.this
   to   = module.waf.aws_wafv2_web_acl_logging_configuration.this
+}
+
+# The access-log bucket moved into the bucket module (shared with the artifacts and
+# the demo site's): the same bucket and settings, at new addresses.
+moved {
+  from = aws_s3_bucket.logs
+  to   = module.logs_bucket.aws_s3_bucket.this
+}
+
+moved {
+  from = aws_s3_bucket_public_access_block.logs
+  to   = module.logs_bucket.aws_s3_bucket_public_access_block.this
+}
+
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.logs
+  to   = module.logs_bucket.aws_s3_bucket_server_side_encryption_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_lifecycle_configuration.logs
+  to   = module.logs_bucket.aws_s3_bucket_lifecycle_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_policy.logs
+  to   = module.logs_bucket.aws_s3_bucket_policy.this
 }

@@ -1,7 +1,8 @@
-# WAF: one regional web ACL for one public entry (the load balancer, the API
-# Gateway stage), each entry with its own, so that each sees its own clients'
-# addresses: a per-IP rate limit, AWS's common, known-bad-inputs and anonymous-IP
-# rule groups, and logs with the credential headers redacted.
+# WAF: one web ACL for one public entry (the load balancer, the API Gateway
+# stage, the demo site's CloudFront distribution), each entry with its own, so
+# that each sees its own clients' addresses: a per-IP rate limit, AWS's common,
+# known-bad-inputs and anonymous-IP rule groups, and logs with the credential
+# headers redacted. Regional, or CloudFront-scoped (created through a us-east-1 provider).
 
 locals {
   # Rules that inspect the request body only count (they label and log, never block).
@@ -11,7 +12,8 @@ locals {
   # renders a body as HTML, opens a path or URL from it, or logs it through Java; IMDSv2
   # (a token, one hop) answers no request forged from a body; and prompts exceed the
   # 8 KB size rule by design (the routers cap body sizes themselves). Header, URI and
-  # query-string rules still block.
+  # query-string rules still block. These `count` lists apply to entries that serve
+  # the API (serves_api); elsewhere (the demo site) every rule of the groups blocks.
   managed_groups = {
     common = {
       priority = 2, group = "AWSManagedRulesCommonRuleSet",
@@ -22,8 +24,8 @@ locals {
       count    = ["Log4JRCE_BODY", "JavaDeserializationRCE_BODY"]
     }
     # Tor, open proxies and consumer VPNs are blocked: with keys handed out per client
-    # they mostly spread abuse over many addresses. Hosting providers are only counted:
-    # applications calling from their own cloud servers are the main legitimate traffic.
+    # they mostly spread abuse over many addresses. Hosting providers are only counted at
+    # the API: applications calling from their own cloud servers are its main legitimate traffic.
     anonymous-ip = {
       priority = 4, group = "AWSManagedRulesAnonymousIpList",
       count    = ["HostingProviderIPList"]
@@ -41,7 +43,7 @@ resource "aws_wafv2_ip_set" "exempt" {
   count              = length(var.rate_limit_exempt_cidrs) > 0 ? 1 : 0
   name               = "${var.name}-rate-limit-exempt"
   description        = "Sources whose requests another web ACL has already rate-limited per client"
-  scope              = "REGIONAL"
+  scope              = var.scope
   ip_address_version = "IPV4"
   addresses          = var.rate_limit_exempt_cidrs
 }
@@ -51,7 +53,7 @@ resource "aws_wafv2_ip_set" "exempt" {
 resource "aws_wafv2_web_acl" "this" {
   #checkov:skip=CKV_AWS_192:The known-bad-inputs group (Log4j) is in the dynamic rule block below, whose names checkov cannot read; tests/waf.tftest.hcl asserts the three managed groups.
   name  = var.name
-  scope = "REGIONAL"
+  scope = var.scope
 
   default_action {
     allow {}
@@ -102,7 +104,7 @@ resource "aws_wafv2_web_acl" "this" {
           vendor_name = "AWS"
           name        = rule.value.group
           dynamic "rule_action_override" {
-            for_each = rule.value.count
+            for_each = var.serves_api ? rule.value.count : []
             content {
               name = rule_action_override.value
               action_to_use {
@@ -128,8 +130,9 @@ resource "aws_wafv2_web_acl" "this" {
 }
 
 # --- Logs ----------------------------------------------------------------------
-# Every request the web ACL sees, with the headers that carry credentials redacted
-# before AWS writes the record. The group name must start with aws-waf-logs-.
+# Every request the web ACL sees, with the headers that carry credentials
+# (redacted_headers) redacted before AWS writes the record. The group name must
+# start with aws-waf-logs-; a CloudFront-scoped ACL's group is in us-east-1 with it.
 
 resource "aws_cloudwatch_log_group" "this" {
   #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts every log group at rest with a service key; credentials are redacted from these records before they are written, so a customer-managed key ($1/month plus a key policy to keep) adds little here.
@@ -143,7 +146,7 @@ resource "aws_wafv2_web_acl_logging_configuration" "this" {
   log_destination_configs = [aws_cloudwatch_log_group.this.arn]
 
   dynamic "redacted_fields" {
-    for_each = ["authorization", "x-api-key"]
+    for_each = var.redacted_headers
     content {
       single_header {
         name = redacted_fields.value

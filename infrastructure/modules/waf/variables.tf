@@ -32,3 +32,31 @@ variable "log_retention_days" {
   type        = number
   default     = 30
 }
+
+variable "scope" {
+  description = "Where the web ACL applies: \"REGIONAL\" (a load balancer or API Gateway stage, in the deployment's region) or \"CLOUDFRONT\" (a distribution; pass a us-east-1 provider, the only region CloudFront's web ACLs live in)."
+  type        = string
+  default     = "REGIONAL"
+  validation {
+    condition     = contains(["REGIONAL", "CLOUDFRONT"], var.scope)
+    error_message = "scope must be \"REGIONAL\" or \"CLOUDFRONT\"."
+  }
+}
+
+variable "serves_api" {
+  description = "The entry serves the API: the managed rules that inspect request bodies (prompts quote code) and the hosting-provider list (clients on cloud servers) only count. false lets every managed rule block (the demo site: a static page, GET and HEAD only)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "redacted_headers" {
+  description = "Request headers (lower case) whose values the request logs redact: the credentials the entry receives."
+  type        = list(string)
+  default     = ["authorization", "x-api-key"]
+  nullable    = false
+  validation {
+    condition     = alltrue([for h in var.redacted_headers : can(regex("^[a-z0-9!#$%&'*+.^_`|~-]+$", h))]) && length(var.redacted_headers) == length(distinct(var.redacted_headers))
+    error_message = "redacted_headers must be distinct header names in lower case (WAF matches single headers in lower case), e.g. [\"authorization\", \"x-api-key\"]."
+  }
+}
