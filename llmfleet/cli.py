@@ -21,8 +21,17 @@ from llmfleet.core import logs
 from llmfleet.core.testmodel import DEFAULT_TEST_MODEL_DIR
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from agent.settings import AgentSettings
     from llmfleet.core.gpu import GpuCollector
+
+
+def _problems(exc: ValidationError) -> str:
+    """One line per bad setting, without the values given: pydantic's own text quotes the
+    input, which holds the keys (these lines reach the process log and CloudWatch)."""
+    return "\n".join(f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                      for e in exc.errors(include_input=False, include_url=False))
 
 
 def _router(args: argparse.Namespace) -> int:
@@ -40,7 +49,7 @@ def _router(args: argparse.Namespace) -> int:
         print(f"llmfleet router: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        print(f"llmfleet router: invalid settings (LLMFLEET_*, config file):\n{exc}",
+        print(f"llmfleet router: invalid settings (LLMFLEET_*, config file):\n{_problems(exc)}",
               file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
@@ -71,7 +80,8 @@ def _agent(args: argparse.Namespace) -> int:
     try:
         settings = AgentSettings(**overrides)
     except ValidationError as exc:
-        print(f"llmfleet agent: invalid settings (LLMFLEET_AGENT_*):\n{exc}", file=sys.stderr)
+        print(f"llmfleet agent: invalid settings (LLMFLEET_AGENT_*):\n{_problems(exc)}",
+              file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
     if args.once:

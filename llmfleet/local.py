@@ -40,7 +40,6 @@ class UpOptions:
     agent_interval_s: float = 10.0
 
 
-
 def local_cloudwatch(port: int, log_path: Path) -> ChildProcess:
     """moto in server mode: CloudWatch's API on 127.0.0.1, in memory."""
     return ChildProcess("local CloudWatch (moto)",

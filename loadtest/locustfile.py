@@ -35,6 +35,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from locust.user.wait_time import constant_throughput
 
+from llmfleet.core.net import blocking_pool
 from loadtest import shapes, sla, workload
 from loadtest.results import Recorder
 from loadtest.stream import (
@@ -182,18 +183,17 @@ def _stop_watching(environment: Environment, **_: Any) -> None:
         state.watcher.kill(block=False)
 
 
-# The preflight's one request (urllib3, the project's client for blocking calls: Locust's
-# own client belongs to its users): 10 s to connect and for each read, no retries,
-# redirects followed (the key is dropped on a change of host), the listing capped.
-PREFLIGHT_TIMEOUT = urllib3.Timeout(connect=10, read=10)
-PREFLIGHT_RETRIES = urllib3.Retry(total=None, connect=0, read=0, other=0, redirect=10)
+# The preflight's one request (a `blocking_pool`: Locust's own client belongs to its
+# users): 10 s to connect and for each read, no retries, redirects followed (urllib3
+# drops the key on a change of host), the listing capped.
+PREFLIGHT_TIMEOUT_S = 10.0
 MAX_LISTING_BYTES = 1 << 20
 
 
 def _list_models(host: str, headers: dict[str, str]) -> list[str]:
     """Raises ResponseError: unreachable, refused, or no models (see `listed_models`)."""
     url = host.rstrip("/") + "/v1/models"
-    http = urllib3.PoolManager(timeout=PREFLIGHT_TIMEOUT, retries=PREFLIGHT_RETRIES)
+    http = blocking_pool(PREFLIGHT_TIMEOUT_S)
     try:
         resp = http.request("GET", url, headers=headers, preload_content=False)
         status = resp.status

@@ -235,7 +235,7 @@ def load(path: Path) -> tuple[Search, list[Plan]]:
 def _first_problem(exc: ValidationError, path: Path, data: dict[str, Any]) -> str:
     """One line naming the file, the table (`[search]`, the plan's name or number) and the
     key: the first table's unknown keys if it has any, else its first problem."""
-    errors = sorted(exc.errors(), key=lambda e: (_table(e["loc"]), e["type"] != "extra_forbidden"))
+    errors = sorted(exc.errors(), key=_reading_order)
     first = errors[0]
     table, rest = _table(first["loc"]), first["loc"][len(_table(first["loc"])):]
     where = (f"{path} [search]" if table == ("search",) else
@@ -250,6 +250,14 @@ def _first_problem(exc: ValidationError, path: Path, data: dict[str, Any]) -> st
     if rest[:1] == ("plan",):
         return f"{where}: no [[plan]] tables"
     return f"{where}: {_problem(first, rest)}"
+
+
+def _reading_order(error: ErrorDetails) -> tuple[int, tuple[int | str, ...], bool]:
+    """The file as it is checked: top level, then [search], then each plan in turn; in a
+    table, unknown keys before bad values."""
+    table = _table(error["loc"])
+    rank = 0 if not table else 1 if table == ("search",) else 2
+    return rank, table, error["type"] != "extra_forbidden"
 
 
 def _table(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:

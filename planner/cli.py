@@ -18,7 +18,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from llmfleet.core.instances import Market
+from llmfleet.core.wire.scoring import ScoredModelDraft
 from planner import calibrate, catalog, efficiency, report, validation
 from planner.calibrate import CalibrationError
 from planner.catalog import CatalogError
@@ -218,7 +221,9 @@ def _calibrate(args: argparse.Namespace) -> int:
                 result["energy_j"][plan_name] = fit.as_dict()
         if args.gpu and args.calibrate_model:
             result["corrected"] = _corrections(args, runtime, fits)
-        result["scored_models"] = _router_entries(args, result)
+        # The router's setting, less each model's quality unless --quality gave it.
+        result["scored_models"] = [entry.model_dump(mode="json", exclude_none=True)
+                                   for entry in _router_entries(args, result)]
     except (CalibrationError, CatalogError) as exc:
         print(f"llmfleet plan calibrate: {exc}", file=sys.stderr)
         return 2
@@ -226,7 +231,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0 if result["runtime_s"] else 1
 
 
-def _router_entries(args: argparse.Namespace, result: dict[str, Any]) -> list[dict[str, Any]]:
+def _router_entries(args: argparse.Namespace,
+                    result: dict[str, Any]) -> list[ScoredModelDraft]:
     """The router's `scored_models` entries: runtime at the highest measured concurrency."""
     entries = []
     for plan_name in sorted({key.split("@")[0] for key in result["runtime_s"]}):
@@ -242,11 +248,14 @@ def _router_entries(args: argparse.Namespace, result: dict[str, Any]) -> list[di
         if energy is None:
             result["notes"].append(f"{plan_name}: no energy measured and no --gpu to bound it")
             continue
-        entry = {"model": plan_name, "runtime_s": {k: runtime[k] for k in LINEAR},
-                 "energy_j": {k: energy[k] for k in LINEAR}}
-        if args.quality is not None:
-            entry["quality"] = args.quality
-        entries.append(entry)
+        try:
+            entries.append(ScoredModelDraft.model_validate({
+                "model": plan_name, "runtime_s": {k: runtime[k] for k in LINEAR},
+                "energy_j": {k: energy[k] for k in LINEAR}, "quality": args.quality}))
+        except ValidationError:
+            # Noise can fit a negative per-token cost; the router refuses one, so say it here.
+            result["notes"].append(f"{plan_name}: a fitted per-token cost is negative; no "
+                                   "router entry (measure more requests, or longer ones)")
     return entries
 
 

@@ -51,7 +51,7 @@ from server.metrics import RouterMetrics
 from server.protocol import ChatRequest, CompletionRequest, Endpoint
 from server.proxy import AnswerCut, Proxy
 from server.ratelimit import RateLimiter
-from server.routing import build_policy
+from server.routing import RoutingPolicy, build_policy
 from server.service import CompletionService
 from server.settings import RouterSettings
 from server.upstream import Timeouts
@@ -70,6 +70,46 @@ class Runtime:
     service: CompletionService
     limiter: RateLimiter
     fleet: FleetMonitor
+    proxy: Proxy
+    access_log: AccessLog
+    client: httpx.AsyncClient
+
+    async def start(self) -> None:
+        await self.pool.start()
+        await self.access_log.start()
+        await self.fleet.start()
+
+    async def stop(self) -> None:
+        await self.fleet.stop()
+        await self.pool.stop()
+        self.proxy.close()
+        await self.access_log.stop()
+        await self.client.aclose()
+
+
+def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetrics,
+                   policy: RoutingPolicy, limiter: RateLimiter) -> Runtime:
+    """Everything that needs a running event loop, wired together."""
+    client = _background_client(settings)
+    limits = PoolLimits(settings.max_inflight_per_backend, settings.max_queue,
+                        settings.queue_timeout_s, settings.health_interval_s,
+                        settings.health_timeout_s, settings.unhealthy_threshold,
+                        settings.stall_after_s)
+    pool = BackendPool(settings.backends, client, limits, metrics, settings.backend_api_key)
+    access_log = AccessLog(dropped=metrics.access_log_dropped)
+    timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s,
+                        settings.upstream_keepalive_s, settings.stream_idle_timeout_s)
+    accounting = Accounting(metrics, limiter, access_log)
+    proxy = Proxy(pool, accounting, metrics, timeouts, settings.backend_api_key)
+    service = CompletionService(
+        keys=keys, limiter=limiter, pool=pool, proxy=proxy, accounting=accounting,
+        policy=policy, metrics=metrics, alias=settings.alias_model,
+        max_body_bytes=settings.max_body_bytes, default_max_tokens=settings.default_max_tokens)
+    fleet = FleetMonitor(metrics.registry, pool, client, interval_s=settings.console_interval_s,
+                         window_s=settings.console_window_s,
+                         history_s=settings.console_history_s, agent_url=settings.agent_url)
+    return Runtime(settings, keys, metrics, pool, service, limiter, fleet, proxy, access_log,
+                   client)
 
 
 BACKGROUND_CONNECTIONS_PER_HOST = 4
@@ -142,42 +182,14 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = _background_client(settings)
-        limits = PoolLimits(settings.max_inflight_per_backend, settings.max_queue,
-                            settings.queue_timeout_s, settings.health_interval_s,
-                            settings.health_timeout_s, settings.unhealthy_threshold,
-                            settings.stall_after_s)
-        pool = BackendPool(settings.backends, client, limits, metrics,
-                           settings.backend_api_key)
-        access_log = AccessLog(dropped=metrics.access_log_dropped)
-        timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s,
-                            settings.upstream_keepalive_s, settings.stream_idle_timeout_s)
-        accounting = Accounting(metrics, limiter, access_log)
-        proxy = Proxy(pool, accounting, metrics, timeouts, settings.backend_api_key)
-        service = CompletionService(
-            keys=keys, limiter=limiter, pool=pool, proxy=proxy, accounting=accounting,
-            policy=policy,
-            metrics=metrics, alias=settings.alias_model,
-            max_body_bytes=settings.max_body_bytes,
-            default_max_tokens=settings.default_max_tokens)
-        fleet = FleetMonitor(metrics.registry, pool, client,
-                             interval_s=settings.console_interval_s,
-                             window_s=settings.console_window_s,
-                             history_s=settings.console_history_s, agent_url=settings.agent_url)
-        app.state.runtime = Runtime(settings, keys, metrics, pool, service, limiter, fleet)
-        await pool.start()
-        await access_log.start()
-        await fleet.start()
+        runtime = app.state.runtime = _build_runtime(settings, keys, metrics, policy, limiter)
+        await runtime.start()
         log.info("router ready", extra={"fields": {
-            "backends": settings.backends, "models": sorted(pool.models())}})
+            "backends": settings.backends, "models": sorted(runtime.pool.models())}})
         try:
             yield
         finally:
-            await fleet.stop()
-            await pool.stop()
-            proxy.close()
-            await access_log.stop()
-            await client.aclose()
+            await runtime.stop()
 
     app = FastAPI(title="llmfleet router", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
@@ -221,6 +233,7 @@ def _document_hot_paths(app: FastAPI) -> None:
 
 def _add_routes(app: FastAPI) -> None:
     _document_hot_paths(app)
+
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
         rt = _runtime(request)

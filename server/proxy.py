@@ -359,6 +359,7 @@ class Proxy:
             headers["x-llmfleet-route"] = ex.route_reason
         return headers
 
+
 class _EngineWait:
     """Counts a stream in `backend.streams` while it waits on the engine (after its first
     piece), which is what stall detection reads: the time a slow client takes to read is

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from llmfleet.core.wire.scoring import ScoredModel
 from server.errors import NoHealthyBackend
 from server.protocol import ParsedRequest, RouteWeights
-from server.settings import LengthRule, PolicyName, RouterSettings, ScoredModel
+from server.settings import LengthRule, PolicyName, RouterSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from llmfleet.core.env import split_csv
+from llmfleet.core.wire.scoring import ScoredModel
 from server.edge import EdgeLimits
 
 
@@ -48,34 +49,6 @@ class LengthRule(BaseModel):
     max_prompt_tokens: int | None = Field(default=None, gt=0)
 
 
-class LinearCost(BaseModel):
-    """intercept + per_input_token * prompt tokens + per_output_token * output tokens.
-
-    The coefficients `llmfleet plan calibrate` fits (runtime in seconds, energy in joules).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    intercept: float = 0.0
-    per_input_token: float = Field(default=0.0, ge=0)
-    per_output_token: float = Field(ge=0)
-
-    def __call__(self, input_tokens: int, output_tokens: int) -> float:
-        return (self.intercept + self.per_input_token * input_tokens
-                + self.per_output_token * output_tokens)
-
-
-class ScoredModel(BaseModel):
-    """One candidate of the scored policy: its fitted runtime and energy, and its quality."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str
-    runtime_s: LinearCost
-    energy_j: LinearCost
-    quality: float = Field(ge=0, le=1, description="higher is better, e.g. a benchmark score")
-
-
 class ScoreWeights(BaseModel):
     """The operator's weights for the scored policy; a request may send its own."""
 
@@ -90,7 +63,6 @@ class ScoreWeights(BaseModel):
         if not (self.accuracy or self.energy or self.time):
             raise ValueError("at least one score weight must be above 0")
         return self
-
 
 
 class ConfigFileError(ValueError):

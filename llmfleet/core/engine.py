@@ -60,6 +60,7 @@ TEST_MODEL_NAME = "llmfleet-tiny"
 # reserves a fraction of all memory and refuses to start on small machines.
 TEST_MODEL_ARGS = ("--kv-cache-memory-bytes", str(512 * 1024 * 1024))
 
+
 def engine_spec_for(model: str, port: int, vllm_args: str = "") -> EngineSpec:
     """The engine launch for `model`; empty means the generated test model."""
     if not model:

@@ -2,9 +2,8 @@
 
 Each runs in its own session (so a stop reaches its whole process group: vLLM
 forks workers), logs to a file, and counts as ready when its health URL
-answers 200. The probe is urllib3, the project's client for blocking calls:
-2 s to connect and for each read, errors not retried (the loop polls again),
-redirects followed (up to 10), the body never read.
+answers 200. The probe is a `net.blocking_pool`: 2 s to connect and for each
+read, errors not retried (the loop polls again), the body never read.
 """
 
 from __future__ import annotations
@@ -18,8 +17,9 @@ from pathlib import Path
 
 import urllib3
 
-HEALTH_TIMEOUT = urllib3.Timeout(connect=2, read=2)
-HEALTH_RETRIES = urllib3.Retry(total=None, connect=0, read=0, other=0, redirect=10)
+from llmfleet.core.net import blocking_pool
+
+HEALTH_TIMEOUT_S = 2.0
 
 
 def _answers_200(http: urllib3.PoolManager, url: str) -> bool:
@@ -67,7 +67,7 @@ class ChildProcess:
             StartError: the process exited, or `timeout_s` passed.
         """
         started = time.monotonic()
-        http = urllib3.PoolManager(timeout=HEALTH_TIMEOUT, retries=HEALTH_RETRIES)
+        http = blocking_pool(HEALTH_TIMEOUT_S)
         try:
             while (elapsed := time.monotonic() - started) < timeout_s:
                 if self._proc is None or self._proc.poll() is not None:

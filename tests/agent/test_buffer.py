@@ -79,10 +79,6 @@ def test_a_killed_writer_loses_nothing_it_had_added(tmp_path: Path) -> None:
     survivor.close()
 
 
-
-
-
-
 def test_disk_full_is_raised_not_masked_by_a_failed_rollback(tmp_path: Path) -> None:
     buffer = DatapointBuffer(tmp_path / "b.sqlite", max_points=10_000)
     buffer.add(point(i) for i in range(3))

@@ -61,8 +61,6 @@ def settings(tmp_path: Path, port: int, **overrides: Any) -> AgentSettings:
     return AgentSettings(**values)
 
 
-
-
 class Recording(Agent):
     """An agent that remembers each round, for tests of the loop."""
 

@@ -47,10 +47,6 @@ CLOUD_INIT_CACHE = REPO / ".cache" / "cloud-init"
 EXTRA_VLLM_ARGS = "--gpu-memory-utilization 0.92 --enable-prefix-caching --max-num-seqs 128"
 
 
-
-
-
-
 CASES: dict[str, dict[str, Any]] = {
     "dev": {"var_file": REPO / "environments" / "dev.tfvars"},
     "prod": {"var_file": REPO / "environments" / "prod.tfvars"},
@@ -62,10 +58,6 @@ CASES: dict[str, dict[str, Any]] = {
 @pytest.fixture(scope="module", params=sorted(CASES))
 def rendered(request: pytest.FixtureRequest) -> tuple[str, str]:
     return request.param, render(**CASES[request.param])
-
-
-
-
 
 
 def env_file(document: dict[str, Any], path: str) -> dict[str, str]:
@@ -147,8 +139,6 @@ def test_a_broken_script_is_caught(tmp_path: Path) -> None:
 
 UNITS = ("llmfleet-vllm.service", "llmfleet-router.service", "llmfleet-agent.service",
          "llmfleet-logrotate.service", "llmfleet-logrotate.timer")
-
-
 
 
 @pytest.fixture

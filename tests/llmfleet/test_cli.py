@@ -30,6 +30,21 @@ def test_router_without_backends_exits_with_a_message(
     assert "no backends configured" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("command", "variable"), [
+    ("router", "LLMFLEET_MAX_BODY_BYTES"), ("agent", "LLMFLEET_AGENT_INTERVAL_S")])
+def test_invalid_settings_are_reported_without_echoing_their_values(
+        command: str, variable: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: pydantic's message quoted the value given, so a key pasted into the
+    wrong variable went to the process log (and from there to CloudWatch)."""
+    monkeypatch.setenv("LLMFLEET_BACKENDS", "http://127.0.0.1:1")
+    monkeypatch.setenv(variable, "sk-pasted-into-the-wrong-place")
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert "invalid settings" in err
+    assert "sk-pasted" not in err
+
+
 def wait_for_published(cw_port: int, name: str, capsys: pytest.CaptureFixture[str]) -> str:
     """`llmfleet metrics` against the local CloudWatch until `name` shows (bounded)."""
     env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}

@@ -21,7 +21,7 @@ warmup_requests = 2
 sla = "error_rate<=0"
 
 # Timings of the tiny model on a shared 2-core CPU wander too much to predict a latency
-# ranking (see the README), so the plan the test can predict differs in what it can serve:
+# ranking (see docs/loadtest.md), so the plan the test can predict differs in what it can serve:
 # a 24-token context cannot hold 16 prompt tokens plus 16 new ones, so every request is
 # refused and the SLA (no errors) is missed.
 [[plan]]

@@ -101,6 +101,9 @@ def test_the_plan_becomes_a_vllm_command_line_vllm_accepts(tmp_path: Path) -> No
     ("[search]\nrequests = 5\n[[plan]]\nname = 'a'\n", r"unknown key\(s\) \['requests'\]"),
     ("[serch]\n[[plan]]\nname = 'a'\n", r"unknown table\(s\) \['serch'\]"),
     ("[search]\n", r"no \[\[plan\]\] tables"),
+    # Regression: with problems in both, the plan's was named first; [search] comes first.
+    ("[search]\nrequests = 5\n[[plan]]\nname = 'a'\nmax_num_seqs = 0\n",
+     r"\[search\]: unknown key\(s\) \['requests'\]"),
     ("[[plan]]\nmodel = 'x'\n", "plan 1: needs a name"),
     ("[[plan]]\nname = 'a'\nmax_num_seq = 4\n", r"plan 'a': unknown key\(s\) \['max_num_seq'\]"),
     ("[[plan]]\nname = 'a'\nmax_num_seqs = '4'\n", "max_num_seqs has the wrong type"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from llmfleet.cli import main
+from llmfleet.core.wire.scoring import ScoredModel
 from llmfleet.core.wire.sizing import SizingAnswer
 
 CONTRACT = {"ttft_ms", "tpot_ms", "e2e_ms", "output_throughput_tok_s", "total_throughput_tok_s",
@@ -123,9 +124,24 @@ def test_calibrate_fits_a_plan_search_run(capsys: pytest.CaptureFixture[str],
     entry = out["scored_models"][0]  # type: ignore[index]
     assert entry["runtime_s"]["per_output_token"] == pytest.approx(0.03)
     assert entry["energy_j"]["per_output_token"] == pytest.approx(0.03 * 300)  # A10G TDP bound
-    from server.settings import ScoredModel
-
     assert ScoredModel(**{**entry, "quality": 0.5}).model == "p"  # what the router takes
+
+
+def test_calibrate_gives_no_router_entry_for_a_negative_fitted_cost(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Regression: a fit with a negative per-token cost (noise on a short run) was printed
+    as a `scored_models` entry that the router then refused to start with."""
+    requests = tmp_path / "requests.csv"
+    rows = ["plan,concurrency,prompt_tokens,output_tokens,ttft_s,e2e_s"]
+    rows += [f"p,1,{i},{o},0.01,{1.0 - 0.0001 * i + 0.03 * o:.6f}"
+             for i in (100, 400, 800, 1600) for o in (16, 64, 128)]
+    requests.write_text("\n".join(rows) + "\n")
+    code, out = _json(capsys, ["plan", "calibrate", "--requests", str(requests), "--gpu", "A10G",
+                               "--model", "Llama-3.1-8B", "--quality", "0.5"])
+    assert code == 0
+    assert out["runtime_s"]["p@1"]["per_input_token"] < 0  # type: ignore[index]
+    assert out["scored_models"] == []
+    assert any("negative" in note for note in out["notes"])  # type: ignore[union-attr]
 
 
 def test_the_console_script_answers_plan_predict() -> None:

@@ -7,6 +7,7 @@ by tests/server/test_console_browser.py.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -266,6 +267,16 @@ def test_agent_view_averages_utilisation_sums_power_and_goes_stale() -> None:
     assert agent_view(agent_status_body(None), now=0.0).state == "stale"
     assert per_million(1.006, 0.0) is None and per_million(None, 10.0) is None
     assert per_million(3.6, 1000.0) == pytest.approx(1.0)  # $3.6/hr at 1000 tok/s: $1/M
+
+
+def test_a_newer_agent_with_new_words_and_fields_is_still_read() -> None:
+    """Router and agent are upgraded one after the other: a state word or a field this
+    router does not know must not make the agent look unreachable."""
+    body = agent_status_body(LatestRound(at=100.0)).model_dump(mode="json")
+    body["health"].update(buffer="object-store", cloudwatch="throttled", new_figure=1)
+    body["latest"]["new_figure"] = 2
+    status = AgentStatus.model_validate_json(json.dumps(body))
+    assert agent_view(status, now=110.0).state == "ok"
 
 
 def test_plan_without_a_key_is_refused_before_its_body_is_read(

@@ -6,7 +6,7 @@ nothing downloads a browser). The error states that the real stack cannot be
 told to produce (no backend, a key's limit, an unreachable API) get routers of
 their own in front of the fake engine. Each view is saved as a screenshot in
 LLMFLEET_SCREENSHOTS (default .run/screenshots; `make screenshots` refreshes
-the README's copies in docs/console).
+the copies docs/console.md shows, in docs/console).
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ import openai
 import pytest
 from pydantic import ValidationError
 
+from llmfleet.core.wire.scoring import LinearCost, ScoredModel
 from server.errors import InvalidRequest, NoHealthyBackend
 from server.protocol import Endpoint, ParsedRequest, RouteWeights, parse_route_weights
 from server.routing import ScoredPolicy, build_policy
-from server.settings import LinearCost, PolicyName, RouterSettings, ScoredModel
+from server.settings import PolicyName, RouterSettings
 from tests.helpers.fake_upstream import FakeControl, create_fake_upstream
 from tests.helpers.router import TEST_KEY, RouterFactory
 from tests.helpers.servers import ServerThread

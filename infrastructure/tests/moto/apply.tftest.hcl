@@ -4,7 +4,7 @@
 # provider reads it; a test file's provider block cannot take the port from the
 # command line). The credentials below are moto's throwaway ones: without the
 # endpoint they are refused by AWS, so this file can never touch a real account.
-# Real provider, real API calls; what moto cannot serve is listed in the README.
+# Real provider, real API calls; what moto cannot serve is listed in docs/deploy.md.
 
 variables {
   package_path = "tests/fixtures/llmfleet-0.0.0-py3-none-any.whl"

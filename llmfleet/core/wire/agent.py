@@ -13,8 +13,6 @@ older router call it unreadable.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict
 
 
@@ -59,16 +57,18 @@ class DatapointCounts(_Wire):
 class AgentHealth(_Wire):
     """The agent's own state: `/health`'s body (503 when `status` is "stalled")."""
 
-    status: Literal["ok", "stalled"]
+    # Words, not enums: a newer agent's new word must not make an older router call it
+    # unreadable. Today's agent sends the values named in each comment.
+    status: str  # "ok" or "stalled"
     interval_s: float
     rounds: int
     last_round_age_s: float | None
     failing_sources: tuple[str, ...]
     gpu: bool
     round_errors: int
-    buffer: Literal["disk", "memory"]
+    buffer: str  # "disk" or "memory"
     datapoints: DatapointCounts
-    cloudwatch: Literal["ok", "backing off"]
+    cloudwatch: str  # "ok" or "backing off"
 
 
 class AgentStatus(_Wire):
