@@ -84,7 +84,8 @@ resource "aws_lb" "this" {
     enabled = true
   }
 
-  # ELB checks at creation that it may write to the bucket: the policy comes first.
+  # ELB checks at creation that it may write to the bucket: the bucket module, policy
+  # included, comes first (all of it: waiting on its lifecycle rules too costs nothing).
   depends_on = [module.logs_bucket]
 
   lifecycle {
