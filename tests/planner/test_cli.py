@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -107,13 +108,20 @@ def test_validate_prints_the_error_table(capsys: pytest.CaptureFixture[str]) -> 
     assert "| all |" in out and "| L40S |" in out
 
 
-def test_calibrate_fits_a_plan_search_run(capsys: pytest.CaptureFixture[str],
-                                          tmp_path: Path) -> None:
+def requests_csv(tmp_path: Path, e2e_s: Callable[[int, int], float]) -> Path:
+    """A plan search's requests.csv for plan `p` at concurrency 1: a grid of prompt and
+    output lengths, each request taking `e2e_s(prompt, output)` seconds."""
     requests = tmp_path / "requests.csv"
     rows = ["plan,concurrency,prompt_tokens,output_tokens,ttft_s,e2e_s"]
-    rows += [f"p,1,{i},{o},0.01,{0.05 + 0.0002 * i + 0.03 * o:.6f}"
+    rows += [f"p,1,{i},{o},0.01,{e2e_s(i, o):.6f}"
              for i in (100, 400, 800, 1600) for o in (16, 64, 128)]
     requests.write_text("\n".join(rows) + "\n")
+    return requests
+
+
+def test_calibrate_fits_a_plan_search_run(capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    requests = requests_csv(tmp_path, lambda i, o: 0.05 + 0.0002 * i + 0.03 * o)
     code, out = _json(capsys, ["plan", "calibrate", "--requests", str(requests), "--gpu", "A10G",
                                "--model", "Llama-3.1-8B"])
     assert code == 0
@@ -131,11 +139,7 @@ def test_calibrate_gives_no_router_entry_for_a_negative_fitted_cost(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Regression: a fit with a negative per-token cost (noise on a short run) was printed
     as a `scored_models` entry that the router then refused to start with."""
-    requests = tmp_path / "requests.csv"
-    rows = ["plan,concurrency,prompt_tokens,output_tokens,ttft_s,e2e_s"]
-    rows += [f"p,1,{i},{o},0.01,{1.0 - 0.0001 * i + 0.03 * o:.6f}"
-             for i in (100, 400, 800, 1600) for o in (16, 64, 128)]
-    requests.write_text("\n".join(rows) + "\n")
+    requests = requests_csv(tmp_path, lambda i, o: 1.0 - 0.0001 * i + 0.03 * o)
     code, out = _json(capsys, ["plan", "calibrate", "--requests", str(requests), "--gpu", "A10G",
                                "--model", "Llama-3.1-8B", "--quality", "0.5"])
     assert code == 0
