@@ -32,6 +32,7 @@ INSTANCE_PYTHON ?= 3.12
 INSTANCE_PLATFORM ?= x86_64-manylinux_2_39
 # `make size`: the question for the sizing planner (see `llmfleet plan --help`).
 SIZE_ARGS ?= --model Llama-3.1-8B --input-len 512 --output-len 256 --ttft-ms 1000 --tpot-ms 50 --rate 20
+SIM_ARGS ?=
 # `make load`: what a headless load test sends and the SLA it must meet (see loadtest/).
 LOAD_HOST ?= http://127.0.0.1:$(PORT)
 LOAD_USERS ?= 16
@@ -129,7 +130,7 @@ $(CHECKOV):
 
 .PHONY: lint
 lint: lint-imports ## Ruff, mypy --strict and the floors contract
-	$(VENV)/bin/ruff check server llmfleet agent loadtest planner tests benchmarks
+	$(VENV)/bin/ruff check server llmfleet agent loadtest planner simulator tests benchmarks
 	$(VENV)/bin/mypy
 
 .PHONY: lint-imports
@@ -168,6 +169,10 @@ plan-search: $(STAMP) ## Measure the execution plans in PLANS (default: this mac
 .PHONY: size
 size: $(STAMP) ## Cheapest instance for a model and SLO from the performance model: make size SIZE_ARGS='--model Llama-3.1-8B --tpot-ms 50 --rate 20'
 	$(VENV)/bin/llmfleet plan $(SIZE_ARGS)
+
+.PHONY: simulate
+simulate: $(STAMP) ## Compare the scaling policies on a trace in simulated time (default: the example hour, environments/dev.tfvars): make simulate SIM_ARGS='--max-size 6 --rate-scale 6'
+	$(VENV)/bin/llmfleet simulate $(SIM_ARGS)
 
 ##@ Deploy
 

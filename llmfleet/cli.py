@@ -249,8 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
 
     from planner.cli import add_parser as add_plan
+    from simulator.cli import add_parser as add_simulate
 
     add_plan(sub)
+    add_simulate(sub)
 
     testmodel = sub.add_parser("testmodel", help="generate the small offline test model")
     testmodel.add_argument("--out", type=Path, default=DEFAULT_TEST_MODEL_DIR)

@@ -9,6 +9,9 @@ environment can name them at run time:
 - `file:PATH` — a JSONL file, one request per line: `{"prompt": "...",
   "max_tokens": N}` or `{"messages": [...], "max_tokens": N}`.
 
+The lengths of the first two (their parsing and draws) live in `llmfleet.core.lengths`,
+shared with the simulator; this module turns them into prompt text and reads files.
+
 Prompt lengths are approximate: a prompt of N tokens is N common English words,
 each one token in the byte-level BPE vocabularies vLLM models use. The token
 counts that matter are the ones the server reports in `usage`, which the load
@@ -18,11 +21,12 @@ test records.
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from llmfleet.core import lengths
 
 WORDS = ("the", "of", "and", "to", "in", "is", "for", "on", "that", "with", "as", "it", "at",
          "by", "from", "this", "be", "are", "was", "not", "or", "an", "have", "but", "all",
@@ -31,7 +35,7 @@ WORDS = ("the", "of", "and", "to", "in", "is", "for", "on", "that", "with", "as"
          "many", "like", "any", "two", "how", "first", "then", "them", "these", "over", "most",
          "after", "way", "well", "where", "such", "because", "each", "work", "still", "through",
          "very", "make")
-MAX_SPREAD = 8  # log-normal draws are clamped to [median / 8, median * 8]
+MAX_SPREAD = lengths.MAX_SPREAD  # kept here for callers that read it from the workload
 
 
 class WorkloadError(ValueError):
@@ -66,29 +70,20 @@ def make_prompt(tokens: int, rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(max(tokens, 1)))
 
 
-@dataclass(frozen=True)
-class Fixed:
-    input_tokens: int
-    output_tokens: int
+def _request(drawn: lengths.Lengths, rng: random.Random) -> Request:
+    return Request(max_tokens=drawn.output_tokens, prompt=make_prompt(drawn.prompt_tokens, rng))
 
+
+@dataclass(frozen=True, slots=True)
+class Fixed(lengths.FixedLengths):
     def sample(self, rng: random.Random) -> Request:
-        return Request(max_tokens=self.output_tokens,
-                       prompt=make_prompt(self.input_tokens, rng))
+        return _request(self.draw(rng), rng)
 
 
-@dataclass(frozen=True)
-class LogNormal:
-    input_median: int
-    output_median: int
-    sigma: float = 0.8
-
-    def _draw(self, median: int, rng: random.Random) -> int:
-        value = round(rng.lognormvariate(math.log(median), self.sigma))
-        return min(max(value, math.ceil(median / MAX_SPREAD)), median * MAX_SPREAD)
-
+@dataclass(frozen=True, slots=True)
+class LogNormal(lengths.LogNormalLengths):
     def sample(self, rng: random.Random) -> Request:
-        return Request(max_tokens=self._draw(self.output_median, rng),
-                       prompt=make_prompt(self._draw(self.input_median, rng), rng))
+        return _request(self.draw(rng), rng)
 
 
 @dataclass(frozen=True)
@@ -148,31 +143,13 @@ def parse(spec: str) -> Workload:
     kind, _, rest = spec.partition(":")
     if kind == "file" and rest:
         return read_jsonl(Path(rest))
-    parts = rest.split(":") if rest else []
-    if kind == "fixed" and len(parts) == 2:
-        return Fixed(*_positive_ints(parts, spec))
-    if kind == "lognormal" and len(parts) in (2, 3):
-        input_median, output_median = _positive_ints(parts[:2], spec)
-        sigma = _float(parts[2], spec) if len(parts) == 3 else 0.8
-        if not 0 < sigma <= 3:
-            raise WorkloadError(f"workload {spec!r}: SIGMA must be in (0, 3]")
-        return LogNormal(input_median, output_median, sigma)
-    raise WorkloadError(f"unknown workload {spec!r}: use fixed:IN:OUT, lognormal:IN:OUT[:SIGMA] "
-                        "or file:PATH.jsonl")
-
-
-def _positive_ints(parts: list[str], spec: str) -> list[int]:
     try:
-        values = [int(p) for p in parts]
-    except ValueError as exc:
-        raise WorkloadError(f"workload {spec!r}: lengths must be whole numbers") from exc
-    if any(v < 1 for v in values):
-        raise WorkloadError(f"workload {spec!r}: lengths must be at least 1")
-    return values
-
-
-def _float(text: str, spec: str) -> float:
-    try:
-        return float(text)
-    except ValueError as exc:
-        raise WorkloadError(f"workload {spec!r}: SIGMA must be a number") from exc
+        model = lengths.parse(spec)
+    except lengths.UnknownLengthSpec as exc:
+        raise WorkloadError(f"unknown workload {spec!r}: use fixed:IN:OUT, "
+                            "lognormal:IN:OUT[:SIGMA] or file:PATH.jsonl") from exc
+    except lengths.LengthSpecError as exc:
+        raise WorkloadError(str(exc)) from exc
+    if isinstance(model, lengths.FixedLengths):
+        return Fixed(model.input_tokens, model.output_tokens)
+    return LogNormal(model.input_median, model.output_median, model.sigma)

@@ -1,0 +1,177 @@
+"""One engine's continuous batching, step by step, the way vLLM's scheduler does it.
+
+A step has a token budget (`max_num_batched_tokens`). The running sequences come
+first, in the order they were admitted: each decoding sequence takes one token, a
+sequence still prefilling takes the next chunk of its prompt that the budget allows
+(chunked prefill). What budget is left admits waiting requests, first come first
+served, while fewer than `max_num_seqs` run and the KV cache has room for the chunk
+each would compute. Every token computed takes one KV-cache slot until its sequence
+ends. A sequence whose step completes its prompt samples its first token at the end
+of that step; a decoding sequence samples one more. A running sequence that would
+need a slot when none is free preempts the most recently admitted one, which loses
+its cache and waits at the head of the queue to recompute its prompt and what it had
+generated (vLLM's recompute preemption).
+
+KV slots are counted in tokens, not in 16-token blocks: the difference is at most a
+block per sequence, small against the caches of the GPUs the simulator sizes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from simulator.service import ServiceModel, StepLoad
+from simulator.traffic import Arrival
+
+
+@dataclass(slots=True, eq=False)  # identity: the scheduler looks sequences up in its lists
+class Sequence:
+    """One request inside a replica."""
+
+    arrival: Arrival
+    id: int
+    to_prefill: int = 0  # prompt tokens (plus, after a preemption, those generated before it)
+    computed: int = 0  # tokens whose KV is in the cache
+    generated: int = 0  # output tokens sampled so far
+    first_token_s: float | None = None
+    preemptions: int = 0
+
+    def __post_init__(self) -> None:
+        self.to_prefill = self.arrival.prompt_tokens
+
+    @property
+    def prefilling(self) -> bool:
+        return self.computed < self.to_prefill
+
+    @property
+    def done(self) -> bool:
+        return self.generated >= self.arrival.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A request the replica completed, with its timings (absolute simulated seconds)."""
+
+    arrival: Arrival
+    first_token_s: float
+    finished_s: float
+    preemptions: int
+
+
+@dataclass
+class Step:
+    """The tokens one step computes, per sequence, and how long it takes."""
+
+    chunks: list[tuple[Sequence, int]]
+    load: StepLoad
+    duration_s: float
+
+
+@dataclass
+class Replica:
+    """The scheduler state of one engine."""
+
+    service: ServiceModel
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    waiting: deque[Sequence] = field(default_factory=deque)
+    running: list[Sequence] = field(default_factory=list)
+    kv_capacity: int = 0
+    kv_used: int = 0
+    _next_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.kv_capacity = self.kv_capacity or self.service.kv_tokens
+
+    @property
+    def outstanding(self) -> int:
+        """Requests in the engine, running or waiting: what the load balancer counts."""
+        return len(self.running) + len(self.waiting)
+
+    @property
+    def kv_usage(self) -> float:
+        return self.kv_used / self.kv_capacity if self.kv_capacity else 0.0
+
+    def submit(self, arrival: Arrival) -> bool:
+        """Queue a request; False when it could never fit the KV cache (vLLM refuses a
+        request longer than its context with a 400)."""
+        if arrival.prompt_tokens + arrival.output_tokens > self.kv_capacity:
+            return False
+        self.waiting.append(Sequence(arrival, self._next_id))
+        self._next_id += 1
+        return True
+
+    def plan(self) -> Step | None:
+        """The next step's tokens, or None when there is nothing to do."""
+        budget = self.max_num_batched_tokens
+        chunks: list[tuple[Sequence, int]] = []
+        for seq in list(self.running):
+            if budget == 0 or seq not in self.running:
+                break  # out of budget, or preempted (with every newer one) to make room
+            take = min(seq.to_prefill - seq.computed, budget) if seq.prefilling else 1
+            while self.kv_used + take > self.kv_capacity and self._preempt_newest(seq):
+                pass
+            if seq not in self.running:
+                break  # it was the newest itself, and nothing else could make room
+            chunks.append((seq, take))
+            self.kv_used += take
+            budget -= take
+        self._admit(chunks, budget)
+        if not chunks:
+            return None
+        load = _load(chunks)
+        return Step(chunks, load, self.service.step_s(load))
+
+    def _admit(self, chunks: list[tuple[Sequence, int]], budget: int) -> None:
+        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.waiting[0]
+            take = min(seq.to_prefill - seq.computed, budget)
+            if self.kv_used + take > self.kv_capacity:
+                return
+            self.waiting.popleft()
+            self.running.append(seq)
+            chunks.append((seq, take))
+            self.kv_used += take
+            budget -= take
+
+    def _preempt_newest(self, needing: Sequence) -> bool:
+        """Free the most recently admitted sequence's cache; False when only `needing` runs."""
+        victim = self.running[-1]
+        if victim is needing and len(self.running) == 1:
+            return False
+        self.running.pop()
+        self.kv_used -= victim.computed
+        victim.to_prefill = victim.arrival.prompt_tokens + victim.generated
+        victim.computed = 0
+        victim.preemptions += 1
+        self.waiting.appendleft(victim)
+        return victim is not needing
+
+    def complete(self, step: Step, now_s: float) -> list[Finished]:
+        """Apply a step that ended at `now_s`: cache filled, tokens sampled, sequences done."""
+        finished: list[Finished] = []
+        for seq, take in step.chunks:
+            seq.computed += take
+            if seq.prefilling:
+                continue  # a chunk of a longer prompt: nothing sampled yet
+            seq.generated += 1
+            if seq.first_token_s is None:
+                seq.first_token_s = now_s
+            if seq.done:
+                self.running.remove(seq)
+                self.kv_used -= seq.computed
+                finished.append(Finished(seq.arrival, seq.first_token_s, now_s, seq.preemptions))
+        return finished
+
+
+def _load(chunks: list[tuple[Sequence, int]]) -> StepLoad:
+    decode = [seq.computed for seq, _ in chunks if not seq.prefilling]
+    prefill = [(seq.computed, take) for seq, take in chunks if seq.prefilling]
+    tokens = sum(take for _, take in prefill)
+    # Mean position of the prefilled tokens: a chunk [c, c + k) averages c + k / 2.
+    position = sum(take * (start + take / 2) for start, take in prefill)
+    return StepLoad(decode_seqs=len(decode),
+                    decode_context=sum(decode) / len(decode) if decode else 0.0,
+                    prefill_tokens=tokens,
+                    prefill_context=position / tokens if tokens else 0.0)

@@ -1,0 +1,138 @@
+"""What a simulated run means for users and for the bill: one summary per policy.
+
+A request meets the SLO when its time to first token and its time per output token
+(the mean gap between its tokens after the first) are both within their targets; a
+request refused for want of a serving instance, or cut off when its instance
+terminated, misses it. Percentiles are over the completed requests (nearest rank).
+Cost is each instance's hourly price from the project's catalogue, billed per second
+from launch to termination with EC2's one-minute minimum, launching and draining
+time included: that is what AWS charges.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from simulator.replica import Finished
+from simulator.sim import Outcome
+
+
+@dataclass(frozen=True)
+class Slo:
+    ttft_s: float = 2.0
+    tpot_s: float = 0.1
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One policy's run; `as_json` is the `--json` contract's entry."""
+
+    policy: str
+    requests: int
+    completed: int
+    refused: int
+    cut_off: int
+    slo_attainment: float  # 0-1, of all requests
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    ttft_p99_s: float | None
+    tpot_p50_s: float | None
+    tpot_p95_s: float | None
+    tpot_p99_s: float | None
+    e2e_p50_s: float | None
+    e2e_p95_s: float | None
+    e2e_p99_s: float | None
+    output_tokens: int
+    instance_hours: float
+    cost_usd: float
+    cost_per_million_output_tokens: float | None
+    scaling_actions: int
+    peak_instances: int
+
+    def as_json(self) -> dict[str, object]:
+        return {k: _rounded(v) for k, v in asdict(self).items()}
+
+
+def _rounded(value: object) -> object:
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of ascending values; None for none."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def tpot_s(done: Finished) -> float | None:
+    """Mean seconds between output tokens after the first; None for one-token answers."""
+    if done.arrival.output_tokens < 2:
+        return None
+    return (done.finished_s - done.first_token_s) / (done.arrival.output_tokens - 1)
+
+
+def summarise(policy: str, out: Outcome, slo: Slo, usd_per_hour: float) -> Summary:
+    ttft = sorted(d.first_token_s - d.arrival.at_s for d in out.finished)
+    tpot = sorted(t for d in out.finished if (t := tpot_s(d)) is not None)
+    e2e = sorted(d.finished_s - d.arrival.at_s for d in out.finished)
+    requests = len(out.finished) + len(out.refused) + out.cut_off
+    met = sum(1 for d in out.finished if _meets(d, slo))
+    hours = sum(i.billed_s(out.end_s) for i in out.instances) / 3600
+    tokens = sum(d.arrival.output_tokens for d in out.finished)
+    cost = hours * usd_per_hour
+    return Summary(
+        policy=policy, requests=requests, completed=len(out.finished),
+        refused=len(out.refused), cut_off=out.cut_off,
+        slo_attainment=met / requests if requests else 1.0,
+        ttft_p50_s=percentile(ttft, 50), ttft_p95_s=percentile(ttft, 95),
+        ttft_p99_s=percentile(ttft, 99), tpot_p50_s=percentile(tpot, 50),
+        tpot_p95_s=percentile(tpot, 95), tpot_p99_s=percentile(tpot, 99),
+        e2e_p50_s=percentile(e2e, 50), e2e_p95_s=percentile(e2e, 95),
+        e2e_p99_s=percentile(e2e, 99), output_tokens=tokens, instance_hours=hours,
+        cost_usd=cost, cost_per_million_output_tokens=cost / tokens * 1e6 if tokens else None,
+        scaling_actions=len(out.actions), peak_instances=_peak(out))
+
+
+def _meets(done: Finished, slo: Slo) -> bool:
+    tpot = tpot_s(done)
+    return (done.first_token_s - done.arrival.at_s <= slo.ttft_s
+            and (tpot is None or tpot <= slo.tpot_s))
+
+
+def _peak(out: Outcome) -> int:
+    """Most instances billed at once (launching, serving and draining)."""
+    edges = sorted([(i.launched_s, 1) for i in out.instances]
+                   + [(i.terminated_s, -1) for i in out.instances if i.terminated_s is not None])
+    peak = current = 0
+    for _, change in edges:
+        current += change
+        peak = max(peak, current)
+    return peak
+
+
+COLUMNS = (("policy", "policy", "{}"), ("SLO met", "slo_attainment", "{:.1%}"),
+           ("TTFT p95 s", "ttft_p95_s", "{:.2f}"), ("TPOT p95 ms", "tpot_p95_s", "{:.0f}"),
+           ("inst-hours", "instance_hours", "{:.2f}"), ("cost $", "cost_usd", "{:.2f}"),
+           ("$/M out tok", "cost_per_million_output_tokens", "{:.2f}"),
+           ("actions", "scaling_actions", "{}"), ("peak", "peak_instances", "{}"))
+
+
+def table(summaries: Sequence[Summary]) -> str:
+    """A Markdown comparison table, one row per policy."""
+    head = "| " + " | ".join(title for title, _, _ in COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    rows = ["| " + " | ".join(_cell(s, key, fmt) for _, key, fmt in COLUMNS) + " |"
+            for s in summaries]
+    return "\n".join([head, rule, *rows])
+
+
+def _cell(summary: Summary, key: str, fmt: str) -> str:
+    value = getattr(summary, key)
+    if value is None:
+        return "-"
+    if key == "tpot_p95_s":
+        value *= 1000
+    return fmt.format(value)

@@ -1,0 +1,96 @@
+"""How long one engine step takes: the service model a simulated replica runs on.
+
+A vLLM step runs one forward pass over every token scheduled in it: one token for
+each decoding sequence and a chunk of each prompt being prefilled, together within
+the step's token budget. Its time is modelled here; which tokens a step holds is
+the replica's business (`simulator.replica`).
+
+`RooflineService` is the planner's roofline (`planner.timing`) applied to a mixed
+step: the matrix arithmetic of all its tokens at the GPU's tensor throughput (at the
+prefill and decode efficiencies that the planner fits per GPU), against the weights
+streamed once plus the decoding sequences' KV cache read at the GPU's bandwidth,
+whichever is longer, plus the tensor-parallel all-reduces and the fixed per-step
+cost. It agrees with `planner.timing.decode_step_s` on a step without prefill and
+with `planner.timing.prefill_s` on a step without decode (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol
+
+from planner import catalog, efficiency
+from planner.memory import Precision, Settings, kv_bytes_per_token
+from planner.timing import (
+    Deployment,
+    Efficiency,
+    allreduce_s,
+    matmul_parameters,
+    streamed_weight_bytes,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StepLoad:
+    """The tokens one step computes."""
+
+    decode_seqs: int = 0  # sequences producing their next token
+    decode_context: float = 0.0  # their mean context, tokens
+    prefill_tokens: int = 0  # prompt tokens computed in this step, all sequences together
+    prefill_context: float = 0.0  # mean position of those tokens in their prompts
+
+    @property
+    def tokens(self) -> int:
+        return self.decode_seqs + self.prefill_tokens
+
+
+class ServiceModel(Protocol):
+    """A replica's engine: how many tokens of KV cache it holds and how long a step takes."""
+
+    @property
+    def kv_tokens(self) -> int: ...
+
+    def step_s(self, load: StepLoad) -> float: ...
+
+
+@dataclass(frozen=True)
+class RooflineService:
+    """The planner's roofline for one deployment (model, GPU, precision, tensor parallel)."""
+
+    deployment: Deployment
+    eff: Efficiency
+
+    @classmethod
+    def for_names(cls, model: str, gpu: str, precision: str = "bf16", tensor_parallel: int = 1,
+                  settings: Settings | None = None) -> RooflineService:
+        """Raises CatalogError for a model or GPU the planner does not know."""
+        dep = Deployment(catalog.model(model), catalog.gpu(gpu), Precision(precision),
+                         tensor_parallel, settings=settings or Settings())
+        return cls(dep, efficiency.for_gpu(dep.gpu.name))
+
+    @property
+    def kv_tokens(self) -> int:
+        return self.deployment.memory().kv_tokens
+
+    @cached_property
+    def _constants(self) -> tuple[float, float, float, float, float, float]:
+        """What every step uses: FLOPs per token and per token of context, the divisors of
+        each phase's FLOPs and of bytes, the KV bytes per token of context, the weights."""
+        dep, eff = self.deployment, self.eff
+        arch, t = dep.arch, dep.tensor_parallel
+        attention = 4 * arch.num_layers * arch.num_attention_heads * arch.head_dim
+        peak = dep.gpu.peak_flops(dep.precision) * t
+        return (2 * matmul_parameters(arch), attention, peak * eff.decode_mfu,
+                peak * eff.prefill_mfu, kv_bytes_per_token(arch, dep.kv_precision) / t,
+                streamed_weight_bytes(dep))
+
+    def step_s(self, load: StepLoad) -> float:
+        dep, eff = self.deployment, self.eff
+        per_token, attention, decode_rate, prefill_rate, kv_per_token, weights = self._constants
+        decode_flops = load.decode_seqs * (per_token + attention * load.decode_context)
+        prefill_flops = load.prefill_tokens * (per_token + attention * load.prefill_context)
+        compute = decode_flops / decode_rate + prefill_flops / prefill_rate
+        kv = load.decode_seqs * load.decode_context * kv_per_token
+        memory = (weights + kv) / (dep.gpu.bandwidth_bytes_s * eff.bandwidth)
+        return max(compute, memory) + allreduce_s(dep, eff, load.tokens) + eff.step_overhead_s
