@@ -13,13 +13,14 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from llmfleet.core.instances import Market, instances
+from llmfleet.core.instances import Instance, Market, instances
+from planner import catalog
 from planner.catalog import CatalogError
-from planner.memory import Settings
+from planner.memory import GIB, Settings
 from simulator import policies, traffic
 from simulator.fleet import LaunchDelay
 from simulator.policy_config import Environment, load_environment
@@ -28,6 +29,8 @@ from simulator.report import Slo, Summary, summarise, table
 from simulator.service import RooflineService
 from simulator.sim import GroupLimits, SimConfig, Simulation
 from simulator.tfvars import TfvarsError
+
+POLICIES = ("gpu-70-30", "inflight-target", "fixed")
 
 
 def add_parser(sub: Any) -> None:
@@ -54,7 +57,13 @@ def add_parser(sub: Any) -> None:
     sim.add_argument("--market", choices=[m.value for m in Market], default="on-demand")
     sim.add_argument("--ttft-slo", type=float, default=2.0, help="seconds (default 2)")
     sim.add_argument("--tpot-slo", type=float, default=0.1, help="seconds (default 0.1)")
-    sim.add_argument("--policy", action="append", help="only these (repeatable)")
+    sim.add_argument("--model-load-s", type=float, default=LaunchDelay().model_load_s,
+                     help="seconds vLLM takes to load the model (default %(default)s)")
+    sim.add_argument("--lengths", default="300:150", type=_lengths,
+                     help="PROMPT:OUTPUT tokens the in-flight target is sized for (default "
+                          "%(default)s): an assumption set beforehand, not read from the trace")
+    sim.add_argument("--policy", action="append", choices=POLICIES,
+                     help="only these (repeatable)")
     sim.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     sim.set_defaults(func=run)
 
@@ -63,14 +72,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         env = _environment(args)
         arrivals = _arrivals(args)
-        service = RooflineService.for_names(
-            env.model.id, _instance(env.instance_type).gpu, args.precision,
-            tensor_parallel=_instance(env.instance_type).gpu_count, settings=Settings())
+        instance = _instance(env.instance_type)
+        service = RooflineService.for_names(env.model.id, instance.gpu, args.precision,
+                                            tensor_parallel=instance.gpu_count,
+                                            settings=engine_settings(instance.gpu))
+        price = instance.price_usd_hr(Market(args.market))
+        if price is None:
+            raise ValueError(f"no {args.market} price for {env.instance_type} in the catalogue")
     except (TfvarsError, traffic.TraceError, traffic.SpecError, CatalogError, ValueError) as exc:
         print(f"llmfleet simulate: {exc}", file=sys.stderr)
         return 2
+    if env.capacity.min == env.capacity.max:
+        print(f"llmfleet simulate: capacity is fixed at {env.capacity.min} in {args.env}: no "
+              "policy can scale (try --max-size)", file=sys.stderr)
     slo = Slo(args.ttft_slo, args.tpot_slo)
-    summaries = compare(env, service, arrivals, slo, Market(args.market), args.policy)
+    summaries = compare(Fleet(env, service, price, args.model_load_s), arrivals, slo,
+                        args.lengths, args.policy)
     if args.json:
         print(json.dumps(_as_json(env, slo, arrivals, summaries), indent=2))
     else:
@@ -78,21 +95,39 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare(env: Environment, service: RooflineService, arrivals: list[traffic.Arrival],
-            slo: Slo, market: Market, only: list[str] | None = None) -> list[Summary]:
+@dataclass(frozen=True)
+class Fleet:
+    """What every policy's run shares: the environment, the engine, the price."""
+
+    env: Environment
+    service: RooflineService
+    usd_per_hour: float
+    model_load_s: float
+
+
+def engine_settings(gpu: str) -> Settings:
+    """vLLM's serving defaults for the GPU: 2,048 batched tokens and 256 sequences below
+    70 GiB of memory, 8,192 and 1,024 from there (vLLM's usage-context defaults)."""
+    large = catalog.gpu(gpu).memory_bytes >= 70 * GIB
+    return Settings(max_num_batched_tokens=8192 if large else 2048,
+                    max_num_seqs=1024 if large else 256)
+
+
+def compare(fleet: Fleet, arrivals: list[traffic.Arrival], slo: Slo, lengths: tuple[int, int],
+            only: list[str] | None = None) -> list[Summary]:
     """Run every chosen policy on the same trace and fleet; a summary each."""
+    env, service = fleet.env, fleet.service
     shape = policies.GroupShape(env.capacity.min, env.capacity.max, env.capacity.desired,
                                 env.model.model_load_seconds)
-    prompt, output = policies.mean_lengths([a.prompt_tokens for a in arrivals],
-                                           [a.output_tokens for a in arrivals])
-    target = policies.slo_concurrency(service.deployment, service.eff, prompt, output, slo)
+    target = policies.slo_concurrency(service.deployment, service.eff, *lengths, slo)
     chosen = policies.builtin(shape, env.scaling, target)
-    config = SimConfig(new_replica=lambda: Replica(service),
-                       limits=GroupLimits(shape.min_size, shape.max_size, shape.desired),
-                       launch=replace(LaunchDelay(), model_load_s=shape.warmup_s))
-    price = _instance(env.instance_type).price_usd_hr(market)
-    if price is None:
-        raise ValueError(f"no {market} price for {env.instance_type} in the catalogue")
+    engine = service.deployment.settings
+    config = SimConfig(
+        new_replica=lambda: Replica(service, engine.max_num_seqs, engine.max_num_batched_tokens,
+                                    max_model_len=env.model.max_model_len),
+        limits=GroupLimits(shape.min_size, shape.max_size, shape.desired),
+        launch=replace(LaunchDelay(), model_load_s=fleet.model_load_s))
+    price = fleet.usd_per_hour
     summaries = []
     for name, build in chosen.items():
         if only and name not in only:
@@ -105,7 +140,18 @@ def compare(env: Environment, service: RooflineService, arrivals: list[traffic.A
     return summaries
 
 
-def _instance(name: str) -> Any:
+def _lengths(text: str) -> tuple[int, int]:
+    prompt, _, output = text.partition(":")
+    try:
+        lengths = int(prompt), int(output)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PROMPT:OUTPUT tokens") from None
+    if min(lengths) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: both lengths must be at least 1")
+    return lengths
+
+
+def _instance(name: str) -> Instance:
     catalogue = instances()
     if name not in catalogue:
         raise ValueError(f"unknown instance type {name!r}; known: {', '.join(catalogue)}")

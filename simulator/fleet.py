@@ -5,7 +5,8 @@ of three parts (the EC2 launch, the boot with cloud-init's installs, the model l
 and the load balancer's health checks), serves, and on scale-in is deregistered: it
 gets no new requests and finishes those it holds for at most the target group's
 deregistration delay, then terminates; what is still running then is cut off. It is
-billed per second from launch to termination, with EC2's one-minute minimum.
+billed per second from when EC2 runs it to termination, with EC2's one-minute
+minimum.
 
 The load balancer sends each request to the serving instance with the fewest
 outstanding requests (the ALB's least-outstanding-requests algorithm), ties to the
@@ -54,7 +55,7 @@ class Instance:
 
     id: int
     replica: Replica
-    launched_s: float
+    launched_s: float  # when EC2 runs it (billing starts), not when it was asked for
     state: State = State.LAUNCHING
     terminated_s: float | None = None
     step: Step | None = None

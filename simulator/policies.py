@@ -14,14 +14,15 @@ the group's desired capacity. What differs is the signal and the rule:
 - `inflight-target`: target tracking on the requests each instance holds (running plus
   waiting, the engine's own gauges), with the target set to the concurrency at which
   the planner's roofline predicts the SLO is still met with a margin
-  (`slo_concurrency`).
+  (`slo_concurrency`), for request lengths assumed beforehand (`--lengths`), not read
+  from the trace. The agent publishes the two gauges separately today, so deploying
+  it needs their sum (a metric-math target or one more agent metric).
 - `fixed`: no scaling: the group stays at its desired capacity, the baseline every
   policy's cost reads against.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -88,18 +89,21 @@ class GroupShape:
 
 
 def gpu_70_30(shape: GroupShape, scaling: Scaling) -> GroupPolicy:
+    """The design's policy: the module's two simple-scaling policies on GPU utilisation."""
     policy = GroupPolicy("gpu-70-30", shape.group())
     policy.policies.extend(gpu_policies(scaling, policy.stream(GPU_UTILIZATION)))
     return policy
 
 
 def inflight_target(shape: GroupShape, target: float) -> GroupPolicy:
+    """Target tracking on the requests each instance holds, running or waiting."""
     policy = GroupPolicy("inflight-target", shape.group())
     policy.policies.append(TargetTracking("inflight", policy.stream(IN_FLIGHT), target))
     return policy
 
 
 def fixed(shape: GroupShape) -> GroupPolicy:
+    """No policy: the group stays at its desired capacity."""
     return GroupPolicy("fixed", shape.group())
 
 
@@ -127,8 +131,3 @@ def builtin(shape: GroupShape, scaling: Scaling, inflight: float) -> dict[str, P
             "inflight-target": lambda: inflight_target(shape, inflight),
             "fixed": lambda: fixed(shape)}
 
-
-def mean_lengths(prompts: Sequence[int], outputs: Sequence[int]) -> tuple[int, int]:
-    """Mean prompt and output lengths of a trace, rounded up (at least 1)."""
-    return (max(1, math.ceil(sum(prompts) / len(prompts))),
-            max(1, math.ceil(sum(outputs) / len(outputs))))

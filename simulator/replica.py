@@ -10,7 +10,8 @@ ends. A sequence whose step completes its prompt samples its first token at the 
 of that step; a decoding sequence samples one more. A running sequence that would
 need a slot when none is free preempts the most recently admitted one, which loses
 its cache and waits at the head of the queue to recompute its prompt and what it had
-generated (vLLM's recompute preemption).
+generated (vLLM's recompute preemption); like vLLM's scheduler, a step that had to
+preempt admits no one.
 
 KV slots are counted in tokens, not in 16-token blocks: the difference is at most a
 block per sequence, small against the caches of the GPUs the simulator sizes.
@@ -36,6 +37,7 @@ class Sequence:
     generated: int = 0  # output tokens sampled so far
     first_token_s: float | None = None
     preemptions: int = 0
+    running: bool = False  # in the replica's running list (checked per step: no list scans)
 
     def __post_init__(self) -> None:
         self.to_prefill = self.arrival.prompt_tokens
@@ -74,7 +76,8 @@ class Replica:
 
     service: ServiceModel
     max_num_seqs: int = 256
-    max_num_batched_tokens: int = 8192
+    max_num_batched_tokens: int = 2048
+    max_model_len: int | None = None  # prompt + max_tokens beyond it is refused (400)
     waiting: deque[Sequence] = field(default_factory=deque)
     running: list[Sequence] = field(default_factory=list)
     kv_capacity: int = 0
@@ -94,9 +97,10 @@ class Replica:
         return self.kv_used / self.kv_capacity if self.kv_capacity else 0.0
 
     def submit(self, arrival: Arrival) -> bool:
-        """Queue a request; False when it could never fit the KV cache (vLLM refuses a
-        request longer than its context with a 400)."""
-        if arrival.prompt_tokens + arrival.output_tokens > self.kv_capacity:
+        """Queue a request; False when vLLM would refuse it with a 400: longer than the
+        engine's context, or than its whole KV cache."""
+        length = arrival.prompt_tokens + arrival.output_tokens
+        if length > self.kv_capacity or (self.max_model_len and length > self.max_model_len):
             return False
         self.waiting.append(Sequence(arrival, self._next_id))
         self._next_id += 1
@@ -106,18 +110,21 @@ class Replica:
         """The next step's tokens, or None when there is nothing to do."""
         budget = self.max_num_batched_tokens
         chunks: list[tuple[Sequence, int]] = []
+        preempted = False
         for seq in list(self.running):
-            if budget == 0 or seq not in self.running:
+            if budget == 0 or not seq.running:
                 break  # out of budget, or preempted (with every newer one) to make room
             take = min(seq.to_prefill - seq.computed, budget) if seq.prefilling else 1
             while self.kv_used + take > self.kv_capacity and self._preempt_newest(seq):
-                pass
-            if seq not in self.running:
+                preempted = True
+            if not seq.running:
+                preempted = True
                 break  # it was the newest itself, and nothing else could make room
             chunks.append((seq, take))
             self.kv_used += take
             budget -= take
-        self._admit(chunks, budget)
+        if not preempted:  # as vLLM: no admissions in a step that had to preempt
+            self._admit(chunks, budget)
         if not chunks:
             return None
         load = _load(chunks)
@@ -131,6 +138,7 @@ class Replica:
                 return
             self.waiting.popleft()
             self.running.append(seq)
+            seq.running = True
             chunks.append((seq, take))
             self.kv_used += take
             budget -= take
@@ -141,6 +149,7 @@ class Replica:
         if victim is needing and len(self.running) == 1:
             return False
         self.running.pop()
+        victim.running = False
         self.kv_used -= victim.computed
         victim.to_prefill = victim.arrival.prompt_tokens + victim.generated
         victim.computed = 0
@@ -160,6 +169,7 @@ class Replica:
                 seq.first_token_s = now_s
             if seq.done:
                 self.running.remove(seq)
+                seq.running = False
                 self.kv_used -= seq.computed
                 finished.append(Finished(seq.arrival, seq.first_token_s, now_s, seq.preemptions))
         return finished

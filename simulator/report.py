@@ -3,7 +3,8 @@
 A request meets the SLO when its time to first token and its time per output token
 (the mean gap between its tokens after the first) are both within their targets; a
 request refused for want of a serving instance, or cut off when its instance
-terminated, misses it. Percentiles are over the completed requests (nearest rank).
+terminated, misses it. Percentiles are over the completed requests (nearest rank), so
+the table also shows how many were refused or cut off.
 Cost is each instance's hourly price from the project's catalogue, billed per second
 from launch to termination with EC2's one-minute minimum, launching and draining
 time included: that is what AWS charges.
@@ -60,7 +61,8 @@ def _rounded(value: object) -> object:
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile of ascending values; None for none."""
+    """Nearest-rank percentile of ascending values; None for none. Nearest rank, not
+    interpolation: a p99 is a latency some request really had, as an SLO report reads it."""
     if not sorted_values:
         return None
     rank = max(1, math.ceil(q / 100 * len(sorted_values)))
@@ -117,7 +119,8 @@ COLUMNS = (("policy", "policy", "{}"), ("SLO met", "slo_attainment", "{:.1%}"),
            ("TTFT p95 s", "ttft_p95_s", "{:.2f}"), ("TPOT p95 ms", "tpot_p95_s", "{:.0f}"),
            ("inst-hours", "instance_hours", "{:.2f}"), ("cost $", "cost_usd", "{:.2f}"),
            ("$/M out tok", "cost_per_million_output_tokens", "{:.2f}"),
-           ("actions", "scaling_actions", "{}"), ("peak", "peak_instances", "{}"))
+           ("actions", "scaling_actions", "{}"), ("peak", "peak_instances", "{}"),
+           ("refused", "refused", "{}"), ("cut off", "cut_off", "{}"))
 
 
 def table(summaries: Sequence[Summary]) -> str:

@@ -60,6 +60,8 @@ class ScalingPolicy(Protocol):
 
 @dataclass(frozen=True)
 class GroupLimits:
+    """The group's bounds, and how many instances serve when the trace starts."""
+
     min_size: int = 1
     max_size: int = 4
     initial: int = 1  # serving when the trace starts
@@ -79,6 +81,8 @@ class SimConfig:
 
 @dataclass(frozen=True, slots=True)
 class ScalingAction:
+    """A change of the group's capacity, for the report."""
+
     at_s: float
     before: int
     after: int
@@ -98,6 +102,8 @@ class Outcome:
 
 
 class Kind(IntEnum):
+    """Event kinds, in the order they are handled at one instant."""
+
     STEP_END = 0
     READY = 1
     ARRIVAL = 2
@@ -107,13 +113,14 @@ class Kind(IntEnum):
 
 
 class Simulation:
+    """One run: a trace through a fresh fleet under one policy (`run` once)."""
+
     def __init__(self, config: SimConfig, policy: ScalingPolicy) -> None:
         self.config, self.policy = config, policy
         self.fleet = Fleet()
         self.out = Outcome()
         self._heap: list[tuple[float, Kind, int, int]] = []
         self._order = itertools.count()
-        self._desired = config.limits.initial
         self._last_busy: dict[int, float] = {}
 
     def _at(self, when_s: float, kind: Kind, ref: int = 0) -> None:
@@ -124,34 +131,40 @@ class Simulation:
             self._launch(0.0, ready_now=True)
         for index, arrival in enumerate(arrivals):
             self._at(arrival.at_s, Kind.ARRIVAL, index)
-        end = arrivals[-1].at_s if arrivals else 0.0
+        end = max((a.at_s for a in arrivals), default=0.0)
         self._at(self.config.sample_s, Kind.SAMPLE)
         self._at(self.config.evaluate_s, Kind.EVALUATE)
         while self._heap:
             now, kind, _, ref = heapq.heappop(self._heap)
             if kind in (Kind.SAMPLE, Kind.EVALUATE) and now > end and self._idle():
                 continue  # the trace is over and every engine is done: let the clock stop
-            self._handle(now, kind, ref, arrivals)
-            self.out.end_s = now
+            if self._handle(now, kind, ref, arrivals):
+                self.out.end_s = now  # a stale event (a step cut off, a cancelled launch) is not
         self.out.instances = self.fleet.instances
         return self.out
 
     def _idle(self) -> bool:
         return all(i.step is None for i in self.fleet.instances)
 
-    def _handle(self, now: float, kind: Kind, ref: int, arrivals: Sequence[Arrival]) -> None:
+    def _handle(self, now: float, kind: Kind, ref: int, arrivals: Sequence[Arrival]) -> bool:
+        """Apply one event; False when it no longer meant anything."""
         if kind is Kind.ARRIVAL:
             self._arrive(now, arrivals[ref])
-        elif kind is Kind.STEP_END:
-            self._step_end(now, self.fleet.instances[ref])
-        elif kind is Kind.READY:
-            self._ready(now, self.fleet.instances[ref])
-        elif kind is Kind.DRAIN_DEADLINE:
-            self._terminate(now, self.fleet.instances[ref])
         elif kind is Kind.SAMPLE:
             self._sample(now)
-        else:
+        elif kind is Kind.EVALUATE:
             self._evaluate(now)
+        else:
+            instance = self.fleet.instances[ref]
+            if instance.state is State.TERMINATED:
+                return False  # its step was cut off, its launch cancelled, its drain done
+            if kind is Kind.STEP_END:
+                self._step_end(now, instance)
+            elif kind is Kind.READY:
+                self._ready(now, instance)
+            else:
+                self._terminate(now, instance)
+        return True
 
     def _arrive(self, now: float, arrival: Arrival) -> None:
         target = self.fleet.route(arrival, now)
@@ -173,11 +186,12 @@ class Simulation:
         self._kick(instance, now)
 
     def _launch(self, now: float, ready_now: bool = False) -> None:
-        instance = Instance(len(self.fleet.instances), self.config.new_replica(), now)
-        self.fleet.instances.append(instance)
         launch = self.config.launch
-        # EC2 reports it InService once it runs; it serves after booting and loading.
-        self.policy.launched(instance.id, -launch.total_s if ready_now else now + launch.launch_s)
+        # EC2 runs it (InService, billed) after launch_s; it serves after booting and loading.
+        running = now if ready_now else now + launch.launch_s
+        instance = Instance(len(self.fleet.instances), self.config.new_replica(), running)
+        self.fleet.instances.append(instance)
+        self.policy.launched(instance.id, -launch.total_s if ready_now else running)
         self._at(now if ready_now else now + launch.total_s, Kind.READY, instance.id)
 
     def _ready(self, now: float, instance: Instance) -> None:

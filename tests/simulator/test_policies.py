@@ -102,3 +102,11 @@ def test_simulate_refuses_bad_input_with_one_line(
     assert main(["simulate", "--root", str(REPO), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_simulate_says_when_the_environment_leaves_nothing_to_scale(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """dev's capacity is 1..1: every policy's row is the same, and the run says why."""
+    assert main(["simulate", "--root", str(REPO), "--shape", "constant", "--duration", "60",
+                 "--rate", "1"]) == 0
+    assert "no policy can scale (try --max-size)" in capsys.readouterr().err

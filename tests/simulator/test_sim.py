@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -11,7 +11,7 @@ from simulator.fleet import LaunchDelay, State
 from simulator.replica import Replica
 from simulator.report import Slo, percentile, summarise
 from simulator.service import StepLoad
-from simulator.sim import GroupLimits, InstanceSample, SimConfig, Simulation
+from simulator.sim import GroupLimits, InstanceSample, Outcome, SimConfig, Simulation
 from simulator.traffic import Arrival
 
 
@@ -67,6 +67,7 @@ def steady(rate_per_s: float, duration_s: float, output: int = 20) -> list[Arriv
 
 def test_every_request_of_a_light_trace_completes_within_the_slo() -> None:
     out = Simulation(config(), Scripted([])).run(steady(2, 120))
+    assert accounted(out) == 240
     summary = summarise("scripted", out, Slo(ttft_s=0.5, tpot_s=0.05), usd_per_hour=1.0)
     assert (summary.requests, summary.completed, summary.slo_attainment) == (240, 240, 1.0)
     assert summary.scaling_actions == 0 and summary.peak_instances == 1
@@ -77,7 +78,7 @@ def test_a_launched_instance_serves_after_its_launch_delay_and_shares_the_load()
     policy = Scripted([(60, 2)])
     out = Simulation(config(), policy).run(steady(5, 300))
     second = out.instances[1]
-    assert second.launched_s == 60
+    assert second.launched_s == 60 + 10  # asked for at 60 s, running (and billed) 10 s later
     assert ("launched", 1, 60 + 10) in policy.events  # InService once EC2 runs it
     served = [s for s in policy.seen if s.instance == 1]
     assert min(s.at_s for s in served) >= 60 + 60  # the launch delay: 10 + 20 + 20 + 10 s
@@ -86,13 +87,40 @@ def test_a_launched_instance_serves_after_its_launch_delay_and_shares_the_load()
 
 def test_scale_in_drains_the_last_launched_and_bills_it_to_termination() -> None:
     policy = Scripted([(120, 1)], initial=2)
-    out = Simulation(config(initial=2), policy).run(steady(5, 300, output=200))
+    arrivals = steady(5, 300, output=200)
+    out = Simulation(config(initial=2), policy).run(arrivals)
     gone = out.instances[1]
-    assert gone.state is State.TERMINATED
+    assert gone.state is State.TERMINATED and gone.cut_off == 0  # 200 tokens drain in time
     assert gone.terminated_s is not None and 120 <= gone.terminated_s <= 120 + 30
-    assert out.cut_off == gone.cut_off  # what the 30 s drain did not finish is cut off
     assert gone.billed_s(out.end_s) == pytest.approx(gone.terminated_s)
     assert ("leaving", 1, 120) in policy.events and ("gone", 1, gone.terminated_s) in policy.events
+    assert accounted(out) == len(arrivals)
+
+
+def test_a_drain_deadline_in_the_middle_of_a_step_cuts_off_without_crashing() -> None:
+    """Regression: the cut-off instance's pending step end raised 'a step ended while none
+    ran'."""
+    arrivals = [Arrival(i * 0.2, 50, 5000) for i in range(100)]  # answers far beyond 30 s
+    out = Simulation(config(initial=2), Scripted([(120, 1)], initial=2)).run(arrivals)
+    gone = out.instances[1]
+    assert gone.terminated_s == pytest.approx(120 + 30) and gone.cut_off > 0
+    assert out.cut_off == gone.cut_off and accounted(out) == len(arrivals)
+
+
+def test_stale_events_do_not_extend_the_run_or_its_bill() -> None:
+    """Regression: a cancelled launch's 'ready' event moved the end of the run, and every
+    instance was billed to it."""
+    slow = replace(config(max_size=2), launch=LaunchDelay(10, 40, 40, 10))  # 100 s to serve
+    out = Simulation(slow, Scripted([(60, 2), (120, 1)])).run(steady(2, 130))
+    cancelled = out.instances[1]
+    assert cancelled.terminated_s == 120 and cancelled.state is State.TERMINATED
+    assert out.end_s == max(d.finished_s for d in out.finished)
+    assert out.end_s < 60 + 100  # its 'ready' event at 160 s changed nothing
+
+
+def accounted(out: Outcome) -> int:
+    """Every request ends one way: completed, refused or cut off."""
+    return len(out.finished) + len(out.refused) + out.cut_off
 
 
 def test_with_no_serving_instance_requests_are_refused() -> None:
