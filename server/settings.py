@@ -24,7 +24,6 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from llmfleet.core.env import split_csv
@@ -73,8 +72,8 @@ class ConfigFile(PydanticBaseSettingsSource):
     """The TOML file that `config_file` names, in code or in LLMFLEET_CONFIG_FILE.
 
     pydantic-settings' own TOML source takes one path for the whole class (its
-    `model_config`) and skips a missing file silently; this one wraps it to read
-    the file named for this load, and refuses a missing one.
+    `model_config`) and skips a missing file silently; this source reads the file
+    named for this load, once, and refuses a missing one.
     """
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
@@ -86,9 +85,8 @@ class ConfigFile(PydanticBaseSettingsSource):
             return {}
         path = Path(named)
         try:
-            with path.open("rb"):  # the TOML source would skip a missing file
-                pass
-            values = TomlConfigSettingsSource(self.settings_cls, toml_file=path)()
+            with path.open("rb") as file:
+                values: dict[str, Any] = tomllib.load(file)
         except OSError as exc:
             raise ConfigFileError(f"cannot read config file {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from planner.timing import Deployment, Efficiency, Workload, predict
 from simulator.autoscaling import Group, Policy, TargetTracking
 from simulator.cloudwatch import MetricStream
-from simulator.policy_config import Scaling, gpu_policies
+from simulator.policy_config import MODULE, Scaling, gpu_policies
 from simulator.report import Slo
 from simulator.sim import InstanceSample
 
-# The agent's metric names (agent/specs.py) for what each sample carries.
-GPU_UTILIZATION = "GPUUtilization"
+# What each sample is published as: the module's alarm metric (the agent's name for it,
+# agent/specs.py), and the in-flight sum the agent does not publish yet.
+GPU_UTILIZATION = MODULE.metric_name
 IN_FLIGHT = "RequestsInFlight"  # RequestsRunning + RequestsWaiting, per instance
 
 
