@@ -12,9 +12,9 @@ checked against.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 
+from llmfleet.core.stats import percentile
 from loadtest.stream import Outcome
 
 QUANTILES = (50, 95, 99)
@@ -96,17 +96,6 @@ class Recorder:
             latency_ms={name: tuple(percentile(samples, q) for q in QUANTILES)
                         for name, samples in (("ttft", self.ttft_ms), ("tpot", self.tpot_ms),
                                               ("e2e", self.e2e_ms))})
-
-
-def percentile(samples: list[float], q: float) -> float | None:
-    """The q-th percentile with linear interpolation between ranks; None without samples."""
-    if not samples:
-        return None
-    ordered = sorted(samples)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,13 @@ class Instance:
     replica: Replica
     launched_s: float  # when EC2 runs it (billing starts), not when it was asked for
     state: State = State.LAUNCHING
+    ready_s: float | None = None  # when the load balancer started sending it requests
     terminated_s: float | None = None
     step: Step | None = None
     step_started_s: float = 0.0
     busy_s: float = 0.0  # engine time spent in finished steps
     last_assigned_s: float = -1.0
+    routed: int = 0  # requests the load balancer sent it since the agent last read
     cut_off: int = 0  # requests still running when it terminated
 
     def busy_until(self, now_s: float) -> float:
@@ -96,6 +98,7 @@ class Fleet:
             return None
         target = min(serving, key=lambda i: (i.replica.outstanding, i.last_assigned_s, i.id))
         target.last_assigned_s = now_s
+        target.routed += 1
         return target if target.replica.submit(arrival) else None
 
     def to_remove(self, count: int) -> list[Instance]:

@@ -82,6 +82,7 @@ class Replica:
     running: list[Sequence] = field(default_factory=list)
     kv_capacity: int = 0
     kv_used: int = 0
+    first_tokens: list[float] = field(default_factory=list)  # TTFTs since the agent last read
     _next_id: int = 0
 
     def __post_init__(self) -> None:
@@ -167,6 +168,7 @@ class Replica:
             seq.generated += 1
             if seq.first_token_s is None:
                 seq.first_token_s = now_s
+                self.first_tokens.append(now_s - seq.arrival.at_s)
             if seq.done:
                 self.running.remove(seq)
                 seq.running = False

@@ -3,8 +3,9 @@
 A request meets the SLO when its time to first token and its time per output token
 (the mean gap between its tokens after the first) are both within their targets; a
 request refused for want of a serving instance, or cut off when its instance
-terminated, misses it. Percentiles are over the completed requests (nearest rank), so
-the table also shows how many were refused or cut off.
+terminated, misses it. Percentiles are over the completed requests (interpolated, the
+same statistic the load tests report: `llmfleet.core.stats`), so the table also shows
+how many were refused or cut off.
 Cost is each instance's hourly price from the project's catalogue, billed per second
 from launch to termination with EC2's one-minute minimum, launching and draining
 time included: that is what AWS charges.
@@ -12,10 +13,10 @@ time included: that is what AWS charges.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from llmfleet.core.stats import percentile
 from simulator.replica import Finished
 from simulator.sim import Outcome
 
@@ -58,15 +59,6 @@ class Summary:
 
 def _rounded(value: object) -> object:
     return round(value, 6) if isinstance(value, float) else value
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile of ascending values; None for none. Nearest rank, not
-    interpolation: a p99 is a latency some request really had, as an SLO report reads it."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def tpot_s(done: Finished) -> float | None:

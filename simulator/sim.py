@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
 
+from llmfleet.core.stats import percentile
 from simulator.fleet import Fleet, Instance, LaunchDelay, State, finish_step, start_step
 from simulator.replica import Finished, Replica
 from simulator.traffic import Arrival
@@ -39,6 +40,8 @@ class InstanceSample:
     running: int
     waiting: int
     kv_usage: float  # 0-1
+    routed: int = 0  # requests the load balancer sent it in the interval (ALB RequestCount)
+    ttft_p95_s: float | None = None  # of the first tokens it produced in the interval
 
 
 class ScalingPolicy(Protocol):
@@ -122,16 +125,21 @@ class Simulation:
         self._heap: list[tuple[float, Kind, int, int]] = []
         self._order = itertools.count()
         self._last_busy: dict[int, float] = {}
+        self._progress: Callable[[float, float], None] | None = None
+        self._end = 0.0
 
     def _at(self, when_s: float, kind: Kind, ref: int = 0) -> None:
         heapq.heappush(self._heap, (when_s, kind, next(self._order), ref))
 
-    def run(self, arrivals: Sequence[Arrival]) -> Outcome:
+    def run(self, arrivals: Sequence[Arrival],
+            progress: Callable[[float, float], None] | None = None) -> Outcome:
+        """Simulate the trace; `progress(now_s, last_arrival_s)` hears at every sample."""
+        self._progress = progress
         for _ in range(self.config.limits.initial):
             self._launch(0.0, ready_now=True)
         for index, arrival in enumerate(arrivals):
             self._at(arrival.at_s, Kind.ARRIVAL, index)
-        end = max((a.at_s for a in arrivals), default=0.0)
+        end = self._end = max((a.at_s for a in arrivals), default=0.0)
         self._at(self.config.sample_s, Kind.SAMPLE)
         self._at(self.config.evaluate_s, Kind.EVALUATE)
         while self._heap:
@@ -196,7 +204,7 @@ class Simulation:
 
     def _ready(self, now: float, instance: Instance) -> None:
         if instance.state is State.LAUNCHING:
-            instance.state = State.SERVING
+            instance.state, instance.ready_s = State.SERVING, now
             self._last_busy[instance.id] = 0.0
 
     def _remove(self, now: float, instance: Instance) -> None:
@@ -216,18 +224,31 @@ class Simulation:
         self.policy.gone(now, instance.id)
 
     def _sample(self, now: float) -> None:
-        samples = [self._sample_one(i, now) for i in self.fleet.serving()]
+        samples = [self._sample_one(i, now) for i in self.fleet.instances if self._agent_runs(i, now)]
         self.out.samples.extend(samples)
         self.policy.observe(samples)
+        if self._progress is not None:
+            self._progress(now, self._end)
         self._at(now + self.config.sample_s, Kind.SAMPLE)
+
+    def _agent_runs(self, instance: Instance, now: float) -> bool:
+        """Whether the instance's agent publishes: from the end of its boot (cloud-init
+        starts it beside the engine, which then loads the model at 0% GPU utilisation)
+        until it terminates, draining included."""
+        if instance.state is State.LAUNCHING:
+            return now >= instance.launched_s + self.config.launch.boot_s
+        return instance.state is not State.TERMINATED
 
     def _sample_one(self, instance: Instance, now: float) -> InstanceSample:
         busy = instance.busy_until(now)
         share = (busy - self._last_busy.get(instance.id, 0.0)) / self.config.sample_s
         self._last_busy[instance.id] = busy
         replica = instance.replica
+        routed, instance.routed = instance.routed, 0
+        ttft = percentile(replica.first_tokens, 95)
+        replica.first_tokens.clear()
         return InstanceSample(instance.id, now, min(1.0, share), len(replica.running),
-                              len(replica.waiting), replica.kv_usage)
+                              len(replica.waiting), replica.kv_usage, routed, ttft)
 
     def _evaluate(self, now: float) -> None:
         limits = self.config.limits

@@ -6,21 +6,13 @@ import json
 
 import pytest
 
-from loadtest.results import Recorder, percentile
+from loadtest.results import Recorder
 from loadtest.stream import Outcome
 
 
 def outcome(e2e: float, ttft: float | None = None, tokens: int = 10) -> Outcome:
     return Outcome(e2e_s=e2e, ttft_s=ttft, prompt_tokens=5, completion_tokens=tokens,
                    usage_reported=True)
-
-
-def test_percentile_interpolates_between_ranks() -> None:
-    samples = [float(x) for x in range(1, 101)]  # 1..100
-    assert percentile(samples, 50) == pytest.approx(50.5)
-    assert percentile(samples, 95) == pytest.approx(95.05)
-    assert percentile([3.0], 99) == 3.0
-    assert percentile([], 50) is None
 
 
 def test_summary_counts_tokens_rates_and_errors() -> None:

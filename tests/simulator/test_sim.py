@@ -9,7 +9,7 @@ import pytest
 
 from simulator.fleet import LaunchDelay, State
 from simulator.replica import Replica
-from simulator.report import Slo, percentile, summarise
+from simulator.report import Slo, summarise
 from simulator.service import StepLoad
 from simulator.sim import GroupLimits, InstanceSample, Outcome, SimConfig, Simulation
 from simulator.traffic import Arrival
@@ -80,9 +80,16 @@ def test_a_launched_instance_serves_after_its_launch_delay_and_shares_the_load()
     second = out.instances[1]
     assert second.launched_s == 60 + 10  # asked for at 60 s, running (and billed) 10 s later
     assert ("launched", 1, 60 + 10) in policy.events  # InService once EC2 runs it
-    served = [s for s in policy.seen if s.instance == 1]
-    assert min(s.at_s for s in served) >= 60 + 60  # the launch delay: 10 + 20 + 20 + 10 s
+    assert second.ready_s == 60 + 60  # the launch delay: 10 + 20 + 20 + 10 s
+    published = [s for s in policy.seen if s.instance == 1]
+    # Its agent publishes from the end of its boot (60 + 10 + 20 s), idle while the model loads.
+    assert min(s.at_s for s in published) == 60 + 30
+    loading = [s for s in published if s.at_s < second.ready_s]
+    assert loading and all(s.gpu_utilization == 0 and s.running == 0 for s in loading)
+    served = [s for s in published if s.at_s > second.ready_s]
     assert sum(s.running for s in served) > 0  # least outstanding requests sends it work
+    assert sum(s.routed for s in served) > 0 and sum(s.routed for s in loading) == 0
+    assert any(s.ttft_p95_s is not None for s in served)
 
 
 def test_scale_in_drains_the_last_launched_and_bills_it_to_termination() -> None:
@@ -143,10 +150,3 @@ def test_utilisation_is_the_share_of_time_the_engine_stepped() -> None:
     first = policy.seen[0]
     assert first.gpu_utilization == pytest.approx(1.0)  # one sequence keeps it ~always busy
     assert first.running == 1
-
-
-def test_nearest_rank_percentiles() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert (percentile(values, 50), percentile(values, 95), percentile(values, 100)) == (
-        50.0, 95.0, 100.0)
-    assert percentile([], 50) is None
