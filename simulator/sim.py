@@ -224,7 +224,8 @@ class Simulation:
         self.policy.gone(now, instance.id)
 
     def _sample(self, now: float) -> None:
-        samples = [self._sample_one(i, now) for i in self.fleet.instances if self._agent_runs(i, now)]
+        samples = [self._sample_one(i, now) for i in self.fleet.instances
+                   if self._agent_runs(i, now)]
         self.out.samples.extend(samples)
         self.policy.observe(samples)
         if self._progress is not None:
