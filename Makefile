@@ -140,7 +140,7 @@ lint-imports: $(STAMP) ## The floors contract alone: no package imports from a f
 ##@ Measure
 
 .PHONY: bench
-bench: bench-router bench-agent bench-locust bench-planner bench-console ## Run every benchmark
+bench: bench-router bench-agent bench-locust bench-planner bench-console bench-simulator bench-fidelity ## Run every benchmark
 
 .PHONY: bench-router
 bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real vLLM); see BENCHMARKS.md
@@ -161,6 +161,14 @@ bench-planner: $(STAMP) ## The sizing search's speed and the timing model's erro
 .PHONY: bench-console
 bench-console: $(STAMP) ## What the web console costs the router: one fleet sample, one planner answer; see BENCHMARKS.md
 	$(PY) -m benchmarks.console_bench
+
+.PHONY: bench-simulator
+bench-simulator: $(STAMP) ## The simulator's speed: an hour and a day of traffic under each policy, one core; see BENCHMARKS.md
+	$(PY) -m benchmarks.simulator_bench
+
+.PHONY: bench-fidelity
+bench-fidelity: $(STAMP) ## The simulator's error against a real vLLM engine: calibrate, replay open-loop traces, simulate them; see BENCHMARKS.md
+	$(PY) -m benchmarks.fidelity_bench
 
 .PHONY: plan-search
 plan-search: $(STAMP) ## Measure the execution plans in PLANS (default: this machine's CPU plan space) on real vLLM engines and pick the best under the SLA; results in .run/bench

@@ -15,9 +15,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmfleet.core import logs
+from llmfleet.core.args import positive_int
 from llmfleet.core.testmodel import DEFAULT_TEST_MODEL_DIR
 
 if TYPE_CHECKING:
@@ -182,6 +183,51 @@ def _bench(args: argparse.Namespace) -> int:
                       engine_timeout_s=args.engine_timeout)
 
 
+def _profile(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+    from dataclasses import replace
+
+    from llmfleet.core.wire.profile import EngineProfile
+    from loadtest.probe import ProbePlan, engine_limits, probe
+    from loadtest.sweep import EndpointError, Target, first_model
+    from simulator.profile import ProfileError, fit
+
+    logs.configure("WARNING")
+    target = Target(args.url.rstrip("/"), args.api_key)
+
+    async def measure() -> EngineProfile:
+        model = args.model or await first_model(target)
+        limits = await engine_limits(target, args.max_num_seqs, args.max_num_batched_tokens,
+                                     kv_tokens=args.kv_tokens)
+        plan = ProbePlan()
+        plan = replace(plan, repeats=args.repeats or plan.repeats,
+                       batches=tuple(b for b in plan.batches if b <= args.max_batch))
+        print(f"probing {target.url} ({model}): {plan.size(limits)} requests; the engine "
+              "must have no other traffic", file=sys.stderr)
+        samples = await probe(target, model, limits, plan,
+                              progress=lambda line: print(f"  {line}", file=sys.stderr))
+        return EngineProfile(model=model, endpoint=target.url,
+                             measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             limits=limits, fit=fit(samples), samples=samples)
+
+    try:
+        profile = asyncio.run(measure())
+    except (EndpointError, ProfileError) as exc:
+        print(f"llmfleet profile: {exc}", file=sys.stderr)
+        return 1
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(profile.model_dump_json(indent=1) + "\n")
+    except OSError as exc:
+        print(f"llmfleet profile: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 1
+    f = profile.fit
+    print(f"wrote {args.out}: {len(profile.samples)} samples, fit r2 {f.r2:.3f}, relative rms "
+          f"{f.relative_rms:.1%}; use it with: llmfleet simulate --profile {args.out}")
+    return 0
+
+
 def _up(args: argparse.Namespace) -> int:
     from llmfleet.local import LocalPlatform, UpOptions
 
@@ -191,6 +237,29 @@ def _up(args: argparse.Namespace) -> int:
                         agent_port=args.agent_port, cloudwatch_port=args.cloudwatch_port,
                         instance_type=args.instance_type, agent_interval_s=args.agent_interval)
     return LocalPlatform(options).run()
+
+
+def _add_profile(sub: Any) -> None:
+    profile = sub.add_parser(
+        "profile", help="measure an idle engine's step times for the simulator "
+                        "(llmfleet simulate --profile)")
+    profile.add_argument("--url", default="http://127.0.0.1:8001",
+                         help="the engine's (or router's) base URL (default: %(default)s)")
+    profile.add_argument("--model", default="", help="default: the first model it lists")
+    profile.add_argument("--api-key", default=None, help="for a router that wants one")
+    profile.add_argument("--max-num-seqs", type=positive_int, required=True,
+                         help="the engine's --max-num-seqs (a client cannot see it)")
+    profile.add_argument("--max-num-batched-tokens", type=positive_int, required=True,
+                         help="the engine's --max-num-batched-tokens")
+    profile.add_argument("--kv-tokens", type=positive_int, default=None,
+                         help="KV cache size in tokens (default: read from vLLM's /metrics)")
+    profile.add_argument("--repeats", type=positive_int, default=None,
+                         help="measurements per configuration, median kept (default: 3)")
+    profile.add_argument("--max-batch", type=positive_int, default=1 << 30,
+                         help="measure decode batches up to this many sequences (default: up "
+                              "to --max-num-seqs)")
+    profile.add_argument("--out", type=Path, default=Path(".run/profile.json"))
+    profile.set_defaults(func=_profile)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--engine-timeout", type=float, default=900.0,
                        help="seconds an engine may take to become healthy")
     bench.set_defaults(func=_bench)
+
+    _add_profile(sub)
 
     from planner.cli import add_parser as add_plan
     from simulator.cli import add_parser as add_simulate

@@ -46,6 +46,12 @@ class RequestRow:
     e2e_s: float
 
 
+# An idle pooled connection is dropped after this long, before the server drops it: vLLM's
+# API server (uvicorn) closes a connection idle for 5 s, and a request sent on it at that
+# instant fails with a read error (httpx's own default is 5 s too, so the two raced).
+KEEPALIVE_EXPIRY_S = 2.0
+
+
 @dataclass
 class Target:
     url: str
@@ -58,7 +64,8 @@ class Target:
             base_url=self.url, headers=headers,
             timeout=httpx.Timeout(self.timeout_s, connect=10.0),
             limits=httpx.Limits(max_connections=connections,
-                                max_keepalive_connections=connections))
+                                max_keepalive_connections=connections,
+                                keepalive_expiry=KEEPALIVE_EXPIRY_S))
 
 
 async def first_model(target: Target) -> str:
@@ -98,7 +105,7 @@ async def run_level(target: Target, model: str, workload: Workload, concurrency:
                                 ignore_eos=True)
             sent_wall, sent = time.time(), time.perf_counter()
             try:
-                outcome = await _stream(client, body, sent)
+                outcome = await stream_completion(client, body, sent)
                 if outcome.completion_tokens < batch[index].max_tokens:
                     # An engine whose context cannot hold the request shortens the answer
                     # (vLLM does); fast because it did less, it did not serve the workload.
@@ -119,7 +126,13 @@ async def run_level(target: Target, model: str, workload: Workload, concurrency:
     return recorder, rows
 
 
-async def _stream(client: httpx.AsyncClient, body: dict[str, object], sent: float) -> Outcome:
+async def stream_completion(client: httpx.AsyncClient, body: dict[str, object],
+                            sent: float) -> Outcome:
+    """One streamed completion, timed from `sent` (`time.perf_counter()`).
+
+    Raises:
+        httpx.HTTPError, ResponseError: it failed.
+    """
     reader = StreamReader(Api.COMPLETIONS, sent)
     async with client.stream("POST", Api.COMPLETIONS.path, json=body) as resp:
         if resp.status_code != 200:

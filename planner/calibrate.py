@@ -61,9 +61,12 @@ def ols(samples: Sequence[tuple[float, float, float]]) -> Fit:
         raise CalibrationError(f"{len(samples)} samples; a fit needs at least 4")
     rows = [(1.0, float(i), float(o)) for i, o, _ in samples]
     ys = [float(y) for _, _, y in samples]
-    gram = [[sum(r[a] * r[b] for r in rows) for b in range(3)] for a in range(3)]
-    rhs = [sum(r[a] * y for r, y in zip(rows, ys, strict=True)) for a in range(3)]
-    coef = _solve(gram, rhs)
+    try:
+        coef = least_squares(rows, ys)
+    except CalibrationError:
+        raise CalibrationError("input and output token counts do not vary independently "
+                               "across the samples; measure more than one workload shape"
+                               ) from None
     fitted = [sum(c * x for c, x in zip(coef, r, strict=True)) for r in rows]
     residuals = [y - f for y, f in zip(ys, fitted, strict=True)]
     mean = sum(ys) / len(ys)
@@ -75,16 +78,32 @@ def ols(samples: Sequence[tuple[float, float, float]]) -> Fit:
                residual_max=max(abs(e) for e in residuals), n=len(ys))
 
 
+def least_squares(rows: Sequence[Sequence[float]], ys: Sequence[float]) -> list[float]:
+    """The coefficients c minimising sum((row . c - y)^2), any number of columns.
+
+    Columns are scaled to unit size before solving the normal equations, so a column of
+    token counts in the thousands beside a constant column solves as well as two of 1s.
+
+    Raises:
+        CalibrationError: a column is all zeros or a combination of the others.
+    """
+    width = len(rows[0])
+    scale = [max(abs(r[j]) for r in rows) or 1.0 for j in range(width)]
+    scaled = [[r[j] / scale[j] for j in range(width)] for r in rows]
+    gram = [[sum(r[a] * r[b] for r in scaled) for b in range(width)] for a in range(width)]
+    rhs = [sum(r[a] * y for r, y in zip(scaled, ys, strict=True)) for a in range(width)]
+    return [c / s for c, s in zip(_solve(gram, rhs), scale, strict=True)]
+
+
 def _solve(matrix: list[list[float]], rhs: list[float]) -> list[float]:
-    """Gaussian elimination with partial pivoting on the 3x3 normal equations."""
+    """Gaussian elimination with partial pivoting."""
     n = len(rhs)
     a = [[*row, b] for row, b in zip(matrix, rhs, strict=True)]
     scale = max(abs(a[i][i]) for i in range(n)) or 1.0
     for col in range(n):
         pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
         if abs(a[pivot][col]) <= 1e-12 * scale:
-            raise CalibrationError("input and output token counts do not vary independently "
-                                   "across the samples; measure more than one workload shape")
+            raise CalibrationError(f"column {col} of the fit is not determined by the samples")
         a[col], a[pivot] = a[pivot], a[col]
         for row in range(col + 1, n):
             factor = a[row][col] / a[col][col]

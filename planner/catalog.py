@@ -122,8 +122,14 @@ def gpu(name: str) -> Gpu:
     return found
 
 
+# An instruction-tuned release has its base model's architecture: Llama-3.1-8B-Instruct
+# is sized as Llama-3.1-8B (the environments name the Instruct id that they serve).
+TUNED_SUFFIXES = ("-instruct", "-chat")
+
+
 def model(name: str) -> ModelArch:
-    """A model by catalogue name, Hugging Face id, or path to a config.json (or its folder).
+    """A model by catalogue name, Hugging Face id (an -Instruct or -Chat release as its base
+    model), or path to a config.json (or its folder).
 
     Raises:
         CatalogError: unknown, or a config.json without the fields the planner needs.
@@ -133,7 +139,11 @@ def model(name: str) -> ModelArch:
         path = path / "config.json"
     if path.suffix == ".json" and path.is_file():
         return from_config(path)
-    found = models().get(name.strip().lower())
+    key = name.strip().lower()
+    found = models().get(key)
+    for suffix in TUNED_SUFFIXES:
+        if found is None and key.endswith(suffix):
+            found = models().get(key.removesuffix(suffix))
     if found is None:
         raise CatalogError(f"unknown model {name!r}; known: {', '.join(names())} "
                            "(or a Hugging Face id of one, or a path to a config.json)")

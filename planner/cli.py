@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llmfleet.core.args import positive, positive_int
 from llmfleet.core.instances import Market
 from llmfleet.core.wire.scoring import ScoredModelDraft
 from planner import calibrate, catalog, efficiency, report, validation
@@ -28,20 +29,6 @@ from planner.catalog import CatalogError
 from planner.memory import GIB, Precision, Settings
 from planner.sizing import SEARCHED_PRECISIONS, Question, Slo, search
 from planner.timing import Deployment, Workload, predict, predict_static
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
 
 
 def _at_least_one(text: str) -> float:
@@ -59,23 +46,23 @@ def add_parser(sub: Any) -> None:
                           description=__doc__,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     plan.add_argument("--model", help="catalogue name, Hugging Face id or config.json path")
-    plan.add_argument("--input-len", type=_positive_int, default=512)
-    plan.add_argument("--output-len", type=_positive_int, default=256)
-    plan.add_argument("--batch-size", type=_positive_int,
+    plan.add_argument("--input-len", type=positive_int, default=512)
+    plan.add_argument("--output-len", type=positive_int, default=256)
+    plan.add_argument("--batch-size", type=positive_int,
                       help="fix the concurrency per replica instead of searching it")
     plan.add_argument("--safety-factor", type=_at_least_one, default=1.1,
                       help="the KV cache may use 1/F of the memory left (default 1.1)")
     plan.add_argument("--precision", choices=PRECISIONS,
                       help="only this precision (default: fp16, fp8, int8 and int4)")
-    plan.add_argument("--slo-tps", type=_positive, help="output tokens/s per request, at least")
-    plan.add_argument("--ttft-ms", type=_positive, help="time to first token, at most")
-    plan.add_argument("--tpot-ms", type=_positive, help="time per output token, at most")
-    plan.add_argument("--rate", type=_positive, help="requests per second the fleet serves")
+    plan.add_argument("--slo-tps", type=positive, help="output tokens/s per request, at least")
+    plan.add_argument("--ttft-ms", type=positive, help="time to first token, at most")
+    plan.add_argument("--tpot-ms", type=positive, help="time per output token, at most")
+    plan.add_argument("--rate", type=positive, help="requests per second the fleet serves")
     plan.add_argument("--market", choices=[m.value for m in Market], default="on-demand")
     plan.add_argument("--kv-offload", action="store_true",
                       help="let KV cache spill to host memory instead of queueing requests")
-    plan.add_argument("--max-num-seqs", type=_positive_int, default=256)
-    plan.add_argument("--gpu-memory-utilization", type=_positive, default=0.9)
+    plan.add_argument("--max-num-seqs", type=positive_int, default=256)
+    plan.add_argument("--gpu-memory-utilization", type=positive, default=0.9)
     plan.add_argument("--json", action="store_true", help="JSON instead of the table")
     plan.add_argument("--all", action="store_true", help="every candidate in the table")
     plan.add_argument("--plot", type=Path, default=Path(".run/plan/plan.png"))
@@ -90,13 +77,13 @@ def add_parser(sub: Any) -> None:
 def _add_predict(subs: Any) -> None:
     p = subs.add_parser("predict", help="one prediction as JSON")
     p.add_argument("--gpu", required=True)
-    p.add_argument("--num-gpus", type=_positive_int, default=1, help="tensor-parallel size")
+    p.add_argument("--num-gpus", type=positive_int, default=1, help="tensor-parallel size")
     p.add_argument("--model", required=True, dest="predict_model")
     p.add_argument("--dtype", choices=PRECISIONS, default="fp16")
     p.add_argument("--kv-dtype", choices=["fp16", "bf16", "fp8"], default="fp16")
-    p.add_argument("--input-len", type=_positive_int, required=True, dest="predict_input")
-    p.add_argument("--output-len", type=_positive_int, required=True, dest="predict_output")
-    p.add_argument("--concurrency", type=_positive_int, default=1)
+    p.add_argument("--input-len", type=positive_int, required=True, dest="predict_input")
+    p.add_argument("--output-len", type=positive_int, required=True, dest="predict_output")
+    p.add_argument("--concurrency", type=positive_int, default=1)
     p.add_argument("--kv-offload", action="store_true", dest="predict_offload")
     p.add_argument("--static", action="store_true", help="one batch that starts together")
     p.set_defaults(func=_predict)
@@ -119,7 +106,7 @@ def _add_calibrate(subs: Any) -> None:
     c.add_argument("--gpu", help="with --model: correct this GPU's factors")
     c.add_argument("--model", dest="calibrate_model")
     c.add_argument("--dtype", choices=PRECISIONS, default="fp16", dest="calibrate_dtype")
-    c.add_argument("--num-gpus", type=_positive_int, default=1, dest="calibrate_gpus")
+    c.add_argument("--num-gpus", type=positive_int, default=1, dest="calibrate_gpus")
     c.add_argument("--quality", type=float, help="the model's quality score (0..1) for the "
                    "router's scored_models entry")
     c.set_defaults(func=_calibrate)

@@ -5,6 +5,15 @@ model, capacity, scaling thresholds, the model's load time), read the way OpenTo
 reads them (`simulator.policy_config`); flags change any of it. The traffic is a
 trace file (CSV or the router's access log; `simulator.traffic`) or a synthetic
 shape, by default the shipped example: an hour with a daily rise and fall and a burst.
+Each instance's engine runs on the planner's roofline for its GPU and the model, or, with
+`--profile`, on a real engine's measured step times (`llmfleet profile`,
+`simulator.profile`).
+
+Besides the table (or `--json`), a run draws every policy over time into one PNG
+(`simulator.plot`; by default `.run/simulate/timeline.png` under `--root`, skipped with a
+note when matplotlib is not installed) and, with `--csv`, writes the per-minute series
+(`simulator.timeline`). A policy whose run takes more than a few seconds reports its
+progress through the trace on stderr.
 """
 
 from __future__ import annotations
@@ -13,24 +22,28 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from llmfleet.core.instances import Instance, Market, instances
 from planner import catalog
 from planner.catalog import CatalogError
 from planner.memory import GIB, Settings
-from simulator import policies, traffic
-from simulator.fleet import LaunchDelay
-from simulator.policy_config import Environment, load_environment
+from simulator import oracle, plot, policies, traffic
+from simulator.fleet import LaunchDelay, SpotInterruptions
+from simulator.policy_config import Environment, PolicyFileError, load_environment
+from simulator.profile import MeasuredService, read_profile, slo_capacity
 from simulator.replica import Replica
 from simulator.report import Slo, Summary, summarise, table
 from simulator.service import RooflineService
-from simulator.sim import GroupLimits, SimConfig, Simulation
+from simulator.sim import GroupLimits, Outcome, SimConfig, Simulation
 from simulator.tfvars import TfvarsError
+from simulator.timeline import timeline, write_timeline_csv
 
-POLICIES = ("gpu-70-30", "inflight-target", "fixed")
+POLICIES = ("gpu-70-30", "inflight-target", "fixed", "queue-guard", "slo-sizing", "oracle")
+DEFAULT_PLOT = Path(".run", "simulate", "timeline.png")  # under --root; .run/ is git-ignored
 
 
 def add_parser(sub: Any) -> None:
@@ -51,10 +64,18 @@ def add_parser(sub: Any) -> None:
     sim.add_argument("--instance-type")
     sim.add_argument("--model", help="the planner's name or Hugging Face id")
     sim.add_argument("--precision", default="bf16")
+    sim.add_argument("--profile", type=Path, metavar="FILE",
+                     help="run the engines on a measured profile (llmfleet profile) instead "
+                          "of the roofline for the instance's GPU and the model; the "
+                          "instance type still sets the price")
     sim.add_argument("--min-size", type=int)
     sim.add_argument("--max-size", type=int)
     sim.add_argument("--desired", type=int)
     sim.add_argument("--market", choices=[m.value for m in Market], default="on-demand")
+    sim.add_argument("--spot-interruptions", type=float, default=0.0, metavar="PER_HOUR",
+                     help="every instance spot, interrupted this often per instance-hour on "
+                          "average (2 minutes' notice, then a replacement; with --seed); "
+                          "price them with --market spot (default: none)")
     sim.add_argument("--ttft-slo", type=float, default=2.0, help="seconds (default 2)")
     sim.add_argument("--tpot-slo", type=float, default=0.1, help="seconds (default 0.1)")
     sim.add_argument("--model-load-s", type=float, default=LaunchDelay().model_load_s,
@@ -64,21 +85,27 @@ def add_parser(sub: Any) -> None:
                           "%(default)s): an assumption set beforehand, not read from the trace")
     sim.add_argument("--policy", action="append", choices=POLICIES,
                      help="only these (repeatable)")
+    sim.add_argument("--oracle-target", type=float, default=oracle.DEFAULT_TARGET,
+                     help="SLO attainment the oracle's cheapest schedule must reach (default "
+                          "%(default)s), lowered to the best any other policy reached")
     sim.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    drawn = sim.add_mutually_exclusive_group()
+    drawn.add_argument("--plot", type=Path, metavar="PATH",
+                       help=f"PNG of every policy over time (default: {DEFAULT_PLOT} under "
+                            "--root, when matplotlib is installed)")
+    drawn.add_argument("--no-plot", action="store_true", help="draw no plot")
+    sim.add_argument("--csv", type=Path, metavar="PATH",
+                     help="the per-minute series of every policy, one row per policy and minute")
     sim.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot and not plot.available():
+        print("llmfleet simulate: --plot needs matplotlib: pip install 'llmfleet[loadtest]'",
+              file=sys.stderr)
+        return 2
     try:
-        env = _environment(args)
-        arrivals = _arrivals(args)
-        instance = _instance(env.instance_type)
-        service = RooflineService.for_names(env.model.id, instance.gpu, args.precision,
-                                            tensor_parallel=instance.gpu_count,
-                                            settings=engine_settings(instance.gpu))
-        price = instance.price_usd_hr(Market(args.market))
-        if price is None:
-            raise ValueError(f"no {args.market} price for {env.instance_type} in the catalogue")
+        env, arrivals, fleet = _setup(args)
     except (TfvarsError, traffic.TraceError, traffic.SpecError, CatalogError, ValueError) as exc:
         print(f"llmfleet simulate: {exc}", file=sys.stderr)
         return 2
@@ -86,13 +113,130 @@ def run(args: argparse.Namespace) -> int:
         print(f"llmfleet simulate: capacity is fixed at {env.capacity.min} in {args.env}: no "
               "policy can scale (try --max-size)", file=sys.stderr)
     slo = Slo(args.ttft_slo, args.tpot_slo)
-    summaries = compare(Fleet(env, service, price, args.model_load_s), arrivals, slo,
-                        args.lengths, args.policy)
+    try:
+        runs = compare(fleet, arrivals, slo, args.lengths, args.policy, args.oracle_target)
+    except (policies.SizingError, PolicyFileError) as exc:
+        print(f"llmfleet simulate: {exc}", file=sys.stderr)
+        return 2
+    code, files = 0, Files()
+    try:
+        files = write_files(args, runs, arrivals, slo)
+    except (OSError, plot.PlotError) as exc:  # the table is still worth printing
+        print(f"llmfleet simulate: {exc}", file=sys.stderr)
+        code = 1
+    summaries = [r.summary for r in runs]
     if args.json:
-        print(json.dumps(_as_json(env, slo, arrivals, summaries), indent=2))
+        print(json.dumps(_as_json(env, slo, arrivals, summaries, files), indent=2))
     else:
         print(table(summaries))
-    return 0
+    return code
+
+
+def _setup(args: argparse.Namespace) -> tuple[Environment, list[traffic.Arrival], Fleet]:
+    """The environment, the trace and the fleet the flags describe.
+
+    Raises:
+        TfvarsError, traffic.TraceError, traffic.SpecError, CatalogError, ValueError: bad
+            flags, or files that do not read.
+    """
+    env = _environment(args)
+    arrivals = _arrivals(args)
+    instance = _instance(env.instance_type)
+    service: RooflineService | MeasuredService
+    if args.profile:
+        service = MeasuredService.from_profile(read_profile(args.profile))
+    else:
+        service = RooflineService.for_names(env.model.id, instance.gpu, args.precision,
+                                            tensor_parallel=instance.gpu_count,
+                                            settings=engine_settings(instance.gpu))
+    price = instance.price_usd_hr(Market(args.market))
+    if price is None:
+        raise ValueError(f"no {args.market} price for {env.instance_type} in the catalogue")
+    spot = (SpotInterruptions(args.spot_interruptions, seed=args.seed)
+            if args.spot_interruptions else None)
+    return env, arrivals, Fleet(env, service, price, args.model_load_s, spot)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One policy's run: the outcome (for the plot and the CSV) and its summary."""
+
+    policy: str
+    outcome: Outcome
+    summary: Summary
+
+
+@dataclass(frozen=True)
+class Files:
+    """What a run wrote besides its table; None for what it did not write."""
+
+    plot: Path | None = None
+    csv: Path | None = None
+
+
+def write_files(args: argparse.Namespace, runs: list[Run], arrivals: list[traffic.Arrival],
+                slo: Slo) -> Files:
+    """The CSV and the plot the flags ask for, each announced on stderr.
+
+    Raises:
+        OSError: a file cannot be written.
+        plot.PlotError: matplotlib is not installed after all.
+    """
+    csv_path = args.csv
+    if csv_path is not None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        write_timeline_csv(csv_path, [timeline(r.policy, r.outcome, arrivals, slo)
+                                      for r in runs])
+        print(f"  per-minute series: {csv_path}", file=sys.stderr)
+    plot_path = _plot_path(args)
+    if plot_path is not None:
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
+        plot.write_plot(plot_path, [(r.policy, r.outcome) for r in runs], arrivals, slo)
+        print(f"  plot: {plot_path}", file=sys.stderr)
+    return Files(plot_path, csv_path)
+
+
+def _plot_path(args: argparse.Namespace) -> Path | None:
+    """Where the plot goes: `--plot`, else the default when matplotlib is installed."""
+    chosen: Path | None = args.plot
+    if args.no_plot or chosen is not None:
+        return chosen
+    if not plot.available():
+        print("  no plot: matplotlib is not installed (pip install 'llmfleet[loadtest]')",
+              file=sys.stderr)
+        return None
+    return Path(args.root) / DEFAULT_PLOT
+
+
+class Progress:
+    """`Simulation.run`'s progress callback: a line on stderr when at least `every_s` of
+    wall time and `step` of the trace have passed since the last, so a run that ends in
+    a couple of seconds says nothing and a long one says at most ten lines."""
+
+    def __init__(self, policy: str, *, stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic, every_s: float = 2.0,
+                 step: float = 0.1) -> None:
+        self.policy, self.every_s, self.step = policy, every_s, step
+        self._stream, self._clock = stream, clock
+        self._wall_s, self._share = clock(), 0.0
+
+    def __call__(self, now_s: float, last_arrival_s: float) -> None:
+        if last_arrival_s <= 0:
+            return
+        share, wall_s = min(now_s / last_arrival_s, 1.0), self._clock()
+        if wall_s - self._wall_s < self.every_s or share - self._share < self.step:
+            return
+        self._wall_s, self._share = wall_s, share
+        print(progress_line(self.policy, share, last_arrival_s),
+              file=self._stream or sys.stderr)
+
+
+def progress_line(policy: str, share: float, last_arrival_s: float) -> str:
+    """E.g. "  gpu-70-30: 41% of the trace (25 of 60 min)"."""
+    scale, unit = (3600.0, "h") if last_arrival_s > plot.HOURS_FROM_S else (60.0, "min")
+    done, total = share * last_arrival_s / scale, last_arrival_s / scale
+    figures = "{:.1f} of {:.1f}" if unit == "h" else "{:.0f} of {:.0f}"
+    return f"  {policy}: {share:.0%} of the trace ({figures.format(done, total)} {unit})"
 
 
 @dataclass(frozen=True)
@@ -100,9 +244,37 @@ class Fleet:
     """What every policy's run shares: the environment, the engine, the price."""
 
     env: Environment
-    service: RooflineService
+    service: RooflineService | MeasuredService
     usd_per_hour: float
     model_load_s: float
+    spot: SpotInterruptions | None = None
+
+    def sizing(self, lengths: tuple[int, int], slo: Slo, lead_s: float) -> policies.Sizing:
+        """The sizing policies' view of one instance: the roofline's, or the measured
+        profile's (`simulator.profile.slo_capacity`).
+
+        Raises:
+            policies.SizingError: the roofline predicts one instance cannot serve such
+                requests.
+        """
+        service = self.service
+        if isinstance(service, RooflineService):
+            return policies.sizing(service.deployment, service.eff, lengths, slo, lead_s)
+        found = slo_capacity(service, lengths, slo.ttft_s, slo.tpot_s)
+        return policies.Sizing(found.concurrency, found.requests_s, slo, lead_s)
+
+    def new_replica(self) -> Replica:
+        """An engine with the scheduler limits it runs with (vLLM's defaults for the GPU,
+        or those the profiled engine was started with)."""
+        service, max_model_len = self.service, self.env.model.max_model_len
+        if isinstance(service, RooflineService):
+            engine = service.deployment.settings
+            return Replica(service, engine.max_num_seqs, engine.max_num_batched_tokens,
+                           max_model_len=max_model_len)
+        limits = service.limits
+        return Replica(service, limits.max_num_seqs, limits.max_num_batched_tokens,
+                       max_model_len=limits.max_model_len or max_model_len,
+                       request_s=service.request_s)
 
 
 def engine_settings(gpu: str) -> Settings:
@@ -114,30 +286,37 @@ def engine_settings(gpu: str) -> Settings:
 
 
 def compare(fleet: Fleet, arrivals: list[traffic.Arrival], slo: Slo, lengths: tuple[int, int],
-            only: list[str] | None = None) -> list[Summary]:
-    """Run every chosen policy on the same trace and fleet; a summary each."""
-    env, service = fleet.env, fleet.service
+            only: list[str] | None = None,
+            oracle_target: float = oracle.DEFAULT_TARGET) -> list[Run]:
+    """Run every chosen policy on the same trace and fleet. The oracle runs last: its
+    target is `oracle_target` lowered to the best attainment before it."""
+    env = fleet.env
     shape = policies.GroupShape(env.capacity.min, env.capacity.max, env.capacity.desired,
                                 env.model.model_load_seconds)
-    target = policies.slo_concurrency(service.deployment, service.eff, *lengths, slo)
-    chosen = policies.builtin(shape, env.scaling, target)
-    engine = service.deployment.settings
-    config = SimConfig(
-        new_replica=lambda: Replica(service, engine.max_num_seqs, engine.max_num_batched_tokens,
-                                    max_model_len=env.model.max_model_len),
-        limits=GroupLimits(shape.min_size, shape.max_size, shape.desired),
-        launch=replace(LaunchDelay(), model_load_s=fleet.model_load_s))
+    launch = replace(LaunchDelay(), model_load_s=fleet.model_load_s)
+    sized = fleet.sizing(lengths, slo, launch.total_s)
+    chosen = policies.builtin(shape, env.scaling, sized, arrivals)
+    config = SimConfig(new_replica=fleet.new_replica,
+                       limits=GroupLimits(shape.min_size, shape.max_size, shape.desired),
+                       launch=launch, spot=fleet.spot)
     price = fleet.usd_per_hour
-    summaries = []
+    runs: list[Run] = []
     for name, build in chosen.items():
         if only and name not in only:
             continue
-        started = time.perf_counter()
-        out = Simulation(config, build()).run(arrivals)
-        summaries.append(summarise(name, out, slo, price))
-        print(f"  {name}: {len(arrivals)} requests in {time.perf_counter() - started:.1f} s",
-              file=sys.stderr)
-    return summaries
+        started, note = time.perf_counter(), ""
+        if name == "oracle":
+            target = min(oracle_target, max((r.summary.slo_attainment for r in runs),
+                                            default=oracle_target))
+            found = oracle.cheapest(config, arrivals, slo, sized.capacity_rps, target)
+            out, note = found.outcome, (f" (capacity factor {found.factor:.3g} for "
+                                        f"{target:.1%}, {found.runs} runs)")
+        else:
+            out = Simulation(config, build()).run(arrivals, progress=Progress(name))
+        runs.append(Run(name, out, summarise(name, out, slo, price)))
+        print(f"  {name}: {len(arrivals)} requests in {time.perf_counter() - started:.1f} s"
+              f"{note}", file=sys.stderr)
+    return runs
 
 
 def _lengths(text: str) -> tuple[int, int]:
@@ -179,8 +358,13 @@ def _arrivals(args: argparse.Namespace) -> list[traffic.Arrival]:
 
 
 def _as_json(env: Environment, slo: Slo, arrivals: list[traffic.Arrival],
-             summaries: list[Summary]) -> dict[str, object]:
+             summaries: list[Summary], files: Files) -> dict[str, object]:
     return {"instance_type": env.instance_type, "model": env.model.id,
             "capacity": env.capacity.model_dump(), "slo": {"ttft_s": slo.ttft_s,
                                                           "tpot_s": slo.tpot_s},
-            "requests": len(arrivals), "policies": [s.as_json() for s in summaries]}
+            "requests": len(arrivals), "policies": [s.as_json() for s in summaries],
+            "files": {"plot": _path(files.plot), "csv": _path(files.csv)}}
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)

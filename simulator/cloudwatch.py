@@ -35,8 +35,22 @@ transitions to alarm state") and "CloudWatch concepts" (statistics, periods):
   to INSUFFICIENT_DATA (the page's older table; its current text says only "does not go
   into ALARM"), and `ignore` keeps the state. Every row of the page's tables is a test.
 
-Not modelled: percentiles and their low-sample rule, metric math, anomaly detection,
-late datapoints arriving after their period was evaluated, high-resolution alarm pricing.
+Metric math, only as far as one alarm on one expression needs it (`MetricMath`): an alarm
+whose Metrics list has two or more MetricStat queries (each a metric, a statistic, one
+period) and one expression returning the alarm's data. CloudWatch computes the expression
+per period from the queries' statistics; `MetricMath` does the same and keeps the result as
+one datapoint per period in a stream that an `Alarm` (and so a scaling policy) reads like
+any other. A period is computed once it is visible (`newest_period_end`, the alarm's own
+rule), and a query without a datapoint gives the expression None, which it may fill (FILL)
+or pass on as a missing result. This is what lets an alarm that needs two conditions at
+once invoke a scaling policy: composite alarms cannot invoke Auto Scaling actions (AWS,
+"Create an alarm that triggers an Auto Scaling action"), alarms on a metric math
+expression can.
+
+Not modelled: percentiles and their low-sample rule, metric math beyond that one shape
+(the expression language itself, search expressions, expressions over expressions, queries
+of different periods), anomaly detection, late datapoints arriving after their period was
+evaluated, high-resolution alarm pricing.
 """
 
 from __future__ import annotations
@@ -44,7 +58,7 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -129,6 +143,12 @@ class MetricStream:
         return float(len(values))
 
 
+def check_period(period_s: int) -> None:
+    """Raises: ValueError: a period an alarm cannot use (neither 10, 30 nor a multiple of 60 s)."""
+    if period_s not in (10, 30) and (period_s <= 0 or period_s % 60):
+        raise ValueError(f"period_s must be 10, 30 or a multiple of 60, not {period_s}")
+
+
 @dataclass(frozen=True)
 class AlarmConfig:
     """A metric alarm's settings, named as PutMetricAlarm names them.
@@ -149,8 +169,7 @@ class AlarmConfig:
     publication_delay_s: float = DEFAULT_PUBLICATION_DELAY_S
 
     def __post_init__(self) -> None:
-        if self.period_s not in (10, 30) and (self.period_s <= 0 or self.period_s % 60):
-            raise ValueError(f"period_s must be 10, 30 or a multiple of 60, not {self.period_s}")
+        check_period(self.period_s)
         if not 1 <= self.alarm_datapoints <= self.evaluation_periods:
             raise ValueError(f"need 1 <= datapoints_to_alarm <= evaluation_periods, got "
                              f"{self.alarm_datapoints} of {self.evaluation_periods}")
@@ -198,14 +217,69 @@ class Alarm:
         return self.state
 
     def newest_period_end(self, now_s: float) -> float:
-        period = self.config.period_s
-        return math.floor((now_s - self.config.publication_delay_s) / period) * period
+        return newest_period_end(now_s, self.config.period_s, self.config.publication_delay_s)
 
     def _window(self, end: float, metric: MetricStream) -> list[float | None]:
         """The evaluation range's datapoints, oldest first; None for a missing one."""
         cfg = self.config
         ends = [end - k * cfg.period_s for k in range(cfg.range_periods - 1, -1, -1)]
         return [metric.statistic(e, cfg.period_s, cfg.statistic) for e in ends]
+
+
+def newest_period_end(now_s: float, period_s: float, publication_delay_s: float) -> float:
+    """The end of the newest period whose datapoints are all visible at `now_s`: the last
+    one ending at or before `now - publication_delay_s` (what an alarm or a reader sees)."""
+    return math.floor((now_s - publication_delay_s) / period_s) * period_s
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One MetricStat of a metric math alarm: a metric and the statistic it is read with."""
+
+    metric: MetricStream
+    statistic: Statistic
+
+
+Expression = Callable[[Sequence[float | None]], float | None]
+
+
+class MetricMath:
+    """An expression over two or more metrics' statistics, one value per period, as a stream.
+
+    `expression` gets the queries' statistics for one period, in order (None where a query
+    has no datapoint), and returns the period's value, or None for no datapoint. `update`
+    computes every period visible at `now_s` that it has not computed yet and puts each
+    value at its period's start, so `stream` holds exactly one datapoint per period.
+
+    Raises:
+        ValueError: fewer than two queries, a period an alarm could not use, or a negative
+            publication delay.
+    """
+
+    def __init__(self, queries: Sequence[MetricQuery], expression: Expression, *,
+                 period_s: int = 60,
+                 publication_delay_s: float = DEFAULT_PUBLICATION_DELAY_S) -> None:
+        if len(queries) < 2:
+            raise ValueError("metric math here combines two or more metrics")
+        check_period(period_s)
+        if publication_delay_s < 0:
+            raise ValueError(f"publication_delay_s must be at least 0, not {publication_delay_s}")
+        self.queries, self.expression = tuple(queries), expression
+        self.period_s, self.publication_delay_s = period_s, publication_delay_s
+        self.stream = MetricStream()
+        self._next_end_s = float(period_s)  # the first period starts when the run does
+
+    def update(self, now_s: float) -> MetricStream:
+        """Compute the periods that became visible by `now_s`; the result stream."""
+        newest = newest_period_end(now_s, self.period_s, self.publication_delay_s)
+        while self._next_end_s <= newest:
+            end = self._next_end_s
+            value = self.expression([q.metric.statistic(end, self.period_s, q.statistic)
+                                     for q in self.queries])
+            if value is not None:
+                self.stream.put(end - self.period_s, value)
+            self._next_end_s += self.period_s
+        return self.stream
 
 
 def decide(flags: Sequence[bool | None], config: AlarmConfig,

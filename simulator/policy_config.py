@@ -14,19 +14,38 @@ ignored by both). Unlike Terraform, no string, number or bool is converted into 
 pydantic models with the module's own bounds, so what `terraform plan` would refuse is
 refused here too.
 
-The module's literals around `var.scaling` (SimpleScaling, ChangeInCapacity +1/-1, period
-60 s, Average, notBreaching, datapoints_to_alarm unset so M = N, warm-up =
-model.model_load_seconds, no default_cooldown) are repeated in `MODULE`; a test reads
-main.tf to keep the two equal.
+The module's fixed parts around `var.scaling` (metric, statistic, period, missing-data rule,
+policy and adjustment types, each direction's adjustment and operator) are in
+`infrastructure/modules/compute/scaling_policy.json`, which main.tf reads with
+jsondecode(file()) and `module_scaling()` reads: one definition. The file ships inside the
+package as `simulator/data/scaling_policy.json`, a symlink to the module's file, because
+the instances install the wheel (non-editable); the wheel build copies the file the link
+points to. It is read once, when a simulation first needs it, and validated: a value
+PutMetricAlarm would refuse, or a policy type, adjustment type or direction the simulator
+does not model (only SimpleScaling, ChangeInCapacity, scale_out adding above its threshold
+and scale_in removing below), is refused naming the file and the field. What main.tf
+keeps beside the file (datapoints_to_alarm unset so M = N, warm-up =
+model.model_load_seconds, cooldown = var.scaling.cooldown_s) is checked by
+`infrastructure/tests/compute.tftest.hcl`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from simulator.autoscaling import DEFAULT_COOLDOWN_S, Group, SimpleScaling
 from simulator.cloudwatch import (
@@ -37,6 +56,7 @@ from simulator.cloudwatch import (
     MetricStream,
     MissingData,
     Statistic,
+    check_period,
 )
 from simulator.tfvars import (
     REQUIRED,
@@ -102,19 +122,106 @@ class Environment(_Settings):
     model: ServedModel
 
 
+# --- The module's fixed policy: scaling_policy.json -----------------------------------
+
+POLICY_FILE = Path(__file__).parent / "data" / "scaling_policy.json"
+
+
+class PolicyFileError(Exception):
+    """scaling_policy.json is unreadable, or a field is missing, unknown or out of bounds."""
+
+
+def _one_of(*allowed: Comparison) -> AfterValidator:
+    def check(value: Comparison) -> Comparison:
+        if value not in allowed:
+            raise ValueError(f"must be {' or '.join(allowed)}, not {value}")
+        return value
+    return AfterValidator(check)
+
+
+class _PolicyModel(BaseModel):
+    # Strict: "60" or 60.0 for a period is a mistake in this file, not something to convert.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class _ScaleOut(_PolicyModel):
+    adjustment: int = Field(gt=0)
+    comparison_operator: Annotated[
+        Comparison, _one_of(Comparison.GREATER, Comparison.GREATER_OR_EQUAL)]
+
+
+class _ScaleIn(_PolicyModel):
+    adjustment: int = Field(lt=0)
+    comparison_operator: Annotated[Comparison, _one_of(Comparison.LESS, Comparison.LESS_OR_EQUAL)]
+
+
+class _PolicyFile(_PolicyModel):
+    description: str = ""
+    metric_name: str = Field(min_length=1, max_length=255)
+    statistic: Statistic
+    period_s: int
+    treat_missing_data: MissingData
+    # What main.tf's policy resource (scaling_adjustment, cooldown) and `SimpleScaling` do.
+    policy_type: Literal["SimpleScaling"]
+    adjustment_type: Literal["ChangeInCapacity"]
+    scale_out: _ScaleOut
+    scale_in: _ScaleIn
+
+    @field_validator("period_s")
+    @classmethod
+    def _period(cls, value: int) -> int:
+        check_period(value)
+        return value
+
+
 @dataclass(frozen=True)
 class ModuleScaling:
-    """What main.tf writes as literals around `var.scaling`."""
+    """The fixed parts of main.tf's GPU policies, as scaling_policy.json states them."""
 
-    metric_name: str = "GPUUtilization"
-    period_s: int = 60
-    statistic: Statistic = Statistic.AVERAGE
-    treat_missing_data: MissingData = MissingData.NOT_BREACHING
-    scale_out: tuple[int, Comparison] = (1, Comparison.GREATER)
-    scale_in: tuple[int, Comparison] = (-1, Comparison.LESS)
+    metric_name: str
+    period_s: int
+    statistic: Statistic
+    treat_missing_data: MissingData
+    scale_out: tuple[int, Comparison]  # (adjustment, comparison_operator)
+    scale_in: tuple[int, Comparison]
 
 
-MODULE = ModuleScaling()
+def load_module_scaling(path: Path = POLICY_FILE) -> ModuleScaling:
+    """The policy in `path` (by default the module's own file).
+
+    Raises:
+        PolicyFileError: the file is unreadable or not JSON, a field is missing or unknown, or
+            a value is one the module or the simulator cannot apply; the message names the
+            file and each field at fault.
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PolicyFileError(f"{path}: cannot read it: {exc.strerror}") from exc
+    try:
+        policy = _PolicyFile.model_validate_json(text)
+    except ValidationError as exc:
+        raise PolicyFileError(f"{path}: {_describe(exc)}") from exc
+    return ModuleScaling(
+        policy.metric_name, policy.period_s, policy.statistic, policy.treat_missing_data,
+        (policy.scale_out.adjustment, policy.scale_out.comparison_operator),
+        (policy.scale_in.adjustment, policy.scale_in.comparison_operator))
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, error['loc'])) or 'the file'}: {error['msg']}"
+                     for error in exc.errors())
+
+
+@functools.cache
+def module_scaling() -> ModuleScaling:
+    """The module's scaling_policy.json, read once, when first needed (not at import: every
+    `llmfleet` command imports this module, and only `simulate` needs the file).
+
+    Raises:
+        PolicyFileError: as `load_module_scaling`.
+    """
+    return load_module_scaling()
 
 
 def load_environment(root: Path, env: str) -> Environment:
@@ -138,15 +245,18 @@ def build_group(env: Environment) -> Group:
 
 
 def gpu_policies(scaling: Scaling, metric: MetricStream, *,
-                 publication_delay_s: float = DEFAULT_PUBLICATION_DELAY_S) -> list[SimpleScaling]:
-    """main.tf's `aws_autoscaling_policy.gpu` and their alarms: high adds one, low removes one."""
-    steps = {"gpu-high": (MODULE.scale_out, scaling.scale_out_pct),
-             "gpu-low": (MODULE.scale_in, scaling.scale_in_pct)}
+                 publication_delay_s: float = DEFAULT_PUBLICATION_DELAY_S,
+                 module: ModuleScaling | None = None) -> list[SimpleScaling]:
+    """main.tf's `aws_autoscaling_policy.gpu` and their alarms: high scales out, low in
+    (`module`: the module's fixed parts, by default its file's)."""
+    module = module or module_scaling()
+    steps = {"gpu-high": (module.scale_out, scaling.scale_out_pct),
+             "gpu-low": (module.scale_in, scaling.scale_in_pct)}
     policies = []
     for name, ((adjustment, comparison), threshold) in steps.items():
         config = AlarmConfig(threshold, comparison, scaling.evaluation_minutes,
-                             period_s=MODULE.period_s, statistic=MODULE.statistic,
-                             treat_missing_data=MODULE.treat_missing_data,
+                             period_s=module.period_s, statistic=module.statistic,
+                             treat_missing_data=module.treat_missing_data,
                              publication_delay_s=publication_delay_s)
         policies.append(SimpleScaling(name, Alarm(config), metric, adjustment, scaling.cooldown_s))
     return policies

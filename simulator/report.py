@@ -52,6 +52,7 @@ class Summary:
     cost_per_million_output_tokens: float | None
     scaling_actions: int
     peak_instances: int
+    spot_interruptions: int = 0  # notices EC2 sent the group's instances
 
     def as_json(self) -> dict[str, object]:
         return {k: _rounded(v) for k, v in asdict(self).items()}
@@ -73,7 +74,7 @@ def summarise(policy: str, out: Outcome, slo: Slo, usd_per_hour: float) -> Summa
     tpot = sorted(t for d in out.finished if (t := tpot_s(d)) is not None)
     e2e = sorted(d.finished_s - d.arrival.at_s for d in out.finished)
     requests = len(out.finished) + len(out.refused) + out.cut_off
-    met = sum(1 for d in out.finished if _meets(d, slo))
+    met = sum(1 for d in out.finished if meets(d, slo))
     hours = sum(i.billed_s(out.end_s) for i in out.instances) / 3600
     tokens = sum(d.arrival.output_tokens for d in out.finished)
     cost = hours * usd_per_hour
@@ -87,10 +88,12 @@ def summarise(policy: str, out: Outcome, slo: Slo, usd_per_hour: float) -> Summa
         e2e_p50_s=percentile(e2e, 50), e2e_p95_s=percentile(e2e, 95),
         e2e_p99_s=percentile(e2e, 99), output_tokens=tokens, instance_hours=hours,
         cost_usd=cost, cost_per_million_output_tokens=cost / tokens * 1e6 if tokens else None,
-        scaling_actions=len(out.actions), peak_instances=_peak(out))
+        scaling_actions=len(out.actions), peak_instances=_peak(out),
+        spot_interruptions=len(out.interruptions))
 
 
-def _meets(done: Finished, slo: Slo) -> bool:
+def meets(done: Finished, slo: Slo) -> bool:
+    """Whether a completed request met both the TTFT and the TPOT target."""
     tpot = tpot_s(done)
     return (done.first_token_s - done.arrival.at_s <= slo.ttft_s
             and (tpot is None or tpot <= slo.tpot_s))

@@ -232,29 +232,60 @@ run "scaling_on_group_gpu_utilisation" {
   }
   assert {
     condition = (aws_cloudwatch_metric_alarm.gpu["high"].threshold == 70 &&
-      aws_cloudwatch_metric_alarm.gpu["high"].comparison_operator == "GreaterThanThreshold" &&
     aws_cloudwatch_metric_alarm.gpu["high"].alarm_actions == toset([aws_autoscaling_policy.gpu["high"].arn]))
     error_message = "Above 70% GPU the group must scale out."
   }
   assert {
     condition = (aws_cloudwatch_metric_alarm.gpu["low"].threshold == 30 &&
-      aws_cloudwatch_metric_alarm.gpu["low"].comparison_operator == "LessThanThreshold" &&
     aws_cloudwatch_metric_alarm.gpu["low"].alarm_actions == toset([aws_autoscaling_policy.gpu["low"].arn]))
     error_message = "Below 30% GPU the group must scale in."
   }
   assert {
-    condition     = aws_autoscaling_policy.gpu["high"].scaling_adjustment == 1 && aws_autoscaling_policy.gpu["low"].scaling_adjustment == -1
-    error_message = "Scale out adds one instance, scale in removes one."
-  }
-  assert {
     condition = alltrue([for a in aws_cloudwatch_metric_alarm.gpu :
-      a.metric_name == "GPUUtilization" && a.namespace == "LLMFleet" &&
-    a.dimensions["AutoScalingGroupName"] == "llmfleet-test-gpu"])
-    error_message = "Both alarms must read the agent's group-level GPUUtilization."
+    a.namespace == "LLMFleet" && a.dimensions["AutoScalingGroupName"] == "llmfleet-test-gpu"])
+    error_message = "Both alarms must read the agent's metric averaged over the group (no per-instance dimension)."
   }
   assert {
     condition     = aws_autoscaling_group.this.health_check_type == "ELB" && aws_autoscaling_group.this.health_check_grace_period >= 600
     error_message = "ELB health checks with a grace period long enough for model load."
+  }
+}
+
+# The module and the simulator (simulator/policy_config.py) both read scaling_policy.json: the
+# plan must carry the file's values, so a change to the file changes what is applied and what is
+# simulated alike.
+run "scaling_policy_comes_from_its_file" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+
+  assert {
+    condition = alltrue([for p in [jsondecode(file("modules/compute/scaling_policy.json"))] : alltrue([
+      for a in aws_cloudwatch_metric_alarm.gpu : a.metric_name == p.metric_name && a.statistic == p.statistic &&
+    a.period == p.period_s && a.treat_missing_data == p.treat_missing_data])])
+    error_message = "Both alarms take the metric, statistic, period and missing-data rule from scaling_policy.json."
+  }
+  assert {
+    condition = alltrue([for p in [jsondecode(file("modules/compute/scaling_policy.json"))] :
+      aws_cloudwatch_metric_alarm.gpu["high"].comparison_operator == p.scale_out.comparison_operator &&
+      aws_cloudwatch_metric_alarm.gpu["low"].comparison_operator == p.scale_in.comparison_operator &&
+      aws_autoscaling_policy.gpu["high"].scaling_adjustment == p.scale_out.adjustment &&
+    aws_autoscaling_policy.gpu["low"].scaling_adjustment == p.scale_in.adjustment])
+    error_message = "The high alarm and policy apply the file's scale_out step, the low ones its scale_in step."
+  }
+  assert {
+    condition = alltrue([for p in [jsondecode(file("modules/compute/scaling_policy.json"))] : alltrue([
+      for s in aws_autoscaling_policy.gpu : s.policy_type == p.policy_type && s.adjustment_type == p.adjustment_type &&
+    s.cooldown == 300])])
+    error_message = "Both policies take their policy and adjustment types from scaling_policy.json, their cooldown from var.scaling."
+  }
+  # What the simulator assumes of the rest: every period of the window must breach (no
+  # datapoints_to_alarm), each window is evaluation_minutes long, and the warm-up is the model's load time.
+  assert {
+    condition = alltrue([for a in aws_cloudwatch_metric_alarm.gpu : a.datapoints_to_alarm == null && a.evaluation_periods == 3]) && (
+    aws_autoscaling_group.this.default_instance_warmup == var.model.model_load_seconds)
+    error_message = "Alarms fire on M = N = evaluation_minutes periods; the warm-up is model.model_load_seconds."
   }
 }
 

@@ -57,15 +57,29 @@ def test_chat_stream_times_the_first_text_not_the_role_chunk() -> None:
     assert outcome.usage_reported
 
 
-def test_completion_stream_without_usage_counts_text_chunks() -> None:
+def test_completion_stream_without_usage_counts_token_chunks() -> None:
     reader = StreamReader(Api.COMPLETIONS, sent_at=0.0)
     for i, text in enumerate(["a", "", "b"]):
         reader.line(sse({"choices": [{"index": 0, "text": text}]}), 0.1 * (i + 1))
+    reader.line(sse({"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}), 0.4)
     reader.line("data: [DONE]", 0.4)
     outcome = reader.outcome(0.4)
-    assert (outcome.prompt_tokens, outcome.completion_tokens) == (0, 2)
+    # The empty chunk is a token (a partial character); the closing one is not.
+    assert (outcome.prompt_tokens, outcome.completion_tokens) == (0, 3)
     assert not outcome.usage_reported
     assert outcome.ttft_s == pytest.approx(0.1)
+
+
+def test_a_first_completion_token_that_decodes_to_no_text_still_times_the_first_token(
+) -> None:
+    reader = StreamReader(Api.COMPLETIONS, sent_at=0.0)
+    reader.line(sse({"choices": [{"index": 0, "text": ""}]}), 0.1)
+    reader.line(sse({"choices": [{"index": 0, "text": "\u00e9", "finish_reason": "length"}],
+                     "usage": {"prompt_tokens": 4, "completion_tokens": 2}}), 0.2)
+    reader.line("data: [DONE]", 0.2)
+    outcome = reader.outcome(0.2)
+    assert outcome.ttft_s == pytest.approx(0.1)  # was None for a 1-token answer, or late
+    assert outcome.tpot_s == pytest.approx(0.1)
 
 
 def test_one_token_has_no_tpot() -> None:

@@ -11,6 +11,14 @@ from planner import catalog
 from planner.catalog import CatalogError, count_parameters
 
 
+def test_an_instruct_release_is_sized_as_its_base_model() -> None:
+    # Regression: `llmfleet simulate --env prod` stopped at prod's model id, the Instruct one.
+    assert catalog.model("meta-llama/Llama-3.1-8B-Instruct") is catalog.model("Llama-3.1-8B")
+    assert catalog.model("Llama-2-7B-chat") is catalog.model("Llama-2-7B")
+    with pytest.raises(CatalogError, match="unknown model"):
+        catalog.model("meta-llama/Llama-9-8B-Instruct")
+
+
 def test_names_match_without_case_and_by_hugging_face_id() -> None:
     assert catalog.gpu("a100-80g").name == "A100-80G"
     assert catalog.model("llama-3.1-8b") is catalog.model("meta-llama/Llama-3.1-8B")

@@ -7,6 +7,7 @@ earlier versions), row for row: N = 3, an evaluation range of 5 one-minute perio
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -16,9 +17,12 @@ from simulator.cloudwatch import (
     AlarmConfig,
     AlarmState,
     Comparison,
+    MetricMath,
+    MetricQuery,
     MetricStream,
     MissingData,
     Statistic,
+    check_period,
 )
 
 OK, ALARM, NO_DATA = AlarmState.OK, AlarmState.ALARM, AlarmState.INSUFFICIENT_DATA
@@ -41,6 +45,9 @@ def _alarm(n: int = 3, m: int | None = None, treat: MissingData = MissingData.MI
            delay_s: float = 0.0) -> Alarm:
     return Alarm(AlarmConfig(THRESHOLD, Comparison.GREATER, n, datapoints_to_alarm=m,
                              treat_missing_data=treat, publication_delay_s=delay_s))
+
+
+Values = list[float | None]
 
 
 # --- Statistics ----------------------------------------------------------------------
@@ -171,3 +178,103 @@ def test_settings_aws_refuses_are_refused(kwargs: dict[str, Any], message: str) 
 def test_comparisons_at_the_threshold(comparison: Comparison, value: float,
                                       breaches: bool) -> None:
     assert comparison.breaches(value, THRESHOLD) is breaches
+
+
+@pytest.mark.parametrize("period_s", [10, 30, 60, 120, 3600])
+def test_periods_an_alarm_can_use_pass(period_s: int) -> None:
+    check_period(period_s)
+
+
+@pytest.mark.parametrize("period_s", [0, -60, 1, 20, 45, 90])
+def test_periods_an_alarm_cannot_use_are_refused(period_s: int) -> None:
+    with pytest.raises(ValueError, match="period_s"):
+        check_period(period_s)
+
+
+# --- Metric math ---------------------------------------------------------------------
+
+def _pair(a: dict[float, float], b: dict[float, float]) -> tuple[MetricStream, MetricStream]:
+    """Two metrics, each a datapoint per given time."""
+    first, second = MetricStream(), MetricStream()
+    for stream, points in ((first, a), (second, b)):
+        for at, value in points.items():
+            stream.put(at, value)
+    return first, second
+
+
+def _math(a: MetricStream, b: MetricStream, seen: list[Values] | None = None,
+          delay_s: float = 0.0) -> MetricMath:
+    """`a + b` over the periods' Sum and Maximum; None where either is missing. `seen`
+    records what the expression was given, period by period."""
+    def add(values: Sequence[float | None]) -> float | None:
+        if seen is not None:
+            seen.append(list(values))
+        x, y = values
+        return None if x is None or y is None else x + y
+    return MetricMath([MetricQuery(a, Statistic.SUM), MetricQuery(b, Statistic.MAXIMUM)], add,
+                      publication_delay_s=delay_s)
+
+
+def test_metric_math_puts_one_datapoint_per_period_at_its_start() -> None:
+    a, b = _pair({10.0: 1.0, 50.0: 2.0, 70.0: 4.0}, {20.0: 5.0, 40.0: 7.0, 100.0: 1.0})
+    stream = _math(a, b).update(120.0)
+    assert len(stream) == 2
+    assert stream.statistic(60.0, 60, Statistic.SAMPLE_COUNT) == 1.0  # at 0 s: [0, 60)
+    assert stream.statistic(60.0, 60, Statistic.SUM) == 3.0 + 7.0  # Sum of a, Maximum of b
+    assert stream.statistic(120.0, 60, Statistic.SUM) == 4.0 + 1.0
+    assert stream.statistic(1.0, 1, Statistic.SUM) == 10.0  # exactly at the period's start
+
+
+def test_metric_math_computes_each_period_once_and_only_once_it_is_visible() -> None:
+    a, b = _pair({t: 1.0 for t in range(0, 240, 10)}, {t: 1.0 for t in range(0, 240, 10)})
+    seen: list[Values] = []
+    math_ = _math(a, b, seen, delay_s=10.0)
+    assert len(math_.update(69.0)) == 0  # [0, 60) is not all published until 70 s
+    assert len(math_.update(70.0)) == 1
+    assert len(math_.update(129.0)) == 1 and len(seen) == 1  # the same period: not again
+    assert len(math_.update(250.0)) == 4  # periods ending 120, 180 and 240 at once
+    assert len(seen) == 4
+
+
+def test_metric_math_gives_the_expression_none_for_a_query_without_a_datapoint() -> None:
+    a, b = _pair({10.0: 2.0, 70.0: 3.0}, {80.0: 4.0})
+    seen: list[Values] = []
+    stream = _math(a, b, seen).update(180.0)
+    assert seen == [[2.0, None], [3.0, 4.0], [None, None]]
+    assert len(stream) == 1  # the expression said "no datapoint" for the other two
+    assert stream.statistic(60.0, 60, Statistic.SAMPLE_COUNT) is None
+
+
+def test_an_expression_may_fill_a_missing_query_as_fill_does() -> None:
+    a, b = _pair({10.0: 2.0}, {})
+    filled = MetricMath([MetricQuery(a, Statistic.SUM), MetricQuery(b, Statistic.MAXIMUM)],
+                        lambda v: (v[0] or 0.0) + (v[1] or 0.0), publication_delay_s=0.0)
+    stream = filled.update(120.0)
+    assert stream.statistic(60.0, 60, Statistic.SUM) == 2.0
+    assert stream.statistic(120.0, 60, Statistic.SUM) == 0.0  # both filled: a real 0, not none
+
+
+@pytest.mark.parametrize(("queries", "period_s", "delay_s", "message"), [
+    (1, 60, 0.0, "two or more"), (0, 60, 0.0, "two or more"), (2, 45, 0.0, "period_s"),
+    (2, 60, -1.0, "publication_delay_s")])
+def test_metric_math_refuses_what_an_alarm_could_not_use(queries: int, period_s: int,
+                                                         delay_s: float, message: str) -> None:
+    query = MetricQuery(MetricStream(), Statistic.AVERAGE)
+    with pytest.raises(ValueError, match=message):
+        MetricMath([query] * queries, lambda _: 1.0, period_s=period_s,
+                   publication_delay_s=delay_s)
+
+
+def test_an_alarm_on_a_metric_math_expression_reads_its_stream() -> None:
+    """`a + b > 50` for 3 of 3 periods: neither metric alone breaches, their sum does from
+    the second minute on; the alarm sees it as it would any metric, after the same delay."""
+    a, b = _pair({t: 20.0 for t in range(0, 300, 10)},
+                 {t: 10.0 if t < 60 else 40.0 for t in range(0, 300, 10)})
+    expression = MetricMath([MetricQuery(a, Statistic.AVERAGE),
+                             MetricQuery(b, Statistic.AVERAGE)],
+                            lambda v: None if None in v else sum(x or 0.0 for x in v))
+    alarm = Alarm(AlarmConfig(THRESHOLD, Comparison.GREATER, 3))
+    states = {now: alarm.evaluate(now, expression.update(now)) for now in range(60, 310, 10)}
+    assert states[130] is OK  # 30 in [0, 60), 60 in [60, 120): one breach
+    assert states[240] is OK and states[250] is ALARM  # [180, 240) is visible from 250 s
+    assert alarm.value == 60.0

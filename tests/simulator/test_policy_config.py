@@ -1,23 +1,28 @@
 """The environments' scaling settings read here equal what OpenTofu/Terraform plans with.
 
-The oracle is `console` on the root variables (tests/helpers/tf_variables.py); the module's
-literals around `var.scaling` are checked against main.tf's text.
+The oracle is `console` on the root variables (tests/helpers/tf_variables.py). The module's
+fixed parts come from scaling_policy.json, which main.tf reads too (its plan test checks that
+side): here, that the file's values reach the simulated alarms and that bad files are refused.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from simulator.cloudwatch import Comparison, MetricStream, MissingData, Statistic
 from simulator.policy_config import (
-    MODULE,
+    POLICY_FILE,
     Environment,
+    PolicyFileError,
     build_group,
     gpu_policies,
     load_environment,
+    load_module_scaling,
+    module_scaling,
     read_environment,
     read_values,
 )
@@ -26,7 +31,7 @@ from tests.helpers import tf, tf_variables
 
 VARIABLES = tf.INFRA / "variables.tf"
 NAMES = list(Environment.model_fields)
-MAIN_TF = tf.INFRA / "modules" / "compute" / "main.tf"
+MODULE_POLICY = tf.INFRA / "modules" / "compute" / "scaling_policy.json"
 REQUIRED_VARS = 'name = "llmfleet-x"\nenvironment = "dev"\napi_keys_parameter = "/k"\n' \
                 'model = { id = "org/model" }\n'
 
@@ -117,49 +122,96 @@ def test_the_compute_module_declares_the_same_scaling_defaults() -> None:
     assert module["scaling"] == read_variables(VARIABLES)["scaling"]
 
 
-def _attribute(block: str, name: str) -> str:
-    match = re.search(rf"^\s*{name}\s*=\s*(.+?)\s*$", block, re.M)
-    assert match, f"main.tf sets no {name}"
-    return match.group(1)
-
-
-def test_module_literals_equal_main_tf() -> None:
-    text = MAIN_TF.read_text()
-    policy = text[text.index('resource "aws_autoscaling_policy" "gpu"'):]
-    alarm = text[text.index('resource "aws_cloudwatch_metric_alarm" "gpu"'):]
-    alarm = alarm[:alarm.index("\n}\n")]
-    assert _attribute(policy, "policy_type") == '"SimpleScaling"'
-    assert _attribute(policy, "adjustment_type") == '"ChangeInCapacity"'
-    assert _attribute(policy, "cooldown") == "var.scaling.cooldown_s"
-    assert _attribute(alarm, "metric_name") == f'"{MODULE.metric_name}"'
-    assert _attribute(alarm, "statistic") == f'"{MODULE.statistic}"'
-    assert _attribute(alarm, "period") == str(MODULE.period_s)
-    assert _attribute(alarm, "evaluation_periods") == "var.scaling.evaluation_minutes"
-    assert _attribute(alarm, "treat_missing_data") == f'"{MODULE.treat_missing_data}"'
-    assert "datapoints_to_alarm" not in alarm and "default_cooldown" not in text
-    assert _attribute(text, "default_instance_warmup") == "var.model.model_load_seconds"
-    for key, (adjustment, comparison), pct in [("high", MODULE.scale_out, "scale_out_pct"),
-                                               ("low", MODULE.scale_in, "scale_in_pct")]:
-        step = re.search(rf"^\s*{key}\s*=\s*\{{(.*)\}}\s*$", text, re.M)
-        assert step, f"main.tf has no {key} step"
-        assert f"adjustment = {adjustment}," in step.group(1)
-        assert f"threshold = var.scaling.{pct}," in step.group(1)
-        assert f'operator = "{comparison}"' in step.group(1)
-
-
 def test_the_module_policies_built_from_prod() -> None:
     prod = load_environment(tf.REPO, "prod")
     metric = MetricStream()
     high, low = gpu_policies(prod.scaling, metric)
-    assert (high.adjustment, low.adjustment) == (1, -1)
+    assert (high.adjustment, high.alarm.config.comparison) == module_scaling().scale_out
+    assert (low.adjustment, low.alarm.config.comparison) == module_scaling().scale_in
     assert (high.cooldown_s, low.cooldown_s) == (600, 600)
-    assert (high.alarm.config.threshold, high.alarm.config.comparison) == (70, Comparison.GREATER)
-    assert (low.alarm.config.threshold, low.alarm.config.comparison) == (30, Comparison.LESS)
+    assert (high.alarm.config.threshold, low.alarm.config.threshold) == (70, 30)
     for policy in (high, low):
         config = policy.alarm.config
-        assert (config.evaluation_periods, config.alarm_datapoints, config.period_s) == (3, 3, 60)
-        assert config.statistic is Statistic.AVERAGE
-        assert config.treat_missing_data is MissingData.NOT_BREACHING
+        assert (config.evaluation_periods, config.alarm_datapoints) == (3, 3)
+        module = module_scaling()
+        assert (config.period_s, config.statistic, config.treat_missing_data) == \
+            (module.period_s, module.statistic, module.treat_missing_data)
         assert policy.metric is metric
     group = build_group(prod)
     assert (group.min_size, group.desired, group.max_size, group.warmup_s) == (2, 2, 6, 900)
+
+
+# --- The module's fixed policy: scaling_policy.json --------------------------------------
+
+
+def _policy(tmp_path: Path, **changes: Any) -> Path:
+    """A copy of the module's file with `changes` (None deletes a field) written to tmp_path."""
+    policy = json.loads(MODULE_POLICY.read_text())
+    for name, value in changes.items():
+        if value is None:
+            del policy[name]
+        else:
+            policy[name] = value
+    path = tmp_path / "scaling_policy.json"
+    path.write_text(json.dumps(policy))
+    return path
+
+
+def test_the_packaged_policy_is_the_module_file() -> None:
+    """The package's copy is a link, so the wheel carries the module's file and no other."""
+    assert POLICY_FILE.resolve() == MODULE_POLICY.resolve()
+    assert load_module_scaling(MODULE_POLICY) == module_scaling()
+
+
+def test_a_changed_policy_file_changes_the_simulated_policies(tmp_path: Path) -> None:
+    out = {"adjustment": 2, "comparison_operator": "GreaterThanOrEqualToThreshold"}
+    in_ = {"adjustment": -3, "comparison_operator": "LessThanOrEqualToThreshold"}
+    path = _policy(tmp_path, metric_name="GPUBusy", statistic="Maximum", period_s=300,
+                   treat_missing_data="breaching", scale_out=out, scale_in=in_)
+    module = load_module_scaling(path)
+    assert module.metric_name == "GPUBusy"
+    high, low = gpu_policies(load_environment(tf.REPO, "prod").scaling, MetricStream(),
+                             module=module)
+    assert (high.adjustment, high.alarm.config.comparison) == (2, Comparison.GREATER_OR_EQUAL)
+    assert (low.adjustment, low.alarm.config.comparison) == (-3, Comparison.LESS_OR_EQUAL)
+    for policy in (high, low):
+        config = policy.alarm.config
+        assert (config.period_s, config.statistic, config.treat_missing_data) == \
+            (300, Statistic.MAXIMUM, MissingData.BREACHING)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"statistic": None}, "statistic: Field required"),
+    ({"statistic": "Mean"}, "statistic: Input should be 'Average'"),
+    ({"period_s": 45}, "period_s: Value error, period_s must be 10, 30 or a multiple of 60"),
+    ({"period_s": "60"}, "period_s: Input should be a valid integer"),
+    ({"treat_missing_data": "NotBreaching"}, "treat_missing_data: Input should be"),
+    ({"policy_type": "StepScaling"}, "policy_type: Input should be 'SimpleScaling'"),
+    ({"adjustment_type": "ExactCapacity"}, "adjustment_type: Input should be 'ChangeInCapacity'"),
+    ({"datapoints_to_alarm": 2}, "datapoints_to_alarm: Extra inputs are not permitted"),
+    ({"scale_out": {"adjustment": -1, "comparison_operator": "GreaterThanThreshold"}},
+     "scale_out.adjustment: Input should be greater than 0"),
+    ({"scale_in": {"adjustment": -1, "comparison_operator": "GreaterThanThreshold"}},
+     "scale_in.comparison_operator: Value error, must be LessThanThreshold or "
+     "LessThanOrEqualToThreshold, not GreaterThanThreshold"),
+    ({"scale_in": {"adjustment": -1}}, "scale_in.comparison_operator: Field required"),
+])
+def test_a_bad_policy_file_is_refused_naming_the_field(changes: dict[str, Any], message: str,
+                                                       tmp_path: Path) -> None:
+    path = _policy(tmp_path, **changes)
+    with pytest.raises(PolicyFileError) as failure:
+        load_module_scaling(path)
+    assert str(failure.value).startswith(f"{path}: ")
+    assert message in str(failure.value)
+
+
+def test_a_policy_file_that_is_not_json_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "scaling_policy.json"
+    path.write_text('{"metric_name": "GPUUtilization",')
+    with pytest.raises(PolicyFileError, match=r"scaling_policy\.json: the file: Invalid JSON"):
+        load_module_scaling(path)
+
+
+def test_a_missing_policy_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PolicyFileError, match=r"absent\.json: cannot read it: No such file"):
+        load_module_scaling(tmp_path / "absent.json")

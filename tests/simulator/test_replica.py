@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 import pytest
 
 from planner.timing import decode_step_s, prefill_s
-from simulator.replica import Finished, Replica
-from simulator.service import RooflineService, StepLoad
+from simulator.replica import DecodeRun, Finished, Replica, Step
+from simulator.service import RooflineService, StepLoad, decode_ends
 from simulator.traffic import Arrival
 
 
@@ -25,7 +26,7 @@ class Flat:
 
 def drain(replica: Replica, start_s: float = 0.0) -> tuple[list[Finished], float]:
     """Step the replica until it is idle (bounded); what finished and when it went idle."""
-    now, done = start_s, []
+    now, done = start_s, list[Finished]()
     for _ in range(100_000):
         step = replica.plan()
         if step is None:
@@ -42,6 +43,16 @@ def test_one_request_prefills_then_decodes_a_token_a_step() -> None:
     assert done.first_token_s == pytest.approx(0.010 + 0.100)  # one step of 100 tokens
     assert done.finished_s == pytest.approx(0.110 + 3 * 0.011)  # three one-token steps
     assert idle == done.finished_s and replica.kv_used == 0
+
+
+def test_a_requests_latency_outside_the_engine_delays_its_answer_but_not_the_engine() -> None:
+    replica = Replica(Flat(), request_s=0.02)
+    replica.submit(Arrival(0.0, prompt_tokens=100, output_tokens=4))
+    (done,), idle = drain(replica)
+    assert done.first_token_s == pytest.approx(0.110 + 0.02)
+    assert done.finished_s == pytest.approx(0.110 + 3 * 0.011 + 0.02)
+    assert idle == pytest.approx(0.110 + 3 * 0.011)  # the engine was free 20 ms earlier
+    assert replica.first_tokens == [pytest.approx(0.130)]  # what the agent's TTFT sees
 
 
 def test_a_long_prompt_is_prefilled_in_chunks_of_the_token_budget() -> None:
@@ -144,3 +155,131 @@ def test_random_traffic_keeps_the_cache_accounting_exact_and_admits_no_one_after
 
 def _preemptions(replica: Replica) -> int:
     return sum(seq.preemptions for seq in (*replica.waiting, *replica.running))
+
+
+# --- Runs of pure-decode steps planned together (`plan_run`) -----------------------------
+
+
+def stepped(replica: Replica, start_s: float, until_s: float) -> tuple[list[float], list[Finished]]:
+    """Step one at a time from `start_s` while steps start before `until_s`: their ends, and
+    what finished."""
+    now, ends, done = start_s, list[float](), list[Finished]()
+    while now < until_s and (step := replica.plan()) is not None:
+        now += step.duration_s
+        ends.append(now)
+        done += replica.complete(step, now)
+    return ends, done
+
+
+def prefilled(*arrivals: Arrival, kv_tokens: int = 10_000) -> tuple[Replica, float]:
+    """A replica that has prefilled `arrivals` (one step each at most) and now only decodes."""
+    replica = Replica(Flat(kv_tokens))
+    for arrival in arrivals:
+        replica.submit(arrival)
+    _, now = stepped_once(replica, 0.0)
+    assert not replica.waiting and all(not seq.prefilling for seq in replica.running)
+    return replica, now
+
+
+def stepped_once(replica: Replica, now: float) -> tuple[list[Finished], float]:
+    step = replica.plan()
+    assert step is not None
+    now += step.duration_s
+    return replica.complete(step, now), now
+
+
+def twins(*arrivals: Arrival, kv_tokens: int = 10_000) -> tuple[Replica, Replica, float]:
+    one, now = prefilled(*arrivals, kv_tokens=kv_tokens)
+    other, again = prefilled(*arrivals, kv_tokens=kv_tokens)
+    assert now == again
+    return one, other, now
+
+
+def test_a_run_ends_at_the_step_that_finishes_a_sequence_and_at_the_same_floats() -> None:
+    single, batched, now = twins(Arrival(0.0, 10, 6), Arrival(0.0, 30, 9))
+    run = batched.plan_run(now, math.inf)
+    assert isinstance(run, DecodeRun)
+    assert len(run.ends) == 5  # both hold their first token: the shorter needs 5 more
+    ends, done = stepped(single, now, run.end_s)
+    assert run.ends == ends  # bit for bit, not approximately
+    assert batched.complete_run(run, run.end_s) == done
+    assert [d.arrival.output_tokens for d in done] == [6]
+    assert _state(batched) == _state(single)
+
+
+def test_a_run_ends_at_the_last_step_the_cache_holds_and_the_next_step_preempts() -> None:
+    single, batched, now = twins(Arrival(0.0, 10, 50), Arrival(0.0, 10, 50), kv_tokens=60)
+    run = batched.plan_run(now, math.inf)
+    assert isinstance(run, DecodeRun)
+    # 20 prompt tokens and 2 sampled are in the cache, the first step takes 2 more slots:
+    # 38 free slots hold 19 steps more.
+    assert len(run.ends) == 20
+    ends, _ = stepped(single, now, run.end_s)
+    assert run.ends == ends
+    batched.complete_run(run, run.end_s)
+    assert batched.kv_used == batched.kv_capacity == 60
+    assert _state(batched) == _state(single)
+    after = batched.plan_run(run.end_s, math.inf)
+    assert isinstance(after, Step) and [s.preemptions for s in batched.waiting] == [1]
+
+
+def test_a_run_ends_at_the_first_step_that_ends_at_or_after_the_horizon() -> None:
+    single, batched, now = twins(Arrival(0.0, 10, 500))
+    run = batched.plan_run(now, now + 0.1)
+    assert isinstance(run, DecodeRun)
+    assert run.ends[-2] < now + 0.1 <= run.end_s and len(run.ends) == 10  # 11 ms a step
+    ends, _ = stepped(single, now, now + 0.1)
+    assert run.ends == ends
+
+
+def test_a_run_is_one_step_when_a_request_waits_a_prompt_is_prefilling_or_the_horizon_is_near(
+        ) -> None:
+    replica, now = prefilled(Arrival(0.0, 10, 100))
+    assert isinstance(replica.plan_run(now, now + 0.005), Step)  # ends after the horizon
+    replica, now = prefilled(Arrival(0.0, 10, 100))
+    replica.submit(Arrival(now, 10, 100))
+    assert isinstance(replica.plan_run(now, math.inf), Step)  # admits the waiting one
+    replica = Replica(Flat(), max_num_batched_tokens=8)
+    replica.submit(Arrival(0.0, 20, 100))
+    assert isinstance(replica.plan_run(0.0, math.inf), Step)  # a chunk of the prompt
+
+
+def test_reading_a_run_midway_shows_what_stepping_one_at_a_time_would() -> None:
+    single, batched, now = twins(Arrival(0.0, 10, 40), Arrival(0.0, 10, 60))
+    run = batched.plan_run(now, math.inf)
+    assert isinstance(run, DecodeRun)
+    middle = run.ends[14]  # a step ends exactly then: it counts as done, as its event would
+    stepped(single, now, middle)
+    assert single.plan() is not None  # the step in progress, planned at `middle`
+    batched.advance(run, 15)
+    assert _state(batched) == _state(single)
+
+
+def _state(replica: Replica) -> tuple[object, ...]:
+    return (replica.kv_used, [(s.computed, s.generated, s.preemptions) for s in replica.running],
+            [(s.computed, s.generated, s.preemptions) for s in replica.waiting])
+
+
+class _Generic:
+    """The roofline seen only through `step_s`: what `decode_ends` does for any model."""
+
+    def __init__(self, service: RooflineService) -> None:
+        self.service, self.kv_tokens = service, service.kv_tokens
+
+    def step_s(self, load: StepLoad) -> float:
+        return self.service.step_s(load)
+
+
+@pytest.mark.parametrize("tensor_parallel", [1, 2])
+def test_the_rooflines_own_decode_loop_gives_step_s_float_for_float(tensor_parallel: int) -> None:
+    service = RooflineService.for_names("Llama-3.1-8B", "A10G", tensor_parallel=tensor_parallel)
+    rng = random.Random(tensor_parallel)
+    for _ in range(50):
+        # From 0 the first end is the step time itself: a difference of an ulp shows.
+        seqs, start = rng.randint(1, 256), rng.choice([0.0, rng.uniform(0, 3600)])
+        context = seqs * rng.randint(1, 4000) + rng.randint(0, seqs - 1)
+        fast = decode_ends(service, seqs, context, start, 40)
+        assert fast == decode_ends(_Generic(service), seqs, context, start, 40)
+        horizon = fast[rng.randint(0, 39)]
+        assert decode_ends(service, seqs, context, start, 40, horizon) == fast[
+            :fast.index(horizon) + 1]

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import pytest
 
-from simulator.fleet import LaunchDelay, State
+from simulator.fleet import Instance, LaunchDelay, State
 from simulator.replica import Replica
 from simulator.report import Slo, summarise
-from simulator.service import StepLoad
-from simulator.sim import GroupLimits, InstanceSample, Outcome, SimConfig, Simulation
-from simulator.traffic import Arrival
+from simulator.service import RooflineService, StepLoad
+from simulator.sim import (
+    GroupLimits,
+    InstanceSample,
+    Outcome,
+    ScalingPolicy,
+    SimConfig,
+    Simulation,
+)
+from simulator.traffic import Arrival, synthetic
 
 
 @dataclass(frozen=True)
@@ -150,3 +158,121 @@ def test_utilisation_is_the_share_of_time_the_engine_stepped() -> None:
     first = policy.seen[0]
     assert first.gpu_utilization == pytest.approx(1.0)  # one sequence keeps it ~always busy
     assert first.running == 1
+
+
+# --- Runs of pure-decode steps (`SimConfig.coalesce`): the same outcome as one at a time ---
+
+
+def both(cfg: SimConfig, make_policy: Callable[[], ScalingPolicy],
+         arrivals: list[Arrival]) -> tuple[Outcome, Outcome]:
+    """The trace stepped one at a time, then in runs; asserts every result is the same."""
+    single = Simulation(replace(cfg, coalesce=False), make_policy()).run(arrivals)
+    runs = Simulation(replace(cfg, coalesce=True), make_policy()).run(arrivals)
+    assert_same(single, runs)
+    assert runs.events * 2 < single.events  # the runs did cover many steps each
+    return single, runs
+
+
+def assert_same(one: Outcome, other: Outcome) -> None:
+    """Field by field, floats exactly, so that a failure says what differs."""
+    assert one.finished == other.finished
+    assert one.samples == other.samples
+    assert one.actions == other.actions
+    assert (one.cut_off, one.refused, one.end_s) == (other.cut_off, other.refused, other.end_s)
+    assert one.steps == other.steps
+    assert one.interruptions == other.interruptions
+    assert [_life(i) for i in one.instances] == [_life(i) for i in other.instances]
+
+
+def _life(instance: Instance) -> tuple[object, ...]:
+    return (instance.id, instance.state, instance.requested_s, instance.launched_s,
+            instance.ready_s, instance.deregistered_s, instance.terminated_s, instance.busy_s,
+            instance.cut_off)
+
+
+def test_runs_give_the_same_outcome_on_a_steady_trace() -> None:
+    single, _ = both(config(), lambda: Scripted([]), steady(5, 300, output=40))
+    assert len(single.finished) == 1500 and single.steps > 10_000
+
+
+def test_runs_give_the_same_outcome_on_bursty_traffic_over_two_instances() -> None:
+    arrivals = synthetic("bursts:60:20:5", duration_s=300, rate_per_s=3,
+                         workload="lognormal:200:100", seed=3)
+    single, _ = both(config(initial=2, min_size=2), lambda: Scripted([], initial=2), arrivals)
+    assert {d.finished_s for d in single.finished} and len(single.finished) == len(arrivals)
+
+
+def test_runs_give_the_same_outcome_through_scale_out_scale_in_and_cut_off_drains() -> None:
+    arrivals = synthetic("constant", duration_s=240, rate_per_s=3,
+                         workload="lognormal:100:200:1.2", seed=5)
+    arrivals += [Arrival(170 + i, 50, 4000) for i in range(6)]  # longer than a drain
+    single, _ = both(config(), lambda: Scripted([(60, 3), (180, 1)]), arrivals)
+    assert [(a.before, a.after) for a in single.actions] == [(1, 3), (3, 1)]
+    drained = [i for i in single.instances if i.deregistered_s is not None]
+    assert len(drained) == 2 and single.cut_off > 0  # a drain deadline ended a run midway
+
+
+def test_runs_give_the_same_outcome_when_the_cache_is_the_limit() -> None:
+    # Five answers of 1,000 tokens at a time outgrow 3,400 slots now and then.
+    tight = replace(config(), new_replica=lambda: Replica(Flat(kv_tokens=3400)))
+    single, _ = both(tight, lambda: Scripted([]), steady(0.5, 120, output=1000))
+    assert sum(d.preemptions for d in single.finished) > 10
+    assert max(s.kv_usage for s in single.samples) > 0.9
+
+
+def test_runs_give_the_same_outcome_with_long_answers_across_arrivals_on_the_roofline() -> None:
+    service = RooflineService.for_names("Llama-3.1-8B", "A10G")
+    roofline = replace(config(initial=2, min_size=2),
+                       new_replica=lambda: Replica(service, max_num_seqs=64))
+    arrivals = synthetic("constant", duration_s=180, rate_per_s=0.5,
+                         workload="lognormal:500:800:0.5", seed=9)
+    single, _ = both(roofline, lambda: Scripted([], initial=2), arrivals)
+    assert len(single.finished) == len(arrivals)
+
+
+class _Exact:
+    """Step times in 64ths of a second: sums are exact, so steps of two instances can end
+    at the very same float."""
+
+    kv_tokens = 100_000
+
+    def step_s(self, load: StepLoad) -> float:
+        return (1 + load.tokens) / 64
+
+
+def test_steps_ending_together_on_two_instances_are_handled_in_instance_order() -> None:
+    """Regression: at a tie the step ends went in the order they were scheduled, which runs
+    change (a run is scheduled at its first step), and requests finished in another order."""
+    cfg = replace(config(initial=2, min_size=2), new_replica=lambda: Replica(_Exact()))
+    # Instance 0 decodes from 2/64 s, 1 from 4/64 s, both 2/64 s a step: both end at 42/64 s.
+    arrivals = [Arrival(0.0, 1, 21), Arrival(1 / 64, 2, 20)]
+    single, _ = both(cfg, lambda: Scripted([], initial=2), arrivals)
+    assert [d.finished_s for d in single.finished] == [42 / 64, 42 / 64]
+    assert [d.arrival for d in single.finished] == arrivals  # instance 0's first
+
+
+def test_a_sample_at_the_very_end_of_a_step_inside_a_run_sees_that_step_done() -> None:
+    """As one at a time, where the step's end event comes before the sample at that instant."""
+    cfg = replace(config(), new_replica=lambda: Replica(_Exact()))
+    # Steps of 2/64 s from 0: one ends at every sample time (10 s is 320 of them).
+    single, _ = both(cfg, lambda: Scripted([]), [Arrival(0.0, 1, 2000)])
+    assert [s.kv_usage for s in single.samples[:3]] == [321 / 100_000, 641 / 100_000,
+                                                        961 / 100_000]
+
+
+class _PlannedPastArrivals(Simulation):
+    """Plans every run as far as it can go, past the next arrival: each request then lands
+    in the middle of a run, which must be cut short and its old end event ignored."""
+
+    def _feed(self) -> None:
+        super()._feed()
+        self._next_arrival_s = math.inf
+
+
+def test_a_run_cut_short_by_a_request_leaves_a_stale_end_that_changes_nothing() -> None:
+    arrivals = steady(5, 120, output=60)
+    single = Simulation(replace(config(), coalesce=False), Scripted([])).run(arrivals)
+    cut = _PlannedPastArrivals(config(), Scripted([])).run(arrivals)
+    assert_same(single, cut)
+    planned = Simulation(config(), Scripted([])).run(arrivals)
+    assert cut.events > planned.events  # the stale ends, one per request cutting a run

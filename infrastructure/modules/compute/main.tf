@@ -308,23 +308,43 @@ resource "aws_autoscaling_group" "this" {
 
 # --- Scaling on GPU utilisation ------------------------------------------------
 # The agent publishes GPUUtilization under AutoScalingGroupName alone, so
-# CloudWatch averages it over every instance in the group. Above scale_out_pct
-# for evaluation_minutes: one more instance; below scale_in_pct: one fewer.
+# CloudWatch aggregates it over every instance in the group. Above scale_out_pct
+# for evaluation_minutes: the file's scale_out step; below scale_in_pct: its scale_in.
+# Everything but var.scaling (the metric, statistic, period, missing-data rule,
+# policy and adjustment types, each direction's adjustment and operator) is in
+# scaling_policy.json, which the simulator reads too (simulator/policy_config.py,
+# which also validates it in `make test`): one definition, so what it simulates is
+# what this applies.
 
 locals {
+  scaling_policy = jsondecode(file("${path.module}/scaling_policy.json"))
+  # How each operator reads in an alarm's description (any other fails the plan here).
+  scaling_compares = {
+    GreaterThanThreshold          = "above"
+    GreaterThanOrEqualToThreshold = "at or above"
+    LessThanThreshold             = "below"
+    LessThanOrEqualToThreshold    = "at or below"
+  }
   # Keyed by the alarm's suffix; one policy and one alarm per direction.
   scaling_steps = {
-    high = { adjustment = 1, threshold = var.scaling.scale_out_pct, operator = "GreaterThanThreshold", does = "above", action = "add an instance" }
-    low  = { adjustment = -1, threshold = var.scaling.scale_in_pct, operator = "LessThanThreshold", does = "below", action = "remove an instance" }
+    high = merge(local.scaling_policy.scale_out, { threshold = var.scaling.scale_out_pct })
+    low  = merge(local.scaling_policy.scale_in, { threshold = var.scaling.scale_in_pct })
   }
+  # "Average GPU utilisation over the group above 70%: add an instance."
+  scaling_descriptions = { for key, step in local.scaling_steps : key => format(
+    "%s GPU utilisation over the group %s %s%%: %s %s.",
+    local.scaling_policy.statistic, local.scaling_compares[step.comparison_operator], step.threshold,
+    step.adjustment > 0 ? "add" : "remove",
+    abs(step.adjustment) == 1 ? "an instance" : "${abs(step.adjustment)} instances"
+  ) }
 }
 
 resource "aws_autoscaling_policy" "gpu" {
   for_each               = local.scaling_steps
   name                   = "${local.asg_name}-gpu-${each.key}"
   autoscaling_group_name = aws_autoscaling_group.this.name
-  policy_type            = "SimpleScaling"
-  adjustment_type        = "ChangeInCapacity"
+  policy_type            = local.scaling_policy.policy_type
+  adjustment_type        = local.scaling_policy.adjustment_type
   scaling_adjustment     = each.value.adjustment
   cooldown               = var.scaling.cooldown_s
 }
@@ -332,18 +352,17 @@ resource "aws_autoscaling_policy" "gpu" {
 resource "aws_cloudwatch_metric_alarm" "gpu" {
   for_each            = local.scaling_steps
   alarm_name          = "${local.asg_name}-gpu-${each.key}"
-  alarm_description   = "Average GPU utilisation over the group ${each.value.does} ${each.value.threshold}%: ${each.value.action}."
+  alarm_description   = local.scaling_descriptions[each.key]
   namespace           = var.metrics_namespace
-  metric_name         = "GPUUtilization"
+  metric_name         = local.scaling_policy.metric_name
   dimensions          = { AutoScalingGroupName = aws_autoscaling_group.this.name }
-  statistic           = "Average"
-  period              = 60
+  statistic           = local.scaling_policy.statistic
+  period              = local.scaling_policy.period_s
   evaluation_periods  = var.scaling.evaluation_minutes
   threshold           = each.value.threshold
-  comparison_operator = each.value.operator
-  # No data means no agent is reporting (instances still loading): never scale on that.
-  treat_missing_data = "notBreaching"
-  alarm_actions      = [aws_autoscaling_policy.gpu[each.key].arn]
+  comparison_operator = each.value.comparison_operator
+  treat_missing_data  = local.scaling_policy.treat_missing_data
+  alarm_actions       = [aws_autoscaling_policy.gpu[each.key].arn]
 }
 
 # The artifacts bucket moved into the bucket module (shared with the demo site's and
