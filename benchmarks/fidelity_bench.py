@@ -41,7 +41,7 @@ from llmfleet.core.wire.profile import EngineLimits, EngineProfile
 from loadtest.probe import ProbePlan, probe
 from loadtest.replay import Replayed, Timed, replay
 from loadtest.sweep import Target
-from simulator import policies, traffic
+from simulator import group_policy, policies, traffic
 from simulator.profile import TERMS, MeasuredService, fit
 from simulator.replica import Finished, Replica
 from simulator.service import StepLoad
@@ -80,7 +80,7 @@ def simulate(trace: list[traffic.Arrival], service: MeasuredService) -> list[Fin
                                     max_model_len=limits.max_model_len,
                                     request_s=service.request_s),
         limits=GroupLimits(1, 1, 1))
-    shape = policies.GroupShape(1, 1, 1, 0.0)
+    shape = group_policy.GroupShape(1, 1, 1, 0.0)
     return Simulation(config, policies.fixed(shape)).run(trace).finished
 
 

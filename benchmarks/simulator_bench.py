@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from llmfleet.core.instances import instances
-from simulator import policies, traffic
-from simulator.cli import engine_settings
+from simulator import group_policy, policies, traffic
+from simulator.compare import engine_settings
 from simulator.fleet import LaunchDelay
 from simulator.policy_config import Scaling, load_environment
 from simulator.replica import Replica
@@ -54,9 +54,9 @@ class Bench:
     """The dev fleet as `llmfleet simulate --env dev --max-size 4` configures it."""
 
     config: SimConfig
-    shape: policies.GroupShape
+    shape: group_policy.GroupShape
     scaling: Scaling
-    sized: policies.Sizing
+    sized: group_policy.Sizing
 
     def chosen(self, arrivals: list[traffic.Arrival]) -> dict[str, policies.PolicyFactory]:
         return policies.builtin(self.shape, self.scaling, self.sized, arrivals)
@@ -68,10 +68,10 @@ def dev_fleet(root: Path) -> Bench:
     service = RooflineService.for_names(env.model.id, instance.gpu, "bf16",
                                         tensor_parallel=instance.gpu_count,
                                         settings=engine_settings(instance.gpu))
-    shape = policies.GroupShape(env.capacity.min, MAX_SIZE, env.capacity.desired,
+    shape = group_policy.GroupShape(env.capacity.min, MAX_SIZE, env.capacity.desired,
                                 env.model.model_load_seconds)
     launch = LaunchDelay()
-    sized = policies.sizing(service.deployment, service.eff, LENGTHS, Slo(), launch.total_s)
+    sized = group_policy.sizing(service.deployment, service.eff, LENGTHS, Slo(), launch.total_s)
     engine = service.deployment.settings
     config = SimConfig(
         new_replica=lambda: Replica(service, engine.max_num_seqs, engine.max_num_batched_tokens,

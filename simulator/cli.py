@@ -23,22 +23,19 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from llmfleet.core.instances import Instance, Market, instances
-from planner import catalog
 from planner.catalog import CatalogError
-from planner.memory import GIB, Settings
-from simulator import oracle, plot, policies, traffic
+from simulator import group_policy, oracle, plot, traffic
+from simulator.compare import Fleet, Run, compare, engine_settings
 from simulator.fleet import LaunchDelay, SpotInterruptions
 from simulator.policy_config import Environment, PolicyFileError, load_environment
-from simulator.profile import MeasuredService, read_profile, slo_capacity
-from simulator.replica import Replica
-from simulator.report import Slo, Summary, summarise, table
+from simulator.profile import MeasuredService, read_profile
+from simulator.report import Slo, Summary, table
 from simulator.service import RooflineService
-from simulator.sim import GroupLimits, Outcome, SimConfig, Simulation
 from simulator.tfvars import TfvarsError
 from simulator.timeline import timeline, write_timeline_csv
 
@@ -114,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
               "policy can scale (try --max-size)", file=sys.stderr)
     slo = Slo(args.ttft_slo, args.tpot_slo)
     try:
-        runs = compare(fleet, arrivals, slo, args.lengths, args.policy, args.oracle_target)
-    except (policies.SizingError, PolicyFileError) as exc:
+        runs = compare(fleet, arrivals, slo, args.lengths, args.policy, args.oracle_target,
+                       progress=Progress)
+    except (group_policy.SizingError, PolicyFileError) as exc:
         print(f"llmfleet simulate: {exc}", file=sys.stderr)
         return 2
     code, files = 0, Files()
@@ -155,15 +153,6 @@ def _setup(args: argparse.Namespace) -> tuple[Environment, list[traffic.Arrival]
     spot = (SpotInterruptions(args.spot_interruptions, seed=args.seed)
             if args.spot_interruptions else None)
     return env, arrivals, Fleet(env, service, price, args.model_load_s, spot)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One policy's run: the outcome (for the plot and the CSV) and its summary."""
-
-    policy: str
-    outcome: Outcome
-    summary: Summary
 
 
 @dataclass(frozen=True)
@@ -237,86 +226,6 @@ def progress_line(policy: str, share: float, last_arrival_s: float) -> str:
     done, total = share * last_arrival_s / scale, last_arrival_s / scale
     figures = "{:.1f} of {:.1f}" if unit == "h" else "{:.0f} of {:.0f}"
     return f"  {policy}: {share:.0%} of the trace ({figures.format(done, total)} {unit})"
-
-
-@dataclass(frozen=True)
-class Fleet:
-    """What every policy's run shares: the environment, the engine, the price."""
-
-    env: Environment
-    service: RooflineService | MeasuredService
-    usd_per_hour: float
-    model_load_s: float
-    spot: SpotInterruptions | None = None
-
-    def sizing(self, lengths: tuple[int, int], slo: Slo, lead_s: float) -> policies.Sizing:
-        """The sizing policies' view of one instance: the roofline's, or the measured
-        profile's (`simulator.profile.slo_capacity`).
-
-        Raises:
-            policies.SizingError: the roofline predicts one instance cannot serve such
-                requests.
-        """
-        service = self.service
-        if isinstance(service, RooflineService):
-            return policies.sizing(service.deployment, service.eff, lengths, slo, lead_s)
-        found = slo_capacity(service, lengths, slo.ttft_s, slo.tpot_s)
-        return policies.Sizing(found.concurrency, found.requests_s, slo, lead_s)
-
-    def new_replica(self) -> Replica:
-        """An engine with the scheduler limits it runs with (vLLM's defaults for the GPU,
-        or those the profiled engine was started with)."""
-        service, max_model_len = self.service, self.env.model.max_model_len
-        if isinstance(service, RooflineService):
-            engine = service.deployment.settings
-            return Replica(service, engine.max_num_seqs, engine.max_num_batched_tokens,
-                           max_model_len=max_model_len)
-        limits = service.limits
-        return Replica(service, limits.max_num_seqs, limits.max_num_batched_tokens,
-                       max_model_len=limits.max_model_len or max_model_len,
-                       request_s=service.request_s)
-
-
-def engine_settings(gpu: str) -> Settings:
-    """vLLM's serving defaults for the GPU: 2,048 batched tokens and 256 sequences below
-    70 GiB of memory, 8,192 and 1,024 from there (vLLM's usage-context defaults)."""
-    large = catalog.gpu(gpu).memory_bytes >= 70 * GIB
-    return Settings(max_num_batched_tokens=8192 if large else 2048,
-                    max_num_seqs=1024 if large else 256)
-
-
-def compare(fleet: Fleet, arrivals: list[traffic.Arrival], slo: Slo, lengths: tuple[int, int],
-            only: list[str] | None = None,
-            oracle_target: float = oracle.DEFAULT_TARGET) -> list[Run]:
-    """Run every chosen policy on the same trace and fleet. The oracle runs last: its
-    target is `oracle_target` lowered to the best attainment before it."""
-    env = fleet.env
-    shape = policies.GroupShape(env.capacity.min, env.capacity.max, env.capacity.desired,
-                                env.model.model_load_seconds)
-    launch = replace(LaunchDelay(), model_load_s=fleet.model_load_s)
-    sized = fleet.sizing(lengths, slo, launch.total_s)
-    chosen = policies.builtin(shape, env.scaling, sized, arrivals)
-    config = SimConfig(new_replica=fleet.new_replica,
-                       limits=GroupLimits(shape.min_size, shape.max_size, shape.desired),
-                       launch=launch, spot=fleet.spot)
-    price = fleet.usd_per_hour
-    runs: list[Run] = []
-    for name, build in chosen.items():
-        if only and name not in only:
-            continue
-        started, note = time.perf_counter(), ""
-        if name == "oracle":
-            target = min(oracle_target, max((r.summary.slo_attainment for r in runs),
-                                            default=oracle_target))
-            found = oracle.cheapest(config, arrivals, slo, sized.capacity_rps, target)
-            out, note = found.outcome, (f" (capacity factor {found.factor:.3g} for "
-                                        f"{target:.1%}, {found.runs} runs)")
-        else:
-            out = Simulation(config, build()).run(arrivals, progress=Progress(name))
-        runs.append(Run(name, out, summarise(name, out, slo, price)))
-        print(f"  {name}: {len(arrivals)} requests in {time.perf_counter() - started:.1f} s"
-              f"{note}", file=sys.stderr)
-    return runs
 
 
 def _lengths(text: str) -> tuple[int, int]:

@@ -3,7 +3,7 @@
 `Oracle` is a scaling policy that is given the arrivals when it is built. For every
 minute it counts the requests that will arrive and needs ceil(rate / capacity) instances,
 capacity being the requests/s one instance serves within the SLO (the planner's figure,
-`policies.Sizing.capacity_rps`, times a factor). At each evaluation it asks for the most
+`group_policy.Sizing.capacity_rps`, times a factor). At each evaluation it asks for the most
 any minute needs from now until a launch delay and one evaluation ahead: what it launches
 now serves exactly when the first minute it was launched for begins (the launch delay is
 still paid, and billed), and an instance leaves as soon as no minute needs it before a

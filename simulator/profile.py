@@ -190,7 +190,7 @@ def steady(service: MeasuredService, prompt_tokens: int, output_tokens: int,
 def slo_capacity(service: MeasuredService, lengths: tuple[int, int], ttft_s: float,
                  tpot_s: float, margin: float = 0.8) -> Steady:
     """The most requests one engine holds with TTFT and TPOT within `margin` of the
-    targets, as `policies.slo_concurrency` asks of the roofline (at least 1), and the
+    targets, as `group_policy.slo_concurrency` asks of the roofline (at least 1), and the
     requests/s it serves so. Bounded by `max_num_seqs` and by the KV cache."""
     prompt, output = lengths
     limits = service.limits

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmfleet.cli import main
-from simulator import policies
+from simulator import group_policy, policies, serving_policies
 from simulator.autoscaling import Group
 from simulator.cloudwatch import MetricStream, Statistic
 from simulator.policy_config import Scaling
@@ -21,14 +21,14 @@ from simulator.traffic import Arrival
 
 REPO = Path(__file__).resolve().parents[2]
 SCALING = Scaling(scale_out_pct=70, scale_in_pct=30, evaluation_minutes=3, cooldown_s=300)
-SHAPE = policies.GroupShape(min_size=1, max_size=3, desired=1, warmup_s=90)
+SHAPE = group_policy.GroupShape(min_size=1, max_size=3, desired=1, warmup_s=90)
 
 
 def service() -> RooflineService:
     return RooflineService.for_names("Qwen2.5-1.5B-Instruct", "A10G")
 
 
-def run(policy: policies.GroupPolicy, arrivals: list[Arrival]) -> Simulation:
+def run(policy: group_policy.GroupPolicy, arrivals: list[Arrival]) -> Simulation:
     sim = Simulation(SimConfig(new_replica=lambda: Replica(service()),
                                limits=GroupLimits(SHAPE.min_size, SHAPE.max_size,
                                                   SHAPE.desired)), policy)
@@ -69,17 +69,17 @@ def test_samples_are_published_as_the_agent_names_them() -> None:
     policy.observe([InstanceSample(0, 10.0, 0.5, running=3, waiting=2, kv_usage=0.1,
                                    ttft_p95_s=0.25)])
     average = Statistic.AVERAGE
-    assert policy.streams[policies.gpu_metric()].statistic(20, 10, average) == 50
-    assert policy.streams[policies.IN_FLIGHT].statistic(20, 10, average) == 5
-    assert policy.streams[policies.WAITING].statistic(20, 10, average) == 2
-    assert policy.streams[policies.TTFT_P95].statistic(20, 10, average) == 0.25
+    assert policy.streams[group_policy.gpu_metric()].statistic(20, 10, average) == 50
+    assert policy.streams[group_policy.IN_FLIGHT].statistic(20, 10, average) == 5
+    assert policy.streams[group_policy.WAITING].statistic(20, 10, average) == 2
+    assert policy.streams[group_policy.TTFT_P95].statistic(20, 10, average) == 0.25
 
 
 def test_no_ttft_is_published_for_an_interval_without_first_tokens() -> None:
     """The agent drops a None rather than sending it (CloudWatch would refuse a NaN)."""
     policy = policies.fixed(SHAPE)
     policy.observe([InstanceSample(0, 10.0, 0.0, running=0, waiting=0, kv_usage=0.0)])
-    assert len(policy.stream(policies.TTFT_P95)) == 0
+    assert len(policy.stream(group_policy.TTFT_P95)) == 0
 
 
 def test_request_count_counts_a_request_in_the_minute_it_was_routed() -> None:
@@ -89,15 +89,15 @@ def test_request_count_counts_a_request_in_the_minute_it_was_routed() -> None:
     policy.observe([InstanceSample(0, 60.0, 0.5, 1, 0, 0.1, routed=5),
                     InstanceSample(1, 60.0, 0.5, 1, 0, 0.1, routed=1)])
     policy.observe([InstanceSample(0, 70.0, 0.5, 1, 0, 0.1, routed=2)])
-    requests = policy.streams[policies.REQUEST_COUNT]
+    requests = policy.streams[group_policy.REQUEST_COUNT]
     assert requests.statistic(60.0, 60, Statistic.SUM) == 6  # both instances, one load balancer
     assert requests.statistic(120.0, 60, Statistic.SUM) == 2
 
 
 def test_the_slo_concurrency_grows_as_the_slo_loosens() -> None:
     svc = service()
-    tight = policies.slo_concurrency(svc.deployment, svc.eff, 300, 150, Slo(0.5, 0.02))
-    loose = policies.slo_concurrency(svc.deployment, svc.eff, 300, 150, Slo(5.0, 0.2))
+    tight = group_policy.slo_concurrency(svc.deployment, svc.eff, 300, 150, Slo(0.5, 0.02))
+    loose = group_policy.slo_concurrency(svc.deployment, svc.eff, 300, 150, Slo(5.0, 0.2))
     assert 1 <= tight < loose
 
 
@@ -140,7 +140,7 @@ def test_simulate_says_when_the_environment_leaves_nothing_to_scale(
 # --- queue-guard ---------------------------------------------------------------------
 
 GUARD_SLO = Slo(ttft_s=2.0)  # the guardrail at 1.6 s, calm under 0.8 s
-PAIR = policies.GroupShape(min_size=1, max_size=3, desired=2, warmup_s=90)
+PAIR = group_policy.GroupShape(min_size=1, max_size=3, desired=2, warmup_s=90)
 Reading = Callable[[int, float], tuple[int, float | None]]  # instance, at -> waiting, TTFT
 
 
@@ -153,7 +153,7 @@ def sample(instance: int, at_s: float, reading: Reading) -> InstanceSample:
     return InstanceSample(instance, at_s, 0.5, 1, waiting, 0.1, ttft_p95_s=ttft_s)
 
 
-def drive(policy: policies.GroupPolicy, reading: Reading, until_s: float,
+def drive(policy: group_policy.GroupPolicy, reading: Reading, until_s: float,
           launch_s: float = 45.0) -> list[tuple[float, int, int]]:
     """Stand in for the simulation: every 10 s each instance in service publishes
     `reading`, every minute the policy answers, and instances launch (in service `launch_s`
@@ -189,7 +189,7 @@ def drive(policy: policies.GroupPolicy, reading: Reading, until_s: float,
 def test_queue_guard_adds_one_instance_when_the_queue_or_ttft_stays_high(
         waiting: int, ttft_s: float, expected: list[tuple[float, int, int]]) -> None:
     """Two one-minute periods, visible 10 s after they end: the first alarm at 180 s."""
-    policy = policies.queue_guard(SHAPE, GUARD_SLO)
+    policy = serving_policies.queue_guard(SHAPE, GUARD_SLO)
     assert drive(policy, steady_reading(waiting, ttft_s), until_s=230) == expected
 
 
@@ -198,7 +198,7 @@ def test_queue_guard_reads_ttft_at_the_worst_instance() -> None:
     def one_slow(instance: int, _at: float) -> tuple[int, float | None]:
         return 0, 1.7 if instance == 0 else 0.1
 
-    assert drive(policies.queue_guard(PAIR, GUARD_SLO), one_slow, until_s=230) == [
+    assert drive(serving_policies.queue_guard(PAIR, GUARD_SLO), one_slow, until_s=230) == [
         (180.0, 2, 3)]
 
 
@@ -206,7 +206,7 @@ def test_queue_guard_reads_ttft_at_the_worst_instance() -> None:
 def test_queue_guard_scales_in_after_fifteen_quiet_minutes(ttft_s: float | None) -> None:
     """No request waiting and TTFT calm (none at all counts as calm) for 15 of 15 periods:
     the periods ending 60 s to 900 s, the last visible at 910 s, seen at 960 s."""
-    policy = policies.queue_guard(PAIR, GUARD_SLO)
+    policy = serving_policies.queue_guard(PAIR, GUARD_SLO)
     assert drive(policy, steady_reading(0, ttft_s), until_s=1000) == [(960.0, 2, 1)]
 
 
@@ -217,7 +217,7 @@ def test_queue_guard_scales_in_after_fifteen_quiet_minutes(ttft_s: float | None)
 def test_queue_guard_never_scales_in_while_not_quiet(reading: Reading, why: str) -> None:
     """A queue at one instance keeps the group although the group's Average (0.5) is under
     the scale-out threshold: between the two thresholds the group holds still."""
-    assert drive(policies.queue_guard(PAIR, GUARD_SLO), reading, until_s=1500) == [], why
+    assert drive(serving_policies.queue_guard(PAIR, GUARD_SLO), reading, until_s=1500) == [], why
 
 
 def test_a_waiting_request_restarts_the_quiet_window() -> None:
@@ -226,7 +226,7 @@ def test_a_waiting_request_restarts_the_quiet_window() -> None:
     def one_busy_minute(instance: int, at: float) -> tuple[int, float | None]:
         return (1 if instance == 0 and 300 <= at < 360 else 0), None
 
-    assert drive(policies.queue_guard(PAIR, GUARD_SLO), one_busy_minute, until_s=1400) == [
+    assert drive(serving_policies.queue_guard(PAIR, GUARD_SLO), one_busy_minute, until_s=1400) == [
         (1320.0, 2, 1)]
 
 
@@ -236,8 +236,8 @@ def test_a_waiting_request_restarts_the_quiet_window() -> None:
 ])
 def test_queue_guard_waits_out_the_cooldown_before_adding_again(
         cooldown_s: float | None, second_s: float) -> None:
-    settings = policies.QueueGuard(cooldown_s=cooldown_s)
-    policy = policies.queue_guard(SHAPE, GUARD_SLO, settings)
+    settings = serving_policies.QueueGuard(cooldown_s=cooldown_s)
+    policy = serving_policies.queue_guard(SHAPE, GUARD_SLO, settings)
     assert drive(policy, steady_reading(3, 0.2), until_s=600) == [
         (180.0, 1, 2), (second_s, 2, 3)]
 
@@ -261,12 +261,12 @@ def requests(per_minute: list[float]) -> MetricStream:
 ])
 def test_slo_sizing_sizes_for_the_rate_over_one_instances_capacity(
         per_minute: float, capacity_rps: float, size: int) -> None:
-    sizing = policies.SloSizing(requests([per_minute]), capacity_rps, horizon_s=0.0)
+    sizing = serving_policies.SloSizing(requests([per_minute]), capacity_rps, horizon_s=0.0)
     assert sizing.size(70.0) == size
 
 
 def test_slo_sizing_sizes_nothing_before_a_minute_is_visible() -> None:
-    sizing = policies.SloSizing(requests([150]), 1.0, horizon_s=0.0)
+    sizing = serving_policies.SloSizing(requests([150]), 1.0, horizon_s=0.0)
     assert sizing.size(69.0) is None  # [0, 60) is not all published until 70 s
     group = Group(1, 10, 1)
     sizing.evaluate(69.0, group)
@@ -276,19 +276,21 @@ def test_slo_sizing_sizes_nothing_before_a_minute_is_visible() -> None:
 def test_slo_sizing_looks_ahead_along_a_rising_trend() -> None:
     """Minutes at 1 to 6 requests/s (at their midpoints 30 s to 330 s): the line is
     0.5 + t / 60, and at 370 s it sizes for 120 s later, 490 s."""
-    sizing = policies.SloSizing(requests([60, 120, 180, 240, 300, 360]), 1.0, horizon_s=120.0)
+    sizing = serving_policies.SloSizing(requests([60, 120, 180, 240, 300, 360]), 1.0,
+                                        horizon_s=120.0)
     assert sizing.forecast(370.0) == pytest.approx(0.5 + 490 / 60)
     assert sizing.size(370.0) == 9
 
 
 def test_slo_sizing_never_sizes_below_the_newest_minute_on_a_falling_trend() -> None:
-    sizing = policies.SloSizing(requests([360, 300, 240, 180, 120, 60]), 1.0, horizon_s=120.0)
+    sizing = serving_policies.SloSizing(requests([360, 300, 240, 180, 120, 60]), 1.0,
+                                        horizon_s=120.0)
     assert sizing.forecast(370.0) == pytest.approx(1.0)
 
 
 def test_slo_sizing_grows_the_group_at_once() -> None:
     group = Group(1, 10, 1)
-    policies.SloSizing(requests([150]), 1.0, horizon_s=0.0).evaluate(70.0, group)
+    serving_policies.SloSizing(requests([150]), 1.0, horizon_s=0.0).evaluate(70.0, group)
     assert group.desired == 3 and group.activities[0].at_s == 70.0
 
 
@@ -301,7 +303,7 @@ def test_slo_sizing_grows_the_group_at_once() -> None:
 def test_slo_sizing_shrinks_only_after_the_hold_to_the_largest_size_in_it(
         per_minute: list[float], expected: list[tuple[float, int, int]]) -> None:
     """With a window of one minute each evaluation sizes for the newest minute alone."""
-    sizing = policies.SloSizing(requests(per_minute), 1.0, horizon_s=0.0, window=1)
+    sizing = serving_policies.SloSizing(requests(per_minute), 1.0, horizon_s=0.0, window=1)
     group = Group(1, 10, 5)
     for now in range(70, 800, 60):
         sizing.evaluate(float(now), group)
@@ -312,35 +314,38 @@ def test_slo_sizing_shrinks_only_after_the_hold_to_the_largest_size_in_it(
 def test_slo_sizing_refuses_a_capacity_or_window_it_cannot_size_with(
         capacity_rps: float, window: int) -> None:
     with pytest.raises(ValueError, match="capacity_rps"):
-        policies.SloSizing(MetricStream(), capacity_rps, 0.0, window=window)
+        serving_policies.SloSizing(MetricStream(), capacity_rps, 0.0, window=window)
 
 
-def test_slo_sizing_reads_the_load_balancers_requests_in_a_simulation() -> None:
-    """1.2 requests/s for three minutes on one instance of 1 request/s: the first minute's
-    72 requests are visible at 70 s and the evaluation at 120 s asks for two."""
-    sized = policies.Sizing(inflight=8, capacity_rps=1.0, slo=Slo(), lead_s=275.0)
+@pytest.mark.parametrize(("utilization", "size"), [(1.0, 2), (0.6, 2), (0.5, 3)])
+def test_slo_sizing_reads_the_load_balancers_requests_in_a_simulation(
+        utilization: float, size: int) -> None:
+    """1.2 requests/s for three minutes on instances of 1 request/s: the first minute's 72
+    requests are visible at 70 s and the evaluation at 120 s asks for 1.2 / (1 x the
+    utilisation planned), rounded up."""
+    sized = group_policy.Sizing(inflight=8, capacity_rps=1.0, slo=Slo(), lead_s=275.0)
     arrivals = [Arrival((i + 0.5) / 1.2, 300, 50) for i in range(216)]
-    sim = run(policies.slo_sizing(SHAPE, sized), arrivals)
-    assert (sim.out.actions[0].at_s, sim.out.actions[0].after) == (120.0, 2)
+    sim = run(serving_policies.slo_sizing(SHAPE, sized, utilization=utilization), arrivals)
+    assert (sim.out.actions[0].at_s, sim.out.actions[0].after) == (120.0, size)
 
 
 # --- the planner's sizing and the built-in set ---------------------------------------
 
 def test_sizing_takes_the_slo_concurrency_and_what_one_instance_serves_at_it() -> None:
     svc, slo = service(), Slo(2.0, 0.1)
-    sized = policies.sizing(svc.deployment, svc.eff, (300, 150), slo, lead_s=275.0)
-    assert sized.inflight == policies.slo_concurrency(svc.deployment, svc.eff, 300, 150, slo)
+    sized = group_policy.sizing(svc.deployment, svc.eff, (300, 150), slo, lead_s=275.0)
+    assert sized.inflight == group_policy.slo_concurrency(svc.deployment, svc.eff, 300, 150, slo)
     assert sized.capacity_rps > 0 and (sized.slo, sized.lead_s) == (slo, 275.0)
 
 
 def test_sizing_refuses_requests_one_instance_cannot_serve() -> None:
     svc = service()
     with pytest.raises(ValueError, match="context"):  # Qwen2.5-1.5B holds 32768 tokens
-        policies.sizing(svc.deployment, svc.eff, (40_000, 100), Slo(), lead_s=275.0)
+        group_policy.sizing(svc.deployment, svc.eff, (40_000, 100), Slo(), lead_s=275.0)
 
 
 def test_builtin_builds_each_policy_fresh_under_its_own_name() -> None:
-    sized = policies.Sizing(inflight=8, capacity_rps=1.0, slo=Slo(), lead_s=275.0)
+    sized = group_policy.Sizing(inflight=8, capacity_rps=1.0, slo=Slo(), lead_s=275.0)
     built = policies.builtin(SHAPE, SCALING, sized, [Arrival(0.0, 300, 150)])
     assert list(built) == ["gpu-70-30", "inflight-target", "fixed", "queue-guard", "slo-sizing",
                            "oracle"]
