@@ -29,10 +29,11 @@ if TYPE_CHECKING:
 
 
 def _problems(exc: ValidationError) -> str:
-    """One line per bad setting, without the values given: pydantic's own text quotes the
-    input, which holds the keys (these lines reach the process log and CloudWatch)."""
-    return "\n".join(f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
-                      for e in exc.errors(include_input=False, include_url=False))
+    """One line per bad setting, without the values given (these lines reach the process
+    log and CloudWatch, and the input holds the keys)."""
+    from llmfleet.core.invalid import problems
+
+    return "\n".join(f"  {line}" for line in problems(exc, "settings"))
 
 
 def _router(args: argparse.Namespace) -> int:

@@ -47,6 +47,7 @@ from pydantic import (
     model_validator,
 )
 
+from llmfleet.core.invalid import problems
 from simulator.autoscaling import DEFAULT_COOLDOWN_S, Group, SimpleScaling
 from simulator.cloudwatch import (
     DEFAULT_PUBLICATION_DELAY_S,
@@ -201,16 +202,11 @@ def load_module_scaling(path: Path = POLICY_FILE) -> ModuleScaling:
     try:
         policy = _PolicyFile.model_validate_json(text)
     except ValidationError as exc:
-        raise PolicyFileError(f"{path}: {_describe(exc)}") from exc
+        raise PolicyFileError(f"{path}: {'; '.join(problems(exc, 'the file'))}") from exc
     return ModuleScaling(
         policy.metric_name, policy.period_s, policy.statistic, policy.treat_missing_data,
         (policy.scale_out.adjustment, policy.scale_out.comparison_operator),
         (policy.scale_in.adjustment, policy.scale_in.comparison_operator))
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, error['loc'])) or 'the file'}: {error['msg']}"
-                     for error in exc.errors())
 
 
 @functools.cache

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from llmfleet.core.invalid import problems
 from llmfleet.core.wire.profile import EngineLimits, EngineProfile, StepFit, StepSample
 from planner.calibrate import CalibrationError, least_squares
 from simulator.service import StepLoad
@@ -147,9 +148,8 @@ def read_profile(path: Path) -> EngineProfile:
     try:
         return EngineProfile.model_validate_json(text)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}"
-                             for e in exc.errors(include_input=False, include_url=False)[:5])
-        raise ProfileError(f"{path} is not an engine profile: {problems}") from None
+        found = "; ".join(problems(exc, "file")[:5])
+        raise ProfileError(f"{path} is not an engine profile: {found}") from None
 
 
 @dataclass(frozen=True)
