@@ -54,6 +54,7 @@ from server.ratelimit import RateLimiter
 from server.routing import RoutingPolicy, build_policy
 from server.service import CompletionService
 from server.settings import RouterSettings
+from server.targets import TargetsFile, read_targets
 from server.upstream import Timeouts
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,9 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
                         settings.queue_timeout_s, settings.health_interval_s,
                         settings.health_timeout_s, settings.unhealthy_threshold,
                         settings.stall_after_s)
-    pool = BackendPool(settings.backends, client, limits, metrics, settings.backend_api_key)
+    targets = None if settings.backends_file is None else TargetsFile(settings.backends_file)
+    pool = BackendPool(settings.backends, client, limits, metrics, settings.backend_api_key,
+                       targets)
     access_log = AccessLog(dropped=metrics.access_log_dropped)
     timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s,
                         settings.upstream_keepalive_s, settings.stream_idle_timeout_s)
@@ -113,6 +116,9 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
 
 
 BACKGROUND_CONNECTIONS_PER_HOST = 4
+# Engines a backends file may add while the router runs before health rounds share
+# connections (they still run, a little slower).
+FILE_HEADROOM_HOSTS = 8
 
 
 def _background_client(settings: RouterSettings) -> httpx.AsyncClient:
@@ -127,7 +133,10 @@ def _background_client(settings: RouterSettings) -> httpx.AsyncClient:
     engines and the agent are on the private network, and the engine key goes to them
     alone. Redirects are followed, at most 10, with the key dropped on a change of host.
     """
-    hosts = len(settings.backends) + (settings.agent_url is not None)
+    engines = len(settings.backends)
+    if settings.backends_file is not None:  # as many as it lists now, and room to grow
+        engines = len(read_targets(settings.backends_file)) + FILE_HEADROOM_HOSTS
+    hosts = engines + (settings.agent_url is not None)
     connections = BACKGROUND_CONNECTIONS_PER_HOST * hosts
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.health_timeout_s),
@@ -171,8 +180,11 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
     """Build the router app; raises ValueError for settings that cannot work."""
     keys = KeyStore.from_settings(settings.api_keys, settings.api_keys_file,
                                   settings.allow_anonymous)
-    if not settings.backends:
-        raise ValueError("no backends configured: set LLMFLEET_BACKENDS")
+    if not settings.backends and settings.backends_file is None:
+        raise ValueError("no backends configured: set LLMFLEET_BACKENDS or "
+                         "LLMFLEET_BACKENDS_FILE")
+    if settings.backends_file is not None:
+        read_targets(settings.backends_file)  # a file that cannot be used stops the start
     metrics = RouterMetrics(registry or CollectorRegistry())
     policy = build_policy(settings)
     limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_tpm)
@@ -185,7 +197,7 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
         runtime = app.state.runtime = _build_runtime(settings, keys, metrics, policy, limiter)
         await runtime.start()
         log.info("router ready", extra={"fields": {
-            "backends": settings.backends, "models": sorted(runtime.pool.models())}})
+            "backends": [b.url for b in runtime.pool.backends], "models": sorted(runtime.pool.models())}})
         try:
             yield
         finally:
@@ -252,7 +264,7 @@ def _add_routes(app: FastAPI) -> None:
         pool = _runtime(request).pool
         if not pool.any_healthy():
             return error_response(NoHealthyBackend("no healthy backend"))
-        healthy = sum(b.healthy for b in pool.backends)
+        healthy = sum(b.serving for b in pool.backends)
         return JSONResponse({"status": "ready", "healthy_backends": healthy,
                              "models": sorted(pool.models())})
 

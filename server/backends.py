@@ -12,6 +12,10 @@ at most `max_inflight_per_backend` requests; beyond that up to `max_queue`
 requests wait (at most `queue_timeout_s`) and the rest are shed with 503 at
 once, so a burst costs bounded memory and gets a fast answer.
 
+The backends are fixed (`LLMFLEET_BACKENDS`) or listed in a file read again at every
+health round (`server.targets`): a backend the file no longer lists drains (no new
+requests; it leaves the pool when its last one ends), one it adds joins when healthy.
+
 Health checks and discovery use the router's background httpx client (built
 in the lifespan hook, `server.app`), never the request path's pool. Each call
 is bounded in time as a whole (`health_timeout_s`, body included) and in
@@ -26,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -36,6 +40,7 @@ from pydantic import BaseModel, Field
 from server.errors import NoHealthyBackend, Overloaded
 from server.metrics import RouterMetrics
 from server.periodic import Periodic
+from server.targets import TargetsFile
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +132,13 @@ class Backend:
     # Streams relaying tokens right now, and when any of them last brought data.
     streams: int = 0
     last_progress: float = 0.0
+    # Deregistered (the backends file no longer lists it): no new requests.
+    draining: bool = False
+
+    @property
+    def serving(self) -> bool:
+        """Whether it takes new requests: healthy and not draining."""
+        return self.healthy and not self.draining
 
     def stalled(self, now: float, after_s: float) -> bool:
         """Every stream it is relaying has been silent for `after_s`: the engine has
@@ -150,9 +162,11 @@ class BackendPool:
 
     def __init__(self, urls: Iterable[str], client: httpx.AsyncClient,
                  limits: PoolLimits, metrics: RouterMetrics,
-                 api_key: str | None = None) -> None:
-        """`client` is for health checks and discovery only; its owner closes it."""
+                 api_key: str | None = None, targets: TargetsFile | None = None) -> None:
+        """`client` is for health checks and discovery only; its owner closes it. With
+        `targets`, the file's URLs are the backends (`urls` the first of them, if any)."""
         self.backends = [Backend(url, in_flight=metrics.in_flight.labels(url)) for url in urls]
+        self._targets = targets
         self._client = client
         self._limits = limits
         self._metrics = metrics
@@ -172,7 +186,44 @@ class BackendPool:
         await self._checks.stop()
 
     async def check_all(self) -> None:
-        await asyncio.gather(*(self.check(b) for b in self.backends))
+        """One health round: the backends file read again (if there is one), then every
+        backend that is not draining checked."""
+        if self._targets is not None and (urls := self._targets.read()) is not None:
+            self.register(urls)
+        await asyncio.gather(*(self.check(b) for b in self.backends if not b.draining))
+
+    def register(self, urls: Sequence[str]) -> None:
+        """Make `urls` the pool's targets: a new one joins (serving once a check passes),
+        one listed again stops draining, one not listed drains and leaves when idle."""
+        listed = set(urls)
+        known = {b.url for b in self.backends}
+        for backend in self.backends:
+            draining = backend.url not in listed
+            if draining and not backend.draining:
+                log.info("backend %s deregistered: draining %d requests", backend.url,
+                         backend.outstanding)
+            elif backend.draining and not draining:
+                log.info("backend %s registered again", backend.url)
+            backend.draining = draining
+        for url in urls:
+            if url not in known:
+                log.info("backend %s registered", url)
+                self.backends = [*self.backends,
+                                 Backend(url, in_flight=self._metrics.in_flight.labels(url))]
+        self._drop_drained()
+        self._wake()  # a waiting request may have lost its last candidate
+
+    def _drop_drained(self) -> None:
+        """Forget draining backends that hold no request (and their metric series)."""
+        gone = [b for b in self.backends if b.draining and b.outstanding == 0]
+        if not gone:
+            return
+        self.backends = [b for b in self.backends if b not in gone]
+        for backend in gone:
+            log.info("backend %s drained and removed", backend.url)
+            for family in (self._metrics.in_flight, self._metrics.backend_healthy):
+                with contextlib.suppress(KeyError):  # never labelled: never set
+                    family.remove(backend.url)
 
     async def check(self, backend: Backend) -> None:
         """Probe `/health`, then refresh the served models from `/v1/models`."""
@@ -206,7 +257,8 @@ class BackendPool:
                     f": {error}" if error else "")
         backend.healthy = healthy
         backend.last_error = error
-        self._metrics.backend_healthy.labels(backend.url).set(1 if healthy else 0)
+        if backend in self.backends:  # a check that ends after its backend left sets none
+            self._metrics.backend_healthy.labels(backend.url).set(1 if healthy else 0)
         self._wake()
 
     def eject(self, backend: Backend, reason: str) -> None:
@@ -217,7 +269,7 @@ class BackendPool:
 
     def context_length(self, model: str) -> int | None:
         """The longest context any healthy backend of `model` reports, if any does."""
-        lengths = [b.context[model] for b in self.backends if b.healthy and model in b.context]
+        lengths = [b.context[model] for b in self.backends if b.serving and model in b.context]
         return max(lengths, default=None)
 
     def is_stalled(self, backend: Backend) -> bool:
@@ -226,7 +278,7 @@ class BackendPool:
     def models(self) -> frozenset[str]:
         served: set[str] = set()
         for backend in self.backends:
-            if backend.healthy:
+            if backend.serving:
                 served |= backend.models
         return frozenset(served)
 
@@ -236,11 +288,11 @@ class BackendPool:
         return self._waiting
 
     def any_healthy(self) -> bool:
-        return any(b.healthy for b in self.backends)
+        return any(b.serving for b in self.backends)
 
     def _candidates(self, model: str, exclude: Backend | None) -> list[Backend]:
         return [b for b in self.backends
-                if b.healthy and model in b.models and b is not exclude]
+                if b.serving and model in b.models and b is not exclude]
 
     def _pick(self, candidates: list[Backend]) -> Backend | None:
         """The least-loaded candidate with room; a stalled one has none until it moves
@@ -309,6 +361,8 @@ class BackendPool:
         backend.outstanding -= 1
         if backend.in_flight is not None:
             backend.in_flight.dec()
+        if backend.draining and backend.outstanding == 0:
+            self._drop_drained()
         if self._waiting:
             self._wake()
 

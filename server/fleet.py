@@ -179,7 +179,7 @@ class FleetMonitor:
             ttft_p50_s=stats.ttft_p50_s, ttft_p95_s=stats.ttft_p95_s,
             output_tokens_per_s=tokens, prompt_tokens_per_s=prompt,
             in_flight=sum(b.outstanding for b in backends), queued=self._pool.waiting,
-            healthy_backends=sum(b.healthy for b in backends),
+            healthy_backends=sum(b.serving for b in backends),
             gpu_utilization_pct=agent.gpu_utilization_pct, gpu_power_w=agent.gpu_power_w,
             cost_usd_per_hour=agent.cost_usd_per_hour,
             cost_usd_per_million_output_tokens=per_million(agent.cost_usd_per_hour, tokens))
@@ -188,7 +188,8 @@ class FleetMonitor:
         """What `/console/fleet` answers."""
         return {
             "interval_s": self.interval_s, "window_s": self.window_s, "now": self._wall(),
-            "backends": [{"url": b.url, "healthy": b.healthy, "models": sorted(b.models),
+            "backends": [{"url": b.url, "healthy": b.healthy, "draining": b.draining,
+                          "models": sorted(b.models),
                           "in_flight": b.outstanding, "last_error": b.last_error,
                           "stalled": self._pool.is_stalled(b)}
                          for b in self._pool.backends],

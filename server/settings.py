@@ -96,7 +96,7 @@ class ConfigFile(PydanticBaseSettingsSource):
         return {k: v for k, v in values.items() if k not in self.current_state}
 
 
-def _plain_http(url: str, what: str) -> str:
+def plain_http(url: str, what: str) -> str:
     if not url.startswith("http://"):
         raise ValueError(f"{what} {url!r} must be a plain http:// URL")
     return url.rstrip("/")
@@ -112,6 +112,8 @@ class RouterSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     backends: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Or a file of them, read again at every health round (server/targets.py).
+    backends_file: Path | None = None
     backend_api_key: str | None = None
 
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -180,7 +182,7 @@ class RouterSettings(BaseSettings):
     def _backend_urls(cls, value: list[str]) -> list[str]:
         # Engines sit beside the router or in private subnets; TLS ends at the load
         # balancer, and the request path's client speaks plain HTTP/1.1 only.
-        return [_plain_http(url, "backend") for url in value]
+        return [plain_http(url, "backend") for url in value]
 
     @field_validator("cors_allowed_origins")
     @classmethod
@@ -196,7 +198,7 @@ class RouterSettings(BaseSettings):
     @classmethod
     def _agent_url(cls, value: str | None) -> str | None:
         # The agent listens on the instance's loopback.
-        return None if value is None else _plain_http(value, "agent_url")
+        return None if value is None else plain_http(value, "agent_url")
 
     @field_validator("rate_limit_rpm", "rate_limit_tpm")
     @classmethod
@@ -204,6 +206,13 @@ class RouterSettings(BaseSettings):
         if 0 < value < 1:
             raise ValueError("a limit is 0 (off) or at least 1 a minute")
         return value
+
+    @model_validator(mode="after")
+    def _one_list_of_backends(self) -> RouterSettings:
+        if self.backends and self.backends_file is not None:
+            raise ValueError("set backends or backends_file, not both: the file is the whole "
+                             "list, read again while the router runs")
+        return self
 
     @model_validator(mode="after")
     def _scored_policy_has_models(self) -> RouterSettings:

@@ -53,7 +53,7 @@ function renderFleet(view) {
       textContent: value === null || value === undefined ? "-" : format(value) }));
     cards.append(card);
   }
-  const healthy = view.backends.filter((b) => b.healthy).length;
+  const healthy = view.backends.filter((b) => b.healthy && !b.draining).length;
   if (!healthy) {
     showBanner(new ApiError("unavailable", 0, "no healthy backend: the router has no engine to send requests to"));
   } else if ($("banner").dataset.kind === "unavailable" || $("banner").dataset.kind === "network") {
@@ -90,7 +90,8 @@ function renderBackends(backends) {
   for (const b of backends) {
     const row = body.insertRow();
     cell(row, b.url);
-    cell(row, b.healthy ? "healthy" : "down", b.healthy ? "ok" : "bad");
+    const state = b.draining ? "draining" : b.healthy ? "healthy" : "down";
+    cell(row, state, b.draining ? "" : b.healthy ? "ok" : "bad");
     cell(row, b.models.join(", "));
     cell(row, String(b.in_flight));
     cell(row, b.last_error || "");
