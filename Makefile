@@ -140,7 +140,7 @@ lint-imports: $(STAMP) ## The floors contract alone: no package imports from a f
 ##@ Measure
 
 .PHONY: bench
-bench: bench-router bench-agent bench-locust bench-planner bench-console bench-simulator bench-fidelity ## Run every benchmark
+bench: bench-router bench-agent bench-locust bench-planner bench-console bench-simulator bench-fidelity bench-fleet ## Run every benchmark
 
 .PHONY: bench-router
 bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real vLLM); see BENCHMARKS.md
@@ -169,6 +169,10 @@ bench-simulator: $(STAMP) ## The simulator's speed: an hour and a day of traffic
 .PHONY: bench-fidelity
 bench-fidelity: $(STAMP) ## The simulator's error against a real vLLM engine: calibrate, replay open-loop traces, simulate them; see BENCHMARKS.md
 	$(PY) -m benchmarks.fidelity_bench
+
+.PHONY: bench-fleet
+bench-fleet: $(STAMP) ## A scaling fleet of real vLLM engines against the simulator's, same trace and policy (~25 min); see BENCHMARKS.md
+	$(PY) -m benchmarks.fleet_bench
 
 .PHONY: plan-search
 plan-search: $(STAMP) ## Measure the execution plans in PLANS (default: this machine's CPU plan space) on real vLLM engines and pick the best under the SLA; results in .run/bench

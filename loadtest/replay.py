@@ -85,8 +85,11 @@ async def send(client: httpx.AsyncClient, payload: dict[str, object]) -> Outcome
 
 async def replay(target: Target, model: str, trace: Sequence[Timed], *,
                  vocab_size: int = TOKEN_IDS, seed: int = 0,
-                 progress: Callable[[int, int], None] | None = None) -> list[Replayed]:
-    """Send every request at its time; one result each, in the trace's order.
+                 progress: Callable[[int, int], None] | None = None,
+                 start: float | None = None) -> list[Replayed]:
+    """Send every request at its time; one result each, in the trace's order. The
+    trace's 0 s is `start` (a `time.perf_counter()` reading, to share it with whatever
+    runs beside the replay), else the moment the client is ready.
 
     An answer shorter than asked (an engine whose context could not hold it) counts as
     failed, as in the plan search.
@@ -114,6 +117,6 @@ async def replay(target: Target, model: str, trace: Sequence[Timed], *,
             progress(done, len(trace))
 
     async with target.client(MAX_IN_FLIGHT) as client:
-        start = time.perf_counter()
-        await asyncio.gather(*(one(i, client, start) for i in range(len(trace))))
+        origin = time.perf_counter() if start is None else start
+        await asyncio.gather(*(one(i, client, origin) for i in range(len(trace))))
     return [r for r in results if r is not None]

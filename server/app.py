@@ -197,7 +197,8 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
         runtime = app.state.runtime = _build_runtime(settings, keys, metrics, policy, limiter)
         await runtime.start()
         log.info("router ready", extra={"fields": {
-            "backends": [b.url for b in runtime.pool.backends], "models": sorted(runtime.pool.models())}})
+            "backends": [b.url for b in runtime.pool.backends],
+            "models": sorted(runtime.pool.models())}})
         try:
             yield
         finally:

@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simulator.report import Slo
-from simulator.sim import Outcome
+from simulator.report import Run, Slo
 from simulator.timeline import Interval, Timeline, timeline
 from simulator.traffic import Arrival
 
@@ -47,7 +46,7 @@ def available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def write_plot(path: Path, runs: Sequence[tuple[str, Outcome]], arrivals: Sequence[Arrival],
+def write_plot(path: Path, runs: Sequence[tuple[str, Run]], arrivals: Sequence[Arrival],
                slo: Slo, *, bin_s: float | None = None) -> Path:
     """Draw every (policy, outcome) run of `arrivals` into one PNG at `path`; returns it.
     `bin_s` None picks the bin width from the run's length (`plot_bin_s`).

@@ -15,10 +15,52 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from llmfleet.core.stats import percentile
 from simulator.replica import Finished
-from simulator.sim import Outcome
+from simulator.sim import InstanceSample, ScalingAction
+from simulator.traffic import Arrival
+
+
+class Lifetime(Protocol):
+    """One instance's times, simulated (`simulator.fleet.Instance`) or real: asked for, run
+    by EC2 (billed from then), first sent a request, deregistered, terminated."""
+
+    @property
+    def requested_s(self) -> float: ...
+    @property
+    def launched_s(self) -> float: ...
+    @property
+    def ready_s(self) -> float | None: ...
+    @property
+    def deregistered_s(self) -> float | None: ...
+    @property
+    def terminated_s(self) -> float | None: ...
+
+    def billed_s(self, now_s: float) -> float: ...
+
+
+class Run(Protocol):
+    """A trace through a fleet: simulated (`simulator.sim.Outcome`) or measured on real
+    engines (`llmfleet.localfleet`), summarised, binned and drawn the same way."""
+
+    @property
+    def finished(self) -> Sequence[Finished]: ...
+    @property
+    def refused(self) -> Sequence[Arrival]: ...
+    @property
+    def cut_off(self) -> int: ...
+    @property
+    def actions(self) -> Sequence[ScalingAction]: ...
+    @property
+    def samples(self) -> Sequence[InstanceSample]: ...
+    @property
+    def instances(self) -> Sequence[Lifetime]: ...
+    @property
+    def end_s(self) -> float: ...
+    @property
+    def interruptions(self) -> Sequence[tuple[float, int]]: ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +111,7 @@ def tpot_s(done: Finished) -> float | None:
     return (done.finished_s - done.first_token_s) / (done.arrival.output_tokens - 1)
 
 
-def summarise(policy: str, out: Outcome, slo: Slo, usd_per_hour: float) -> Summary:
+def summarise(policy: str, out: Run, slo: Slo, usd_per_hour: float) -> Summary:
     ttft = sorted(d.first_token_s - d.arrival.at_s for d in out.finished)
     tpot = sorted(t for d in out.finished if (t := tpot_s(d)) is not None)
     e2e = sorted(d.finished_s - d.arrival.at_s for d in out.finished)
@@ -99,7 +141,7 @@ def meets(done: Finished, slo: Slo) -> bool:
             and (tpot is None or tpot <= slo.tpot_s))
 
 
-def _peak(out: Outcome) -> int:
+def _peak(out: Run) -> int:
     """Most instances billed at once (launching, serving and draining)."""
     edges = sorted([(i.launched_s, 1) for i in out.instances]
                    + [(i.terminated_s, -1) for i in out.instances if i.terminated_s is not None])

@@ -36,8 +36,7 @@ from pathlib import Path
 
 from llmfleet.core.stats import percentile
 from simulator.replica import Finished
-from simulator.report import Slo, meets
-from simulator.sim import Outcome
+from simulator.report import Run, Slo, meets
 from simulator.traffic import Arrival
 
 
@@ -89,7 +88,7 @@ class _Bins:
         return min((i + 1) * self.width, self.horizon_s) - i * self.width
 
 
-def timeline(policy: str, out: Outcome, arrivals: Sequence[Arrival], slo: Slo,
+def timeline(policy: str, out: Run, arrivals: Sequence[Arrival], slo: Slo,
              bin_s: float = 60.0) -> Timeline:
     """`out`, the run of `arrivals` under `policy`, in bins of `bin_s` seconds.
 
@@ -133,7 +132,7 @@ def _requests(finished: Sequence[Finished], bins: _Bins,
     return ttfts, met
 
 
-def _instance_seconds(out: Outcome, bins: _Bins) -> tuple[list[float], ...]:
+def _instance_seconds(out: Run, bins: _Bins) -> tuple[list[float], ...]:
     """Per bin: instance-seconds serving, launching and draining."""
     serving, launching, draining = ([0.0] * bins.count for _ in range(3))
     for instance in out.instances:
@@ -148,7 +147,7 @@ def _instance_seconds(out: Outcome, bins: _Bins) -> tuple[list[float], ...]:
     return serving, launching, draining
 
 
-def _queues(out: Outcome, bins: _Bins) -> list[int | None]:
+def _queues(out: Run, bins: _Bins) -> list[int | None]:
     """Per bin: the most requests waiting fleet-wide at one sample time."""
     waiting: dict[float, int] = {}
     for sample in out.samples:

@@ -1,0 +1,358 @@
+"""A fleet on this machine: vLLM processes as instances, scaled by a simulator policy.
+
+The simulator's policy comparisons are only as good as its fleet (issue 17); this runs
+the same policy object (`simulator.sim.ScalingPolicy`) on real engines, so that a trace
+can be replayed through both and the timelines compared (`benchmarks.fleet_bench`).
+
+- An instance is one vLLM process (`new_engine` starts it; the benchmark pins each to a
+  core of its own). It launches at once (there is no EC2 launch or boot here) and serves
+  from when its `/health` passes: its start-up is the launch-to-serving delay.
+- The router, in its own process, balances over the engines its backends file lists
+  (`server.targets`): least outstanding requests, as the ALB does. The controller
+  writes the file: an engine joins when it is healthy, and leaves by deregistration: it
+  gets no new requests, the router forgets it when its last request has ended, and
+  then it stops (at the latest after `deregistration_delay_s`, cutting off what runs).
+- The controller runs in the load generator's event loop and does what the agent,
+  CloudWatch and Auto Scaling do on AWS: every `sample_s` it reads each engine's
+  `/metrics` into an `InstanceSample` (running and waiting requests, KV-cache use, the
+  interval's p95 TTFT from vLLM's histogram, the requests that arrived), every
+  `evaluate_s` it asks the policy for the desired capacity, and it launches or removes
+  engines to match within `min_size` and `max_size`, the newest first, as the simulator
+  does. A launching engine publishes zeros, as the simulator's agent does from the
+  end of the boot (here, at once).
+- This CPU has no GPU utilisation to read: samples carry 0, and a policy that reads it
+  (gpu-70-30) would never scale here, so the benchmark runs the others.
+
+The record (`LocalRun`) has the simulator's shape (`simulator.report.Run`), so one
+summary, one timeline and one plot serve both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from llmfleet.core.engine import EngineProcess
+from llmfleet.core.prometheus import (
+    ScrapeError,
+    Snapshot,
+    buckets_delta,
+    counter_delta,
+    histogram_quantile,
+)
+from llmfleet.core.serving import (
+    VLLM_KV_USAGE,
+    VLLM_REQUESTS,
+    VLLM_RUNNING,
+    VLLM_TTFT,
+    VLLM_WAITING,
+)
+from simulator.replica import Finished
+from simulator.sim import InstanceSample, ScalingAction, ScalingPolicy
+from simulator.traffic import Arrival
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+POLL_S = 0.5  # how often a launching engine's health and a draining one's router are read
+SCRAPE_TIMEOUT_S = 5.0
+MAX_METRICS_BYTES = 4 << 20
+ROUTER_IN_FLIGHT = "llmfleet_requests_in_flight"  # per backend; gone once it drained
+
+
+@dataclass
+class LocalInstance:
+    """One engine process and its times, in seconds from the trace's start (a
+    `simulator.report.Lifetime`)."""
+
+    id: int
+    engine: EngineProcess
+    requested_s: float
+    ready_s: float | None = None
+    deregistered_s: float | None = None
+    terminated_s: float | None = None
+    cut_off: int = 0  # requests it still held when it was stopped (they failed)
+    before: Snapshot | None = field(default=None, repr=False)  # its last scrape
+
+    @property
+    def launched_s(self) -> float:
+        return self.requested_s  # a process runs as soon as it is asked for
+
+    @property
+    def url(self) -> str:
+        return self.engine.spec.url
+
+    def billed_s(self, now_s: float) -> float:
+        end = self.terminated_s if self.terminated_s is not None else now_s
+        return max(end - self.launched_s, 60.0)
+
+    @property
+    def live(self) -> bool:
+        """Counted toward the group's capacity: launching or serving."""
+        return self.deregistered_s is None and self.terminated_s is None
+
+
+@dataclass
+class LocalRun:
+    """A measured run, in the simulator's shape (`simulator.report.Run`)."""
+
+    finished: list[Finished] = field(default_factory=list)
+    refused: list[Arrival] = field(default_factory=list)  # failed requests
+    cut_off: int = 0  # stays 0: a request cut off here fails, and counts as refused
+    actions: list[ScalingAction] = field(default_factory=list)
+    samples: list[InstanceSample] = field(default_factory=list)
+    instances: list[LocalInstance] = field(default_factory=list)
+    end_s: float = 0.0
+    interruptions: list[tuple[float, int]] = field(default_factory=list)  # none here
+
+
+@dataclass(frozen=True)
+class FleetShape:
+    min_size: int = 1
+    max_size: int = 2
+    sample_s: float = 10.0
+    evaluate_s: float = 60.0
+    deregistration_delay_s: float = 30.0
+    # An engine not healthy this long after its launch is stopped, and the group launches
+    # another at its next evaluation, as Auto Scaling replaces an instance that fails its
+    # load balancer health checks after the grace period.
+    launch_timeout_s: float = 600.0
+
+
+class LocalFleet:
+    """Engines started and stopped by `policy`, behind a router that reads `targets`.
+
+    `new_engine(slot)` makes (without starting) the engine for a free slot, 0 to
+    `max_size - 1`: its port, its core. `router_url` is read for the drained check.
+    """
+
+    def __init__(self, policy: ScalingPolicy, shape: FleetShape, targets: Path,
+                 new_engine: Callable[[int], EngineProcess], router_url: str,
+                 client: httpx.AsyncClient) -> None:
+        self.policy, self.shape, self.targets = policy, shape, targets
+        self.new_engine, self.router_url, self.client = new_engine, router_url, client
+        self.run = LocalRun()
+        self._slots: dict[int, int] = {}  # instance id -> slot
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._start = 0.0
+
+    # -- the clock -----------------------------------------------------------------
+
+    def now(self) -> float:
+        """Seconds since the trace's start."""
+        return time.perf_counter() - self._start
+
+    # -- the run ---------------------------------------------------------------------
+
+    def adopt(self, engine: EngineProcess, in_service_s: float) -> None:
+        """An engine already serving when the trace starts (the group's initial one), in
+        service since `in_service_s` (before 0: the simulator reports its initial
+        instances at minus their launch delay)."""
+        instance = LocalInstance(len(self.run.instances), engine, 0.0, ready_s=0.0)
+        self.run.instances.append(instance)
+        self._slots[instance.id] = self._free_slot()
+        self.policy.launched(instance.id, in_service_s)
+        self._write_targets()
+
+    async def control(self, start: float, done: asyncio.Future[T]) -> LocalRun:
+        """Sample and scale from `start` (a `time.perf_counter()` reading, the trace's 0 s)
+        until `done` (the replay) has finished, then stop every engine but the first."""
+        self._start = start
+        tick = 1
+        while not done.done():
+            at_s = tick * self.shape.sample_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(done), max(0.0, at_s - self.now()))
+            if done.done():
+                break
+            await self._sample(at_s)
+            if tick % round(self.shape.evaluate_s / self.shape.sample_s) == 0:
+                self._evaluate(at_s)
+            tick += 1
+        self.run.end_s = self.now()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return self.run
+
+    def shutdown(self) -> None:
+        """Stop every engine this fleet started (the adopted one is its owner's)."""
+        for instance in self.run.instances[1:]:
+            instance.engine.stop()
+
+    # -- the agent's part -----------------------------------------------------------
+
+    async def _sample(self, at_s: float) -> None:
+        """Every running instance's sample for the interval that ends at `at_s`."""
+        running = [i for i in self.run.instances if i.terminated_s is None]
+        samples = await asyncio.gather(*(self._sample_one(i, at_s) for i in running))
+        fresh = [s for s in samples if s is not None]
+        self.run.samples.extend(fresh)
+        self.policy.observe(fresh)
+
+    async def _sample_one(self, instance: LocalInstance, at_s: float) -> InstanceSample | None:
+        if instance.ready_s is None:  # loading its model: nothing runs, nothing waits
+            return InstanceSample(instance.id, at_s, 0.0, 0, 0, 0.0)
+        try:
+            after = await self._scrape(instance.url)
+        except (httpx.HTTPError, ScrapeError, TimeoutError) as exc:
+            log.warning("instance %d: no metrics this interval (%s)", instance.id,
+                        type(exc).__name__)
+            return None
+        before, instance.before = instance.before, after
+        running = int(after.total(VLLM_RUNNING) or 0)
+        waiting = int(after.total(VLLM_WAITING) or 0)
+        ttft = histogram_quantile(0.95, buckets_delta(
+            before.buckets(VLLM_TTFT) if before else None, after.buckets(VLLM_TTFT)))
+        return InstanceSample(instance.id, at_s, 0.0, running, waiting,
+                              after.mean(VLLM_KV_USAGE) or 0.0,
+                              routed=_arrived(before, after), ttft_p95_s=ttft)
+
+    async def _scrape(self, url: str) -> Snapshot:
+        async with asyncio.timeout(SCRAPE_TIMEOUT_S):
+            resp = await self.client.get(f"{url}/metrics", timeout=SCRAPE_TIMEOUT_S)
+            resp.raise_for_status()
+            if len(resp.content) > MAX_METRICS_BYTES:
+                raise ScrapeError(f"a /metrics page over {MAX_METRICS_BYTES} bytes")
+            return Snapshot.parse(resp.text, time.time())
+
+    # -- Auto Scaling's part ----------------------------------------------------------
+
+    def _evaluate(self, at_s: float) -> None:
+        live = [i for i in self.run.instances if i.live]
+        wanted = max(self.shape.min_size,
+                     min(self.shape.max_size, self.policy.desired(at_s)))
+        if wanted != len(live):
+            self.run.actions.append(ScalingAction(at_s, len(live), wanted))
+            log.info("%.0f s: %d -> %d instances", at_s, len(live), wanted)
+        for _ in range(wanted - len(live)):
+            self._launch(at_s)
+        newest_first = sorted(live, key=lambda i: (i.launched_s, i.id), reverse=True)
+        for instance in newest_first[:max(0, len(live) - wanted)]:
+            self._remove(at_s, instance)
+
+    def _launch(self, at_s: float) -> None:
+        slot = self._free_slot()
+        instance = LocalInstance(len(self.run.instances), self.new_engine(slot), at_s)
+        self.run.instances.append(instance)
+        self._slots[instance.id] = slot
+        self.policy.launched(instance.id, at_s)
+        instance.engine.start()
+        self._spawn(self._bring_up(instance))
+
+    async def _bring_up(self, instance: LocalInstance) -> None:
+        """Poll the engine until it is healthy, then list it for the router."""
+        while instance.live:
+            late = self.now() - instance.requested_s > self.shape.launch_timeout_s
+            if late or not instance.engine.alive():
+                log.error("instance %d %s:\n%s", instance.id,
+                          "never became healthy" if late else "exited while starting",
+                          instance.engine.log_tail())
+                await asyncio.to_thread(instance.engine.stop)
+                self._stopped(instance, self.now())
+                return
+            with contextlib.suppress(httpx.HTTPError):
+                resp = await self.client.get(f"{instance.url}/health", timeout=POLL_S)
+                if resp.status_code == 200:
+                    instance.ready_s = self.now()
+                    self._write_targets()
+                    log.info("instance %d serving after %.0f s", instance.id,
+                             instance.ready_s - instance.requested_s)
+                    return
+            await asyncio.sleep(POLL_S)
+
+    def _remove(self, at_s: float, instance: LocalInstance) -> None:
+        self.policy.leaving(at_s, instance.id)
+        instance.deregistered_s = at_s
+        self._write_targets()
+        if instance.ready_s is None:  # never served: nothing to drain
+            instance.engine.stop()
+            self._stopped(instance, at_s)
+            return
+        self._spawn(self._drain(instance))
+
+    async def _drain(self, instance: LocalInstance) -> None:
+        """Wait until the router has forgotten the engine (its last request ended) or the
+        deregistration delay ran out, then stop it."""
+        assert instance.deregistered_s is not None
+        deadline = instance.deregistered_s + self.shape.deregistration_delay_s
+        while self.now() < deadline:
+            if not await self._router_holds(instance.url):
+                break
+            await asyncio.sleep(POLL_S)
+        else:
+            with contextlib.suppress(httpx.HTTPError, ScrapeError, TimeoutError):
+                after = await self._scrape(instance.url)
+                instance.cut_off = int((after.total(VLLM_RUNNING) or 0)
+                                       + (after.total(VLLM_WAITING) or 0))
+        await asyncio.to_thread(instance.engine.stop)
+        self._stopped(instance, self.now())
+
+    async def _router_holds(self, url: str) -> bool:
+        """Whether the router still counts `url` among its backends (it drops a drained
+        backend's series); True when the router cannot be read."""
+        try:
+            page = await self._scrape(self.router_url)
+        except (httpx.HTTPError, ScrapeError, TimeoutError):
+            return True
+        return bool(page.label_values(ROUTER_IN_FLIGHT, "backend") & {url})
+
+    def _stopped(self, instance: LocalInstance, at_s: float) -> None:
+        if instance.deregistered_s is None:  # died on its own: the group counts it gone
+            instance.deregistered_s = at_s
+            self.policy.leaving(at_s, instance.id)
+        instance.terminated_s = at_s
+        self._slots.pop(instance.id, None)
+        self.policy.gone(at_s, instance.id)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _free_slot(self) -> int:
+        used = set(self._slots.values())
+        return next(s for s in range(self.shape.max_size) if s not in used)
+
+    def _write_targets(self) -> None:
+        """List the engines that serve and are not deregistered; replaced whole."""
+        urls = [i.url for i in self.run.instances
+                if i.ready_s is not None and i.live]
+        fresh = self.targets.with_name(self.targets.name + ".new")
+        fresh.write_text("".join(f"{url}\n" for url in urls))
+        fresh.replace(self.targets)
+
+    def _spawn(self, work: object) -> None:
+        assert asyncio.iscoroutine(work)
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _arrived(before: Snapshot | None, after: Snapshot) -> int:
+    """Requests that reached the engine in the interval: those it finished, plus the
+    growth of those it holds."""
+    finished = counter_delta(before.total(VLLM_REQUESTS) if before else None,
+                             after.total(VLLM_REQUESTS)) or 0.0
+    held = (after.total(VLLM_RUNNING) or 0) + (after.total(VLLM_WAITING) or 0)
+    held_before = 0.0 if before is None else \
+        (before.total(VLLM_RUNNING) or 0) + (before.total(VLLM_WAITING) or 0)
+    return max(0, round(finished + held - held_before))
+
+
+def measured_run(fleet: LocalRun, arrivals: Sequence[Arrival],
+                 results: Sequence[tuple[float | None, float | None]]) -> LocalRun:
+    """`fleet` with the requests' outcomes: `results[i]` is (TTFT, end-to-end) in seconds
+    from `arrivals[i]`'s time, None for a request that failed."""
+    for arrival, (ttft, e2e) in zip(arrivals, results, strict=True):
+        if ttft is None or e2e is None:
+            fleet.refused.append(arrival)
+        else:
+            fleet.finished.append(Finished(arrival, arrival.at_s + ttft,
+                                           arrival.at_s + e2e, 0))
+    return fleet
