@@ -171,7 +171,7 @@ bench-fidelity: $(STAMP) ## The simulator's error against a real vLLM engine: ca
 	$(PY) -m benchmarks.fidelity_bench
 
 .PHONY: bench-fleet
-bench-fleet: $(STAMP) ## A scaling fleet of real vLLM engines against the simulator's, same trace and policy (~25 min); see BENCHMARKS.md
+bench-fleet: $(STAMP) ## A scaling fleet of real vLLM engines against the simulator's, same trace and policy (~28 min); see BENCHMARKS.md
 	$(PY) -m benchmarks.fleet_bench
 
 .PHONY: plan-search

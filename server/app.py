@@ -104,6 +104,7 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
                         settings.upstream_keepalive_s, settings.stream_idle_timeout_s)
     accounting = Accounting(metrics, limiter, access_log)
     proxy = Proxy(pool, accounting, metrics, timeouts, settings.backend_api_key)
+    pool.on_removed.append(proxy.forget)
     service = CompletionService(
         keys=keys, limiter=limiter, pool=pool, proxy=proxy, accounting=accounting,
         policy=policy, metrics=metrics, alias=settings.alias_model,

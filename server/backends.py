@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -167,6 +167,7 @@ class BackendPool:
         `targets`, the file's URLs are the backends (`urls` the first of them, if any)."""
         self.backends = [Backend(url, in_flight=metrics.in_flight.labels(url)) for url in urls]
         self._targets = targets
+        self.on_removed: list[Callable[[str], None]] = []  # told each drained URL
         self._client = client
         self._limits = limits
         self._metrics = metrics
@@ -224,6 +225,8 @@ class BackendPool:
             for family in (self._metrics.in_flight, self._metrics.backend_healthy):
                 with contextlib.suppress(KeyError):  # never labelled: never set
                     family.remove(backend.url)
+            for removed in self.on_removed:
+                removed(backend.url)
 
     async def check(self, backend: Backend) -> None:
         """Probe `/health`, then refresh the served models from `/v1/models`."""

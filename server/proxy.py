@@ -93,6 +93,12 @@ class Proxy:
         for upstream in self._upstreams.values():
             upstream.close()
 
+    def forget(self, url: str) -> None:
+        """The backend at `url` left the pool (drained): close its connections."""
+        upstream = self._upstreams.pop(url, None)
+        if upstream is not None:
+            upstream.close()
+
     async def forward(self, ex: Exchange) -> Response:
         """Send `ex` upstream (retrying once) and build the client's response.
 

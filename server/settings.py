@@ -16,6 +16,7 @@ import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -97,8 +98,24 @@ class ConfigFile(PydanticBaseSettingsSource):
 
 
 def plain_http(url: str, what: str) -> str:
-    if not url.startswith("http://"):
-        raise ValueError(f"{what} {url!r} must be a plain http:// URL")
+    """`url` without a trailing slash, if it is `http://host[:port]` and nothing more.
+
+    Raises:
+        ValueError: another scheme, no host, a bad port, a path, a query or a fragment,
+            or credentials (which the message does not repeat: they would reach the logs).
+    """
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{what} URL must not carry credentials (use backend_api_key)")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"{what} {url!r} must be a plain http://host[:port] URL")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError(f"{what} {url!r} has a port outside 0-65535") from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{what} {url!r} must be http://host[:port] without a path, "
+                         "query or fragment")
     return url.rstrip("/")
 
 

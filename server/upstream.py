@@ -375,8 +375,12 @@ class UpstreamPool:
         self._host_header = hostport.encode()
         self._timeouts = timeouts
         self._idle: list[_Connection] = []
+        self._closed = False
 
     def put_back(self, conn: _Connection) -> None:
+        if self._closed:  # its engine left the pool: nothing will reuse the connection
+            conn.abort()
+            return
         conn.idle_since = asyncio.get_running_loop().time()
         self._idle.append(conn)
 
@@ -427,5 +431,7 @@ class UpstreamPool:
             raise
 
     def close(self) -> None:
+        """Drop the idle connections, and those handed back from now on."""
+        self._closed = True
         while self._idle:
             self._idle.pop().abort()

@@ -19,8 +19,6 @@ from llmfleet.localfleet import FleetShape, LocalFleet, LocalRun
 from simulator.sim import InstanceSample
 from tests.helpers.router import TEST_KEY, start_router
 
-pytestmark = pytest.mark.engine
-
 
 class OutThenIn:
     """Two instances at the first evaluation; one again once the second has been sent a
@@ -85,6 +83,18 @@ async def when_second_stopped(fleet: LocalFleet, deadline_s: float,
     done.set_result(None)
 
 
+@pytest.mark.parametrize(("shape", "says"), [
+    (dict(min_size=0), "min_size"), (dict(min_size=3, max_size=2), "min_size"),
+    (dict(sample_s=10.0, evaluate_s=45.0), "whole number"),
+    (dict(sample_s=10.0, evaluate_s=5.0), "whole number"),
+])
+def test_a_fleet_shape_the_simulator_could_not_share_is_refused(
+        shape: dict[str, float], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        FleetShape(**shape)
+
+
+@pytest.mark.engine
 @pytest.mark.timeout(480)
 def test_a_launched_engine_serves_through_the_router_then_drains_and_stops(
         vllm_engine: tuple[str, str], tmp_path: Path) -> None:
@@ -132,3 +142,7 @@ def test_a_launched_engine_serves_through_the_router_then_drains_and_stops(
     assert targets.read_text() == f"{url}\n"
     # Both engines published while they served; the launching one published zeros.
     assert {s.instance for s in run.samples} == {0, 1}
+    loading = [s for s in run.samples if s.instance == 1 and s.at_s < second.ready_s]
+    assert loading and all(s.running == s.waiting == s.routed == 0 for s in loading)
+    # The session engine's first sample counts from the trace's start, not its own.
+    assert next(s for s in run.samples if s.instance == 0).routed <= 4

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from llmfleet.core.invalid import problems
 from server.settings import ConfigFileError, RouterSettings
 
 
@@ -90,3 +91,22 @@ def test_an_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:
     config.write_text("backend = 'http://x:1'\n")
     with pytest.raises(ValidationError, match="backend"):
         RouterSettings.load(config)
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("https://engine:8001", "plain http://host"),
+    ("http://", "plain http://host"),
+    ("http://engine:99999", "port outside"),
+    ("http://engine:8001/v1", "without a path"),
+    ("http://engine:8001?x=1", "without a path"),
+])
+def test_a_backend_url_is_host_and_port_and_nothing_more(url: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        RouterSettings(backends=[url])
+
+
+def test_a_backend_url_with_credentials_is_refused_without_repeating_them() -> None:
+    with pytest.raises(ValidationError, match="credentials") as caught:
+        RouterSettings(backends=["http://admin:hunter2@engine:8001"])
+    said = problems(caught.value, "settings")  # what `llmfleet router` prints
+    assert said and not any("hunter2" in line for line in said)

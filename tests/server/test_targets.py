@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -161,3 +162,62 @@ def test_requests_keep_being_served_while_engines_join_and_drain(tmp_path: Path)
                     assert answer.choices
                 served = [c.requests - b for c, b in zip(controls, before, strict=True)]
                 assert served == ([0, 3] if url == two.url else [3, 0])
+
+
+def test_a_stream_in_flight_finishes_on_a_deregistered_engine_before_it_leaves(
+        tmp_path: Path) -> None:
+    """Through the real router: an answer being streamed when its engine is dropped from
+    the file ends whole, while new requests go to the other engine; then the drained
+    engine leaves the router's metrics."""
+    path = tmp_path / "backends"
+    slow, other = FakeControl(chunk_delay_s=0.2), FakeControl()
+    with ServerThread(create_fake_upstream(slow)) as one, \
+            ServerThread(create_fake_upstream(other)) as two:
+        write(path, one.url)
+        with start_router([], backends_file=path) as router:
+            client = openai.OpenAI(base_url=f"{router.url}/v1", api_key=TEST_KEY,
+                                   max_retries=0, timeout=10)
+            stream = client.completions.create(model="fake-model", prompt="hi",
+                                               max_tokens=16, stream=True)
+            pieces = iter(stream)
+            first = next(pieces)  # the answer has begun on `one`
+            write(path, two.url)
+            for _ in range(50):  # health rounds every 0.2 s: 10 s at most
+                if other.requests == 0:
+                    with contextlib.suppress(openai.APIStatusError):
+                        client.completions.create(model="fake-model", prompt="x",
+                                                  max_tokens=1)
+                if other.requests:
+                    break
+                time.sleep(0.2)
+            rest = list(pieces)
+            assert first.choices and other.requests
+            assert any(c.choices and c.choices[0].finish_reason == "length" for c in rest)
+            assert slow.streams_completed == 1 and slow.streams_cancelled == 0
+            for _ in range(50):  # the router releases the engine just after the answer ends
+                metrics = httpx.get(f"{router.url}/metrics").text
+                if f'backend="{one.url}"' not in metrics:
+                    break
+                time.sleep(0.1)
+            assert f'backend="{one.url}"' not in metrics
+            assert f'backend="{two.url}"' in metrics
+
+
+async def test_a_draining_backend_listed_again_serves_again(tmp_path: Path) -> None:
+    path = tmp_path / "backends"
+    with ServerThread(create_fake_upstream(FakeControl())) as one, \
+            ServerThread(create_fake_upstream(FakeControl())) as two:
+        write(path, one.url, two.url)
+        async with httpx.AsyncClient() as client:
+            pool = BackendPool([], client, LIMITS, RouterMetrics(CollectorRegistry()),
+                               targets=TargetsFile(path))
+            await pool.check_all()
+            held = await pool.acquire("fake-model")
+            write(path, *(u for u in (one.url, two.url) if u != held.url))
+            await pool.check_all()
+            assert held.draining and held in pool.backends
+            write(path, one.url, two.url)
+            await pool.check_all()
+            assert held.serving and not held.draining
+            pool.release(held)
+            assert held in pool.backends  # listed again: it stays when idle

@@ -1,4 +1,4 @@
-"""A fleet on this machine: vLLM processes as instances, scaled by a simulator policy.
+"""The local fleet's controller: vLLM processes as instances, scaled by a simulator policy.
 
 The simulator's policy comparisons are only as good as its fleet (issue 17); this runs
 the same policy object (`simulator.sim.ScalingPolicy`) on real engines, so that a trace
@@ -19,12 +19,16 @@ can be replayed through both and the timelines compared (`benchmarks.fleet_bench
   `evaluate_s` it asks the policy for the desired capacity, and it launches or removes
   engines to match within `min_size` and `max_size`, the newest first, as the simulator
   does. A launching engine publishes zeros, as the simulator's agent does from the
-  end of the boot (here, at once).
+  end of the boot (here, at once). Each engine's first sample counts from when it
+  started serving (a baseline scrape then), not from the process's start.
+- An engine that exits, or is not healthy `launch_timeout_s` after its launch, leaves the
+  group (Auto Scaling would replace the instance), and the next evaluation launches
+  another if the policy still wants it.
 - This CPU has no GPU utilisation to read: samples carry 0, and a policy that reads it
   (gpu-70-30) would never scale here, so the benchmark runs the others.
 
-The record (`LocalRun`) has the simulator's shape (`simulator.report.Run`), so one
-summary, one timeline and one plot serve both sides.
+The record (`llmfleet.localfleet.run`) has the simulator's shape (`simulator.report.Run`),
+so one summary, one timeline and one plot serve both sides.
 """
 
 from __future__ import annotations
@@ -33,10 +37,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -55,76 +58,17 @@ from llmfleet.core.serving import (
     VLLM_TTFT,
     VLLM_WAITING,
 )
-from simulator.replica import Finished
+from llmfleet.localfleet.run import FleetShape, LocalInstance, LocalRun
+from server.backends import bounded_get, describe, read_capped
 from simulator.sim import InstanceSample, ScalingAction, ScalingPolicy
-from simulator.traffic import Arrival
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 POLL_S = 0.5  # how often a launching engine's health and a draining one's router are read
-SCRAPE_TIMEOUT_S = 5.0
+SCRAPE_TIMEOUT_S = 8.0  # under the 10 s sample interval: a busy API server answers late
 MAX_METRICS_BYTES = 4 << 20
 ROUTER_IN_FLIGHT = "llmfleet_requests_in_flight"  # per backend; gone once it drained
-
-
-@dataclass
-class LocalInstance:
-    """One engine process and its times, in seconds from the trace's start (a
-    `simulator.report.Lifetime`)."""
-
-    id: int
-    engine: EngineProcess
-    requested_s: float
-    ready_s: float | None = None
-    deregistered_s: float | None = None
-    terminated_s: float | None = None
-    cut_off: int = 0  # requests it still held when it was stopped (they failed)
-    before: Snapshot | None = field(default=None, repr=False)  # its last scrape
-
-    @property
-    def launched_s(self) -> float:
-        return self.requested_s  # a process runs as soon as it is asked for
-
-    @property
-    def url(self) -> str:
-        return self.engine.spec.url
-
-    def billed_s(self, now_s: float) -> float:
-        end = self.terminated_s if self.terminated_s is not None else now_s
-        return max(end - self.launched_s, 60.0)
-
-    @property
-    def live(self) -> bool:
-        """Counted toward the group's capacity: launching or serving."""
-        return self.deregistered_s is None and self.terminated_s is None
-
-
-@dataclass
-class LocalRun:
-    """A measured run, in the simulator's shape (`simulator.report.Run`)."""
-
-    finished: list[Finished] = field(default_factory=list)
-    refused: list[Arrival] = field(default_factory=list)  # failed requests
-    cut_off: int = 0  # stays 0: a request cut off here fails, and counts as refused
-    actions: list[ScalingAction] = field(default_factory=list)
-    samples: list[InstanceSample] = field(default_factory=list)
-    instances: list[LocalInstance] = field(default_factory=list)
-    end_s: float = 0.0
-    interruptions: list[tuple[float, int]] = field(default_factory=list)  # none here
-
-
-@dataclass(frozen=True)
-class FleetShape:
-    min_size: int = 1
-    max_size: int = 2
-    sample_s: float = 10.0
-    evaluate_s: float = 60.0
-    deregistration_delay_s: float = 30.0
-    # An engine not healthy this long after its launch is stopped, and the group launches
-    # another at its next evaluation, as Auto Scaling replaces an instance that fails its
-    # load balancer health checks after the grace period.
-    launch_timeout_s: float = 600.0
 
 
 class LocalFleet:
@@ -142,9 +86,8 @@ class LocalFleet:
         self.run = LocalRun()
         self._slots: dict[int, int] = {}  # instance id -> slot
         self._tasks: set[asyncio.Task[None]] = set()
-        self._start = 0.0
-
-    # -- the clock -----------------------------------------------------------------
+        self._start = time.perf_counter()
+        self._router_problem: str | None = None
 
     def now(self) -> float:
         """Seconds since the trace's start."""
@@ -153,10 +96,11 @@ class LocalFleet:
     # -- the run ---------------------------------------------------------------------
 
     def adopt(self, engine: EngineProcess, in_service_s: float) -> None:
-        """An engine already serving when the trace starts (the group's initial one), in
-        service since `in_service_s` (before 0: the simulator reports its initial
-        instances at minus their launch delay)."""
-        instance = LocalInstance(len(self.run.instances), engine, 0.0, ready_s=0.0)
+        """An engine already serving when the trace starts (the group's initial one, its
+        owner's to stop), in service since `in_service_s` (before 0: the simulator
+        reports its initial instances at minus their launch delay)."""
+        instance = LocalInstance(len(self.run.instances), engine, 0.0, owned=False,
+                                 ready_s=0.0)
         self.run.instances.append(instance)
         self._slots[instance.id] = self._free_slot()
         self.policy.launched(instance.id, in_service_s)
@@ -164,8 +108,10 @@ class LocalFleet:
 
     async def control(self, start: float, done: asyncio.Future[T]) -> LocalRun:
         """Sample and scale from `start` (a `time.perf_counter()` reading, the trace's 0 s)
-        until `done` (the replay) has finished, then stop every engine but the first."""
+        until `done` (the replay) has finished; `shutdown` stops the engines after."""
         self._start = start
+        for instance in self.run.instances:  # the deltas of the first samples start here
+            await self._baseline(instance)
         tick = 1
         while not done.done():
             at_s = tick * self.shape.sample_s
@@ -174,7 +120,7 @@ class LocalFleet:
             if done.done():
                 break
             await self._sample(at_s)
-            if tick % round(self.shape.evaluate_s / self.shape.sample_s) == 0:
+            if tick % self.shape.samples_per_evaluation == 0:
                 self._evaluate(at_s)
             tick += 1
         self.run.end_s = self.now()
@@ -184,9 +130,10 @@ class LocalFleet:
         return self.run
 
     def shutdown(self) -> None:
-        """Stop every engine this fleet started (the adopted one is its owner's)."""
-        for instance in self.run.instances[1:]:
-            instance.engine.stop()
+        """Stop every engine this fleet started."""
+        for instance in self.run.instances:
+            if instance.owned:
+                instance.engine.stop()
 
     # -- the agent's part -----------------------------------------------------------
 
@@ -199,11 +146,15 @@ class LocalFleet:
         self.policy.observe(fresh)
 
     async def _sample_one(self, instance: LocalInstance, at_s: float) -> InstanceSample | None:
+        if instance.owned and not instance.engine.alive():
+            log.error("instance %d exited:\n%s", instance.id, instance.engine.log_tail())
+            self._spawn(self._lose(instance, at_s), f"instance {instance.id}'s exit")
+            return None
         if instance.ready_s is None:  # loading its model: nothing runs, nothing waits
             return InstanceSample(instance.id, at_s, 0.0, 0, 0, 0.0)
         try:
             after = await self._scrape(instance.url)
-        except (httpx.HTTPError, ScrapeError, TimeoutError) as exc:
+        except (httpx.HTTPError, ScrapeError, TimeoutError, ValueError) as exc:
             log.warning("instance %d: no metrics this interval (%s)", instance.id,
                         type(exc).__name__)
             return None
@@ -216,13 +167,15 @@ class LocalFleet:
                               after.mean(VLLM_KV_USAGE) or 0.0,
                               routed=_arrived(before, after), ttft_p95_s=ttft)
 
+    async def _baseline(self, instance: LocalInstance) -> None:
+        with contextlib.suppress(httpx.HTTPError, ScrapeError, TimeoutError, ValueError):
+            instance.before = await self._scrape(instance.url)
+
     async def _scrape(self, url: str) -> Snapshot:
-        async with asyncio.timeout(SCRAPE_TIMEOUT_S):
-            resp = await self.client.get(f"{url}/metrics", timeout=SCRAPE_TIMEOUT_S)
-            resp.raise_for_status()
-            if len(resp.content) > MAX_METRICS_BYTES:
-                raise ScrapeError(f"a /metrics page over {MAX_METRICS_BYTES} bytes")
-            return Snapshot.parse(resp.text, time.time())
+        """One `/metrics` page, within SCRAPE_TIMEOUT_S and MAX_METRICS_BYTES."""
+        async with bounded_get(self.client, f"{url}/metrics", SCRAPE_TIMEOUT_S) as resp:
+            body = await read_capped(resp, MAX_METRICS_BYTES)
+        return Snapshot.parse(body.decode(errors="replace"), time.time())
 
     # -- Auto Scaling's part ----------------------------------------------------------
 
@@ -241,27 +194,27 @@ class LocalFleet:
 
     def _launch(self, at_s: float) -> None:
         slot = self._free_slot()
-        instance = LocalInstance(len(self.run.instances), self.new_engine(slot), at_s)
+        instance = LocalInstance(len(self.run.instances), self.new_engine(slot), self.now())
         self.run.instances.append(instance)
         self._slots[instance.id] = slot
         self.policy.launched(instance.id, at_s)
         instance.engine.start()
-        self._spawn(self._bring_up(instance))
+        self._spawn(self._bring_up(instance), f"instance {instance.id}'s launch")
 
     async def _bring_up(self, instance: LocalInstance) -> None:
-        """Poll the engine until it is healthy, then list it for the router."""
+        """Poll the engine until it is healthy, then list it for the router; one that
+        exits or stays unhealthy past the launch timeout leaves the group."""
         while instance.live:
-            late = self.now() - instance.requested_s > self.shape.launch_timeout_s
-            if late or not instance.engine.alive():
-                log.error("instance %d %s:\n%s", instance.id,
-                          "never became healthy" if late else "exited while starting",
+            if self.now() - instance.requested_s > self.shape.launch_timeout_s \
+                    or not instance.engine.alive():
+                log.error("instance %d did not start:\n%s", instance.id,
                           instance.engine.log_tail())
-                await asyncio.to_thread(instance.engine.stop)
-                self._stopped(instance, self.now())
+                await self._lose(instance, self.now())
                 return
             with contextlib.suppress(httpx.HTTPError):
                 resp = await self.client.get(f"{instance.url}/health", timeout=POLL_S)
                 if resp.status_code == 200:
+                    await self._baseline(instance)
                     instance.ready_s = self.now()
                     self._write_targets()
                     log.info("instance %d serving after %.0f s", instance.id,
@@ -270,14 +223,23 @@ class LocalFleet:
             await asyncio.sleep(POLL_S)
 
     def _remove(self, at_s: float, instance: LocalInstance) -> None:
-        self.policy.leaving(at_s, instance.id)
-        instance.deregistered_s = at_s
-        self._write_targets()
+        self._deregister(at_s, instance)
         if instance.ready_s is None:  # never served: nothing to drain
-            instance.engine.stop()
-            self._stopped(instance, at_s)
-            return
-        self._spawn(self._drain(instance))
+            self._spawn(self._stop(instance), f"instance {instance.id}'s stop")
+        else:
+            self._spawn(self._drain(instance), f"instance {instance.id}'s drain")
+
+    def _deregister(self, at_s: float, instance: LocalInstance) -> None:
+        """Out of the group's count and the router's list, before anything is awaited."""
+        self.policy.leaving(at_s, instance.id)
+        instance.deregistered_s = self.now()
+        self._write_targets()
+
+    async def _lose(self, instance: LocalInstance, at_s: float) -> None:
+        """The instance failed (exited, or never became healthy): gone at once."""
+        if instance.live:
+            self._deregister(at_s, instance)
+            await self._stop(instance)
 
     async def _drain(self, instance: LocalInstance) -> None:
         """Wait until the router has forgotten the engine (its last request ended) or the
@@ -289,29 +251,35 @@ class LocalFleet:
                 break
             await asyncio.sleep(POLL_S)
         else:
-            with contextlib.suppress(httpx.HTTPError, ScrapeError, TimeoutError):
+            with contextlib.suppress(httpx.HTTPError, ScrapeError, TimeoutError, ValueError):
                 after = await self._scrape(instance.url)
                 instance.cut_off = int((after.total(VLLM_RUNNING) or 0)
                                        + (after.total(VLLM_WAITING) or 0))
-        await asyncio.to_thread(instance.engine.stop)
-        self._stopped(instance, self.now())
+        await self._stop(instance)
+
+    async def _stop(self, instance: LocalInstance) -> None:
+        """Stop the process (off the event loop: it may wait out a grace period)."""
+        if instance.terminated_s is not None:
+            return
+        if instance.owned:
+            await asyncio.to_thread(instance.engine.stop)
+        if instance.terminated_s is None:
+            instance.terminated_s = self.now()
+            self._slots.pop(instance.id, None)
+            self.policy.gone(instance.terminated_s, instance.id)
 
     async def _router_holds(self, url: str) -> bool:
         """Whether the router still counts `url` among its backends (it drops a drained
-        backend's series); True when the router cannot be read."""
+        backend's series); True, logged once, when the router cannot be read."""
         try:
             page = await self._scrape(self.router_url)
-        except (httpx.HTTPError, ScrapeError, TimeoutError):
+        except (httpx.HTTPError, ScrapeError, TimeoutError, ValueError) as exc:
+            problem = describe(exc, "/metrics")
+            if problem != self._router_problem:
+                log.warning("the router's /metrics: %s; draining until the deadline", problem)
+                self._router_problem = problem
             return True
-        return bool(page.label_values(ROUTER_IN_FLIGHT, "backend") & {url})
-
-    def _stopped(self, instance: LocalInstance, at_s: float) -> None:
-        if instance.deregistered_s is None:  # died on its own: the group counts it gone
-            instance.deregistered_s = at_s
-            self.policy.leaving(at_s, instance.id)
-        instance.terminated_s = at_s
-        self._slots.pop(instance.id, None)
-        self.policy.gone(at_s, instance.id)
+        return url in page.label_values(ROUTER_IN_FLIGHT, "backend")
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -321,17 +289,20 @@ class LocalFleet:
 
     def _write_targets(self) -> None:
         """List the engines that serve and are not deregistered; replaced whole."""
-        urls = [i.url for i in self.run.instances
-                if i.ready_s is not None and i.live]
+        urls = [i.url for i in self.run.instances if i.ready_s is not None and i.live]
         fresh = self.targets.with_name(self.targets.name + ".new")
         fresh.write_text("".join(f"{url}\n" for url in urls))
         fresh.replace(self.targets)
 
-    def _spawn(self, work: object) -> None:
-        assert asyncio.iscoroutine(work)
-        task = asyncio.get_running_loop().create_task(work)
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("the fleet's %s failed", task.get_name(), exc_info=exc)
 
 
 def _arrived(before: Snapshot | None, after: Snapshot) -> int:
@@ -343,16 +314,3 @@ def _arrived(before: Snapshot | None, after: Snapshot) -> int:
     held_before = 0.0 if before is None else \
         (before.total(VLLM_RUNNING) or 0) + (before.total(VLLM_WAITING) or 0)
     return max(0, round(finished + held - held_before))
-
-
-def measured_run(fleet: LocalRun, arrivals: Sequence[Arrival],
-                 results: Sequence[tuple[float | None, float | None]]) -> LocalRun:
-    """`fleet` with the requests' outcomes: `results[i]` is (TTFT, end-to-end) in seconds
-    from `arrivals[i]`'s time, None for a request that failed."""
-    for arrival, (ttft, e2e) in zip(arrivals, results, strict=True):
-        if ttft is None or e2e is None:
-            fleet.refused.append(arrival)
-        else:
-            fleet.finished.append(Finished(arrival, arrival.at_s + ttft,
-                                           arrival.at_s + e2e, 0))
-    return fleet
