@@ -47,7 +47,7 @@ from loadtest.replay import Replayed, Timed, replay
 from loadtest.sweep import Target
 from simulator import group_policy, policies, traffic
 from simulator.profile import TERMS, MeasuredService, fit
-from simulator.replica import Finished, Replica
+from simulator.replica import Finished
 from simulator.service import StepLoad
 from simulator.sim import GroupLimits, SimConfig, Simulation
 
@@ -80,13 +80,7 @@ WARMUP = Scenario("warm-up", "step:30=2.5,60=1", 3.0, 90.0)
 
 def simulate(trace: list[traffic.Arrival], service: MeasuredService) -> list[Finished]:
     """One replica with the engine's limits, no scaling, the whole trace."""
-    limits = service.limits
-    config = SimConfig(
-        new_replica=lambda: Replica(service, limits.max_num_seqs,
-                                    limits.max_num_batched_tokens,
-                                    max_model_len=limits.max_model_len,
-                                    request_s=service.request_s),
-        limits=GroupLimits(1, 1, 1))
+    config = SimConfig(new_replica=service.replica, limits=GroupLimits(1, 1, 1))
     shape = group_policy.GroupShape(1, 1, 1, 0.0)
     return Simulation(config, policies.fixed(shape)).run(trace).finished
 

@@ -34,6 +34,7 @@ import asyncio
 import json
 import logging
 import multiprocessing
+import os
 import secrets
 import sys
 import time
@@ -54,11 +55,11 @@ from llmfleet.localfleet import FleetShape, LocalFleet, LocalRun, measured_run
 from loadtest.probe import ProbePlan, probe
 from loadtest.replay import Replayed, Timed, replay
 from loadtest.sweep import Target
+from server.targets import write_targets
 from simulator import group_policy, traffic
 from simulator.fleet import LaunchDelay
 from simulator.plot import write_plot
 from simulator.profile import MeasuredService, fit
-from simulator.replica import Replica
 from simulator.report import Run, Slo, summarise
 from simulator.serving_policies import QueueGuard, queue_guard
 from simulator.sim import GroupLimits, SimConfig, Simulation
@@ -82,12 +83,13 @@ STEP = "step:{up:.0f}={ratio:.4f},{down:.0f}=1"  # LOW, HIGH from 20% to 60% of 
 
 
 def engine(slot: int) -> EngineProcess:
-    """The test model's engine for `slot`, its threads on core `slot`."""
+    """The test model's engine for `slot`, its threads on core `slot` (modulo the cores)."""
     limits = TEST_ENGINE_LIMITS
     spec = engine_spec_for("", free_port(), f"--max-num-seqs {limits.max_num_seqs} "
                                             f"--max-num-batched-tokens "
                                             f"{limits.max_num_batched_tokens}")
-    pinned = replace(spec, env={"VLLM_CPU_OMP_THREADS_BIND": str(slot)})
+    core = slot % (os.cpu_count() or 1)  # a slot past the cores: a replacement while one drains
+    pinned = replace(spec, env={"VLLM_CPU_OMP_THREADS_BIND": str(core)})
     return EngineProcess(pinned, RUN_DIR / f"vllm-{slot}-{time.strftime('%H%M%S')}.log")
 
 
@@ -111,13 +113,8 @@ def timed(arrivals: list[traffic.Arrival]) -> list[Timed]:
 def simulate_fleet(arrivals: list[traffic.Arrival], service: MeasuredService,
                    launch_s: float, max_size: int) -> Run:
     """The trace through the simulator's fleet under the same policy settings."""
-    limits = service.limits
     config = SimConfig(
-        new_replica=lambda: Replica(service, limits.max_num_seqs,
-                                    limits.max_num_batched_tokens,
-                                    max_model_len=limits.max_model_len,
-                                    request_s=service.request_s),
-        limits=GroupLimits(SHAPE.min_size, max_size, 1),
+        new_replica=service.replica, limits=GroupLimits(SHAPE.min_size, max_size, 1),
         # A process starts at once: no EC2 launch or boot; the model load is the measured
         # start-up, and the router's health round adds half a round on average.
         launch=LaunchDelay(launch_s=0.0, boot_s=0.0, model_load_s=launch_s,
@@ -311,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     key = f"sk-bench-{secrets.token_urlsafe(16)}"
     first = engine(0)
     targets = RUN_DIR / "backends"
-    targets.write_text("")
+    write_targets(targets, [])
     proxy = router(targets, key)
     print("starting the first engine and the router...", flush=True)
     started = time.monotonic()
@@ -321,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         first_start_s = first.wait_ready(timeout_s=600)
         print(f"engine ready after {time.monotonic() - started:.0f} s", flush=True)
         proxy.wait_ready(timeout_s=60, poll_s=0.2)
-        targets.write_text(f"{first.spec.url}\n")
+        write_targets(targets, [first.spec.url])
         router_url = proxy.health_url.removesuffix("/health")
         time.sleep(2 * ROUTER_HEALTH_S)  # its next health round takes the engine in
         result = asyncio.run(measure(first.spec.url, Target(router_url, key), first,

@@ -104,19 +104,23 @@ def plain_http(url: str, what: str) -> str:
         ValueError: another scheme, no host, a bad port, a path, a query or a fragment,
             or credentials (which the message does not repeat: they would reach the logs).
     """
+    if any(c.isspace() for c in url) or "?" in url or "#" in url:
+        raise ValueError(f"{what} {url!r} must be http://host[:port] without spaces, a query "
+                         "or a fragment")
     parts = urlsplit(url)
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"{what} URL must not carry credentials (use backend_api_key)")
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"{what} {url!r} must be a plain http://host[:port] URL")
     try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+        port = parts.port  # urlsplit checks the port only when asked
     except ValueError:
-        raise ValueError(f"{what} {url!r} has a port outside 0-65535") from None
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{what} {url!r} must be http://host[:port] without a path, "
-                         "query or fragment")
-    return url.rstrip("/")
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"{what} {url!r} has a port outside 1-65535")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"{what} {url!r} must be http://host[:port] without a path")
+    return f"http://{parts.netloc}"
 
 
 class RouterSettings(BaseSettings):

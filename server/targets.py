@@ -19,6 +19,7 @@ start on such a file.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from server.settings import plain_http
@@ -26,6 +27,14 @@ from server.settings import plain_http
 log = logging.getLogger(__name__)
 
 MAX_TARGETS_BYTES = 64 * 1024  # a few hundred URLs; anything larger is not a target list
+
+
+def write_targets(path: Path, urls: Sequence[str]) -> None:
+    """Make `urls` the file's list, replacing it whole: a new file beside it, renamed over
+    it, so that a reader never sees half of it."""
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_text("".join(f"{url}\n" for url in urls))
+    fresh.replace(path)
 
 
 class TargetsError(ValueError):

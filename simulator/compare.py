@@ -63,10 +63,7 @@ class Fleet:
             engine = service.deployment.settings
             return Replica(service, engine.max_num_seqs, engine.max_num_batched_tokens,
                            max_model_len=max_model_len)
-        limits = service.limits
-        return Replica(service, limits.max_num_seqs, limits.max_num_batched_tokens,
-                       max_model_len=limits.max_model_len or max_model_len,
-                       request_s=service.request_s)
+        return service.replica(max_model_len)
 
 
 def engine_settings(gpu: str) -> Settings:

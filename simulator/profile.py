@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from llmfleet.core.invalid import problems
 from llmfleet.core.wire.profile import EngineLimits, EngineProfile, StepFit, StepSample
 from planner.calibrate import CalibrationError, least_squares
+from simulator.replica import Replica
 from simulator.service import StepLoad
 
 TERMS = ("base_s", "request_s", "per_decode_seq_s", "per_context_token_s",
@@ -121,6 +122,14 @@ class MeasuredService:
     def request_s(self) -> float:
         """Each request's latency outside the engine's steps."""
         return self.step_fit.request_s
+
+    def replica(self, max_model_len: int | None = None) -> Replica:
+        """An engine with the scheduler limits the profiled engine ran with; its context
+        length where the profile has none."""
+        limits = self.limits
+        return Replica(self, limits.max_num_seqs, limits.max_num_batched_tokens,
+                       max_model_len=limits.max_model_len or max_model_len,
+                       request_s=self.request_s)
 
     def step_s(self, load: StepLoad) -> float:
         f = self.step_fit

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -60,6 +61,7 @@ from llmfleet.core.serving import (
 )
 from llmfleet.localfleet.run import FleetShape, LocalInstance, LocalRun
 from server.backends import bounded_get, describe, read_capped
+from server.targets import write_targets
 from simulator.sim import InstanceSample, ScalingAction, ScalingPolicy
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,8 @@ ROUTER_IN_FLIGHT = "llmfleet_requests_in_flight"  # per backend; gone once it dr
 class LocalFleet:
     """Engines started and stopped by `policy`, behind a router that reads `targets`.
 
-    `new_engine(slot)` makes (without starting) the engine for a free slot, 0 to
-    `max_size - 1`: its port, its core. `router_url` is read for the drained check.
+    `new_engine(slot)` makes (without starting) the engine for a free slot (0, 1, ...: the
+    lowest no running engine holds): its port, its core. `router_url` is read for the drained check.
     """
 
     def __init__(self, policy: ScalingPolicy, shape: FleetShape, targets: Path,
@@ -147,8 +149,9 @@ class LocalFleet:
 
     async def _sample_one(self, instance: LocalInstance, at_s: float) -> InstanceSample | None:
         if instance.owned and not instance.engine.alive():
-            log.error("instance %d exited:\n%s", instance.id, instance.engine.log_tail())
-            self._spawn(self._lose(instance, at_s), f"instance {instance.id}'s exit")
+            if instance.live:  # else it is leaving already, and said so
+                log.error("instance %d exited:\n%s", instance.id, instance.engine.log_tail())
+                self._spawn(self._lose(instance, at_s), f"instance {instance.id}'s exit")
             return None
         if instance.ready_s is None:  # loading its model: nothing runs, nothing waits
             return InstanceSample(instance.id, at_s, 0.0, 0, 0, 0.0)
@@ -215,6 +218,8 @@ class LocalFleet:
                 resp = await self.client.get(f"{instance.url}/health", timeout=POLL_S)
                 if resp.status_code == 200:
                     await self._baseline(instance)
+                    if not instance.live:  # removed meanwhile: it never served
+                        return
                     instance.ready_s = self.now()
                     self._write_targets()
                     log.info("instance %d serving after %.0f s", instance.id,
@@ -284,15 +289,15 @@ class LocalFleet:
     # -- helpers --------------------------------------------------------------------------
 
     def _free_slot(self) -> int:
+        """The lowest slot no running engine holds: beyond `max_size - 1` while a removed
+        engine still drains and the group has launched its replacement."""
         used = set(self._slots.values())
-        return next(s for s in range(self.shape.max_size) if s not in used)
+        return next(s for s in itertools.count() if s not in used)
 
     def _write_targets(self) -> None:
         """List the engines that serve and are not deregistered; replaced whole."""
-        urls = [i.url for i in self.run.instances if i.ready_s is not None and i.live]
-        fresh = self.targets.with_name(self.targets.name + ".new")
-        fresh.write_text("".join(f"{url}\n" for url in urls))
-        fresh.replace(self.targets)
+        write_targets(self.targets, [i.url for i in self.run.instances
+                                     if i.ready_s is not None and i.live])
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)

@@ -98,7 +98,11 @@ def test_an_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:
     ("http://", "plain http://host"),
     ("http://engine:99999", "port outside"),
     ("http://engine:8001/v1", "without a path"),
-    ("http://engine:8001?x=1", "without a path"),
+    ("http://engine:8001?x=1", "query"),
+    ("http://engine:8001?", "query"),
+    ("http://engine:8001#", "fragment"),
+    ("http://engine:0", "port outside"),
+    ("http://en gine:8001", "spaces"),
 ])
 def test_a_backend_url_is_host_and_port_and_nothing_more(url: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):

@@ -42,6 +42,24 @@ async def test_answers_are_read_and_connections_reused(fake: tuple[FakeControl, 
     pool.close()
 
 
+async def test_a_connection_handed_back_after_its_pool_closed_is_dropped(
+        fake: tuple[FakeControl, str]) -> None:
+    """Regression: when a drained engine's pool closed while its last answer was still in
+    hand, the connection handed back afterwards went into the closed pool's idle list and
+    stayed open (and was reused)."""
+    control, url = fake
+    pool = UpstreamPool(url, TIMEOUTS)
+    resp = await pool.post("/v1/completions", body(max_tokens=2), HEADERS)
+    await resp.read()
+    pool.close()
+    resp.release()
+    again = await pool.post("/v1/completions", body(max_tokens=2), HEADERS)
+    await again.read()
+    again.release()
+    assert len(set(control.peers)) == 2
+    pool.close()
+
+
 async def test_chunked_stream_arrives_piece_by_piece(fake: tuple[FakeControl, str]) -> None:
     control, url = fake
     control.chunk_delay_s = 0.01
