@@ -78,6 +78,11 @@ SCENARIOS = (
 WARMUP = Scenario("warm-up", "step:30=2.5,60=1", 3.0, 90.0)
 
 
+def timed(arrivals: list[traffic.Arrival]) -> list[Timed]:
+    """The replay's requests for a trace's arrivals."""
+    return [Timed(a.at_s, a.prompt_tokens, a.output_tokens) for a in arrivals]
+
+
 def simulate(trace: list[traffic.Arrival], service: MeasuredService) -> list[Finished]:
     """One replica with the engine's limits, no scaling, the whole trace."""
     config = SimConfig(new_replica=service.replica, limits=GroupLimits(1, 1, 1))
@@ -120,8 +125,7 @@ async def measure(target: Target, model: str, limits: EngineLimits, plan: ProbeP
     warmup = traffic.synthetic(WARMUP.shape, duration_s=WARMUP.duration_s,
                                rate_per_s=WARMUP.rate_per_s, workload=WORKLOAD, seed=seed + 1)
     print(f"warming up: {len(warmup)} requests over {WARMUP.duration_s:.0f} s", flush=True)
-    await replay(target, model, [Timed(a.at_s, a.prompt_tokens, a.output_tokens)
-                                 for a in warmup], seed=seed + 1)
+    await replay(target, model, timed(warmup), seed=seed + 1)
     started = time.perf_counter()
     samples = await probe(target, model, limits, plan,
                           progress=lambda line: print(f"  {line}", flush=True))
@@ -137,10 +141,9 @@ async def measure(target: Target, model: str, limits: EngineLimits, plan: ProbeP
         trace = traffic.synthetic(scenario.shape, duration_s=scenario.duration_s,
                                   rate_per_s=scenario.rate_per_s, workload=WORKLOAD,
                                   seed=seed)
-        timed = [Timed(a.at_s, a.prompt_tokens, a.output_tokens) for a in trace]
-        print(f"{scenario.name}: replaying {len(timed)} requests over "
+        print(f"{scenario.name}: replaying {len(trace)} requests over "
               f"{scenario.duration_s:.0f} s", flush=True)
-        results = await replay(target, model, timed, seed=seed)
+        results = await replay(target, model, timed(trace), seed=seed)
         out["scenarios"][scenario.name] = {
             "shape": scenario.shape, "rate_per_s": scenario.rate_per_s,
             "duration_s": scenario.duration_s, "requests": len(trace),

@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.fidelity_bench import TEST_ENGINE_LIMITS, WARMUP, WORKLOAD
+from benchmarks.fidelity_bench import TEST_ENGINE_LIMITS, WARMUP, WORKLOAD, timed
 from llmfleet.core.engine import EngineProcess, engine_spec_for
 from llmfleet.core.net import free_port
 from llmfleet.core.process import ChildProcess
@@ -104,10 +104,6 @@ def router(targets: Path, key: str) -> ChildProcess:
         "LLMFLEET_LOG_LEVEL": "INFO", "LLMFLEET_CONFIG_FILE": None}
     return ChildProcess("router", [sys.executable, "-m", "llmfleet.cli", "router"],
                         RUN_DIR / "router.log", f"http://127.0.0.1:{port}/health", env)
-
-
-def timed(arrivals: list[traffic.Arrival]) -> list[Timed]:
-    return [Timed(a.at_s, a.prompt_tokens, a.output_tokens) for a in arrivals]
 
 
 def simulate_fleet(arrivals: list[traffic.Arrival], service: MeasuredService,

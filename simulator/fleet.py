@@ -119,8 +119,17 @@ class Instance:
         return self.busy_s + (now_s - since if since is not None else 0.0)
 
     def billed_s(self, now_s: float) -> float:
-        end = self.terminated_s if self.terminated_s is not None else now_s
-        return max(end - self.launched_s, 60.0)
+        return billed_s(self.launched_s, self.terminated_s, now_s)
+
+
+MIN_BILLED_S = 60.0  # EC2's per-second billing has a one-minute minimum
+
+
+def billed_s(launched_s: float, terminated_s: float | None, now_s: float) -> float:
+    """Seconds EC2 bills an instance run from `launched_s` until it terminated, or until
+    `now_s` if it has not."""
+    end = terminated_s if terminated_s is not None else now_s
+    return max(end - launched_s, MIN_BILLED_S)
 
 
 @dataclass

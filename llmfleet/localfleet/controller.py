@@ -257,9 +257,7 @@ class LocalFleet:
             await asyncio.sleep(POLL_S)
         else:
             with contextlib.suppress(httpx.HTTPError, ScrapeError, TimeoutError, ValueError):
-                after = await self._scrape(instance.url)
-                instance.cut_off = int((after.total(VLLM_RUNNING) or 0)
-                                       + (after.total(VLLM_WAITING) or 0))
+                instance.cut_off = _held(await self._scrape(instance.url))
         await self._stop(instance)
 
     async def _stop(self, instance: LocalInstance) -> None:
@@ -315,7 +313,10 @@ def _arrived(before: Snapshot | None, after: Snapshot) -> int:
     growth of those it holds."""
     finished = counter_delta(before.total(VLLM_REQUESTS) if before else None,
                              after.total(VLLM_REQUESTS)) or 0.0
-    held = (after.total(VLLM_RUNNING) or 0) + (after.total(VLLM_WAITING) or 0)
-    held_before = 0.0 if before is None else \
-        (before.total(VLLM_RUNNING) or 0) + (before.total(VLLM_WAITING) or 0)
-    return max(0, round(finished + held - held_before))
+    held_before = 0 if before is None else _held(before)
+    return max(0, round(finished + _held(after) - held_before))
+
+
+def _held(page: Snapshot) -> int:
+    """Requests the engine holds, running or waiting."""
+    return int((page.total(VLLM_RUNNING) or 0) + (page.total(VLLM_WAITING) or 0))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from llmfleet.core.engine import EngineProcess
 from llmfleet.core.prometheus import Snapshot
+from simulator.fleet import billed_s
 from simulator.replica import Finished
 from simulator.sim import InstanceSample, ScalingAction
 from simulator.traffic import Arrival
@@ -37,8 +38,7 @@ class LocalInstance:
         return self.engine.spec.url
 
     def billed_s(self, now_s: float) -> float:
-        end = self.terminated_s if self.terminated_s is not None else now_s
-        return max(end - self.launched_s, 60.0)
+        return billed_s(self.launched_s, self.terminated_s, now_s)
 
     @property
     def live(self) -> bool:

@@ -15,7 +15,13 @@ from prometheus_client import CollectorRegistry
 from server.backends import BackendPool, PoolLimits
 from server.metrics import RouterMetrics
 from server.settings import RouterSettings
-from server.targets import MAX_TARGETS_BYTES, TargetsError, TargetsFile, read_targets
+from server.targets import (
+    MAX_TARGETS_BYTES,
+    TargetsError,
+    TargetsFile,
+    read_targets,
+    write_targets,
+)
 from tests.helpers.fake_upstream import FakeControl, create_fake_upstream
 from tests.helpers.router import TEST_KEY, start_router
 from tests.helpers.servers import ServerThread
@@ -26,9 +32,7 @@ LIMITS = PoolLimits(max_inflight=4, max_queue=0, queue_timeout_s=1, health_inter
 
 def write(path: Path, *urls: str) -> None:
     """Replace the file whole, as the module asks of whoever edits it."""
-    fresh = path.with_suffix(".new")
-    fresh.write_text("".join(f"{url}\n" for url in urls))
-    fresh.replace(path)
+    write_targets(path, urls)
 
 
 def test_the_file_lists_urls_once_in_order_without_comments(tmp_path: Path) -> None:
