@@ -1,8 +1,8 @@
 """Child processes that `llmfleet up`, tests and benchmarks start, await and stop.
 
-Each runs in its own session (so a stop reaches its whole process group: vLLM
-forks workers), logs to a file, and counts as ready when its health URL
-answers 200. The probe is a `net.blocking_pool`: 2 s to connect and for each
+Each runs in its own process group (so a stop reaches all of it: vLLM forks workers)
+but in the caller's session, with no stdin, logs to a file, and counts as ready when
+its health URL answers 200. The probe is a `net.blocking_pool`: 2 s to connect and for each
 read, errors not retried (the loop polls again), the body never read.
 """
 
@@ -55,8 +55,14 @@ class ChildProcess:
         env = {**os.environ, **self.env}
         child_env = {k: v for k, v in env.items() if v is not None}
         with self.log_path.open("wb") as log:
-            self._proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                          env=child_env, start_new_session=True)
+            # Its own process group, not its own session: with autogroup scheduling (Linux's
+            # default) the kernel shares a core between sessions before processes, and a
+            # busy vLLM worker alone in its session starved other sessions' processes on its
+            # core: measured here, a process beside it got 2% of the core, 93% in one
+            # session. A second engine started so took over 300 s (docs/development.md).
+            self._proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, env=child_env,
+                                          process_group=0)
 
     def wait_ready(self, timeout_s: float = 600.0,
                    progress: Callable[[float], None] | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,3 +46,15 @@ def test_a_health_url_that_never_answers_200_times_out(
     child.health_url = base + "/missing"
     with pytest.raises(StartError, match="files not healthy after 1 s"):
         child.wait_ready(timeout_s=1, poll_s=0.1)
+
+
+def test_children_share_the_callers_session_so_a_busy_engine_cannot_starve_them(
+        static_server: tuple[ChildProcess, str]) -> None:
+    # With autogroup scheduling a session gets a core's share, not each process: an engine
+    # started in a session of its own took the core its worker ran on from everything else
+    # (a second engine's start-up hung past 300 s). A child keeps the caller's session, in a
+    # process group of its own so that a stop still reaches all of it.
+    child, _ = static_server
+    assert child.pid is not None
+    assert os.getsid(child.pid) == os.getsid(0)
+    assert os.getpgid(child.pid) == child.pid != os.getpgid(0)
