@@ -59,6 +59,7 @@ from server.targets import write_targets
 from simulator import group_policy, traffic
 from simulator.fleet import LaunchDelay
 from simulator.plot import write_plot
+from simulator.policy_config import queue_guard_rules
 from simulator.profile import MeasuredService, fit
 from simulator.report import Run, Slo, summarise
 from simulator.serving_policies import QueueGuard, queue_guard
@@ -192,7 +193,9 @@ async def measure(url: str, target: Target, first: EngineProcess, first_start_s:
         "trace": {"requests": len(arrivals), "duration_s": duration_s,
                   "low_rps": LOW * capacity, "high_rps": HIGH * capacity},
         "launch_s": {"first": first_start_s, "launched": launches, "simulated": launch_s},
-        "policy": {"name": "queue-guard", **asdict(LOCAL_GUARD)},
+        "policy": {"name": "queue-guard", **asdict(LOCAL_GUARD),
+                   "guardrail": queue_guard_rules().guardrail_share,
+                   "calm": queue_guard_rules().calm_share},
         "fleet": asdict(SHAPE), "slo": asdict(SLO),
         "measured": describe(measured, arrivals),
         "simulated": describe(simulated, arrivals),

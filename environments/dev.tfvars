@@ -10,7 +10,8 @@ single_nat_gateway = true
 
 instance_type = "g5.xlarge"
 capacity      = { min = 1, max = 1, desired = 1 }
-scaling       = { scale_out_pct = 70, scale_in_pct = 30 }
+# prod's policy, so dev applies the same alarms; with min = max = 1 none can act.
+scaling = { policy = "queue-guard" }
 
 model = {
   id             = "Qwen/Qwen2.5-1.5B-Instruct"

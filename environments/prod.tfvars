@@ -11,8 +11,20 @@ single_nat_gateway = false
 
 instance_type = "g5.2xlarge"
 capacity      = { min = 2, max = 6, desired = 2 }
-scaling       = { scale_out_pct = 70, scale_in_pct = 30, evaluation_minutes = 3, cooldown_s = 600 }
-spot          = { on_demand_base = 2, spot_percentage = 50, extra_instance_types = ["g6.2xlarge"] }
+# queue-guard, as the simulator recommends (README, "Scaling"): out on requests waiting or on
+# the worst p95 TTFT nearing the 2 s SLO, in only after 15 quiet minutes. The GPU thresholds
+# stay for `make simulate`'s comparison and for policy = "gpu".
+scaling = {
+  policy        = "queue-guard"
+  queue_guard   = { ttft_slo_s = 2, waiting_per_instance = 1, out_minutes = 2, quiet_minutes = 15 }
+  scale_out_pct = 70
+  scale_in_pct  = 30
+  cooldown_s    = 600
+  # A higher minimum in business hours, for bursts no reactive policy absorbs:
+  # scheduled_minimums = [{ name = "business-hours", start = "0 8 * * MON-FRI",
+  #   end = "0 18 * * MON-FRI", min_size = 3, time_zone = "America/New_York" }]
+}
+spot = { on_demand_base = 2, spot_percentage = 50, extra_instance_types = ["g6.2xlarge"] }
 
 model = {
   id                 = "meta-llama/Llama-3.1-8B-Instruct"

@@ -75,12 +75,27 @@ variable "spot" {
 }
 
 variable "scaling" {
-  description = "GPU-utilisation scaling thresholds (%), evaluation minutes and cooldown (s)."
+  description = "How the group scales: policy \"gpu\" (GPU-utilisation thresholds in %, evaluation minutes, cooldown in s) or \"queue-guard\" (queue_guard: the TTFT SLO in s, requests waiting per instance, minutes out and quiet, cooldown in s), and scheduled minimums (cron windows raising the group's minimum). The compute module checks the values."
   type = object({
+    policy             = optional(string, "gpu")
     scale_out_pct      = optional(number, 70)
     scale_in_pct       = optional(number, 30)
     evaluation_minutes = optional(number, 3)
     cooldown_s         = optional(number, 300)
+    queue_guard = optional(object({
+      ttft_slo_s           = optional(number, 2)
+      waiting_per_instance = optional(number, 1)
+      out_minutes          = optional(number, 2)
+      quiet_minutes        = optional(number, 15)
+      cooldown_s           = optional(number, 300)
+    }), {})
+    scheduled_minimums = optional(list(object({
+      name      = string
+      start     = string
+      end       = string
+      min_size  = number
+      time_zone = optional(string, "UTC")
+    })), [])
   })
   default = {}
 }

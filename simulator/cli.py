@@ -73,7 +73,10 @@ def add_parser(sub: Any) -> None:
                      help="every instance spot, interrupted this often per instance-hour on "
                           "average (2 minutes' notice, then a replacement; with --seed); "
                           "price them with --market spot (default: none)")
-    sim.add_argument("--ttft-slo", type=float, default=2.0, help="seconds (default 2)")
+    sim.add_argument("--ttft-slo", type=float, default=2.0,
+                     help="seconds (default 2), for the SLO attainment reported; queue-guard's "
+                          "guardrail comes from the environment's scaling.queue_guard.ttft_slo_s, "
+                          "as the module applies it")
     sim.add_argument("--tpot-slo", type=float, default=0.1, help="seconds (default 0.1)")
     sim.add_argument("--model-load-s", type=float, default=LaunchDelay().model_load_s,
                      help="seconds vLLM takes to load the model (default %(default)s)")
@@ -109,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     if env.capacity.min == env.capacity.max:
         print(f"llmfleet simulate: capacity is fixed at {env.capacity.min} in {args.env}: no "
               "policy can scale (try --max-size)", file=sys.stderr)
+    if env.scaling.scheduled_minimums:
+        print(f"llmfleet simulate: {args.env}'s scheduled minimums are not simulated (a trace "
+              "has no time of day): the group's minimum stays capacity.min", file=sys.stderr)
     slo = Slo(args.ttft_slo, args.tpot_slo)
     try:
         runs = compare(fleet, arrivals, slo, args.lengths, args.policy, args.oracle_target,

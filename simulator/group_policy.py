@@ -43,6 +43,11 @@ def gpu_metric() -> str:
     return module_scaling().metric_name
 
 
+def published() -> frozenset[str]:
+    """The metrics the simulated agents publish under the group (besides RequestCount)."""
+    return frozenset({gpu_metric(), IN_FLIGHT, WAITING, TTFT_P95})
+
+
 def _published(sample: InstanceSample) -> dict[str, float]:
     values = {gpu_metric(): 100 * sample.gpu_utilization,
               IN_FLIGHT: float(sample.running + sample.waiting),

@@ -18,8 +18,9 @@ the rule:
 - `fixed`: no scaling: the group stays at its desired capacity, the baseline every
   policy's cost reads against.
 - `queue-guard` (`simulator.serving_policies`): the engine's queue with a latency
-  guardrail, three alarms and three simple policies (`queue_guard` says how each is
-  deployed): one instance more when the
+  guardrail, three alarms and three simple policies, as the module applies them with the
+  environment's `scaling.queue_guard` (its TTFT SLO, not `--ttft-slo`, sets the guardrail)
+  and its queue_guard.json (`queue_guard` says how each is deployed): one instance more when the
   requests waiting per instance stay above a threshold, or when the worst instance's p95
   TTFT stays above a guardrail under the SLO; one fewer only when a metric math alarm has
   seen no request waiting anywhere and TTFT well under the guardrail for a long window.
@@ -41,7 +42,8 @@ from simulator import oracle
 from simulator.autoscaling import TargetTracking
 from simulator.group_policy import IN_FLIGHT, GroupPolicy, GroupShape, Sizing, gpu_metric
 from simulator.policy_config import Scaling, gpu_policies
-from simulator.serving_policies import queue_guard, slo_sizing
+from simulator.report import Slo
+from simulator.serving_policies import QueueGuard, queue_guard, slo_sizing
 from simulator.sim import ScalingPolicy
 from simulator.traffic import Arrival
 
@@ -75,6 +77,8 @@ def builtin(shape: GroupShape, scaling: Scaling, sized: Sizing,
     return {"gpu-70-30": lambda: gpu_70_30(shape, scaling),
             "inflight-target": lambda: inflight_target(shape, sized.inflight),
             "fixed": lambda: fixed(shape),
-            "queue-guard": lambda: queue_guard(shape, sized.slo),
+            "queue-guard": lambda: queue_guard(
+                shape, Slo(scaling.queue_guard.ttft_slo_s, sized.slo.tpot_s),
+                QueueGuard.of(scaling.queue_guard)),
             "slo-sizing": lambda: slo_sizing(shape, sized),
             "oracle": lambda: oracle.Oracle(arrivals, sized.capacity_rps, sized.lead_s)}

@@ -2,9 +2,11 @@
 
 Owns the values an apply would give the scaling variables (`environments/<env>.tfvars`
 over the defaults declared in `infrastructure/variables.tf`, read by
-`simulator.tfvars`), and building the group and the two GPU-utilisation policies
-exactly as `infrastructure/modules/compute/main.tf` configures them: the policy is defined
-once, in those files, and both the module and the simulator use it.
+`simulator.tfvars`), and the fixed parts of the two policies the module can apply, read
+from the JSON files `infrastructure/modules/compute/main.tf` reads: the GPU-utilisation
+policy (`gpu_policies` builds it here) and queue-guard (`queue_guard_rules`, built by
+`simulator.serving_policies.queue_guard`). Each policy is defined once, in those files, and
+both the module and the simulator use it.
 
 Values convert as Terraform converts a variable to its type: a missing or null optional
 attribute takes its optional() default, a missing required one is an error, and one the
@@ -26,7 +28,11 @@ does not model (only SimpleScaling, ChangeInCapacity, scale_out adding above its
 and scale_in removing below), is refused naming the file and the field. What main.tf
 keeps beside the file (datapoints_to_alarm unset so M = N, warm-up =
 model.model_load_seconds, cooldown = var.scaling.cooldown_s) is checked by
-`infrastructure/tests/compute.tftest.hcl`.
+`infrastructure/tests/compute.tftest.hcl`. queue_guard.json (`simulator/data/queue_guard.json`,
+linked the same way) holds queue-guard's: each alarm's metric, statistic, operator and
+missing-data rule, the policies' adjustments, the guardrail's and the calm limit's shares of
+the SLO, and the scale-in expression, which must be `QUIET_EXPRESSION`, the one the
+simulator evaluates.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ from simulator.tfvars import (
 
 # --- Settings ------------------------------------------------------------------
 
+MAX_ALARM_MINUTES = 1440  # an alarm's window of one-minute periods is at most a day
+
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -86,11 +94,42 @@ class Capacity(_Settings):
         return self
 
 
+class QueueGuardScaling(_Settings):
+    """var.scaling.queue_guard: queue-guard's SLO, threshold, windows and cooldown."""
+
+    ttft_slo_s: float = Field(gt=0)
+    waiting_per_instance: float = Field(ge=0)
+    out_minutes: int = Field(ge=1, le=MAX_ALARM_MINUTES)
+    quiet_minutes: int = Field(ge=1, le=MAX_ALARM_MINUTES)
+    cooldown_s: float = Field(ge=60)
+
+
+class ScheduledMinimum(_Settings):
+    """One of var.scaling.scheduled_minimums: a cron window raising the group's minimum."""
+
+    name: str = Field(pattern=r"^[a-z0-9-]{1,40}$")
+    start: str
+    end: str
+    min_size: int = Field(ge=0)
+    time_zone: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("must be a five-field cron expression (minute hour day month "
+                             "weekday)")
+        return value
+
+
 class Scaling(_Settings):
+    policy: Literal["gpu", "queue-guard"]
     scale_out_pct: float = Field(gt=0, le=100)
     scale_in_pct: float = Field(ge=0)
     evaluation_minutes: int = Field(ge=1)
     cooldown_s: float = Field(ge=60)
+    queue_guard: QueueGuardScaling
+    scheduled_minimums: tuple[ScheduledMinimum, ...]
 
     @model_validator(mode="after")
     def _ordered(self) -> Scaling:
@@ -121,6 +160,14 @@ class Environment(_Settings):
     scaling: Scaling
     spot: Spot
     model: ServedModel
+
+    @model_validator(mode="after")
+    def _scheduled_within_capacity(self) -> Environment:
+        for window in self.scaling.scheduled_minimums:
+            if not self.capacity.min <= window.min_size <= self.capacity.max:
+                raise ValueError(f"scheduled minimum {window.name!r} needs capacity.min <= "
+                                 f"min_size <= capacity.max")
+        return self
 
 
 # --- The module's fixed policy: scaling_policy.json -----------------------------------
@@ -218,6 +265,140 @@ def module_scaling() -> ModuleScaling:
         PolicyFileError: as `load_module_scaling`.
     """
     return load_module_scaling()
+
+
+# --- queue-guard's fixed parts: queue_guard.json ----------------------------------------
+
+QUEUE_GUARD_FILE = Path(__file__).parent / "data" / "queue_guard.json"
+
+# The scale-in expression, a printf format taking the quiet TTFT limit in seconds: the one
+# `simulator.serving_policies` evaluates (any other text in the file is refused, not guessed).
+QUIET_EXPRESSION = "IF(waiting == 0 AND FILL(ttft, 0) < %.3f, 1, 0)"
+
+
+class _GuardOut(_PolicyModel):
+    metric_name: str = Field(min_length=1, max_length=255)
+    statistic: Statistic
+    comparison_operator: Annotated[
+        Comparison, _one_of(Comparison.GREATER, Comparison.GREATER_OR_EQUAL)]
+    treat_missing_data: MissingData
+    adjustment: int = Field(gt=0)
+
+
+class _GuardInput(_PolicyModel):
+    metric_name: str = Field(min_length=1, max_length=255)
+    statistic: Statistic
+
+
+class _GuardQuiet(_PolicyModel):
+    waiting: _GuardInput
+    ttft: _GuardInput
+    expression: str
+    threshold: float
+    comparison_operator: Annotated[
+        Comparison, _one_of(Comparison.GREATER, Comparison.GREATER_OR_EQUAL)]
+    treat_missing_data: MissingData
+    adjustment: int = Field(lt=0)
+
+    @field_validator("expression")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value != QUIET_EXPRESSION:
+            raise ValueError(f"the simulator evaluates only {QUIET_EXPRESSION!r}")
+        return value
+
+
+class _QueueGuardFile(_PolicyModel):
+    description: str = ""
+    period_s: int
+    policy_type: Literal["SimpleScaling"]
+    adjustment_type: Literal["ChangeInCapacity"]
+    guardrail_share: float = Field(gt=0, le=1)
+    calm_share: float = Field(gt=0, le=1)
+    queue_high: _GuardOut
+    ttft_guardrail: _GuardOut
+    queue_quiet: _GuardQuiet
+
+    @field_validator("period_s")
+    @classmethod
+    def _period(cls, value: int) -> int:
+        check_period(value)
+        return value
+
+
+@dataclass(frozen=True)
+class GuardAlarm:
+    """One of queue-guard's one-metric alarms and its policy's adjustment."""
+
+    metric_name: str
+    statistic: Statistic
+    comparison: Comparison
+    treat_missing_data: MissingData
+    adjustment: int
+
+
+@dataclass(frozen=True)
+class QuietAlarm:
+    """queue-guard's scale-in alarm on `QUIET_EXPRESSION` over two metrics."""
+
+    waiting: tuple[str, Statistic]  # (metric name, statistic)
+    ttft: tuple[str, Statistic]
+    threshold: float
+    comparison: Comparison
+    treat_missing_data: MissingData
+    adjustment: int
+
+
+@dataclass(frozen=True)
+class QueueGuardRules:
+    """queue-guard's fixed parts, as queue_guard.json states them."""
+
+    period_s: int
+    guardrail_share: float  # the TTFT guardrail, as a share of the TTFT SLO
+    calm_share: float  # scale-in needs TTFT under this share of the guardrail
+    queue_high: GuardAlarm
+    ttft_guardrail: GuardAlarm
+    queue_quiet: QuietAlarm
+
+
+def _guard_alarm(rule: _GuardOut) -> GuardAlarm:
+    return GuardAlarm(rule.metric_name, rule.statistic, rule.comparison_operator,
+                      rule.treat_missing_data, rule.adjustment)
+
+
+def load_queue_guard(path: Path = QUEUE_GUARD_FILE) -> QueueGuardRules:
+    """queue-guard's rules in `path` (by default the module's own file).
+
+    Raises:
+        PolicyFileError: the file is unreadable or not JSON, a field is missing or unknown, or
+            a value is one the module or the simulator cannot apply (an expression other than
+            `QUIET_EXPRESSION` among them); the message names the file and each field at fault.
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PolicyFileError(f"{path}: cannot read it: {exc.strerror}") from exc
+    try:
+        rules = _QueueGuardFile.model_validate_json(text)
+    except ValidationError as exc:
+        raise PolicyFileError(f"{path}: {'; '.join(problems(exc, 'the file'))}") from exc
+    quiet = rules.queue_quiet
+    return QueueGuardRules(
+        rules.period_s, rules.guardrail_share, rules.calm_share,
+        _guard_alarm(rules.queue_high), _guard_alarm(rules.ttft_guardrail),
+        QuietAlarm((quiet.waiting.metric_name, quiet.waiting.statistic),
+                   (quiet.ttft.metric_name, quiet.ttft.statistic), quiet.threshold,
+                   quiet.comparison_operator, quiet.treat_missing_data, quiet.adjustment))
+
+
+@functools.cache
+def queue_guard_rules() -> QueueGuardRules:
+    """The module's queue_guard.json, read once, when first needed.
+
+    Raises:
+        PolicyFileError: as `load_queue_guard`.
+    """
+    return load_queue_guard()
 
 
 def load_environment(root: Path, env: str) -> Environment:

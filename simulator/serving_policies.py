@@ -15,72 +15,100 @@ from simulator.cloudwatch import (
     DEFAULT_PUBLICATION_DELAY_S,
     Alarm,
     AlarmConfig,
-    Comparison,
     MetricMath,
     MetricQuery,
     MetricStream,
-    MissingData,
     Statistic,
     newest_period_end,
 )
-from simulator.group_policy import REQUEST_COUNT, TTFT_P95, WAITING, GroupPolicy, GroupShape, Sizing
+from simulator.group_policy import REQUEST_COUNT, GroupPolicy, GroupShape, Sizing, published
+from simulator.policy_config import (
+    PolicyFileError,
+    QueueGuardRules,
+    QueueGuardScaling,
+    queue_guard_rules,
+)
 from simulator.report import Slo
 
 
 @dataclass(frozen=True)
 class QueueGuard:
-    """queue-guard's settings: thresholds, and how long each condition must hold."""
+    """queue-guard's settings (var.scaling.queue_guard; these defaults are the module's):
+    the waiting threshold, how long each condition must hold, the cooldown. The TTFT SLO
+    comes with the `Slo`; the rest is queue_guard.json's (`QueueGuardRules`)."""
 
     waiting: float = 1.0  # RequestsWaiting per instance (group Average) above which: +1
-    guardrail: float = 0.8  # TTFTP95 (Maximum) above this share of the TTFT SLO: +1
-    calm: float = 0.5  # scale-in needs TTFTP95 (Maximum) under this share of the guardrail
     out_minutes: int = 2  # consecutive one-minute periods either scale-out condition holds
     quiet_minutes: int = 15  # consecutive one-minute periods the scale-in condition holds
-    cooldown_s: float | None = None  # None: the group's default cooldown (300 s)
+    cooldown_s: float | None = 300.0  # None: the group's default cooldown
+
+    @classmethod
+    def of(cls, scaling: QueueGuardScaling) -> QueueGuard:
+        """The settings an environment's var.scaling.queue_guard applies."""
+        return cls(scaling.waiting_per_instance, scaling.out_minutes, scaling.quiet_minutes,
+                   scaling.cooldown_s)
 
 
-def queue_guard(shape: GroupShape, slo: Slo, settings: QueueGuard | None = None) -> GroupPolicy:
-    """Queue depth with a latency guardrail: three simple policies on three alarms.
+def queue_guard(shape: GroupShape, slo: Slo, settings: QueueGuard | None = None,
+                rules: QueueGuardRules | None = None) -> GroupPolicy:
+    """Queue depth with a latency guardrail: three simple policies on three alarms, as
+    `infrastructure/modules/compute` applies them when var.scaling.policy is queue-guard
+    (`rules`: queue_guard.json's, by default the module's file).
 
-    On AWS, with the agent's metrics under `AutoScalingGroupName` (one period of 60 s each;
-    two adjustments of +1 and one of -1, ChangeInCapacity, each SimpleScaling with
-    `cooldown_s`):
+    With the module's file, on the agent's metrics under `AutoScalingGroupName` (periods of
+    60 s; each policy SimpleScaling, ChangeInCapacity, with `cooldown_s`):
     - `queue-high`: RequestsWaiting, Average, > `waiting` for `out_minutes` of
       `out_minutes`, missing data notBreaching -> +1;
-    - `ttft-guardrail`: TTFTP95, Maximum (the worst instance's p95), > `guardrail` x the TTFT
-      SLO for `out_minutes` of `out_minutes`, notBreaching -> +1;
+    - `ttft-guardrail`: TTFTP95, Maximum (the worst instance's p95), > the guardrail (0.8 x
+      the TTFT SLO) for `out_minutes` of `out_minutes`, notBreaching -> +1;
     - `queue-quiet`: an alarm on the metric math expression
       `IF(waiting == 0 AND FILL(ttft, 0) < L, 1, 0)`, with `waiting` = RequestsWaiting
       Maximum and `ttft` = TTFTP95 Maximum (a minute without first tokens had no latency to
-      worry about, hence FILL), `L` = `calm` x the guardrail; >= 1 for `quiet_minutes` of
-      `quiet_minutes`, missing data `missing` (no datapoint, no scale-in) -> -1.
+      worry about, hence FILL), `L` = 0.5 x the guardrail (to the millisecond, as the
+      module writes it); >= 1 for `quiet_minutes` of `quiet_minutes`, missing data
+      `missing` (no datapoint, no scale-in) -> -1.
     The quiet condition needs both metrics at once, which a composite alarm could say but
     could not act on (composite alarms cannot invoke Auto Scaling actions); an alarm on a
     metric math expression can.
+
+    Raises:
+        PolicyFileError: the rules read a metric the simulated agents do not publish.
     """
     cfg = settings or QueueGuard()
-    guardrail_s = cfg.guardrail * slo.ttft_s
+    rules = rules or queue_guard_rules()
+    guardrail_s = rules.guardrail_share * slo.ttft_s
+    quiet_limit_s = round(rules.calm_share * guardrail_s, 3)  # QUIET_EXPRESSION's %.3f
     policy = GroupPolicy("queue-guard", shape.group())
-    waiting, ttft = policy.stream(WAITING), policy.stream(TTFT_P95)
-    quiet = MetricMath([MetricQuery(waiting, Statistic.MAXIMUM),
-                        MetricQuery(ttft, Statistic.MAXIMUM)],
-                       lambda values: _quiet(values, cfg.calm * guardrail_s))
+
+    def stream(metric: str) -> MetricStream:
+        if metric not in (names := published()):
+            raise PolicyFileError(f"queue-guard reads {metric}, which the simulated agents do "
+                                  f"not publish (they publish {', '.join(sorted(names))})")
+        return policy.stream(metric)
+
+    quiet_rule = rules.queue_quiet
+    quiet = MetricMath([MetricQuery(stream(name), statistic)
+                        for name, statistic in (quiet_rule.waiting, quiet_rule.ttft)],
+                       lambda values: _quiet(values, quiet_limit_s), period_s=rules.period_s)
     policy.expressions.append(quiet)
-    rules = [("queue-high", waiting, cfg.waiting, Statistic.AVERAGE, 1),
-             ("ttft-guardrail", ttft, guardrail_s, Statistic.MAXIMUM, 1)]
-    for name, metric, threshold, statistic, adjustment in rules:
-        alarm = Alarm(AlarmConfig(threshold, Comparison.GREATER, cfg.out_minutes,
-                                  statistic=statistic,
-                                  treat_missing_data=MissingData.NOT_BREACHING))
-        policy.policies.append(SimpleScaling(name, alarm, metric, adjustment, cfg.cooldown_s))
-    calm = Alarm(AlarmConfig(1.0, Comparison.GREATER_OR_EQUAL, cfg.quiet_minutes,
-                             statistic=Statistic.MAXIMUM))
-    policy.policies.append(SimpleScaling("queue-quiet", calm, quiet.stream, -1, cfg.cooldown_s))
+    for name, rule, threshold in (("queue-high", rules.queue_high, cfg.waiting),
+                                  ("ttft-guardrail", rules.ttft_guardrail, guardrail_s)):
+        alarm = Alarm(AlarmConfig(threshold, rule.comparison, cfg.out_minutes,
+                                  period_s=rules.period_s, statistic=rule.statistic,
+                                  treat_missing_data=rule.treat_missing_data))
+        policy.policies.append(SimpleScaling(name, alarm, stream(rule.metric_name),
+                                             rule.adjustment, cfg.cooldown_s))
+    calm = Alarm(AlarmConfig(quiet_rule.threshold, quiet_rule.comparison, cfg.quiet_minutes,
+                             period_s=rules.period_s, statistic=Statistic.MAXIMUM,
+                             treat_missing_data=quiet_rule.treat_missing_data))
+    policy.policies.append(SimpleScaling("queue-quiet", calm, quiet.stream,
+                                         quiet_rule.adjustment, cfg.cooldown_s))
     return policy
 
 
 def _quiet(values: Sequence[float | None], ttft_limit_s: float) -> float | None:
-    """`IF(waiting == 0 AND FILL(ttft, 0) < limit, 1, 0)`; no datapoint without `waiting`."""
+    """`QUIET_EXPRESSION`: `IF(waiting == 0 AND FILL(ttft, 0) < limit, 1, 0)`; no datapoint
+    without `waiting`."""
     waiting, ttft = values
     if waiting is None:
         return None

@@ -45,6 +45,19 @@ override_resource {
   values = { arn = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:2:autoScalingGroupName/llmfleet-test-gpu:policyName/low" }
 }
 
+override_resource {
+  target = aws_autoscaling_policy.queue_guard["queue-high"]
+  values = { arn = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:3:autoScalingGroupName/llmfleet-test-gpu:policyName/queue-high" }
+}
+override_resource {
+  target = aws_autoscaling_policy.queue_guard["ttft-guardrail"]
+  values = { arn = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:4:autoScalingGroupName/llmfleet-test-gpu:policyName/ttft-guardrail" }
+}
+override_resource {
+  target = aws_autoscaling_policy.queue_guard["queue-quiet"]
+  values = { arn = "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:5:autoScalingGroupName/llmfleet-test-gpu:policyName/queue-quiet" }
+}
+
 variables {
   name                  = "llmfleet-test"
   vpc_id                = "vpc-0123"
@@ -287,6 +300,170 @@ run "scaling_policy_comes_from_its_file" {
     aws_autoscaling_group.this.default_instance_warmup == var.model.model_load_seconds)
     error_message = "Alarms fire on M = N = evaluation_minutes periods; the warm-up is model.model_load_seconds."
   }
+}
+
+run "gpu_policy_alone_by_default" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  assert {
+    condition = (length(aws_cloudwatch_metric_alarm.gpu) == 2 && length(aws_autoscaling_policy.queue_guard) == 0 &&
+    length(aws_cloudwatch_metric_alarm.queue_guard) == 0 && length(aws_cloudwatch_metric_alarm.queue_quiet) == 0)
+    error_message = "Without scaling.policy the design's GPU policy applies, and only it."
+  }
+}
+
+# queue-guard: two alarms that add an instance, one on metric math that removes one, each
+# invoking its own simple-scaling policy; the thresholds from the SLO and queue_guard.json.
+run "queue_guard_alarms_scale_the_group" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { policy = "queue-guard", queue_guard = { ttft_slo_s = 2.5, quiet_minutes = 20 } }
+  }
+  assert {
+    condition     = length(aws_cloudwatch_metric_alarm.gpu) == 0 && length(aws_autoscaling_policy.gpu) == 0
+    error_message = "queue-guard replaces the GPU alarms; both would fight over the group."
+  }
+  assert {
+    condition = (aws_cloudwatch_metric_alarm.queue_guard["queue-high"].metric_name == "RequestsWaiting" &&
+      aws_cloudwatch_metric_alarm.queue_guard["queue-high"].statistic == "Average" &&
+      aws_cloudwatch_metric_alarm.queue_guard["queue-high"].threshold == 1 &&
+    aws_cloudwatch_metric_alarm.queue_guard["queue-high"].alarm_actions == toset([aws_autoscaling_policy.queue_guard["queue-high"].arn]))
+    error_message = "Requests waiting above 1 per instance (the group's Average) add an instance."
+  }
+  assert {
+    condition = (aws_cloudwatch_metric_alarm.queue_guard["ttft-guardrail"].metric_name == "TTFTP95" &&
+      aws_cloudwatch_metric_alarm.queue_guard["ttft-guardrail"].statistic == "Maximum" &&
+      aws_cloudwatch_metric_alarm.queue_guard["ttft-guardrail"].threshold == 2 &&
+    aws_cloudwatch_metric_alarm.queue_guard["ttft-guardrail"].alarm_actions == toset([aws_autoscaling_policy.queue_guard["ttft-guardrail"].arn]))
+    error_message = "The worst instance's p95 TTFT above 0.8 x the 2.5 s SLO adds an instance."
+  }
+  assert {
+    condition = alltrue([for a in aws_cloudwatch_metric_alarm.queue_guard :
+      a.namespace == "LLMFleet" && a.dimensions == tomap({ AutoScalingGroupName = "llmfleet-test-gpu" }) &&
+    a.evaluation_periods == 2 && a.period == 60 && a.treat_missing_data == "notBreaching" && a.datapoints_to_alarm == null])
+    error_message = "Both scale-out alarms read the group's metric for 2 of 2 minutes, and no data is no alarm."
+  }
+  assert {
+    condition = (one(aws_cloudwatch_metric_alarm.queue_quiet).evaluation_periods == 20 &&
+      one(aws_cloudwatch_metric_alarm.queue_quiet).threshold == 1 &&
+      one(aws_cloudwatch_metric_alarm.queue_quiet).comparison_operator == "GreaterThanOrEqualToThreshold" &&
+      one(aws_cloudwatch_metric_alarm.queue_quiet).treat_missing_data == "missing" &&
+    one(aws_cloudwatch_metric_alarm.queue_quiet).alarm_actions == toset([aws_autoscaling_policy.queue_guard["queue-quiet"].arn]))
+    error_message = "20 quiet minutes of 20 remove an instance; no datapoint never does."
+  }
+  assert {
+    condition = (
+      [for q in one(aws_cloudwatch_metric_alarm.queue_quiet).metric_query : q.expression if q.id == "quiet"] ==
+      ["IF(waiting == 0 AND FILL(ttft, 0) < 1.000, 1, 0)"] &&
+      { for q in one(aws_cloudwatch_metric_alarm.queue_quiet).metric_query : q.id => [
+        q.metric[0].metric_name, q.metric[0].stat, q.metric[0].namespace, q.metric[0].dimensions["AutoScalingGroupName"]
+        ] if q.id != "quiet" } == {
+        waiting = ["RequestsWaiting", "Maximum", "LLMFleet", "llmfleet-test-gpu"]
+        ttft    = ["TTFTP95", "Maximum", "LLMFleet", "llmfleet-test-gpu"]
+    })
+    error_message = "Scale-in needs no request waiting anywhere and the worst TTFT under half the 2 s guardrail, both from the group's metrics."
+  }
+  assert {
+    condition = ({ for k, p in aws_autoscaling_policy.queue_guard : k => [p.scaling_adjustment, p.cooldown, p.policy_type] } == {
+      queue-high     = [1, 300, "SimpleScaling"]
+      ttft-guardrail = [1, 300, "SimpleScaling"]
+      queue-quiet    = [-1, 300, "SimpleScaling"]
+    })
+    error_message = "One instance out per scale-out alarm, one in per quiet window, each after a 300 s cooldown."
+  }
+  assert {
+    condition     = toset(keys(output.scaling_alarm_arns)) == toset(["queue-high", "ttft-guardrail", "queue-quiet"])
+    error_message = "The module names the alarms of the policy it applies."
+  }
+}
+
+# The module and the simulator (simulator/policy_config.py) both read queue_guard.json.
+run "queue_guard_comes_from_its_file" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { policy = "queue-guard" }
+  }
+  assert {
+    condition = alltrue([for f in [jsondecode(file("modules/compute/queue_guard.json"))] : alltrue([
+      for key, rule in { queue-high = f.queue_high, ttft-guardrail = f.ttft_guardrail } :
+      aws_cloudwatch_metric_alarm.queue_guard[key].metric_name == rule.metric_name &&
+      aws_cloudwatch_metric_alarm.queue_guard[key].statistic == rule.statistic &&
+      aws_cloudwatch_metric_alarm.queue_guard[key].comparison_operator == rule.comparison_operator &&
+      aws_cloudwatch_metric_alarm.queue_guard[key].treat_missing_data == rule.treat_missing_data &&
+      aws_cloudwatch_metric_alarm.queue_guard[key].period == f.period_s &&
+    aws_autoscaling_policy.queue_guard[key].scaling_adjustment == rule.adjustment])])
+    error_message = "Both scale-out alarms and their policies take the file's metric, statistic, operator, missing-data rule, period and adjustment."
+  }
+  assert {
+    condition = alltrue([for f in [jsondecode(file("modules/compute/queue_guard.json"))] :
+      aws_cloudwatch_metric_alarm.queue_guard["ttft-guardrail"].threshold == f.guardrail_share * 2 &&
+      one(aws_cloudwatch_metric_alarm.queue_quiet).comparison_operator == f.queue_quiet.comparison_operator &&
+      one(aws_cloudwatch_metric_alarm.queue_quiet).treat_missing_data == f.queue_quiet.treat_missing_data &&
+      aws_autoscaling_policy.queue_guard["queue-quiet"].scaling_adjustment == f.queue_quiet.adjustment &&
+      [for q in one(aws_cloudwatch_metric_alarm.queue_quiet).metric_query : q.expression if q.id == "quiet"] ==
+    [format(f.queue_quiet.expression, f.calm_share * f.guardrail_share * 2)]])
+    error_message = "The guardrail is the file's share of the SLO; the quiet alarm takes the file's expression, operator and adjustment."
+  }
+}
+
+run "scheduled_minimums_raise_the_floor_in_their_window" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { scheduled_minimums = [
+      { name = "business-hours", start = "0 8 * * MON-FRI", end = "0 18 * * MON-FRI", min_size = 3, time_zone = "Europe/Berlin" },
+    ] }
+  }
+  assert {
+    condition = ({ for k, a in aws_autoscaling_schedule.minimum : k => [a.recurrence, a.min_size, a.max_size, a.desired_capacity, a.time_zone] } == {
+      business-hours-start = ["0 8 * * MON-FRI", 3, -1, -1, "Europe/Berlin"]
+      business-hours-end   = ["0 18 * * MON-FRI", 1, -1, -1, "Europe/Berlin"]
+    })
+    error_message = "The minimum rises to 3 at the window's start and returns to capacity.min at its end; maximum and desired are left alone."
+  }
+}
+
+run "rejects_a_scheduled_minimum_above_max" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { scheduled_minimums = [{ name = "peak", start = "0 8 * * *", end = "0 18 * * *", min_size = 4 }] }
+  }
+  expect_failures = [aws_autoscaling_schedule.minimum]
+}
+
+run "rejects_an_unknown_policy" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { policy = "inflight" }
+  }
+  expect_failures = [var.scaling]
+}
+
+run "rejects_a_quiet_window_longer_than_a_day" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { policy = "queue-guard", queue_guard = { quiet_minutes = 1441 } }
+  }
+  expect_failures = [var.scaling]
 }
 
 run "rejects_bad_capacity" {

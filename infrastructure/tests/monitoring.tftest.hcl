@@ -90,6 +90,13 @@ run "a_forged_gpu_metric_raises_an_alarm" {
     error_message = "Busy without traffic for 15 minutes, longer than any generation through API Gateway."
   }
   assert {
+    condition = (one([for q in aws_cloudwatch_metric_alarm.plausibility["waiting-without-traffic"].metric_query : q.expression if q.id == "implausible"]) == "IF(waiting_max > 0 AND FILL(requests, 0) < 1, 1, 0)" &&
+      aws_cloudwatch_metric_alarm.plausibility["waiting-without-traffic"].evaluation_periods == 15 &&
+      [for q in aws_cloudwatch_metric_alarm.plausibility["waiting-without-traffic"].metric_query : [
+    q.metric[0].metric_name, q.metric[0].stat] if q.id == "waiting_max"] == [["RequestsWaiting", "Maximum"]])
+    error_message = "Requests waiting in an engine for 15 minutes while the load balancer forwards nothing alarms (queue-guard scales on that metric)."
+  }
+  assert {
     condition = alltrue(flatten([for a in aws_cloudwatch_metric_alarm.plausibility : [for q in a.metric_query : [for m in q.metric :
     m.dimensions == tomap({ AutoScalingGroupName = "llmfleet-test-gpu" }) if m.metric_name == "GPUUtilization"]]]))
     error_message = "The alarms read the group-level GPUUtilization that scaling reads."

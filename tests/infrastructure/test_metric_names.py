@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from agent.settings import AgentSettings
@@ -26,13 +27,26 @@ def names_read_by_infrastructure() -> set[str]:
     listed = {name for group in re.findall(r'for m in \[([^\]]+)\]', text)
               for name in re.findall(r'"(\w+)"', group)}
     search = set(re.findall(r'MetricName=\\"(\w+)\\"', text))
-    return alarm_names | alarm_map | dashboard | listed | search
+    return alarm_names | alarm_map | dashboard | listed | search | policy_file_names()
+
+
+def policy_file_names() -> set[str]:
+    """Every metric_name in the scaling policies' files (main.tf reads them with file())."""
+    def names(node: object) -> set[str]:
+        if isinstance(node, dict):
+            found = {node["metric_name"]} if isinstance(node.get("metric_name"), str) else set()
+            return found.union(*(names(v) for v in node.values()))
+        return set()
+
+    return set().union(*(names(json.loads(p.read_text()))
+                          for p in (INFRA / "modules/compute").glob("*.json")))
 
 
 def test_every_metric_the_infrastructure_reads_is_published() -> None:
     read = names_read_by_infrastructure()
     assert {"GPUUtilization", "LatencyP99", "ErrorRate", "CostPerHourUSD",
             "TTFTP99", "GenerationTokensPerSecond"} <= read  # the parse found them
+    assert {"GPUUtilization", "RequestsWaiting", "TTFTP95"} <= policy_file_names()
     assert read <= published_names(), read - published_names()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,12 @@ from llmfleet.cli import main
 from simulator import group_policy, policies, serving_policies
 from simulator.autoscaling import Group
 from simulator.cloudwatch import MetricStream, Statistic
-from simulator.policy_config import Scaling
+from simulator.policy_config import (
+    PolicyFileError,
+    QueueGuardScaling,
+    Scaling,
+    queue_guard_rules,
+)
 from simulator.replica import Replica
 from simulator.report import Slo
 from simulator.service import RooflineService
@@ -20,7 +26,11 @@ from simulator.sim import GroupLimits, InstanceSample, SimConfig, Simulation
 from simulator.traffic import Arrival
 
 REPO = Path(__file__).resolve().parents[2]
-SCALING = Scaling(scale_out_pct=70, scale_in_pct=30, evaluation_minutes=3, cooldown_s=300)
+SCALING = Scaling(
+    policy="gpu", scale_out_pct=70, scale_in_pct=30, evaluation_minutes=3, cooldown_s=300,
+    queue_guard=QueueGuardScaling(ttft_slo_s=2, waiting_per_instance=1, out_minutes=2,
+                                  quiet_minutes=15, cooldown_s=300),
+    scheduled_minimums=())
 SHAPE = group_policy.GroupShape(min_size=1, max_size=3, desired=1, warmup_s=90)
 
 
@@ -240,6 +250,24 @@ def test_queue_guard_waits_out_the_cooldown_before_adding_again(
     policy = serving_policies.queue_guard(SHAPE, GUARD_SLO, settings)
     assert drive(policy, steady_reading(3, 0.2), until_s=600) == [
         (180.0, 1, 2), (second_s, 2, 3)]
+
+
+def test_queue_guard_follows_the_module_file() -> None:
+    """The guardrail's share of the SLO is queue_guard.json's: at half the SLO, a p95 TTFT
+    of 1.2 s (under the file's 0.8 x 2 s) adds an instance."""
+    rules = dataclasses.replace(queue_guard_rules(), guardrail_share=0.5)
+    policy = serving_policies.queue_guard(SHAPE, GUARD_SLO, rules=rules)
+    assert drive(policy, steady_reading(0, 1.2), until_s=230) == [(180.0, 1, 2)]
+    assert drive(serving_policies.queue_guard(SHAPE, GUARD_SLO), steady_reading(0, 1.2),
+                 until_s=230) == []
+
+
+def test_queue_guard_refuses_a_metric_the_agents_do_not_publish() -> None:
+    rules = queue_guard_rules()
+    unknown = dataclasses.replace(rules, queue_high=dataclasses.replace(
+        rules.queue_high, metric_name="QueueDepth"))
+    with pytest.raises(PolicyFileError, match="reads QueueDepth, which the simulated agents"):
+        serving_policies.queue_guard(SHAPE, GUARD_SLO, rules=unknown)
 
 
 # --- slo-sizing ----------------------------------------------------------------------

@@ -16,22 +16,28 @@ import pytest
 from simulator.cloudwatch import Comparison, MetricStream, MissingData, Statistic
 from simulator.policy_config import (
     POLICY_FILE,
+    QUEUE_GUARD_FILE,
     Environment,
     PolicyFileError,
+    QueueGuardScaling,
     build_group,
     gpu_policies,
     load_environment,
     load_module_scaling,
+    load_queue_guard,
     module_scaling,
+    queue_guard_rules,
     read_environment,
     read_values,
 )
+from simulator.serving_policies import QueueGuard
 from simulator.tfvars import TfvarsError, read_variables
 from tests.helpers import tf, tf_variables
 
 VARIABLES = tf.INFRA / "variables.tf"
 NAMES = list(Environment.model_fields)
 MODULE_POLICY = tf.INFRA / "modules" / "compute" / "scaling_policy.json"
+MODULE_GUARD = tf.INFRA / "modules" / "compute" / "queue_guard.json"
 REQUIRED_VARS = 'name = "llmfleet-x"\nenvironment = "dev"\napi_keys_parameter = "/k"\n' \
                 'model = { id = "org/model" }\n'
 
@@ -44,6 +50,12 @@ def test_each_environment_reads_as_terraform_resolves_it(env: str, tmp_path: Pat
 
 def test_the_environments_scaling_settings() -> None:
     dev, prod = (load_environment(tf.REPO, env) for env in ("dev", "prod"))
+    # What the simulator recommends (README, "Scaling"), in both.
+    assert dev.scaling.policy == prod.scaling.policy == "queue-guard"
+    assert prod.scaling.queue_guard == QueueGuardScaling(
+        ttft_slo_s=2, waiting_per_instance=1, out_minutes=2, quiet_minutes=15, cooldown_s=300)
+    assert dev.scaling.queue_guard == prod.scaling.queue_guard  # the defaults, in dev
+    assert dev.scaling.scheduled_minimums == prod.scaling.scheduled_minimums == ()
     assert (dev.scaling.scale_out_pct, dev.scaling.scale_in_pct) == (70, 30)
     assert (dev.scaling.evaluation_minutes, dev.scaling.cooldown_s) == (3, 300)  # defaults
     assert prod.scaling.cooldown_s == 600
@@ -57,6 +69,9 @@ def test_the_environments_scaling_settings() -> None:
     "",  # left out: the variable's default, then every optional() default
     "scaling = { cooldown_s = null, evaluation_minutes = 5 }",  # null takes the default
     "scaling = { scale_out_pct = 80, cooldown = 900 }",  # misspelt: dropped, by both
+    'scaling = { policy = "queue-guard", queue_guard = { quiet_minutes = 30 } }',
+    'scaling = { scheduled_minimums = [{ name = "day", start = "0 8 * * *", '
+    'end = "0 18 * * *", min_size = 1 }] }',  # time_zone: its optional() default
 ])
 def test_defaults_and_conversions_match_terraform(scaling: str, tmp_path: Path) -> None:
     tfvars = tmp_path / "x.tfvars"
@@ -102,6 +117,13 @@ def test_a_required_variable_left_unset_is_refused(tmp_path: Path) -> None:
     ("scaling = { cooldown_s = 30 }", "cooldown_s"),
     ("scaling = { scale_in_pct = 80 }", "scale_in_pct < scale_out_pct"),
     ("capacity = { min = 2, max = 3, desired = 1 }", "min <= desired <= max"),
+    ('scaling = { policy = "inflight" }', "scaling.policy"),
+    ("scaling = { queue_guard = { ttft_slo_s = 0 } }", "ttft_slo_s"),
+    ("scaling = { queue_guard = { quiet_minutes = 1441 } }", "quiet_minutes"),
+    ('scaling = { scheduled_minimums = [{ name = "day", start = "0 8 * *", end = "0 18 * * *",'
+     " min_size = 1 }] }", "five-field cron"),
+    ('scaling = { scheduled_minimums = [{ name = "day", start = "0 8 * * *", '
+     'end = "0 18 * * *", min_size = 2 }] }', "capacity.min <= min_size <= capacity.max"),
 ])
 def test_values_the_module_validation_refuses_are_refused(line: str, message: str,
                                                           tmp_path: Path) -> None:
@@ -215,3 +237,69 @@ def test_a_policy_file_that_is_not_json_is_refused(tmp_path: Path) -> None:
 def test_a_missing_policy_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PolicyFileError, match=r"absent\.json: cannot read it: No such file"):
         load_module_scaling(tmp_path / "absent.json")
+
+
+# --- queue-guard's fixed parts: queue_guard.json -------------------------------------------
+
+
+def _guard(tmp_path: Path, **changes: Any) -> Path:
+    """A copy of the module's queue_guard.json with `changes` to its top-level fields (None
+    deletes one), written to tmp_path."""
+    rules = json.loads(MODULE_GUARD.read_text())
+    for name, value in changes.items():
+        if value is None:
+            del rules[name]
+        else:
+            rules[name] = value
+    path = tmp_path / "queue_guard.json"
+    path.write_text(json.dumps(rules))
+    return path
+
+
+def test_the_packaged_queue_guard_is_the_module_file() -> None:
+    assert QUEUE_GUARD_FILE.resolve() == MODULE_GUARD.resolve()
+    rules = queue_guard_rules()
+    assert load_queue_guard(MODULE_GUARD) == rules
+    assert (rules.guardrail_share, rules.calm_share, rules.period_s) == (0.8, 0.5, 60)
+    assert (rules.queue_high.metric_name, rules.queue_high.statistic) == \
+        ("RequestsWaiting", Statistic.AVERAGE)
+    assert (rules.ttft_guardrail.metric_name, rules.ttft_guardrail.statistic) == \
+        ("TTFTP95", Statistic.MAXIMUM)
+    assert rules.queue_quiet.treat_missing_data == MissingData.MISSING
+
+
+def _quiet(**changes: Any) -> dict[str, Any]:
+    quiet: dict[str, Any] = json.loads(MODULE_GUARD.read_text())["queue_quiet"]
+    return {**quiet, **changes}
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"guardrail_share": None}, "guardrail_share: Field required"),
+    ({"calm_share": 1.5}, "calm_share: Input should be less than or equal to 1"),
+    ({"period_s": 45}, "period_s: Value error, period_s must be 10, 30 or a multiple of 60"),
+    ({"policy_type": "TargetTrackingScaling"}, "policy_type: Input should be 'SimpleScaling'"),
+    ({"queue_high": {"metric_name": "RequestsWaiting", "statistic": "Average",
+                     "comparison_operator": "LessThanThreshold",
+                     "treat_missing_data": "notBreaching", "adjustment": 1}},
+     "queue_high.comparison_operator: Value error, must be GreaterThanThreshold"),
+    ({"queue_quiet": _quiet(adjustment=1)}, "queue_quiet.adjustment: Input should be less than 0"),
+    # Metric math the simulator does not evaluate is refused, not approximated.
+    ({"queue_quiet": _quiet(expression="IF(waiting <= 1, 1, 0)")},
+     "queue_quiet.expression: Value error, the simulator evaluates only"),
+])
+def test_a_bad_queue_guard_file_is_refused_naming_the_field(
+        changes: dict[str, Any], message: str, tmp_path: Path) -> None:
+    path = _guard(tmp_path, **changes)
+    with pytest.raises(PolicyFileError) as failure:
+        load_queue_guard(path)
+    assert str(failure.value).startswith(f"{path}: ")
+    assert message in str(failure.value)
+
+
+def test_the_queue_guard_defaults_are_the_modules(tmp_path: Path) -> None:
+    """`serving_policies.QueueGuard()` is what an environment without settings applies."""
+    tfvars = tmp_path / "x.tfvars"
+    tfvars.write_text(REQUIRED_VARS)
+    defaults = read_environment(tfvars, VARIABLES).scaling
+    assert QueueGuard.of(defaults.queue_guard) == QueueGuard()
+    assert defaults.policy == "gpu"  # the design's, unless an environment says otherwise

@@ -306,15 +306,16 @@ resource "aws_autoscaling_group" "this" {
   }
 }
 
-# --- Scaling on GPU utilisation ------------------------------------------------
-# The agent publishes GPUUtilization under AutoScalingGroupName alone, so
-# CloudWatch aggregates it over every instance in the group. Above scale_out_pct
-# for evaluation_minutes: the file's scale_out step; below scale_in_pct: its scale_in.
-# Everything but var.scaling (the metric, statistic, period, missing-data rule,
-# policy and adjustment types, each direction's adjustment and operator) is in
-# scaling_policy.json, which the simulator reads too (simulator/policy_config.py,
-# which also validates it in `make test`): one definition, so what it simulates is
-# what this applies.
+# --- Scaling --------------------------------------------------------------------
+# var.scaling.policy picks one of two policies; each is defined once, in a JSON file that
+# the simulator reads too (simulator/policy_config.py, which also validates both files in
+# `make test`): what it simulates is what this applies.
+#
+# gpu: the agent publishes GPUUtilization under AutoScalingGroupName alone, so CloudWatch
+# aggregates it over every instance in the group. Above scale_out_pct for
+# evaluation_minutes: the file's scale_out step; below scale_in_pct: its scale_in.
+# Everything but var.scaling (the metric, statistic, period, missing-data rule, policy and
+# adjustment types, each direction's adjustment and operator) is in scaling_policy.json.
 
 locals {
   scaling_policy = jsondecode(file("${path.module}/scaling_policy.json"))
@@ -325,8 +326,8 @@ locals {
     LessThanThreshold             = "below"
     LessThanOrEqualToThreshold    = "at or below"
   }
-  # Keyed by the alarm's suffix; one policy and one alarm per direction.
-  scaling_steps = {
+  # Keyed by the alarm's suffix; one policy and one alarm per direction (none unless chosen).
+  scaling_steps = var.scaling.policy != "gpu" ? {} : {
     high = merge(local.scaling_policy.scale_out, { threshold = var.scaling.scale_out_pct })
     low  = merge(local.scaling_policy.scale_in, { threshold = var.scaling.scale_in_pct })
   }
@@ -363,6 +364,124 @@ resource "aws_cloudwatch_metric_alarm" "gpu" {
   comparison_operator = each.value.comparison_operator
   treat_missing_data  = local.scaling_policy.treat_missing_data
   alarm_actions       = [aws_autoscaling_policy.gpu[each.key].arn]
+}
+
+# queue-guard: what the simulator recommends (README, "Scaling"). Three alarms, each
+# invoking one simple-scaling policy: queue-high adds an instance when requests wait in
+# the engines (RequestsWaiting averaged over the group); ttft-guardrail adds one when the
+# worst instance's p95 time to first token nears the SLO; queue-quiet removes one only
+# after quiet_minutes with nothing waiting anywhere and TTFT well under the guardrail.
+# That last condition needs two metrics at once: an alarm on a metric math expression
+# (a composite alarm could say it but cannot invoke Auto Scaling). queue_guard.json holds
+# everything but var.scaling.queue_guard.
+
+locals {
+  queue_guard  = jsondecode(file("${path.module}/queue_guard.json"))
+  guard        = var.scaling.queue_guard
+  guardrail_s  = local.queue_guard.guardrail_share * local.guard.ttft_slo_s
+  quiet_ttft_s = local.queue_guard.calm_share * local.guardrail_s
+  # The two alarms that add capacity, on one metric each (none unless chosen).
+  guard_out = var.scaling.policy != "queue-guard" ? {} : {
+    queue-high = merge(local.queue_guard.queue_high, {
+      threshold   = local.guard.waiting_per_instance
+      description = "Requests waiting in the engines, averaged over the group, above ${local.guard.waiting_per_instance} for ${local.guard.out_minutes} minutes: add an instance."
+    })
+    ttft-guardrail = merge(local.queue_guard.ttft_guardrail, {
+      threshold   = local.guardrail_s
+      description = "The worst instance's p95 time to first token above ${local.guardrail_s} s (${local.queue_guard.guardrail_share * 100}% of the ${local.guard.ttft_slo_s} s SLO) for ${local.guard.out_minutes} minutes: add an instance."
+    })
+  }
+  guard_steps = merge(
+    { for key, rule in local.guard_out : key => rule.adjustment },
+  var.scaling.policy != "queue-guard" ? {} : { queue-quiet = local.queue_guard.queue_quiet.adjustment })
+}
+
+resource "aws_autoscaling_policy" "queue_guard" {
+  for_each               = local.guard_steps
+  name                   = "${local.asg_name}-${each.key}"
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  policy_type            = local.queue_guard.policy_type
+  adjustment_type        = local.queue_guard.adjustment_type
+  scaling_adjustment     = each.value
+  cooldown               = local.guard.cooldown_s
+}
+
+resource "aws_cloudwatch_metric_alarm" "queue_guard" {
+  for_each            = local.guard_out
+  alarm_name          = "${local.asg_name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = var.metrics_namespace
+  metric_name         = each.value.metric_name
+  dimensions          = { AutoScalingGroupName = aws_autoscaling_group.this.name }
+  statistic           = each.value.statistic
+  period              = local.queue_guard.period_s
+  evaluation_periods  = local.guard.out_minutes
+  threshold           = each.value.threshold
+  comparison_operator = each.value.comparison_operator
+  treat_missing_data  = each.value.treat_missing_data
+  alarm_actions       = [aws_autoscaling_policy.queue_guard[each.key].arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "queue_quiet" {
+  count               = var.scaling.policy == "queue-guard" ? 1 : 0
+  alarm_name          = "${local.asg_name}-queue-quiet"
+  alarm_description   = "No request waiting in any engine and the worst p95 time to first token under ${local.quiet_ttft_s} s for ${local.guard.quiet_minutes} minutes: remove an instance."
+  evaluation_periods  = local.guard.quiet_minutes
+  threshold           = local.queue_guard.queue_quiet.threshold
+  comparison_operator = local.queue_guard.queue_quiet.comparison_operator
+  treat_missing_data  = local.queue_guard.queue_quiet.treat_missing_data
+  alarm_actions       = [aws_autoscaling_policy.queue_guard["queue-quiet"].arn]
+
+  metric_query {
+    id          = "quiet"
+    expression  = format(local.queue_guard.queue_quiet.expression, local.quiet_ttft_s)
+    label       = "queue-quiet"
+    return_data = true
+  }
+  dynamic "metric_query" {
+    for_each = { for id in ["waiting", "ttft"] : id => local.queue_guard.queue_quiet[id] }
+    content {
+      id = metric_query.key
+      metric {
+        namespace   = var.metrics_namespace
+        metric_name = metric_query.value.metric_name
+        dimensions  = { AutoScalingGroupName = aws_autoscaling_group.this.name }
+        stat        = metric_query.value.statistic
+        period      = local.queue_guard.period_s
+      }
+    }
+  }
+}
+
+# Scheduled minimums: from each window's start the group keeps at least min_size
+# instances (desired rises with it), from its end capacity.min again; the maximum and
+# the desired count are left as they are (-1). An apply inside a window sets the minimum
+# back to capacity.min until the window's next start (the group's min_size is managed
+# here); scaling in still waits for its own alarm.
+
+locals {
+  schedule_actions = merge([for w in var.scaling.scheduled_minimums : {
+    "${w.name}-start" = { recurrence = w.start, min_size = w.min_size, time_zone = w.time_zone }
+    "${w.name}-end"   = { recurrence = w.end, min_size = var.capacity.min, time_zone = w.time_zone }
+  }]...)
+}
+
+resource "aws_autoscaling_schedule" "minimum" {
+  for_each               = local.schedule_actions
+  scheduled_action_name  = "${local.asg_name}-${each.key}"
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  recurrence             = each.value.recurrence
+  time_zone              = each.value.time_zone
+  min_size               = each.value.min_size
+  max_size               = -1
+  desired_capacity       = -1
+
+  lifecycle {
+    precondition {
+      condition     = each.value.min_size >= var.capacity.min && each.value.min_size <= var.capacity.max
+      error_message = "A scheduled minimum must lie between capacity.min and capacity.max."
+    }
+  }
 }
 
 # The artifacts bucket moved into the bucket module (shared with the demo site's and

@@ -23,14 +23,13 @@ output "user_data" {
   value       = local.user_data
 }
 
-output "scale_out_alarm_arn" {
-  description = "Alarm that adds an instance when GPU utilisation is high."
-  value       = aws_cloudwatch_metric_alarm.gpu["high"].arn
-}
-
-output "scale_in_alarm_arn" {
-  description = "Alarm that removes an instance when GPU utilisation is low."
-  value       = aws_cloudwatch_metric_alarm.gpu["low"].arn
+output "scaling_alarm_arns" {
+  description = "The chosen scaling policy's alarms by name (gpu: gpu-high, gpu-low; queue-guard: queue-high, ttft-guardrail, queue-quiet), each invoking one scaling policy."
+  value = merge(
+    { for key, alarm in aws_cloudwatch_metric_alarm.gpu : "gpu-${key}" => alarm.arn },
+    { for key, alarm in aws_cloudwatch_metric_alarm.queue_guard : key => alarm.arn },
+    { for alarm in aws_cloudwatch_metric_alarm.queue_quiet : "queue-quiet" => alarm.arn },
+  )
 }
 
 output "artifacts_bucket" {

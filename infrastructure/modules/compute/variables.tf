@@ -65,14 +65,33 @@ variable "capacity" {
 }
 
 variable "scaling" {
-  description = "GPU-utilisation scaling, on the agent's GPUUtilization averaged over the group: add an instance above scale_out_pct, remove one below scale_in_pct, each after evaluation_minutes; cooldown between actions."
+  description = "How the group scales. policy = \"gpu\": the agent's GPUUtilization averaged over the group, an instance added above scale_out_pct and removed below scale_in_pct, each after evaluation_minutes, cooldown_s between actions. policy = \"queue-guard\": the engines' queue with a TTFT guardrail (queue_guard; queue_guard.json says how). scheduled_minimums: raise the group's minimum to min_size from each window's start to its end (cron, in time_zone)."
   type = object({
+    policy             = optional(string, "gpu")
     scale_out_pct      = optional(number, 70)
     scale_in_pct       = optional(number, 30)
     evaluation_minutes = optional(number, 3)
     cooldown_s         = optional(number, 300)
+    queue_guard = optional(object({
+      ttft_slo_s           = optional(number, 2)
+      waiting_per_instance = optional(number, 1)
+      out_minutes          = optional(number, 2)
+      quiet_minutes        = optional(number, 15)
+      cooldown_s           = optional(number, 300)
+    }), {})
+    scheduled_minimums = optional(list(object({
+      name      = string
+      start     = string
+      end       = string
+      min_size  = number
+      time_zone = optional(string, "UTC")
+    })), [])
   })
   default = {}
+  validation {
+    condition     = contains(["gpu", "queue-guard"], var.scaling.policy)
+    error_message = "scaling.policy must be \"gpu\" or \"queue-guard\"."
+  }
   validation {
     condition = (var.scaling.scale_out_pct > 0 && var.scaling.scale_out_pct <= 100 &&
     var.scaling.scale_in_pct >= 0 && var.scaling.scale_in_pct < var.scaling.scale_out_pct)
@@ -81,6 +100,24 @@ variable "scaling" {
   validation {
     condition     = var.scaling.evaluation_minutes >= 1 && var.scaling.cooldown_s >= 60
     error_message = "scaling.evaluation_minutes must be at least 1 and cooldown_s at least 60."
+  }
+  # An alarm's window is at most a day (evaluation periods x 60 s <= 86,400 s).
+  validation {
+    condition = (var.scaling.queue_guard.ttft_slo_s > 0 && var.scaling.queue_guard.waiting_per_instance >= 0 &&
+      var.scaling.queue_guard.out_minutes >= 1 && var.scaling.queue_guard.out_minutes <= 1440 &&
+      var.scaling.queue_guard.quiet_minutes >= 1 && var.scaling.queue_guard.quiet_minutes <= 1440 &&
+    var.scaling.queue_guard.cooldown_s >= 60)
+    error_message = "scaling.queue_guard needs ttft_slo_s > 0, waiting_per_instance >= 0, out_minutes and quiet_minutes of 1-1440 and cooldown_s of at least 60."
+  }
+  validation {
+    condition = alltrue([for w in var.scaling.scheduled_minimums :
+      can(regex("^[a-z0-9-]{1,40}$", w.name)) && w.min_size >= 0 &&
+    length(split(" ", trimspace(w.start))) == 5 && length(split(" ", trimspace(w.end))) == 5])
+    error_message = "Each scheduled minimum needs a name of 1-40 lower-case letters, digits and hyphens, a min_size of at least 0, and start and end as five-field cron expressions (minute hour day month weekday)."
+  }
+  validation {
+    condition     = length(distinct([for w in var.scaling.scheduled_minimums : w.name])) == length(var.scaling.scheduled_minimums)
+    error_message = "Scheduled minimums need distinct names."
   }
 }
 

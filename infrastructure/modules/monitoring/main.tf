@@ -117,16 +117,19 @@ resource "aws_cloudwatch_metric_alarm" "gpu_pinned" {
   }
 }
 
-# --- Forged GPU metrics --------------------------------------------------------
-# Scaling trusts the agents' GPUUtilization, and IAM can scope PutMetricData only by
+# --- Forged scaling metrics ----------------------------------------------------
+# Scaling trusts the agents' GPUUtilization (policy gpu) or RequestsWaiting and TTFTP95
+# (queue-guard), and IAM can scope PutMetricData only by
 # namespace (cloudwatch:namespace is its one condition key: there is none on metric
 # names, dimensions or values). A compromised instance can therefore publish 100%
 # GPU under the group and scale the fleet to max_size, or swamp honest agents with
 # datapoints carrying a large SampleCount. CloudWatch cannot ask which instance
 # published a datapoint (metric math sees values, not publishers, and alarms cannot
 # run SEARCH), so these alarms test what it can evaluate: values outside 0-100, more
-# samples a minute than the group's agents send, and busy GPUs while the load
-# balancer, whose metrics AWS publishes and no instance can forge, forwards nothing.
+# samples a minute than the group's agents send, and busy GPUs or waiting requests while
+# the load balancer, whose metrics AWS publishes and no instance can forge, forwards
+# nothing. (A forged TTFTP95 can add instances too; the same test does not catch a
+# plausible latency under real traffic: the alarm below and max_size bound the cost.)
 
 locals {
   # An agent on an instance publishes GPUUtilization under the group once per round,
@@ -138,6 +141,7 @@ locals {
     gpu_max     = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Maximum" }
     gpu_min     = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Minimum" }
     gpu_samples = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "SampleCount" }
+    waiting_max = { namespace = local.ns, metric = "RequestsWaiting", dimensions = local.asg, stat = "Maximum" }
     inservice   = { namespace = "AWS/AutoScaling", metric = "GroupInServiceInstances", dimensions = local.asg, stat = "Maximum" }
     requests    = { namespace = "AWS/ApplicationELB", metric = "RequestCount", dimensions = local.alb, stat = "Sum" }
   }
@@ -159,6 +163,13 @@ locals {
       expression  = "IF(gpu_avg > ${var.scale_out_pct} AND FILL(requests, 0) < 1, 1, 0)",
       inputs      = ["gpu_avg", "requests"], minutes = 15,
       description = "Group GPU utilisation above the scale-out threshold (${var.scale_out_pct}%) for 15 minutes while the load balancer forwarded no request: the metric is not the GPUs' (check who publishes it; suspend the group's AlarmNotification process to stop scaling on it)."
+    }
+    # queue-guard scales out on RequestsWaiting: requests cannot wait in an engine for 15
+    # minutes while none reaches it (API Gateway's limit again).
+    waiting-without-traffic = {
+      expression  = "IF(waiting_max > 0 AND FILL(requests, 0) < 1, 1, 0)",
+      inputs      = ["waiting_max", "requests"], minutes = 15,
+      description = "Requests reported waiting in an engine for 15 minutes while the load balancer forwarded no request: the metric is not the engines' (check who publishes it; suspend the group's AlarmNotification process to stop scaling on it)."
     }
   }
 }

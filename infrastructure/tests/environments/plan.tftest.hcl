@@ -56,4 +56,9 @@ run "plans" {
     condition     = var.environment != "dev" || (var.capacity.max == 1 && var.single_nat_gateway)
     error_message = "dev is one instance behind one NAT gateway."
   }
+  # What the simulator recommends (README, "Scaling"): queue-guard's three alarms, in both.
+  assert {
+    condition     = toset(keys(module.compute.scaling_alarm_arns)) == toset(["queue-high", "ttft-guardrail", "queue-quiet"])
+    error_message = "The fleet scales with queue-guard: out on requests waiting or the TTFT guardrail, in after quiet minutes."
+  }
 }
