@@ -59,8 +59,8 @@ from server.targets import write_targets
 from simulator import group_policy, traffic
 from simulator.fleet import LaunchDelay
 from simulator.plot import write_plot
-from simulator.policy_config import queue_guard_rules
 from simulator.profile import MeasuredService, fit
+from simulator.queue_guard_file import queue_guard_rules
 from simulator.report import Run, Slo, summarise
 from simulator.serving_policies import QueueGuard, queue_guard
 from simulator.sim import GroupLimits, SimConfig, Simulation

@@ -12,8 +12,9 @@ single_nat_gateway = false
 instance_type = "g5.2xlarge"
 capacity      = { min = 2, max = 6, desired = 2 }
 # queue-guard, as the simulator recommends (README, "Scaling"): out on requests waiting or on
-# the worst p95 TTFT nearing the 2 s SLO, in only after 15 quiet minutes. The GPU thresholds
-# stay for `make simulate`'s comparison and for policy = "gpu".
+# the worst p95 TTFT nearing the 2 s SLO, in only after 15 quiet minutes, 300 s apart
+# (queue_guard.cooldown_s, its default). The GPU thresholds and cooldown_s (600) are the
+# gpu policy's: kept for `make simulate`'s comparison and for policy = "gpu".
 scaling = {
   policy        = "queue-guard"
   queue_guard   = { ttft_slo_s = 2, waiting_per_instance = 1, out_minutes = 2, quiet_minutes = 15 }

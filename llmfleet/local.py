@@ -87,6 +87,9 @@ class LocalPlatform:
         # SIGTERM (systemd, `kill`, a supervisor) must stop the children as Ctrl-C does;
         # uvicorn hands the signal back once it has shut down, and it lands here.
         signal.signal(signal.SIGTERM, _interrupt)
+        # A closed terminal (SIGHUP) too: the children share its session now, and must not
+        # outlive `up` (uvicorn leaves SIGHUP alone, so it lands here at once).
+        signal.signal(signal.SIGHUP, _interrupt)
         opts = self.options
         print("llmfleet: preparing the model ...", flush=True)
         spec = engine_spec_for(opts.model, opts.engine_port, opts.vllm_args)

@@ -39,8 +39,10 @@ from server.accesslog import AccessLog
 from server.accounting import Accounting
 from server.auth import KeyStore, guard_operator_view
 from server.backends import BackendPool, PoolLimits
+from server.drain import Drain, Draining
 from server.errors import (
     APIError,
+    Forbidden,
     MethodNotAllowed,
     NoHealthyBackend,
     error_response,
@@ -74,6 +76,7 @@ class Runtime:
     proxy: Proxy
     access_log: AccessLog
     client: httpx.AsyncClient
+    drain: Drain
 
     async def start(self) -> None:
         await self.pool.start()
@@ -113,7 +116,7 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
                          window_s=settings.console_window_s,
                          history_s=settings.console_history_s, agent_url=settings.agent_url)
     return Runtime(settings, keys, metrics, pool, service, limiter, fleet, proxy, access_log,
-                   client)
+                   client, Drain(metrics.draining, metrics.drain_refused))
 
 
 BACKGROUND_CONNECTIONS_PER_HOST = 4
@@ -161,10 +164,13 @@ class HotPaths:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
+        runtime: Runtime = self.app.state.runtime
+        admitted = False
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"use POST for {endpoint.value}", allow="POST")
-            runtime: Runtime = self.app.state.runtime
+            runtime.drain.admit()  # refused before the body is read once draining
+            admitted = True
             response = await runtime.service.handle(endpoint, request)
         except APIError as exc:
             response = error_response(exc, getattr(request.state, "request_id", None))
@@ -173,8 +179,12 @@ class HotPaths:
             log.exception("unhandled error on %s", scope["path"])
             response = error_response(APIError("internal router error"),
                                       getattr(request.state, "request_id", None))
-        with contextlib.suppress(AnswerCut):  # logged; the server closes the connection
-            await response(scope, receive, send)
+        try:
+            with contextlib.suppress(AnswerCut):  # logged; the server closes the connection
+                await response(scope, receive, send)
+        finally:
+            if admitted:  # answered in full, a stream to its last event, or its client left
+                runtime.drain.done()
 
 
 def create_app(settings: RouterSettings, registry: CollectorRegistry | None = None) -> ASGIApp:
@@ -217,6 +227,15 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def _only_local(request: Request) -> None:
+    """Raises: Forbidden: the request did not come from this host."""
+    if request.client is None or request.client.host not in LOOPBACK:
+        raise Forbidden("only this instance may drain its router")
 
 
 def _document_hot_paths(app: FastAPI) -> None:
@@ -263,12 +282,33 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/ready")
     async def ready(request: Request) -> Response:
-        pool = _runtime(request).pool
+        rt = _runtime(request)
+        if rt.drain.draining:  # the load balancer's health check: out of rotation
+            return error_response(Draining())
+        pool = rt.pool
         if not pool.any_healthy():
             return error_response(NoHealthyBackend("no healthy backend"))
         healthy = sum(b.serving for b in pool.backends)
         return JSONResponse({"status": "ready", "healthy_backends": healthy,
                              "models": sorted(pool.models())})
+
+    @app.post("/drain")
+    async def drain(request: Request) -> JSONResponse:
+        """Begin draining (see server.drain). Only from the instance itself: the load
+        balancer's requests come from its own address, never the loopback, and uvicorn
+        takes X-Forwarded-For only from 127.0.0.1 (its default), so a client cannot
+        claim to be local. Answers the drain's status; calling it again changes nothing."""
+        rt = _runtime(request)
+        _only_local(request)
+        rt.drain.begin()
+        return JSONResponse(rt.drain.status())
+
+    @app.get("/drain")
+    async def drain_status(request: Request) -> JSONResponse:
+        """Whether the router drains and how many requests it still holds."""
+        rt = _runtime(request)
+        _only_local(request)
+        return JSONResponse(rt.drain.status())
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

@@ -57,6 +57,12 @@ class ModelNotFound(APIError):
     code = "model_not_found"
 
 
+class Forbidden(APIError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
 class NotFound(APIError):
     status = 404
     type = "invalid_request_error"

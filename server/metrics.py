@@ -85,6 +85,12 @@ class RouterMetrics:
             "llmfleet_access_log_dropped_lines_total",
             "Access log lines dropped because they could not be written (e.g. a full disk).",
             registry=registry)
+        self.draining = Gauge(
+            "llmfleet_router_draining",
+            "1 once the router drains: the instance is leaving the fleet.", registry=registry)
+        self.drain_refused = Counter(
+            "llmfleet_drain_refused_total",
+            "Completion requests refused because the router drains.", registry=registry)
         self.routed = Counter(
             "llmfleet_routed_total", "Alias requests resolved by the routing policy.",
             ["policy", "model"], registry=registry)

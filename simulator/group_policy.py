@@ -44,8 +44,9 @@ def gpu_metric() -> str:
 
 
 def published() -> frozenset[str]:
-    """The metrics the simulated agents publish under the group (besides RequestCount)."""
-    return frozenset({gpu_metric(), IN_FLIGHT, WAITING, TTFT_P95})
+    """The metrics the real agents publish that the simulated ones publish too (the
+    simulator-only RequestsInFlight is not among them: no deployed alarm can read it)."""
+    return frozenset({gpu_metric(), WAITING, TTFT_P95})
 
 
 def _published(sample: InstanceSample) -> dict[str, float]:

@@ -4,8 +4,8 @@ Owns the values an apply would give the scaling variables (`environments/<env>.t
 over the defaults declared in `infrastructure/variables.tf`, read by
 `simulator.tfvars`), and the fixed parts of the two policies the module can apply, read
 from the JSON files `infrastructure/modules/compute/main.tf` reads: the GPU-utilisation
-policy (`gpu_policies` builds it here) and queue-guard (`queue_guard_rules`, built by
-`simulator.serving_policies.queue_guard`). Each policy is defined once, in those files, and
+policy (`gpu_policies` builds it here) and queue-guard (`simulator.queue_guard_file`, built
+by `simulator.serving_policies.queue_guard`). Each policy is defined once, in those files, and
 both the module and the simulator use it.
 
 Values convert as Terraform converts a variable to its type: a missing or null optional
@@ -28,20 +28,18 @@ does not model (only SimpleScaling, ChangeInCapacity, scale_out adding above its
 and scale_in removing below), is refused naming the file and the field. What main.tf
 keeps beside the file (datapoints_to_alarm unset so M = N, warm-up =
 model.model_load_seconds, cooldown = var.scaling.cooldown_s) is checked by
-`infrastructure/tests/compute.tftest.hcl`. queue_guard.json (`simulator/data/queue_guard.json`,
-linked the same way) holds queue-guard's: each alarm's metric, statistic, operator and
-missing-data rule, the policies' adjustments, the guardrail's and the calm limit's shares of
-the SLO, and the scale-in expression, which must be `QUIET_EXPRESSION`, the one the
-simulator evaluates.
+`infrastructure/tests/compute.tftest.hcl`. queue-guard's file, queue_guard.json, is read
+the same way by `simulator.queue_guard_file`.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -116,9 +114,9 @@ class ScheduledMinimum(_Settings):
     @field_validator("start", "end")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if len(value.split()) != 5:
+        if not re.fullmatch(r"\S+( \S+){4}", value):  # the module's own rule
             raise ValueError("must be a five-field cron expression (minute hour day month "
-                             "weekday)")
+                             "weekday, one space apart)")
         return value
 
 
@@ -179,7 +177,7 @@ class PolicyFileError(Exception):
     """scaling_policy.json is unreadable, or a field is missing, unknown or out of bounds."""
 
 
-def _one_of(*allowed: Comparison) -> AfterValidator:
+def one_of(*allowed: Comparison) -> AfterValidator:
     def check(value: Comparison) -> Comparison:
         if value not in allowed:
             raise ValueError(f"must be {' or '.join(allowed)}, not {value}")
@@ -187,23 +185,26 @@ def _one_of(*allowed: Comparison) -> AfterValidator:
     return AfterValidator(check)
 
 
-class _PolicyModel(BaseModel):
+class PolicyFileModel(BaseModel):
     # Strict: "60" or 60.0 for a period is a mistake in this file, not something to convert.
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-class _ScaleOut(_PolicyModel):
+PolicyModelT = TypeVar("PolicyModelT", bound=PolicyFileModel)
+
+
+class _ScaleOut(PolicyFileModel):
     adjustment: int = Field(gt=0)
     comparison_operator: Annotated[
-        Comparison, _one_of(Comparison.GREATER, Comparison.GREATER_OR_EQUAL)]
+        Comparison, one_of(Comparison.GREATER, Comparison.GREATER_OR_EQUAL)]
 
 
-class _ScaleIn(_PolicyModel):
+class _ScaleIn(PolicyFileModel):
     adjustment: int = Field(lt=0)
-    comparison_operator: Annotated[Comparison, _one_of(Comparison.LESS, Comparison.LESS_OR_EQUAL)]
+    comparison_operator: Annotated[Comparison, one_of(Comparison.LESS, Comparison.LESS_OR_EQUAL)]
 
 
-class _PolicyFile(_PolicyModel):
+class _PolicyFile(PolicyFileModel):
     description: str = ""
     metric_name: str = Field(min_length=1, max_length=255)
     statistic: Statistic
@@ -242,18 +243,28 @@ def load_module_scaling(path: Path = POLICY_FILE) -> ModuleScaling:
             a value is one the module or the simulator cannot apply; the message names the
             file and each field at fault.
     """
+    policy = read_policy_file(path, _PolicyFile)
+    return ModuleScaling(
+        policy.metric_name, policy.period_s, policy.statistic, policy.treat_missing_data,
+        (policy.scale_out.adjustment, policy.scale_out.comparison_operator),
+        (policy.scale_in.adjustment, policy.scale_in.comparison_operator))
+
+
+def read_policy_file(path: Path, model: type[PolicyModelT]) -> PolicyModelT:
+    """`path` read and validated as `model`.
+
+    Raises:
+        PolicyFileError: the file is unreadable or not JSON, or a field is missing, unknown or
+            refused; the message names the file and each field at fault.
+    """
     try:
         text = path.read_text()
     except OSError as exc:
         raise PolicyFileError(f"{path}: cannot read it: {exc.strerror}") from exc
     try:
-        policy = _PolicyFile.model_validate_json(text)
+        return model.model_validate_json(text)
     except ValidationError as exc:
         raise PolicyFileError(f"{path}: {'; '.join(problems(exc, 'the file'))}") from exc
-    return ModuleScaling(
-        policy.metric_name, policy.period_s, policy.statistic, policy.treat_missing_data,
-        (policy.scale_out.adjustment, policy.scale_out.comparison_operator),
-        (policy.scale_in.adjustment, policy.scale_in.comparison_operator))
 
 
 @functools.cache
@@ -265,140 +276,6 @@ def module_scaling() -> ModuleScaling:
         PolicyFileError: as `load_module_scaling`.
     """
     return load_module_scaling()
-
-
-# --- queue-guard's fixed parts: queue_guard.json ----------------------------------------
-
-QUEUE_GUARD_FILE = Path(__file__).parent / "data" / "queue_guard.json"
-
-# The scale-in expression, a printf format taking the quiet TTFT limit in seconds: the one
-# `simulator.serving_policies` evaluates (any other text in the file is refused, not guessed).
-QUIET_EXPRESSION = "IF(waiting == 0 AND FILL(ttft, 0) < %.3f, 1, 0)"
-
-
-class _GuardOut(_PolicyModel):
-    metric_name: str = Field(min_length=1, max_length=255)
-    statistic: Statistic
-    comparison_operator: Annotated[
-        Comparison, _one_of(Comparison.GREATER, Comparison.GREATER_OR_EQUAL)]
-    treat_missing_data: MissingData
-    adjustment: int = Field(gt=0)
-
-
-class _GuardInput(_PolicyModel):
-    metric_name: str = Field(min_length=1, max_length=255)
-    statistic: Statistic
-
-
-class _GuardQuiet(_PolicyModel):
-    waiting: _GuardInput
-    ttft: _GuardInput
-    expression: str
-    threshold: float
-    comparison_operator: Annotated[
-        Comparison, _one_of(Comparison.GREATER, Comparison.GREATER_OR_EQUAL)]
-    treat_missing_data: MissingData
-    adjustment: int = Field(lt=0)
-
-    @field_validator("expression")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value != QUIET_EXPRESSION:
-            raise ValueError(f"the simulator evaluates only {QUIET_EXPRESSION!r}")
-        return value
-
-
-class _QueueGuardFile(_PolicyModel):
-    description: str = ""
-    period_s: int
-    policy_type: Literal["SimpleScaling"]
-    adjustment_type: Literal["ChangeInCapacity"]
-    guardrail_share: float = Field(gt=0, le=1)
-    calm_share: float = Field(gt=0, le=1)
-    queue_high: _GuardOut
-    ttft_guardrail: _GuardOut
-    queue_quiet: _GuardQuiet
-
-    @field_validator("period_s")
-    @classmethod
-    def _period(cls, value: int) -> int:
-        check_period(value)
-        return value
-
-
-@dataclass(frozen=True)
-class GuardAlarm:
-    """One of queue-guard's one-metric alarms and its policy's adjustment."""
-
-    metric_name: str
-    statistic: Statistic
-    comparison: Comparison
-    treat_missing_data: MissingData
-    adjustment: int
-
-
-@dataclass(frozen=True)
-class QuietAlarm:
-    """queue-guard's scale-in alarm on `QUIET_EXPRESSION` over two metrics."""
-
-    waiting: tuple[str, Statistic]  # (metric name, statistic)
-    ttft: tuple[str, Statistic]
-    threshold: float
-    comparison: Comparison
-    treat_missing_data: MissingData
-    adjustment: int
-
-
-@dataclass(frozen=True)
-class QueueGuardRules:
-    """queue-guard's fixed parts, as queue_guard.json states them."""
-
-    period_s: int
-    guardrail_share: float  # the TTFT guardrail, as a share of the TTFT SLO
-    calm_share: float  # scale-in needs TTFT under this share of the guardrail
-    queue_high: GuardAlarm
-    ttft_guardrail: GuardAlarm
-    queue_quiet: QuietAlarm
-
-
-def _guard_alarm(rule: _GuardOut) -> GuardAlarm:
-    return GuardAlarm(rule.metric_name, rule.statistic, rule.comparison_operator,
-                      rule.treat_missing_data, rule.adjustment)
-
-
-def load_queue_guard(path: Path = QUEUE_GUARD_FILE) -> QueueGuardRules:
-    """queue-guard's rules in `path` (by default the module's own file).
-
-    Raises:
-        PolicyFileError: the file is unreadable or not JSON, a field is missing or unknown, or
-            a value is one the module or the simulator cannot apply (an expression other than
-            `QUIET_EXPRESSION` among them); the message names the file and each field at fault.
-    """
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise PolicyFileError(f"{path}: cannot read it: {exc.strerror}") from exc
-    try:
-        rules = _QueueGuardFile.model_validate_json(text)
-    except ValidationError as exc:
-        raise PolicyFileError(f"{path}: {'; '.join(problems(exc, 'the file'))}") from exc
-    quiet = rules.queue_quiet
-    return QueueGuardRules(
-        rules.period_s, rules.guardrail_share, rules.calm_share,
-        _guard_alarm(rules.queue_high), _guard_alarm(rules.ttft_guardrail),
-        QuietAlarm((quiet.waiting.metric_name, quiet.waiting.statistic),
-                   (quiet.ttft.metric_name, quiet.ttft.statistic), quiet.threshold,
-                   quiet.comparison_operator, quiet.treat_missing_data, quiet.adjustment))
-
-
-@functools.cache
-def queue_guard_rules() -> QueueGuardRules:
-    """The module's queue_guard.json, read once, when first needed.
-
-    Raises:
-        PolicyFileError: as `load_queue_guard`.
-    """
-    return load_queue_guard()
 
 
 def load_environment(root: Path, env: str) -> Environment:

@@ -22,12 +22,8 @@ from simulator.cloudwatch import (
     newest_period_end,
 )
 from simulator.group_policy import REQUEST_COUNT, GroupPolicy, GroupShape, Sizing, published
-from simulator.policy_config import (
-    PolicyFileError,
-    QueueGuardRules,
-    QueueGuardScaling,
-    queue_guard_rules,
-)
+from simulator.policy_config import PolicyFileError, QueueGuardScaling
+from simulator.queue_guard_file import QueueGuardRules, queue_guard_rules
 from simulator.report import Slo
 
 

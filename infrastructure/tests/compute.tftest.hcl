@@ -455,6 +455,76 @@ run "rejects_an_unknown_policy" {
   expect_failures = [var.scaling]
 }
 
+run "rejects_a_scheduled_minimum_below_min" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    capacity = { min = 2, max = 3, desired = 2 }
+    scaling  = { scheduled_minimums = [{ name = "peak", start = "0 8 * * *", end = "0 18 * * *", min_size = 1 }] }
+  }
+  expect_failures = [aws_autoscaling_schedule.minimum]
+}
+
+run "rejects_a_cron_without_five_fields" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { scheduled_minimums = [{ name = "peak", start = "0  8 * * *", end = "0 18 * * *", min_size = 1 }] }
+  }
+  expect_failures = [var.scaling]
+}
+
+run "rejects_a_window_name_aws_would_not_take" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { scheduled_minimums = [{ name = "Peak Hours", start = "0 8 * * *", end = "0 18 * * *", min_size = 1 }] }
+  }
+  expect_failures = [var.scaling]
+}
+
+run "rejects_two_windows_of_one_name" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { scheduled_minimums = [
+      { name = "peak", start = "0 8 * * *", end = "0 12 * * *", min_size = 1 },
+      { name = "peak", start = "0 14 * * *", end = "0 18 * * *", min_size = 1 },
+    ] }
+  }
+  expect_failures = [var.scaling]
+}
+
+run "rejects_a_ttft_slo_of_zero" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { policy = "queue-guard", queue_guard = { ttft_slo_s = 0 } }
+  }
+  expect_failures = [var.scaling]
+}
+
+run "rejects_a_queue_guard_cooldown_under_a_minute" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { policy = "queue-guard", queue_guard = { cooldown_s = 30 } }
+  }
+  expect_failures = [var.scaling]
+}
+
 run "rejects_a_quiet_window_longer_than_a_day" {
   command = plan
   module {

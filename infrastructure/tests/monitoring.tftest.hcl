@@ -97,6 +97,11 @@ run "a_forged_gpu_metric_raises_an_alarm" {
     error_message = "Requests waiting in an engine for 15 minutes while the load balancer forwards nothing alarms (queue-guard scales on that metric)."
   }
   assert {
+    condition = (one([for q in aws_cloudwatch_metric_alarm.plausibility["queue-metric-out-of-range"].metric_query : q.expression if q.id == "implausible"]) == "IF(waiting_min < 0 OR ttft_min < 0, 1, 0)" &&
+    one([for q in aws_cloudwatch_metric_alarm.plausibility["queue-metric-oversampled"].metric_query : q.expression if q.id == "implausible"]) == "IF(waiting_samples > 12 * (inservice + 1), 1, 0)")
+    error_message = "A negative queue or TTFT, or more queue samples than twice the agents send, alarms."
+  }
+  assert {
     condition = alltrue(flatten([for a in aws_cloudwatch_metric_alarm.plausibility : [for q in a.metric_query : [for m in q.metric :
     m.dimensions == tomap({ AutoScalingGroupName = "llmfleet-test-gpu" }) if m.metric_name == "GPUUtilization"]]]))
     error_message = "The alarms read the group-level GPUUtilization that scaling reads."

@@ -33,6 +33,17 @@ def _answers_200(http: urllib3.PoolManager, url: str) -> bool:
     return resp.status == 200
 
 
+def _stopped(pid: int) -> bool:
+    """Whether a process is stopped by a signal (state T in /proc/PID/stat; no where /proc
+    cannot say). A child shares the caller's terminal, so reading or configuring it from
+    a background process group stops it instead of failing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].startswith("T")
+
+
 class StartError(RuntimeError):
     """The process exited or did not become healthy in time."""
 
@@ -78,6 +89,9 @@ class ChildProcess:
             while (elapsed := time.monotonic() - started) < timeout_s:
                 if self._proc is None or self._proc.poll() is not None:
                     raise StartError(f"{self.name} exited during start-up:\n{self.log_tail()}")
+                if _stopped(self._proc.pid):
+                    raise StartError(f"{self.name} was stopped by a signal during start-up "
+                                     f"(SIGSTOP, or a terminal's SIGTTIN or SIGTTOU)")
                 if _answers_200(http, self.health_url):
                     return elapsed
                 if progress:
@@ -106,6 +120,7 @@ class ChildProcess:
             return
         pgid = os.getpgid(self._proc.pid)
         os.killpg(pgid, signal.SIGTERM)
+        os.killpg(pgid, signal.SIGCONT)  # a stopped process acts on its SIGTERM only once resumed
         try:
             self._proc.wait(grace_s)
         except subprocess.TimeoutExpired:

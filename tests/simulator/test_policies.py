@@ -13,12 +13,8 @@ from llmfleet.cli import main
 from simulator import group_policy, policies, serving_policies
 from simulator.autoscaling import Group
 from simulator.cloudwatch import MetricStream, Statistic
-from simulator.policy_config import (
-    PolicyFileError,
-    QueueGuardScaling,
-    Scaling,
-    queue_guard_rules,
-)
+from simulator.policy_config import PolicyFileError, QueueGuardScaling, Scaling
+from simulator.queue_guard_file import queue_guard_rules
 from simulator.replica import Replica
 from simulator.report import Slo
 from simulator.service import RooflineService

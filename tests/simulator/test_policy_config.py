@@ -16,7 +16,6 @@ import pytest
 from simulator.cloudwatch import Comparison, MetricStream, MissingData, Statistic
 from simulator.policy_config import (
     POLICY_FILE,
-    QUEUE_GUARD_FILE,
     Environment,
     PolicyFileError,
     QueueGuardScaling,
@@ -24,12 +23,11 @@ from simulator.policy_config import (
     gpu_policies,
     load_environment,
     load_module_scaling,
-    load_queue_guard,
     module_scaling,
-    queue_guard_rules,
     read_environment,
     read_values,
 )
+from simulator.queue_guard_file import QUEUE_GUARD_FILE, load_queue_guard, queue_guard_rules
 from simulator.serving_policies import QueueGuard
 from simulator.tfvars import TfvarsError, read_variables
 from tests.helpers import tf, tf_variables
@@ -166,17 +164,22 @@ def test_the_module_policies_built_from_prod() -> None:
 # --- The module's fixed policy: scaling_policy.json --------------------------------------
 
 
-def _policy(tmp_path: Path, **changes: Any) -> Path:
-    """A copy of the module's file with `changes` (None deletes a field) written to tmp_path."""
-    policy = json.loads(MODULE_POLICY.read_text())
+def _changed(module_file: Path, tmp_path: Path, **changes: Any) -> Path:
+    """A copy of a module file with `changes` to its top-level fields (None deletes one),
+    written to tmp_path under the same name."""
+    fields = json.loads(module_file.read_text())
     for name, value in changes.items():
         if value is None:
-            del policy[name]
+            del fields[name]
         else:
-            policy[name] = value
-    path = tmp_path / "scaling_policy.json"
-    path.write_text(json.dumps(policy))
+            fields[name] = value
+    path = tmp_path / module_file.name
+    path.write_text(json.dumps(fields))
     return path
+
+
+def _policy(tmp_path: Path, **changes: Any) -> Path:
+    return _changed(MODULE_POLICY, tmp_path, **changes)
 
 
 def test_the_packaged_policy_is_the_module_file() -> None:
@@ -243,17 +246,7 @@ def test_a_missing_policy_file_is_refused(tmp_path: Path) -> None:
 
 
 def _guard(tmp_path: Path, **changes: Any) -> Path:
-    """A copy of the module's queue_guard.json with `changes` to its top-level fields (None
-    deletes one), written to tmp_path."""
-    rules = json.loads(MODULE_GUARD.read_text())
-    for name, value in changes.items():
-        if value is None:
-            del rules[name]
-        else:
-            rules[name] = value
-    path = tmp_path / "queue_guard.json"
-    path.write_text(json.dumps(rules))
-    return path
+    return _changed(MODULE_GUARD, tmp_path, **changes)
 
 
 def test_the_packaged_queue_guard_is_the_module_file() -> None:
@@ -276,7 +269,7 @@ def _quiet(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(("changes", "message"), [
     ({"guardrail_share": None}, "guardrail_share: Field required"),
     ({"calm_share": 1.5}, "calm_share: Input should be less than or equal to 1"),
-    ({"period_s": 45}, "period_s: Value error, period_s must be 10, 30 or a multiple of 60"),
+    ({"period_s": 300}, "period_s: Input should be 60"),
     ({"policy_type": "TargetTrackingScaling"}, "policy_type: Input should be 'SimpleScaling'"),
     ({"queue_high": {"metric_name": "RequestsWaiting", "statistic": "Average",
                      "comparison_operator": "LessThanThreshold",

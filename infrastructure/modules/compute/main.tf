@@ -384,11 +384,11 @@ locals {
   guard_out = var.scaling.policy != "queue-guard" ? {} : {
     queue-high = merge(local.queue_guard.queue_high, {
       threshold   = local.guard.waiting_per_instance
-      description = "Requests waiting in the engines, averaged over the group, above ${local.guard.waiting_per_instance} for ${local.guard.out_minutes} minutes: add an instance."
+      description = "Requests waiting in the engines, averaged over the group, above ${format("%g", local.guard.waiting_per_instance)} for ${local.guard.out_minutes} minutes: add an instance."
     })
     ttft-guardrail = merge(local.queue_guard.ttft_guardrail, {
       threshold   = local.guardrail_s
-      description = "The worst instance's p95 time to first token above ${local.guardrail_s} s (${local.queue_guard.guardrail_share * 100}% of the ${local.guard.ttft_slo_s} s SLO) for ${local.guard.out_minutes} minutes: add an instance."
+      description = "The worst instance's p95 time to first token above ${format("%g", local.guardrail_s)} s (${format("%g", local.queue_guard.guardrail_share * 100)}% of the ${format("%g", local.guard.ttft_slo_s)} s SLO) for ${local.guard.out_minutes} minutes: add an instance."
     })
   }
   guard_steps = merge(
@@ -425,7 +425,7 @@ resource "aws_cloudwatch_metric_alarm" "queue_guard" {
 resource "aws_cloudwatch_metric_alarm" "queue_quiet" {
   count               = var.scaling.policy == "queue-guard" ? 1 : 0
   alarm_name          = "${local.asg_name}-queue-quiet"
-  alarm_description   = "No request waiting in any engine and the worst p95 time to first token under ${local.quiet_ttft_s} s for ${local.guard.quiet_minutes} minutes: remove an instance."
+  alarm_description   = "No request waiting in any engine and the worst p95 time to first token under ${format("%.3f", local.quiet_ttft_s)} s for ${local.guard.quiet_minutes} minutes: remove an instance."
   evaluation_periods  = local.guard.quiet_minutes
   threshold           = local.queue_guard.queue_quiet.threshold
   comparison_operator = local.queue_guard.queue_quiet.comparison_operator
@@ -479,7 +479,7 @@ resource "aws_autoscaling_schedule" "minimum" {
   lifecycle {
     precondition {
       condition     = each.value.min_size >= var.capacity.min && each.value.min_size <= var.capacity.max
-      error_message = "A scheduled minimum must lie between capacity.min and capacity.max."
+      error_message = "Scheduled minimum ${each.key}: min_size ${each.value.min_size} is outside capacity.min ${var.capacity.min} to capacity.max ${var.capacity.max}."
     }
   }
 }

@@ -65,7 +65,7 @@ variable "capacity" {
 }
 
 variable "scaling" {
-  description = "How the group scales. policy = \"gpu\": the agent's GPUUtilization averaged over the group, an instance added above scale_out_pct and removed below scale_in_pct, each after evaluation_minutes, cooldown_s between actions. policy = \"queue-guard\": the engines' queue with a TTFT guardrail (queue_guard; queue_guard.json says how). scheduled_minimums: raise the group's minimum to min_size from each window's start to its end (cron, in time_zone)."
+  description = "How the group scales. policy = \"gpu\": the agent's GPUUtilization averaged over the group, an instance added above scale_out_pct and removed below scale_in_pct, each after evaluation_minutes, cooldown_s between actions. policy = \"queue-guard\": the engines' queue with a TTFT guardrail (queue_guard; queue_guard.json says how). scheduled_minimums: raise the group's minimum to min_size from each window's start to its end (cron, in time_zone); windows must not overlap (each end sets the minimum back to capacity.min)."
   type = object({
     policy             = optional(string, "gpu")
     scale_out_pct      = optional(number, 70)
@@ -112,8 +112,8 @@ variable "scaling" {
   validation {
     condition = alltrue([for w in var.scaling.scheduled_minimums :
       can(regex("^[a-z0-9-]{1,40}$", w.name)) && w.min_size >= 0 &&
-    length(split(" ", trimspace(w.start))) == 5 && length(split(" ", trimspace(w.end))) == 5])
-    error_message = "Each scheduled minimum needs a name of 1-40 lower-case letters, digits and hyphens, a min_size of at least 0, and start and end as five-field cron expressions (minute hour day month weekday)."
+    can(regex("^\\S+( \\S+){4}$", w.start)) && can(regex("^\\S+( \\S+){4}$", w.end))])
+    error_message = "Each scheduled minimum needs a name of 1-40 lower-case letters, digits and hyphens, a min_size of at least 0, and start and end as five-field cron expressions (minute hour day month weekday, one space apart)."
   }
   validation {
     condition     = length(distinct([for w in var.scaling.scheduled_minimums : w.name])) == length(var.scaling.scheduled_minimums)

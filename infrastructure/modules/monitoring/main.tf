@@ -128,8 +128,8 @@ resource "aws_cloudwatch_metric_alarm" "gpu_pinned" {
 # run SEARCH), so these alarms test what it can evaluate: values outside 0-100, more
 # samples a minute than the group's agents send, and busy GPUs or waiting requests while
 # the load balancer, whose metrics AWS publishes and no instance can forge, forwards
-# nothing. (A forged TTFTP95 can add instances too; the same test does not catch a
-# plausible latency under real traffic: the alarm below and max_size bound the cost.)
+# nothing. A plausible forged TTFTP95 or queue under real traffic is not caught: it can
+# add instances up to max_size, or hold queue-guard's scale-in off (docs/security.md).
 
 locals {
   # An agent on an instance publishes GPUUtilization under the group once per round,
@@ -137,13 +137,16 @@ locals {
   agent_samples_per_minute = 6
 
   plausibility_inputs = {
-    gpu_avg     = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Average" }
-    gpu_max     = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Maximum" }
-    gpu_min     = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Minimum" }
-    gpu_samples = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "SampleCount" }
-    waiting_max = { namespace = local.ns, metric = "RequestsWaiting", dimensions = local.asg, stat = "Maximum" }
-    inservice   = { namespace = "AWS/AutoScaling", metric = "GroupInServiceInstances", dimensions = local.asg, stat = "Maximum" }
-    requests    = { namespace = "AWS/ApplicationELB", metric = "RequestCount", dimensions = local.alb, stat = "Sum" }
+    gpu_avg         = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Average" }
+    gpu_max         = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Maximum" }
+    gpu_min         = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Minimum" }
+    gpu_samples     = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "SampleCount" }
+    waiting_max     = { namespace = local.ns, metric = "RequestsWaiting", dimensions = local.asg, stat = "Maximum" }
+    waiting_min     = { namespace = local.ns, metric = "RequestsWaiting", dimensions = local.asg, stat = "Minimum" }
+    waiting_samples = { namespace = local.ns, metric = "RequestsWaiting", dimensions = local.asg, stat = "SampleCount" }
+    ttft_min        = { namespace = local.ns, metric = "TTFTP95", dimensions = local.asg, stat = "Minimum" }
+    inservice       = { namespace = "AWS/AutoScaling", metric = "GroupInServiceInstances", dimensions = local.asg, stat = "Maximum" }
+    requests        = { namespace = "AWS/ApplicationELB", metric = "RequestCount", dimensions = local.alb, stat = "Sum" }
   }
 
   plausibility_alarms = {
@@ -163,6 +166,17 @@ locals {
       expression  = "IF(gpu_avg > ${var.scale_out_pct} AND FILL(requests, 0) < 1, 1, 0)",
       inputs      = ["gpu_avg", "requests"], minutes = 15,
       description = "Group GPU utilisation above the scale-out threshold (${var.scale_out_pct}%) for 15 minutes while the load balancer forwarded no request: the metric is not the GPUs' (check who publishes it; suspend the group's AlarmNotification process to stop scaling on it)."
+    }
+    # queue-guard's inputs: a negative queue or TTFT holds its scale-in condition or
+    # drags the group average down; extra queue samples weight the average.
+    queue-metric-out-of-range = {
+      expression  = "IF(waiting_min < 0 OR ttft_min < 0, 1, 0)", inputs = ["waiting_min", "ttft_min"], minutes = 1,
+      description = "A negative RequestsWaiting or TTFTP95 was published for the group: only a forged or broken publisher sends that."
+    }
+    queue-metric-oversampled = {
+      expression  = "IF(waiting_samples > ${2 * local.agent_samples_per_minute} * (inservice + 1), 1, 0)",
+      inputs      = ["waiting_samples", "inservice"], minutes = 2,
+      description = "More RequestsWaiting samples a minute than the group's agents publish: something is weighting the group average."
     }
     # queue-guard scales out on RequestsWaiting: requests cannot wait in an engine for 15
     # minutes while none reaches it (API Gateway's limit again).

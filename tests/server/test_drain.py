@@ -1,0 +1,133 @@
+"""A router leaving the fleet: every live stream completes, nothing new is admitted.
+
+A real router (uvicorn on an ephemeral port) in front of the fake engine, whose streams are
+paced so that they are still running when the drain begins; the official `openai` client
+reads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import openai
+import pytest
+from prometheus_client import CollectorRegistry
+
+from server.drain import RETRY_AFTER_S, Drain, Draining
+from server.metrics import RouterMetrics
+from tests.helpers.fake_upstream import FakeControl
+from tests.helpers.router import TEST_KEY, RouterFactory
+
+STREAMS = 6
+TOKENS = 30
+CHUNK_DELAY_S = 0.05  # each stream lasts about 1.5 s
+
+
+def drain_state() -> Drain:
+    metrics = RouterMetrics(CollectorRegistry())
+    return Drain(metrics.draining, metrics.drain_refused)
+
+
+async def read_stream(client: openai.AsyncOpenAI) -> tuple[str, str | None]:
+    """One streamed completion, read to its end: its text and finish reason."""
+    text, finish = "", None
+    stream = await client.completions.create(model="fake-model", prompt="hi",
+                                             max_tokens=TOKENS, stream=True)
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].text
+            finish = chunk.choices[0].finish_reason or finish
+    return text, finish
+
+
+def test_a_draining_router_finishes_every_live_stream_and_admits_nothing_new(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    control, upstream = fake
+    control.chunk_delay_s = CHUNK_DELAY_S
+    with make_router([upstream]) as router:
+        async def scenario() -> None:
+            client = openai.AsyncOpenAI(base_url=f"{router.url}/v1", api_key=TEST_KEY,
+                                        max_retries=0)
+            streams = [asyncio.ensure_future(read_stream(client)) for _ in range(STREAMS)]
+            for _ in range(200):  # bounded: every stream under way
+                if control.streams_started == STREAMS:
+                    break
+                await asyncio.sleep(0.01)
+            assert control.streams_started == STREAMS
+            async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
+                began = await http.post("/drain")
+                assert began.status_code == 200
+                assert began.json()["draining"] is True
+                assert began.json()["in_flight"] == STREAMS  # none finished yet
+
+                ready = await http.get("/ready")  # the load balancer takes it out
+                assert ready.status_code == 503
+                assert ready.json()["error"]["code"] == "instance_draining"
+
+                # A request that still arrives is refused whole, in OpenAI's shape.
+                late = await http.post("/v1/completions",
+                                       headers={"authorization": f"Bearer {TEST_KEY}"},
+                                       json={"model": "fake-model", "prompt": "late"})
+                assert late.status_code == 503
+                assert late.json()["error"]["code"] == "instance_draining"
+                assert late.headers["retry-after"] == str(int(RETRY_AFTER_S))
+                assert late.headers["connection"] == "close"
+                with pytest.raises(openai.APIStatusError) as refused:
+                    await client.chat.completions.create(
+                        model="fake-model", messages=[{"role": "user", "content": "late"}])
+                assert refused.value.status_code == 503
+
+                answers = await asyncio.gather(*streams)
+                # Every stream that was running completed: all its tokens, its finish.
+                assert answers == [("".join(f" t{i}" for i in range(TOKENS)), "length")] * \
+                    STREAMS, answers
+                assert control.streams_completed == STREAMS
+                assert control.requests == STREAMS  # no refused request reached the engine
+
+                status = (await http.get("/drain")).json()
+                assert status["in_flight"] == 0 and status["draining"] is True
+                again = await http.post("/drain")  # idempotent: the drain goes on
+                assert again.json()["draining_for_s"] >= status["draining_for_s"]
+                metrics = (await http.get("/metrics",
+                                          headers={"authorization": f"Bearer {TEST_KEY}"})).text
+                assert "llmfleet_router_draining 1.0" in metrics
+                assert "llmfleet_drain_refused_total 2.0" in metrics
+            await client.close()
+
+        asyncio.run(scenario())
+
+
+def test_only_the_instance_itself_can_drain_its_router(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    """A request relayed from another host (uvicorn takes X-Forwarded-For from the loopback
+    alone, so this is how a proxied client looks) is refused, and nothing drains."""
+    _, upstream = fake
+    with make_router([upstream]) as router:
+        relayed = {"x-forwarded-for": "10.0.3.7"}
+        for method in ("POST", "GET"):
+            resp = httpx.request(method, f"{router.url}/drain", headers=relayed, timeout=5)
+            assert resp.status_code == 403
+            assert resp.json()["error"]["type"] == "permission_error"
+        assert httpx.get(f"{router.url}/ready", timeout=5).status_code == 200
+
+
+def test_draining_waits_for_the_last_request_in_flight() -> None:
+    async def scenario() -> None:
+        drain = drain_state()
+        assert await drain.idle(0)  # nothing in flight
+        drain.admit()
+        drain.admit()
+        assert drain.begin() and not drain.begin()  # once
+        with pytest.raises(Draining):
+            drain.admit()
+        assert not await drain.idle(0.01)
+        drain.done()
+        waiting = asyncio.ensure_future(drain.idle(5))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        drain.done()
+        assert await waiting
+        assert drain.status()["in_flight"] == 0
+
+    asyncio.run(scenario())
