@@ -57,7 +57,7 @@ def recommendation(q: Question, best: Candidate | None) -> str:
             f"{best.output_tok_s:.0f} output tokens/s per instance; {rate}; "
             f"${best.fleet_usd_hr:.2f}/hr {q.market}, ${best.usd_per_million_output:.3f} per "
             f"million output tokens.\n  Auto Scaling group: min {cap.min}, desired "
-            f"{cap.desired}, max {cap.max} (scales on GPU utilisation above that).")
+            f"{cap.desired}, max {cap.max} (its scaling policy moves it between them).")
 
 
 VLLM_PRECISION_ARGS = {
