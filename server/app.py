@@ -163,28 +163,35 @@ class HotPaths:
         if endpoint is None:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
         runtime: Runtime = self.app.state.runtime
-        admitted = False
+        if scope["method"] != "POST":
+            error = MethodNotAllowed(f"use POST for {endpoint.value}", allow="POST")
+            await error_response(error)(scope, receive, send)
+            return
         try:
-            if scope["method"] != "POST":
-                raise MethodNotAllowed(f"use POST for {endpoint.value}", allow="POST")
             runtime.drain.admit()  # refused before the body is read once draining
-            admitted = True
+        except APIError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        try:  # counted until answered in full, a stream to its last event, or its client left
+            await self._answer(runtime, endpoint, Request(scope, receive), send)
+        finally:
+            runtime.drain.done()
+
+    @staticmethod
+    async def _answer(runtime: Runtime, endpoint: Endpoint, request: Request,
+                      send: Send) -> None:
+        try:
             response = await runtime.service.handle(endpoint, request)
         except APIError as exc:
             response = error_response(exc, getattr(request.state, "request_id", None))
         except Exception:
             # The outer edge: a bug must still answer in OpenAI's shape, and be logged.
-            log.exception("unhandled error on %s", scope["path"])
+            log.exception("unhandled error on %s", request.url.path)
             response = error_response(APIError("internal router error"),
                                       getattr(request.state, "request_id", None))
-        try:
-            with contextlib.suppress(AnswerCut):  # logged; the server closes the connection
-                await response(scope, receive, send)
-        finally:
-            if admitted:  # answered in full, a stream to its last event, or its client left
-                runtime.drain.done()
+        with contextlib.suppress(AnswerCut):  # logged; the server closes the connection
+            await response(request.scope, request.receive, send)
 
 
 def create_app(settings: RouterSettings, registry: CollectorRegistry | None = None) -> ASGIApp:
