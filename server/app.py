@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server import console
 from server.accesslog import AccessLog
 from server.accounting import Accounting
-from server.auth import KeyStore, guard_operator_view
+from server.auth import KeyStore, guard_operator_view, is_loopback
 from server.backends import BackendPool, PoolLimits
 from server.drain import Drain, Draining
 from server.errors import (
@@ -236,12 +236,9 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-LOOPBACK = frozenset({"127.0.0.1", "::1"})
-
-
 def _only_local(request: Request) -> None:
     """Raises: Forbidden: the request did not come from this host."""
-    if request.client is None or request.client.host not in LOOPBACK:
+    if not is_loopback(request.client.host if request.client else None):
         raise Forbidden("only this instance may drain its router")
 
 
