@@ -1,8 +1,9 @@
 """The agent as a long-lived process: its loop, `/metrics`, `/health`, clean shutdown.
 
-The loop runs on asyncio; SIGTERM (systemd's stop, an instance being scaled
-in) or SIGINT ends it after the round in progress, then the buffer is
-flushed to CloudWatch for at most `shutdown_flush_s` and whatever could not
+The loop runs on asyncio, beside the lifecycle watcher on EC2 (`agent.lifecycle`:
+it drains the router when the instance is leaving the fleet); SIGTERM (systemd's
+stop, an instance being scaled in) or SIGINT ends it after the round in progress,
+then the buffer is flushed to CloudWatch for at most `shutdown_flush_s` and whatever could not
 be sent stays on disk for the next start.
 
 `/metrics` and `/health` are served by the standard library's threading
@@ -25,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 
+from agent.lifecycle import LifecycleCollector, LifecycleState
 from agent.runner import Agent
 from agent.status import AgentState, StatusCollector
 
@@ -34,9 +36,12 @@ log = logging.getLogger(__name__)
 class StatusServer:
     """`/metrics` (Prometheus text), `/health` and `/status` (JSON) from a background thread."""
 
-    def __init__(self, status: AgentState, host: str, port: int) -> None:
+    def __init__(self, status: AgentState, host: str, port: int,
+                 lifecycle: LifecycleState | None = None) -> None:
         registry = CollectorRegistry()
         registry.register(StatusCollector(status))
+        if lifecycle is not None:
+            registry.register(LifecycleCollector(lifecycle))
         self._server = ThreadingHTTPServer((host, port), _handler(status, registry))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -94,12 +99,17 @@ async def serve(agent: Agent, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = StatusServer(agent.status, host, port)
+    watcher = agent.lifecycle
+    server = StatusServer(agent.status, host, port, watcher.state if watcher else None)
     server.start()
     log.info("agent serving /metrics and /health on http://%s:%d", host, server.port)
     await agent.start()
     try:
-        await agent.run(stop)
+        if watcher is None:
+            await agent.run(stop)
+        else:  # the watcher ends on its own once the instance is released
+            await asyncio.gather(agent.run(stop),
+                                 watcher.run(stop, agent.settings.lifecycle_poll_s))
     finally:
         await agent.close()
         server.stop()

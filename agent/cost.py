@@ -1,10 +1,7 @@
 """What serving costs: the instance, its price, and cost and energy per token.
 
-The instance comes from EC2 instance metadata with the IMDSv2 token flow (a
-PUT for a session token, then GETs that carry it; the launch template
-requires IMDSv2, so plain GETs would be refused). Timeouts are short: off
-EC2 nothing answers, and the agent must not stall on it; a setting names the
-instance type instead. Prices come from the project's catalogue
+The instance comes from EC2 instance metadata (`agent.imds`); off EC2 nothing
+answers and a setting names the instance type instead. Prices come from the project's catalogue
 (`llmfleet.core.instances`).
 
 `CostMeter` turns a round into its cost and energy figures. Energy is the
@@ -17,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import urllib3
-
+from agent.imds import IMDS_URL, Imds
 from agent.specs import (
     COST_PER_HOUR,
     COST_PER_MILLION_OUTPUT_TOKENS,
@@ -29,9 +25,6 @@ from agent.specs import (
 from llmfleet.core.gpu import GpuReading
 from llmfleet.core.instances import Instance, Market, instances
 from llmfleet.core.serving import ServingStats, summed
-
-IMDS_URL = "http://169.254.169.254"
-TOKEN_TTL_S = 21600
 
 
 @dataclass(frozen=True)
@@ -55,26 +48,17 @@ IMDS_FIELDS = {
 
 def imds_identity(base_url: str = IMDS_URL, timeout_s: float = 0.5) -> Identity:
     """This instance's identity, or an empty one when no metadata service answers."""
-    http = urllib3.PoolManager(timeout=urllib3.Timeout(total=timeout_s), retries=False)
-    found: dict[str, str] = {}
+    imds = Imds(base_url, timeout_s)
     try:
-        token = http.request("PUT", f"{base_url}/latest/api/token", headers={
-            "x-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)})
-        if token.status != 200:
+        if not imds.available():  # one timeout off EC2, not one per field
             return Identity()
-        headers = {"x-aws-ec2-metadata-token": token.data.decode()}
-        for key, path in IMDS_FIELDS.items():
-            resp = http.request("GET", f"{base_url}/latest/{path}", headers=headers)
-            if resp.status == 200:
-                found[key] = resp.data.decode().strip()
-    except urllib3.exceptions.HTTPError:
-        return Identity()
+        found = {key: imds.get(path) for key, path in IMDS_FIELDS.items()}
     finally:
-        http.clear()
-    lifecycle = found.get("lifecycle")
+        imds.close()
+    lifecycle = found["lifecycle"]
     market = Market.SPOT if lifecycle == "spot" else Market.ON_DEMAND if lifecycle else None
-    return Identity(found.get("instance_id"), found.get("instance_type"), market,
-                    found.get("asg_name"), found.get("region"))
+    return Identity(found["instance_id"], found["instance_type"], market,
+                    found["asg_name"], found["region"])
 
 
 @dataclass(frozen=True)

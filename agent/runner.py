@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from agent.collect import Round, RoundCollector
 from agent.cost import Identity, imds_identity
+from agent.lifecycle import build_watcher
 from agent.outbox import Delivery, OutboxThread, Unpublished
 from agent.settings import AgentSettings
 from agent.status import AgentState
@@ -68,6 +69,7 @@ class Agent:
         self.collector = RoundCollector(settings, identity, self.status, gpu=gpu,
                                         clock=clock, wall=wall)
         self.outbox: Delivery = Unpublished()  # until start(), and for good when not publishing
+        self.lifecycle = build_watcher(settings, identity)  # None off EC2
         self._clock = clock
         self._round_error: str | None = None  # while rounds fail the same way
 

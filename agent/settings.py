@@ -50,6 +50,16 @@ class AgentSettings(BaseSettings):
     market: Market | None = None
     model: str | None = None  # default: the model name vLLM reports
 
+    # Leaving the fleet (agent.lifecycle): watched only where instance metadata is on.
+    lifecycle_watch: bool = True
+    lifecycle_poll_s: float = Field(default=5.0, gt=0)
+    lifecycle_hook: str | None = None  # the group's termination hook, to complete
+    # How long a drain waits for the router's requests in flight; the infrastructure sets
+    # the load balancer's deregistration delay to it and the hook's timeout a little above.
+    drain_timeout_s: float = Field(default=300.0, ge=0)
+    spot_margin_s: float = Field(default=10.0, ge=0)  # a spot drain ends this long before
+    autoscaling_endpoint_url: str | None = None  # an Auto Scaling-compatible endpoint (tests)
+
     # Publishing.
     publish: bool = True
     namespace: str = "LLMFleet"

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from llmfleet.core.wire.drain import DRAIN_HEADER, DRAIN_HEADER_VALUE
 from server import console
 from server.accesslog import AccessLog
 from server.accounting import Accounting
@@ -236,10 +237,13 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _only_local(request: Request) -> None:
-    """Raises: Forbidden: the request did not come from this host."""
+def _only_local(request: Request, *, begins: bool = False) -> None:
+    """Raises: Forbidden: the request did not come from this host, or it `begins` a
+    drain without the drain header."""
     if not is_loopback(request.client.host if request.client else None):
         raise Forbidden("only this instance may drain its router")
+    if begins and request.headers.get(DRAIN_HEADER) != DRAIN_HEADER_VALUE:
+        raise Forbidden(f"POST /drain needs the header {DRAIN_HEADER}: {DRAIN_HEADER_VALUE}")
 
 
 def _document_hot_paths(app: FastAPI) -> None:
@@ -301,18 +305,20 @@ def _add_routes(app: FastAPI) -> None:
         """Begin draining (see server.drain). Only from the instance itself: the load
         balancer's requests come from its own address, never the loopback, and uvicorn
         takes X-Forwarded-For only from 127.0.0.1 (its default), so a client cannot
-        claim to be local. Answers the drain's status; calling it again changes nothing."""
+        claim to be local. And only with the drain header, which a web page cannot send
+        without a CORS preflight (llmfleet.core.wire.drain). Answers the drain's status;
+        calling it again changes nothing."""
         rt = _runtime(request)
-        _only_local(request)
+        _only_local(request, begins=True)
         rt.drain.begin()
-        return JSONResponse(rt.drain.status())
+        return JSONResponse(rt.drain.status().model_dump(mode="json"))
 
     @app.get("/drain")
     async def drain_status(request: Request) -> JSONResponse:
         """Whether the router drains and how many requests it still holds."""
         rt = _runtime(request)
         _only_local(request)
-        return JSONResponse(rt.drain.status())
+        return JSONResponse(rt.drain.status().model_dump(mode="json"))
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

@@ -5,19 +5,20 @@ spot notice, or `llmfleet up` on Ctrl-C) and never ends while the process runs. 
 `/ready` answers 503, so the load balancer's health check takes the instance out of rotation;
 a completion request that still arrives is refused at once with 503, `Retry-After` and
 `Connection: close` before its body is read, never half-served; and every request admitted
-before runs to its end, a stream to its last event. `in_flight` counts those, and `idle()`
-waits for none to be left, which is when the instance can go.
+before runs to its end, a stream to its last event. `in_flight` counts those; `GET /drain`
+reports it, and whoever began the drain (`llmfleet.core.drain`) waits for it to reach 0 or
+for its bound, then lets the instance go.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
 
+from llmfleet.core.wire.drain import DrainStatus
 from server.errors import APIError
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,6 @@ class Drain:
         self._gauge, self._refused, self._clock = gauge, refused, clock
         self.since: float | None = None  # when draining began (the clock's time)
         self.in_flight = 0  # completion requests admitted and not yet answered in full
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     @property
     def draining(self) -> bool:
@@ -80,26 +79,13 @@ class Drain:
             self._refused.inc()
             raise Draining()
         self.in_flight += 1
-        self._idle.clear()
 
     def done(self) -> None:
         """One admitted request was answered in full (or its client left)."""
         self.in_flight -= 1
-        if self.in_flight == 0:
-            self._idle.set()
 
-    async def idle(self, timeout_s: float) -> bool:
-        """Wait up to `timeout_s` for no request to be in flight; whether none is."""
-        if self._idle.is_set():
-            return True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
-
-    def status(self) -> dict[str, object]:
+    def status(self) -> DrainStatus:
         """What `GET /drain` answers."""
         since = None if self.since is None else round(self._clock() - self.since, 3)
-        return {"draining": self.draining, "draining_for_s": since,
-                "in_flight": self.in_flight}
+        return DrainStatus(draining=self.draining, draining_for_s=since,
+                           in_flight=self.in_flight)

@@ -5,43 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
 from agent.cost import CostModel, imds_identity, joules_per_output_token
 from llmfleet.core.instances import Market, instances
 from llmfleet.core.net import free_port
+from tests.helpers.imds import FakeImds
 from tests.helpers.servers import ServerThread
 
-TOKEN = "tok-123"
-
-
-def fake_imds() -> Starlette:
-    """IMDSv2 as EC2 serves it: metadata only with a session token from a PUT."""
-
-    async def token(request: Request) -> Response:
-        if not request.headers.get("x-aws-ec2-metadata-token-ttl-seconds"):
-            return Response(status_code=400)
-        return PlainTextResponse(TOKEN)
-
-    async def meta(request: Request) -> Response:
-        if request.headers.get("x-aws-ec2-metadata-token") != TOKEN:
-            return Response(status_code=401)
-        values = {"instance-id": "i-0abc", "instance-type": "g5.xlarge",
-                  "instance-life-cycle": "spot", "placement/region": "eu-west-1"}
-        key = request.path_params["key"]
-        return PlainTextResponse(values[key]) if key in values else Response(status_code=404)
-
-    # Instance tags are not exposed here (the launch template's default): 404, as on EC2.
-    return Starlette(routes=[Route("/latest/api/token", token, methods=["PUT"]),
-                             Route("/latest/meta-data/{key:path}", meta)])
+IDENTITY = {"instance-id": "i-0abc", "instance-type": "g5.xlarge",
+            "instance-life-cycle": "spot", "placement/region": "eu-west-1"}
 
 
 @pytest.fixture
 def imds() -> Iterator[str]:
-    with ServerThread(fake_imds()) as server:
+    # Instance tags are not exposed here (the launch template's default): 404, as on EC2.
+    with ServerThread(FakeImds(dict(IDENTITY)).app()) as server:
         yield server.url
 
 

@@ -14,6 +14,8 @@ import openai
 import pytest
 from prometheus_client import CollectorRegistry
 
+from llmfleet.core.drain import RouterDrain
+from llmfleet.core.wire.drain import DRAIN_HEADER, DRAIN_HEADER_VALUE, DrainStatus
 from server.drain import RETRY_AFTER_S, Drain, Draining
 from server.metrics import RouterMetrics
 from tests.helpers.fake_upstream import FakeControl
@@ -56,10 +58,9 @@ def test_a_draining_router_finishes_every_live_stream_and_admits_nothing_new(
                 await asyncio.sleep(0.01)
             assert control.streams_started == STREAMS
             async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
-                began = await http.post("/drain")
-                assert began.status_code == 200
-                assert began.json()["draining"] is True
-                assert began.json()["in_flight"] == STREAMS  # none finished yet
+                # The agent's (and llmfleet up's) client, as on an instance.
+                began = await asyncio.to_thread(RouterDrain(router.url).begin)
+                assert began.draining and began.in_flight == STREAMS  # none finished yet
 
                 ready = await http.get("/ready")  # the load balancer takes it out
                 assert ready.status_code == 503
@@ -87,8 +88,9 @@ def test_a_draining_router_finishes_every_live_stream_and_admits_nothing_new(
 
                 status = (await http.get("/drain")).json()
                 assert status["in_flight"] == 0 and status["draining"] is True
-                again = await http.post("/drain")  # idempotent: the drain goes on
-                assert again.json()["draining_for_s"] >= status["draining_for_s"]
+                again = await asyncio.to_thread(RouterDrain(router.url).begin)  # idempotent
+                assert again.draining_for_s is not None
+                assert again.draining_for_s >= status["draining_for_s"]
                 metrics = (await http.get("/metrics",
                                           headers={"authorization": f"Bearer {TEST_KEY}"})).text
                 assert "llmfleet_router_draining 1.0" in metrics
@@ -104,7 +106,7 @@ def test_only_the_instance_itself_can_drain_its_router(
     alone, so this is how a proxied client looks) is refused, and nothing drains."""
     _, upstream = fake
     with make_router([upstream]) as router:
-        relayed = {"x-forwarded-for": "10.0.3.7"}
+        relayed = {"x-forwarded-for": "10.0.3.7", DRAIN_HEADER: DRAIN_HEADER_VALUE}
         for method in ("POST", "GET"):
             resp = httpx.request(method, f"{router.url}/drain", headers=relayed, timeout=5)
             assert resp.status_code == 403
@@ -112,22 +114,35 @@ def test_only_the_instance_itself_can_drain_its_router(
         assert httpx.get(f"{router.url}/ready", timeout=5).status_code == 200
 
 
-def test_draining_waits_for_the_last_request_in_flight() -> None:
-    async def scenario() -> None:
-        drain = drain_state()
-        assert await drain.idle(0)  # nothing in flight
+def test_draining_counts_what_it_holds_until_the_last_request_ends() -> None:
+    drain = drain_state()
+    assert drain.status() == DrainStatus(draining=False, in_flight=0)
+    drain.admit()
+    drain.admit()
+    assert drain.begin() and not drain.begin()  # once
+    with pytest.raises(Draining):
         drain.admit()
-        drain.admit()
-        assert drain.begin() and not drain.begin()  # once
-        with pytest.raises(Draining):
-            drain.admit()
-        assert not await drain.idle(0.01)
-        drain.done()
-        waiting = asyncio.ensure_future(drain.idle(5))
-        await asyncio.sleep(0)
-        assert not waiting.done()
-        drain.done()
-        assert await waiting
-        assert drain.status()["in_flight"] == 0
+    drain.done()
+    assert drain.status().in_flight == 1 and drain.status().draining
+    drain.done()
+    assert drain.status().in_flight == 0
 
-    asyncio.run(scenario())
+
+def test_a_cross_origin_form_post_cannot_drain_the_local_router(
+        fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
+    """What a web page open in a browser on the machine running `llmfleet up` can send
+    without asking the router first: a form post from 127.0.0.1, with no custom header. It
+    is refused; and the browser's preflight for the drain header is refused too, so a
+    page's script cannot add it."""
+    _, upstream = fake
+    with make_router([upstream], cors_allowed_origins=["http://127.0.0.1:3000"]) as router:
+        form = httpx.post(f"{router.url}/drain", data={"a": "b"}, timeout=5,
+                          headers={"origin": "http://evil.example"})
+        assert form.status_code == 403
+        assert DRAIN_HEADER in form.json()["error"]["message"]
+        preflight = httpx.options(f"{router.url}/drain", timeout=5, headers={
+            "origin": "http://127.0.0.1:3000", "access-control-request-method": "POST",
+            "access-control-request-headers": DRAIN_HEADER})
+        assert preflight.status_code == 400  # Starlette's CORS refusal: headers not allowed
+        assert httpx.get(f"{router.url}/ready", timeout=5).status_code == 200
+        assert RouterDrain(router.url).status().draining is False

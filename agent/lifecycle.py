@@ -1,0 +1,278 @@
+"""Leaving the fleet without dropping work: the agent watches for the instance's notices,
+drains the router on this instance, and then lets the Auto Scaling group terminate it.
+
+Three notices, read from instance metadata every `lifecycle_poll_s` (AWS polls its own
+spot notice every 5 s):
+
+- `autoscaling/target-lifecycle-state` turns `Terminated`: the group is terminating this
+  instance (scale-in, an instance refresh, a rebalancing replacement that now serves, a
+  failed health check). The termination lifecycle hook holds it in `Terminating:Wait`
+  until the agent completes the action or the hook's timeout runs out; the infrastructure
+  sets that timeout to the drain's bound plus a margin, so no heartbeat is needed.
+- `spot/instance-action`: EC2 reclaims this spot instance at the time it names (two
+  minutes' notice). The drain's bound is cut to end `spot_margin_s` before then.
+- `events/recommendations/rebalance`: a raised risk of interruption. Logged and counted,
+  no drain: with Capacity Rebalancing on, the group launches a replacement first and then
+  terminates this instance through the hook, which the first notice covers; draining at
+  once would take an instance out of service before its replacement serves.
+
+On the first of the first two, the agent asks the router to drain (`llmfleet.core.drain`:
+`/ready` fails, so the load balancer stops sending; late requests are refused with 503 and
+`Retry-After`, never half-served), waits until nothing is in flight or the bound has
+passed, and then, where the group is terminating the instance and a hook is named, calls
+`CompleteLifecycleAction` with `CONTINUE`. A failed call is tried again on each poll (the
+hook's default result, `CONTINUE`, ends the wait anyway when its timeout runs out); "no
+active lifecycle action" means there is nothing left to complete. A router that cannot be
+reached holds nothing worth waiting for: the agent goes on as if it had drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent.cost import Identity
+from agent.imds import Imds
+from agent.settings import AgentSettings
+from llmfleet.core.drain import DrainError, RouterDrain
+
+log = logging.getLogger(__name__)
+
+TARGET_STATE = "meta-data/autoscaling/target-lifecycle-state"
+SPOT_ACTION = "meta-data/spot/instance-action"
+REBALANCE = "meta-data/events/recommendations/rebalance"
+SPOT_NOTICE_S = 120.0  # what EC2 gives when a notice's time cannot be read
+NO_ACTION = "No active Lifecycle Action found"  # the group's answer once nothing waits
+
+
+class Phase(enum.StrEnum):
+    SERVING = "serving"
+    DRAINING = "draining"
+    DRAINED = "drained"  # nothing in flight, or the bound passed
+    RELEASED = "released"  # the lifecycle action completed (or there was none to complete)
+
+
+@dataclass(frozen=True)
+class Notices:
+    """What instance metadata said on one poll (every field None when it did not answer)."""
+
+    target_state: str | None = None
+    spot_action: str | None = None  # the notice's JSON text
+    rebalance: str | None = None
+
+    @classmethod
+    def read(cls, imds: Imds) -> Notices:
+        return cls(imds.get(TARGET_STATE), imds.get(SPOT_ACTION), imds.get(REBALANCE))
+
+    @property
+    def terminating(self) -> bool:
+        return self.target_state == "Terminated"
+
+    def spot_deadline(self, wall_now: float) -> float | None:
+        """When EC2 reclaims the instance (wall-clock seconds), or None without a notice."""
+        if self.spot_action is None:
+            return None
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            at = json.loads(self.spot_action)["time"]
+            return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+        return wall_now + SPOT_NOTICE_S
+
+
+class LifecycleActions(Protocol):
+    """`CompleteLifecycleAction` for this instance (boto3's client in production)."""
+
+    def complete_lifecycle_action(self, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class HookTarget:
+    """Which lifecycle action to complete: the hook, the group and this instance."""
+
+    hook: str
+    group: str
+    instance_id: str
+
+
+@dataclass
+class LifecycleState:
+    """What the watcher has seen and done, for logs, `/metrics` and the tests."""
+
+    phase: Phase = Phase.SERVING
+    reason: str | None = None  # why it drains: "terminating" or "spot interruption"
+    terminating: bool = False  # the group moved this instance to Terminating (sticky)
+    rebalance_recommended: bool = False
+    drain_deadline: float | None = None  # monotonic
+    drain_began_at: float | None = None
+    in_flight_left: int | None = None  # what was still in flight when the wait ended
+    completed: bool = False
+
+
+class LifecycleCollector(Collector):
+    """Prometheus view of a `LifecycleState`: where the instance is on its way out."""
+
+    def __init__(self, state: LifecycleState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        phase = GaugeMetricFamily("llmfleet_agent_lifecycle_phase",
+                                  "1 for the phase the instance is in on its way out.",
+                                  labels=["phase"])
+        for p in Phase:
+            phase.add_metric([p.value], int(self._state.phase is p))
+        yield phase
+        yield GaugeMetricFamily("llmfleet_agent_rebalance_recommended",
+                                "1 once EC2 recommended rebalancing this spot instance.",
+                                value=int(self._state.rebalance_recommended))
+
+
+class LifecycleWatcher:
+    """One poll at a time: read the notices, then move the drain one step on."""
+
+    def __init__(self, imds: Imds, drain: RouterDrain, actions: Callable[[], LifecycleActions],
+                 target: HookTarget | None, *, bound_s: float, spot_margin_s: float,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        """`actions` builds the Auto Scaling client when it is first needed; `target` is
+        None when no hook is named (the group then waits out the hook's timeout)."""
+        self.state = LifecycleState()
+        self._imds, self._drain, self._actions, self._target = imds, drain, actions, target
+        self._bound_s, self._spot_margin_s = bound_s, spot_margin_s
+        self._clock, self._wall = clock, wall
+        self._client: LifecycleActions | None = None
+        self._complete_error: str | None = None
+
+    async def run(self, stop: asyncio.Event, poll_s: float) -> None:
+        """Poll until `stop` is set or the lifecycle action is completed."""
+        while not stop.is_set() and self.state.phase is not Phase.RELEASED:
+            await self.poll()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
+
+    async def poll(self) -> None:
+        notices = await asyncio.to_thread(Notices.read, self._imds)
+        self._note(notices)
+        if self.state.phase is Phase.SERVING and self.state.reason is not None:
+            await self._begin(notices)
+        if self.state.phase is Phase.DRAINING:
+            await self._check()
+        if self.state.phase is Phase.DRAINED and self.state.terminating:
+            await self._complete()
+
+    def _note(self, notices: Notices) -> None:
+        s = self.state
+        if notices.rebalance is not None and not s.rebalance_recommended:
+            s.rebalance_recommended = True
+            log.warning("EC2 recommends rebalancing this spot instance: its replacement "
+                        "launches first; the drain begins when the group terminates it")
+        if notices.terminating and not s.terminating:
+            s.terminating = True
+            log.info("the Auto Scaling group is terminating this instance")
+        if s.reason is None:
+            if s.terminating:
+                s.reason = "terminating"
+            elif notices.spot_action is not None:
+                s.reason = "spot interruption"
+
+    async def _begin(self, notices: Notices) -> None:
+        s = self.state
+        now, bound = self._clock(), self._bound_s
+        reclaim_at = notices.spot_deadline(self._wall())
+        if reclaim_at is not None:  # whatever the reason, EC2 will not wait past this
+            bound = min(bound, reclaim_at - self._wall() - self._spot_margin_s)
+        s.drain_began_at, s.drain_deadline = now, now + max(bound, 0.0)
+        s.phase = Phase.DRAINING
+        try:
+            began = await asyncio.to_thread(self._drain.begin)
+        except DrainError as exc:
+            log.warning("could not ask the router to drain (%s); going on without it", exc)
+            s.phase = Phase.DRAINED
+            return
+        log.info("draining (%s): %d requests in flight, waiting up to %.0f s",
+                 s.reason, began.in_flight, max(bound, 0.0))
+
+    async def _check(self) -> None:
+        s = self.state
+        assert s.drain_deadline is not None and s.drain_began_at is not None
+        try:
+            status = await asyncio.to_thread(self._drain.status)
+            in_flight: int | None = status.in_flight
+        except DrainError as exc:
+            log.warning("the router stopped answering while it drained (%s)", exc)
+            in_flight = None
+        now = self._clock()
+        if in_flight and now < s.drain_deadline:
+            return
+        s.phase, s.in_flight_left = Phase.DRAINED, in_flight
+        if in_flight:
+            log.warning("drain bound reached after %.0f s with %d requests still in flight",
+                        now - s.drain_began_at, in_flight)
+        else:
+            log.info("drained after %.1f s", now - s.drain_began_at)
+
+    async def _complete(self) -> None:
+        s = self.state
+        if self._target is None:
+            log.warning("no lifecycle hook named: the group terminates this instance when "
+                        "its hook's timeout runs out")
+            s.phase = Phase.RELEASED
+            return
+        try:
+            await asyncio.to_thread(self._complete_action, self._target)
+        except (BotoCoreError, ClientError) as exc:
+            if NO_ACTION in str(exc):  # the hook timed out already, or there is none
+                log.info("no lifecycle action is waiting for this instance")
+                s.phase = Phase.RELEASED
+                return
+            if repr(exc) != self._complete_error:
+                log.warning("CompleteLifecycleAction failed (%s); trying again", exc)
+            self._complete_error = repr(exc)
+            return
+        s.phase, s.completed = Phase.RELEASED, True
+        log.info("lifecycle action completed: the group may terminate this instance")
+
+    def _complete_action(self, target: HookTarget) -> None:
+        if self._client is None:
+            self._client = self._actions()
+        self._client.complete_lifecycle_action(
+            LifecycleHookName=target.hook, AutoScalingGroupName=target.group,
+            InstanceId=target.instance_id, LifecycleActionResult="CONTINUE")
+
+
+def build_watcher(settings: AgentSettings, identity: Identity) -> LifecycleWatcher | None:
+    """The watcher these settings ask for, or None (off EC2, or told not to watch)."""
+    if not (settings.imds and settings.lifecycle_watch and settings.router_url):
+        return None
+    target = None
+    if settings.lifecycle_hook and identity.asg_name and identity.instance_id:
+        target = HookTarget(settings.lifecycle_hook, identity.asg_name, identity.instance_id)
+    elif settings.lifecycle_hook:
+        log.warning("lifecycle hook %s named, but the group or instance is unknown: the "
+                    "agent drains on notices and leaves the action to the hook's timeout",
+                    settings.lifecycle_hook)
+
+    def actions() -> LifecycleActions:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2,
+                        read_timeout=5)
+        client: LifecycleActions = boto3.client(
+            "autoscaling", region_name=identity.region, config=config,
+            endpoint_url=settings.autoscaling_endpoint_url)
+        return client
+
+    return LifecycleWatcher(Imds(settings.imds_url), RouterDrain(settings.router_url),
+                            actions, target, bound_s=settings.drain_timeout_s,
+                            spot_margin_s=settings.spot_margin_s)

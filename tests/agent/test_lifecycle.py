@@ -1,0 +1,260 @@
+"""The agent on an instance leaving the fleet: it notices, drains the router, lets the group go.
+
+Real parts: a router (uvicorn on an ephemeral port) whose fake engine paces its streams so
+that they are still running when the notice comes, read to their end by the official
+`openai` client; the agent's watcher with its real IMDSv2 and boto3 clients. Stand-ins:
+instance metadata (tests.helpers.imds) and the Auto Scaling endpoint for
+`CompleteLifecycleAction`, which moto does not implement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import openai
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from agent.cost import Identity
+from agent.lifecycle import (
+    REBALANCE,
+    SPOT_ACTION,
+    TARGET_STATE,
+    LifecycleCollector,
+    LifecycleWatcher,
+    Phase,
+    build_watcher,
+)
+from agent.settings import AgentSettings
+from llmfleet.core.net import free_port
+from tests.helpers.fake_upstream import FakeControl
+from tests.helpers.imds import FakeImds, FakeLifecycle
+from tests.helpers.router import TEST_KEY, RouterFactory
+from tests.helpers.servers import ServerThread
+
+STREAMS = 4
+TOKENS = 30
+CHUNK_DELAY_S = 0.05  # each stream lasts about 1.5 s
+POLL_S = 0.05
+IDENTITY = Identity(instance_id="i-0leaving", instance_type="g5.xlarge",
+                    asg_name="llmfleet-dev-gpu", region="us-east-1")
+META = "meta-data/"  # the fake's keys are the paths after it
+
+
+@pytest.fixture
+def imds() -> Iterator[tuple[FakeImds, str]]:
+    fake = FakeImds({"autoscaling/target-lifecycle-state": "InService"})
+    with ServerThread(fake.app()) as server:
+        yield fake, server.url
+
+
+@pytest.fixture
+def lifecycle(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeLifecycle, str]]:
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(name, value)
+    fake = FakeLifecycle()
+    with ServerThread(fake.app()) as server:
+        yield fake, server.url
+
+
+def watcher(imds_url: str, router_url: str, endpoint: str, **overrides: object
+            ) -> LifecycleWatcher:
+    values: dict[str, object] = {
+        "imds_url": imds_url, "router_url": router_url, "lifecycle_hook": "llmfleet-dev-drain",
+        "autoscaling_endpoint_url": endpoint, "drain_timeout_s": 30.0, "publish": False,
+        "gpu": False}
+    values.update(overrides)
+    built = build_watcher(AgentSettings(**values), IDENTITY)  # type: ignore[arg-type]
+    assert built is not None
+    return built
+
+
+def notice(fake: FakeImds, path: str, value: str) -> None:
+    fake.values[path.removeprefix(META)] = value
+
+
+async def read_stream(client: openai.AsyncOpenAI) -> tuple[str, str | None, float]:
+    """One streamed completion, read to its end: its text, finish reason and end time."""
+    text, finish = "", None
+    stream = await client.completions.create(model="fake-model", prompt="hi",
+                                             max_tokens=TOKENS, stream=True)
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].text
+            finish = chunk.choices[0].finish_reason or finish
+    return text, finish, time.monotonic()
+
+
+async def until(condition: object, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_scale_in_drains_every_live_stream_then_completes_the_lifecycle_action(
+        fake: tuple[FakeControl, str], make_router: RouterFactory,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    control, upstream = fake
+    control.chunk_delay_s = CHUNK_DELAY_S
+    metadata, imds_url = imds
+    actions, endpoint = lifecycle
+    with make_router([upstream]) as router:
+        w = watcher(imds_url, router.url, endpoint)
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            watching = asyncio.ensure_future(w.run(stop, POLL_S))
+            client = openai.AsyncOpenAI(base_url=f"{router.url}/v1", api_key=TEST_KEY,
+                                        max_retries=0)
+            streams = [asyncio.ensure_future(read_stream(client)) for _ in range(STREAMS)]
+            await until(lambda: control.streams_started == STREAMS)
+            await asyncio.sleep(3 * POLL_S)
+            assert w.state.phase is Phase.SERVING  # InService: nothing happens
+
+            notice(metadata, TARGET_STATE, "Terminated")  # the group scales in
+            await until(lambda: w.state.phase is not Phase.SERVING)
+            async with httpx.AsyncClient(base_url=router.url, timeout=10) as http:
+                assert (await http.get("/ready")).status_code == 503
+                late = await http.post("/v1/completions", json={"model": "fake-model"},
+                                       headers={"authorization": f"Bearer {TEST_KEY}"})
+                assert late.status_code == 503
+                assert late.json()["error"]["code"] == "instance_draining"
+            assert not actions.calls  # not while anything is in flight
+
+            answers = await asyncio.gather(*streams)
+            await asyncio.wait_for(watching, 10)  # ends once the action is completed
+            await client.close()
+            expected = "".join(f" t{i}" for i in range(TOKENS))
+            assert [(text, finish) for text, finish, _ in answers] == \
+                [(expected, "length")] * STREAMS
+            assert control.requests == STREAMS  # the late request never reached the engine
+            assert actions.calls == [{
+                "Action": "CompleteLifecycleAction", "Version": "2011-01-01",
+                "LifecycleHookName": "llmfleet-dev-drain",
+                "AutoScalingGroupName": "llmfleet-dev-gpu", "InstanceId": "i-0leaving",
+                "LifecycleActionResult": "CONTINUE"}]
+            assert actions.call_times[0] >= max(end for _, _, end in answers)
+            assert w.state.phase is Phase.RELEASED and w.state.completed
+            assert w.state.in_flight_left == 0 and w.state.reason == "terminating"
+
+        asyncio.run(scenario())
+
+
+def test_a_spot_notice_cuts_the_drain_short_of_the_reclaim_and_completes_once_terminating(
+        fake: tuple[FakeControl, str], make_router: RouterFactory,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    """EC2 reclaims the instance at the notice's time whatever runs: the wait ends
+    `spot_margin_s` before it, even with requests in flight (the longest stream here lasts
+    longer than that); the action is completed when the group terminates the instance."""
+    control, upstream = fake
+    control.chunk_delay_s = CHUNK_DELAY_S
+    metadata, imds_url = imds
+    actions, endpoint = lifecycle
+    with make_router([upstream]) as router:
+        w = watcher(imds_url, router.url, endpoint, spot_margin_s=119.5)
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            watching = asyncio.ensure_future(w.run(stop, POLL_S))
+            client = openai.AsyncOpenAI(base_url=f"{router.url}/v1", api_key=TEST_KEY,
+                                        max_retries=0)
+            streams = [asyncio.ensure_future(read_stream(client)) for _ in range(STREAMS)]
+            await until(lambda: control.streams_started == STREAMS)
+            reclaim = (datetime.now(UTC) + timedelta(seconds=120)).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+            notice(metadata, SPOT_ACTION, json.dumps({"action": "terminate",
+                                                       "time": reclaim}))
+            await until(lambda: w.state.phase is Phase.DRAINED)
+            assert w.state.reason == "spot interruption"
+            assert w.state.in_flight_left == STREAMS  # the bound (about 0.5 s) ran out
+            assert w.state.drain_began_at is not None and w.state.drain_deadline is not None
+            assert w.state.drain_deadline - w.state.drain_began_at < 1.5
+            await asyncio.sleep(3 * POLL_S)
+            assert not actions.calls  # the group has not moved it to Terminating yet
+
+            notice(metadata, TARGET_STATE, "Terminated")
+            await asyncio.wait_for(watching, 10)
+            assert len(actions.calls) == 1 and w.state.completed
+            await asyncio.gather(*streams)  # the router still lets them finish
+            await client.close()
+
+        asyncio.run(scenario())
+
+
+def test_a_rebalance_recommendation_alone_does_not_drain(
+        fake: tuple[FakeControl, str], make_router: RouterFactory,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    _, upstream = fake
+    metadata, imds_url = imds
+    actions, endpoint = lifecycle
+    with make_router([upstream]) as router:
+        w = watcher(imds_url, router.url, endpoint)
+        notice(metadata, REBALANCE, json.dumps({"noticeTime": "2026-12-06T21:00:00Z"}))
+
+        async def polls() -> None:
+            for _ in range(3):
+                await w.poll()
+
+        asyncio.run(polls())
+        assert w.state.rebalance_recommended and w.state.phase is Phase.SERVING
+        assert httpx.get(f"{router.url}/ready", timeout=5).status_code == 200
+        assert not actions.calls
+        registry = CollectorRegistry()
+        registry.register(LifecycleCollector(w.state))
+        page = generate_latest(registry).decode()
+        assert "llmfleet_agent_rebalance_recommended 1.0" in page
+        assert 'llmfleet_agent_lifecycle_phase{phase="serving"} 1.0' in page
+
+
+def test_a_throttled_completion_is_tried_again_and_a_lapsed_action_ends_the_wait(
+        fake: tuple[FakeControl, str], make_router: RouterFactory,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    _, upstream = fake
+    metadata, imds_url = imds
+    actions, endpoint = lifecycle
+    notice(metadata, TARGET_STATE, "Terminated")
+    with make_router([upstream]) as router:
+        throttled = watcher(imds_url, router.url, endpoint)
+        # boto3 makes 3 attempts a call (standard mode): the first poll's all fail.
+        actions.fail_next = 4
+
+        async def polls(w: LifecycleWatcher, n: int) -> None:
+            for _ in range(n):
+                await w.poll()
+
+        asyncio.run(polls(throttled, 1))
+        assert throttled.state.phase is Phase.DRAINED and not actions.calls
+        asyncio.run(polls(throttled, 1))  # the next poll tries again
+        assert throttled.state.completed and len(actions.calls) == 1
+
+        actions.no_action = True  # the hook's timeout ran out already
+        lapsed = watcher(imds_url, router.url, endpoint)
+        asyncio.run(polls(lapsed, 3))
+        assert lapsed.state.phase is Phase.RELEASED and not lapsed.state.completed
+
+
+def test_an_unreachable_router_does_not_hold_the_instance(
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    metadata, imds_url = imds
+    actions, endpoint = lifecycle
+    notice(metadata, TARGET_STATE, "Terminated")
+    w = watcher(imds_url, f"http://127.0.0.1:{free_port()}", endpoint)
+
+    async def polls() -> None:
+        for _ in range(3):
+            await w.poll()
+
+    asyncio.run(polls())
+    assert w.state.completed and len(actions.calls) == 1
+
+
+def test_off_ec2_or_told_not_to_there_is_no_watcher() -> None:
+    assert build_watcher(AgentSettings(imds=False), IDENTITY) is None
+    assert build_watcher(AgentSettings(lifecycle_watch=False), IDENTITY) is None
+    assert build_watcher(AgentSettings(router_url=""), IDENTITY) is None
