@@ -38,17 +38,18 @@ module "networking" {
 }
 
 module "load_balancer" {
-  source              = "./modules/load_balancer"
-  name                = var.name
-  vpc_id              = module.networking.vpc_id
-  vpc_cidr            = module.networking.vpc_cidr
-  subnet_ids          = var.alb.internet_facing ? module.networking.public_subnet_ids : module.networking.private_subnet_ids
-  internet_facing     = var.alb.internet_facing
-  certificate_arn     = var.alb.certificate_arn
-  idle_timeout_s      = var.alb.idle_timeout_s
-  deletion_protection = var.alb.deletion_protection
-  rate_limit_per_ip   = var.rate_limit_per_ip
-  log_retention_days  = var.log_retention_days
+  source                 = "./modules/load_balancer"
+  name                   = var.name
+  vpc_id                 = module.networking.vpc_id
+  vpc_cidr               = module.networking.vpc_cidr
+  subnet_ids             = var.alb.internet_facing ? module.networking.public_subnet_ids : module.networking.private_subnet_ids
+  internet_facing        = var.alb.internet_facing
+  certificate_arn        = var.alb.certificate_arn
+  idle_timeout_s         = var.alb.idle_timeout_s
+  deregistration_delay_s = var.drain_timeout_s
+  deletion_protection    = var.alb.deletion_protection
+  rate_limit_per_ip      = var.rate_limit_per_ip
+  log_retention_days     = var.log_retention_days
 }
 
 module "monitoring" {
@@ -75,6 +76,7 @@ module "compute" {
   spot                  = var.spot
   capacity              = var.capacity
   scaling               = var.scaling
+  drain_timeout_s       = var.drain_timeout_s
   model                 = var.model
   api_keys_parameter    = var.api_keys_parameter
   ami_ssm_parameter     = var.ami_ssm_parameter

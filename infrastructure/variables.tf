@@ -145,6 +145,16 @@ variable "alb" {
   default = {}
 }
 
+variable "drain_timeout_s" {
+  description = "Longest an instance leaving the group waits for its generations in flight: the load balancer's deregistration delay and the agent's drain bound; the termination hook waits a minute longer."
+  type        = number
+  default     = 300
+  validation {
+    condition     = var.drain_timeout_s >= 0 && var.drain_timeout_s <= 3600 && floor(var.drain_timeout_s) == var.drain_timeout_s
+    error_message = "drain_timeout_s must be whole seconds from 0 to 3600 (the load balancer's deregistration delay allows no more)."
+  }
+}
+
 variable "rate_limit_per_ip" {
   description = "Requests per client IP per minute before WAF blocks it, on every public entry (each entry has its own web ACL)."
   type        = number

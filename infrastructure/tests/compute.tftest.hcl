@@ -601,3 +601,89 @@ run "rejects_spot_share_over_100" {
   }
   expect_failures = [var.spot]
 }
+
+# An instance leaving the group was cut off after the load balancer's 120 s: nothing told
+# its router to stop taking work, and nothing waited for its generations.
+run "leaving_instances_drain_through_a_termination_hook" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+
+  assert {
+    condition = (aws_autoscaling_lifecycle_hook.drain.lifecycle_transition == "autoscaling:EC2_INSTANCE_TERMINATING" &&
+      aws_autoscaling_lifecycle_hook.drain.autoscaling_group_name == aws_autoscaling_group.this.name &&
+    aws_autoscaling_lifecycle_hook.drain.name == "llmfleet-test-gpu-drain" && output.drain_hook_name == "llmfleet-test-gpu-drain")
+    error_message = "Every termination of the group's instances waits on the drain hook."
+  }
+  assert {
+    condition     = aws_autoscaling_lifecycle_hook.drain.heartbeat_timeout == 360 && aws_autoscaling_lifecycle_hook.drain.default_result == "CONTINUE"
+    error_message = "The hook waits a minute beyond the agent's 300 s bound, then lets the instance go."
+  }
+  assert {
+    condition = (strcontains(output.user_data, "LLMFLEET_AGENT_LIFECYCLE_HOOK=llmfleet-test-gpu-drain") &&
+    strcontains(output.user_data, "LLMFLEET_AGENT_DRAIN_TIMEOUT_S=300"))
+    error_message = "The agent is told the hook to complete and how long to drain."
+  }
+  assert {
+    condition = (one([for s in data.aws_iam_policy_document.instance.statement : s if s.sid == "CompleteOwnGroupsLifecycleActions"]).actions == toset(["autoscaling:CompleteLifecycleAction"]) &&
+      one([for s in data.aws_iam_policy_document.instance.statement : s if s.sid == "CompleteOwnGroupsLifecycleActions"]).resources ==
+    toset(["arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/llmfleet-test-gpu"]))
+    error_message = "The instances may complete lifecycle actions of their own group only, and do nothing else in Auto Scaling."
+  }
+  assert {
+    condition = length(flatten([for s in data.aws_iam_policy_document.instance.statement :
+    [for a in coalesce(s.actions, []) : a if startswith(a, "autoscaling:")]])) == 1
+    error_message = "No other Auto Scaling action is granted (no heartbeat: the hook's timeout covers the bound)."
+  }
+  assert {
+    condition     = aws_autoscaling_group.this.capacity_rebalance == false
+    error_message = "Without spot there is nothing to rebalance."
+  }
+}
+
+run "spot_instances_at_risk_are_replaced_before_they_are_reclaimed" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    spot            = { spot_percentage = 50, extra_instance_types = ["g6.xlarge"] }
+    drain_timeout_s = 900
+  }
+
+  assert {
+    condition     = aws_autoscaling_group.this.capacity_rebalance == true
+    error_message = "Capacity Rebalancing is on whenever spot is in the mix."
+  }
+  assert {
+    condition     = aws_autoscaling_group.this.mixed_instances_policy[0].instances_distribution[0].spot_allocation_strategy == "price-capacity-optimized"
+    error_message = "Spot capacity is drawn from the pools least likely to be interrupted, at a low price."
+  }
+  assert {
+    condition     = aws_autoscaling_lifecycle_hook.drain.heartbeat_timeout == 960
+    error_message = "The hook follows the drain bound."
+  }
+}
+
+run "rejects_a_drain_longer_than_the_load_balancer_allows" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    drain_timeout_s = 3601
+  }
+  expect_failures = [var.drain_timeout_s]
+}
+
+run "rejects_a_drain_in_fractions_of_a_second" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    drain_timeout_s = 1.5
+  }
+  expect_failures = [var.drain_timeout_s]
+}

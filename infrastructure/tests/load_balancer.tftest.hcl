@@ -58,6 +58,10 @@ run "internal_without_certificate" {
     error_message = "The idle timeout must allow long generations."
   }
   assert {
+    condition     = tonumber(aws_lb_target_group.router.deregistration_delay) == 300 && output.deregistration_delay_s == 300
+    error_message = "A leaving target keeps its requests in flight for the drain's bound."
+  }
+  assert {
     condition     = aws_wafv2_web_acl_association.alb.resource_arn == aws_lb.this.arn && aws_wafv2_web_acl_association.alb.web_acl_arn == module.waf.web_acl_arn
     error_message = "The load balancer's own web ACL must protect it."
   }

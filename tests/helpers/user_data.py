@@ -29,6 +29,7 @@ def render(var_file: Path | None = None, **variables: Any) -> str:
         "requirements_sha256": hashlib.sha256(LOCK.read_bytes()).hexdigest(),
         "log_group_names": {"vllm": "/llmfleet/dev/vllm", "router": "/llmfleet/dev/router",
                             "agent": "/llmfleet/dev/agent"},
+        "drain_hook_name": "llmfleet-dev-gpu-drain", "drain_timeout_s": 300,
     }
     if var_file is None:
         base["api_keys_parameter"] = "/llmfleet/test/api-keys"

@@ -242,6 +242,10 @@ def test_router_and_agent_units_run_the_cli_commands_with_settings_that_load(
     assert agent.router_url == f"http://127.0.0.1:{ROUTER_PORT}"
     assert agent.engine_urls == [engine_url]
     assert agent.namespace == "LLMFleet" and agent.asg_name == "llmfleet-dev-gpu"
+    # On its way out the agent drains for as long as the load balancer waits, then
+    # completes the group's hook (the compute module's plan tests check both names).
+    assert agent.lifecycle_watch and agent.imds
+    assert (agent.lifecycle_hook, agent.drain_timeout_s) == ("llmfleet-dev-gpu-drain", 300)
     assert router.agent_url == f"http://127.0.0.1:{agent.port}"  # the console's GPU figures
     assert router.cors_allowed_origins == []  # no page on another origin unless one is named
 

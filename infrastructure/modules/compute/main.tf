@@ -1,8 +1,9 @@
 # Compute: the GPU fleet. A launch template (Deep Learning AMI, IMDSv2 only,
 # encrypted gp3 root, cloud-init that installs llmfleet and starts vLLM, the
 # router and the agent), a least-privilege instance profile, and a multi-AZ
-# Auto Scaling Group in private subnets that scales on the agent's GPU
-# utilisation averaged over the group.
+# Auto Scaling Group in private subnets that scales on the agent's metrics
+# (var.scaling.policy) and lets each leaving instance drain through a
+# termination lifecycle hook.
 
 data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
@@ -23,6 +24,9 @@ locals {
   "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(p, "/")}"]
   served_name = module.user_data.served_name
   user_data   = module.user_data.cloud_init
+  drain_hook  = "${local.asg_name}-drain"
+  # The group's ARN by name (its id is only known once it exists, and the role comes first).
+  asg_arn = "arn:${data.aws_partition.current.partition}:autoscaling:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"
 }
 
 module "user_data" {
@@ -43,6 +47,8 @@ module "user_data" {
 
   cors_allowed_origins = var.cors_allowed_origins
   router_keepalive_s   = var.router_keepalive_s
+  drain_hook_name      = local.drain_hook
+  drain_timeout_s      = var.drain_timeout_s
 }
 
 # --- Artifacts -----------------------------------------------------------------
@@ -154,6 +160,14 @@ data "aws_iam_policy_document" "instance" {
     effect        = "Deny"
     actions       = local.parameter_reads
     not_resources = local.parameter_arns
+  }
+  # The agent lets the group terminate its instance once the router has drained. IAM has
+  # no condition key for the instance, so any instance of this group could complete
+  # another's action (terminate it sooner): the same group, the same code; no other group.
+  statement {
+    sid       = "CompleteOwnGroupsLifecycleActions"
+    actions   = ["autoscaling:CompleteLifecycleAction"]
+    resources = [local.asg_arn]
   }
   statement {
     sid       = "ReadPackage"
@@ -267,6 +281,10 @@ resource "aws_autoscaling_group" "this" {
   metrics_granularity       = "1Minute"
   enabled_metrics           = ["GroupInServiceInstances", "GroupDesiredCapacity", "GroupPendingInstances"]
 
+  # With spot in the mix, a spot instance at raised risk of interruption is replaced before
+  # it is reclaimed: the replacement launches, then this one leaves through the drain hook.
+  capacity_rebalance = var.spot.spot_percentage > 0
+
   mixed_instances_policy {
     instances_distribution {
       on_demand_base_capacity                  = var.spot.spot_percentage == 0 ? var.capacity.max : var.spot.on_demand_base
@@ -304,6 +322,21 @@ resource "aws_autoscaling_group" "this" {
   lifecycle {
     ignore_changes = [desired_capacity]
   }
+}
+
+# --- Leaving the group ------------------------------------------------------------
+# Every termination (scale-in, instance refresh, a rebalancing replacement, a failed health
+# check) holds the instance in Terminating:Wait while its agent drains the router (stops
+# taking work, lets the generations in flight finish for up to drain_timeout_s) and then
+# completes the action. The timeout is a minute above the agent's bound, so an agent that
+# died holds the instance no longer than that; CONTINUE either way: the instance goes.
+
+resource "aws_autoscaling_lifecycle_hook" "drain" {
+  name                   = local.drain_hook
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  lifecycle_transition   = "autoscaling:EC2_INSTANCE_TERMINATING"
+  heartbeat_timeout      = max(30, var.drain_timeout_s + 60)
+  default_result         = "CONTINUE"
 }
 
 # --- Scaling --------------------------------------------------------------------

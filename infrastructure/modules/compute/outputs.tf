@@ -41,3 +41,13 @@ output "router_keepalive_s" {
   description = "Seconds the routers keep an idle client connection open (above the load balancer's idle timeout)."
   value       = var.router_keepalive_s
 }
+
+output "drain_hook_name" {
+  description = "The termination lifecycle hook whose action each instance's agent completes once its router has drained."
+  value       = aws_autoscaling_lifecycle_hook.drain.name
+}
+
+output "drain_timeout_s" {
+  description = "Longest a leaving instance's agent waits for its router's requests in flight."
+  value       = var.drain_timeout_s
+}

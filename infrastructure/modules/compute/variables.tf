@@ -191,3 +191,13 @@ variable "router_keepalive_s" {
     error_message = "router_keepalive_s must be above 0 (and above the load balancer's idle timeout)."
   }
 }
+
+variable "drain_timeout_s" {
+  description = "Longest a leaving instance's agent waits for the router's requests in flight (the load balancer's deregistration delay should be the same); the termination hook waits a minute longer."
+  type        = number
+  default     = 300
+  validation {
+    condition     = var.drain_timeout_s >= 0 && var.drain_timeout_s <= 3600 && floor(var.drain_timeout_s) == var.drain_timeout_s
+    error_message = "drain_timeout_s must be whole seconds from 0 to 3600."
+  }
+}

@@ -98,11 +98,14 @@ resource "aws_lb" "this" {
 
 resource "aws_lb_target_group" "router" {
   #checkov:skip=CKV_AWS_378:TLS ends at the load balancer; the hop to the router stays inside the VPC, and the instances' security group admits only the load balancer.
-  name                 = substr("${var.name}-router", 0, 32)
-  port                 = var.router_port
-  protocol             = "HTTP"
-  vpc_id               = var.vpc_id
-  deregistration_delay = 120 # let in-flight generations finish on scale-in
+  name     = substr("${var.name}-router", 0, 32)
+  port     = var.router_port
+  protocol = "HTTP"
+  vpc_id   = var.vpc_id
+  # An instance leaving the group gets this long to finish its generations in flight (the
+  # agent drains its router for as long: docs/deploy.md "Leaving the fleet"); the
+  # deregistration ends as soon as nothing is in flight.
+  deregistration_delay = var.deregistration_delay_s
   # Least outstanding requests: generations vary a hundredfold in length.
   load_balancing_algorithm_type = "least_outstanding_requests"
 

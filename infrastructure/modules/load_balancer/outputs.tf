@@ -47,3 +47,8 @@ output "idle_timeout_s" {
   description = "Seconds the load balancer keeps an idle connection open; the routers' keep-alive must exceed it."
   value       = aws_lb.this.idle_timeout
 }
+
+output "deregistration_delay_s" {
+  description = "Seconds a leaving target keeps its requests in flight (the agent's drain bound must match)."
+  value       = tonumber(aws_lb_target_group.router.deregistration_delay)
+}

@@ -71,3 +71,13 @@ variable "log_retention_days" {
   type        = number
   default     = 30
 }
+
+variable "deregistration_delay_s" {
+  description = "Seconds a deregistering target keeps its requests in flight before the load balancer closes them."
+  type        = number
+  default     = 300
+  validation {
+    condition     = var.deregistration_delay_s >= 0 && var.deregistration_delay_s <= 3600 && floor(var.deregistration_delay_s) == var.deregistration_delay_s
+    error_message = "deregistration_delay_s must be whole seconds from 0 to 3600."
+  }
+}

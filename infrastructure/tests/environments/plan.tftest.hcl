@@ -53,6 +53,10 @@ run "plans" {
     error_message = "The routers' keep-alive outlasts the load balancer's idle timeout."
   }
   assert {
+    condition     = module.compute.drain_timeout_s == module.load_balancer.deregistration_delay_s
+    error_message = "The agent drains for exactly as long as the load balancer keeps a leaving target's requests."
+  }
+  assert {
     condition     = var.environment != "dev" || (var.capacity.max == 1 && var.single_nat_gateway)
     error_message = "dev is one instance behind one NAT gateway."
   }

@@ -72,5 +72,7 @@ locals {
     log_group_agent          = var.log_group_names["agent"]
     cors_origins             = join(",", var.cors_allowed_origins)
     router_keepalive_s       = var.router_keepalive_s
+    drain_hook_name          = var.drain_hook_name
+    drain_timeout_s          = var.drain_timeout_s
   })
 }

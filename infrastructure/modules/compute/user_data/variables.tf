@@ -102,3 +102,17 @@ variable "cors_allowed_origins" {
     error_message = "Each CORS origin must be scheme://host[:port], e.g. \"https://d1234.cloudfront.net\", with no path or trailing slash."
   }
 }
+
+variable "drain_hook_name" {
+  description = "The group's termination lifecycle hook, which the agent completes once the router has drained."
+  type        = string
+}
+
+variable "drain_timeout_s" {
+  description = "Longest the agent waits for the router's requests in flight when the instance is leaving."
+  type        = number
+  validation {
+    condition     = var.drain_timeout_s >= 0
+    error_message = "drain_timeout_s must be 0 or more seconds."
+  }
+}
