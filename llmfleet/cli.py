@@ -236,7 +236,8 @@ def _up(args: argparse.Namespace) -> int:
     options = UpOptions(model=args.model, port=args.port, engine_port=args.engine_port,
                         vllm_args=args.vllm_args, run_dir=args.run_dir,
                         agent_port=args.agent_port, cloudwatch_port=args.cloudwatch_port,
-                        instance_type=args.instance_type, agent_interval_s=args.agent_interval)
+                        instance_type=args.instance_type, agent_interval_s=args.agent_interval,
+                        drain_timeout_s=args.drain_timeout)
     return LocalPlatform(options).run()
 
 
@@ -287,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds between the agent's rounds")
     up.add_argument("--instance-type", default="g5.xlarge",
                     help="the EC2 instance type local figures are priced as")
+    up.add_argument("--drain-timeout", type=float, default=60.0,
+                    help="seconds Ctrl-C waits for requests in flight before stopping")
     up.add_argument("--run-dir", type=Path, default=Path(".run"), help="logs and state")
     up.set_defaults(func=_up)
 

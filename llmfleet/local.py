@@ -5,7 +5,10 @@ waits for it while showing progress, starts the metrics agent beside it, then
 runs the router in this process on `http://127.0.0.1:<port>/v1` and prints the
 endpoint, the model id and an API key. The key is `LLMFLEET_API_KEY` when set,
 else a fresh random one; it is printed once for the person at the terminal and
-never logged. Ctrl-C stops the router, the agent (which flushes), the engine.
+never logged. Ctrl-C drains the router as an instance leaving the fleet does
+(`llmfleet.core.drain`: `/ready` fails, new requests are refused with 503, every
+request in flight runs to its end, for up to `drain_timeout_s`), then stops it, the
+agent (which flushes) and the engine; a second Ctrl-C stops at once.
 
 The agent publishes to a local CloudWatch-compatible endpoint (moto in server
 mode, started here) with throwaway credentials, never to AWS: the whole path
@@ -19,12 +22,19 @@ import os
 import secrets
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+import uvicorn
+
+from llmfleet.core.drain import DrainError, RouterDrain
 from llmfleet.core.engine import EngineProcess, EngineSpec, engine_spec_for
 from llmfleet.core.process import ChildProcess, StartError
+from llmfleet.core.wire.drain import DrainStatus
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class UpOptions:
     cloudwatch_port: int = 8003
     instance_type: str = "g5.xlarge"  # what local figures are priced as
     agent_interval_s: float = 10.0
+    drain_timeout_s: float = 60.0  # Ctrl-C waits this long for requests in flight
 
 
 def local_cloudwatch(port: int, log_path: Path) -> ChildProcess:
@@ -73,6 +84,56 @@ def local_agent(opts: UpOptions, engine_url: str, served_name: str) -> ChildProc
     return ChildProcess("agent", [sys.executable, "-m", "llmfleet.cli", "agent"],
                         opts.run_dir / "agent.log", f"http://127.0.0.1:{opts.agent_port}/health",
                         env)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, except that the first stop signal drains the router before it stops.
+
+    The drain runs on a thread of its own through the router's `/drain` endpoints, as the
+    agent on an instance does; once nothing is in flight (or `bound_s` has passed) the
+    signal is handed to uvicorn, which shuts down as usual. A second signal while the
+    drain waits goes straight to uvicorn: stop now.
+    """
+
+    def __init__(self, config: uvicorn.Config, drain: RouterDrain, bound_s: float,
+                 say: Callable[[str], None] = print) -> None:
+        super().__init__(config)
+        self._drain, self._bound_s, self._say = drain, bound_s, say
+        self.draining: threading.Thread | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.draining is not None or self.should_exit or not self.started:
+            super().handle_exit(sig, frame)  # a second signal, or not serving yet
+            return
+        self.draining = threading.Thread(target=self._drain_then_exit, args=(sig,),
+                                         name="drain", daemon=True)
+        self.draining.start()
+
+    def _drain_then_exit(self, sig: int) -> None:
+        try:
+            began = self._drain.begin()
+            self._say(f"llmfleet: draining: {_in_flight(began)}; Ctrl-C again to stop now")
+            shown = [began.in_flight]
+
+            def progress(status: DrainStatus) -> None:
+                if status.in_flight != shown[-1]:
+                    shown.append(status.in_flight)
+                    self._say(f"  {_in_flight(status)}")
+
+            outcome = self._drain.wait(self._bound_s, poll_s=0.2, on_poll=progress)
+            if not outcome.drained:
+                self._say(f"llmfleet: stopping after {outcome.waited_s:.0f} s with "
+                          f"{outcome.in_flight} requests still in flight")
+        except DrainError as exc:
+            self._say(f"llmfleet: could not drain the router ({exc}); stopping")
+        finally:
+            if not self.should_exit:  # a second signal already told uvicorn
+                super().handle_exit(sig, None)
+
+
+def _in_flight(status: DrainStatus) -> str:
+    n = status.in_flight
+    return f"{n} request{'' if n == 1 else 's'} in flight"
 
 
 class LocalPlatform:
@@ -119,8 +180,6 @@ class LocalPlatform:
             cloudwatch.stop()
 
     def _serve(self, spec: EngineSpec) -> int:
-        import uvicorn
-
         from server.app import create_app
         from server.edge import uvicorn_options
         from server.settings import RouterSettings
@@ -153,11 +212,15 @@ class LocalPlatform:
             f"         -d '{{\"model\":\"{spec.served_name}\",\"messages\":"
             "[{\"role\":\"user\",\"content\":\"hello\"}],\"max_tokens\":16}'",
             "  then: make metrics   (what the agent published to CloudWatch)",
-            "  Ctrl-C stops everything.",
+            "  Ctrl-C drains the router (requests in flight finish), then stops everything.",
             "",
         ]), flush=True)
-        uvicorn.run(app, host="127.0.0.1", port=opts.port, loop="uvloop", access_log=False,
-                    log_config=None, proxy_headers=False, **uvicorn_options(settings.edge()))
+        config = uvicorn.Config(app, host="127.0.0.1", port=opts.port, loop="uvloop",
+                                access_log=False, log_config=None, proxy_headers=False,
+                                **uvicorn_options(settings.edge()))
+        server = DrainingServer(config, RouterDrain(f"http://127.0.0.1:{opts.port}"),
+                                opts.drain_timeout_s)
+        server.run()
         return 0
 
 

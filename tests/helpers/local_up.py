@@ -14,7 +14,7 @@ from pathlib import Path
 
 from llmfleet.core.net import free_port
 
-READY_LINE = "Ctrl-C stops everything"
+READY_LINE = "then stops everything"
 
 
 @dataclass
