@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import openai
@@ -31,7 +34,9 @@ from agent.lifecycle import (
     build_watcher,
 )
 from agent.settings import AgentSettings
+from llmfleet.core.drain import RouterDrain
 from llmfleet.core.net import free_port
+from tests.helpers.agent import agent_process, wait_for
 from tests.helpers.fake_upstream import FakeControl
 from tests.helpers.imds import FakeImds, FakeLifecycle
 from tests.helpers.router import TEST_KEY, RouterFactory
@@ -258,3 +263,39 @@ def test_off_ec2_or_told_not_to_there_is_no_watcher() -> None:
     assert build_watcher(AgentSettings(imds=False), IDENTITY) is None
     assert build_watcher(AgentSettings(lifecycle_watch=False), IDENTITY) is None
     assert build_watcher(AgentSettings(router_url=""), IDENTITY) is None
+
+
+def test_the_agent_process_drains_its_router_and_releases_the_instance(
+        fake: tuple[FakeControl, str], make_router: RouterFactory,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str],
+        tmp_path: Path) -> None:
+    """`llmfleet agent` as systemd runs it on an instance, configured only by environment."""
+    _, upstream = fake
+    metadata, imds_url = imds
+    actions, endpoint = lifecycle
+    port = free_port()
+    with make_router([upstream]) as router:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LLMFLEET_AGENT_PORT": str(port),
+               "LLMFLEET_AGENT_ROUTER_URL": router.url, "LLMFLEET_AGENT_ENGINE_URLS": "",
+               "LLMFLEET_AGENT_GPU": "false", "LLMFLEET_AGENT_PUBLISH": "false",
+               "LLMFLEET_AGENT_IMDS_URL": imds_url, "LLMFLEET_AGENT_LIFECYCLE_POLL_S": "0.1",
+               "LLMFLEET_AGENT_LIFECYCLE_HOOK": "llmfleet-dev-drain",
+               "LLMFLEET_AGENT_AUTOSCALING_ENDPOINT_URL": endpoint,
+               "LLMFLEET_AGENT_ASG_NAME": "llmfleet-dev-gpu",
+               "LLMFLEET_AGENT_INSTANCE_ID": "i-0leaving",
+               "LLMFLEET_AGENT_INSTANCE_TYPE": "g5.xlarge", "LLMFLEET_AGENT_MARKET": "spot",
+               "LLMFLEET_AGENT_REGION": "us-east-1", "LLMFLEET_AGENT_STATE_DIR": str(tmp_path)}
+        with agent_process(env, tmp_path / "agent.log") as proc:
+            wait_for(port, lambda body: int(body["rounds"]) >= 1)  # type: ignore[call-overload]
+            assert not RouterDrain(router.url).status().draining
+            notice(metadata, TARGET_STATE, "Terminated")
+            deadline = time.monotonic() + 30
+            while not actions.calls and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert actions.calls and actions.calls[0]["InstanceId"] == "i-0leaving"
+            assert RouterDrain(router.url).status().draining
+            page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            assert 'llmfleet_agent_lifecycle_phase{phase="released"} 1.0' in page
+            assert proc.poll() is None  # the agent keeps publishing until the instance goes
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0

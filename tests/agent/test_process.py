@@ -7,9 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -17,6 +14,7 @@ import pytest
 
 from agent.buffer import DatapointBuffer
 from llmfleet.core.net import free_port
+from tests.helpers.agent import agent_process, wait_for
 from tests.helpers.moto import start_moto, statistic
 
 COST_METRIC_DIMS = (("AutoScalingGroupName", "fleet-test"), ("InstanceId", "i-0test"),
@@ -36,35 +34,6 @@ def agent_env(state_dir: Path, cloudwatch_port: int, port: int) -> dict[str, str
         "LLMFLEET_AGENT_CLOUDWATCH_ENDPOINT_URL": f"http://127.0.0.1:{cloudwatch_port}",
         "LLMFLEET_AGENT_STATE_DIR": str(state_dir),
     }
-
-
-@contextmanager
-def agent_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "llmfleet.cli", "agent"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-
-
-def wait_for(port: int, condition: Callable[[dict[str, object]], bool],
-             timeout_s: float = 60) -> dict[str, object]:
-    """Poll /health until `condition` holds on its JSON (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    body: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        try:
-            body = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
-            if condition(body):
-                return body
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"/health never satisfied the condition; last: {body}")
 
 
 def counts(body: dict[str, object]) -> dict[str, int]:
