@@ -3,7 +3,9 @@
 A round scrapes the router and every engine (`agent.sources`), reads NVML,
 turns the differences since the previous round into serving statistics
 (`llmfleet.core.serving`), adds cost and energy figures (`agent.cost`) and
-produces the datapoints (`agent.datapoints`) and the figures `/status` serves.
+produces the datapoints (`agent.datapoints`) and the figures `/status` serves; until
+this boot's first ready answer, it also asks whether the instance serves yet
+(`agent.startup`).
 Readings that are NaN or infinite are left out and counted per metric, and
 said once per metric, not every round. Without NVML (`gpu` off, or no
 driver) a round has no GPU figures rather than a collector that may be None.
@@ -11,6 +13,7 @@ driver) a round has no GPU figures rather than a collector that may be None.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -20,15 +23,18 @@ from typing import Protocol
 from agent.buffer import Datapoint
 from agent.cost import CostMeter, CostModel, Identity
 from agent.datapoints import Where, datapoints, nonfinite, readings
+from agent.fetch import PageFetcher
 from agent.settings import AgentSettings
 from agent.sources import Scraper
 from agent.specs import (
     COST_PER_HOUR,
     COST_PER_MILLION_OUTPUT_TOKENS,
     JOULES_PER_OUTPUT_TOKEN,
+    TIME_TO_SERVING,
     MetricSpec,
     Readings,
 )
+from agent.startup import StartupClock, boot_id, boot_time
 from agent.status import AgentState
 from llmfleet.core.gpu import GpuCollector, GpuReading
 from llmfleet.core.instances import Market
@@ -36,6 +42,8 @@ from llmfleet.core.serving import ServingStats, compute
 from llmfleet.core.wire.agent import GpuStatus, LatestRound
 
 log = logging.getLogger(__name__)
+
+READY_MAX_BYTES = 64 * 1024  # /ready and /health answer a few hundred bytes
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,10 @@ class RoundCollector:
         self._scraper = Scraper.from_settings(settings, status, clock)
         self._cost = CostMeter(CostModel.for_instance_type(
             identity.instance_type, identity.market or Market.ON_DEMAND), clock)
+        self._startup_fetcher = PageFetcher(settings.scrape_timeout_s, READY_MAX_BYTES, clock)
+        self._startup = StartupClock(_ready_url(settings), self._startup_fetcher,
+                                     settings.state_dir / "served-boot", wall, boot_time(),
+                                     boot_id())
 
     def start(self) -> None:
         self._gpu.start()
@@ -114,6 +126,7 @@ class RoundCollector:
 
     def close(self) -> None:
         self._scraper.close()
+        self._startup_fetcher.close()
         self._gpu.stop()
 
     async def collect(self) -> Round:
@@ -122,6 +135,7 @@ class RoundCollector:
         serving = compute(router, engines)
         gpus = self._gpu.read()
         values = self._cost.figures(serving, gpus)
+        values[TIME_TO_SERVING] = await asyncio.to_thread(self._startup.check)
         where = self._where()
         timestamp = self._wall()
         measured = readings(serving, gpus, values)
@@ -138,6 +152,13 @@ class RoundCollector:
     def _count_nonfinite(self, measured: Readings) -> None:
         for name in self._status.values_left_out(nonfinite(measured)):
             log.warning("%s was NaN or infinite: left out (counted, said once)", name)
+
+
+def _ready_url(settings: AgentSettings) -> str | None:
+    """What says this instance serves: the router's `/ready`, else the first engine's."""
+    if settings.router_url:
+        return settings.router_url + "/ready"
+    return settings.engine_urls[0] + "/health" if settings.engine_urls else None
 
 
 def _gpu_status(gpu: GpuReading) -> GpuStatus:

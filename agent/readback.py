@@ -4,13 +4,18 @@
 (locally against moto after `make up`, or against AWS with the operator's
 credentials). It lists the namespace's metrics and asks for their recent
 values in `GetMetricData` calls of up to 500 queries each, the API's limit.
+`llmfleet metrics --starts GROUP` summarises the group's measured starts
+(`TimeToServingSeconds`) and says what health-check grace and warm-up they call for.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from agent.specs import TIME_TO_SERVING
 
 MAX_QUERIES_PER_CALL = 500
 
@@ -72,3 +77,48 @@ def render(rows: list[Latest]) -> str:
             lines.append(", ".join(f"{k}={v}" for k, v in current) or "(no dimensions)")
         lines.append(f"  {row.name:<32} {row.value:>14.6g}   {row.at:%H:%M:%S}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class StartTimes:
+    """What the group's starts took (TimeToServingSeconds over a window)."""
+
+    group: str
+    starts: int
+    fastest_s: float
+    average_s: float
+    slowest_s: float
+
+    @property
+    def grace_s(self) -> int:
+        """The health-check grace and warm-up to set: the slowest start seen plus 20%,
+        rounded up to 30 s. Shorter, and the group replaces an instance still loading its
+        model (ELB health checks fail until it serves) and scales on one that cannot yet
+        help; much longer, and a start that really failed is noticed late."""
+        return int(math.ceil(self.slowest_s * 1.2 / 30) * 30)
+
+    def render(self) -> str:
+        return (f"{self.group}: {self.starts} starts, boot to ready: fastest "
+                f"{self.fastest_s:.0f} s, average {self.average_s:.0f} s, slowest "
+                f"{self.slowest_s:.0f} s\n"
+                f"  set model.model_load_seconds = {self.grace_s} in the environment's tfvars "
+                "(the slowest start plus 20%, rounded up to 30 s): the group's health-check "
+                "grace and its instance warm-up")
+
+
+def start_times(client: Any, namespace: str, group: str, days: float = 7) -> StartTimes | None:
+    """Every start the group's agents measured in the last `days` (None: no start yet)."""
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    start = end - timedelta(days=days)
+    period = int(math.ceil((end - start).total_seconds() / 60) * 60)
+    points = client.get_metric_statistics(
+        Namespace=namespace, MetricName=TIME_TO_SERVING.name,
+        Dimensions=[{"Name": "AutoScalingGroupName", "Value": group}], StartTime=start,
+        EndTime=end, Period=period,
+        Statistics=["SampleCount", "Minimum", "Average", "Maximum"])["Datapoints"]
+    count = sum(p["SampleCount"] for p in points)
+    if not count:
+        return None
+    return StartTimes(group, int(count), min(p["Minimum"] for p in points),
+                      sum(p["Average"] * p["SampleCount"] for p in points) / count,
+                      max(p["Maximum"] for p in points))

@@ -76,8 +76,11 @@ JOULES_PER_OUTPUT_TOKEN = MetricSpec("JoulesPerOutputToken", "None",
                                      "GPU energy over the interval per output token.",
                                      per_model=True)
 
+TIME_TO_SERVING = MetricSpec("TimeToServingSeconds", "Seconds",
+                             "Boot to the router's first ready answer; once per boot.")
+
 GPU = (GPU_UTILIZATION, GPU_MEMORY_USED, GPU_MEMORY_TOTAL, GPU_POWER, GPU_TEMPERATURE,
        GPU_SM_CLOCK)
 COST_AND_ENERGY = (COST_PER_HOUR, COST_PER_MILLION_OUTPUT_TOKENS, GPU_ENERGY,
                    JOULES_PER_OUTPUT_TOKEN)
-ALL: tuple[MetricSpec, ...] = (*SERVING.values(), *GPU, *COST_AND_ENERGY)
+ALL: tuple[MetricSpec, ...] = (*SERVING.values(), *GPU, *COST_AND_ENERGY, TIME_TO_SERVING)

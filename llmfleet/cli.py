@@ -149,11 +149,16 @@ def _metrics(args: argparse.Namespace) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from agent.readback import latest, render
+    from agent.readback import latest, render, start_times
 
     client = boto3.client("cloudwatch", region_name=args.region,
                           endpoint_url=args.endpoint_url)
     try:
+        if args.starts:
+            starts = start_times(client, args.namespace, args.starts, days=args.days)
+            print(starts.render() if starts else f"{args.starts}: no start measured in the "
+                  f"last {args.days:g} days")
+            return 0
         rows = latest(client, args.namespace, minutes=args.minutes)
     except (BotoCoreError, ClientError) as exc:
         print(f"llmfleet metrics: {exc}", file=sys.stderr)
@@ -309,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--endpoint-url", help="a CloudWatch-compatible endpoint (moto)")
     metrics.add_argument("--region", default=None)
     metrics.add_argument("--minutes", type=float, default=15, help="how far back to look")
+    metrics.add_argument("--starts", metavar="GROUP",
+                         help="summarise the group's measured starts (TimeToServingSeconds) "
+                              "and the grace they call for")
+    metrics.add_argument("--days", type=float, default=7, help="how far back --starts looks")
     metrics.set_defaults(func=_metrics)
 
     bench = sub.add_parser("bench", help="measure execution plans and pick the best under "

@@ -45,8 +45,16 @@ run "alarms_and_logs" {
     error_message = "No e-mail subscription unless an address is given."
   }
   assert {
-    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 8
-    error_message = "The dashboard has its eight panels."
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 9
+    error_message = "The dashboard has its nine panels."
+  }
+  assert {
+    condition = one([for w in jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets : w.properties.metrics
+      if startswith(w.properties.title, "Time to serving")]) == [
+      ["LLMFleet", "TimeToServingSeconds", "AutoScalingGroupName", "llmfleet-test-gpu", { label = "slowest start" }],
+      ["LLMFleet", "TimeToServingSeconds", "AutoScalingGroupName", "llmfleet-test-gpu", { stat = "Minimum", label = "fastest start" }],
+    ]
+    error_message = "The dashboard shows each start's time to serving over the group, slowest and fastest."
   }
 }
 

@@ -16,6 +16,7 @@ from agent.specs import (
     COST_PER_MILLION_OUTPUT_TOKENS,
     JOULES_PER_OUTPUT_TOKEN,
     SERVING,
+    TIME_TO_SERVING,
 )
 from llmfleet.core.gpu import GpuReading
 from llmfleet.core.net import free_port
@@ -108,7 +109,8 @@ def test_nan_and_infinite_values_are_not_published() -> None:
 
 def test_a_round_with_every_figure_publishes_every_metric_in_the_table_once() -> None:
     serving = ServingStats(**dict.fromkeys(SERVING, 0.5))
-    points = build(WHERE, 0.0, serving, [gpu(0, 50)], dict.fromkeys(COST_AND_ENERGY, 1.0))
+    points = build(WHERE, 0.0, serving, [gpu(0, 50)],
+                   {**dict.fromkeys(COST_AND_ENERGY, 1.0), TIME_TO_SERVING: 40.0})
     group = (("AutoScalingGroupName", "fleet-dev"),)
     published = [(p.name, p.unit) for p in points if p.dimensions == group]
     assert published == [(spec.name, spec.unit) for spec in ALL]

@@ -246,6 +246,12 @@ locals {
     [local.ns, "CostPerHourUSD", "AutoScalingGroupName", var.autoscaling_group_name]] },
     { title = "Cost per million output tokens (USD)", stat = "Average", metrics = [
     [local.ns, "CostPerMillionOutputTokensUSD", "AutoScalingGroupName", var.autoscaling_group_name]] },
+    # One datapoint per instance start (the agent's, boot to the router's first ready): what
+    # a scale-out waits for, and what the group's grace and warm-up must cover.
+    { title = "Time to serving (s): boot to ready, each start", stat = "Maximum", metrics = [
+      [local.ns, "TimeToServingSeconds", "AutoScalingGroupName", var.autoscaling_group_name, { label = "slowest start" }],
+      [local.ns, "TimeToServingSeconds", "AutoScalingGroupName", var.autoscaling_group_name, { stat = "Minimum", label = "fastest start" }],
+    ] },
   ]
 }
 
