@@ -205,8 +205,16 @@ plan: wheel $(TF_RC) ## Plan an environment: make plan ENV=dev (state backend fr
 	$(TFRUN) plan -var-file=../environments/$(ENV).tfvars -out=$(ENV).tfplan
 
 .PHONY: apply
-apply: plan ## Apply the plan made by `make plan ENV=...`
+apply: plan ## Apply the plan made by `make plan ENV=...`, then stage the model into the bucket where the environment loads it from S3
 	$(TFRUN) apply $(ENV).tfplan
+	$(MAKE) --no-print-directory stage-model ENV=$(ENV)
+
+.PHONY: stage-model
+stage-model: $(STAMP) $(TF_RC) ## Copy the environment's model into its artifacts bucket once (from the hub, a gated model's token from SSM): make stage-model ENV=prod; a no-op when staged or when the model comes from the hub
+	$(TFRUN) init -input=false -reconfigure -backend-config=../environments/$(ENV).s3.tfbackend >/dev/null
+	@args=$$(cd infrastructure && TF_CLI_CONFIG_FILE=$(TF_RC) $(TF) output -raw stage_model_args); \
+	if [ -z "$$args" ]; then echo "stage-model: $(ENV) loads its model from the hub"; \
+	else $(VENV)/bin/llmfleet stage-model $$args; fi
 
 .PHONY: destroy
 destroy: $(TF_RC) ## Destroy an environment: make destroy ENV=dev

@@ -15,6 +15,7 @@ scaling = { policy = "queue-guard" }
 
 model = {
   id             = "Qwen/Qwen2.5-1.5B-Instruct"
+  source         = "s3" # staged into the artifacts bucket by make apply, as prod
   served_name    = "qwen2.5-1.5b"
   max_model_len  = 8192
   root_volume_gb = 150

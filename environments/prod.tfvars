@@ -27,8 +27,11 @@ scaling = {
 }
 spot = { on_demand_base = 2, spot_percentage = 50, extra_instance_types = ["g6.2xlarge"] }
 
+# Loaded at boot from the artifacts bucket, where `make apply` stages it once (make
+# stage-model: from the hub, with the token from SSM), not from the hub on every start.
 model = {
   id                 = "meta-llama/Llama-3.1-8B-Instruct"
+  source             = "s3"
   served_name        = "llama-3.1-8b"
   hf_token_parameter = "/llmfleet/prod/hf-token"
   max_model_len      = 16384

@@ -32,3 +32,8 @@ output "api_key_ids" {
   description = "API Gateway key ids by client."
   value       = module.api_gateway.api_key_ids
 }
+
+output "stage_model_args" {
+  description = "What `make stage-model ENV=...` passes to `llmfleet stage-model`: the artifacts bucket, the model, its revision, the region and the hub token's parameter."
+  value       = module.compute.stage_model_args
+}

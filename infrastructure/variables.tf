@@ -101,14 +101,17 @@ variable "scaling" {
 }
 
 variable "model" {
-  description = "The served model: Hugging Face id, served name, extra vLLM arguments, SSM parameter with a Hugging Face token (gated models), max model length, root volume size (GB) and expected load time (s)."
+  description = "The served model: Hugging Face id, where instances load it from (hub, or s3 once make stage-model copied it into the platform's bucket) and its revision, served name, extra vLLM arguments, SSM parameter with a Hugging Face token (gated models), max model length, root volume size (GB) and write speed (MiB/s), and expected load time (s)."
   type = object({
     id                 = string
+    source             = optional(string, "hub")
+    revision           = optional(string, "main")
     served_name        = optional(string)
     vllm_args          = optional(string, "")
     hf_token_parameter = optional(string)
     max_model_len      = optional(number)
     root_volume_gb     = optional(number, 200)
+    root_volume_mbps   = optional(number, 500)
     model_load_seconds = optional(number, 900)
   })
 }

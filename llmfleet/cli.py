@@ -181,6 +181,66 @@ def _testmodel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aws(service: str, args: argparse.Namespace) -> Any:
+    import boto3
+
+    return boto3.client(service, region_name=args.region, endpoint_url=args.endpoint_url)
+
+
+def _stage_model(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from llmfleet.core import weights
+
+    s3 = _aws("s3", args)
+    try:
+        where = weights.Location(args.bucket, args.model)
+        ref = "main" if args.source is not None else args.revision
+        with tempfile.TemporaryDirectory(prefix="llmfleet-stage-") as cache:
+            manifest, token = None, None
+            if args.source is not None:
+                root, manifest = args.source, weights.describe(args.source, args.model)
+                revision = manifest.revision
+            else:
+                token = None if args.hf_token_parameter is None else \
+                    weights.secret_parameter(_aws("ssm", args), args.hf_token_parameter)
+                revision = weights.hub_commit(args.model, args.revision, token)
+            if weights.staged(s3, where, revision):
+                weights.point(s3, where, ref, revision)
+                print(f"{args.model} is staged at {revision} already")
+                return 0
+            if manifest is None:
+                print(f"llmfleet: downloading {args.model}@{revision} from the hub ...",
+                      file=sys.stderr, flush=True)
+                root = weights.hub_download(args.model, revision, token, Path(cache))
+                manifest = weights.describe(root, args.model, revision)
+            print(f"llmfleet: staging {len(manifest.files)} files "
+                  f"({manifest.total_bytes / 2**30:.2f} GiB) to s3://{args.bucket}/"
+                  f"{where.prefix(revision)}", file=sys.stderr, flush=True)
+            weights.stage(s3, where, root, manifest, refs=[ref])
+    except weights.WeightsError as exc:
+        print(f"llmfleet stage-model: {exc}", file=sys.stderr)
+        return 1
+    print(f"staged {args.model} at revision {revision} (as {ref!r}); instances with "
+          f"model.source = \"s3\" fetch it at boot")
+    return 0
+
+
+def _fetch_model(args: argparse.Namespace) -> int:
+    from llmfleet.core import weights
+
+    try:
+        where = weights.Location(args.bucket, args.model)
+        manifest = weights.fetch(_aws("s3", args), where, args.revision, args.dest,
+                                 owner=args.owner)
+    except weights.WeightsError as exc:
+        print(f"llmfleet fetch-model: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.dest}: {args.model} at {manifest.revision}, {len(manifest.files)} files "
+          "verified", file=sys.stderr)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from loadtest.bench import main as bench_main
 
@@ -269,6 +329,31 @@ def _add_profile(sub: Any) -> None:
     profile.set_defaults(func=_profile)
 
 
+def _add_model_commands(sub: Any) -> None:
+    """`stage-model` and `fetch-model`: weights through the platform's bucket."""
+    for name, help_text in (("stage-model", "copy a model's weights into the platform's "
+                                            "bucket, once (make stage-model)"),
+                            ("fetch-model", "bring a staged model onto this machine, "
+                                            "verified (the engine unit's first step)")):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("--bucket", required=True, help="the artifacts bucket")
+        cmd.add_argument("--model", required=True, help="the model id (ORG/NAME)")
+        cmd.add_argument("--revision", default="main",
+                         help="a hub revision (staged under its commit), or a staged one")
+        cmd.add_argument("--region", default=None)
+        cmd.add_argument("--endpoint-url", help="an S3-compatible endpoint (moto)")
+    stage_model, fetch_model = sub.choices["stage-model"], sub.choices["fetch-model"]
+    stage_model.add_argument("--from", dest="source", type=Path,
+                             help="stage this local directory instead of the hub's files")
+    stage_model.add_argument("--hf-token-parameter",
+                             help="SSM SecureString with a hub token, for gated models")
+    stage_model.set_defaults(func=_stage_model)
+    fetch_model.add_argument("--dest", type=Path, required=True, help="where vLLM loads it")
+    fetch_model.add_argument("--owner", help="hand the files to this user (the engine's)")
+    fetch_model.set_defaults(func=_fetch_model)
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmfleet", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -338,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan(sub)
     add_simulate(sub)
 
+    _add_model_commands(sub)
     testmodel = sub.add_parser("testmodel", help="generate the small offline test model")
     testmodel.add_argument("--out", type=Path, default=DEFAULT_TEST_MODEL_DIR)
     testmodel.set_defaults(func=_testmodel)

@@ -96,6 +96,10 @@ run "secure_launch_template" {
     error_message = "Root volumes must be encrypted gp3."
   }
   assert {
+    condition     = one(aws_launch_template.this.block_device_mappings).ebs[0].throughput == 500
+    error_message = "The root volume writes a fetched model at 500 MiB/s, not gp3's default 125."
+  }
+  assert {
     condition     = aws_launch_template.this.image_id == "ami-0123456789abcdef0"
     error_message = "The AMI must come from the SSM parameter."
   }
@@ -686,4 +690,92 @@ run "rejects_a_drain_in_fractions_of_a_second" {
     drain_timeout_s = 1.5
   }
   expect_failures = [var.drain_timeout_s]
+}
+
+# Every new instance downloaded its model from the Hugging Face hub over NAT at boot.
+run "a_staged_model_is_fetched_from_the_bucket_through_its_endpoint" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    model = { id = "Qwen/Qwen2.5-1.5B-Instruct", source = "s3", revision = "main", served_name = "qwen" }
+  }
+
+  assert {
+    condition     = one([for s in data.aws_iam_policy_document.instance.statement : s.resources if s.sid == "ReadStagedModel"]) == toset(["arn:aws:s3:::llmfleet-test-artifacts/models/Qwen/Qwen2.5-1.5B-Instruct/*"])
+    error_message = "The instances read this model's staged files only."
+  }
+  assert {
+    condition     = one([for s in data.aws_iam_policy_document.instance.statement : s.actions if s.sid == "ReadStagedModel"]) == toset(["s3:GetObject"])
+    error_message = "Read only: instances never write the staged model."
+  }
+  assert {
+    condition     = strcontains(output.user_data, "llmfleet fetch-model --bucket llmfleet-test-artifacts --model Qwen/Qwen2.5-1.5B-Instruct --revision main --region us-east-1 --dest /var/lib/llmfleet/vllm/models/Qwen/Qwen2.5-1.5B-Instruct --owner llmfleet-vllm")
+    error_message = "The engine's unit fetches the staged model before vLLM starts."
+  }
+  assert {
+    condition     = output.stage_model_args == "--bucket llmfleet-test-artifacts --model Qwen/Qwen2.5-1.5B-Instruct --revision main --region us-east-1"
+    error_message = "make stage-model is told the bucket, the model, its revision and the region."
+  }
+}
+
+run "a_hub_model_reads_nothing_staged" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+
+  assert {
+    condition     = length([for s in data.aws_iam_policy_document.instance.statement : s if s.sid == "ReadStagedModel"]) == 0 && output.stage_model_args == ""
+    error_message = "Without a staged model the role reads no model files and there is nothing to stage."
+  }
+  assert {
+    condition     = !strcontains(output.user_data, "fetch-model")
+    error_message = "A hub model is vLLM's to download."
+  }
+}
+
+run "rejects_an_unknown_model_source" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    model = { id = "org/m", source = "ftp" }
+  }
+  expect_failures = [var.model]
+}
+
+run "rejects_a_revision_that_is_a_path" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    model = { id = "org/m", source = "s3", revision = "../other" }
+  }
+  expect_failures = [var.model]
+}
+
+run "rejects_a_staged_model_named_by_a_path" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    model = { id = "/mnt/models/m", source = "s3" }
+  }
+  expect_failures = [var.model]
+}
+
+run "rejects_a_root_volume_faster_than_its_baseline_iops_allow" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    model = { id = "org/m", root_volume_mbps = 1000 }
+  }
+  expect_failures = [var.model]
 }

@@ -196,18 +196,36 @@ def test_the_engine_unit_runs_what_make_up_runs_and_vllm_accepts_it(
 
     args = vllm_parses(argv[3:])
     assert (args["host"], args["port"]) == ("127.0.0.1", ENGINE_PORT)  # loopback: only the router
-    expected = {"dev": ("Qwen/Qwen2.5-1.5B-Instruct", ["qwen2.5-1.5b"], 8192),
-                "prod": ("meta-llama/Llama-3.1-8B-Instruct", ["llama-3.1-8b"], 16384),
+    models = "/var/lib/llmfleet/vllm/models"
+    expected = {"dev": (f"{models}/Qwen/Qwen2.5-1.5B-Instruct", ["qwen2.5-1.5b"], 8192),
+                "prod": (f"{models}/meta-llama/Llama-3.1-8B-Instruct", ["llama-3.1-8b"],
+                         16384),
                 "extra-args": ("org/Some-Model", ["org/Some-Model"], None)}[case]
     assert (args["model"], args["served_model_name"], args["max_model_len"]) == expected
     if case == "extra-args":
         assert (args["gpu_memory_utilization"], args["enable_prefix_caching"],
                 args["max_num_seqs"]) == \
             (0.92, True, 128)
-    # The gated model's token: fetched at start from SSM into /run, never in the document.
+    # The gated model's token: fetched at start from SSM into /run, never in the document;
+    # and only where vLLM downloads from the hub (a staged model needs none at boot).
     token_fetch = [v for v in service.get("ExecStartPre", []) if "hf-token" in v]
-    assert bool(token_fetch) == (case in ("prod", "extra-args"))
+    assert bool(token_fetch) == (case == "extra-args")
     assert "hf_" not in text and "sk-" not in text
+
+    # dev and prod load what make stage-model put in the artifacts bucket, into the
+    # directory vLLM is given, handed to the engine's user.
+    fetches = [shlex.split(v.removeprefix("+")) for v in service.get("ExecStartPre", [])
+               if "fetch-model" in v]
+    if case == "extra-args":
+        assert not fetches
+        return
+    (fetch,) = fetches
+    assert fetch[0] == f"{VENV_BIN}/llmfleet"
+    parsed = build_parser().parse_args(fetch[1:])
+    assert parsed.command == "fetch-model" and str(parsed.dest) == args["model"]
+    assert (parsed.bucket, parsed.revision, parsed.owner) == \
+        ("llmfleet-dev-artifacts-x", "main", "llmfleet-vllm")
+    assert args["model"].endswith(parsed.model)
 
 
 def test_router_and_agent_units_run_the_cli_commands_with_settings_that_load(

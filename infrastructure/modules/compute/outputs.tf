@@ -51,3 +51,12 @@ output "drain_timeout_s" {
   description = "Longest a leaving instance's agent waits for its router's requests in flight."
   value       = var.drain_timeout_s
 }
+
+output "stage_model_args" {
+  description = "The arguments of `llmfleet stage-model` that copy this model into the artifacts bucket (make stage-model ENV=... passes them); empty when the model comes from the hub."
+  value = var.model.source != "s3" ? "" : join(" ", compact([
+    "--bucket", module.artifacts_bucket.name, "--model", var.model.id, "--revision", var.model.revision,
+    "--region", data.aws_region.current.name,
+    var.model.hf_token_parameter == null ? "" : "--hf-token-parameter ${var.model.hf_token_parameter}",
+  ]))
+}

@@ -125,16 +125,35 @@ variable "model" {
   description = "What vLLM serves: a Hugging Face id or an S3/local path, the name clients use, extra vLLM arguments, and the SSM parameter holding a Hugging Face token for gated models (never put the token itself here)."
   type = object({
     id                 = string
+    source             = optional(string, "hub")
+    revision           = optional(string, "main")
     served_name        = optional(string)
     vllm_args          = optional(string, "")
     hf_token_parameter = optional(string)
     max_model_len      = optional(number)
     root_volume_gb     = optional(number, 200)
+    root_volume_mbps   = optional(number, 500)
     model_load_seconds = optional(number, 900)
   })
   validation {
     condition     = var.model.root_volume_gb >= 100 && var.model.root_volume_gb <= 4000
     error_message = "model.root_volume_gb must be 100-4000 (the Deep Learning AMI alone takes ~75 GB)."
+  }
+  validation {
+    condition     = var.model.root_volume_mbps >= 125 && var.model.root_volume_mbps <= 750
+    error_message = "model.root_volume_mbps must be 125-750 MiB/s (gp3 at its 3,000 baseline IOPS)."
+  }
+  validation {
+    condition     = contains(["hub", "s3"], var.model.source)
+    error_message = "model.source must be \"hub\" (download at boot) or \"s3\" (fetch what make stage-model copied into the artifacts bucket)."
+  }
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*$", var.model.revision))
+    error_message = "model.revision must be a revision name (main) or a staged revision (a commit, or sha256-...)."
+  }
+  validation {
+    condition     = var.model.source == "hub" || can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$", var.model.id))
+    error_message = "With model.source = \"s3\", model.id must be a hub id (ORG/NAME), the name it is staged under."
   }
 }
 

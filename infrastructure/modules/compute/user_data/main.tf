@@ -7,6 +7,8 @@ locals {
   served_name = coalesce(var.model.served_name, var.model.id)
   vllm_args = trimspace(join(" ", compact([
     var.model.vllm_args,
+    # A hub revision other than main is vLLM's to download; a staged one is fetched first.
+    var.model.source == "hub" && var.model.revision != "main" ? "--revision ${var.model.revision}" : "",
     var.model.max_model_len == null ? "" : "--max-model-len ${var.model.max_model_len}",
   ])))
   artifact_file = basename(var.artifact_key)
@@ -56,6 +58,10 @@ locals {
     asg_name                 = var.asg_name
     served_name              = local.served_name
     model_id                 = var.model.id
+    model_source             = var.model.source
+    model_revision           = var.model.revision
+    model_dir                = "/var/lib/llmfleet/vllm/models/${var.model.id}"
+    region                   = var.region
     vllm_args                = local.vllm_args
     hf_token_parameter       = var.model.hf_token_parameter == null ? "" : var.model.hf_token_parameter
     api_keys_parameter       = var.api_keys_parameter

@@ -2,6 +2,8 @@ variable "model" {
   description = "What vLLM serves (the compute module's model object; only the serving fields are read here)."
   type = object({
     id                 = string
+    source             = optional(string, "hub")
+    revision           = optional(string, "main")
     served_name        = optional(string)
     vllm_args          = optional(string, "")
     hf_token_parameter = optional(string)
@@ -115,4 +117,10 @@ variable "drain_timeout_s" {
     condition     = var.drain_timeout_s >= 0
     error_message = "drain_timeout_s must be 0 or more seconds."
   }
+}
+
+variable "region" {
+  description = "The region the instances run in (the staged model's bucket is there)."
+  type        = string
+  default     = "us-east-1"
 }
