@@ -11,7 +11,7 @@ single_nat_gateway = true
 instance_type = "g5.xlarge"
 capacity      = { min = 1, max = 1, desired = 1 }
 # prod's policy, so dev applies the same alarms; with min = max = 1 none can act.
-scaling = { policy = "queue-guard" }
+scaling = { policy = "inflight-guard", inflight_per_instance = 48 }
 
 model = {
   id             = "Qwen/Qwen2.5-1.5B-Instruct"

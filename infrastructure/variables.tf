@@ -75,13 +75,16 @@ variable "spot" {
 }
 
 variable "scaling" {
-  description = "How the group scales: policy \"gpu\" (GPU-utilisation thresholds in %, evaluation minutes, cooldown in s) or \"queue-guard\" (queue_guard: the TTFT SLO in s, requests waiting per instance, minutes out and quiet, cooldown in s), and scheduled minimums (cron windows raising the group's minimum). The compute module checks the values."
+  description = "How the group scales: policy \"gpu\" (GPU-utilisation thresholds in %, evaluation minutes, cooldown in s) or \"queue-guard\" (queue_guard: the TTFT SLO in s, requests waiting per instance, minutes out and quiet, cooldown in s) or \"inflight-guard\" (target tracking at inflight_per_instance requests per instance, with queue_guard's guardrail and quiet scale-in), and scheduled minimums (cron windows raising the group's minimum). The compute module checks the values."
   type = object({
     policy             = optional(string, "gpu")
     scale_out_pct      = optional(number, 70)
     scale_in_pct       = optional(number, 30)
     evaluation_minutes = optional(number, 3)
     cooldown_s         = optional(number, 300)
+    # inflight-guard's target: requests running plus waiting per instance (no default:
+    # it depends on the model and the GPU; llmfleet simulate prints what the planner says).
+    inflight_per_instance = optional(number)
     queue_guard = optional(object({
       ttft_slo_s           = optional(number, 2)
       waiting_per_instance = optional(number, 1)

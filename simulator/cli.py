@@ -39,7 +39,8 @@ from simulator.service import RooflineService
 from simulator.tfvars import TfvarsError
 from simulator.timeline import timeline, write_timeline_csv
 
-POLICIES = ("gpu-70-30", "inflight-target", "fixed", "queue-guard", "slo-sizing", "oracle")
+POLICIES = ("gpu-70-30", "inflight-target", "fixed", "queue-guard", "inflight-guard",
+            "slo-sizing", "oracle")
 DEFAULT_PLOT = Path(".run", "simulate", "timeline.png")  # under --root; .run/ is git-ignored
 
 

@@ -85,6 +85,11 @@ def compare(fleet: Fleet, arrivals: list[traffic.Arrival], slo: Slo, lengths: tu
                                     env.capacity.desired, env.model.model_load_seconds)
     launch = replace(LaunchDelay(), model_load_s=fleet.model_load_s)
     sized = fleet.sizing(lengths, slo, launch.total_s)
+    target = env.scaling.inflight_per_instance or policies.inflight_target_for(sized)
+    source = ("scaling.inflight_per_instance" if env.scaling.inflight_per_instance
+              else "its default share of that")
+    print(f"  planner: one instance holds {sized.inflight} requests within the SLO; "
+          f"inflight-guard's target {target:g} per instance ({source})", file=sys.stderr)
     chosen = policies.builtin(shape, env.scaling, sized, arrivals)
     config = SimConfig(new_replica=fleet.new_replica,
                        limits=GroupLimits(shape.min_size, shape.max_size, shape.desired),

@@ -34,6 +34,7 @@ from simulator.sim import InstanceSample
 # requests it sent to a target; those refused before one was chosen are not counted).
 IN_FLIGHT = "RequestsInFlight"  # RequestsRunning + RequestsWaiting, per instance
 WAITING = "RequestsWaiting"
+RUNNING = "RequestsRunning"
 TTFT_P95 = "TTFTP95"
 REQUEST_COUNT = "RequestCount"
 
@@ -46,13 +47,13 @@ def gpu_metric() -> str:
 def published() -> frozenset[str]:
     """The metrics the real agents publish that the simulated ones publish too (the
     simulator-only RequestsInFlight is not among them: no deployed alarm can read it)."""
-    return frozenset({gpu_metric(), WAITING, TTFT_P95})
+    return frozenset({gpu_metric(), WAITING, RUNNING, TTFT_P95})
 
 
 def _published(sample: InstanceSample) -> dict[str, float]:
     values = {gpu_metric(): 100 * sample.gpu_utilization,
               IN_FLIGHT: float(sample.running + sample.waiting),
-              WAITING: float(sample.waiting)}
+              WAITING: float(sample.waiting), RUNNING: float(sample.running)}
     if sample.ttft_p95_s is not None:  # no first token in the interval: the agent sends none
         values[TTFT_P95] = sample.ttft_p95_s
     return values

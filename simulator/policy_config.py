@@ -121,7 +121,8 @@ class ScheduledMinimum(_Settings):
 
 
 class Scaling(_Settings):
-    policy: Literal["gpu", "queue-guard"]
+    policy: Literal["gpu", "queue-guard", "inflight-guard"]
+    inflight_per_instance: float | None = Field(default=None, gt=0)
     scale_out_pct: float = Field(gt=0, le=100)
     scale_in_pct: float = Field(ge=0)
     evaluation_minutes: int = Field(ge=1)

@@ -1,7 +1,8 @@
 """queue-guard's fixed parts, read from the file OpenTofu reads.
 
 `infrastructure/modules/compute/queue_guard.json` holds what main.tf applies around
-var.scaling.queue_guard when var.scaling.policy is queue-guard: each alarm's metric,
+var.scaling.queue_guard when var.scaling.policy is queue-guard or inflight-guard (which
+replaces queue_high by target tracking on `inflight_target`): each alarm's metric,
 statistic, operator and missing-data rule, the policies' type and adjustments, the
 guardrail's and the calm limit's shares of the TTFT SLO, and the scale-in alarm's metric math
 expression. main.tf reads it with jsondecode(file()); `queue_guard_rules()` reads it here:
@@ -64,6 +65,13 @@ class _GuardQuiet(PolicyFileModel):
         return value
 
 
+class _InflightTarget(PolicyFileModel):
+    running: _GuardInput
+    waiting: _GuardInput
+    expression: Literal["running + waiting"]  # the sum the simulator evaluates
+    disable_scale_in: Literal[True]  # queue_quiet scales in, never the target
+
+
 class _QueueGuardFile(PolicyFileModel):
     description: str = ""
     period_s: Literal[60]  # the settings count minutes: out_minutes, quiet_minutes
@@ -74,6 +82,7 @@ class _QueueGuardFile(PolicyFileModel):
     queue_high: _GuardOut
     ttft_guardrail: _GuardOut
     queue_quiet: _GuardQuiet
+    inflight_target: _InflightTarget
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,9 @@ class QueueGuardRules:
     queue_high: GuardAlarm
     ttft_guardrail: GuardAlarm
     queue_quiet: QuietAlarm
+    # inflight-guard's target tracking: the sum of these two, each over the group; it never
+    # scales in (queue_quiet does).
+    inflight: tuple[tuple[str, Statistic], tuple[str, Statistic]]
 
 
 def _guard_alarm(rule: _GuardOut) -> GuardAlarm:
@@ -131,7 +143,12 @@ def load_queue_guard(path: Path = QUEUE_GUARD_FILE) -> QueueGuardRules:
         _guard_alarm(rules.queue_high), _guard_alarm(rules.ttft_guardrail),
         QuietAlarm((quiet.waiting.metric_name, quiet.waiting.statistic),
                    (quiet.ttft.metric_name, quiet.ttft.statistic), quiet.threshold,
-                   quiet.comparison_operator, quiet.treat_missing_data, quiet.adjustment))
+                   quiet.comparison_operator, quiet.treat_missing_data, quiet.adjustment),
+        (_input(rules.inflight_target.running), _input(rules.inflight_target.waiting)))
+
+
+def _input(part: _GuardInput) -> tuple[str, Statistic]:
+    return part.metric_name, part.statistic
 
 
 @functools.cache

@@ -1,16 +1,18 @@
 """The policies that read the engines' queue and the load balancer: queue-guard (three alarms
-and simple policies, one of them on metric math) and slo-sizing (a controller that sizes the
-group from the request rate). `simulator.policies` lists every built-in policy.
+and simple policies, one of them on metric math), inflight-guard (target tracking on the
+requests per instance with queue-guard's guardrail and quiet scale-in) and slo-sizing (a
+controller that sizes the group from the request rate). `simulator.policies` lists every
+built-in policy.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from simulator.autoscaling import Group, SimpleScaling
+from simulator.autoscaling import Group, SimpleScaling, TargetTracking
 from simulator.cloudwatch import (
     DEFAULT_PUBLICATION_DELAY_S,
     Alarm,
@@ -72,14 +74,48 @@ def queue_guard(shape: GroupShape, slo: Slo, settings: QueueGuard | None = None,
     """
     cfg = settings or QueueGuard()
     rules = rules or queue_guard_rules()
+    policy = GroupPolicy("queue-guard", shape.group())
+    _guarded(policy, slo, cfg, rules, queue_high=True)
+    return policy
+
+
+def inflight_guard(shape: GroupShape, slo: Slo, target: float,
+                   settings: QueueGuard | None = None,
+                   rules: QueueGuardRules | None = None) -> GroupPolicy:
+    """Target tracking on the requests each instance holds, with queue-guard's guardrail and
+    quiet scale-in, as the module applies it when var.scaling.policy is inflight-guard:
+    `queue-high` gives way to a TargetTrackingScaling policy on the metric math sum of
+    RequestsRunning and RequestsWaiting (each the group's Average: the requests per
+    instance) at `target` (var.scaling.inflight_per_instance), its scale-in disabled, so
+    that only `queue-quiet` removes instances; `ttft-guardrail` adds one as in queue-guard.
+
+    Raises:
+        PolicyFileError: the rules read a metric the simulated agents do not publish.
+    """
+    cfg = settings or QueueGuard()
+    rules = rules or queue_guard_rules()
+    policy = GroupPolicy("inflight-guard", shape.group())
+    streams = _guarded(policy, slo, cfg, rules, queue_high=False)
+    inflight = MetricMath([MetricQuery(streams(name), statistic)
+                           for name, statistic in rules.inflight],
+                          _sum, period_s=rules.period_s)
+    policy.expressions.append(inflight)
+    policy.policies.append(TargetTracking("inflight", inflight.stream, target,
+                                          disable_scale_in=True))
+    return policy
+
+
+def _guarded(policy: GroupPolicy, slo: Slo, cfg: QueueGuard, rules: QueueGuardRules, *,
+             queue_high: bool) -> Callable[[str], MetricStream]:
+    """Add the guardrail and the quiet scale-in (and `queue-high` when asked) to `policy`;
+    returns how it reads a published metric's stream."""
     guardrail_s = rules.guardrail_share * slo.ttft_s
     quiet_limit_s = round(rules.calm_share * guardrail_s, 3)  # QUIET_EXPRESSION's %.3f
-    policy = GroupPolicy("queue-guard", shape.group())
 
     def stream(metric: str) -> MetricStream:
         if metric not in (names := published()):
-            raise PolicyFileError(f"queue-guard reads {metric}, which the simulated agents do "
-                                  f"not publish (they publish {', '.join(sorted(names))})")
+            raise PolicyFileError(f"{policy.name} reads {metric}, which the simulated agents "
+                                  f"do not publish (they publish {', '.join(sorted(names))})")
         return policy.stream(metric)
 
     quiet_rule = rules.queue_quiet
@@ -87,8 +123,10 @@ def queue_guard(shape: GroupShape, slo: Slo, settings: QueueGuard | None = None,
                         for name, statistic in (quiet_rule.waiting, quiet_rule.ttft)],
                        lambda values: _quiet(values, quiet_limit_s), period_s=rules.period_s)
     policy.expressions.append(quiet)
-    for name, rule, threshold in (("queue-high", rules.queue_high, cfg.waiting),
-                                  ("ttft-guardrail", rules.ttft_guardrail, guardrail_s)):
+    out = [("ttft-guardrail", rules.ttft_guardrail, guardrail_s)]
+    if queue_high:
+        out.insert(0, ("queue-high", rules.queue_high, cfg.waiting))
+    for name, rule, threshold in out:
         alarm = Alarm(AlarmConfig(threshold, rule.comparison, cfg.out_minutes,
                                   period_s=rules.period_s, statistic=rule.statistic,
                                   treat_missing_data=rule.treat_missing_data))
@@ -99,7 +137,14 @@ def queue_guard(shape: GroupShape, slo: Slo, settings: QueueGuard | None = None,
                              treat_missing_data=quiet_rule.treat_missing_data))
     policy.policies.append(SimpleScaling("queue-quiet", calm, quiet.stream,
                                          quiet_rule.adjustment, cfg.cooldown_s))
-    return policy
+    return stream
+
+
+def _sum(values: Sequence[float | None]) -> float | None:
+    """`running + waiting`: no datapoint unless both have one (CloudWatch's arithmetic)."""
+    if any(v is None for v in values):
+        return None
+    return float(sum(v for v in values if v is not None))
 
 
 def _quiet(values: Sequence[float | None], ttft_limit_s: float) -> float | None:

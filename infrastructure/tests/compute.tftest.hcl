@@ -779,3 +779,54 @@ run "rejects_a_root_volume_faster_than_its_baseline_iops_allow" {
   }
   expect_failures = [var.model]
 }
+
+run "inflight_guard_tracks_requests_per_instance_with_the_guardrail_and_quiet_scale_in" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { policy = "inflight-guard", inflight_per_instance = 48 }
+  }
+
+  assert {
+    condition = (aws_autoscaling_policy.inflight[0].policy_type == "TargetTrackingScaling" &&
+      aws_autoscaling_policy.inflight[0].target_tracking_configuration[0].target_value == 48 &&
+    aws_autoscaling_policy.inflight[0].target_tracking_configuration[0].disable_scale_in == true)
+    error_message = "Target tracking at 48 requests per instance, which never scales in by itself."
+  }
+  assert {
+    condition = toset([for m in aws_autoscaling_policy.inflight[0].target_tracking_configuration[0].customized_metric_specification[0].metrics :
+      jsonencode([m.id, m.return_data, try(m.metric_stat[0].metric[0].metric_name, null), try(m.metric_stat[0].stat, null),
+        try(one(m.metric_stat[0].metric[0].dimensions).name, null), try(one(m.metric_stat[0].metric[0].dimensions).value, null),
+      try(m.metric_stat[0].metric[0].namespace, null), m.expression])]) == toset([
+      jsonencode(["running", false, "RequestsRunning", "Average", "AutoScalingGroupName", "llmfleet-test-gpu", "LLMFleet", null]),
+      jsonencode(["waiting", false, "RequestsWaiting", "Average", "AutoScalingGroupName", "llmfleet-test-gpu", "LLMFleet", null]),
+      jsonencode(["inflight", true, null, null, null, null, null, "running + waiting"]),
+    ])
+    error_message = "The tracked metric is the group's average requests running plus its average requests waiting."
+  }
+  assert {
+    condition     = toset(keys(aws_cloudwatch_metric_alarm.queue_guard)) == toset(["ttft-guardrail"]) && length(aws_cloudwatch_metric_alarm.queue_quiet) == 1
+    error_message = "queue-guard's guardrail and quiet alarms stay; queue-high gives way to the target."
+  }
+  assert {
+    condition     = toset(keys(aws_autoscaling_policy.queue_guard)) == toset(["ttft-guardrail", "queue-quiet"]) && aws_cloudwatch_metric_alarm.queue_quiet[0].alarm_actions == toset([aws_autoscaling_policy.queue_guard["queue-quiet"].arn])
+    error_message = "Only the quiet alarm's policy removes instances."
+  }
+  assert {
+    condition     = length(aws_autoscaling_policy.gpu) == 0 && output.inflight_target == 48
+    error_message = "One policy at a time."
+  }
+}
+
+run "rejects_inflight_guard_without_a_target" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    scaling = { policy = "inflight-guard" }
+  }
+  expect_failures = [var.scaling]
+}

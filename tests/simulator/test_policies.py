@@ -114,7 +114,8 @@ def test_simulate_json_names_every_policy_with_the_contracts_fields(
     assert code == 0
     answer = json.loads(capsys.readouterr().out)
     assert {p["policy"] for p in answer["policies"]} == {
-        "gpu-70-30", "inflight-target", "fixed", "queue-guard", "slo-sizing", "oracle"}
+        "gpu-70-30", "inflight-target", "fixed", "queue-guard", "inflight-guard", "slo-sizing",
+        "oracle"}
     for entry in answer["policies"]:
         assert {"policy", "slo_attainment", "ttft_p95_s", "tpot_p95_s", "instance_hours",
                 "cost_usd", "cost_per_million_output_tokens"} <= entry.keys()
@@ -266,6 +267,36 @@ def test_queue_guard_refuses_a_metric_the_agents_do_not_publish() -> None:
         serving_policies.queue_guard(SHAPE, GUARD_SLO, rules=unknown)
 
 
+# --- inflight-guard --------------------------------------------------------------------
+
+def test_inflight_guard_tracks_its_target_instead_of_the_queue() -> None:
+    """Each instance holds 1 running + 3 waiting = 4. At a target of 2 the tracking policy's
+    alarm (3 of 3 periods, the third visible at 190 s) asks for 1 x 4 / 2 = 2 instances;
+    at a target of 8, 3 waiting per instance (queue-guard's queue-high would add one at
+    180 s) changes nothing."""
+    busy = steady_reading(3, 0.2)
+    assert drive(serving_policies.inflight_guard(SHAPE, GUARD_SLO, 2.0), busy,
+                 until_s=300) == [(240.0, 1, 2)]
+    assert drive(serving_policies.inflight_guard(SHAPE, GUARD_SLO, 8.0), busy,
+                 until_s=300) == []
+
+
+def test_inflight_guard_scales_in_only_when_quiet() -> None:
+    """Far under its target (1 per instance at a target of 8) the tracking policy would
+    scale in after 15 minutes; its scale-in is off, so the group holds while TTFT is not
+    calm, and leaves only through queue-guard's quiet alarm (15 quiet minutes, 960 s)."""
+    not_calm = steady_reading(0, 1.0)
+    assert drive(serving_policies.inflight_guard(PAIR, GUARD_SLO, 8.0), not_calm,
+                 until_s=1500) == []
+    assert drive(serving_policies.inflight_guard(PAIR, GUARD_SLO, 8.0), steady_reading(0, 0.5),
+                 until_s=1000) == [(960.0, 2, 1)]
+
+
+def test_inflight_guard_keeps_the_ttft_guardrail() -> None:
+    assert drive(serving_policies.inflight_guard(SHAPE, GUARD_SLO, 8.0), steady_reading(0, 1.7),
+                 until_s=230) == [(180.0, 1, 2)]
+
+
 # --- slo-sizing ----------------------------------------------------------------------
 
 def requests(per_minute: list[float]) -> MetricStream:
@@ -371,7 +402,7 @@ def test_sizing_refuses_requests_one_instance_cannot_serve() -> None:
 def test_builtin_builds_each_policy_fresh_under_its_own_name() -> None:
     sized = group_policy.Sizing(inflight=8, capacity_rps=1.0, slo=Slo(), lead_s=275.0)
     built = policies.builtin(SHAPE, SCALING, sized, [Arrival(0.0, 300, 150)])
-    assert list(built) == ["gpu-70-30", "inflight-target", "fixed", "queue-guard", "slo-sizing",
-                           "oracle"]
+    assert list(built) == ["gpu-70-30", "inflight-target", "fixed", "queue-guard",
+                           "inflight-guard", "slo-sizing", "oracle"]
     for name, build in built.items():
         assert build().name == name and build() is not build()

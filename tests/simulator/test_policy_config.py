@@ -49,7 +49,8 @@ def test_each_environment_reads_as_terraform_resolves_it(env: str, tmp_path: Pat
 def test_the_environments_scaling_settings() -> None:
     dev, prod = (load_environment(tf.REPO, env) for env in ("dev", "prod"))
     # What the simulator recommends (README, "Scaling"), in both.
-    assert dev.scaling.policy == prod.scaling.policy == "queue-guard"
+    assert dev.scaling.policy == prod.scaling.policy == "inflight-guard"
+    assert dev.scaling.inflight_per_instance == prod.scaling.inflight_per_instance == 48
     assert prod.scaling.queue_guard == QueueGuardScaling(
         ttft_slo_s=2, waiting_per_instance=1, out_minutes=2, quiet_minutes=15, cooldown_s=300)
     assert dev.scaling.queue_guard == prod.scaling.queue_guard  # the defaults, in dev

@@ -426,8 +426,11 @@ locals {
   guard        = var.scaling.queue_guard
   guardrail_s  = local.queue_guard.guardrail_share * local.guard.ttft_slo_s
   quiet_ttft_s = local.queue_guard.calm_share * local.guardrail_s
-  # The two alarms that add capacity, on one metric each (none unless chosen).
-  guard_out = var.scaling.policy != "queue-guard" ? {} : {
+  guarded      = contains(["queue-guard", "inflight-guard"], var.scaling.policy)
+  inflight     = var.scaling.policy == "inflight-guard"
+  # The alarms that add capacity, on one metric each (none unless chosen): queue-guard's
+  # two; inflight-guard keeps the guardrail and tracks its target instead of queue-high.
+  guard_out = { for key, rule in {
     queue-high = merge(local.queue_guard.queue_high, {
       threshold   = local.guard.waiting_per_instance
       description = "Requests waiting in the engines, averaged over the group, above ${format("%g", local.guard.waiting_per_instance)} for ${local.guard.out_minutes} minutes: add an instance."
@@ -436,10 +439,54 @@ locals {
       threshold   = local.guardrail_s
       description = "The worst instance's p95 time to first token above ${format("%g", local.guardrail_s)} s (${format("%g", local.queue_guard.guardrail_share * 100)}% of the ${format("%g", local.guard.ttft_slo_s)} s SLO) for ${local.guard.out_minutes} minutes: add an instance."
     })
-  }
+  } : key => rule if local.guarded && !(local.inflight && key == "queue-high") }
   guard_steps = merge(
     { for key, rule in local.guard_out : key => rule.adjustment },
-  var.scaling.policy != "queue-guard" ? {} : { queue-quiet = local.queue_guard.queue_quiet.adjustment })
+  local.guarded ? { queue-quiet = local.queue_guard.queue_quiet.adjustment } : {})
+}
+
+# inflight-guard's target tracking: the requests each instance holds (the group's average
+# RequestsRunning plus its average RequestsWaiting, metric math) kept near
+# inflight_per_instance. Its own scale-in is off: AWS would remove instances after 15
+# minutes below 90% of the target, with requests still waiting; queue-quiet does it only
+# when nothing waits anywhere.
+
+resource "aws_autoscaling_policy" "inflight" {
+  count                  = local.inflight ? 1 : 0
+  name                   = "${local.asg_name}-inflight"
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  policy_type            = "TargetTrackingScaling"
+
+  target_tracking_configuration {
+    target_value     = var.scaling.inflight_per_instance
+    disable_scale_in = local.queue_guard.inflight_target.disable_scale_in
+    customized_metric_specification {
+      dynamic "metrics" {
+        for_each = { for key in ["running", "waiting"] : key => local.queue_guard.inflight_target[key] }
+        content {
+          id          = metrics.key
+          return_data = false
+          metric_stat {
+            metric {
+              namespace   = var.metrics_namespace
+              metric_name = metrics.value.metric_name
+              dimensions {
+                name  = "AutoScalingGroupName"
+                value = aws_autoscaling_group.this.name
+              }
+            }
+            stat = metrics.value.statistic
+          }
+        }
+      }
+      metrics {
+        id          = "inflight"
+        label       = "Requests running plus waiting, per instance"
+        expression  = local.queue_guard.inflight_target.expression
+        return_data = true
+      }
+    }
+  }
 }
 
 resource "aws_autoscaling_policy" "queue_guard" {
@@ -469,7 +516,7 @@ resource "aws_cloudwatch_metric_alarm" "queue_guard" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "queue_quiet" {
-  count               = var.scaling.policy == "queue-guard" ? 1 : 0
+  count               = local.guarded ? 1 : 0
   alarm_name          = "${local.asg_name}-queue-quiet"
   alarm_description   = "No request waiting in any engine and the worst p95 time to first token under ${format("%.3f", local.quiet_ttft_s)} s for ${local.guard.quiet_minutes} minutes: remove an instance."
   evaluation_periods  = local.guard.quiet_minutes

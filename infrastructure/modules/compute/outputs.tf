@@ -24,7 +24,7 @@ output "user_data" {
 }
 
 output "scaling_alarm_arns" {
-  description = "The chosen scaling policy's alarms by name (gpu: gpu-high, gpu-low; queue-guard: queue-high, ttft-guardrail, queue-quiet), each invoking one scaling policy."
+  description = "The chosen scaling policy's alarms by name (gpu: gpu-high, gpu-low; queue-guard: queue-high, ttft-guardrail, queue-quiet; inflight-guard: ttft-guardrail, queue-quiet, beside its target-tracking policy, whose alarms AWS makes), each invoking one scaling policy."
   value = merge(
     { for key, alarm in aws_cloudwatch_metric_alarm.gpu : "gpu-${key}" => alarm.arn },
     { for key, alarm in aws_cloudwatch_metric_alarm.queue_guard : key => alarm.arn },
@@ -59,4 +59,9 @@ output "stage_model_args" {
     "--region", data.aws_region.current.name,
     var.model.hf_token_parameter == null ? "" : "--hf-token-parameter ${var.model.hf_token_parameter}",
   ]))
+}
+
+output "inflight_target" {
+  description = "inflight-guard's target-tracking value (requests running plus waiting per instance), or null under another policy."
+  value       = one(aws_autoscaling_policy.inflight[*].target_tracking_configuration[0].target_value)
 }

@@ -65,13 +65,16 @@ variable "capacity" {
 }
 
 variable "scaling" {
-  description = "How the group scales. policy = \"gpu\": the agent's GPUUtilization averaged over the group, an instance added above scale_out_pct and removed below scale_in_pct, each after evaluation_minutes, cooldown_s between actions. policy = \"queue-guard\": the engines' queue with a TTFT guardrail (queue_guard; queue_guard.json says how). scheduled_minimums: raise the group's minimum to min_size from each window's start to its end (cron, in time_zone); windows must not overlap (each end sets the minimum back to capacity.min)."
+  description = "How the group scales. policy = \"gpu\": the agent's GPUUtilization averaged over the group, an instance added above scale_out_pct and removed below scale_in_pct, each after evaluation_minutes, cooldown_s between actions. policy = \"queue-guard\": the engines' queue with a TTFT guardrail (queue_guard; queue_guard.json says how). policy = \"inflight-guard\": target tracking at inflight_per_instance requests (running plus waiting) per instance, its scale-in off, with queue-guard's TTFT guardrail and quiet scale-in. scheduled_minimums: raise the group's minimum to min_size from each window's start to its end (cron, in time_zone); windows must not overlap (each end sets the minimum back to capacity.min)."
   type = object({
     policy             = optional(string, "gpu")
     scale_out_pct      = optional(number, 70)
     scale_in_pct       = optional(number, 30)
     evaluation_minutes = optional(number, 3)
     cooldown_s         = optional(number, 300)
+    # inflight-guard's target: requests running plus waiting per instance (no default:
+    # it depends on the model and the GPU; llmfleet simulate prints what the planner says).
+    inflight_per_instance = optional(number)
     queue_guard = optional(object({
       ttft_slo_s           = optional(number, 2)
       waiting_per_instance = optional(number, 1)
@@ -89,8 +92,12 @@ variable "scaling" {
   })
   default = {}
   validation {
-    condition     = contains(["gpu", "queue-guard"], var.scaling.policy)
-    error_message = "scaling.policy must be \"gpu\" or \"queue-guard\"."
+    condition     = contains(["gpu", "queue-guard", "inflight-guard"], var.scaling.policy)
+    error_message = "scaling.policy must be \"gpu\", \"queue-guard\" or \"inflight-guard\"."
+  }
+  validation {
+    condition     = var.scaling.policy != "inflight-guard" || coalesce(var.scaling.inflight_per_instance, 0) > 0
+    error_message = "scaling.policy = \"inflight-guard\" needs scaling.inflight_per_instance above 0 (requests running plus waiting per instance; about three quarters of what the planner says one instance holds within the SLO)."
   }
   validation {
     condition = (var.scaling.scale_out_pct > 0 && var.scaling.scale_out_pct <= 100 &&

@@ -60,9 +60,9 @@ run "plans" {
     condition     = var.environment != "dev" || (var.capacity.max == 1 && var.single_nat_gateway)
     error_message = "dev is one instance behind one NAT gateway."
   }
-  # What the simulator recommends (README, "Scaling"): queue-guard's three alarms, in both.
+  # What the simulator recommends (README, "Scaling"): inflight-guard, in both.
   assert {
-    condition     = toset(keys(module.compute.scaling_alarm_arns)) == toset(["queue-high", "ttft-guardrail", "queue-quiet"])
-    error_message = "The fleet scales with queue-guard: out on requests waiting or the TTFT guardrail, in after quiet minutes."
+    condition     = toset(keys(module.compute.scaling_alarm_arns)) == toset(["ttft-guardrail", "queue-quiet"]) && module.compute.inflight_target == 48
+    error_message = "The fleet scales with inflight-guard: tracking 48 requests per instance, out on the TTFT guardrail too, in after quiet minutes."
   }
 }

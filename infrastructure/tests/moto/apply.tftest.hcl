@@ -43,9 +43,10 @@ run "dev_stack" {
     # moto has no CreateResponseHeadersPolicy: attach AWS's managed
     # SecurityHeadersPolicy (its fixed, published id) instead of creating ours.
     demo_response_headers_policy_id = "67f7725c-6f97-4210-82d7-5512b31e9d03"
-    # dev's queue-guard alarms (one on metric math) and policies, plus a scheduled minimum:
-    # the Auto Scaling and CloudWatch calls prod's scaling makes.
-    scaling = { policy = "queue-guard", scheduled_minimums = [
+    # dev's inflight-guard (a target-tracking policy on metric math, the guardrail alarm,
+    # the quiet alarm on metric math, their policies), plus a scheduled minimum: the Auto
+    # Scaling and CloudWatch calls prod's scaling makes.
+    scaling = { policy = "inflight-guard", inflight_per_instance = 48, scheduled_minimums = [
       { name = "business-hours", start = "0 8 * * MON-FRI", end = "0 18 * * MON-FRI", min_size = 1 },
     ] }
   }
