@@ -116,7 +116,9 @@ class RoundCollector:
         self._cost = CostMeter(CostModel.for_instance_type(
             identity.instance_type, identity.market or Market.ON_DEMAND), clock)
         self._startup_fetcher = PageFetcher(settings.scrape_timeout_s, READY_MAX_BYTES, clock)
-        self._startup = StartupClock(_ready_url(settings), self._startup_fetcher,
+        # Only on an instance: elsewhere the machine's uptime is no start of anything.
+        self._startup = StartupClock(_ready_url(settings) if settings.imds else None,
+                                     self._startup_fetcher,
                                      settings.state_dir / "served-boot", wall, boot_time(),
                                      boot_id())
 

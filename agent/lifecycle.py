@@ -20,10 +20,15 @@ On the first of the first two, the agent asks the router to drain (`llmfleet.cor
 `/ready` fails, so the load balancer stops sending; late requests are refused with 503 and
 `Retry-After`, never half-served), waits until nothing is in flight or the bound has
 passed, and then, where the group is terminating the instance and a hook is named, calls
-`CompleteLifecycleAction` with `CONTINUE`. A failed call is tried again on each poll (the
-hook's default result, `CONTINUE`, ends the wait anyway when its timeout runs out); "no
-active lifecycle action" means there is nothing left to complete. A router that cannot be
-reached holds nothing worth waiting for: the agent goes on as if it had drained.
+`CompleteLifecycleAction` with `CONTINUE`. The group deregisters the instance from the load
+balancer before it puts it in `Terminating:Wait`, while the target state already reads
+`Terminated`: an idle instance drains in seconds, before the hook waits, and the group
+answers "no active lifecycle action". So that answer, like any failed call, is tried again
+on each poll, until the hook cannot be waiting any more (the deregistration delay, which is
+the bound, and the hook's timeout, the bound plus a minute, after the drain began); the
+hook's default result, `CONTINUE`, ends the wait anyway. A router that cannot be reached
+holds nothing worth waiting for: the agent goes on as if it had drained. A poll that fails
+in an unexpected way is logged and the next one runs: the watcher never ends the agent.
 """
 
 from __future__ import annotations
@@ -54,7 +59,8 @@ TARGET_STATE = "meta-data/autoscaling/target-lifecycle-state"
 SPOT_ACTION = "meta-data/spot/instance-action"
 REBALANCE = "meta-data/events/recommendations/rebalance"
 SPOT_NOTICE_S = 120.0  # what EC2 gives when a notice's time cannot be read
-NO_ACTION = "No active Lifecycle Action found"  # the group's answer once nothing waits
+NO_ACTION = "No active Lifecycle Action found"  # the group's answer while nothing waits
+HOOK_MARGIN_S = 60.0  # the hook's timeout is the bound plus this (compute/main.tf)
 
 
 class Phase(enum.StrEnum):
@@ -84,7 +90,7 @@ class Notices:
         """When EC2 reclaims the instance (wall-clock seconds), or None without a notice."""
         if self.spot_action is None:
             return None
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
+        with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
             at = json.loads(self.spot_action)["time"]
             return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
         return wall_now + SPOT_NOTICE_S
@@ -156,7 +162,10 @@ class LifecycleWatcher:
     async def run(self, stop: asyncio.Event, poll_s: float) -> None:
         """Poll until `stop` is set or the lifecycle action is completed."""
         while not stop.is_set() and self.state.phase is not Phase.RELEASED:
-            await self.poll()
+            try:
+                await self.poll()
+            except Exception:  # the loop's outer edge: the agent must outlive one bad poll
+                log.exception("a lifecycle poll failed; the next one runs on time")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_s)
 
@@ -231,12 +240,14 @@ class LifecycleWatcher:
         try:
             await asyncio.to_thread(self._complete_action, self._target)
         except (BotoCoreError, ClientError) as exc:
-            if NO_ACTION in str(exc):  # the hook timed out already, or there is none
-                log.info("no lifecycle action is waiting for this instance")
+            assert s.drain_began_at is not None
+            if self._clock() > s.drain_began_at + 2 * self._bound_s + HOOK_MARGIN_S:
+                log.info("no lifecycle action waits for this instance any more (%s)", exc)
                 s.phase = Phase.RELEASED
                 return
-            if repr(exc) != self._complete_error:
-                log.warning("CompleteLifecycleAction failed (%s); trying again", exc)
+            if repr(exc) != self._complete_error:  # said once while it repeats
+                waiting = "the hook is not waiting yet" if NO_ACTION in str(exc) else "failed"
+                log.info("CompleteLifecycleAction: %s (%s); trying again", waiting, exc)
             self._complete_error = repr(exc)
             return
         s.phase, s.completed = Phase.RELEASED, True
@@ -250,7 +261,8 @@ class LifecycleWatcher:
             InstanceId=target.instance_id, LifecycleActionResult="CONTINUE")
 
 
-def build_watcher(settings: AgentSettings, identity: Identity) -> LifecycleWatcher | None:
+def build_watcher(settings: AgentSettings, identity: Identity,
+                  clock: Callable[[], float] = time.monotonic) -> LifecycleWatcher | None:
     """The watcher these settings ask for, or None (off EC2, or told not to watch)."""
     if not (settings.imds and settings.lifecycle_watch and settings.router_url):
         return None
@@ -275,4 +287,4 @@ def build_watcher(settings: AgentSettings, identity: Identity) -> LifecycleWatch
 
     return LifecycleWatcher(Imds(settings.imds_url), RouterDrain(settings.router_url),
                             actions, target, bound_s=settings.drain_timeout_s,
-                            spot_margin_s=settings.spot_margin_s)
+                            spot_margin_s=settings.spot_margin_s, clock=clock)

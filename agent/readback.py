@@ -110,7 +110,9 @@ def start_times(client: Any, namespace: str, group: str, days: float = 7) -> Sta
     """Every start the group's agents measured in the last `days` (None: no start yet)."""
     end = datetime.now(UTC) + timedelta(minutes=1)
     start = end - timedelta(days=days)
-    period = int(math.ceil((end - start).total_seconds() / 60) * 60)
+    # One period over the whole window; CloudWatch takes periods over 15 days old only in
+    # multiples of 300 s, over 63 days in multiples of 3600.
+    period = int(math.ceil((end - start).total_seconds() / 3600) * 3600)
     points = client.get_metric_statistics(
         Namespace=namespace, MetricName=TIME_TO_SERVING.name,
         Dimensions=[{"Name": "AutoScalingGroupName", "Value": group}], StartTime=start,

@@ -231,8 +231,7 @@ def _fetch_model(args: argparse.Namespace) -> int:
 
     try:
         where = weights.Location(args.bucket, args.model)
-        manifest = weights.fetch(_aws("s3", args), where, args.revision, args.dest,
-                                 owner=args.owner)
+        manifest = weights.fetch(_aws("s3", args), where, args.revision, args.dest)
     except weights.WeightsError as exc:
         print(f"llmfleet fetch-model: {exc}", file=sys.stderr)
         return 1
@@ -349,7 +348,6 @@ def _add_model_commands(sub: Any) -> None:
                              help="SSM SecureString with a hub token, for gated models")
     stage_model.set_defaults(func=_stage_model)
     fetch_model.add_argument("--dest", type=Path, required=True, help="where vLLM loads it")
-    fetch_model.add_argument("--owner", help="hand the files to this user (the engine's)")
     fetch_model.set_defaults(func=_fetch_model)
 
 

@@ -86,24 +86,31 @@ def local_agent(opts: UpOptions, engine_url: str, served_name: str) -> ChildProc
                         env)
 
 
+GRACE_AFTER_DRAIN_S = 5
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn, except that the first stop signal drains the router before it stops.
 
     The drain runs on a thread of its own through the router's `/drain` endpoints, as the
     agent on an instance does; once nothing is in flight (or `bound_s` has passed) the
-    signal is handed to uvicorn, which shuts down as usual. A second signal while the
-    drain waits goes straight to uvicorn: stop now.
+    signal is handed to uvicorn, which shuts down, giving what is still open (only after
+    the bound) `GRACE_AFTER_DRAIN_S`. A second signal stops at once.
     """
 
     def __init__(self, config: uvicorn.Config, drain: RouterDrain, bound_s: float,
                  say: Callable[[str], None] = print) -> None:
+        if config.timeout_graceful_shutdown is None:  # uvicorn's default waits for ever
+            config.timeout_graceful_shutdown = GRACE_AFTER_DRAIN_S
         super().__init__(config)
         self._drain, self._bound_s, self._say = drain, bound_s, say
         self.draining: threading.Thread | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.draining is not None:  # a second signal: stop now, streams or not
+            self.force_exit = True
         if self.draining is not None or self.should_exit or not self.started:
-            super().handle_exit(sig, frame)  # a second signal, or not serving yet
+            super().handle_exit(sig, frame)
             return
         self.draining = threading.Thread(target=self._drain_then_exit, args=(sig,),
                                          name="drain", daemon=True)
@@ -122,8 +129,9 @@ class DrainingServer(uvicorn.Server):
 
             outcome = self._drain.wait(self._bound_s, poll_s=0.2, on_poll=progress)
             if not outcome.drained:
-                self._say(f"llmfleet: stopping after {outcome.waited_s:.0f} s with "
-                          f"{outcome.in_flight} requests still in flight")
+                n = outcome.in_flight
+                self._say(f"llmfleet: stopping after {outcome.waited_s:.0f} s with {n} "
+                          f"request{'' if n == 1 else 's'} still in flight")
         except DrainError as exc:
             self._say(f"llmfleet: could not drain the router ({exc}); stopping")
         finally:

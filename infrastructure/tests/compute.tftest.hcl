@@ -699,7 +699,7 @@ run "a_staged_model_is_fetched_from_the_bucket_through_its_endpoint" {
     source = "./modules/compute"
   }
   variables {
-    model = { id = "Qwen/Qwen2.5-1.5B-Instruct", source = "s3", revision = "main", served_name = "qwen" }
+    model = { id = "Qwen/Qwen2.5-1.5B-Instruct", source = "s3", revision = "main", served_name = "qwen", hf_token_parameter = "/llmfleet/test/hf" }
   }
 
   assert {
@@ -707,15 +707,23 @@ run "a_staged_model_is_fetched_from_the_bucket_through_its_endpoint" {
     error_message = "The instances read this model's staged files only."
   }
   assert {
+    condition     = one([for s in data.aws_iam_policy_document.instance.statement : s.resources if s.sid == "ReadOwnParameters"]) == toset(["arn:aws:ssm:us-east-1:123456789012:parameter/llmfleet/test/api-keys"])
+    error_message = "A staged model needs no hub token at boot: the instances cannot read it (only make stage-model does)."
+  }
+  assert {
+    condition     = strcontains(output.stage_model_args, "--hf-token-parameter /llmfleet/test/hf")
+    error_message = "Staging reads the token."
+  }
+  assert {
     condition     = one([for s in data.aws_iam_policy_document.instance.statement : s.actions if s.sid == "ReadStagedModel"]) == toset(["s3:GetObject"])
     error_message = "Read only: instances never write the staged model."
   }
   assert {
-    condition     = strcontains(output.user_data, "llmfleet fetch-model --bucket llmfleet-test-artifacts --model Qwen/Qwen2.5-1.5B-Instruct --revision main --region us-east-1 --dest /var/lib/llmfleet/vllm/models/Qwen/Qwen2.5-1.5B-Instruct --owner llmfleet-vllm")
+    condition     = strcontains(output.user_data, "llmfleet fetch-model --bucket llmfleet-test-artifacts --model Qwen/Qwen2.5-1.5B-Instruct --revision main --region us-east-1 --dest /var/lib/llmfleet/models/Qwen/Qwen2.5-1.5B-Instruct")
     error_message = "The engine's unit fetches the staged model before vLLM starts."
   }
   assert {
-    condition     = output.stage_model_args == "--bucket llmfleet-test-artifacts --model Qwen/Qwen2.5-1.5B-Instruct --revision main --region us-east-1"
+    condition     = startswith(output.stage_model_args, "--bucket llmfleet-test-artifacts --model Qwen/Qwen2.5-1.5B-Instruct --revision main --region us-east-1")
     error_message = "make stage-model is told the bucket, the model, its revision and the region."
   }
 }

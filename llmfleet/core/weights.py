@@ -9,13 +9,16 @@ that stopped half-way is never fetched. The revision is the hub's commit (so a r
 a hash of its files; `refs/<name>` holds the revision a name (`main`) points to, as the
 hub's own cache does.
 
-Fetching (`llmfleet fetch-model`, the engine unit's first step on an instance) reads the
-manifest, downloads the files in parallel ranged parts (boto3's transfer manager) through
-the VPC's S3 gateway endpoint instead of over NAT from the hub, checks each file's SHA-256
-against the manifest and only then moves it into place. A file already in place with the
-right size and hash is kept (a restart, an instance started again from a warm pool). A
-hash that differs fails the fetch: the engine never loads weights nobody staged. Paths in a
-manifest are checked before anything is written: none may leave the destination.
+Fetching (`llmfleet fetch-model`, the engine unit's first step on an instance, as root)
+reads the manifest, downloads the files in parallel ranged parts (boto3's transfer manager)
+through the VPC's S3 gateway endpoint instead of over NAT from the hub, checks each file's
+SHA-256 against the manifest and only then moves it into place, readable by all and
+writable by root alone: the destination lies outside the engine's own writable directory,
+so the engine's user can plant nothing there for root to follow. A file already in place
+with the right size and hash is kept (a restart, an instance started again); one the
+manifest does not list is removed. A hash that differs fails the fetch: the engine never
+loads weights nobody staged. Paths in a manifest are checked before anything is written:
+none may leave the destination.
 
 Progress goes to stderr every few seconds (bytes done, rate): a 16 GB model takes minutes.
 """
@@ -24,9 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pwd
 import re
-import shutil
 import sys
 import threading
 import time
@@ -37,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -201,13 +203,16 @@ def stage(s3: Any, where: Location, root: Path, manifest: Manifest,
         s3.upload_file(str(root / safe_path(item.path)), where.bucket, prefix + item.path,
                        Config=config, Callback=progress)
 
-    with ThreadPoolExecutor(FILE_THREADS) as pool:
-        list(pool.map(upload, manifest.files))
-    s3.put_object(Bucket=where.bucket, Key=prefix + MANIFEST,
-                  Body=manifest.model_dump_json(indent=1).encode(),
-                  ContentType="application/json")
-    for name in refs:
-        point(s3, where, name, manifest.revision)
+    try:
+        with ThreadPoolExecutor(FILE_THREADS) as pool:
+            list(pool.map(upload, manifest.files))
+        s3.put_object(Bucket=where.bucket, Key=prefix + MANIFEST,
+                      Body=manifest.model_dump_json(indent=1).encode(),
+                      ContentType="application/json")
+        for name in refs:
+            point(s3, where, name, manifest.revision)
+    except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
+        raise WeightsError(f"staging to s3://{where.bucket}/{prefix}: {exc}") from exc
     progress.finish()
     return prefix
 
@@ -268,6 +273,8 @@ def staged(s3: Any, where: Location, revision: str) -> bool:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return False
         raise WeightsError(f"s3://{where.bucket}/: {exc}") from exc
+    except BotoCoreError as exc:
+        raise WeightsError(f"s3://{where.bucket}/: {exc}") from exc
     return True
 
 
@@ -290,15 +297,16 @@ def secret_parameter(ssm: Any, name: str) -> str:
 
 
 def resolve(s3: Any, where: Location, revision: str) -> str:
-    """A revision name (`main`) to the revision its ref holds; a staged revision as is."""
+    """A revision name (`main`) to the revision its ref holds; a staged revision as is.
+
+    Raises:
+        WeightsError: no such ref (or none this role may read), or not a revision in it.
+    """
     if _is_pinned(revision):
         return revision
-    try:
-        body = s3.get_object(Bucket=where.bucket, Key=where.ref(revision))["Body"].read()
-    except s3.exceptions.NoSuchKey as exc:
-        raise WeightsError(f"{where.model}: nothing staged as {revision!r} in "
-                           f"s3://{where.bucket}/ (run make stage-model)") from exc
-    pinned = str(body.decode()).strip()
+    body = _read(s3, where.bucket, where.ref(revision), 1024,
+                 f"{where.model}: nothing staged as {revision!r}")
+    pinned = body.decode(errors="replace").strip()
     if not _is_pinned(pinned):
         raise WeightsError(f"{where.model}: ref {revision!r} holds {pinned!r}, not a revision")
     return pinned
@@ -308,14 +316,31 @@ def _is_pinned(revision: str) -> bool:
     return bool(re.fullmatch(r"[0-9a-f]{40}|sha256-[0-9a-f]{16}", revision))
 
 
+def _read(s3: Any, bucket: str, key: str, limit: int, missing: str) -> bytes:
+    """An object's first `limit` bytes.
+
+    Raises:
+        WeightsError: missing, or not readable by this role (S3 answers 403, not 404, to a
+            role without s3:ListBucket: the instances have none), or S3 unreachable.
+    """
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read(limit)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404", "AccessDenied", "403"):
+            raise WeightsError(f"{missing} in s3://{bucket}/ ({key}: {code}; run make "
+                               "stage-model, and check model.id and model.revision)") from exc
+        raise WeightsError(f"s3://{bucket}/{key}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise WeightsError(f"s3://{bucket}/{key}: {exc}") from exc
+    return body
+
+
 def read_manifest(s3: Any, where: Location, revision: str) -> Manifest:
     """Raises: WeightsError: not staged (no manifest), or a manifest that does not parse."""
     key = where.prefix(revision) + MANIFEST
-    try:
-        body = s3.get_object(Bucket=where.bucket, Key=key)["Body"].read(2**22)
-    except s3.exceptions.NoSuchKey as exc:
-        raise WeightsError(f"s3://{where.bucket}/{key} is missing: {where.model} is not "
-                           "staged at that revision (run make stage-model)") from exc
+    body = _read(s3, where.bucket, key, 2**22,
+                 f"{where.model} is not staged at {revision}")
     try:
         manifest = Manifest.model_validate_json(body)
     except ValidationError as exc:
@@ -325,54 +350,64 @@ def read_manifest(s3: Any, where: Location, revision: str) -> Manifest:
     return manifest
 
 
-def fetch(s3: Any, where: Location, revision: str, dest: Path,
-          owner: str | None = None) -> Manifest:
+def fetch(s3: Any, where: Location, revision: str, dest: Path) -> Manifest:
     """Bring the staged revision into `dest`, verified; returns its manifest.
 
+    `dest` is the fetch's alone (root's on an instance, outside the engine's own writable
+    directory, so the engine's user can plant no link in it): files are written 0644 and
+    folders 0755 for the engine to read, and files the manifest does not list (an earlier
+    revision's shards) are removed, so that vLLM never loads a mix.
+
     Raises:
-        WeightsError: not staged, a path that would leave `dest`, or a file whose hash
-            differs from the manifest's.
+        WeightsError: not staged, a path that would leave `dest`, a file whose hash differs
+            from the manifest's, or S3 failing.
     """
     manifest = read_manifest(s3, where, resolve(s3, where, revision))
     prefix = where.prefix(manifest.revision)
-    dest.mkdir(parents=True, exist_ok=True)
-    wanted = [f for f in manifest.files if not _in_place(dest / safe_path(f.path), f)]
+    _make_dir(dest)
+    with ThreadPoolExecutor(FILE_THREADS) as pool:  # hashing what is there takes a while
+        present = list(pool.map(lambda f: _in_place(dest / safe_path(f.path), f),
+                                manifest.files))
+    wanted = [f for f, there in zip(manifest.files, present, strict=True) if not there]
     progress = Progress("fetched", sum(f.size for f in wanted))
     config = _transfer_config()
 
     def download(item: ManifestFile) -> None:
         target = dest / safe_path(item.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_dir(target.parent)
         partial = target.with_name(f".{target.name}.partial")
-        s3.download_file(where.bucket, prefix + item.path, str(partial), Config=config,
-                         Callback=progress)
+        try:
+            s3.download_file(where.bucket, prefix + item.path, str(partial), Config=config,
+                             Callback=progress)
+        except (BotoCoreError, ClientError) as exc:
+            raise WeightsError(f"s3://{where.bucket}/{prefix}{item.path}: {exc}") from exc
         if partial.stat().st_size != item.size or sha256_of(partial) != item.sha256:
             partial.unlink()
             raise WeightsError(f"{item.path}: what s3://{where.bucket}/{prefix} holds does "
                                "not match its manifest (changed after staging?); refusing it")
+        partial.chmod(0o644)
         os.replace(partial, target)
 
     with ThreadPoolExecutor(FILE_THREADS) as pool:
         list(pool.map(download, wanted))
+    _remove_unlisted(dest, {f.path for f in manifest.files})
     progress.finish()
-    if owner is not None:
-        _chown_tree(dest, owner)
     return manifest
+
+
+def _make_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)  # whatever the umask (systemd's UMask=0077 for the unit's steps)
+
+
+def _remove_unlisted(dest: Path, listed: set[str]) -> None:
+    for path in sorted(dest.rglob("*"), reverse=True):
+        relative = path.relative_to(dest).as_posix()
+        if path.is_file() and relative not in listed:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def _in_place(path: Path, item: ManifestFile) -> bool:
     return path.is_file() and path.stat().st_size == item.size and sha256_of(path) == item.sha256
-
-
-def _chown_tree(root: Path, owner: str) -> None:
-    """Hand the files to the engine's user (the fetch runs as root to reach the role).
-
-    Raises:
-        WeightsError: no such user.
-    """
-    try:
-        group = pwd.getpwnam(owner).pw_gid
-    except KeyError as exc:
-        raise WeightsError(f"no user {owner!r} to hand the model to") from exc
-    for path in [root, *root.rglob("*")]:
-        shutil.chown(path, owner, group)

@@ -14,7 +14,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -67,14 +67,15 @@ def lifecycle(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeLifecycle, 
         yield fake, server.url
 
 
-def watcher(imds_url: str, router_url: str, endpoint: str, **overrides: object
+def watcher(imds_url: str, router_url: str, endpoint: str,
+            clock: Callable[[], float] = time.monotonic, **overrides: object
             ) -> LifecycleWatcher:
     values: dict[str, object] = {
         "imds_url": imds_url, "router_url": router_url, "lifecycle_hook": "llmfleet-dev-drain",
         "autoscaling_endpoint_url": endpoint, "drain_timeout_s": 30.0, "publish": False,
         "gpu": False}
     values.update(overrides)
-    built = build_watcher(AgentSettings(**values), IDENTITY)  # type: ignore[arg-type]
+    built = build_watcher(AgentSettings(**values), IDENTITY, clock)  # type: ignore[arg-type]
     assert built is not None
     return built
 
@@ -201,12 +202,7 @@ def test_a_rebalance_recommendation_alone_does_not_drain(
     with make_router([upstream]) as router:
         w = watcher(imds_url, router.url, endpoint)
         notice(metadata, REBALANCE, json.dumps({"noticeTime": "2026-12-06T21:00:00Z"}))
-
-        async def polls() -> None:
-            for _ in range(3):
-                await w.poll()
-
-        asyncio.run(polls())
+        asyncio.run(polls(w, 3))
         assert w.state.rebalance_recommended and w.state.phase is Phase.SERVING
         assert httpx.get(f"{router.url}/ready", timeout=5).status_code == 200
         assert not actions.calls
@@ -217,7 +213,7 @@ def test_a_rebalance_recommendation_alone_does_not_drain(
         assert 'llmfleet_agent_lifecycle_phase{phase="serving"} 1.0' in page
 
 
-def test_a_throttled_completion_is_tried_again_and_a_lapsed_action_ends_the_wait(
+def test_a_throttled_completion_is_tried_again_on_the_next_poll(
         fake: tuple[FakeControl, str], make_router: RouterFactory,
         imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
     _, upstream = fake
@@ -228,20 +224,70 @@ def test_a_throttled_completion_is_tried_again_and_a_lapsed_action_ends_the_wait
         throttled = watcher(imds_url, router.url, endpoint)
         # boto3 makes 3 attempts a call (standard mode): the first poll's all fail.
         actions.fail_next = 4
-
-        async def polls(w: LifecycleWatcher, n: int) -> None:
-            for _ in range(n):
-                await w.poll()
-
         asyncio.run(polls(throttled, 1))
         assert throttled.state.phase is Phase.DRAINED and not actions.calls
         asyncio.run(polls(throttled, 1))  # the next poll tries again
         assert throttled.state.completed and len(actions.calls) == 1
 
-        actions.no_action = True  # the hook's timeout ran out already
-        lapsed = watcher(imds_url, router.url, endpoint)
-        asyncio.run(polls(lapsed, 3))
+
+def test_a_completion_before_the_hook_waits_is_tried_again_not_given_up(
+        fake: tuple[FakeControl, str], make_router: RouterFactory,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    """The group deregisters the instance from the load balancer before the hook waits, and
+    the target state reads Terminated from the start: an idle instance drains at once and
+    its first call finds no action. Giving up there left the hook holding the instance for
+    its whole timeout."""
+    _, upstream = fake
+    metadata, imds_url = imds
+    actions, endpoint = lifecycle
+    notice(metadata, TARGET_STATE, "Terminated")
+    now = [1000.0]
+    with make_router([upstream]) as router:
+        early = watcher(imds_url, router.url, endpoint, lambda: now[0], drain_timeout_s=30.0)
+        actions.no_action = True  # still deregistering
+        asyncio.run(polls(early, 2))
+        assert early.state.phase is Phase.DRAINED and not early.state.completed
+        actions.no_action = False  # Terminating:Wait
+        asyncio.run(polls(early, 1))
+        assert early.state.completed and len(actions.calls) == 1
+
+        lapsed = watcher(imds_url, router.url, endpoint, lambda: now[0], drain_timeout_s=30.0)
+        actions.no_action = True  # and it stays so: the hook's timeout ran out
+        asyncio.run(polls(lapsed, 1))
+        now[0] += 2 * 30 + 59  # the deregistration delay and the hook's timeout: not yet
+        asyncio.run(polls(lapsed, 1))
+        assert lapsed.state.phase is Phase.DRAINED
+        now[0] += 2
+        asyncio.run(polls(lapsed, 1))
         assert lapsed.state.phase is Phase.RELEASED and not lapsed.state.completed
+
+
+def test_a_failing_poll_does_not_end_the_watch(imds: tuple[FakeImds, str],
+                                               lifecycle: tuple[FakeLifecycle, str]) -> None:
+    _, imds_url = imds
+    _, endpoint = lifecycle
+    w = watcher(imds_url, f"http://127.0.0.1:{free_port()}", endpoint)
+    calls = [0]
+
+    async def broken() -> None:
+        calls[0] += 1
+        raise RuntimeError("boom")
+
+    w.poll = broken  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        watching = asyncio.ensure_future(w.run(stop, 0.01))
+        await until(lambda: calls[0] >= 3)
+        stop.set()
+        await asyncio.wait_for(watching, 5)
+
+    asyncio.run(scenario())
+
+
+async def polls(w: LifecycleWatcher, n: int) -> None:
+    for _ in range(n):
+        await w.poll()
 
 
 def test_an_unreachable_router_does_not_hold_the_instance(
@@ -250,12 +296,7 @@ def test_an_unreachable_router_does_not_hold_the_instance(
     actions, endpoint = lifecycle
     notice(metadata, TARGET_STATE, "Terminated")
     w = watcher(imds_url, f"http://127.0.0.1:{free_port()}", endpoint)
-
-    async def polls() -> None:
-        for _ in range(3):
-            await w.poll()
-
-    asyncio.run(polls())
+    asyncio.run(polls(w, 3))
     assert w.state.completed and len(actions.calls) == 1
 
 

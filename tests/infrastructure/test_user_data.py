@@ -196,7 +196,7 @@ def test_the_engine_unit_runs_what_make_up_runs_and_vllm_accepts_it(
 
     args = vllm_parses(argv[3:])
     assert (args["host"], args["port"]) == ("127.0.0.1", ENGINE_PORT)  # loopback: only the router
-    models = "/var/lib/llmfleet/vllm/models"
+    models = "/var/lib/llmfleet/models"  # root's: outside the engine's state directory
     expected = {"dev": (f"{models}/Qwen/Qwen2.5-1.5B-Instruct", ["qwen2.5-1.5b"], 8192),
                 "prod": (f"{models}/meta-llama/Llama-3.1-8B-Instruct", ["llama-3.1-8b"],
                          16384),
@@ -213,7 +213,7 @@ def test_the_engine_unit_runs_what_make_up_runs_and_vllm_accepts_it(
     assert "hf_" not in text and "sk-" not in text
 
     # dev and prod load what make stage-model put in the artifacts bucket, into the
-    # directory vLLM is given, handed to the engine's user.
+    # directory vLLM is given, which the engine's user can read but not write.
     fetches = [shlex.split(v.removeprefix("+")) for v in service.get("ExecStartPre", [])
                if "fetch-model" in v]
     if case == "extra-args":
@@ -223,9 +223,10 @@ def test_the_engine_unit_runs_what_make_up_runs_and_vllm_accepts_it(
     assert fetch[0] == f"{VENV_BIN}/llmfleet"
     parsed = build_parser().parse_args(fetch[1:])
     assert parsed.command == "fetch-model" and str(parsed.dest) == args["model"]
-    assert (parsed.bucket, parsed.revision, parsed.owner) == \
-        ("llmfleet-dev-artifacts-x", "main", "llmfleet-vllm")
+    assert (parsed.bucket, parsed.revision) == ("llmfleet-dev-artifacts-x", "main")
     assert args["model"].endswith(parsed.model)
+    assert not args["model"].startswith("/var/lib/llmfleet/vllm/")  # the engine's own
+    assert service["TimeoutStartSec"] == ["infinity"]  # not systemd's 90 s for the fetch
 
 
 def test_router_and_agent_units_run_the_cli_commands_with_settings_that_load(

@@ -20,7 +20,9 @@ locals {
   # vLLM and every dependency, pinned with their hashes (make instance-lock).
   requirements_path = "${path.module}/requirements/instance.txt"
   requirements_key  = "packages/${filemd5(local.requirements_path)}/requirements.txt"
-  parameter_arns = [for p in compact([var.api_keys_parameter, var.model.hf_token_parameter]) :
+  # The hub token only where vLLM downloads at boot: a staged model needs none there.
+  boot_token = var.model.source == "hub" ? var.model.hf_token_parameter : null
+  parameter_arns = [for p in compact([var.api_keys_parameter, local.boot_token]) :
   "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter/${trimprefix(p, "/")}"]
   served_name = module.user_data.served_name
   user_data   = module.user_data.cloud_init

@@ -74,10 +74,19 @@ def test_a_staged_model_is_fetched_whole_and_verified(s3: tuple[Any, str], model
     assert fetched.revision == manifest.revision
     assert tree(dest) == {k: v for k, v in tree(model_dir).items() if not k.startswith(".")}
 
-    # Fetched again (a restart, a warm pool's start): files in place are kept, not copied.
+    # Readable by the engine's user, writable by the fetch's alone, whatever the umask.
+    assert {p.stat().st_mode & 0o777 for p in dest.rglob("*") if p.is_file()} == {0o644}
+    assert {p.stat().st_mode & 0o777 for p in [dest, *dest.rglob("*")] if p.is_dir()} == \
+        {0o755}
+
+    # Fetched again (a restart, a warm pool's start): files in place are kept, not copied;
+    # a file the manifest does not list (an earlier revision's shard) is removed.
     inode = (dest / "model.safetensors").stat().st_ino
+    (dest / "old").mkdir()
+    (dest / "old" / "model-00002.safetensors").write_bytes(b"stale")
     weights.fetch(client, where, manifest.revision, dest)
     assert (dest / "model.safetensors").stat().st_ino == inode
+    assert not (dest / "old").exists()
 
 
 def test_an_object_changed_after_staging_is_refused(s3: tuple[Any, str], model_dir: Path,
@@ -112,6 +121,8 @@ def test_a_manifest_path_that_leaves_the_directory_writes_nothing(
 
 
 def test_nothing_staged_says_what_to_run(s3: tuple[Any, str], tmp_path: Path) -> None:
+    """S3 answers a role without s3:ListBucket (the instances') 403 for a missing key, and
+    404 otherwise: both say what to run, neither is a traceback."""
     client, _ = s3
     with pytest.raises(WeightsError, match="make stage-model"):
         weights.fetch(client, Location(BUCKET, MODEL), "main", tmp_path / "d")
@@ -169,3 +180,16 @@ def test_a_hub_that_cannot_be_reached_is_a_clear_error(monkeypatch: pytest.Monke
     with pytest.raises(WeightsError, match="the hub refused org/tiny-model@main") as error:
         weights.hub_commit(MODEL, "main", "hf_secret-token-value")
     assert "hf_secret" not in str(error.value)
+
+
+def test_a_refused_read_says_what_to_check(tmp_path: Path) -> None:
+    """What a role without s3:ListBucket gets for a key that is not there: AccessDenied."""
+    from botocore.exceptions import ClientError
+
+    class Refusing:
+        def get_object(self, **_: Any) -> Any:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}},
+                              "GetObject")
+
+    with pytest.raises(WeightsError, match="AccessDenied; run make stage-model"):
+        weights.fetch(Refusing(), Location(BUCKET, MODEL), "main", tmp_path / "d")

@@ -52,15 +52,16 @@ locals {
   }
 
   cloud_init = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
-    router_port              = var.router_port
-    engine_port              = var.engine_port
-    metrics_namespace        = var.metrics_namespace
-    asg_name                 = var.asg_name
-    served_name              = local.served_name
-    model_id                 = var.model.id
-    model_source             = var.model.source
-    model_revision           = var.model.revision
-    model_dir                = "/var/lib/llmfleet/vllm/models/${var.model.id}"
+    router_port       = var.router_port
+    engine_port       = var.engine_port
+    metrics_namespace = var.metrics_namespace
+    asg_name          = var.asg_name
+    served_name       = local.served_name
+    model_id          = var.model.id
+    model_source      = var.model.source
+    model_revision    = var.model.revision
+    # root's, outside the engine's writable state directory (llmfleet/core/weights.py)
+    model_dir                = "/var/lib/llmfleet/models/${var.model.id}"
     region                   = var.region
     vllm_args                = local.vllm_args
     hf_token_parameter       = var.model.hf_token_parameter == null ? "" : var.model.hf_token_parameter
