@@ -223,10 +223,10 @@ def hub_commit(model: str, revision: str, token: str | None) -> str:
     Raises:
         WeightsError: huggingface_hub is missing, or the hub refused (gated, unknown).
     """
-    api, _, refused = _hub()
+    api, _ = _hub()
     try:
         commit = api(token=token).model_info(model, revision=revision).sha
-    except (refused, OSError) as exc:
+    except Exception as exc:  # the hub client's edge: see _hub
         raise _hub_refused(model, revision, exc) from exc
     if commit is None:
         raise WeightsError(f"the hub names no commit for {model}@{revision}")
@@ -239,24 +239,30 @@ def hub_download(model: str, commit: str, token: str | None, cache_dir: Path) ->
     Raises:
         WeightsError: the hub refused.
     """
-    _, download, refused = _hub()
+    _, download = _hub()
     try:
         path = download(model, revision=commit, token=token, cache_dir=cache_dir,
                         allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_IGNORE)
-    except (refused, OSError) as exc:
+    except Exception as exc:  # the hub client's edge: see _hub
         raise _hub_refused(model, commit, exc) from exc
     return Path(path)
 
 
-def _hub() -> tuple[Any, Any, type[Exception]]:
-    """huggingface_hub's client, downloader and error (imported only when staging)."""
+def _hub() -> tuple[Any, Any]:
+    """huggingface_hub's client and downloader (imported only when staging).
+
+    What they raise depends on the version: its own HTTP errors, OSError, or its HTTP
+    client's (huggingface_hub 2.4 raises httpx's ConnectError, an Exception and no
+    OSError, for a hub it cannot reach). Staging is a one-shot command at the edge of a
+    library it does not own, so every exception from these two calls becomes a WeightsError
+    that names what failed (never the token).
+    """
     try:
         from huggingface_hub import HfApi, snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError
     except ImportError as exc:
         raise WeightsError("staging from the hub needs huggingface_hub (make up installs "
                            "it with vLLM)") from exc
-    return HfApi, snapshot_download, HfHubHTTPError
+    return HfApi, snapshot_download
 
 
 def _hub_refused(model: str, revision: str, exc: Exception) -> WeightsError:
