@@ -175,10 +175,14 @@ def test_staging_again_copies_nothing_and_moves_the_ref(
     assert ref["Body"].read().decode() == revision
 
 
-def test_a_hub_that_cannot_be_reached_is_a_clear_error() -> None:
-    """This machine reaches no hub. huggingface_hub 2.4 raises its HTTP client's
-    ConnectError, which is no OSError: it came through as a traceback (caught only in the
-    full suite, where the hub library was imported before the test could set it offline)."""
+def test_a_hub_that_cannot_be_reached_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub 2.4 raises its HTTP client's ConnectError, which is no OSError, for a
+    hub it cannot reach: it came through as a traceback (caught only in the full suite,
+    where the hub library was imported before the test could set it offline). The hub here
+    is a closed port on the loopback: refused at once, whatever the network."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(WeightsError, match="the hub refused org/tiny-model@main") as error:
         weights.hub_commit(MODEL, "main", "hf_secret-token-value")
     assert "hf_secret" not in str(error.value)
