@@ -214,21 +214,16 @@ class LifecycleWatcher:
     async def _check(self) -> None:
         s = self.state
         assert s.drain_deadline is not None and s.drain_began_at is not None
-        try:
-            status = await asyncio.to_thread(self._drain.status)
-            in_flight: int | None = status.in_flight
-        except DrainError as exc:
-            log.warning("the router stopped answering while it drained (%s)", exc)
-            in_flight = None
-        now = self._clock()
-        if in_flight and now < s.drain_deadline:
+        outcome = await asyncio.to_thread(self._drain.settled, s.drain_began_at,
+                                          s.drain_deadline)
+        if outcome is None:
             return
-        s.phase, s.in_flight_left = Phase.DRAINED, in_flight
-        if in_flight:
+        s.phase, s.in_flight_left = Phase.DRAINED, outcome.in_flight
+        if outcome.in_flight:
             log.warning("drain bound reached after %.0f s with %d requests still in flight",
-                        now - s.drain_began_at, in_flight)
+                        outcome.waited_s, outcome.in_flight)
         else:
-            log.info("drained after %.1f s", now - s.drain_began_at)
+            log.info("drained after %.1f s", outcome.waited_s)
 
     async def _complete(self) -> None:
         s = self.state
@@ -285,6 +280,7 @@ def build_watcher(settings: AgentSettings, identity: Identity,
             endpoint_url=settings.autoscaling_endpoint_url)
         return client
 
-    return LifecycleWatcher(Imds(settings.imds_url), RouterDrain(settings.router_url),
+    # One clock for the drain's deadline and the router's answers.
+    return LifecycleWatcher(Imds(settings.imds_url), RouterDrain(settings.router_url, clock=clock),
                             actions, target, bound_s=settings.drain_timeout_s,
                             spot_margin_s=settings.spot_margin_s, clock=clock)

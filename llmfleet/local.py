@@ -119,19 +119,19 @@ class DrainingServer(uvicorn.Server):
     def _drain_then_exit(self, sig: int) -> None:
         try:
             began = self._drain.begin()
-            self._say(f"llmfleet: draining: {_in_flight(began)}; Ctrl-C again to stop now")
+            self._say(f"llmfleet: draining: {_in_flight(began.in_flight)}; "
+                      "Ctrl-C again to stop now")
             shown = [began.in_flight]
 
             def progress(status: DrainStatus) -> None:
                 if status.in_flight != shown[-1]:
                     shown.append(status.in_flight)
-                    self._say(f"  {_in_flight(status)}")
+                    self._say(f"  {_in_flight(status.in_flight)}")
 
             outcome = self._drain.wait(self._bound_s, poll_s=0.2, on_poll=progress)
             if not outcome.drained:
-                n = outcome.in_flight
-                self._say(f"llmfleet: stopping after {outcome.waited_s:.0f} s with {n} "
-                          f"request{'' if n == 1 else 's'} still in flight")
+                self._say(f"llmfleet: stopping after {outcome.waited_s:.0f} s with "
+                          f"{_in_flight(outcome.in_flight or 0, 'still in flight')}")
         except DrainError as exc:
             self._say(f"llmfleet: could not drain the router ({exc}); stopping")
         finally:
@@ -139,9 +139,8 @@ class DrainingServer(uvicorn.Server):
                 super().handle_exit(sig, None)
 
 
-def _in_flight(status: DrainStatus) -> str:
-    n = status.in_flight
-    return f"{n} request{'' if n == 1 else 's'} in flight"
+def _in_flight(n: int, where: str = "in flight") -> str:
+    return f"{n} request{'' if n == 1 else 's'} {where}"
 
 
 class LocalPlatform:

@@ -34,7 +34,7 @@ class DrainOutcome:
 
     drained: bool  # nothing left in flight (or the router is gone)
     waited_s: float
-    in_flight: int | None  # what the router last said it held; None when it did not answer
+    in_flight: int | None  # what the router held at the end; None when it did not answer
     router_gone: bool = False
 
 
@@ -69,23 +69,29 @@ class RouterDrain:
         """Poll until nothing is in flight, the router is gone, or `bound_s` has passed."""
         started = self._clock()
         deadline = started + bound_s
-        last: int | None = None
-        while True:
-            try:
-                status = self.status()
-            except DrainError as exc:
-                log.warning("the router stopped answering while it drained (%s); "
-                            "taking it as gone", exc)
-                return DrainOutcome(True, self._clock() - started, last, router_gone=True)
-            last = status.in_flight
-            if on_poll is not None:
-                on_poll(status)
-            if last == 0:
-                return DrainOutcome(True, self._clock() - started, 0)
-            left = deadline - self._clock()
-            if left <= 0:
-                return DrainOutcome(False, self._clock() - started, last)
-            self._sleep(min(poll_s, left))
+        while (outcome := self.settled(started, deadline, on_poll)) is None:
+            self._sleep(max(0.0, min(poll_s, deadline - self._clock())))
+        return outcome
+
+    def settled(self, started: float, deadline: float,
+                on_poll: Callable[[DrainStatus], None] | None = None) -> DrainOutcome | None:
+        """One look at a drain begun at `started` (this object's clock): how it ended, once
+        nothing is in flight, the router is gone or `deadline` has passed; None while it
+        goes on. `wait` polls it; the agent's watcher calls it once a poll."""
+        try:
+            status = self.status()
+        except DrainError as exc:
+            log.warning("the router stopped answering while it drained (%s); "
+                        "taking it as gone", exc)
+            return DrainOutcome(True, self._clock() - started, None, router_gone=True)
+        if on_poll is not None:
+            on_poll(status)
+        now = self._clock()
+        if status.in_flight == 0:
+            return DrainOutcome(True, now - started, 0)
+        if now >= deadline:
+            return DrainOutcome(False, now - started, status.in_flight)
+        return None
 
     def _call(self, method: str, headers: dict[str, str]) -> DrainStatus:
         http = blocking_pool(self._timeout_s)

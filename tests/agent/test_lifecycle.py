@@ -41,6 +41,7 @@ from tests.helpers.fake_upstream import FakeControl
 from tests.helpers.imds import FakeImds, FakeLifecycle
 from tests.helpers.router import TEST_KEY, RouterFactory
 from tests.helpers.servers import ServerThread
+from tests.helpers.streams import read_stream
 
 STREAMS = 4
 TOKENS = 30
@@ -84,18 +85,6 @@ def notice(fake: FakeImds, path: str, value: str) -> None:
     fake.values[path.removeprefix(META)] = value
 
 
-async def read_stream(client: openai.AsyncOpenAI) -> tuple[str, str | None, float]:
-    """One streamed completion, read to its end: its text, finish reason and end time."""
-    text, finish = "", None
-    stream = await client.completions.create(model="fake-model", prompt="hi",
-                                             max_tokens=TOKENS, stream=True)
-    async for chunk in stream:
-        if chunk.choices:
-            text += chunk.choices[0].text
-            finish = chunk.choices[0].finish_reason or finish
-    return text, finish, time.monotonic()
-
-
 async def until(condition: object, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():  # type: ignore[operator]
@@ -118,7 +107,7 @@ def test_scale_in_drains_every_live_stream_then_completes_the_lifecycle_action(
             watching = asyncio.ensure_future(w.run(stop, POLL_S))
             client = openai.AsyncOpenAI(base_url=f"{router.url}/v1", api_key=TEST_KEY,
                                         max_retries=0)
-            streams = [asyncio.ensure_future(read_stream(client)) for _ in range(STREAMS)]
+            streams = [asyncio.ensure_future(read_stream(client, TOKENS)) for _ in range(STREAMS)]
             await until(lambda: control.streams_started == STREAMS)
             await asyncio.sleep(3 * POLL_S)
             assert w.state.phase is Phase.SERVING  # InService: nothing happens
@@ -170,7 +159,7 @@ def test_a_spot_notice_cuts_the_drain_short_of_the_reclaim_and_completes_once_te
             watching = asyncio.ensure_future(w.run(stop, POLL_S))
             client = openai.AsyncOpenAI(base_url=f"{router.url}/v1", api_key=TEST_KEY,
                                         max_retries=0)
-            streams = [asyncio.ensure_future(read_stream(client)) for _ in range(STREAMS)]
+            streams = [asyncio.ensure_future(read_stream(client, TOKENS)) for _ in range(STREAMS)]
             await until(lambda: control.streams_started == STREAMS)
             reclaim = (datetime.now(UTC) + timedelta(seconds=120)).strftime(
                 "%Y-%m-%dT%H:%M:%SZ")

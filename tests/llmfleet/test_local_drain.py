@@ -26,6 +26,7 @@ from server.app import create_app
 from server.settings import RouterSettings
 from tests.helpers.fake_upstream import FakeControl
 from tests.helpers.router import TEST_KEY
+from tests.helpers.streams import StreamRead, read_stream
 
 STREAMS = 4
 TOKENS = 30
@@ -58,26 +59,16 @@ def draining_router(upstream: str, bound_s: float, said: list[str]
         sock.close()
 
 
-async def read_stream(client: openai.AsyncOpenAI) -> str:
-    text = ""
-    stream = await client.completions.create(model="fake-model", prompt="hi",
-                                             max_tokens=TOKENS, stream=True)
-    async for chunk in stream:
-        if chunk.choices:
-            text += chunk.choices[0].text
-    return text
-
-
 def test_ctrl_c_drains_every_live_stream_before_the_router_stops(
         fake: tuple[FakeControl, str]) -> None:
     control, upstream = fake
     control.chunk_delay_s = CHUNK_DELAY_S
     said: list[str] = []
     with draining_router(upstream, 30.0, said) as (server, url, thread):
-        async def scenario() -> list[str]:
+        async def scenario() -> list[StreamRead]:
             client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=TEST_KEY,
                                         max_retries=0)
-            streams = [asyncio.ensure_future(read_stream(client)) for _ in range(STREAMS)]
+            streams = [asyncio.ensure_future(read_stream(client, TOKENS)) for _ in range(STREAMS)]
             for _ in range(500):
                 if control.streams_started == STREAMS:
                     break
@@ -100,7 +91,7 @@ def test_ctrl_c_drains_every_live_stream_before_the_router_stops(
         texts = asyncio.run(scenario())
         thread.join(timeout=10)  # then it stops by itself
         assert not thread.is_alive()
-    assert texts == ["".join(f" t{i}" for i in range(TOKENS))] * STREAMS
+    assert [t.text for t in texts] == ["".join(f" t{i}" for i in range(TOKENS))] * STREAMS
     assert said[0] == f"llmfleet: draining: {STREAMS} requests in flight; " \
                       "Ctrl-C again to stop now"
     assert said[-1] == "  0 requests in flight"

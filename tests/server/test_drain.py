@@ -20,6 +20,7 @@ from server.drain import RETRY_AFTER_S, Drain, Draining
 from server.metrics import RouterMetrics
 from tests.helpers.fake_upstream import FakeControl
 from tests.helpers.router import TEST_KEY, RouterFactory
+from tests.helpers.streams import read_stream
 
 STREAMS = 6
 TOKENS = 30
@@ -31,18 +32,6 @@ def drain_state() -> Drain:
     return Drain(metrics.draining, metrics.drain_refused)
 
 
-async def read_stream(client: openai.AsyncOpenAI) -> tuple[str, str | None]:
-    """One streamed completion, read to its end: its text and finish reason."""
-    text, finish = "", None
-    stream = await client.completions.create(model="fake-model", prompt="hi",
-                                             max_tokens=TOKENS, stream=True)
-    async for chunk in stream:
-        if chunk.choices:
-            text += chunk.choices[0].text
-            finish = chunk.choices[0].finish_reason or finish
-    return text, finish
-
-
 def test_a_draining_router_finishes_every_live_stream_and_admits_nothing_new(
         fake: tuple[FakeControl, str], make_router: RouterFactory) -> None:
     control, upstream = fake
@@ -51,7 +40,7 @@ def test_a_draining_router_finishes_every_live_stream_and_admits_nothing_new(
         async def scenario() -> None:
             client = openai.AsyncOpenAI(base_url=f"{router.url}/v1", api_key=TEST_KEY,
                                         max_retries=0)
-            streams = [asyncio.ensure_future(read_stream(client)) for _ in range(STREAMS)]
+            streams = [asyncio.ensure_future(read_stream(client, TOKENS)) for _ in range(STREAMS)]
             for _ in range(200):  # bounded: every stream under way
                 if control.streams_started == STREAMS:
                     break
@@ -81,8 +70,8 @@ def test_a_draining_router_finishes_every_live_stream_and_admits_nothing_new(
 
                 answers = await asyncio.gather(*streams)
                 # Every stream that was running completed: all its tokens, its finish.
-                assert answers == [("".join(f" t{i}" for i in range(TOKENS)), "length")] * \
-                    STREAMS, answers
+                assert [(a.text, a.finish) for a in answers] == \
+                    [("".join(f" t{i}" for i in range(TOKENS)), "length")] * STREAMS, answers
                 assert control.streams_completed == STREAMS
                 assert control.requests == STREAMS  # no refused request reached the engine
 
