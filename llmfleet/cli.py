@@ -146,13 +146,11 @@ async def _agent_once(settings: AgentSettings, as_table: bool) -> int:
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     from agent.readback import latest, render, start_times
 
-    client = boto3.client("cloudwatch", region_name=args.region,
-                          endpoint_url=args.endpoint_url)
+    client = _aws("cloudwatch", args)
     try:
         if args.starts:
             starts = start_times(client, args.namespace, args.starts, days=args.days)
@@ -188,41 +186,24 @@ def _aws(service: str, args: argparse.Namespace) -> Any:
 
 
 def _stage_model(args: argparse.Namespace) -> int:
-    import tempfile
-
     from llmfleet.core import weights
 
-    s3 = _aws("s3", args)
     try:
         where = weights.Location(args.bucket, args.model)
-        ref = "main" if args.source is not None else args.revision
-        with tempfile.TemporaryDirectory(prefix="llmfleet-stage-") as cache:
-            manifest, token = None, None
-            if args.source is not None:
-                root, manifest = args.source, weights.describe(args.source, args.model)
-                revision = manifest.revision
-            else:
-                token = None if args.hf_token_parameter is None else \
-                    weights.secret_parameter(_aws("ssm", args), args.hf_token_parameter)
-                revision = weights.hub_commit(args.model, args.revision, token)
-            if weights.staged(s3, where, revision):
-                weights.point(s3, where, ref, revision)
-                print(f"{args.model} is staged at {revision} already")
-                return 0
-            if manifest is None:
-                print(f"llmfleet: downloading {args.model}@{revision} from the hub ...",
-                      file=sys.stderr, flush=True)
-                root = weights.hub_download(args.model, revision, token, Path(cache))
-                manifest = weights.describe(root, args.model, revision)
-            print(f"llmfleet: staging {len(manifest.files)} files "
-                  f"({manifest.total_bytes / 2**30:.2f} GiB) to s3://{args.bucket}/"
-                  f"{where.prefix(revision)}", file=sys.stderr, flush=True)
-            weights.stage(s3, where, root, manifest, refs=[ref])
+        token = None
+        if args.source is None and args.hf_token_parameter is not None:
+            token = weights.secret_parameter(_aws("ssm", args), args.hf_token_parameter)
+        done = weights.stage_model(_aws("s3", args), where, source=args.source,
+                                   revision=args.revision, token=token,
+                                   say=lambda line: print(line, file=sys.stderr, flush=True))
     except weights.WeightsError as exc:
         print(f"llmfleet stage-model: {exc}", file=sys.stderr)
         return 1
-    print(f"staged {args.model} at revision {revision} (as {ref!r}); instances with "
-          f"model.source = \"s3\" fetch it at boot")
+    if not done.copied:
+        print(f"{args.model} is staged at {done.revision} already")
+        return 0
+    print(f"staged {args.model} at revision {done.revision} (as {done.ref!r}); instances "
+          f"with model.source = \"s3\" fetch it at boot")
     return 0
 
 
@@ -349,7 +330,6 @@ def _add_model_commands(sub: Any) -> None:
     stage_model.set_defaults(func=_stage_model)
     fetch_model.add_argument("--dest", type=Path, required=True, help="where vLLM loads it")
     fetch_model.set_defaults(func=_fetch_model)
-
 
 
 def build_parser() -> argparse.ArgumentParser:

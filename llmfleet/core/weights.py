@@ -29,6 +29,7 @@ import hashlib
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -215,6 +216,44 @@ def stage(s3: Any, where: Location, root: Path, manifest: Manifest,
         raise WeightsError(f"staging to s3://{where.bucket}/{prefix}: {exc}") from exc
     progress.finish()
     return prefix
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What `stage_model` did: the revision staged, the ref naming it, whether it copied."""
+
+    revision: str
+    ref: str
+    copied: bool
+
+
+def stage_model(s3: Any, where: Location, *, source: Path | None, revision: str,
+                token: str | None, say: Callable[[str], None]) -> Staged:
+    """Stage `source` (a local directory, under `main`) or the hub's `revision` (under its
+    commit, named by `revision`); a revision staged already is not copied again, only its
+    ref is moved. `say` hears the progress lines.
+
+    Raises:
+        WeightsError: the hub refused, the directory is empty, or S3 failed.
+    """
+    ref = "main" if source is not None else revision
+    with tempfile.TemporaryDirectory(prefix="llmfleet-stage-") as cache:
+        local = None if source is None else describe(source, where.model)
+        commit = local.revision if local else hub_commit(where.model, revision, token)
+        if staged(s3, where, commit):
+            point(s3, where, ref, commit)
+            return Staged(commit, ref, copied=False)
+        if source is not None and local is not None:
+            root, manifest = source, local
+        else:
+            say(f"llmfleet: downloading {where.model}@{commit} from the hub ...")
+            root = hub_download(where.model, commit, token, Path(cache))
+            manifest = describe(root, where.model, commit)
+        say(f"llmfleet: staging {len(manifest.files)} files "
+            f"({manifest.total_bytes / 2**30:.2f} GiB) to s3://{where.bucket}/"
+            f"{where.prefix(commit)}")
+        stage(s3, where, root, manifest, refs=[ref])
+    return Staged(commit, ref, copied=True)
 
 
 def hub_commit(model: str, revision: str, token: str | None) -> str:
