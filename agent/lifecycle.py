@@ -16,6 +16,15 @@ spot notice every 5 s):
   terminates this instance through the hook, which the first notice covers; draining at
   once would take an instance out of service before its replacement serves.
 
+A warm pool adds a way in: the group holds each new instance in `Warmed:Pending:Wait` while
+it prepares for the pool (target state `Warmed:Stopped`) and in `Pending:Wait` when a
+scale-out starts it again (`InService`), on the launch hook. Where one is named, the agent
+completes that action (`CONTINUE`) once the router first says ready: prepared, the instance
+is stopped; started again, it joins the load balancer already serving. "No active lifecycle
+action" then (the hook timed out, or the instance launched before the hook existed) is
+asked again for `LAUNCH_RETRY_S` and then left: nothing waits. An instance the pool
+terminates while it prepares (target state `Warmed:Terminated`) leaves like any other.
+
 On the first of the first two, the agent asks the router to drain (`llmfleet.core.drain`:
 `/ready` fails, so the load balancer stops sending; late requests are refused with 503 and
 `Retry-After`, never half-served), waits until nothing is in flight or the bound has
@@ -61,6 +70,8 @@ REBALANCE = "meta-data/events/recommendations/rebalance"
 SPOT_NOTICE_S = 120.0  # what EC2 gives when a notice's time cannot be read
 NO_ACTION = "No active Lifecycle Action found"  # the group's answer while nothing waits
 HOOK_MARGIN_S = 60.0  # the hook's timeout is the bound plus this (compute/main.tf)
+LAUNCH_RETRY_S = 60.0  # how long a launch action that is not waiting is asked for again
+LEAVING_STATES = frozenset({"Terminated", "Warmed:Terminated"})
 
 
 class Phase(enum.StrEnum):
@@ -84,7 +95,7 @@ class Notices:
 
     @property
     def terminating(self) -> bool:
-        return self.target_state == "Terminated"
+        return self.target_state in LEAVING_STATES
 
     def spot_deadline(self, wall_now: float) -> float | None:
         """When EC2 reclaims the instance (wall-clock seconds), or None without a notice."""
@@ -123,6 +134,9 @@ class LifecycleState:
     drain_began_at: float | None = None
     in_flight_left: int | None = None  # what was still in flight when the wait ended
     completed: bool = False
+    ready_at: float | None = None  # monotonic: when the router first said ready
+    joined: bool = False  # the launch hook's question is settled (completed, or none waits)
+    launch_completed: bool = False  # ... by this agent's CompleteLifecycleAction
 
 
 class LifecycleCollector(Collector):
@@ -141,6 +155,9 @@ class LifecycleCollector(Collector):
         yield GaugeMetricFamily("llmfleet_agent_rebalance_recommended",
                                 "1 once EC2 recommended rebalancing this spot instance.",
                                 value=int(self._state.rebalance_recommended))
+        yield GaugeMetricFamily("llmfleet_agent_launch_completed",
+                                "1 once the agent completed the warm pool's launch action.",
+                                value=int(self._state.launch_completed))
 
 
 class LifecycleWatcher:
@@ -148,12 +165,15 @@ class LifecycleWatcher:
 
     def __init__(self, imds: Imds, drain: RouterDrain, actions: Callable[[], LifecycleActions],
                  target: HookTarget | None, *, bound_s: float, spot_margin_s: float,
+                 launch: HookTarget | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         """`actions` builds the Auto Scaling client when it is first needed; `target` is
-        None when no hook is named (the group then waits out the hook's timeout)."""
-        self.state = LifecycleState()
+        None when no hook is named (the group then waits out the hook's timeout); `launch`
+        is the launch hook's action, None without a warm pool."""
+        self.state = LifecycleState(joined=launch is None)
         self._imds, self._drain, self._actions, self._target = imds, drain, actions, target
+        self._launch = launch
         self._bound_s, self._spot_margin_s = bound_s, spot_margin_s
         self._clock, self._wall = clock, wall
         self._client: LifecycleActions | None = None
@@ -172,6 +192,8 @@ class LifecycleWatcher:
     async def poll(self) -> None:
         notices = await asyncio.to_thread(Notices.read, self._imds)
         self._note(notices)
+        if not self.state.joined and self.state.reason is None:
+            await self._join(notices)
         if self.state.phase is Phase.SERVING and self.state.reason is not None:
             await self._begin(notices)
         if self.state.phase is Phase.DRAINING:
@@ -193,6 +215,33 @@ class LifecycleWatcher:
                 s.reason = "terminating"
             elif notices.spot_action is not None:
                 s.reason = "spot interruption"
+
+    async def _join(self, notices: Notices) -> None:
+        """Complete the launch action once the router first says ready."""
+        s, launch = self.state, self._launch
+        assert launch is not None
+        if s.ready_at is None:
+            if not await asyncio.to_thread(self._drain.ready):
+                return
+            s.ready_at = self._clock()
+            log.info("the router serves: completing the launch action (target state %s)",
+                     notices.target_state)
+        try:
+            await asyncio.to_thread(self._complete_action, launch)
+        except (BotoCoreError, ClientError) as exc:
+            if self._clock() > s.ready_at + LAUNCH_RETRY_S:
+                log.info("no launch action waits for this instance (%s)", exc)
+                s.joined = True
+                return
+            if repr(exc) != self._complete_error:
+                log.info("CompleteLifecycleAction (launch): %s; trying again", exc)
+            self._complete_error = repr(exc)
+            return
+        s.joined, s.launch_completed = True, True
+        self._complete_error = None
+        log.info("launch action completed: %s", "the group stops this instance into its warm "
+                 "pool" if (notices.target_state or "").startswith("Warmed:") else
+                 "the group puts this instance in service")
 
     async def _begin(self, notices: Notices) -> None:
         s = self.state
@@ -261,13 +310,15 @@ def build_watcher(settings: AgentSettings, identity: Identity,
     """The watcher these settings ask for, or None (off EC2, or told not to watch)."""
     if not (settings.imds and settings.lifecycle_watch and settings.router_url):
         return None
-    target = None
-    if settings.lifecycle_hook and identity.asg_name and identity.instance_id:
-        target = HookTarget(settings.lifecycle_hook, identity.asg_name, identity.instance_id)
-    elif settings.lifecycle_hook:
-        log.warning("lifecycle hook %s named, but the group or instance is unknown: the "
-                    "agent drains on notices and leaves the action to the hook's timeout",
-                    settings.lifecycle_hook)
+    target = launch = None
+    if identity.asg_name and identity.instance_id:
+        if settings.lifecycle_hook:
+            target = HookTarget(settings.lifecycle_hook, identity.asg_name, identity.instance_id)
+        if settings.launch_hook:
+            launch = HookTarget(settings.launch_hook, identity.asg_name, identity.instance_id)
+    elif settings.lifecycle_hook or settings.launch_hook:
+        log.warning("lifecycle hooks named, but the group or instance is unknown: the agent "
+                    "drains on notices and leaves each action to its hook's timeout")
 
     def actions() -> LifecycleActions:
         import boto3
@@ -283,4 +334,4 @@ def build_watcher(settings: AgentSettings, identity: Identity,
     # One clock for the drain's deadline and the router's answers.
     return LifecycleWatcher(Imds(settings.imds_url), RouterDrain(settings.router_url, clock=clock),
                             actions, target, bound_s=settings.drain_timeout_s,
-                            spot_margin_s=settings.spot_margin_s, clock=clock)
+                            spot_margin_s=settings.spot_margin_s, launch=launch, clock=clock)

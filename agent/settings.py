@@ -54,6 +54,7 @@ class AgentSettings(BaseSettings):
     lifecycle_watch: bool = True
     lifecycle_poll_s: float = Field(default=5.0, gt=0)
     lifecycle_hook: str | None = None  # the group's termination hook, to complete
+    launch_hook: str | None = None  # the group's launch hook (with a warm pool), to complete
     # How long a drain waits for the router's requests in flight; the infrastructure sets
     # the load balancer's deregistration delay to it and the hook's timeout a little above.
     drain_timeout_s: float = Field(default=300.0, ge=0)

@@ -29,6 +29,10 @@ scaling = {
   #   end = "0 18 * * MON-FRI", min_size = 3, time_zone = "America/New_York" }]
 }
 spot = { on_demand_base = 2, spot_percentage = 50, extra_instance_types = ["g6.2xlarge"] }
+# A warm pool of stopped instances that booted, fetched and loaded once (a scale-out starts
+# one instead of launching from scratch) needs on-demand instances of one type: AWS offers
+# none to a group that mixes spot or types. Without spot, e.g.:
+# warm_pool = { min_size = 1 }
 
 # Loaded at boot from the artifacts bucket, where `make apply` stages it once (make
 # stage-model: from the hub, with the token from SSM), not from the hub on every start.

@@ -77,6 +77,7 @@ module "compute" {
   capacity              = var.capacity
   scaling               = var.scaling
   drain_timeout_s       = var.drain_timeout_s
+  warm_pool             = var.warm_pool
   model                 = var.model
   api_keys_parameter    = var.api_keys_parameter
   ami_ssm_parameter     = var.ami_ssm_parameter

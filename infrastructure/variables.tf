@@ -151,6 +151,15 @@ variable "alb" {
   default = {}
 }
 
+variable "warm_pool" {
+  description = "Optional pool of stopped, pre-initialised instances a scale-out starts instead of launching new ones: min_size kept in the pool, max_prepared the most in the pool and group together (null: capacity.max). On-demand, one instance type only (no spot). null: none."
+  type = object({
+    min_size     = optional(number, 1)
+    max_prepared = optional(number)
+  })
+  default = null
+}
+
 variable "drain_timeout_s" {
   description = "Longest an instance leaving the group waits for its generations in flight: the load balancer's deregistration delay and the agent's drain bound; the termination hook waits a minute longer."
   type        = number

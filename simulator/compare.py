@@ -74,6 +74,17 @@ def engine_settings(gpu: str) -> Settings:
                     max_num_seqs=1024 if large else 256)
 
 
+def simulation_config(fleet: Fleet, shape: group_policy.GroupShape,
+                      launch: LaunchDelay) -> SimConfig:
+    """The simulated group: the environment's size and drain bound (a leaving instance's
+    requests run until `drain_timeout_s`, the load balancer's deregistration delay and the
+    agent's bound on AWS), `launch` to serve."""
+    return SimConfig(new_replica=fleet.new_replica,
+                     limits=GroupLimits(shape.min_size, shape.max_size, shape.desired),
+                     launch=launch, spot=fleet.spot,
+                     deregistration_delay_s=fleet.env.drain_timeout_s)
+
+
 def compare(fleet: Fleet, arrivals: list[traffic.Arrival], slo: Slo, lengths: tuple[int, int],
             only: list[str] | None = None, oracle_target: float = oracle.DEFAULT_TARGET,
             progress: ProgressFactory | None = None) -> list[Run]:
@@ -91,9 +102,7 @@ def compare(fleet: Fleet, arrivals: list[traffic.Arrival], slo: Slo, lengths: tu
     print(f"  planner: one instance holds {sized.inflight} requests within the SLO; "
           f"inflight-guard's target {target:g} per instance ({source})", file=sys.stderr)
     chosen = policies.builtin(shape, env.scaling, sized, arrivals)
-    config = SimConfig(new_replica=fleet.new_replica,
-                       limits=GroupLimits(shape.min_size, shape.max_size, shape.desired),
-                       launch=launch, spot=fleet.spot)
+    config = simulation_config(fleet, shape, launch)
     price = fleet.usd_per_hour
     runs: list[Run] = []
     for name, build in chosen.items():

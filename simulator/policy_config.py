@@ -159,6 +159,9 @@ class Environment(_Settings):
     scaling: Scaling
     spot: Spot
     model: ServedModel
+    # How long a leaving instance's requests in flight may run: the load balancer's
+    # deregistration delay and the agent's drain bound (infrastructure/variables.tf).
+    drain_timeout_s: float = Field(ge=0, le=3600)
 
     @model_validator(mode="after")
     def _scheduled_within_capacity(self) -> Environment:

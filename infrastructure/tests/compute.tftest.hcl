@@ -692,6 +692,118 @@ run "rejects_a_drain_in_fractions_of_a_second" {
   expect_failures = [var.drain_timeout_s]
 }
 
+# A scale-out waited for a whole cold start (boot, packages, model copy, engine load): an
+# optional pool of stopped instances that booted once, each held by a launch hook until it
+# serves, both on entering the pool and on leaving it.
+run "a_warm_pool_keeps_prepared_instances_stopped_until_a_scale_out" {
+  command = apply
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    warm_pool = { min_size = 2, max_prepared = 4 }
+    model     = { id = "Qwen/Qwen2.5-1.5B-Instruct", served_name = "qwen", model_load_seconds = 600 }
+  }
+
+  assert {
+    condition = (aws_autoscaling_group.this.warm_pool[0].pool_state == "Stopped" &&
+      aws_autoscaling_group.this.warm_pool[0].min_size == 2 && aws_autoscaling_group.this.warm_pool[0].max_group_prepared_capacity == 4 &&
+    aws_autoscaling_group.this.warm_pool[0].instance_reuse_policy[0].reuse_on_scale_in == false)
+    error_message = "The pool keeps stopped instances (paying for their volumes only); scale-in terminates through the drain hook."
+  }
+  assert {
+    condition = (length(aws_autoscaling_group.this.mixed_instances_policy) == 0 &&
+      aws_autoscaling_group.this.launch_template[0].id == aws_launch_template.this.id &&
+    aws_autoscaling_group.this.launch_template[0].version == tostring(aws_launch_template.this.latest_version))
+    error_message = "AWS offers warm pools only to groups that launch from a template, without a mixed instances policy."
+  }
+  assert {
+    condition = (aws_autoscaling_lifecycle_hook.launch[0].lifecycle_transition == "autoscaling:EC2_INSTANCE_LAUNCHING" &&
+      aws_autoscaling_lifecycle_hook.launch[0].autoscaling_group_name == aws_autoscaling_group.this.name &&
+    aws_autoscaling_lifecycle_hook.launch[0].name == "llmfleet-test-gpu-launch" && output.launch_hook_name == "llmfleet-test-gpu-launch")
+    error_message = "Every launch, into the pool and out of it, waits on the launch hook."
+  }
+  assert {
+    condition     = aws_autoscaling_lifecycle_hook.launch[0].heartbeat_timeout == 600 && aws_autoscaling_lifecycle_hook.launch[0].default_result == "ABANDON"
+    error_message = "An instance that does not serve within the model's load time is terminated, not pooled or put in service."
+  }
+  assert {
+    condition     = aws_autoscaling_group.this.wait_for_capacity_timeout == "0"
+    error_message = "An apply does not wait for the pool to fill: each pooled instance takes a whole cold start."
+  }
+  assert {
+    condition     = strcontains(output.user_data, "LLMFLEET_AGENT_LAUNCH_HOOK=llmfleet-test-gpu-launch")
+    error_message = "The agent is told the launch hook to complete."
+  }
+}
+
+run "without_a_warm_pool_instances_join_as_before" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+
+  assert {
+    condition = (length(aws_autoscaling_group.this.warm_pool) == 0 && length(aws_autoscaling_lifecycle_hook.launch) == 0 &&
+    length(aws_autoscaling_group.this.mixed_instances_policy) == 1 && length(aws_autoscaling_group.this.launch_template) == 0)
+    error_message = "No pool, no launch hook: instances go in service as they launch and the load balancer's health check admits them."
+  }
+  assert {
+    condition     = aws_autoscaling_group.this.wait_for_capacity_timeout == "10m"
+    error_message = "Without a pool an apply waits for the group's instances, as before."
+  }
+  assert {
+    condition     = !strcontains(output.user_data, "LLMFLEET_AGENT_LAUNCH_HOOK")
+    error_message = "The agent completes no launch action when there is no launch hook."
+  }
+}
+
+run "rejects_a_warm_pool_with_spot" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    warm_pool = {}
+    spot      = { spot_percentage = 50 }
+  }
+  expect_failures = [aws_autoscaling_group.this]
+}
+
+run "rejects_a_warm_pool_with_other_instance_types" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    warm_pool = {}
+    spot      = { extra_instance_types = ["g6.xlarge"] }
+  }
+  expect_failures = [aws_autoscaling_group.this]
+}
+
+run "rejects_a_warm_pool_of_a_fractional_size" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    warm_pool = { min_size = 1.5 }
+  }
+  expect_failures = [var.warm_pool]
+}
+
+run "rejects_a_warm_pool_with_no_prepared_capacity" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    warm_pool = { max_prepared = 0 }
+  }
+  expect_failures = [var.warm_pool]
+}
+
 # Every new instance downloaded its model from the Hugging Face hub over NAT at boot.
 run "a_staged_model_is_fetched_from_the_bucket_through_its_endpoint" {
   command = apply

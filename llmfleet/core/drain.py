@@ -39,12 +39,14 @@ class DrainOutcome:
 
 
 class RouterDrain:
-    """The `/drain` endpoints of one router (on this host: the router refuses others)."""
+    """The `/drain` endpoints of one router (on this host: the router refuses others), and
+    its `/ready`."""
 
     def __init__(self, router_url: str, *, timeout_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._url = router_url.rstrip("/") + "/drain"
+        self._ready_url = router_url.rstrip("/") + "/ready"
         self._timeout_s = timeout_s
         self._clock, self._sleep = clock, sleep
 
@@ -63,6 +65,18 @@ class RouterDrain:
             DrainError: unreachable, refused, or not a drain status.
         """
         return self._call("GET", {})
+
+    def ready(self) -> bool:
+        """Whether the router says it serves (`/ready` answers 200): the agent completes a
+        warm pool's launch action on it. False when it cannot be reached."""
+        http = blocking_pool(self._timeout_s)
+        try:
+            resp = http.request("GET", self._ready_url, preload_content=True)
+        except urllib3.exceptions.HTTPError:
+            return False
+        finally:
+            http.clear()
+        return resp.status == 200
 
     def wait(self, bound_s: float, *, poll_s: float = 1.0,
              on_poll: Callable[[DrainStatus], None] | None = None) -> DrainOutcome:

@@ -251,6 +251,101 @@ def test_a_completion_before_the_hook_waits_is_tried_again_not_given_up(
         assert lapsed.state.phase is Phase.RELEASED and not lapsed.state.completed
 
 
+LAUNCH_HOOK = "llmfleet-dev-launch"
+
+
+def launch_call(hook: str = LAUNCH_HOOK) -> dict[str, str]:
+    return {"Action": "CompleteLifecycleAction", "Version": "2011-01-01",
+            "LifecycleHookName": hook, "AutoScalingGroupName": "llmfleet-dev-gpu",
+            "InstanceId": "i-0leaving", "LifecycleActionResult": "CONTINUE"}
+
+
+async def router_ready(url: str) -> bool:
+    async with httpx.AsyncClient(timeout=5) as http:
+        return (await http.get(f"{url}/ready")).status_code == 200
+
+
+@pytest.mark.parametrize("target_state", ["Warmed:Stopped", "InService"])
+def test_a_launch_action_is_completed_once_the_router_serves_not_before(
+        target_state: str, fake: tuple[FakeControl, str], make_router: RouterFactory,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    """A warm pool stops each new instance as soon as it runs unless a launch hook holds it
+    (Warmed:Stopped: cloud-init cut off, nothing installed), and puts a restarted one in
+    the load balancer before its engine has loaded unless the hook holds it (InService)."""
+    control, upstream = fake
+    control.healthy = False  # the engine is still loading
+    metadata, imds_url = imds
+    notice(metadata, TARGET_STATE, target_state)
+    actions, endpoint = lifecycle
+    with make_router([upstream]) as router:
+        w = watcher(imds_url, router.url, endpoint, launch_hook=LAUNCH_HOOK)
+
+        async def scenario() -> None:
+            await polls(w, 3)
+            assert not actions.calls and not w.state.joined  # not ready: held
+            control.healthy = True
+            deadline = time.monotonic() + 10
+            while not await router_ready(router.url):
+                assert time.monotonic() < deadline, "the router never became ready"
+                await asyncio.sleep(0.05)
+            await polls(w, 1)
+            assert actions.calls == [launch_call()]
+            await polls(w, 3)  # once only, and nothing drains
+            assert len(actions.calls) == 1
+            assert w.state.joined and w.state.launch_completed
+            assert w.state.phase is Phase.SERVING
+
+        asyncio.run(scenario())
+        registry = CollectorRegistry()
+        registry.register(LifecycleCollector(w.state))
+        assert "llmfleet_agent_launch_completed 1.0" in generate_latest(registry).decode()
+
+
+def test_a_launch_action_not_yet_waiting_is_asked_again_then_left(
+        fake: tuple[FakeControl, str], make_router: RouterFactory,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    _, upstream = fake
+    _, imds_url = imds
+    actions, endpoint = lifecycle
+    now = [1000.0]
+    with make_router([upstream]) as router:
+        early = watcher(imds_url, router.url, endpoint, lambda: now[0], launch_hook=LAUNCH_HOOK)
+        actions.no_action = True
+        asyncio.run(polls(early, 2))
+        assert not early.state.joined
+        actions.no_action = False  # the group now holds it in Pending:Wait
+        asyncio.run(polls(early, 1))
+        assert early.state.launch_completed and actions.calls == [launch_call()]
+
+        # The hook timed out, or the instance launched before the hook existed: nothing
+        # waits, and the agent stops asking a minute after the router first served.
+        lapsed = watcher(imds_url, router.url, endpoint, lambda: now[0], launch_hook=LAUNCH_HOOK)
+        actions.no_action = True
+        asyncio.run(polls(lapsed, 1))
+        now[0] += 59
+        asyncio.run(polls(lapsed, 1))
+        assert not lapsed.state.joined
+        now[0] += 2
+        asyncio.run(polls(lapsed, 1))
+        assert lapsed.state.joined and not lapsed.state.launch_completed
+        assert lapsed.state.phase is Phase.SERVING
+
+
+def test_an_instance_the_pool_terminates_while_it_prepares_leaves_through_the_drain_hook(
+        fake: tuple[FakeControl, str], make_router: RouterFactory,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    _, upstream = fake
+    metadata, imds_url = imds
+    notice(metadata, TARGET_STATE, "Warmed:Terminated")
+    actions, endpoint = lifecycle
+    with make_router([upstream]) as router:
+        w = watcher(imds_url, router.url, endpoint, launch_hook=LAUNCH_HOOK)
+        asyncio.run(polls(w, 3))
+        assert w.state.reason == "terminating" and w.state.completed
+        assert actions.calls == [launch_call("llmfleet-dev-drain")]  # the launch is moot
+        assert not w.state.launch_completed
+
+
 def test_a_failing_poll_does_not_end_the_watch(imds: tuple[FakeImds, str],
                                                lifecycle: tuple[FakeLifecycle, str]) -> None:
     _, imds_url = imds

@@ -280,3 +280,90 @@ def test_the_demo_sites_origin_reaches_the_router_as_its_cors_setting(
     assert RouterSettings.load().cors_allowed_origins == origins
 
 
+
+
+# --- the model's disk and the warm pool ---------------------------------------------
+
+EBS = "/dev/nvme0n1 Amazon Elastic Block Store"
+STORE = "/dev/nvme1n1 Amazon EC2 NVMe Instance Storage"
+MODEL_DIR = "/var/lib/llmfleet/models/Qwen/Qwen2.5-1.5B-Instruct"
+
+
+@pytest.fixture(scope="module")
+def dev_document() -> dict[str, Any]:
+    return yaml.safe_load(render(var_file=REPO / "environments" / "dev.tfvars"))
+
+
+def run_model_disk(script: str, tmp_path: Path, *, lsblk: str, fstype: str = "",
+                   mounted: tuple[str, ...] = (), in_use: str = "") -> list[list[str]]:
+    """Run `model-disk` with the commands that touch devices replaced by stand-ins that
+    answer as this instance's would and record what they were asked (no NVMe device can be
+    made here); everything else in it runs for real. Returns the recorded commands."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir(exist_ok=True)
+    calls.write_text("")
+    record = f'printf "%s\\n" "$(basename "$0") $*" >> {calls}'
+    stubs = {
+        "mountpoint": f'{record}\nfor m in {" ".join(mounted) or "-"}; do '
+                      '[ "$m" = "$2" ] && exit 0; done; exit 1',
+        "lsblk": f'{record}\ncase "$*" in *MOUNTPOINTS*) printf "%s\\n" "{in_use}" ;; '
+                 f'*) printf "%s\\n" "{lsblk}" ;; esac',
+        "blkid": f'{record}\n[ -n "{fstype}" ] && echo "{fstype}"; [ -n "{fstype}" ]',
+        **{name: record for name in ("mkfs.ext4", "mount", "install", "chmod")},
+    }
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    done = subprocess.run(["bash", "-c", script, "model-disk", MODEL_DIR], env=env,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    return [line.split() for line in calls.read_text().splitlines()
+            if not line.startswith(("mountpoint", "lsblk", "blkid"))]
+
+
+def test_the_model_goes_to_the_instance_store_where_there_is_one(
+        dev_document: dict[str, Any], tmp_path: Path) -> None:
+    script = files_of(dev_document)["/usr/local/lib/llmfleet/model-disk"]
+    pre = unit(dev_document, "llmfleet-vllm")["ExecStartPre"]
+    disk = [i for i, c in enumerate(pre) if "model-disk" in c]
+    fetch = [i for i, c in enumerate(pre) if "fetch-model" in c]
+    assert disk and fetch and disk[0] < fetch[0]  # the disk first, then the copy onto it
+    assert shlex.split(pre[disk[0]].removeprefix("+"))[1] == MODEL_DIR
+
+    made = ["install", "-d", "-m", "0755", MODEL_DIR]
+    # A blank store (a new instance, or after a stop): a file system, mounted on the directory.
+    assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}") == [
+        made, ["mkfs.ext4", "-q", "-L", "llmfleet-models", "-E", "nodiscard", "/dev/nvme1n1"],
+        ["mount", "-o", "noatime,nodev,nosuid", "/dev/nvme1n1", MODEL_DIR],
+        ["chmod", "0755", MODEL_DIR]]
+    # After a reboot the store keeps its file system and the copy: mounted, not made again.
+    assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}", fstype="ext4") == [
+        made, ["mount", "-o", "noatime,nodev,nosuid", "/dev/nvme1n1", MODEL_DIR],
+        ["chmod", "0755", MODEL_DIR]]
+    # The Deep Learning AMI mounted the store itself: a directory there, bound in place.
+    assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}",
+                          mounted=("/opt/dlami/nvme",)) == [
+        made, ["install", "-d", "-m", "0755", "/opt/dlami/nvme/llmfleet-models"],
+        ["mount", "--bind", "/opt/dlami/nvme/llmfleet-models", MODEL_DIR]]
+    # Left on the root volume: no store; a store in use elsewhere; one holding other data;
+    # and nothing twice when the engine restarts.
+    assert run_model_disk(script, tmp_path, lsblk=EBS) == [made]
+    assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}", in_use="/data") == [made]
+    assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}", fstype="xfs") == [made]
+    assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}", mounted=(MODEL_DIR,)) == []
+
+
+def test_with_a_warm_pool_the_agent_completes_the_launch_and_the_copy_stays_on_the_root_volume(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop blanks an instance store: a pooled instance's copy must outlive it."""
+    document = yaml.safe_load(render(var_file=REPO / "environments" / "dev.tfvars",
+                                     launch_hook_name="llmfleet-dev-gpu-launch",
+                                     model_on_instance_store="false"))
+    pre = unit(document, "llmfleet-vllm")["ExecStartPre"]
+    assert not [c for c in pre if "model-disk" in c] and [c for c in pre if "fetch-model" in c]
+    for key in [k for k in os.environ if k.startswith("LLMFLEET_")]:
+        monkeypatch.delenv(key)
+    for key, value in env_file(document, "/etc/llmfleet/agent.env").items():
+        monkeypatch.setenv(key, value)
+    assert AgentSettings().launch_hook == "llmfleet-dev-gpu-launch"

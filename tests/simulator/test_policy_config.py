@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from simulator import group_policy
 from simulator.cloudwatch import Comparison, MetricStream, MissingData, Statistic
+from simulator.compare import Fleet, simulation_config
+from simulator.fleet import LaunchDelay
 from simulator.policy_config import (
     POLICY_FILE,
     Environment,
@@ -28,6 +31,7 @@ from simulator.policy_config import (
     read_values,
 )
 from simulator.queue_guard_file import QUEUE_GUARD_FILE, load_queue_guard, queue_guard_rules
+from simulator.service import RooflineService
 from simulator.serving_policies import QueueGuard
 from simulator.tfvars import TfvarsError, read_variables
 from tests.helpers import tf, tf_variables
@@ -297,3 +301,17 @@ def test_the_queue_guard_defaults_are_the_modules(tmp_path: Path) -> None:
     defaults = read_environment(tfvars, VARIABLES).scaling
     assert QueueGuard.of(defaults.queue_guard) == QueueGuard()
     assert defaults.policy == "gpu"  # the design's, unless an environment says otherwise
+
+
+def test_a_leaving_simulated_instance_drains_for_the_environments_drain_timeout(
+        tmp_path: Path) -> None:
+    """The simulator cut a leaving instance's requests off after its own fixed 300 s, not
+    the environment's drain_timeout_s (the load balancer's delay and the agent's bound)."""
+    tfvars = tmp_path / "x.tfvars"
+    tfvars.write_text(REQUIRED_VARS + "drain_timeout_s = 45\n")
+    env = read_environment(tfvars, VARIABLES)
+    fleet = Fleet(env, cast(RooflineService, None), 1.0, 60.0)
+    shape = group_policy.GroupShape(env.capacity.min, env.capacity.max, env.capacity.desired,
+                                    env.model.model_load_seconds)
+    assert simulation_config(fleet, shape, LaunchDelay()).deregistration_delay_s == 45
+    assert load_environment(tf.REPO, "prod").drain_timeout_s == 300  # the default

@@ -27,6 +27,7 @@ locals {
   served_name = module.user_data.served_name
   user_data   = module.user_data.cloud_init
   drain_hook  = "${local.asg_name}-drain"
+  launch_hook = "${local.asg_name}-launch"
   # The group's ARN by name (its id is only known once it exists, and the role comes first).
   asg_arn = "arn:${data.aws_partition.current.partition}:autoscaling:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"
 }
@@ -51,7 +52,10 @@ module "user_data" {
   router_keepalive_s   = var.router_keepalive_s
   drain_hook_name      = local.drain_hook
   drain_timeout_s      = var.drain_timeout_s
-  region               = data.aws_region.current.name
+  launch_hook_name     = var.warm_pool == null ? "" : local.launch_hook
+  # A stop blanks an instance store: a pooled instance keeps its copy on the root volume.
+  model_on_instance_store = var.warm_pool == null
+  region                  = data.aws_region.current.name
 }
 
 # --- Artifacts -----------------------------------------------------------------
@@ -294,28 +298,65 @@ resource "aws_autoscaling_group" "this" {
   default_instance_warmup   = var.model.model_load_seconds
   target_group_arns         = var.target_group_arns
   metrics_granularity       = "1Minute"
+  # An apply waits (10 minutes at most) for the group's instances to be in service, but not
+  # for a warm pool to fill: a pooled instance is ready only after a whole cold start (up
+  # to model.model_load_seconds, 15 minutes by default), longer than an apply should block
+  # or the wait allows. The group's activity history shows the pool's launches.
+  wait_for_capacity_timeout = var.warm_pool == null ? "10m" : "0"
   enabled_metrics           = ["GroupInServiceInstances", "GroupDesiredCapacity", "GroupPendingInstances"]
 
   # With spot in the mix, a spot instance at raised risk of interruption is replaced before
   # it is reclaimed: the replacement launches, then this one leaves through the drain hook.
   capacity_rebalance = var.spot.spot_percentage > 0
 
-  mixed_instances_policy {
-    instances_distribution {
-      on_demand_base_capacity                  = var.spot.spot_percentage == 0 ? var.capacity.max : var.spot.on_demand_base
-      on_demand_percentage_above_base_capacity = 100 - var.spot.spot_percentage
-      spot_allocation_strategy                 = "price-capacity-optimized"
+  # A warm pool needs the group to launch one on-demand type from its template (AWS offers
+  # none with a mixed instances policy); without one, the mix below (on demand only when
+  # spot_percentage is 0).
+  dynamic "launch_template" {
+    for_each = var.warm_pool == null ? [] : [1]
+    content {
+      id      = aws_launch_template.this.id
+      version = aws_launch_template.this.latest_version
     }
-    launch_template {
-      launch_template_specification {
-        launch_template_id = aws_launch_template.this.id
-        version            = aws_launch_template.this.latest_version
+  }
+
+  dynamic "mixed_instances_policy" {
+    for_each = var.warm_pool == null ? [1] : []
+    content {
+      instances_distribution {
+        on_demand_base_capacity                  = var.spot.spot_percentage == 0 ? var.capacity.max : var.spot.on_demand_base
+        on_demand_percentage_above_base_capacity = 100 - var.spot.spot_percentage
+        spot_allocation_strategy                 = "price-capacity-optimized"
       }
-      dynamic "override" {
-        for_each = concat([var.instance_type], var.spot.extra_instance_types)
-        content {
-          instance_type = override.value
+      launch_template {
+        launch_template_specification {
+          launch_template_id = aws_launch_template.this.id
+          version            = aws_launch_template.this.latest_version
         }
+        dynamic "override" {
+          for_each = concat([var.instance_type], var.spot.extra_instance_types)
+          content {
+            instance_type = override.value
+          }
+        }
+      }
+    }
+  }
+
+  # Stopped instances that booted once: installed, the model on their root volume (not an
+  # instance store, which a stop wipes), vLLM's compile cache written. Each waits on the
+  # launch hook below until its router first says ready, then stops; a scale-out starts
+  # it again (boot, engine load from the local copy) instead of launching from scratch.
+  # Scale-in terminates (through the drain hook) rather than returning instances to the
+  # pool, which refills itself with fresh ones.
+  dynamic "warm_pool" {
+    for_each = var.warm_pool == null ? [] : [var.warm_pool]
+    content {
+      pool_state                  = "Stopped"
+      min_size                    = warm_pool.value.min_size
+      max_group_prepared_capacity = warm_pool.value.max_prepared
+      instance_reuse_policy {
+        reuse_on_scale_in = false
       }
     }
   }
@@ -336,6 +377,10 @@ resource "aws_autoscaling_group" "this" {
 
   lifecycle {
     ignore_changes = [desired_capacity]
+    precondition {
+      condition     = var.warm_pool == null || (var.spot.spot_percentage == 0 && length(var.spot.extra_instance_types) == 0)
+      error_message = "A warm pool needs on-demand instances of one type: set spot.spot_percentage to 0 and spot.extra_instance_types to [], or warm_pool to null."
+    }
   }
 }
 
@@ -352,6 +397,23 @@ resource "aws_autoscaling_lifecycle_hook" "drain" {
   lifecycle_transition   = "autoscaling:EC2_INSTANCE_TERMINATING"
   heartbeat_timeout      = max(30, var.drain_timeout_s + 60)
   default_result         = "CONTINUE"
+}
+
+# --- Joining the group (with a warm pool) --------------------------------------------
+# Each new instance waits here twice: in Warmed:Pending:Wait while it prepares for the pool
+# (the group would otherwise stop it as soon as it runs, before cloud-init has installed
+# anything), and in Pending:Wait when a scale-out starts it again, so that it joins the
+# load balancer only once it serves. Its agent completes the action when the router first
+# says ready. ABANDON when that never comes within the model's load time: an instance
+# that cannot serve is terminated (the pool refills) rather than kept.
+
+resource "aws_autoscaling_lifecycle_hook" "launch" {
+  count                  = var.warm_pool == null ? 0 : 1
+  name                   = local.launch_hook
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  lifecycle_transition   = "autoscaling:EC2_INSTANCE_LAUNCHING"
+  heartbeat_timeout      = min(7200, max(30, var.model.model_load_seconds))
+  default_result         = "ABANDON"
 }
 
 # --- Scaling --------------------------------------------------------------------

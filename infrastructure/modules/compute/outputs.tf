@@ -47,6 +47,11 @@ output "drain_hook_name" {
   value       = aws_autoscaling_lifecycle_hook.drain.name
 }
 
+output "launch_hook_name" {
+  description = "The launch lifecycle hook each instance's agent completes once its router first says ready (only with a warm pool; null without)."
+  value       = one(aws_autoscaling_lifecycle_hook.launch[*].name)
+}
+
 output "drain_timeout_s" {
   description = "Longest a leaving instance's agent waits for its router's requests in flight."
   value       = var.drain_timeout_s

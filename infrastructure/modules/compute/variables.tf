@@ -218,6 +218,23 @@ variable "router_keepalive_s" {
   }
 }
 
+variable "warm_pool" {
+  description = "An optional pool of stopped instances that have booted once (packages installed, the model fetched and loaded, caches written) and start again when the group scales out: min_size kept prepared in the pool, max_prepared the most in the pool and the group together (null: the group's max). Needs on-demand capacity of one type (no spot, no extra types): AWS offers warm pools for no other group. null: no pool."
+  type = object({
+    min_size     = optional(number, 1)
+    max_prepared = optional(number)
+  })
+  default = null
+  validation {
+    # Terraform's || evaluates both sides: a null max_prepared is compared as 1.
+    condition = var.warm_pool == null || try(
+      var.warm_pool.min_size >= 0 && var.warm_pool.min_size <= 100 && floor(var.warm_pool.min_size) == var.warm_pool.min_size &&
+      coalesce(var.warm_pool.max_prepared, 1) >= 1 && coalesce(var.warm_pool.max_prepared, 1) <= 100 &&
+    floor(coalesce(var.warm_pool.max_prepared, 1)) == coalesce(var.warm_pool.max_prepared, 1), false)
+    error_message = "warm_pool.min_size must be a whole number 0-100 and warm_pool.max_prepared null or a whole number 1-100."
+  }
+}
+
 variable "drain_timeout_s" {
   description = "Longest a leaving instance's agent waits for the router's requests in flight (the load balancer's deregistration delay should be the same); the termination hook waits a minute longer."
   type        = number

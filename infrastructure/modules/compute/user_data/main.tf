@@ -81,5 +81,7 @@ locals {
     router_keepalive_s       = var.router_keepalive_s
     drain_hook_name          = var.drain_hook_name
     drain_timeout_s          = var.drain_timeout_s
+    launch_hook_name         = var.launch_hook_name
+    model_on_instance_store  = var.model_on_instance_store
   })
 }

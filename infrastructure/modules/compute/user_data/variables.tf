@@ -110,6 +110,18 @@ variable "drain_hook_name" {
   type        = string
 }
 
+variable "launch_hook_name" {
+  description = "The group's launch lifecycle hook (with a warm pool), which the agent completes once the router first says ready; empty: none."
+  type        = string
+  default     = ""
+}
+
+variable "model_on_instance_store" {
+  description = "Put a staged model's copy on the instance's NVMe instance store where it has one (false with a warm pool: a stop blanks the store, and a pooled instance's copy must survive it)."
+  type        = bool
+  default     = true
+}
+
 variable "drain_timeout_s" {
   description = "Longest the agent waits for the router's requests in flight when the instance is leaving."
   type        = number
