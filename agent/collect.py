@@ -131,25 +131,26 @@ class RoundCollector:
         self._startup_fetcher.close()
         self._gpu.stop()
 
-    async def collect(self) -> Round:
-        """Scrape, read and compute one round."""
+    async def collect(self, in_group: bool = True) -> Round:
+        """Scrape, read and compute one round (`in_group` False: the instance is not in the
+        group's capacity, `agent.datapoints.Where`)."""
         router, engines = await self._scraper.scrape()
         serving = compute(router, engines)
         gpus = self._gpu.read()
         values = self._cost.figures(serving, gpus)
         values[TIME_TO_SERVING] = await asyncio.to_thread(self._startup.check)
-        where = self._where()
+        where = self._where(in_group)
         timestamp = self._wall()
         measured = readings(serving, gpus, values)
         self._count_nonfinite(measured)
         return Round(where, timestamp, serving, gpus, values,
                      datapoints(where, timestamp, measured))
 
-    def _where(self) -> Where:
+    def _where(self, in_group: bool) -> Where:
         identity = self._identity
         return Where(identity.asg_name or "local", identity.instance_id,
                      identity.instance_type, self._settings.interval_s,
-                     self._settings.model or self._scraper.served_model())
+                     self._settings.model or self._scraper.served_model(), in_group)
 
     def _count_nonfinite(self, measured: Readings) -> None:
         for name in self._status.values_left_out(nonfinite(measured)):

@@ -50,11 +50,16 @@ class Where:
     instance_type: str | None
     interval_s: float
     model: str | None = None
+    # False for an instance outside the group's capacity (one a warm pool prepares): only
+    # its own figures go out, none under the sets CloudWatch aggregates over the group.
+    in_group: bool = True
 
     def dimension_sets(self, per_model: bool = False) -> list[Dimensions]:
         group: Dimensions = (("AutoScalingGroupName", self.asg),)
         instance = group + tuple((k, v) for k, v in (("InstanceId", self.instance_id),
                                                       ("InstanceType", self.instance_type)) if v)
+        if not self.in_group:
+            return [instance] if len(instance) > 1 else []
         sets: list[Dimensions] = [group, instance] if len(instance) > 1 else [group]
         if per_model and self.model:
             sets.append((*group, ("Model", self.model)))

@@ -134,9 +134,17 @@ class LifecycleState:
     drain_began_at: float | None = None
     in_flight_left: int | None = None  # what was still in flight when the wait ended
     completed: bool = False
+    target_state: str | None = None  # the last the instance metadata answered
     ready_at: float | None = None  # monotonic: when the router first said ready
     joined: bool = False  # the launch hook's question is settled (completed, or none waits)
     launch_completed: bool = False  # ... by this agent's CompleteLifecycleAction
+
+
+    @property
+    def pooled(self) -> bool:
+        """In (or being prepared for) the group's warm pool, not in its capacity: its
+        figures must not join the group's, which scaling averages over its instances."""
+        return (self.target_state or "").startswith("Warmed:")
 
 
 class LifecycleCollector(Collector):
@@ -177,7 +185,8 @@ class LifecycleWatcher:
         self._bound_s, self._spot_margin_s = bound_s, spot_margin_s
         self._clock, self._wall = clock, wall
         self._client: LifecycleActions | None = None
-        self._complete_error: str | None = None
+        self._complete_error: str | None = None  # the drain's last failed completion
+        self._launch_error: str | None = None  # the launch's
 
     async def run(self, stop: asyncio.Event, poll_s: float) -> None:
         """Poll until `stop` is set or the lifecycle action is completed."""
@@ -203,6 +212,8 @@ class LifecycleWatcher:
 
     def _note(self, notices: Notices) -> None:
         s = self.state
+        if notices.target_state is not None:
+            s.target_state = notices.target_state
         if notices.rebalance is not None and not s.rebalance_recommended:
             s.rebalance_recommended = True
             log.warning("EC2 recommends rebalancing this spot instance: its replacement "
@@ -230,15 +241,18 @@ class LifecycleWatcher:
             await asyncio.to_thread(self._complete_action, launch)
         except (BotoCoreError, ClientError) as exc:
             if self._clock() > s.ready_at + LAUNCH_RETRY_S:
-                log.info("no launch action waits for this instance (%s)", exc)
+                if NO_ACTION in str(exc):
+                    log.info("no launch action waits for this instance (%s)", exc)
+                else:  # denied, throttled, unreachable: the hook will abandon the instance
+                    log.warning("could not complete the launch action (%s); the hook's "
+                                "timeout decides this instance", exc)
                 s.joined = True
                 return
-            if repr(exc) != self._complete_error:
+            if repr(exc) != self._launch_error:  # said once while it repeats
                 log.info("CompleteLifecycleAction (launch): %s; trying again", exc)
-            self._complete_error = repr(exc)
+            self._launch_error = repr(exc)
             return
         s.joined, s.launch_completed = True, True
-        self._complete_error = None
         log.info("launch action completed: %s", "the group stops this instance into its warm "
                  "pool" if (notices.target_state or "").startswith("Warmed:") else
                  "the group puts this instance in service")

@@ -130,5 +130,7 @@ class Agent:
         return result
 
     async def collect(self) -> Round:
-        """Scrape, read and compute one round; nothing is stored or sent here."""
-        return await self.collector.collect()
+        """Scrape, read and compute one round; nothing is stored or sent here. An instance
+        a warm pool prepares publishes nothing under the group's own dimensions."""
+        pooled = self.lifecycle is not None and self.lifecycle.state.pooled
+        return await self.collector.collect(in_group=not pooled)

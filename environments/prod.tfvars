@@ -30,8 +30,8 @@ scaling = {
 }
 spot = { on_demand_base = 2, spot_percentage = 50, extra_instance_types = ["g6.2xlarge"] }
 # A warm pool of stopped instances that booted, fetched and loaded once (a scale-out starts
-# one instead of launching from scratch) needs on-demand instances of one type: AWS offers
-# none to a group that mixes spot or types. Without spot, e.g.:
+# one instead of launching from scratch) is on-demand only: a stopped spot instance holds no
+# capacity. Without spot (spot_percentage = 0), e.g.:
 # warm_pool = { min_size = 1 }
 
 # Loaded at boot from the artifacts bucket, where `make apply` stages it once (make

@@ -152,7 +152,7 @@ variable "alb" {
 }
 
 variable "warm_pool" {
-  description = "Optional pool of stopped, pre-initialised instances a scale-out starts instead of launching new ones: min_size kept in the pool, max_prepared the most in the pool and group together (null: capacity.max). On-demand, one instance type only (no spot). null: none."
+  description = "Optional pool of stopped, pre-initialised instances a scale-out starts instead of launching new ones: min_size kept in the pool; max_prepared, when set, lets it grow to max_prepared less the group's desired capacity. On-demand only (no spot). null: none."
   type = object({
     min_size     = optional(number, 1)
     max_prepared = optional(number)

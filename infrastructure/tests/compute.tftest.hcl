@@ -702,7 +702,7 @@ run "a_warm_pool_keeps_prepared_instances_stopped_until_a_scale_out" {
   }
   variables {
     warm_pool = { min_size = 2, max_prepared = 4 }
-    model     = { id = "Qwen/Qwen2.5-1.5B-Instruct", served_name = "qwen", model_load_seconds = 600 }
+    model     = { id = "Qwen/Qwen2.5-1.5B-Instruct", source = "s3", served_name = "qwen", model_load_seconds = 600 }
   }
 
   assert {
@@ -712,16 +712,27 @@ run "a_warm_pool_keeps_prepared_instances_stopped_until_a_scale_out" {
     error_message = "The pool keeps stopped instances (paying for their volumes only); scale-in terminates through the drain hook."
   }
   assert {
-    condition = (length(aws_autoscaling_group.this.mixed_instances_policy) == 0 &&
-      aws_autoscaling_group.this.launch_template[0].id == aws_launch_template.this.id &&
-    aws_autoscaling_group.this.launch_template[0].version == tostring(aws_launch_template.this.latest_version))
-    error_message = "AWS offers warm pools only to groups that launch from a template, without a mixed instances policy."
-  }
-  assert {
     condition = (aws_autoscaling_lifecycle_hook.launch[0].lifecycle_transition == "autoscaling:EC2_INSTANCE_LAUNCHING" &&
       aws_autoscaling_lifecycle_hook.launch[0].autoscaling_group_name == aws_autoscaling_group.this.name &&
     aws_autoscaling_lifecycle_hook.launch[0].name == "llmfleet-test-gpu-launch" && output.launch_hook_name == "llmfleet-test-gpu-launch")
     error_message = "Every launch, into the pool and out of it, waits on the launch hook."
+  }
+  assert {
+    condition = (one(aws_autoscaling_group.this.initial_lifecycle_hook).name == "llmfleet-test-gpu-launch" &&
+      one(aws_autoscaling_group.this.initial_lifecycle_hook).lifecycle_transition == "autoscaling:EC2_INSTANCE_LAUNCHING" &&
+      one(aws_autoscaling_group.this.initial_lifecycle_hook).heartbeat_timeout == 600 &&
+    one(aws_autoscaling_group.this.initial_lifecycle_hook).default_result == "ABANDON")
+    error_message = "A new group has the launch hook before its pool launches anything (the hook resource comes after the group)."
+  }
+  assert {
+    condition = (aws_autoscaling_group.this.health_check_grace_period == 60 && aws_autoscaling_group.this.default_instance_warmup == 60 &&
+    aws_autoscaling_group.this.instance_refresh[0].preferences[0].instance_warmup == "60")
+    error_message = "Held by the hook until it serves, an instance needs no model-load grace or warm-up once in service."
+  }
+  assert {
+    condition = (!strcontains(output.user_data, "ExecStartPre=+/usr/local/lib/llmfleet/model-disk") &&
+    strcontains(output.user_data, "fetch-model"))
+    error_message = "A pooled instance keeps the model's copy on its root volume: a stop blanks an instance store."
   }
   assert {
     condition     = aws_autoscaling_lifecycle_hook.launch[0].heartbeat_timeout == 600 && aws_autoscaling_lifecycle_hook.launch[0].default_result == "ABANDON"
@@ -742,11 +753,22 @@ run "without_a_warm_pool_instances_join_as_before" {
   module {
     source = "./modules/compute"
   }
+  variables {
+    model = { id = "Qwen/Qwen2.5-1.5B-Instruct", source = "s3", served_name = "qwen" }
+  }
 
   assert {
     condition = (length(aws_autoscaling_group.this.warm_pool) == 0 && length(aws_autoscaling_lifecycle_hook.launch) == 0 &&
-    length(aws_autoscaling_group.this.mixed_instances_policy) == 1 && length(aws_autoscaling_group.this.launch_template) == 0)
+    length(aws_autoscaling_group.this.initial_lifecycle_hook) == 0)
     error_message = "No pool, no launch hook: instances go in service as they launch and the load balancer's health check admits them."
+  }
+  assert {
+    condition     = aws_autoscaling_group.this.health_check_grace_period == 900 && aws_autoscaling_group.this.default_instance_warmup == 900
+    error_message = "Without the hook the group waits the model's load time before health checks and metrics count."
+  }
+  assert {
+    condition     = strcontains(output.user_data, "ExecStartPre=+/usr/local/lib/llmfleet/model-disk /var/lib/llmfleet/models/Qwen/Qwen2.5-1.5B-Instruct")
+    error_message = "The model's copy goes to the instance store where the type has one."
   }
   assert {
     condition     = aws_autoscaling_group.this.wait_for_capacity_timeout == "10m"
@@ -770,16 +792,35 @@ run "rejects_a_warm_pool_with_spot" {
   expect_failures = [aws_autoscaling_group.this]
 }
 
-run "rejects_a_warm_pool_with_other_instance_types" {
+run "a_warm_pool_keeps_exactly_its_minimum_unless_told_otherwise" {
   command = plan
   module {
     source = "./modules/compute"
   }
   variables {
+    capacity  = { min = 2, max = 6, desired = 2 }
     warm_pool = {}
-    spot      = { extra_instance_types = ["g6.xlarge"] }
   }
-  expect_failures = [aws_autoscaling_group.this]
+
+  assert {
+    condition     = aws_autoscaling_group.this.warm_pool[0].min_size == 1 && aws_autoscaling_group.this.warm_pool[0].max_group_prepared_capacity == 2
+    error_message = "Prepared capacity at the group's minimum: the pool holds min_size, not AWS's default of max - desired (4 here), each a cold start."
+  }
+  assert {
+    condition     = length(aws_autoscaling_group.this.mixed_instances_policy) == 1
+    error_message = "The group keeps its mixed instances policy (on demand only) with a pool."
+  }
+}
+
+run "rejects_a_load_time_the_warm_up_cannot_hold" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    model = { id = "Qwen/Qwen2.5-1.5B-Instruct", model_load_seconds = 3601 }
+  }
+  expect_failures = [var.model]
 }
 
 run "rejects_a_warm_pool_of_a_fractional_size" {

@@ -114,3 +114,11 @@ def test_a_round_with_every_figure_publishes_every_metric_in_the_table_once() ->
     group = (("AutoScalingGroupName", "fleet-dev"),)
     published = [(p.name, p.unit) for p in points if p.dimensions == group]
     assert published == [(spec.name, spec.unit) for spec in ALL]
+
+
+def test_an_instance_outside_the_group_publishes_only_under_its_own_dimensions() -> None:
+    pooled = Where("fleet-dev", "i-0abc", "g5.xlarge", interval_s=10, model="m", in_group=False)
+    assert pooled.dimension_sets(per_model=True) == [
+        (("AutoScalingGroupName", "fleet-dev"), ("InstanceId", "i-0abc"),
+         ("InstanceType", "g5.xlarge"))]
+    assert Where("fleet-dev", None, None, interval_s=10, in_group=False).dimension_sets() == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import time
@@ -23,6 +24,7 @@ import openai
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from agent.buffer import Datapoint
 from agent.cost import Identity
 from agent.lifecycle import (
     REBALANCE,
@@ -33,6 +35,7 @@ from agent.lifecycle import (
     Phase,
     build_watcher,
 )
+from agent.runner import Agent
 from agent.settings import AgentSettings
 from llmfleet.core.drain import RouterDrain
 from llmfleet.core.net import free_port
@@ -79,6 +82,13 @@ def watcher(imds_url: str, router_url: str, endpoint: str,
     built = build_watcher(AgentSettings(**values), IDENTITY, clock)  # type: ignore[arg-type]
     assert built is not None
     return built
+
+
+def metrics_page(w: LifecycleWatcher) -> str:
+    """What the agent's /metrics shows of the watcher's state."""
+    registry = CollectorRegistry()
+    registry.register(LifecycleCollector(w.state))
+    return generate_latest(registry).decode()
 
 
 def notice(fake: FakeImds, path: str, value: str) -> None:
@@ -195,9 +205,7 @@ def test_a_rebalance_recommendation_alone_does_not_drain(
         assert w.state.rebalance_recommended and w.state.phase is Phase.SERVING
         assert httpx.get(f"{router.url}/ready", timeout=5).status_code == 200
         assert not actions.calls
-        registry = CollectorRegistry()
-        registry.register(LifecycleCollector(w.state))
-        page = generate_latest(registry).decode()
+        page = metrics_page(w)
         assert "llmfleet_agent_rebalance_recommended 1.0" in page
         assert 'llmfleet_agent_lifecycle_phase{phase="serving"} 1.0' in page
 
@@ -296,9 +304,7 @@ def test_a_launch_action_is_completed_once_the_router_serves_not_before(
             assert w.state.phase is Phase.SERVING
 
         asyncio.run(scenario())
-        registry = CollectorRegistry()
-        registry.register(LifecycleCollector(w.state))
-        assert "llmfleet_agent_launch_completed 1.0" in generate_latest(registry).decode()
+        assert "llmfleet_agent_launch_completed 1.0" in metrics_page(w)
 
 
 def test_a_launch_action_not_yet_waiting_is_asked_again_then_left(
@@ -331,6 +337,27 @@ def test_a_launch_action_not_yet_waiting_is_asked_again_then_left(
         assert lapsed.state.phase is Phase.SERVING
 
 
+def test_a_launch_action_that_cannot_be_completed_is_said_as_a_warning(
+        fake: tuple[FakeControl, str], make_router: RouterFactory, caplog: pytest.LogCaptureFixture,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    """Denied or throttled past the retries, the hook will abandon a serving instance: an
+    operator must see that, unlike an action that no longer waits."""
+    _, upstream = fake
+    _, imds_url = imds
+    actions, endpoint = lifecycle
+    now = [1000.0]
+    with make_router([upstream]) as router:
+        w = watcher(imds_url, router.url, endpoint, lambda: now[0], launch_hook=LAUNCH_HOOK)
+        actions.fail_next = 1000
+        asyncio.run(polls(w, 1))
+        now[0] += 61
+        with caplog.at_level(logging.INFO, logger="agent.lifecycle"):
+            asyncio.run(polls(w, 1))
+        assert w.state.joined and not w.state.launch_completed
+        assert [r.levelno for r in caplog.records if "launch action" in r.message] == \
+            [logging.WARNING]
+
+
 def test_an_instance_the_pool_terminates_while_it_prepares_leaves_through_the_drain_hook(
         fake: tuple[FakeControl, str], make_router: RouterFactory,
         imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
@@ -344,6 +371,36 @@ def test_an_instance_the_pool_terminates_while_it_prepares_leaves_through_the_dr
         assert w.state.reason == "terminating" and w.state.completed
         assert actions.calls == [launch_call("llmfleet-dev-drain")]  # the launch is moot
         assert not w.state.launch_completed
+
+
+def test_an_instance_the_warm_pool_prepares_publishes_nothing_the_group_aggregates(
+        fake: tuple[FakeControl, str], make_router: RouterFactory, tmp_path: Path,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
+    """Scaling averages the agents' figures over the group (AutoScalingGroupName alone): an
+    idle instance being prepared for the pool, not in the group's capacity, would pull the
+    average down and hold back a scale-out."""
+    _, upstream = fake
+    metadata, imds_url = imds
+    _, endpoint = lifecycle
+    notice(metadata, TARGET_STATE, "Warmed:Stopped")
+    group = (("AutoScalingGroupName", "llmfleet-dev-gpu"),)
+    with make_router([upstream]) as router:
+        agent = Agent(AgentSettings(
+            imds_url=imds_url, router_url=router.url, engine_urls=[], launch_hook=LAUNCH_HOOK,
+            autoscaling_endpoint_url=endpoint, publish=False, gpu=False,
+            state_dir=tmp_path), IDENTITY)
+
+        async def rounds() -> tuple[list[Datapoint], list[Datapoint]]:
+            assert agent.lifecycle is not None
+            await agent.lifecycle.poll()
+            pooled = (await agent.collect()).points
+            notice(metadata, TARGET_STATE, "InService")  # a scale-out started it
+            await agent.lifecycle.poll()
+            return pooled, (await agent.collect()).points
+
+        pooled, serving = asyncio.run(rounds())
+    assert pooled and all(dict(p.dimensions).get("InstanceId") == "i-0leaving" for p in pooled)
+    assert "CostPerHourUSD" in {p.name for p in serving if p.dimensions == group}
 
 
 def test_a_failing_poll_does_not_end_the_watch(imds: tuple[FakeImds, str],

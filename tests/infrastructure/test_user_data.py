@@ -295,7 +295,8 @@ def dev_document() -> dict[str, Any]:
 
 
 def run_model_disk(script: str, tmp_path: Path, *, lsblk: str, fstype: str = "",
-                   mounted: tuple[str, ...] = (), in_use: str = "") -> list[list[str]]:
+                   label: str = "", pttype: str = "", mounted: tuple[str, ...] = (),
+                   in_use: str = "") -> list[list[str]]:
     """Run `model-disk` with the commands that touch devices replaced by stand-ins that
     answer as this instance's would and record what they were asked (no NVMe device can be
     made here); everything else in it runs for real. Returns the recorded commands."""
@@ -308,7 +309,9 @@ def run_model_disk(script: str, tmp_path: Path, *, lsblk: str, fstype: str = "",
                       '[ "$m" = "$2" ] && exit 0; done; exit 1',
         "lsblk": f'{record}\ncase "$*" in *MOUNTPOINTS*) printf "%s\\n" "{in_use}" ;; '
                  f'*) printf "%s\\n" "{lsblk}" ;; esac',
-        "blkid": f'{record}\n[ -n "{fstype}" ] && echo "{fstype}"; [ -n "{fstype}" ]',
+        # blkid -p -o value -s FIELD DEVICE ($5: FIELD): the field's value, or status 2 without one.
+        "blkid": f'{record}\ncase "$5" in TYPE) v="{fstype}" ;; LABEL) v="{label}" ;; '
+                 f'PTTYPE) v="{pttype}" ;; esac\n[ -n "$v" ] && echo "$v"; [ -n "$v" ] || exit 2',
         **{name: record for name in ("mkfs.ext4", "mount", "install", "chmod")},
     }
     for name, body in stubs.items():
@@ -334,11 +337,13 @@ def test_the_model_goes_to_the_instance_store_where_there_is_one(
     made = ["install", "-d", "-m", "0755", MODEL_DIR]
     # A blank store (a new instance, or after a stop): a file system, mounted on the directory.
     assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}") == [
-        made, ["mkfs.ext4", "-q", "-L", "llmfleet-models", "-E", "nodiscard", "/dev/nvme1n1"],
+        made, ["mkfs.ext4", "-q", "-F", "-L", "llmfleet-models", "-E", "nodiscard",
+               "/dev/nvme1n1"],
         ["mount", "-o", "noatime,nodev,nosuid", "/dev/nvme1n1", MODEL_DIR],
         ["chmod", "0755", MODEL_DIR]]
-    # After a reboot the store keeps its file system and the copy: mounted, not made again.
-    assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}", fstype="ext4") == [
+    # After a reboot the store keeps the file system made here and the copy: mounted again.
+    assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}", fstype="ext4",
+                          label="llmfleet-models") == [
         made, ["mount", "-o", "noatime,nodev,nosuid", "/dev/nvme1n1", MODEL_DIR],
         ["chmod", "0755", MODEL_DIR]]
     # The Deep Learning AMI mounted the store itself: a directory there, bound in place.
@@ -346,11 +351,16 @@ def test_the_model_goes_to_the_instance_store_where_there_is_one(
                           mounted=("/opt/dlami/nvme",)) == [
         made, ["install", "-d", "-m", "0755", "/opt/dlami/nvme/llmfleet-models"],
         ["mount", "--bind", "/opt/dlami/nvme/llmfleet-models", MODEL_DIR]]
-    # Left on the root volume: no store; a store in use elsewhere; one holding other data;
-    # and nothing twice when the engine restarts.
+    # Left on the root volume, never formatted nor mounted where the fetch would remove
+    # another's files: no store; one in use elsewhere; one with partitions; another file
+    # system; an ext4 not made here (the AMI's own, before the AMI has mounted it); and
+    # nothing twice when the engine restarts.
+    store = f"{EBS}\n{STORE}"
     assert run_model_disk(script, tmp_path, lsblk=EBS) == [made]
-    assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}", in_use="/data") == [made]
-    assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}", fstype="xfs") == [made]
+    assert run_model_disk(script, tmp_path, lsblk=store, in_use="/data") == [made]
+    assert run_model_disk(script, tmp_path, lsblk=store, pttype="gpt") == [made]
+    assert run_model_disk(script, tmp_path, lsblk=store, fstype="xfs") == [made]
+    assert run_model_disk(script, tmp_path, lsblk=store, fstype="ext4", label="dlami") == [made]
     assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}", mounted=(MODEL_DIR,)) == []
 
 

@@ -28,6 +28,10 @@ locals {
   user_data   = module.user_data.cloud_init
   drain_hook  = "${local.asg_name}-drain"
   launch_hook = "${local.asg_name}-launch"
+  # How long a new instance is given before its health checks count and its metrics join
+  # the group's: the model's load time; with a warm pool a minute, as every instance then
+  # goes in service only once its router serves (the launch hook).
+  serving_after_s = var.warm_pool == null ? var.model.model_load_seconds : 60
   # The group's ARN by name (its id is only known once it exists, and the role comes first).
   asg_arn = "arn:${data.aws_partition.current.partition}:autoscaling:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"
 }
@@ -260,8 +264,9 @@ resource "aws_launch_template" "this" {
     ebs {
       volume_type = "gp3"
       volume_size = var.model.root_volume_gb
-      # The model is written here at every start: gp3's default 125 MiB/s would take two
-      # minutes for 16 GB however fast S3 serves it; 500 MiB/s costs about $15 a month more.
+      # The model is written here on a type without an instance store, and with a warm pool:
+      # gp3's default 125 MiB/s would take two minutes for 16 GB however fast S3 serves it;
+      # 500 MiB/s costs about $15 a month more.
       throughput            = var.model.root_volume_mbps
       encrypted             = true
       delete_on_termination = true
@@ -294,14 +299,14 @@ resource "aws_autoscaling_group" "this" {
   max_size                  = var.capacity.max
   desired_capacity          = var.capacity.desired
   health_check_type         = "ELB"
-  health_check_grace_period = var.model.model_load_seconds
-  default_instance_warmup   = var.model.model_load_seconds
+  health_check_grace_period = local.serving_after_s
+  default_instance_warmup   = local.serving_after_s
   target_group_arns         = var.target_group_arns
   metrics_granularity       = "1Minute"
-  # An apply waits (10 minutes at most) for the group's instances to be in service, but not
-  # for a warm pool to fill: a pooled instance is ready only after a whole cold start (up
-  # to model.model_load_seconds, 15 minutes by default), longer than an apply should block
-  # or the wait allows. The group's activity history shows the pool's launches.
+  # With a pool every launch waits on the launch hook until it serves (a whole cold start,
+  # up to model.model_load_seconds), so an apply does not wait for the group's instances:
+  # longer than an apply should block, and than the provider's 10 minutes. The group's
+  # activity history shows the launches.
   wait_for_capacity_timeout = var.warm_pool == null ? "10m" : "0"
   enabled_metrics           = ["GroupInServiceInstances", "GroupDesiredCapacity", "GroupPendingInstances"]
 
@@ -309,35 +314,21 @@ resource "aws_autoscaling_group" "this" {
   # it is reclaimed: the replacement launches, then this one leaves through the drain hook.
   capacity_rebalance = var.spot.spot_percentage > 0
 
-  # A warm pool needs the group to launch one on-demand type from its template (AWS offers
-  # none with a mixed instances policy); without one, the mix below (on demand only when
-  # spot_percentage is 0).
-  dynamic "launch_template" {
-    for_each = var.warm_pool == null ? [] : [1]
-    content {
-      id      = aws_launch_template.this.id
-      version = aws_launch_template.this.latest_version
+  mixed_instances_policy {
+    instances_distribution {
+      on_demand_base_capacity                  = var.spot.spot_percentage == 0 ? var.capacity.max : var.spot.on_demand_base
+      on_demand_percentage_above_base_capacity = 100 - var.spot.spot_percentage
+      spot_allocation_strategy                 = "price-capacity-optimized"
     }
-  }
-
-  dynamic "mixed_instances_policy" {
-    for_each = var.warm_pool == null ? [1] : []
-    content {
-      instances_distribution {
-        on_demand_base_capacity                  = var.spot.spot_percentage == 0 ? var.capacity.max : var.spot.on_demand_base
-        on_demand_percentage_above_base_capacity = 100 - var.spot.spot_percentage
-        spot_allocation_strategy                 = "price-capacity-optimized"
+    launch_template {
+      launch_template_specification {
+        launch_template_id = aws_launch_template.this.id
+        version            = aws_launch_template.this.latest_version
       }
-      launch_template {
-        launch_template_specification {
-          launch_template_id = aws_launch_template.this.id
-          version            = aws_launch_template.this.latest_version
-        }
-        dynamic "override" {
-          for_each = concat([var.instance_type], var.spot.extra_instance_types)
-          content {
-            instance_type = override.value
-          }
+      dynamic "override" {
+        for_each = concat([var.instance_type], var.spot.extra_instance_types)
+        content {
+          instance_type = override.value
         }
       }
     }
@@ -345,19 +336,34 @@ resource "aws_autoscaling_group" "this" {
 
   # Stopped instances that booted once: installed, the model on their root volume (not an
   # instance store, which a stop wipes), vLLM's compile cache written. Each waits on the
-  # launch hook below until its router first says ready, then stops; a scale-out starts
-  # it again (boot, engine load from the local copy) instead of launching from scratch.
-  # Scale-in terminates (through the drain hook) rather than returning instances to the
-  # pool, which refills itself with fresh ones.
+  # launch hook until its router first says ready, then stops; a scale-out starts it again
+  # (boot, engine load from the local copy) instead of launching from scratch. The pool
+  # holds min_size; max_prepared, when set, lets it grow to max_prepared less the group's
+  # desired capacity (AWS's own default, the group's max, would keep max - desired stopped
+  # instances, each a whole cold start to prepare). Scale-in terminates through the drain
+  # hook rather than returning instances to the pool, which refills with fresh ones.
   dynamic "warm_pool" {
     for_each = var.warm_pool == null ? [] : [var.warm_pool]
     content {
       pool_state                  = "Stopped"
       min_size                    = warm_pool.value.min_size
-      max_group_prepared_capacity = warm_pool.value.max_prepared
+      max_group_prepared_capacity = coalesce(warm_pool.value.max_prepared, var.capacity.min)
       instance_reuse_policy {
         reuse_on_scale_in = false
       }
+    }
+  }
+
+  # The launch hook as the group is created, so that the pool's first instances wait on it
+  # (the hook resource below is made only after the group, when the pool has launched
+  # them; it stays for a group that exists already, and a change).
+  dynamic "initial_lifecycle_hook" {
+    for_each = var.warm_pool == null ? [] : [1]
+    content {
+      name                 = local.launch_hook
+      lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"
+      heartbeat_timeout    = var.model.model_load_seconds
+      default_result       = "ABANDON"
     }
   }
 
@@ -365,7 +371,7 @@ resource "aws_autoscaling_group" "this" {
     strategy = "Rolling"
     preferences {
       min_healthy_percentage = 50
-      instance_warmup        = var.model.model_load_seconds
+      instance_warmup        = local.serving_after_s
     }
   }
 
@@ -377,9 +383,11 @@ resource "aws_autoscaling_group" "this" {
 
   lifecycle {
     ignore_changes = [desired_capacity]
+    # A stopped spot instance holds no capacity: EC2 may have none to start it with when
+    # the scale-out comes, which is when the pool is for.
     precondition {
-      condition     = var.warm_pool == null || (var.spot.spot_percentage == 0 && length(var.spot.extra_instance_types) == 0)
-      error_message = "A warm pool needs on-demand instances of one type: set spot.spot_percentage to 0 and spot.extra_instance_types to [], or warm_pool to null."
+      condition     = var.warm_pool == null || var.spot.spot_percentage == 0
+      error_message = "A warm pool keeps on-demand instances: set spot.spot_percentage to 0, or warm_pool to null."
     }
   }
 }
@@ -405,14 +413,15 @@ resource "aws_autoscaling_lifecycle_hook" "drain" {
 # anything), and in Pending:Wait when a scale-out starts it again, so that it joins the
 # load balancer only once it serves. Its agent completes the action when the router first
 # says ready. ABANDON when that never comes within the model's load time: an instance
-# that cannot serve is terminated (the pool refills) rather than kept.
+# that cannot serve is terminated (the pool refills) rather than kept. The same hook is in
+# the group's initial_lifecycle_hook, so that it exists before a new group's pool launches.
 
 resource "aws_autoscaling_lifecycle_hook" "launch" {
   count                  = var.warm_pool == null ? 0 : 1
   name                   = local.launch_hook
   autoscaling_group_name = aws_autoscaling_group.this.name
   lifecycle_transition   = "autoscaling:EC2_INSTANCE_LAUNCHING"
-  heartbeat_timeout      = min(7200, max(30, var.model.model_load_seconds))
+  heartbeat_timeout      = var.model.model_load_seconds
   default_result         = "ABANDON"
 }
 

@@ -147,6 +147,10 @@ variable "model" {
     error_message = "model.root_volume_gb must be 100-4000 (the Deep Learning AMI alone takes ~75 GB)."
   }
   validation {
+    condition     = var.model.model_load_seconds >= 30 && var.model.model_load_seconds <= 3600 && floor(var.model.model_load_seconds) == var.model.model_load_seconds
+    error_message = "model.model_load_seconds must be whole seconds from 30 to 3600 (the group's instance warm-up allows no more)."
+  }
+  validation {
     condition     = var.model.root_volume_mbps >= 125 && var.model.root_volume_mbps <= 750
     error_message = "model.root_volume_mbps must be 125-750 MiB/s (gp3 at its 3,000 baseline IOPS)."
   }
@@ -219,7 +223,7 @@ variable "router_keepalive_s" {
 }
 
 variable "warm_pool" {
-  description = "An optional pool of stopped instances that have booted once (packages installed, the model fetched and loaded, caches written) and start again when the group scales out: min_size kept prepared in the pool, max_prepared the most in the pool and the group together (null: the group's max). Needs on-demand capacity of one type (no spot, no extra types): AWS offers warm pools for no other group. null: no pool."
+  description = "An optional pool of stopped instances that have booted once (packages installed, the model fetched and loaded, caches written) and start again when the group scales out: min_size kept prepared in the pool; max_prepared, when set, lets the pool grow to max_prepared less the group's desired capacity. On-demand only (spot.spot_percentage 0). null: no pool."
   type = object({
     min_size     = optional(number, 1)
     max_prepared = optional(number)

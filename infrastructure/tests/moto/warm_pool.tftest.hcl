@@ -68,10 +68,6 @@ run "warm_pool_group" {
     error_message = "The group keeps one stopped, prepared instance in its pool."
   }
   assert {
-    condition     = length(aws_autoscaling_group.this.launch_template) == 1 && length(aws_autoscaling_group.this.mixed_instances_policy) == 0
-    error_message = "With a pool the group launches from its template alone."
-  }
-  assert {
     condition     = aws_autoscaling_lifecycle_hook.launch[0].lifecycle_transition == "autoscaling:EC2_INSTANCE_LAUNCHING" && aws_autoscaling_lifecycle_hook.launch[0].default_result == "ABANDON"
     error_message = "The launch hook holds every new instance until its agent says it serves."
   }
