@@ -50,15 +50,17 @@ class Where:
     instance_type: str | None
     interval_s: float
     model: str | None = None
-    # False for an instance outside the group's capacity (one a warm pool prepares): only
-    # its own figures go out, none under the sets CloudWatch aggregates over the group.
+    # False for an instance outside the group's capacity (one a warm pool prepares): its
+    # figures go out under its own dimensions only, none under the sets CloudWatch
+    # aggregates over the group for scaling, except the fleet-wide ones (`MetricSpec`).
     in_group: bool = True
 
-    def dimension_sets(self, per_model: bool = False) -> list[Dimensions]:
+    def dimension_sets(self, per_model: bool = False,
+                       fleet_wide: bool = False) -> list[Dimensions]:
         group: Dimensions = (("AutoScalingGroupName", self.asg),)
         instance = group + tuple((k, v) for k, v in (("InstanceId", self.instance_id),
                                                       ("InstanceType", self.instance_type)) if v)
-        if not self.in_group:
+        if not self.in_group and not fleet_wide:
             return [instance] if len(instance) > 1 else []
         sets: list[Dimensions] = [group, instance] if len(instance) > 1 else [group]
         if per_model and self.model:
@@ -118,7 +120,7 @@ def datapoints(where: Where, timestamp: float, values: Readings) -> list[Datapoi
     return [Datapoint(spec.name, float(value), spec.unit, timestamp, dims, where.resolution)
             for spec, value in values.items()
             if value is not None and math.isfinite(value)
-            for dims in where.dimension_sets(per_model=spec.per_model)]
+            for dims in where.dimension_sets(spec.per_model, spec.fleet_wide)]
 
 
 def build(where: Where, timestamp: float, serving: ServingStats,

@@ -94,8 +94,10 @@ class StartTimes:
         """The health-check grace and warm-up to set: the slowest start seen plus 20%,
         rounded up to 30 s. Shorter, and the group replaces an instance still loading its
         model (ELB health checks fail until it serves) and scales on one that cannot yet
-        help; much longer, and a start that really failed is noticed late."""
-        return int(math.ceil(self.slowest_s * 1.2 / 30) * 30)
+        help; much longer, and a start that really failed is noticed late. Within the 30 to
+        3,600 s the module takes (a launch hook waits 30 s at least, a warm-up an hour at
+        most)."""
+        return min(3600, max(30, int(math.ceil(self.slowest_s * 1.2 / 30) * 30)))
 
     def render(self) -> str:
         return (f"{self.group}: {self.starts} starts, boot to ready: fastest "
@@ -103,7 +105,7 @@ class StartTimes:
                 f"{self.slowest_s:.0f} s\n"
                 f"  set model.model_load_seconds = {self.grace_s} in the environment's tfvars "
                 "(the slowest start plus 20%, rounded up to 30 s): the group's health-check "
-                "grace and its instance warm-up")
+                "grace and its instance warm-up, or with a warm pool the launch hook's timeout")
 
 
 def start_times(client: Any, namespace: str, group: str, days: float = 7) -> StartTimes | None:

@@ -25,6 +25,10 @@ class MetricSpec:
     description: str
     scale: float = 1  # measured value -> published value (a ratio -> a percentage)
     per_model: bool = False  # also under AutoScalingGroupName + Model
+    # Under the group's dimension even from an instance outside its capacity (one a warm pool
+    # prepares): what the fleet spends and how long its starts take, which scaling does not
+    # read, unlike the load and latency figures.
+    fleet_wide: bool = False
 
 
 Readings = dict[MetricSpec, float | None]  # None where nothing was measured
@@ -66,18 +70,21 @@ GPU_TEMPERATURE = MetricSpec("GPUTemperatureCelsius", "None", "The hottest GPU, 
 GPU_SM_CLOCK = MetricSpec("GPUSMClockMHz", "None", "SM clock in MHz, averaged.")
 
 COST_PER_HOUR = MetricSpec("CostPerHourUSD", "None",
-                           "The instance's hourly price in its market, in USD.")
+                           "The instance's hourly price in its market, in USD.",
+                           fleet_wide=True)
 COST_PER_MILLION_OUTPUT_TOKENS = MetricSpec(
     "CostPerMillionOutputTokensUSD", "None",
     "The hourly price spread over the output tokens of an hour at this rate.",
     per_model=True)
-GPU_ENERGY = MetricSpec("GPUEnergyJoules", "None", "Energy the GPUs used over the interval.")
+GPU_ENERGY = MetricSpec("GPUEnergyJoules", "None", "Energy the GPUs used over the interval.",
+                        fleet_wide=True)
 JOULES_PER_OUTPUT_TOKEN = MetricSpec("JoulesPerOutputToken", "None",
                                      "GPU energy over the interval per output token.",
                                      per_model=True)
 
 TIME_TO_SERVING = MetricSpec("TimeToServingSeconds", "Seconds",
-                             "Boot to the router's first ready answer; once per boot.")
+                             "Boot to the router's first ready answer; once per boot.",
+                             fleet_wide=True)
 
 GPU = (GPU_UTILIZATION, GPU_MEMORY_USED, GPU_MEMORY_TOTAL, GPU_POWER, GPU_TEMPERATURE,
        GPU_SM_CLOCK)

@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.buffer import DatapointBuffer
-from agent.datapoints import Where, build
+from agent.datapoints import Where, build, datapoints
 from agent.publisher import Publisher
 from agent.specs import (
     ALL,
     COST_AND_ENERGY,
     COST_PER_HOUR,
     COST_PER_MILLION_OUTPUT_TOKENS,
+    GPU_UTILIZATION,
     JOULES_PER_OUTPUT_TOKEN,
     SERVING,
     TIME_TO_SERVING,
@@ -122,3 +123,8 @@ def test_an_instance_outside_the_group_publishes_only_under_its_own_dimensions()
         (("AutoScalingGroupName", "fleet-dev"), ("InstanceId", "i-0abc"),
          ("InstanceType", "g5.xlarge"))]
     assert Where("fleet-dev", None, None, interval_s=10, in_group=False).dimension_sets() == []
+    # What the fleet spends and how long its starts take still count for the group.
+    points = datapoints(pooled, 0.0, {GPU_UTILIZATION: 0.0, COST_PER_HOUR: 1.006,
+                                      TIME_TO_SERVING: 611.0})
+    assert {p.name for p in points if p.dimensions == (("AutoScalingGroupName", "fleet-dev"),)} \
+        == {"CostPerHourUSD", "TimeToServingSeconds"}

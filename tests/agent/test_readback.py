@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,9 @@ def test_the_groups_starts_say_what_grace_they_need(moto_port: int, tmp_path: Pa
     assert (starts.starts, starts.fastest_s, starts.slowest_s) == (3, 212.0, 251.0)
     assert starts.average_s == pytest.approx(233.67, abs=0.01)
     assert starts.grace_s == 330  # 251 s x 1.2 = 301.2, rounded up to 30 s
+    # Within what the module accepts for model.model_load_seconds.
+    assert replace(starts, slowest_s=12.0).grace_s == 30
+    assert replace(starts, slowest_s=4000.0).grace_s == 3600
     assert main(["metrics", "--endpoint-url", endpoint, "--region", "us-east-1",
                  "--starts", "fleet-dev"]) == 0
     out = capsys.readouterr().out
