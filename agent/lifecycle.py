@@ -22,7 +22,9 @@ scale-out starts it again (`InService`), on the launch hook. Where one is named,
 completes that action (`CONTINUE`) once the router first says ready: prepared, the instance
 is stopped; started again, it joins the load balancer already serving. "No active lifecycle
 action" then (the hook timed out, or the instance launched before the hook existed) is
-asked again for `LAUNCH_RETRY_S` and then left: nothing waits. An instance the pool
+asked again for `LAUNCH_RETRY_S` and then left: nothing waits. Any other failure (throttled,
+denied, unreachable) is tried again on every poll, with a warning once it has lasted that
+long: the hook abandons the instance at its timeout unless a try succeeds. An instance the pool
 terminates while it prepares (target state `Warmed:Terminated`) leaves like any other.
 
 On the first of the first two, the agent asks the router to drain (`llmfleet.core.drain`:
@@ -139,12 +141,12 @@ class LifecycleState:
     joined: bool = False  # the launch hook's question is settled (completed, or none waits)
     launch_completed: bool = False  # ... by this agent's CompleteLifecycleAction
 
-
     @property
-    def pooled(self) -> bool:
-        """In (or being prepared for) the group's warm pool, not in its capacity: its
-        figures must not join the group's, which scaling averages over its instances."""
-        return (self.target_state or "").startswith("Warmed:")
+    def in_group(self) -> bool:
+        """In the group's capacity: not being prepared for its warm pool (target state
+        `Warmed:*`), nor held by the launch hook before it serves. Only then do its figures
+        join the group's, which scaling averages over its instances."""
+        return self.joined and not (self.target_state or "").startswith("Warmed:")
 
 
 class LifecycleCollector(Collector):
@@ -187,6 +189,7 @@ class LifecycleWatcher:
         self._client: LifecycleActions | None = None
         self._complete_error: str | None = None  # the drain's last failed completion
         self._launch_error: str | None = None  # the launch's
+        self._launch_warned = False
 
     async def run(self, stop: asyncio.Event, poll_s: float) -> None:
         """Poll until `stop` is set or the lifecycle action is completed."""
@@ -240,16 +243,17 @@ class LifecycleWatcher:
         try:
             await asyncio.to_thread(self._complete_action, launch)
         except (BotoCoreError, ClientError) as exc:
-            if self._clock() > s.ready_at + LAUNCH_RETRY_S:
-                if NO_ACTION in str(exc):
-                    log.info("no launch action waits for this instance (%s)", exc)
-                else:  # denied, throttled, unreachable: the hook will abandon the instance
-                    log.warning("could not complete the launch action (%s); the hook's "
-                                "timeout decides this instance", exc)
+            late = self._clock() > s.ready_at + LAUNCH_RETRY_S
+            if NO_ACTION in str(exc) and late:
+                log.info("no launch action waits for this instance (%s)", exc)
                 s.joined = True
                 return
             if repr(exc) != self._launch_error:  # said once while it repeats
                 log.info("CompleteLifecycleAction (launch): %s; trying again", exc)
+            elif late and not self._launch_warned:  # throttled, denied, unreachable
+                log.warning("the launch action is still not completed (%s): the hook "
+                            "abandons this instance at its timeout unless a try succeeds", exc)
+                self._launch_warned = True
             self._launch_error = repr(exc)
             return
         s.joined, s.launch_completed = True, True

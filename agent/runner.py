@@ -131,6 +131,7 @@ class Agent:
 
     async def collect(self) -> Round:
         """Scrape, read and compute one round; nothing is stored or sent here. An instance
-        a warm pool prepares publishes nothing under the group's own dimensions."""
-        pooled = self.lifecycle is not None and self.lifecycle.state.pooled
-        return await self.collector.collect(in_group=not pooled)
+        not yet in the group's capacity (a warm pool's, `LifecycleState.in_group`) publishes
+        its load figures under its own dimensions only."""
+        in_group = self.lifecycle is None or self.lifecycle.state.in_group
+        return await self.collector.collect(in_group=in_group)

@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
     if env.capacity.min == env.capacity.max:
         print(f"llmfleet simulate: capacity is fixed at {env.capacity.min} in {args.env}: no "
               "policy can scale (try --max-size)", file=sys.stderr)
+    if env.warm_pool is not None:
+        print(f"llmfleet simulate: {args.env}'s warm pool is not simulated: every launch is a "
+              "cold start, with model.model_load_seconds as its warm-up", file=sys.stderr)
     if env.scaling.scheduled_minimums:
         print(f"llmfleet simulate: {args.env}'s scheduled minimums are not simulated (a trace "
               "has no time of day): the group's minimum stays capacity.min", file=sys.stderr)

@@ -39,7 +39,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -148,7 +148,9 @@ class ServedModel(_Settings):
     id: str
     served_name: str | None
     max_model_len: int | None
-    model_load_seconds: float = Field(ge=0)
+    # Whole seconds, 30 to 3600: the compute module's bounds (the launch hook's timeout and
+    # the group's instance warm-up).
+    model_load_seconds: float = Field(ge=30, le=3600, multiple_of=1)
 
 
 class Environment(_Settings):
@@ -162,6 +164,8 @@ class Environment(_Settings):
     # How long a leaving instance's requests in flight may run: the load balancer's
     # deregistration delay and the agent's drain bound (infrastructure/variables.tf).
     drain_timeout_s: float = Field(ge=0, le=3600)
+    # Read only to say that it is not simulated (docs/simulator.md, "What is not done yet").
+    warm_pool: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _scheduled_within_capacity(self) -> Environment:

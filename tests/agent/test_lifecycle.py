@@ -31,6 +31,7 @@ from agent.lifecycle import (
     SPOT_ACTION,
     TARGET_STATE,
     LifecycleCollector,
+    LifecycleState,
     LifecycleWatcher,
     Phase,
     build_watcher,
@@ -38,10 +39,12 @@ from agent.lifecycle import (
 from agent.runner import Agent
 from agent.settings import AgentSettings
 from llmfleet.core.drain import RouterDrain
+from llmfleet.core.gpu import GpuCollector
 from llmfleet.core.net import free_port
 from tests.helpers.agent import agent_process, wait_for
 from tests.helpers.fake_upstream import FakeControl
 from tests.helpers.imds import FakeImds, FakeLifecycle
+from tests.helpers.nvml import FakeGpu, fake_nvml
 from tests.helpers.router import TEST_KEY, RouterFactory
 from tests.helpers.servers import ServerThread
 from tests.helpers.streams import read_stream
@@ -337,11 +340,12 @@ def test_a_launch_action_not_yet_waiting_is_asked_again_then_left(
         assert lapsed.state.phase is Phase.SERVING
 
 
-def test_a_launch_action_that_cannot_be_completed_is_said_as_a_warning(
+def test_a_launch_action_failing_for_a_while_is_warned_of_and_still_tried(
         fake: tuple[FakeControl, str], make_router: RouterFactory, caplog: pytest.LogCaptureFixture,
         imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str]) -> None:
-    """Denied or throttled past the retries, the hook will abandon a serving instance: an
-    operator must see that, unlike an action that no longer waits."""
+    """Throttled (or denied) past a minute: an operator must see it, since the hook abandons
+    a serving instance at its timeout; and the agent goes on trying, so that it completes
+    once the calls go through."""
     _, upstream = fake
     _, imds_url = imds
     actions, endpoint = lifecycle
@@ -352,10 +356,13 @@ def test_a_launch_action_that_cannot_be_completed_is_said_as_a_warning(
         asyncio.run(polls(w, 1))
         now[0] += 61
         with caplog.at_level(logging.INFO, logger="agent.lifecycle"):
-            asyncio.run(polls(w, 1))
-        assert w.state.joined and not w.state.launch_completed
-        assert [r.levelno for r in caplog.records if "launch action" in r.message] == \
+            asyncio.run(polls(w, 2))
+        assert not w.state.joined
+        assert [r.levelno for r in caplog.records if "still not completed" in r.message] == \
             [logging.WARNING]
+        actions.fail_next = 0
+        asyncio.run(polls(w, 1))
+        assert w.state.launch_completed and actions.calls == [launch_call()]
 
 
 def test_an_instance_the_pool_terminates_while_it_prepares_leaves_through_the_drain_hook(
@@ -388,15 +395,18 @@ def test_an_instance_the_warm_pool_prepares_publishes_nothing_the_group_aggregat
         agent = Agent(AgentSettings(
             imds_url=imds_url, router_url=router.url, engine_urls=[], launch_hook=LAUNCH_HOOK,
             autoscaling_endpoint_url=endpoint, publish=False, gpu=False,
-            state_dir=tmp_path), IDENTITY)
+            state_dir=tmp_path), IDENTITY, gpu=GpuCollector(fake_nvml([FakeGpu(util=3)])))
 
         async def rounds() -> tuple[list[Datapoint], list[Datapoint]]:
             assert agent.lifecycle is not None
+            await agent.start()
             await agent.lifecycle.poll()
             pooled = (await agent.collect()).points
             notice(metadata, TARGET_STATE, "InService")  # a scale-out started it
             await agent.lifecycle.poll()
-            return pooled, (await agent.collect()).points
+            serving = (await agent.collect()).points
+            await agent.close()
+            return pooled, serving
 
         pooled, serving = asyncio.run(rounds())
     # Its price and its start still count for the group: it bills while it prepares, and
@@ -405,7 +415,17 @@ def test_an_instance_the_warm_pool_prepares_publishes_nothing_the_group_aggregat
     assert "CostPerHourUSD" in {p.name for p in pooled if p.dimensions == group} <= fleet_wide
     assert all(dict(p.dimensions).get("InstanceId") == "i-0leaving"  # the rest: its own id
                for p in pooled if p.name not in fleet_wide)
-    assert "CostPerHourUSD" in {p.name for p in serving if p.dimensions == group}
+    # In service (launch action completed, InService): its GPU joins the group's average.
+    assert {"GPUUtilization", "CostPerHourUSD"} <= {p.name for p in serving
+                                                    if p.dimensions == group}
+
+
+def test_only_an_instance_in_service_counts_in_the_group() -> None:
+    assert LifecycleState(joined=True).in_group  # no launch hook, metadata not read yet
+    assert LifecycleState(joined=True, target_state="InService").in_group
+    # Held by the launch hook until it serves (a cold launch, or a start from the pool).
+    assert not LifecycleState(joined=False, target_state="InService").in_group
+    assert not LifecycleState(joined=True, target_state="Warmed:Stopped").in_group
 
 
 def test_a_failing_poll_does_not_end_the_watch(imds: tuple[FakeImds, str],

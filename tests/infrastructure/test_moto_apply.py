@@ -62,7 +62,7 @@ def test_the_dev_stack_applies_reads_back_and_destroys(moto: str, tmp_path: Path
     print(run.stdout[-4000:])
     # A failed run's first error comes before the teardown's list of what it left: both.
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[:6000]
-    assert "6 passed, 0 failed" in run.stdout
+    assert "7 passed, 0 failed" in run.stdout
 
     # The destroy really emptied the account (not just the state file).
     ec2, asg, elb = client("ec2", moto), client("autoscaling", moto), client("elbv2", moto)

@@ -295,11 +295,12 @@ def dev_document() -> dict[str, Any]:
 
 
 def run_model_disk(script: str, tmp_path: Path, *, lsblk: str, fstype: str = "",
-                   label: str = "", pttype: str = "", mounted: tuple[str, ...] = (),
-                   in_use: str = "") -> list[list[str]]:
+                   label: str = "", pttype: str = "", probe: int | None = None,
+                   mounted: tuple[str, ...] = (), in_use: str = "") -> list[list[str]]:
     """Run `model-disk` with the commands that touch devices replaced by stand-ins that
     answer as this instance's would and record what they were asked (no NVMe device can be
     made here); everything else in it runs for real. Returns the recorded commands."""
+    found = probe if probe is not None else 0 if (fstype or pttype) else 2
     bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
     bin_dir.mkdir(exist_ok=True)
     calls.write_text("")
@@ -309,8 +310,10 @@ def run_model_disk(script: str, tmp_path: Path, *, lsblk: str, fstype: str = "",
                       '[ "$m" = "$2" ] && exit 0; done; exit 1',
         "lsblk": f'{record}\ncase "$*" in *MOUNTPOINTS*) printf "%s\\n" "{in_use}" ;; '
                  f'*) printf "%s\\n" "{lsblk}" ;; esac',
-        # blkid -p -o value -s FIELD DEVICE ($5: FIELD): the field's value, or status 2 without one.
-        "blkid": f'{record}\ncase "$5" in TYPE) v="{fstype}" ;; LABEL) v="{label}" ;; '
+        # blkid -p DEVICE: status 0 when it finds something, 2 when nothing, `probe` if set;
+        # blkid -p -o value -s FIELD DEVICE ($5: FIELD): the field's value, or status 2.
+        "blkid": f'{record}\nif [ "$#" = 2 ]; then exit {found}; fi\n'
+                 f'case "$5" in TYPE) v="{fstype}" ;; LABEL) v="{label}" ;; '
                  f'PTTYPE) v="{pttype}" ;; esac\n[ -n "$v" ] && echo "$v"; [ -n "$v" ] || exit 2',
         **{name: record for name in ("mkfs.ext4", "mount", "install", "chmod")},
     }
@@ -361,6 +364,7 @@ def test_the_model_goes_to_the_instance_store_where_there_is_one(
     assert run_model_disk(script, tmp_path, lsblk=store, pttype="gpt") == [made]
     assert run_model_disk(script, tmp_path, lsblk=store, fstype="xfs") == [made]
     assert run_model_disk(script, tmp_path, lsblk=store, fstype="ext4", label="dlami") == [made]
+    assert run_model_disk(script, tmp_path, lsblk=store, probe=8) == [made]  # ambivalent
     assert run_model_disk(script, tmp_path, lsblk=f"{EBS}\n{STORE}", mounted=(MODEL_DIR,)) == []
 
 

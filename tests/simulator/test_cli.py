@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,18 @@ def test_a_negative_interruption_rate_is_refused(
     assert simulate("--trace", str(short_trace), "--spot-interruptions", "-1",
                     "--no-plot") == 2
     assert "spot interruptions need a rate" in capsys.readouterr().err
+
+
+def test_a_warm_pool_is_said_to_be_left_out(short_trace: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "repo"
+    (root / "environments").mkdir(parents=True)
+    (root / "infrastructure").mkdir()
+    shutil.copy(REPO / "infrastructure" / "variables.tf", root / "infrastructure")
+    (root / "environments" / "pooled.tfvars").write_text(
+        (REPO / "environments" / "dev.tfvars").read_text() + "warm_pool = { min_size = 1 }\n")
+    assert simulate("--root", str(root), "--env", "pooled", "--trace", str(short_trace),
+                    "--policy", "fixed", "--no-plot") == 0
+    assert "warm pool is not simulated" in capsys.readouterr().err
+    assert simulate("--trace", str(short_trace), "--policy", "fixed", "--no-plot") == 0
+    assert "warm pool" not in capsys.readouterr().err  # dev has none

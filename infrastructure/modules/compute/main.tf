@@ -382,7 +382,10 @@ resource "aws_autoscaling_group" "this" {
   }
 
   lifecycle {
-    ignore_changes = [desired_capacity]
+    # initial_lifecycle_hook applies only as the group is created, and the provider replaces
+    # the group (the whole fleet, deleted first) when it changes: turning the pool on or
+    # off, or a new load time, is the hook resource's to carry.
+    ignore_changes = [desired_capacity, initial_lifecycle_hook]
     # A stopped spot instance holds no capacity: EC2 may have none to start it with when
     # the scale-out comes, which is when the pool is for.
     precondition {

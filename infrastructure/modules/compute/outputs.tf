@@ -3,6 +3,11 @@ output "autoscaling_group_name" {
   value       = aws_autoscaling_group.this.name
 }
 
+output "autoscaling_group_arn" {
+  description = "The GPU Auto Scaling group's ARN."
+  value       = aws_autoscaling_group.this.arn
+}
+
 output "instance_security_group_id" {
   description = "Security group of the GPU instances."
   value       = aws_security_group.instance.id

@@ -72,3 +72,40 @@ run "warm_pool_group" {
     error_message = "The launch hook holds every new instance until its agent says it serves."
   }
 }
+
+# A later change under the pool (here the load time) keeps the group. The provider
+# replaces a group whose initial lifecycle hook changes, deleting the whole fleet first; the
+# module leaves that block to the group's creation. Planned with the real provider (its
+# plan says what it would replace; a replacement leaves the group's ARN unknown and fails
+# the first assertion), not applied: moto has no instance refresh to answer an update with.
+run "warm_pool_group_changed" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    name                  = "llmfleet-wp"
+    vpc_id                = run.network.vpc_id
+    private_subnet_ids    = run.network.private_subnet_ids
+    alb_security_group_id = run.network.alb_security_group_id
+    target_group_arns     = run.network.target_group_arns
+    log_group_arns        = run.network.log_group_arns
+    log_group_names       = run.network.log_group_names
+    ami_ssm_parameter     = run.setup.ami_parameter
+    package_path          = "tests/fixtures/llmfleet-0.0.0-py3-none-any.whl"
+    api_keys_parameter    = "/llmfleet/wp/api-keys"
+    capacity              = { min = 1, max = 2, desired = 1 }
+    model                 = { id = "Qwen/Qwen2.5-1.5B-Instruct", source = "s3", model_load_seconds = 1200 }
+    scaling               = { policy = "inflight-guard", inflight_per_instance = 48 }
+    warm_pool             = { min_size = 1 }
+  }
+
+  assert {
+    condition     = aws_autoscaling_group.this.arn == run.warm_pool_group.autoscaling_group_arn
+    error_message = "The group would be replaced: a changed initial lifecycle hook must not reach the provider."
+  }
+  assert {
+    condition     = aws_autoscaling_lifecycle_hook.launch[0].heartbeat_timeout == 1200
+    error_message = "The hook resource carries the new load time."
+  }
+}
