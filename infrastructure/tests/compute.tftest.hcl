@@ -718,13 +718,6 @@ run "a_warm_pool_keeps_prepared_instances_stopped_until_a_scale_out" {
     error_message = "Every launch, into the pool and out of it, waits on the launch hook."
   }
   assert {
-    condition = (one(aws_autoscaling_group.this.initial_lifecycle_hook).name == "llmfleet-test-gpu-launch" &&
-      one(aws_autoscaling_group.this.initial_lifecycle_hook).lifecycle_transition == "autoscaling:EC2_INSTANCE_LAUNCHING" &&
-      one(aws_autoscaling_group.this.initial_lifecycle_hook).heartbeat_timeout == 600 &&
-    one(aws_autoscaling_group.this.initial_lifecycle_hook).default_result == "ABANDON")
-    error_message = "A new group has the launch hook before its pool launches anything (the hook resource comes after the group)."
-  }
-  assert {
     condition = (aws_autoscaling_group.this.health_check_grace_period == 60 && aws_autoscaling_group.this.default_instance_warmup == 60 &&
     aws_autoscaling_group.this.instance_refresh[0].preferences[0].instance_warmup == "60")
     error_message = "Held by the hook until it serves, an instance needs no model-load grace or warm-up once in service."
@@ -758,8 +751,7 @@ run "without_a_warm_pool_instances_join_as_before" {
   }
 
   assert {
-    condition = (length(aws_autoscaling_group.this.warm_pool) == 0 && length(aws_autoscaling_lifecycle_hook.launch) == 0 &&
-    length(aws_autoscaling_group.this.initial_lifecycle_hook) == 0)
+    condition     = length(aws_autoscaling_group.this.warm_pool) == 0 && length(aws_autoscaling_lifecycle_hook.launch) == 0
     error_message = "No pool, no launch hook: instances go in service as they launch and the load balancer's health check admits them."
   }
   assert {

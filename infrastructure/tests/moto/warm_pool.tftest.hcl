@@ -71,6 +71,14 @@ run "warm_pool_group" {
     condition     = aws_autoscaling_lifecycle_hook.launch[0].lifecycle_transition == "autoscaling:EC2_INSTANCE_LAUNCHING" && aws_autoscaling_lifecycle_hook.launch[0].default_result == "ABANDON"
     error_message = "The launch hook holds every new instance until its agent says it serves."
   }
+  # (In a group's first apply only: later ones leave this block alone. The plan tests apply
+  # one group many times over, so the check lives here, on a group created with its pool.)
+  assert {
+    condition = (one(aws_autoscaling_group.this.initial_lifecycle_hook).name == "llmfleet-wp-gpu-launch" &&
+      one(aws_autoscaling_group.this.initial_lifecycle_hook).lifecycle_transition == "autoscaling:EC2_INSTANCE_LAUNCHING" &&
+    one(aws_autoscaling_group.this.initial_lifecycle_hook).default_result == "ABANDON")
+    error_message = "A new group has the launch hook before its pool launches anything (the hook resource comes after the group)."
+  }
 }
 
 # A later change under the pool (here the load time) keeps the group. The provider
