@@ -142,11 +142,16 @@ class LifecycleState:
     launch_completed: bool = False  # ... by this agent's CompleteLifecycleAction
 
     @property
+    def pooled(self) -> bool:
+        """Headed for (or in) the group's warm pool: target state `Warmed:*`."""
+        return (self.target_state or "").startswith("Warmed:")
+
+    @property
     def in_group(self) -> bool:
-        """In the group's capacity: not being prepared for its warm pool (target state
-        `Warmed:*`), nor held by the launch hook before it serves. Only then do its figures
-        join the group's, which scaling averages over its instances."""
-        return self.joined and not (self.target_state or "").startswith("Warmed:")
+        """In the group's capacity: not being prepared for its warm pool, nor held by the
+        launch hook before it serves. Only then do its figures join the group's, which
+        scaling averages over its instances."""
+        return self.joined and not self.pooled
 
 
 class LifecycleCollector(Collector):
@@ -258,8 +263,7 @@ class LifecycleWatcher:
             return
         s.joined, s.launch_completed = True, True
         log.info("launch action completed: %s", "the group stops this instance into its warm "
-                 "pool" if (notices.target_state or "").startswith("Warmed:") else
-                 "the group puts this instance in service")
+                 "pool" if s.pooled else "the group puts this instance in service")
 
     async def _begin(self, notices: Notices) -> None:
         s = self.state

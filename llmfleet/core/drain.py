@@ -69,14 +69,10 @@ class RouterDrain:
     def ready(self) -> bool:
         """Whether the router says it serves (`/ready` answers 200): the agent completes a
         warm pool's launch action on it. False when it cannot be reached."""
-        http = blocking_pool(self._timeout_s)
         try:
-            resp = http.request("GET", self._ready_url, preload_content=True)
+            return self._send("GET", self._ready_url, {}).status == 200
         except urllib3.exceptions.HTTPError:
             return False
-        finally:
-            http.clear()
-        return resp.status == 200
 
     def wait(self, bound_s: float, *, poll_s: float = 1.0,
              on_poll: Callable[[DrainStatus], None] | None = None) -> DrainOutcome:
@@ -108,16 +104,25 @@ class RouterDrain:
         return None
 
     def _call(self, method: str, headers: dict[str, str]) -> DrainStatus:
-        http = blocking_pool(self._timeout_s)
         try:
-            resp = http.request(method, self._url, headers=headers, preload_content=True)
+            resp = self._send(method, self._url, headers)
         except urllib3.exceptions.HTTPError as exc:
             raise DrainError(f"{method} {self._url}: {exc}") from exc
-        finally:
-            http.clear()
         if resp.status != 200:
             raise DrainError(f"{method} {self._url}: HTTP {resp.status}")
         try:
             return DrainStatus.model_validate_json(resp.data)
         except ValidationError as exc:
             raise DrainError(f"{method} {self._url}: not a drain status") from exc
+
+    def _send(self, method: str, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
+        """One request on a pool of its own, read whole, the pool closed after.
+
+        Raises:
+            urllib3.exceptions.HTTPError: unreachable, or no answer within the timeout.
+        """
+        http = blocking_pool(self._timeout_s)
+        try:
+            return http.request(method, url, headers=headers, preload_content=True)
+        finally:
+            http.clear()
