@@ -49,6 +49,10 @@ class Exchange:
     completion_tokens: int | None = None
     streamed_events: int = 0
     reached_engine: bool = False  # the request was sent: its prompt cost the engine work
+    hop: bool = False  # a peer pool's router sent it: this router's engines only
+    # The client's Authorization header, passed to a peer pool's router (which checks the
+    # key itself); never logged, never sent to an engine.
+    credentials: str | None = field(default=None, repr=False)
 
 
 def count_events(events: bytes, ex: Exchange) -> None:

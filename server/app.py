@@ -102,7 +102,7 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
                         settings.stall_after_s)
     targets = None if settings.backends_file is None else TargetsFile(settings.backends_file)
     pool = BackendPool(settings.backends, client, limits, metrics, settings.backend_api_key,
-                       targets)
+                       targets, settings.peer_pools(), settings.peer_max_inflight)
     access_log = AccessLog(dropped=metrics.access_log_dropped)
     timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s,
                         settings.upstream_keepalive_s, settings.stream_idle_timeout_s)
@@ -216,7 +216,7 @@ def create_app(settings: RouterSettings, registry: CollectorRegistry | None = No
         runtime = app.state.runtime = _build_runtime(settings, keys, metrics, policy, limiter)
         await runtime.start()
         log.info("router ready", extra={"fields": {
-            "backends": [b.url for b in runtime.pool.backends],
+            "backends": [b.label for b in runtime.pool.backends],
             "models": sorted(runtime.pool.models())}})
         try:
             yield
@@ -293,12 +293,12 @@ def _add_routes(app: FastAPI) -> None:
         rt = _runtime(request)
         if rt.drain.draining:  # the load balancer's health check: out of rotation
             return error_response(Draining())
-        pool = rt.pool
-        if not pool.any_healthy():
+        # This router's own engines: what the load balancer's health check and the other
+        # pools' routers ask is whether this instance serves its pool.
+        status = rt.pool.ready_status()
+        if status is None:
             return error_response(NoHealthyBackend("no healthy backend"))
-        healthy = sum(b.serving for b in pool.backends)
-        return JSONResponse({"status": "ready", "healthy_backends": healthy,
-                             "models": sorted(pool.models())})
+        return JSONResponse(status.model_dump(mode="json"))
 
     @app.post("/drain")
     async def drain(request: Request) -> JSONResponse:

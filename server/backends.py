@@ -16,6 +16,12 @@ The backends are fixed (`LLMFLEET_BACKENDS`) or listed in a file read again at e
 health round (`server.targets`): a backend the file no longer lists drains (no new
 requests; it leaves the pool when its last one ends), one it adds joins when healthy.
 
+Other pools of the deployment (`LLMFLEET_PEERS`, `llmfleet.core.wire.pools`) are backends
+too, one per pool: what a peer serves is learnt from its `/ready` (its own engines only),
+each request to it names the pool in `POOL_HEADER`, and it may hold `peer_max_inflight`
+requests (it stands for a pool of routers that queue and shed for themselves). A request
+that came from a peer (`local_only`) goes to this router's own engines or nowhere.
+
 Health checks and discovery use the router's background httpx client (built
 in the lifespan hook, `server.app`), never the request path's pool. Each call
 is bounded in time as a whole (`health_timeout_s`, body included) and in
@@ -37,6 +43,7 @@ import httpx
 from prometheus_client import Gauge
 from pydantic import BaseModel, Field
 
+from llmfleet.core.wire.pools import POOL_HEADER, ReadyStatus
 from server.errors import NoHealthyBackend, Overloaded
 from server.metrics import RouterMetrics
 from server.periodic import Periodic
@@ -134,6 +141,14 @@ class Backend:
     last_progress: float = 0.0
     # Deregistered (the backends file no longer lists it): no new requests.
     draining: bool = False
+    # A peer pool's name; None for one of this router's own engines.
+    pool: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Its name in metrics, logs and views: the URL, or the peer pool's name (every
+        peer may share one load balancer's URL)."""
+        return self.url if self.pool is None else f"pool:{self.pool}"
 
     @property
     def serving(self) -> bool:
@@ -162,10 +177,17 @@ class BackendPool:
 
     def __init__(self, urls: Iterable[str], client: httpx.AsyncClient,
                  limits: PoolLimits, metrics: RouterMetrics,
-                 api_key: str | None = None, targets: TargetsFile | None = None) -> None:
+                 api_key: str | None = None, targets: TargetsFile | None = None,
+                 peers: Mapping[str, str] | None = None, peer_max_inflight: int = 256) -> None:
         """`client` is for health checks and discovery only; its owner closes it. With
-        `targets`, the file's URLs are the backends (`urls` the first of them, if any)."""
+        `targets`, the file's URLs are the backends (`urls` the first of them, if any).
+        `peers`: the other pools' URLs by pool name."""
         self.backends = [Backend(url, in_flight=metrics.in_flight.labels(url)) for url in urls]
+        for name, url in (peers or {}).items():
+            peer = Backend(url, pool=name)
+            peer.in_flight = metrics.in_flight.labels(peer.label)
+            self.backends.append(peer)
+        self._peer_max_inflight = peer_max_inflight
         self._targets = targets
         self.on_removed: list[Callable[[str], None]] = []  # told each drained URL
         self._client = client
@@ -197,8 +219,10 @@ class BackendPool:
         """Make `urls` the pool's targets: a new one joins (serving once a check passes),
         one listed again stops draining, one not listed drains and leaves when idle."""
         listed = set(urls)
-        known = {b.url for b in self.backends}
+        known = {b.url for b in self.backends if b.pool is None}
         for backend in self.backends:
+            if backend.pool is not None:
+                continue  # a peer pool is not the file's
             draining = backend.url not in listed
             if draining and not backend.draining:
                 log.info("backend %s deregistered: draining %d requests", backend.url,
@@ -229,39 +253,67 @@ class BackendPool:
                 removed(backend.url)
 
     async def check(self, backend: Backend) -> None:
-        """Probe `/health`, then refresh the served models from `/v1/models`."""
-        timeout_s = self._limits.health_timeout_s
+        """Refresh what `backend` serves: an engine's `/health`, then its `/v1/models`;
+        a peer pool's `/ready`."""
         try:
-            async with bounded_get(self._client, f"{backend.url}/health", timeout_s,
-                                   self._headers) as resp:
-                # The status is the answer; the body (vLLM's is empty) is read through
-                # only so that the connection can be reused.
-                await read_capped(resp, MAX_LISTING_BYTES)
-            async with bounded_get(self._client, f"{backend.url}/v1/models", timeout_s,
-                                   self._headers) as resp:
-                body = await read_capped(resp, MAX_LISTING_BYTES)
-            listing = ModelList.model_validate_json(body)
+            if backend.pool is None:
+                context = await self._engine_listing(backend)
+            else:
+                context = await self._peer_listing(backend)
         except (httpx.HTTPError, TimeoutError, ValueError) as exc:
             backend.failed_checks += 1
             backend.last_error = f"health check failed: {describe(exc)}"
             if backend.failed_checks >= self._limits.unhealthy_threshold:
                 self._set_health(backend, False, backend.last_error)
             return
-        backend.models = frozenset(m.id for m in listing.data)
-        backend.context = {m.id: m.max_model_len for m in listing.data if m.max_model_len}
+        backend.models = frozenset(context)
+        backend.context = {model: length for model, length in context.items() if length}
         backend.failed_checks = 0
         self._set_health(backend, True, None)
+
+    async def _engine_listing(self, backend: Backend) -> dict[str, int | None]:
+        """The engine's models and their context lengths.
+
+        Raises:
+            httpx.HTTPError, TimeoutError, ValueError: as `bounded_get` and pydantic.
+        """
+        timeout_s = self._limits.health_timeout_s
+        async with bounded_get(self._client, f"{backend.url}/health", timeout_s,
+                               self._headers) as resp:
+            # The status is the answer; the body (vLLM's is empty) is read through
+            # only so that the connection can be reused.
+            await read_capped(resp, MAX_LISTING_BYTES)
+        async with bounded_get(self._client, f"{backend.url}/v1/models", timeout_s,
+                               self._headers) as resp:
+            body = await read_capped(resp, MAX_LISTING_BYTES)
+        listing = ModelList.model_validate_json(body)
+        return {m.id: m.max_model_len for m in listing.data}
+
+    async def _peer_listing(self, backend: Backend) -> dict[str, int | None]:
+        """What a peer pool's routers serve from their own engines (never the engine key:
+        that is for this router's engines alone).
+
+        Raises:
+            httpx.HTTPError, TimeoutError, ValueError: as `bounded_get` and pydantic.
+        """
+        assert backend.pool is not None
+        async with bounded_get(self._client, f"{backend.url}/ready",
+                               self._limits.health_timeout_s,
+                               {POOL_HEADER: backend.pool}) as resp:
+            body = await read_capped(resp, MAX_LISTING_BYTES)
+        ready = ReadyStatus.model_validate_json(body)
+        return {model: ready.context.get(model) for model in ready.models}
 
     def _set_health(self, backend: Backend, healthy: bool, error: str | None) -> None:
         if backend.healthy != healthy:
             # Losing a backend is worth a warning; gaining one is routine.
             log.log(logging.INFO if healthy else logging.WARNING, "backend %s is now %s%s",
-                    backend.url, "healthy" if healthy else "unhealthy",
+                    backend.label, "healthy" if healthy else "unhealthy",
                     f": {error}" if error else "")
         backend.healthy = healthy
         backend.last_error = error
         if backend in self.backends:  # a check that ends after its backend left sets none
-            self._metrics.backend_healthy.labels(backend.url).set(1 if healthy else 0)
+            self._metrics.backend_healthy.labels(backend.label).set(1 if healthy else 0)
         self._wake()
 
     def eject(self, backend: Backend, reason: str) -> None:
@@ -278,12 +330,26 @@ class BackendPool:
     def is_stalled(self, backend: Backend) -> bool:
         return backend.stalled(time.perf_counter(), self._limits.stall_after_s)
 
-    def models(self) -> frozenset[str]:
+    def models(self, local_only: bool = False) -> frozenset[str]:
+        """What the serving backends serve (`local_only`: this router's engines only)."""
         served: set[str] = set()
         for backend in self.backends:
-            if backend.serving:
+            if backend.serving and not (local_only and backend.pool is not None):
                 served |= backend.models
         return frozenset(served)
+
+    def ready_status(self) -> ReadyStatus | None:
+        """What `/ready` answers: this router's own engines, or None when none serves (a
+        peer that answers for its pool must serve it itself)."""
+        engines = [b for b in self.backends if b.serving and b.pool is None]
+        if not engines:
+            return None
+        context: dict[str, int] = {}
+        for backend in engines:
+            for model, length in backend.context.items():
+                context[model] = max(length, context.get(model, 0))
+        return ReadyStatus(healthy_backends=len(engines),
+                           models=sorted(self.models(local_only=True)), context=context)
 
     @property
     def waiting(self) -> int:
@@ -293,9 +359,14 @@ class BackendPool:
     def any_healthy(self) -> bool:
         return any(b.serving for b in self.backends)
 
-    def _candidates(self, model: str, exclude: Backend | None) -> list[Backend]:
+    def _candidates(self, model: str, exclude: Backend | None,
+                    local_only: bool) -> list[Backend]:
         return [b for b in self.backends
-                if b.serving and model in b.models and b is not exclude]
+                if b.serving and model in b.models and b is not exclude
+                and not (local_only and b.pool is not None)]
+
+    def _room(self, backend: Backend) -> int:
+        return self._limits.max_inflight if backend.pool is None else self._peer_max_inflight
 
     def _pick(self, candidates: list[Backend]) -> Backend | None:
         """The least-loaded candidate with room; a stalled one has none until it moves
@@ -307,7 +378,7 @@ class BackendPool:
         best: Backend | None = None
         now = time.perf_counter()
         for backend in ordered:
-            if backend.outstanding < self._limits.max_inflight and (
+            if backend.outstanding < self._room(backend) and (
                     best is None or backend.outstanding < best.outstanding) and \
                     not backend.stalled(now, self._limits.stall_after_s):
                 best = backend
@@ -315,8 +386,10 @@ class BackendPool:
 
     # -- admission -------------------------------------------------------------
 
-    async def acquire(self, model: str, exclude: Backend | None = None) -> Backend:
-        """Reserve a slot on the best backend for `model`, waiting in the bounded queue.
+    async def acquire(self, model: str, exclude: Backend | None = None,
+                      local_only: bool = False) -> Backend:
+        """Reserve a slot on the best backend for `model` (`local_only`: one of this
+        router's engines), waiting in the bounded queue.
 
         Raises:
             NoHealthyBackend: no healthy backend serves the model.
@@ -327,7 +400,7 @@ class BackendPool:
         queued = False
         try:
             while True:
-                candidates = self._candidates(model, exclude)
+                candidates = self._candidates(model, exclude, local_only)
                 if not candidates:
                     raise NoHealthyBackend(f"no healthy backend serves model '{model}'")
                 backend = self._pick(candidates)
@@ -357,7 +430,7 @@ class BackendPool:
         stalled = backend.stalled(now, self._limits.stall_after_s)
         backend.last_progress = now
         if stalled and self._waiting:
-            log.info("backend %s is sending again", backend.url)
+            log.info("backend %s is sending again", backend.label)
             self._wake()
 
     def release(self, backend: Backend) -> None:

@@ -188,7 +188,8 @@ class FleetMonitor:
         """What `/console/fleet` answers."""
         return {
             "interval_s": self.interval_s, "window_s": self.window_s, "now": self._wall(),
-            "backends": [{"url": b.url, "healthy": b.healthy, "draining": b.draining,
+            "backends": [{"url": b.url, "pool": b.pool, "healthy": b.healthy,
+                          "draining": b.draining,
                           "models": sorted(b.models),
                           "in_flight": b.outstanding, "last_error": b.last_error,
                           "stalled": self._pool.is_stalled(b)}

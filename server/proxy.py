@@ -15,7 +15,12 @@ done twice and charged once:
 - a connect timeout (a stalled engine) retries on another backend only;
 - an engine 503 (it refused the work) retries on another backend, else passes through;
 - any other connection dropped before the answer is a 502: the engine had the
-  request and died with it.
+  request and died with it;
+- a peer pool (`Backend.pool`) is a load balancer in front of routers: its own 502, 503
+  or 504 (not JSON: no router wrote it; no healthy router, or one that failed) ejects the
+  peer and retries, as a refused connection does;
+- when the model has no other backend and the policy chose it for the alias, the policy
+  chooses again without it (`CompletionService.reroute`) and the retry goes there.
 After that:
 - Engine 4xx answers pass through untouched; other engine 5xx become 502.
 - A non-streamed answer is held whole only up to `MAX_BUFFERED_ANSWER_BYTES`; a
@@ -37,10 +42,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.responses import Response, StreamingResponse
 
+from llmfleet.core.wire.pools import POOL_HEADER
 from server.accounting import Accounting, Exchange, count_events, usage_from
 from server.backends import Backend, BackendPool
 from server.errors import NoHealthyBackend, UpstreamFailed, UpstreamTimeout, error_body
@@ -64,6 +70,12 @@ EVENT_END = b"\n\n"
 MAX_PENDING_BYTES = 1 << 20
 MAX_BUFFERED_ANSWER_BYTES = 1 << 20
 USAGE_TAIL_BYTES = 4096  # usage is the last object of an answer
+# A load balancer's own failures in front of a peer pool: no healthy target, a target that
+# reset or timed out. A router's answers are JSON; these are not.
+BALANCER_FAILURES = frozenset({502, 503, 504})
+
+# Chooses another model for an exchange whose model failed (CompletionService.reroute).
+Reroute = Callable[[Exchange, str], bool]
 
 
 class AnswerCut(Exception):
@@ -99,8 +111,9 @@ class Proxy:
         if upstream is not None:
             upstream.close()
 
-    async def forward(self, ex: Exchange) -> Response:
-        """Send `ex` upstream (retrying once) and build the client's response.
+    async def forward(self, ex: Exchange, reroute: Reroute | None = None) -> Response:
+        """Send `ex` upstream (retrying once, on another model if `reroute` picks one)
+        and build the client's response.
 
         Raises:
             NoHealthyBackend, Overloaded: from admission.
@@ -110,13 +123,14 @@ class Proxy:
         tried: Backend | None = None
         for _attempt in range(2):
             try:
-                backend = await self._acquire(ex.model, tried, failure)
+                backend = await self._acquire(ex, tried, failure, reroute)
             except NoHealthyBackend:
                 if failure is None:
                     raise
                 break
             if failure is not None:
-                log.info("retrying %s on %s after: %s", ex.request_id, backend.url, failure.reason)
+                log.info("retrying %s on %s after: %s", ex.request_id, backend.label,
+                         failure.reason)
                 failure.discard()
                 ex.retried = True
                 self._metrics.retries.labels(ex.model).inc()
@@ -132,7 +146,7 @@ class Proxy:
             except BaseException:
                 self._pool.release(backend)
                 raise
-            ex.backend = backend.url
+            ex.backend = backend.label
             if ex.request.stream and resp.status == 200:
                 return self._streaming(resp, backend, ex)
             return await self._answer(resp, ex, backend)
@@ -147,19 +161,27 @@ class Proxy:
         log.warning("%s: giving up after: %s", ex.request_id, failure.reason)
         if failure.timed_out:
             raise UpstreamTimeout("no engine accepted the connection in time")
+        if failure.unavailable:
+            raise NoHealthyBackend(f"no healthy backend serves model '{ex.model}'",
+                                   retry_after=1)
         raise UpstreamFailed("no engine could be reached")
 
-    async def _acquire(self, model: str, tried: Backend | None,
-                       failure: _Retryable | None) -> Backend:
+    async def _acquire(self, ex: Exchange, tried: Backend | None,
+                       failure: _Retryable | None, reroute: Reroute | None) -> Backend:
         """Prefer another backend for a retry; after a dropped (not refused)
-        connection the same one will do, on a fresh connection."""
+        connection the same one will do, on a fresh connection; with none left for the
+        model, another model if the policy chose this one."""
         try:
             try:
-                return await self._pool.acquire(model, exclude=tried)
+                return await self._pool.acquire(ex.model, exclude=tried, local_only=ex.hop)
             except NoHealthyBackend:
-                if failure is None or not failure.same_backend_ok:
+                if failure is None:
                     raise
-                return await self._pool.acquire(model)
+                if failure.same_backend_ok:
+                    return await self._pool.acquire(ex.model, local_only=ex.hop)
+                if reroute is None or not reroute(ex, ex.model):
+                    raise
+                return await self._pool.acquire(ex.model, local_only=ex.hop)
         except NoHealthyBackend:
             raise  # the caller may still pass the failed attempt's answer on
         except BaseException:  # overloaded, or the client left: that answer is nobody's
@@ -167,11 +189,21 @@ class Proxy:
                 failure.discard()
             raise
 
-    async def _send(self, backend: Backend, ex: Exchange) -> UpstreamResponse:
+    def _request_headers(self, backend: Backend, ex: Exchange) -> dict[str, str]:
+        """An engine gets the engine key; a peer pool's router the client's own
+        credentials (it checks the key itself) and the pool's name, never the engine key."""
         headers = {"content-type": "application/json",
                    "x-request-id": ex.engine_request_id or ex.request_id}
-        if self._auth:
+        if backend.pool is not None:
+            headers[POOL_HEADER] = backend.pool
+            if ex.credentials:
+                headers["authorization"] = ex.credentials
+        elif self._auth:
             headers["authorization"] = self._auth
+        return headers
+
+    async def _send(self, backend: Backend, ex: Exchange) -> UpstreamResponse:
+        headers = self._request_headers(backend, ex)
         upstream = self._upstream(backend)
         # Counted as read by the engine unless the failure proves otherwise: a client that
         # hangs up while the engine is still on its prompt leaves from inside post().
@@ -193,8 +225,14 @@ class Proxy:
             raise _Retryable(str(exc), eject=False, same_backend_ok=True) from exc
         except Disconnected as exc:
             log.warning("%s: %s dropped the connection before answering: %s",
-                        ex.request_id, backend.url, exc)
+                        ex.request_id, backend.label, exc)
             raise UpstreamFailed("the engine closed the connection before answering") from exc
+        if backend.pool is not None and resp.status in BALANCER_FAILURES and \
+                not resp.content_type.startswith("application/json"):
+            resp.close()  # the balancer's page is not an answer in OpenAI's shape
+            raise _Retryable(f"pool {backend.pool} answered {resp.status}", eject=True,
+                             unavailable=True,
+                             shown=f"its load balancer answered {resp.status}")
         if resp.status == 503:
             raise _Retryable("engine answered 503", eject=False, response=resp)
         return resp
@@ -347,7 +385,7 @@ class Proxy:
     def _broken(self, exc: Exception, backend: Backend, ex: Exchange) -> bytes:
         """The SSE error event that ends a stream broken mid-way (headers are gone
         already: all that is left is to say so in-band)."""
-        log.warning("stream %s broke mid-way on %s: %r", ex.request_id, backend.url, exc)
+        log.warning("stream %s broke mid-way on %s: %r", ex.request_id, backend.label, exc)
         message = "the engine failed mid-stream; the answer is incomplete"
         if isinstance(exc, ReadTimeout):
             message = "the engine stopped sending mid-stream; the answer is incomplete"
@@ -393,13 +431,14 @@ class _Retryable(Exception):
 
     def __init__(self, reason: str, *, eject: bool, same_backend_ok: bool = False,
                  timed_out: bool = False, response: UpstreamResponse | None = None,
-                 shown: str | None = None) -> None:
+                 shown: str | None = None, unavailable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason  # for the log: may name the engine's address
         self.shown = shown or reason  # for last_error, which any key may read
         self.eject = eject
         self.same_backend_ok = same_backend_ok
         self.timed_out = timed_out
+        self.unavailable = unavailable  # nothing behind a peer's load balancer serves
         self.response = response
 
     def discard(self) -> None:

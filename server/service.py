@@ -4,6 +4,12 @@ In order, cheapest refusal first: request id, API key, body size, body
 validation, model resolution (alias through the routing policy, unknown
 models refused), per-key limits, then the proxy. Requests refused here never
 touch an engine; requests refused after admission are still recorded.
+
+A request a peer pool's router sent on (it carries `POOL_HEADER`) is served by this
+router's own engines or refused, never sent on again: one hop at most. When the model
+the policy chose for the alias cannot be reached (its engines or its pool down, or its
+pool refusing work) before any byte was answered, the policy chooses again among the
+models left (`reroute`): `auto` degrades to another model rather than failing.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import replace
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from llmfleet.core.wire.pools import POOL_HEADER
 from server.accounting import NO_MODEL, Accounting, Exchange
 from server.auth import KeyStore
 from server.backends import BackendPool
@@ -108,7 +115,7 @@ class CompletionService:
         ex = await self._admit(endpoint, request, minted)
         try:
             if ex.request.stream:  # StreamingResponse itself stops on a disconnect
-                return await self._proxy.forward(ex)
+                return await self._proxy.forward(ex, self.reroute)
             return await self._forward_until_disconnect(request, ex)
         except APIError as exc:
             if exc.code == "server_overloaded":
@@ -126,13 +133,15 @@ class CompletionService:
         key_id: str | None = None
         named: str | None = None  # the model the client asked for, once parsed
         model: str | None = None  # the served model it resolved to
+        credentials = request.headers.get("authorization")
+        hop = POOL_HEADER in request.headers  # sent on by a peer pool's router
         try:
-            key_id = self._keys.authenticate(request.headers.get("authorization"))
+            key_id = self._keys.authenticate(credentials)
             parsed = parse_request(endpoint, await read_body(request, self._max_body))
             if (weights := request.headers.get(WEIGHTS_HEADER)) is not None:
                 parsed = replace(parsed, weights=parse_route_weights(weights))
             named = parsed.model
-            model, reason = self.resolve(parsed)
+            model, reason = self.resolve(parsed, local_only=hop)
             if model != parsed.model:
                 parsed = with_model(parsed, model)
             tokens = self._worst_case_tokens(parsed, model)
@@ -151,7 +160,8 @@ class CompletionService:
         # from it), so it always gets a unique one, even when a caller reuses theirs.
         engine_id = request_id if minted else mint_request_id()
         return Exchange(parsed, request_id, key_id, model, reservation, started=started,
-                        route_reason=reason, engine_request_id=engine_id)
+                        route_reason=reason, engine_request_id=engine_id, hop=hop,
+                        credentials=credentials)
 
     def _worst_case_tokens(self, parsed: ParsedRequest, model: str) -> int:
         """What a request may use at most: reserved up front, settled at its end.
@@ -192,7 +202,7 @@ class CompletionService:
 
         watcher = asyncio.create_task(watch())
         try:
-            return await self._proxy.forward(ex)
+            return await self._proxy.forward(ex, self.reroute)
         except asyncio.CancelledError:
             if not gone:
                 raise
@@ -202,14 +212,16 @@ class CompletionService:
         finally:
             watcher.cancel()
 
-    def resolve(self, parsed: ParsedRequest) -> tuple[str, str | None]:
-        """The concrete model for a request, and the policy's reason when it chose.
+    def resolve(self, parsed: ParsedRequest,
+                local_only: bool = False) -> tuple[str, str | None]:
+        """The concrete model for a request, and the policy's reason when it chose
+        (`local_only`: among this router's own engines' models).
 
         Raises:
             ModelNotFound: no backend has ever served the model.
             NoHealthyBackend: the model is known but all its backends are down.
         """
-        available = self._pool.models()
+        available = self._pool.models(local_only)
         if parsed.model == self._alias:
             decision = self._policy.choose(parsed, available)
             self._metrics.routed.labels(self._policy.name.value, decision.model).inc()
@@ -219,6 +231,23 @@ class CompletionService:
         if any(parsed.model in b.models for b in self._pool.backends):
             raise NoHealthyBackend(f"no healthy backend serves model '{parsed.model}'")
         raise ModelNotFound(f"the model '{parsed.model}' does not exist", param="model")
+
+    def reroute(self, ex: Exchange, failed: str) -> bool:
+        """Choose again for an alias request whose model `failed` before answering: the
+        policy among the models still served, `failed` left out. Whether it chose one
+        (`ex` then carries it); a request that named its model keeps it."""
+        if ex.route_reason is None:
+            return False
+        available = self._pool.models(ex.hop) - {failed}
+        try:
+            decision = self._policy.choose(ex.request, available)
+        except NoHealthyBackend:
+            return False
+        self._metrics.routed.labels(self._policy.name.value, decision.model).inc()
+        ex.request = with_model(ex.request, decision.model)
+        ex.model = decision.model
+        ex.route_reason = f"{decision.reason}; {failed} unavailable"
+        return True
 
     def list_models(self) -> list[str]:
         models = sorted(self._pool.models())

@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from llmfleet.core.env import split_csv
+from llmfleet.core.wire.pools import POOL_NAME
 from llmfleet.core.wire.scoring import ScoredModel
 from server.edge import EdgeLimits
 
@@ -136,6 +137,13 @@ class RouterSettings(BaseSettings):
     # Or a file of them, read again at every health round (server/targets.py).
     backends_file: Path | None = None
     backend_api_key: str | None = None
+    # Several pools (models) in one deployment: this router's pool, and every pool's URL
+    # (in the cloud, the internal load balancer its requests for that pool go to; this
+    # router's own entry, if listed, is skipped). See llmfleet/core/wire/pools.py.
+    pool: str | None = None
+    peers: dict[str, str] = Field(default_factory=dict)
+    # A peer stands for a whole pool, whose routers queue and shed for themselves.
+    peer_max_inflight: int = Field(default=256, gt=0)
 
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None
@@ -205,6 +213,23 @@ class RouterSettings(BaseSettings):
         # balancer, and the request path's client speaks plain HTTP/1.1 only.
         return [plain_http(url, "backend") for url in value]
 
+    @field_validator("peers")
+    @classmethod
+    def _peer_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not POOL_NAME.match(name):
+                raise ValueError(f"peer pool name {name!r} must be 1-20 lower-case letters, "
+                                 "digits and dashes, starting with a letter")
+        return {name: plain_http(url, f"peer {name}") for name, url in value.items()}
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_name(cls, value: str | None) -> str | None:
+        if value is not None and not POOL_NAME.match(value):
+            raise ValueError(f"pool {value!r} must be 1-20 lower-case letters, digits and "
+                             "dashes, starting with a letter")
+        return value
+
     @field_validator("cors_allowed_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
@@ -234,6 +259,10 @@ class RouterSettings(BaseSettings):
             raise ValueError("set backends or backends_file, not both: the file is the whole "
                              "list, read again while the router runs")
         return self
+
+    def peer_pools(self) -> dict[str, str]:
+        """The other pools' URLs: `peers` less this router's own pool."""
+        return {name: url for name, url in self.peers.items() if name != self.pool}
 
     @model_validator(mode="after")
     def _scored_policy_has_models(self) -> RouterSettings:

@@ -89,7 +89,7 @@ function renderBackends(backends) {
   body.replaceChildren();
   for (const b of backends) {
     const row = body.insertRow();
-    cell(row, b.url);
+    cell(row, b.pool ? `pool ${b.pool} (${b.url})` : b.url);
     const state = b.draining ? "draining" : b.healthy ? "healthy" : "down";
     cell(row, state, b.draining ? "" : b.healthy ? "ok" : "bad");
     cell(row, b.models.join(", "));

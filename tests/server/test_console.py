@@ -98,7 +98,7 @@ def test_fleet_numbers_move_after_requests_and_carry_the_agents_cost(
     with make_router([url], agent_url=agent_url, **FAST) as router:
         idle = poll(router.url + "/console/fleet", lambda b: len(b["series"]) >= 2)
         assert idle["series"][-1]["requests_per_s"] == 0
-        assert idle["backends"] == [{"url": url, "healthy": True, "draining": False,
+        assert idle["backends"] == [{"url": url, "pool": None, "healthy": True, "draining": False,
                                      "models": ["fake-model"], "in_flight": 0,
                                      "last_error": None, "stalled": False}]
         client = openai.OpenAI(base_url=router.url + "/v1", api_key=TEST_KEY)
