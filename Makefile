@@ -9,6 +9,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 VLLM_VERSION ?= 0.32.0
 MODEL ?=
+MODELS ?=
 VLLM_ARGS ?=
 PORT ?= 8000
 # OpenTofu where installed, else Terraform; a local provider mirror is used when present
@@ -56,8 +57,8 @@ QUIET_PIP := sed -u '/is ignored: it is neither a file nor a directory/d'
 ##@ Run
 
 .PHONY: up
-up: $(STAMP) ## Run vLLM, the router on http://127.0.0.1:8000/v1 (web console at /) and the agent publishing to a local CloudWatch (MODEL=hf-id-or-path, default: generated test model)
-	$(VENV)/bin/llmfleet up --model "$(MODEL)" --port $(PORT) --vllm-args "$(VLLM_ARGS)"
+up: $(STAMP) ## Run a vLLM engine per model, the router on http://127.0.0.1:8000/v1 (web console at /; 'auto' chooses a model) and the agent publishing to a local CloudWatch (MODELS=a,b smallest first, or MODEL=one; default: two generated models)
+	$(VENV)/bin/llmfleet up $(if $(MODEL),--model "$(MODEL)",$(if $(MODELS),--models "$(MODELS)",)) --port $(PORT) --vllm-args "$(VLLM_ARGS)"
 
 .PHONY: router
 router: $(STAMP) ## Run only the router (settings from LLMFLEET_* variables)
@@ -110,7 +111,7 @@ infra-check: $(TF_RC) security-check ## OpenTofu/Terraform: fmt -check, init, va
 	$(TFRUN) init -backend=false -input=false -no-color >/dev/null
 	$(TFRUN) validate -no-color
 	$(TFRUN) test -no-color
-	for env in dev prod; do \
+	for env in dev prod dev-pools prod-pools; do \
 	  ( $(TFRUN) test -no-color -test-directory=tests/environments -var-file=../environments/$$env.tfvars ) || exit 1; \
 	done
 
@@ -210,11 +211,13 @@ apply: plan ## Apply the plan made by `make plan ENV=...`, then stage the model 
 	$(MAKE) --no-print-directory stage-model ENV=$(ENV)
 
 .PHONY: stage-model
-stage-model: $(STAMP) $(TF_RC) ## Copy the environment's model into its artifacts bucket once (from the hub, a gated model's token from SSM): make stage-model ENV=prod; a no-op when staged or when the model comes from the hub
+stage-model: $(STAMP) $(TF_RC) ## Copy the environment's models (one per pool) into their artifacts buckets once (from the hub, a gated model's token from SSM): make stage-model ENV=prod; a no-op when staged or when a model comes from the hub
 	$(TFRUN) init -input=false -reconfigure -backend-config=../environments/$(ENV).s3.tfbackend >/dev/null
-	@args=$$(cd infrastructure && TF_CLI_CONFIG_FILE=$(TF_RC) $(TF) output -raw stage_model_args); \
-	if [ -z "$$args" ]; then echo "stage-model: $(ENV) loads its model from the hub"; \
-	else $(VENV)/bin/llmfleet stage-model $$args; fi
+	@lines=$$(cd infrastructure && TF_CLI_CONFIG_FILE=$(TF_RC) $(TF) output -raw stage_model_args); \
+	if [ -z "$$lines" ]; then echo "stage-model: $(ENV) loads its models from the hub"; fi; \
+	while read -r args; do \
+	  [ -z "$$args" ] || $(VENV)/bin/llmfleet stage-model $$args </dev/null; \
+	done <<< "$$lines"
 
 .PHONY: destroy
 destroy: $(TF_RC) ## Destroy an environment: make destroy ENV=dev

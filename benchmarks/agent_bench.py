@@ -71,10 +71,10 @@ def run_agent(interval_s: float, seconds: float, router_port: int, engine: str, 
               cw_port: int, run_dir: Path) -> dict[str, Any]:
     port = free_port()
     # The agent exactly as `llmfleet up` runs it, at this interval.
-    options = UpOptions(model="", port=router_port, engine_port=0, vllm_args="",
+    options = UpOptions(models=("",), port=router_port, engine_port=0, vllm_args="",
                         run_dir=run_dir / f"agent-{interval_s:g}s", agent_port=port,
                         cloudwatch_port=cw_port, agent_interval_s=interval_s)
-    agent = local_agent(options, engine, served)
+    agent = local_agent(options, [engine], served)
     agent.start()
     assert agent.pid is not None
     pid = agent.pid

@@ -20,6 +20,21 @@ provider "aws" {
 
 locals {
   metrics_namespace = "LLMFleet"
+  # The pools: those given, or one ("main") from the single pool's variables.
+  pools = var.pools != null ? var.pools : var.model == null ? {} : {
+    main = {
+      instance_type = var.instance_type, capacity = var.capacity, spot = var.spot,
+      scaling       = var.scaling, model = var.model, warm_pool = var.warm_pool
+    }
+  }
+  # The single pool keeps the deployment's name (its group stays "<name>-gpu"); given pools
+  # are "<name>-<pool>".
+  pool_names = { for key in keys(local.pools) : key => var.pools == null ? var.name : "${var.name}-${key}" }
+  # With two pools or more, the internal load balancer between them.
+  several = length(local.pools) > 1
+  # The first pool by name: what the output autoscaling_group_name names. Neither model
+  # nor pools: that output's precondition says so.
+  first_pool = try(sort(keys(local.pools))[0], null)
   tags = merge({
     Project     = "llmfleet"
     Environment = var.environment
@@ -53,43 +68,92 @@ module "load_balancer" {
 }
 
 module "monitoring" {
-  source                  = "./modules/monitoring"
-  name                    = var.name
-  metrics_namespace       = local.metrics_namespace
-  autoscaling_group_name  = module.compute.autoscaling_group_name
-  max_instances           = var.capacity.max
-  scale_out_pct           = var.scaling.scale_out_pct
+  source            = "./modules/monitoring"
+  name              = var.name
+  metrics_namespace = local.metrics_namespace
+  groups = { for key, pool in local.pools : key => {
+    autoscaling_group_name = module.compute[key].autoscaling_group_name
+    alarm_prefix           = local.pool_names[key]
+    max_instances          = pool.capacity.max
+    scale_out_pct          = pool.scaling.scale_out_pct
+  } }
   alb_arn_suffix          = module.load_balancer.alb_arn_suffix
   target_group_arn_suffix = module.load_balancer.target_group_arn_suffix
   alarm_email             = var.alarm_email
   log_retention_days      = var.log_retention_days
 }
 
+# One per pool: every pool's instances register with the public entry's target group (any
+# router takes any request) and, with several pools, with their own target group on the
+# load balancer between pools.
 module "compute" {
   source                = "./modules/compute"
-  name                  = var.name
+  for_each              = local.pools
+  name                  = local.pool_names[each.key]
   vpc_id                = module.networking.vpc_id
   private_subnet_ids    = module.networking.private_subnet_ids
   alb_security_group_id = module.load_balancer.security_group_id
-  target_group_arns     = [module.load_balancer.target_group_arn]
-  instance_type         = var.instance_type
-  spot                  = var.spot
-  capacity              = var.capacity
-  scaling               = var.scaling
-  drain_timeout_s       = var.drain_timeout_s
-  warm_pool             = var.warm_pool
-  model                 = var.model
-  api_keys_parameter    = var.api_keys_parameter
-  ami_ssm_parameter     = var.ami_ssm_parameter
-  package_path          = var.package_path
-  metrics_namespace     = local.metrics_namespace
-  log_group_arns        = module.monitoring.log_group_arns
-  log_group_names       = module.monitoring.log_group_names
+  target_group_arns = concat([module.load_balancer.target_group_arn],
+  local.several ? [module.pools[0].target_group_arns[each.key]] : [])
+  instance_type   = each.value.instance_type
+  spot            = each.value.spot
+  capacity        = each.value.capacity
+  scaling         = each.value.scaling
+  drain_timeout_s = var.drain_timeout_s
+  warm_pool       = each.value.warm_pool
+  model           = each.value.model
+  pool = local.several ? {
+    name  = each.key
+    peers = { for key in keys(local.pools) : key => module.pools[0].url }
+  } : null
+  peer_security_group_id = local.several ? module.pools[0].security_group_id : null
+  routing                = var.routing
+  api_keys_parameter     = var.api_keys_parameter
+  ami_ssm_parameter      = var.ami_ssm_parameter
+  package_path           = var.package_path
+  metrics_namespace      = local.metrics_namespace
+  log_group_arns         = module.monitoring.log_group_arns
+  log_group_names        = module.monitoring.log_group_names
   # The demo site's console calls the API from its own origin.
   cors_allowed_origins = concat(var.cors_allowed_origins, module.demo[*].url)
   # The routers keep idle connections open longer than the load balancer does, or it sends
   # requests on connections they are closing (a 502 to its client).
   router_keepalive_s = module.load_balancer.idle_timeout_s + 20
+}
+
+# --- Between pools ----------------------------------------------------------------
+# With two pools or more: an internal load balancer that the routers send other pools'
+# requests to (modules/pools says why, and what it costs), reachable from the pools'
+# instances only.
+
+module "pools" {
+  count                  = local.several ? 1 : 0
+  source                 = "./modules/pools"
+  name                   = var.name
+  pools                  = keys(local.pools)
+  vpc_id                 = module.networking.vpc_id
+  vpc_cidr               = module.networking.vpc_cidr
+  subnet_ids             = module.networking.private_subnet_ids
+  idle_timeout_s         = module.load_balancer.idle_timeout_s
+  deregistration_delay_s = var.drain_timeout_s
+  access_logs_bucket     = module.load_balancer.access_logs_bucket
+}
+
+resource "aws_vpc_security_group_ingress_rule" "pools_from_instances" {
+  #checkov:skip=CKV_AWS_260:The rule admits one security group (a pool's instances), no address range; checkov reads a rule without cidr_ipv4 as open to all.
+  for_each                     = local.several ? local.pools : {}
+  security_group_id            = module.pools[0].security_group_id
+  description                  = "From pool ${each.key}'s routers"
+  referenced_security_group_id = module.compute[each.key].instance_security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = 80
+  to_port                      = 80
+}
+
+# The single pool's module became the "main" instance of one per pool.
+moved {
+  from = module.compute
+  to   = module.compute["main"]
 }
 
 module "api_gateway" {

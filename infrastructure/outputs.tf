@@ -19,8 +19,27 @@ output "dashboard" {
 }
 
 output "autoscaling_group_name" {
-  description = "The GPU Auto Scaling group."
-  value       = module.compute.autoscaling_group_name
+  description = "The GPU Auto Scaling group (the first pool's, by name, when there are several)."
+  value       = try(module.compute[local.first_pool].autoscaling_group_name, null)
+  precondition {
+    condition     = length(local.pools) > 0 && (var.pools == null || var.model == null)
+    error_message = "Give either model (one pool, with instance_type, capacity, spot, scaling and warm_pool) or pools (several), not both and not neither."
+  }
+  precondition {
+    condition = alltrue([for model in concat([for r in var.routing.length_rules : r.model], [for m in var.routing.scored_models : m.model]) :
+    contains([for p in values(local.pools) : coalesce(p.model.served_name, p.model.id)], model)])
+    error_message = "routing names a model no pool serves: use the pools' served names (model.served_name, else model.id)."
+  }
+}
+
+output "autoscaling_group_names" {
+  description = "Each pool's GPU Auto Scaling group, by pool name (\"main\" for the single pool)."
+  value       = { for key, pool in module.compute : key => pool.autoscaling_group_name }
+}
+
+output "pools_url" {
+  description = "The internal load balancer the routers send other pools' requests to (null with one pool)."
+  value       = one(module.pools[*].url)
 }
 
 output "alarm_topic_arn" {
@@ -35,5 +54,5 @@ output "api_key_ids" {
 
 output "stage_model_args" {
   description = "What `make stage-model ENV=...` passes to `llmfleet stage-model`: the artifacts bucket, the model, its revision, the region and the hub token's parameter."
-  value       = module.compute.stage_model_args
+  value       = join("\n", compact([for key in sort(keys(module.compute)) : module.compute[key].stage_model_args]))
 }

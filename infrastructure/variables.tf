@@ -104,7 +104,8 @@ variable "scaling" {
 }
 
 variable "model" {
-  description = "The served model: Hugging Face id, where instances load it from (hub, or s3 once make stage-model copied it into the platform's bucket) and its revision, served name, extra vLLM arguments, SSM parameter with a Hugging Face token (gated models), max model length, root volume size (GB) and write speed (MiB/s), and expected load time (s)."
+  description = "The served model (one pool; null when pools are given): Hugging Face id, where instances load it from (hub, or s3 once make stage-model copied it into the platform's bucket) and its revision, served name, extra vLLM arguments, SSM parameter with a Hugging Face token (gated models), max model length, root volume size (GB) and write speed (MiB/s), and expected load time (s)."
+  default     = null
   type = object({
     id                 = string
     source             = optional(string, "hub")
@@ -117,6 +118,66 @@ variable "model" {
     root_volume_mbps   = optional(number, 500)
     model_load_seconds = optional(number, 900)
   })
+}
+
+variable "pools" {
+  description = "Several models in one deployment, each in a pool of its own (its own instance type, capacity, spot mix, scaling, model and warm pool: the same fields as the single pool's variables, which are ignored when this is set). Keys are the pools' names (1-20 lower-case letters, digits and dashes); every router takes any request and sends another pool's model to that pool. null: one pool from instance_type, capacity, spot, scaling, model and warm_pool."
+  default     = null
+  type = map(object({
+    instance_type = optional(string, "g5.xlarge")
+    capacity      = optional(object({ min = number, max = number, desired = number }), { min = 1, max = 1, desired = 1 })
+    spot = optional(object({
+      on_demand_base       = optional(number, 0)
+      spot_percentage      = optional(number, 0)
+      extra_instance_types = optional(list(string), [])
+    }), {})
+    scaling = optional(object({
+      policy                = optional(string, "gpu")
+      scale_out_pct         = optional(number, 70)
+      scale_in_pct          = optional(number, 30)
+      evaluation_minutes    = optional(number, 3)
+      cooldown_s            = optional(number, 300)
+      inflight_per_instance = optional(number)
+      queue_guard = optional(object({
+        ttft_slo_s           = optional(number, 2)
+        waiting_per_instance = optional(number, 1)
+        out_minutes          = optional(number, 2)
+        quiet_minutes        = optional(number, 15)
+        cooldown_s           = optional(number, 300)
+      }), {})
+      scheduled_minimums = optional(list(object({
+        name      = string
+        start     = string
+        end       = string
+        min_size  = number
+        time_zone = optional(string, "UTC")
+      })), [])
+    }), {})
+    model = object({
+      id                 = string
+      source             = optional(string, "hub")
+      revision           = optional(string, "main")
+      served_name        = optional(string)
+      vllm_args          = optional(string, "")
+      hf_token_parameter = optional(string)
+      max_model_len      = optional(number)
+      root_volume_gb     = optional(number, 200)
+      root_volume_mbps   = optional(number, 500)
+      model_load_seconds = optional(number, 900)
+    })
+    warm_pool = optional(object({
+      min_size     = optional(number, 1)
+      max_prepared = optional(number)
+    }))
+  }))
+  validation {
+    condition     = var.pools == null || try(length(var.pools) >= 1 && alltrue([for name in keys(var.pools) : can(regex("^[a-z][a-z0-9-]{0,19}$", name))]), false)
+    error_message = "pools needs at least one pool, each named with 1-20 lower-case letters, digits and dashes, starting with a letter (the name is its Auto Scaling group's suffix and the x-llmfleet-pool header's value)."
+  }
+  validation {
+    condition     = var.pools == null || try(length(distinct([for p in values(var.pools) : coalesce(p.model.served_name, p.model.id)])) == length(var.pools), false)
+    error_message = "Each pool serves a model of its own: two pools serve the same served name (one model, one pool; raise its capacity instead)."
+  }
 }
 
 variable "ami_ssm_parameter" {
@@ -230,4 +291,39 @@ variable "tags" {
   description = "Extra tags for every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "routing" {
+  description = "How every router resolves the alias model (auto) among the deployment's models: policy \"prompt_length\" (length_rules, smallest bound first; a rule without max_prompt_tokens takes the rest) or \"scored\" (scored_models: each model's fitted runtime and energy and its quality, weighed by score_weights). Models are served names. Default: prompt_length without rules (auto goes to the first model by name). docs/router.md."
+  type = object({
+    policy = optional(string, "prompt_length")
+    length_rules = optional(list(object({
+      model             = string
+      max_prompt_tokens = optional(number)
+    })), [])
+    scored_models = optional(list(object({
+      model   = string
+      quality = number
+      runtime_s = object({
+        intercept        = optional(number, 0)
+        per_input_token  = optional(number, 0)
+        per_output_token = number
+      })
+      energy_j = object({
+        intercept        = optional(number, 0)
+        per_input_token  = optional(number, 0)
+        per_output_token = number
+      })
+    })), [])
+    score_weights = optional(object({
+      accuracy = optional(number, 1)
+      energy   = optional(number, 1)
+      time     = optional(number, 1)
+    }), {})
+  })
+  default = {}
+  validation {
+    condition     = contains(["prompt_length", "scored"], var.routing.policy) && (var.routing.policy != "scored" || length(var.routing.scored_models) > 0)
+    error_message = "routing.policy must be \"prompt_length\" or \"scored\", and \"scored\" needs scored_models."
+  }
 }

@@ -275,10 +275,16 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from llmfleet.local import LocalPlatform, UpOptions
+    from llmfleet.local import DEFAULT_MODELS, LocalPlatform, UpOptions
 
     logs.configure("WARNING")
-    options = UpOptions(model=args.model, port=args.port, engine_port=args.engine_port,
+    if args.model is not None:
+        models: tuple[str, ...] = (args.model,)
+    elif args.models is not None:
+        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    else:
+        models = DEFAULT_MODELS
+    options = UpOptions(models=models, port=args.port, engine_port=args.engine_port,
                         vllm_args=args.vllm_args, run_dir=args.run_dir,
                         agent_port=args.agent_port, cloudwatch_port=args.cloudwatch_port,
                         instance_type=args.instance_type, agent_interval_s=args.agent_interval,
@@ -332,22 +338,18 @@ def _add_model_commands(sub: Any) -> None:
     fetch_model.set_defaults(func=_fetch_model)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmfleet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    router = sub.add_parser("router", help="run the OpenAI-compatible router")
-    router.add_argument("--config", type=Path, help="TOML file with router settings")
-    router.add_argument("--host")
-    router.add_argument("--port", type=int)
-    router.set_defaults(func=_router)
-
-    up = sub.add_parser("up", help="run one vLLM engine and the router locally")
-    up.add_argument("--model", default="",
-                    help="Hugging Face id or local path; empty: the generated test model")
+def _add_up(sub: Any) -> None:
+    up = sub.add_parser("up", help="run vLLM engines, the router and the agent locally")
+    served = up.add_mutually_exclusive_group()
+    served.add_argument("--models", default=None,
+                        help="comma-separated, smallest first: Hugging Face ids, local paths "
+                             "or generated models (llmfleet-tiny, llmfleet-wide); default: "
+                             "llmfleet-tiny,llmfleet-wide")
+    served.add_argument("--model", default=None,
+                        help="one model only (empty: the generated llmfleet-tiny)")
     up.add_argument("--port", type=int, default=8000, help="router port")
-    up.add_argument("--engine-port", type=int, default=8001, help="vLLM port")
+    up.add_argument("--engine-port", type=int, default=8001,
+                    help="the first vLLM engine's port (the others take free ports)")
     up.add_argument("--vllm-args", default="", help="extra vLLM arguments, one string")
     up.add_argument("--agent-port", type=int, default=8002, help="the agent's /health")
     up.add_argument("--cloudwatch-port", type=int, default=8003,
@@ -360,6 +362,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds Ctrl-C waits for requests in flight before stopping")
     up.add_argument("--run-dir", type=Path, default=Path(".run"), help="logs and state")
     up.set_defaults(func=_up)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmfleet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    router = sub.add_parser("router", help="run the OpenAI-compatible router")
+    router.add_argument("--config", type=Path, help="TOML file with router settings")
+    router.add_argument("--host")
+    router.add_argument("--port", type=int)
+    router.set_defaults(func=_router)
+
+    _add_up(sub)
 
     agent = sub.add_parser("agent", help="run the metrics sidecar (GPU, serving, cost)")
     agent.add_argument("--once", action="store_true",

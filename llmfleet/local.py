@@ -1,9 +1,13 @@
 """`llmfleet up`: the whole platform on one machine, for a newcomer's first run.
 
-Starts one vLLM engine (the generated test model unless a model is named),
-waits for it while showing progress, starts the metrics agent beside it, then
-runs the router in this process on `http://127.0.0.1:<port>/v1` and prints the
-endpoint, the model id and an API key. The key is `LLMFLEET_API_KEY` when set,
+Starts a vLLM engine for each model (by default two generated ones, `llmfleet-tiny` and
+the slower `llmfleet-wide`, so that `auto` has a choice to make), waits for them while
+showing progress, starts the metrics agent beside them, then runs the router in this
+process on `http://127.0.0.1:<port>/v1` and prints the endpoint, the models, how `auto`
+chooses between them and an API key. Unless the router's settings (`LLMFLEET_*`, or the
+file `LLMFLEET_CONFIG_FILE` names) give a policy of their own, `auto` sends prompts by
+length: up to `SHORT_PROMPT_TOKENS` to the first model, four times as many to the next,
+the rest to the last. The key is `LLMFLEET_API_KEY` when set,
 else a fresh random one; it is printed once for the person at the terminal and
 never logged. Ctrl-C drains the router as an instance leaving the fleet does
 (`llmfleet.core.drain`: `/ready` fails, new requests are refused with 503, every
@@ -23,6 +27,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +38,20 @@ import uvicorn
 
 from llmfleet.core.drain import DrainError, RouterDrain
 from llmfleet.core.engine import EngineProcess, EngineSpec, engine_spec_for
+from llmfleet.core.net import free_port
 from llmfleet.core.process import ChildProcess, StartError
+from llmfleet.core.testmodel import GENERATED
 from llmfleet.core.wire.drain import DrainStatus
+
+DEFAULT_MODELS = tuple(GENERATED)  # a fast and a slow generated model
+SHORT_PROMPT_TOKENS = 256  # auto's bound for the first model; x4 for each next one
 
 
 @dataclass(frozen=True)
 class UpOptions:
-    model: str
+    models: tuple[str, ...]  # smallest first: the order auto's length rules follow
     port: int
-    engine_port: int
+    engine_port: int  # the first engine's; the others take free ports
     vllm_args: str
     run_dir: Path
     agent_port: int = 8002
@@ -65,18 +75,21 @@ LOCAL_AWS_ENV: dict[str, str | None] = {
     "AWS_SESSION_TOKEN": None, "AWS_PROFILE": None, "AWS_DEFAULT_PROFILE": None}
 
 
-def local_agent(opts: UpOptions, engine_url: str, served_name: str) -> ChildProcess:
+def local_agent(opts: UpOptions, engine_urls: list[str], model: str | None) -> ChildProcess:
+    """The agent beside the router, scraping `engine_urls`; `model` names what they serve
+    when they serve one model (an instance serves one; with several here, the figures are
+    the machine's)."""
     env: dict[str, str | None] = {
         **LOCAL_AWS_ENV,
         "LLMFLEET_AGENT_PORT": str(opts.agent_port),
         "LLMFLEET_AGENT_INTERVAL_S": str(opts.agent_interval_s),
         "LLMFLEET_AGENT_ROUTER_URL": f"http://127.0.0.1:{opts.port}",
-        "LLMFLEET_AGENT_ENGINE_URLS": engine_url,
+        "LLMFLEET_AGENT_ENGINE_URLS": ",".join(engine_urls),
         "LLMFLEET_AGENT_IMDS": "false",  # not on EC2: never wait on 169.254.169.254
         "LLMFLEET_AGENT_ASG_NAME": "local",
         "LLMFLEET_AGENT_INSTANCE_ID": "i-local",
         "LLMFLEET_AGENT_INSTANCE_TYPE": opts.instance_type,
-        "LLMFLEET_AGENT_MODEL": served_name,
+        "LLMFLEET_AGENT_MODEL": model,
         "LLMFLEET_AGENT_REGION": "us-east-1",
         "LLMFLEET_AGENT_CLOUDWATCH_ENDPOINT_URL": f"http://127.0.0.1:{opts.cloudwatch_port}",
         "LLMFLEET_AGENT_STATE_DIR": str(opts.run_dir / "agent"),
@@ -143,13 +156,52 @@ def _in_flight(n: int, where: str = "in flight") -> str:
     return f"{n} request{'' if n == 1 else 's'} {where}"
 
 
+def engine_specs(opts: UpOptions) -> list[EngineSpec]:
+    """One engine per model, the first on `engine_port`.
+
+    Raises:
+        ValueError: no model, or two that vLLM would serve under one name.
+    """
+    if not opts.models:
+        raise ValueError("no model to serve")
+    specs = [engine_spec_for(model, opts.engine_port if i == 0 else free_port(), opts.vllm_args)
+             for i, model in enumerate(opts.models)]
+    names = [spec.served_name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two models would be served as one name: {', '.join(names)}")
+    return specs
+
+
+def length_rules(names: list[str]) -> list[dict[str, Any]]:
+    """auto's default rules: the first model up to SHORT_PROMPT_TOKENS, each next one up to
+    four times the previous bound, the last without one."""
+    return [{"model": name, "max_prompt_tokens": None if i == len(names) - 1
+             else SHORT_PROMPT_TOKENS * 4 ** i} for i, name in enumerate(names)]
+
+
+def describe_rules(rules: list[dict[str, Any]]) -> str:
+    parts = [f"up to ~{r['max_prompt_tokens']} prompt tokens to {r['model']}"
+             for r in rules if r["max_prompt_tokens"] is not None]
+    return ", ".join([*parts, f"longer to {rules[-1]['model']}"])
+
+
 class LocalPlatform:
     def __init__(self, options: UpOptions) -> None:
         self.options = options
 
-    def _progress(self, elapsed: float) -> None:
-        if int(elapsed) % 5 == 0:
-            print(f"\r  waiting for vLLM ... {elapsed:4.0f} s", end="", flush=True)
+    @staticmethod
+    def _wait_for(engines: list[EngineProcess]) -> float:
+        """Wait for every engine (they start together), showing progress; the seconds
+        it took. Raises StartError as `ChildProcess.wait_ready`."""
+        started = time.monotonic()
+        for ready, engine in enumerate(engines):
+            def show(_: float, ready: int = ready) -> None:
+                elapsed = time.monotonic() - started
+                if int(elapsed) % 5 == 0:
+                    print(f"\r  waiting for vLLM ({ready} of {len(engines)} ready) ... "
+                          f"{elapsed:4.0f} s", end="", flush=True)
+            engine.wait_ready(progress=show)
+        return time.monotonic() - started
 
     def run(self) -> int:
         # SIGTERM (systemd, `kill`, a supervisor) must stop the children as Ctrl-C does;
@@ -159,22 +211,30 @@ class LocalPlatform:
         # outlive `up` (uvicorn leaves SIGHUP alone, so it lands here at once).
         signal.signal(signal.SIGHUP, _interrupt)
         opts = self.options
-        print("llmfleet: preparing the model ...", flush=True)
-        spec = engine_spec_for(opts.model, opts.engine_port, opts.vllm_args)
-        engine = EngineProcess(spec, opts.run_dir / "vllm.log")
+        print(f"llmfleet: preparing {len(opts.models)} model(s) ...", flush=True)
+        try:
+            specs = engine_specs(opts)
+        except ValueError as exc:
+            print(f"llmfleet: {exc}", file=sys.stderr)
+            return 2
+        # The first engine's log keeps its old name; the others are numbered.
+        engines = [EngineProcess(spec, opts.run_dir / (f"vllm-{i + 1}.log" if i else "vllm.log"))
+                   for i, spec in enumerate(specs)]
         cloudwatch = local_cloudwatch(opts.cloudwatch_port, opts.run_dir / "cloudwatch.log")
-        agent = local_agent(opts, spec.url, spec.served_name)
-        print(f"llmfleet: starting vLLM ({spec.served_name}), log in {engine.log_path}",
-              flush=True)
-        engine.start()
+        agent = local_agent(opts, [spec.url for spec in specs],
+                            specs[0].served_name if len(specs) == 1 else None)
+        for engine in engines:
+            print(f"llmfleet: starting vLLM ({engine.spec.served_name}), log in "
+                  f"{engine.log_path}", flush=True)
+            engine.start()
         cloudwatch.start()
         try:
-            took = engine.wait_ready(progress=self._progress)
-            print(f"\r  vLLM ready after {took:.0f} s{' ' * 20}", flush=True)
+            took = self._wait_for(engines)
+            print(f"\r  vLLM ready after {took:.0f} s{' ' * 30}", flush=True)
             cloudwatch.wait_ready(timeout_s=60, poll_s=0.2)
             agent.start()
             agent.wait_ready(timeout_s=60, poll_s=0.2)
-            return self._serve(spec)
+            return self._serve(specs)
         except StartError as exc:
             print(f"\nllmfleet: {exc}", file=sys.stderr)
             return 1
@@ -183,13 +243,14 @@ class LocalPlatform:
         finally:
             print("llmfleet: stopping the agent, vLLM and local CloudWatch ...", flush=True)
             agent.stop()  # first: it flushes to CloudWatch on SIGTERM
-            engine.stop()
+            for engine in engines:
+                engine.stop()
             cloudwatch.stop()
 
-    def _serve(self, spec: EngineSpec) -> int:
+    def _serve(self, specs: list[EngineSpec]) -> int:
         from server.app import create_app
         from server.edge import uvicorn_options
-        from server.settings import RouterSettings
+        from server.settings import PolicyName, RouterSettings
 
         opts = self.options
         key = os.environ.get("LLMFLEET_API_KEY") or f"sk-llmfleet-{secrets.token_urlsafe(24)}"
@@ -197,9 +258,16 @@ class LocalPlatform:
         # Set LLMFLEET_RATE_LIMIT_RPM / _TPM to try the limits locally.
         limits: dict[str, Any] = {name: 0.0 for name in ("rate_limit_rpm", "rate_limit_tpm")
                   if f"LLMFLEET_{name.upper()}" not in os.environ}
-        settings = RouterSettings.load(
-            host="127.0.0.1", port=opts.port, backends=[spec.url],
+        values: dict[str, Any] = dict(
+            host="127.0.0.1", port=opts.port, backends=[spec.url for spec in specs],
             api_keys=[f"local:{key}"], agent_url=f"http://127.0.0.1:{opts.agent_port}", **limits)
+        settings = RouterSettings.load(**values)
+        names = [spec.served_name for spec in specs]
+        choosing = f"the router's own settings ({settings.policy.value})"
+        if settings.policy is PolicyName.PROMPT_LENGTH and not settings.length_rules:
+            rules = length_rules(names)
+            settings = RouterSettings.load(**values, length_rules=rules)
+            choosing = describe_rules(rules) if len(names) > 1 else names[0]
         app = create_app(settings)
         base = f"http://127.0.0.1:{opts.port}/v1"
         print("\n".join([
@@ -207,7 +275,8 @@ class LocalPlatform:
             "llmfleet is up",
             f"  endpoint : {base}",
             f"  console  : http://127.0.0.1:{opts.port}/   (paste the api key under Connection)",
-            f"  model    : {spec.served_name}   (or 'auto' to let the router choose)",
+            f"  models   : {', '.join(names)}",
+            f"  auto     : {choosing}",
             f"  api key  : {key}",
             f"  limits   : {_limits(settings.rate_limit_rpm, settings.rate_limit_tpm)}",
             f"  agent    : http://127.0.0.1:{opts.agent_port}/health, publishing every "
@@ -216,7 +285,7 @@ class LocalPlatform:
             "",
             f"  try: curl -s {base}/chat/completions -H 'authorization: Bearer {key}' \\",
             "         -H 'content-type: application/json' \\",
-            f"         -d '{{\"model\":\"{spec.served_name}\",\"messages\":"
+            "         -d '{\"model\":\"auto\",\"messages\":"
             "[{\"role\":\"user\",\"content\":\"hello\"}],\"max_tokens\":16}'",
             "  then: make metrics   (what the agent published to CloudWatch)",
             "  Ctrl-C drains the router (requests in flight finish), then stops everything.",

@@ -4,6 +4,8 @@
     llmfleet plan predict --gpu G --num-gpus N --model M --dtype D ...          one prediction
     llmfleet plan validate [--fit]              the model's error on public measurements
     llmfleet plan calibrate --requests CSV ...  OLS fits of measurements, corrected factors
+    llmfleet plan pools --pool NAME=MODEL[@TYPE] ... --rule NAME[:TOKENS] ... --rate R
+                                                each pool of a deployment, its share of a mix
 
 Exit codes: 0 answered, 1 nothing feasible, 2 unusable input.
 """
@@ -20,10 +22,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llmfleet.core import lengths
 from llmfleet.core.args import positive, positive_int
 from llmfleet.core.instances import Market
+from llmfleet.core.routing import LengthRule
+from llmfleet.core.wire.pools import POOL_NAME
 from llmfleet.core.wire.scoring import ScoredModelDraft
-from planner import calibrate, catalog, efficiency, report, validation
+from planner import calibrate, catalog, efficiency, pools, report, validation
 from planner.calibrate import CalibrationError
 from planner.catalog import CatalogError
 from planner.memory import GIB, Precision, Settings
@@ -72,6 +77,80 @@ def add_parser(sub: Any) -> None:
     _add_predict(subs)
     _add_validate(subs)
     _add_calibrate(subs)
+    _add_pools(subs)
+
+
+def _add_pools(subs: Any) -> None:
+    p = subs.add_parser("pools", help="size each pool of a deployment for its share of a "
+                                      "traffic mix, split by the alias's length rules")
+    p.add_argument("--pool", action="append", required=True, dest="pools",
+                   metavar="NAME=MODEL[@INSTANCE_TYPE]",
+                   help="a pool: its name, its model (catalogue name, Hugging Face id or "
+                        "config.json path) and, optionally, its instance type")
+    p.add_argument("--rule", action="append", required=True, dest="rules",
+                   metavar="NAME[:MAX_PROMPT_TOKENS]",
+                   help="a length rule: prompts up to MAX_PROMPT_TOKENS to pool NAME; one "
+                        "without a bound takes the rest (the routing block's length_rules)")
+    p.add_argument("--lengths", default="lognormal:512:256",
+                   help="the mix's lengths: fixed:IN:OUT or lognormal:IN:OUT[:SIGMA] "
+                        "(default lognormal:512:256)")
+    p.add_argument("--rate", type=positive, required=True, dest="pools_rate",
+                   help="requests per second the deployment serves")
+    p.add_argument("--ttft-ms", type=positive, dest="pools_ttft_ms")
+    p.add_argument("--tpot-ms", type=positive, dest="pools_tpot_ms")
+    p.add_argument("--market", choices=[m.value for m in Market], default="on-demand",
+                   dest="pools_market")
+    p.set_defaults(func=_pools)
+
+
+def _pool_specs(texts: list[str]) -> list[pools.PoolSpec]:
+    """Raises ValueError (a malformed --pool) or CatalogError (an unknown model)."""
+    specs = []
+    for text in texts:
+        name, sep, rest = text.partition("=")
+        model, _, instance_type = rest.partition("@")
+        if not sep or not POOL_NAME.match(name) or not model:
+            raise ValueError(f"--pool {text!r}: use NAME=MODEL[@INSTANCE_TYPE], NAME of 1-20 "
+                             "lower-case letters, digits and dashes")
+        arch = catalog.model(model)
+        # A hub id as given (the catalogue may know it by its base model's); else the
+        # catalogue's.
+        model_id = model if "/" in model and not model.endswith(".json") else arch.hf_id
+        specs.append(pools.PoolSpec(name, arch, model_id or model, instance_type or None))
+    if len({s.name for s in specs}) != len(specs):
+        raise ValueError("two --pool options share a name")
+    return specs
+
+
+def _rules(texts: list[str]) -> list[LengthRule]:
+    """Raises ValueError: a malformed --rule."""
+    rules = []
+    for text in texts:
+        name, _, bound = text.partition(":")
+        if bound and not bound.isdigit():
+            raise ValueError(f"--rule {text!r}: use NAME or NAME:MAX_PROMPT_TOKENS")
+        rules.append(LengthRule(model=name, max_prompt_tokens=int(bound) if bound else None))
+    return rules
+
+
+def _pools(args: argparse.Namespace) -> int:
+    try:
+        specs, rules = _pool_specs(args.pools), _rules(args.rules)
+        shares = pools.split(specs, rules, lengths.parse(args.lengths))
+    except (ValueError, CatalogError) as exc:  # PoolPlanError and LengthSpecError included
+        print(f"llmfleet plan pools: {exc}", file=sys.stderr)
+        return 2
+    base = Question(arch=specs[0].arch, input_len=1, output_len=1,
+                    slo=Slo(args.pools_ttft_ms, args.pools_tpot_ms),
+                    request_rate=args.pools_rate, market=Market(args.pools_market))
+    sized = pools.size(shares, base)
+    print(f"{args.pools_rate:g} requests/s of {args.lengths}, split by the length rules over "
+          f"{pools.SAMPLES:,} drawn requests:\n")
+    print(report.pools_table(sized))
+    if any(s.best is None for s in sized):
+        return 1
+    print("\nenvironments/<env>.tfvars:\n" + report.pools_tfvars(sized, rules))
+    return 0
 
 
 def _add_predict(subs: Any) -> None:

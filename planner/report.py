@@ -1,5 +1,6 @@
 """What `llmfleet plan` shows: the ranked table, the recommendation, a tfvars snippet,
-JSON for machines, and cost against latency with the feasible frontier."""
+JSON for machines, and cost against latency with the feasible frontier; for several pools
+(`llmfleet plan pools`), a line per pool and the tfvars' `pools` and `routing`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llmfleet.core.instances import Market
+from llmfleet.core.routing import LengthRule, ordered
 from llmfleet.core.wire.sizing import SizedCandidate, SizingAnswer
 from planner.memory import Precision
+from planner.pools import PoolSizing
 from planner.sizing import Candidate, Question, asg_capacity
 
 HEADER = (f"{'instance':<14}{'prec':<6}{'TP':>3}{'x':>3}{'conc':>6}{'mem/GPU':>9}{'offload':>8}"
@@ -191,3 +194,59 @@ def plot(ranked: Sequence[Candidate], q: Question, out: Path) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+POOLS_HEADER = (f"{'pool':<12}{'share':>7}{'req/s':>8}{'in':>6}{'out':>6}  {'instance':<14}"
+                f"{'prec':<6}{'TP':>3}{'conc':>6}{'TTFT ms':>9}{'TPOT ms':>9}{'count':>6}"
+                f"{'$/hr':>9}")
+
+
+def pools_table(sizings: Sequence[PoolSizing]) -> str:
+    """One line per pool (its share of the mix, what it is sized on, what that costs),
+    and the deployment's total."""
+    lines = [POOLS_HEADER]
+    total = 0.0
+    for s in sizings:
+        q, c = s.question, s.best
+        head = (f"{s.share.pool.name:<12}{s.share.share:>7.1%}{q.request_rate or 0:>8.2f}"
+                f"{q.input_len:>6}{q.output_len:>6}  ")
+        if c is None:
+            lines.append(head + f"no candidate: {s.why_not}")
+            continue
+        p = c.prediction
+        total += c.fleet_usd_hr
+        lines.append(head + f"{c.instance.name:<14}{c.precision.value:<6}{c.tensor_parallel:>3}"
+                     f"{c.concurrency:>6}{_num(p.ttft_s * 1000, 9)}{_num(p.tpot_s * 1000, 9, 1)}"
+                     f"{c.instances_needed:>6}{c.fleet_usd_hr:>9.2f}")
+    lines.append(f"{'total':<{len(POOLS_HEADER) - 9}}{total:>9.2f}")
+    return "\n".join(lines)
+
+
+def pools_tfvars(sizings: Sequence[PoolSizing], rules: Sequence[LengthRule]) -> str:
+    """The `pools` and `routing` blocks of an environment's tfvars for these sizings (every
+    pool must have a candidate). The routing rules name each pool's model id, its served
+    name when the tfvars set none."""
+    ids = {s.share.pool.name: s.share.pool.model_id for s in sizings}
+    lines = ["pools = {"]
+    for s in sizings:
+        c = s.best
+        assert c is not None
+        cap = asg_capacity(c)
+        lines += [f"  {s.share.pool.name} = {{",
+                  f"    # {s.share.share:.0%} of the requests, {s.question.input_len} in / "
+                  f"{s.question.output_len} out tokens on average",
+                  f'    instance_type = "{c.instance.name}"',
+                  f"    capacity      = {{ min = {cap.min}, max = {cap.max}, "
+                  f"desired = {cap.desired} }}",
+                  f'    scaling       = {{ policy = "inflight-guard", '
+                  f"inflight_per_instance = {s.inflight_target} }}",
+                  f'    model         = {{ id = "{ids[s.share.pool.name]}", vllm_args = '
+                  f'"{vllm_args(s.question, c)}", max_model_len = {s.share.max_len} }}',
+                  "  }"]
+    lines += ["}", "routing = {", "  length_rules = ["]
+    for rule in ordered(rules):
+        bound = ("" if rule.max_prompt_tokens is None
+                 else f", max_prompt_tokens = {rule.max_prompt_tokens}")
+        lines.append(f'    {{ model = "{ids[rule.model]}"{bound} }},')
+    lines += ["  ]", "}"]
+    return "\n".join(lines)

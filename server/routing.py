@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from llmfleet.core.routing import LengthRule, by_length, ordered
 from llmfleet.core.wire.scoring import ScoredModel
 from server.errors import NoHealthyBackend
 from server.protocol import ParsedRequest, RouteWeights
-from server.settings import LengthRule, PolicyName, RouterSettings
+from server.settings import PolicyName, RouterSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,22 +32,15 @@ class RoutingPolicy(Protocol):
 
 
 class PromptLengthPolicy:
-    """Short prompts to the small model, long ones to the large.
-
-    Rules are tried in order of their bound; the first whose
-    `max_prompt_tokens` admits the prompt and whose model is served wins, and
-    an unbounded rule catches the rest. A rule whose model is down is skipped
-    so that traffic degrades to the next model rather than failing. With no
-    rules at all the alias goes to the first served model (alphabetically),
-    which is what a single-model deployment wants.
+    """Short prompts to the small model, long ones to the large (`llmfleet.core.routing`
+    says how the rules are tried). With no rules at all the alias goes to the first served
+    model (alphabetically), which is what a single-model deployment wants.
     """
 
     name = PolicyName.PROMPT_LENGTH
 
     def __init__(self, rules: list[LengthRule]) -> None:
-        bounded = sorted((r for r in rules if r.max_prompt_tokens is not None),
-                         key=lambda r: r.max_prompt_tokens or 0)
-        self._rules = bounded + [r for r in rules if r.max_prompt_tokens is None]
+        self._rules = ordered(rules)
 
     @property
     def targets(self) -> list[str]:
@@ -54,21 +48,11 @@ class PromptLengthPolicy:
 
     def choose(self, request: ParsedRequest, available: frozenset[str]) -> Decision:
         """Raises NoHealthyBackend when no candidate model is served."""
-        tokens = request.prompt_tokens_estimate
-        for rule in self._rules:
-            bound = rule.max_prompt_tokens
-            fits = bound is None or tokens <= bound
-            if fits and rule.model in available:
-                limit = "no bound" if bound is None else f"<= {bound}"
-                return Decision(rule.model, f"prompt ~{tokens} tokens, rule {limit}")
-        if not self._rules and available:
-            model = min(available)
-            return Decision(model, "no length rules; first served model")
-        # Past every bound, or the fitting models are down: use the largest served.
-        for rule in reversed(self._rules):
-            if rule.model in available:
-                return Decision(rule.model, f"prompt ~{tokens} tokens, fallback to served model")
-        raise NoHealthyBackend("no healthy backend serves a model the routing policy can choose")
+        chosen = by_length(request.prompt_tokens_estimate, self._rules, available)
+        if chosen is None:
+            raise NoHealthyBackend("no healthy backend serves a model the routing policy "
+                                   "can choose")
+        return Decision(*chosen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ file's defaults.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from enum import StrEnum
@@ -28,6 +29,7 @@ from pydantic_settings import (
 )
 
 from llmfleet.core.env import split_csv
+from llmfleet.core.routing import LengthRule
 from llmfleet.core.wire.pools import POOL_NAME
 from llmfleet.core.wire.scoring import ScoredModel
 from server.edge import EdgeLimits
@@ -38,16 +40,6 @@ class PolicyName(StrEnum):
 
     PROMPT_LENGTH = "prompt_length"
     SCORED = "scored"
-
-
-class LengthRule(BaseModel):
-    """Send prompts of at most `max_prompt_tokens` (estimated) to `model`.
-
-    A rule without a bound catches everything longer than the bounded rules.
-    """
-
-    model: str
-    max_prompt_tokens: int | None = Field(default=None, gt=0)
 
 
 class ScoreWeights(BaseModel):
@@ -141,7 +133,7 @@ class RouterSettings(BaseSettings):
     # (in the cloud, the internal load balancer its requests for that pool go to; this
     # router's own entry, if listed, is skipped). See llmfleet/core/wire/pools.py.
     pool: str | None = None
-    peers: dict[str, str] = Field(default_factory=dict)
+    peers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     # A peer stands for a whole pool, whose routers queue and shed for themselves.
     peer_max_inflight: int = Field(default=256, gt=0)
 
@@ -212,6 +204,20 @@ class RouterSettings(BaseSettings):
         # Engines sit beside the router or in private subnets; TLS ends at the load
         # balancer, and the request path's client speaks plain HTTP/1.1 only.
         return [plain_http(url, "backend") for url in value]
+
+    @field_validator("peers", mode="before")
+    @classmethod
+    def _peers_from_text(cls, value: Any) -> Any:
+        # In the environment (a systemd environment file, whose quoting would mangle JSON):
+        # name=url pairs, comma-separated; JSON is taken too.
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("{"):
+            return json.loads(value)
+        pairs = [item.partition("=") for item in split_csv(value)]
+        if any(not sep for _, sep, _ in pairs):
+            raise ValueError("peers must be name=url pairs, comma-separated")
+        return {name.strip(): url.strip() for name, _, url in pairs}
 
     @field_validator("peers")
     @classmethod

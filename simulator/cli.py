@@ -58,6 +58,8 @@ def add_parser(sub: Any) -> None:
     sim.add_argument("--speed", type=float, default=1.0, help="replay k times faster")
     sim.add_argument("--rate-scale", type=float, default=1.0, help="k times the requests")
     sim.add_argument("--env", default="dev", help="environments/ENV.tfvars for the defaults")
+    sim.add_argument("--pool", help="with an environment of several pools: simulate this one, "
+                                    "on its share of the traffic (the routing's length rules)")
     sim.add_argument("--root", type=Path, default=Path("."), help="the repository's root")
     sim.add_argument("--instance-type")
     sim.add_argument("--model", help="the planner's name or Hugging Face id")
@@ -148,7 +150,9 @@ def _setup(args: argparse.Namespace) -> tuple[Environment, list[traffic.Arrival]
             flags, or files that do not read.
     """
     env = _environment(args)
-    arrivals = _arrivals(args)
+    arrivals = [a for a in _arrivals(args) if env.share(a.prompt_tokens)]
+    if not arrivals:
+        raise ValueError(f"no request of the traffic reaches pool {env.pool}")
     instance = _instance(env.instance_type)
     service: RooflineService | MeasuredService
     if args.profile:
@@ -257,7 +261,7 @@ def _instance(name: str) -> Instance:
 
 
 def _environment(args: argparse.Namespace) -> Environment:
-    env = load_environment(args.root, args.env)
+    env = load_environment(args.root, args.env, args.pool)
     capacity = env.capacity.model_copy(update={
         k: v for k, v in (("min", args.min_size), ("max", args.max_size),
                           ("desired", args.desired)) if v is not None})

@@ -52,6 +52,7 @@ from pydantic import (
 )
 
 from llmfleet.core.invalid import problems
+from llmfleet.core.routing import LengthRule, by_length, ordered
 from simulator.autoscaling import DEFAULT_COOLDOWN_S, Group, SimpleScaling
 from simulator.cloudwatch import (
     DEFAULT_PUBLICATION_DELAY_S,
@@ -166,6 +167,20 @@ class Environment(_Settings):
     drain_timeout_s: float = Field(ge=0, le=3600)
     # Read only to say that it is not simulated (docs/simulator.md, "What is not done yet").
     warm_pool: dict[str, Any] | None = None
+    # With several pools: the one simulated, every pool's served name, and the alias's
+    # length rules that split the traffic between them.
+    pool: str | None = None
+    served_models: tuple[str, ...] = ()
+    length_rules: tuple[LengthRule, ...] = ()
+
+    def share(self, prompt_tokens: int) -> bool:
+        """Whether a request of `prompt_tokens` reaches this pool (always, with one pool):
+        the router's own length rules, every pool serving."""
+        if self.pool is None:
+            return True
+        chosen = by_length(prompt_tokens, ordered(self.length_rules),
+                           frozenset(self.served_models))
+        return chosen is not None and chosen[0] == served_name(self.model)
 
     @model_validator(mode="after")
     def _scheduled_within_capacity(self) -> Environment:
@@ -286,15 +301,46 @@ def module_scaling() -> ModuleScaling:
     return load_module_scaling()
 
 
-def load_environment(root: Path, env: str) -> Environment:
-    """`environments/<env>.tfvars` of the repository at `root`, over the root defaults."""
+def load_environment(root: Path, env: str, pool: str | None = None) -> Environment:
+    """`environments/<env>.tfvars` of the repository at `root`, over the root defaults
+    (`pool`: that pool's settings, for an environment of several)."""
     return read_environment(root / "environments" / f"{env}.tfvars",
-                            root / "infrastructure" / "variables.tf")
+                            root / "infrastructure" / "variables.tf", pool)
 
 
-def read_environment(tfvars: Path, variables: Path) -> Environment:
-    """Raises: TfvarsError: unreadable HCL, a variable missing, or values plan would refuse."""
-    values = read_values(variables, tfvars, Environment.model_fields)
+POOL_FIELDS = ("instance_type", "capacity", "spot", "scaling", "model", "warm_pool")
+DERIVED = ("pool", "served_models", "length_rules")  # from pools and routing, not variables
+
+
+def variable_names() -> list[str]:
+    """The root variables an environment is read from."""
+    return [*(f for f in Environment.model_fields if f not in DERIVED), "pools", "routing"]
+
+
+def served_name(model: ServedModel | Mapping[str, Any]) -> str:
+    """The name clients ask for: the served name, else the id (as the compute module)."""
+    if isinstance(model, ServedModel):
+        return model.served_name or model.id
+    return str(model.get("served_name") or model["id"])
+
+
+def read_environment(tfvars: Path, variables: Path, pool: str | None = None) -> Environment:
+    """Raises: TfvarsError: unreadable HCL, a variable missing, values plan would refuse, or
+    a pool that is not there (or asked of an environment of one)."""
+    values = read_values(variables, tfvars, variable_names())
+    pools = values.pop("pools")
+    routing = values.pop("routing")
+    if isinstance(pools, dict):
+        if pool not in pools:
+            raise TfvarsError(f"{tfvars} deploys the pools {', '.join(sorted(pools))}: simulate "
+                              "one with --pool NAME (its share of the traffic, split by the "
+                              "routing's length rules)")
+        values.update({k: pools[pool][k] for k in POOL_FIELDS})
+        values.update(name=f"{values['name']}-{pool}", pool=pool,
+                      served_models=tuple(served_name(p["model"]) for p in pools.values()),
+                      length_rules=routing["length_rules"] if isinstance(routing, dict) else ())
+    elif pool is not None:
+        raise TfvarsError(f"{tfvars} deploys one pool: --pool is for an environment of several")
     try:
         return Environment.model_validate(values)
     except ValidationError as exc:

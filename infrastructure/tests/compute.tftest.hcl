@@ -983,3 +983,49 @@ run "rejects_inflight_guard_without_a_target" {
   }
   expect_failures = [var.scaling]
 }
+
+# Several pools: the router knows its pool and where the others are (name=url pairs, which
+# systemd's environment files do not unquote), takes requests from the load balancer between
+# pools and may reach it; the alias policy is in the router's TOML file.
+run "a_pool_among_several_routes_to_the_others" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    pool = {
+      name  = "small"
+      peers = { small = "http://internal-p.elb.amazonaws.com", large = "http://internal-p.elb.amazonaws.com" }
+    }
+    peer_security_group_id = "sg-pools"
+    routing = {
+      length_rules = [{ model = "qwen", max_prompt_tokens = 512 }, { model = "llama" }]
+    }
+  }
+  assert {
+    condition = (strcontains(output.user_data, "LLMFLEET_POOL=small\n") &&
+    strcontains(output.user_data, "LLMFLEET_PEERS=large=http://internal-p.elb.amazonaws.com,small=http://internal-p.elb.amazonaws.com\n"))
+    error_message = "The router is told its pool and every pool's URL."
+  }
+  assert {
+    condition     = strcontains(output.user_data, "LLMFLEET_CONFIG_FILE=/etc/llmfleet/router.toml") && strcontains(output.user_data, "[[length_rules]]\n      model = \"qwen\"\n      max_prompt_tokens = 512\n")
+    error_message = "The alias policy reaches the router in its TOML file."
+  }
+  assert {
+    condition = (aws_vpc_security_group_ingress_rule.router_from_pools[0].referenced_security_group_id == "sg-pools" &&
+      aws_vpc_security_group_ingress_rule.router_from_pools[0].from_port == 8000 &&
+    aws_vpc_security_group_egress_rule.to_pools[0].referenced_security_group_id == "sg-pools" && aws_vpc_security_group_egress_rule.to_pools[0].to_port == 80)
+    error_message = "The router takes requests from the load balancer between pools, and may reach it on port 80."
+  }
+}
+
+run "a_single_pool_has_no_peers" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  assert {
+    condition     = !strcontains(output.user_data, "LLMFLEET_POOL") && length(aws_vpc_security_group_ingress_rule.router_from_pools) == 0 && length(aws_vpc_security_group_egress_rule.to_pools) == 0
+    error_message = "One pool: no peers, no load balancer between pools."
+  }
+}

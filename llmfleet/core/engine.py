@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmfleet.core.process import ChildProcess
+from llmfleet.core.testmodel import GENERATED, GENERATED_MODELS_DIR, ensure_test_model
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,13 @@ TEST_MODEL_ARGS = ("--kv-cache-memory-bytes", str(512 * 1024 * 1024))
 
 
 def engine_spec_for(model: str, port: int, vllm_args: str = "") -> EngineSpec:
-    """The engine launch for `model`; empty means the generated test model."""
-    if not model:
-        from llmfleet.core.testmodel import DEFAULT_TEST_MODEL_DIR, ensure_test_model
-
-        path = ensure_test_model(DEFAULT_TEST_MODEL_DIR)
-        return EngineSpec(str(path), TEST_MODEL_NAME, port, max_model_len=2048,
+    """The engine launch for `model`: a Hugging Face id or a local path; a generated
+    model's name (`llmfleet.core.testmodel.GENERATED`), built if need be; empty means
+    the generated test model."""
+    name = model or TEST_MODEL_NAME
+    if name in GENERATED:
+        path = ensure_test_model(GENERATED_MODELS_DIR / name, GENERATED[name])
+        return EngineSpec(str(path), name, port, max_model_len=2048,
                           extra_args=TEST_MODEL_ARGS + split_args(vllm_args))
     served = Path(model).name if Path(model).exists() else model
     return EngineSpec(model, served, port, extra_args=split_args(vllm_args))

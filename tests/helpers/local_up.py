@@ -33,8 +33,9 @@ class LocalUp:
 
 @contextmanager
 def local_up(run_dir: Path, key: str, agent_interval_s: float = 1.0,
-             startup_timeout_s: float = 300.0) -> Iterator[LocalUp]:
-    """Start `llmfleet up`, wait for its banner (bounded), SIGTERM it on the way out."""
+             startup_timeout_s: float = 400.0, models: str | None = None) -> Iterator[LocalUp]:
+    """Start `llmfleet up` (`models`, comma-separated; None: its default two), wait for its
+    banner (bounded), SIGTERM it on the way out."""
     port, engine_port, agent_port, cloudwatch_port = (free_port() for _ in range(4))
     up = LocalUp(port, engine_port, agent_port, cloudwatch_port)
     env = {**os.environ, "LLMFLEET_API_KEY": key, "PYTHONUNBUFFERED": "1"}
@@ -42,7 +43,7 @@ def local_up(run_dir: Path, key: str, agent_interval_s: float = 1.0,
         [sys.executable, "-m", "llmfleet.cli", "up", "--port", str(up.port),
          "--engine-port", str(up.engine_port), "--agent-port", str(up.agent_port),
          "--cloudwatch-port", str(up.cloudwatch_port), "--agent-interval", str(agent_interval_s),
-         "--run-dir", str(run_dir)],
+         "--run-dir", str(run_dir), *([] if models is None else ["--models", models])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     assert proc.stdout is not None
     try:

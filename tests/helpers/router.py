@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
+
+import httpx
 
 from server.app import create_app
 from server.edge import uvicorn_options
@@ -29,3 +32,20 @@ def start_router(backends: list[str], **overrides: Any) -> Iterator[ServerThread
     app = create_app(settings)
     with ServerThread(app, **uvicorn_options(settings.edge())) as server:
         yield server
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll `check` until it holds (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def lists(router: ServerThread, models: set[str], alias: str = "auto") -> Callable[[], bool]:
+    """A check: the router's /v1/models lists exactly `models` and the alias."""
+    def check() -> bool:
+        listing = httpx.get(f"{router.url}/v1/models",
+                            headers={"authorization": f"Bearer {TEST_KEY}"}).json()
+        return {m["id"] for m in listing["data"]} == models | {alias}
+    return check

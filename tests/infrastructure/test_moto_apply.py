@@ -2,7 +2,8 @@
 
 `infrastructure/tests/moto/apply.tftest.hcl` does the work with the real AWS
 provider: it applies the root module with environments/dev.tfvars, reads the
-result back through the APIs and asserts on it, then destroys everything;
+result back through the APIs and asserts on it, turns it into two pools and reads
+that back, then destroys everything;
 `warm_pool.tftest.hcl` then does the same for the GPU group alone, with a warm
 pool. This test starts moto on a free port, points the provider at it, runs both
 files and then asks moto itself whether the destroys left anything behind.
@@ -62,7 +63,7 @@ def test_the_dev_stack_applies_reads_back_and_destroys(moto: str, tmp_path: Path
     print(run.stdout[-4000:])
     # A failed run's first error comes before the teardown's list of what it left: both.
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[:6000]
-    assert "7 passed, 0 failed" in run.stdout
+    assert "9 passed, 0 failed" in run.stdout
 
     # The destroy really emptied the account (not just the state file).
     ec2, asg, elb = client("ec2", moto), client("autoscaling", moto), client("elbv2", moto)

@@ -52,6 +52,17 @@ CASES: dict[str, dict[str, Any]] = {
     "prod": {"var_file": REPO / "environments" / "prod.tfvars"},
     "extra-args": {"model": json.dumps({"id": "org/Some-Model", "vllm_args": EXTRA_VLLM_ARGS,
                                         "hf_token_parameter": "/llmfleet/test/hf-token"})},
+    # A pool among several, with a scored alias policy.
+    "pool": {"pool": {"name": "small", "peers": {"small": "http://internal-p.elb.amazonaws.com",
+                                                  "large": "http://internal-p.elb.amazonaws.com"}},
+             "routing": {"policy": "scored", "score_weights": {"accuracy": 2},
+                         "scored_models": [
+                             {"model": "small", "quality": 0.5,
+                              "runtime_s": {"intercept": 0.02, "per_output_token": 0.008},
+                              "energy_j": {"per_input_token": 2e-05, "per_output_token": 0.6}},
+                             {"model": "large", "quality": 0.75,
+                              "runtime_s": {"per_output_token": 0.03},
+                              "energy_j": {"per_output_token": 4.5}}]}},
 }
 
 
@@ -62,6 +73,20 @@ def rendered(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 def env_file(document: dict[str, Any], path: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in files_of(document)[path].splitlines() if line)
+
+
+def router_settings(document: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                    tmp_path: Path) -> RouterSettings:
+    """The router's settings as its unit loads them: router.env, and the TOML file it names
+    (written here, where the test can read it)."""
+    for key in [k for k in os.environ if k.startswith("LLMFLEET_")]:
+        monkeypatch.delenv(key)
+    env = env_file(document, "/etc/llmfleet/router.env")
+    config = tmp_path / "router.toml"
+    config.write_text(files_of(document)[env.pop("LLMFLEET_CONFIG_FILE")])
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return RouterSettings.load(config)
 
 
 # --- cloud-init -------------------------------------------------------------------
@@ -200,7 +225,8 @@ def test_the_engine_unit_runs_what_make_up_runs_and_vllm_accepts_it(
     expected = {"dev": (f"{models}/Qwen/Qwen2.5-1.5B-Instruct", ["qwen2.5-1.5b"], 8192),
                 "prod": (f"{models}/meta-llama/Llama-3.1-8B-Instruct", ["llama-3.1-8b"],
                          16384),
-                "extra-args": ("org/Some-Model", ["org/Some-Model"], None)}[case]
+                "extra-args": ("org/Some-Model", ["org/Some-Model"], None),
+                "pool": ("org/model", ["org/model"], None)}[case]
     assert (args["model"], args["served_model_name"], args["max_model_len"]) == expected
     if case == "extra-args":
         assert (args["gpu_memory_utilization"], args["enable_prefix_caching"],
@@ -216,7 +242,7 @@ def test_the_engine_unit_runs_what_make_up_runs_and_vllm_accepts_it(
     # directory vLLM is given, which the engine's user can read but not write.
     fetches = [shlex.split(v.removeprefix("+")) for v in service.get("ExecStartPre", [])
                if "fetch-model" in v]
-    if case == "extra-args":
+    if case in ("extra-args", "pool"):  # from the hub
         assert not fetches
         return
     (fetch,) = fetches
@@ -240,15 +266,11 @@ def test_router_and_agent_units_run_the_cli_commands_with_settings_that_load(
         assert argv == [f"{VENV_BIN}/llmfleet", subcommand]
         assert build_parser().parse_args(argv[1:]).command == subcommand
     # `make up` starts the agent as the same CLI subcommand (through -m, from the venv).
-    options = UpOptions(model="", port=ROUTER_PORT, engine_port=ENGINE_PORT, vllm_args="",
+    options = UpOptions(models=("",), port=ROUTER_PORT, engine_port=ENGINE_PORT, vllm_args="",
                         run_dir=tmp_path)
-    assert local_agent(options, engine_url, "m").command[1:] == ["-m", "llmfleet.cli", "agent"]
+    assert local_agent(options, [engine_url], "m").command[1:] == ["-m", "llmfleet.cli", "agent"]
 
-    for key in [k for k in os.environ if k.startswith("LLMFLEET_")]:
-        monkeypatch.delenv(key)
-    for key, value in env_file(document, "/etc/llmfleet/router.env").items():
-        monkeypatch.setenv(key, value)
-    router = RouterSettings.load()
+    router = router_settings(document, monkeypatch, tmp_path)
     assert (router.host, router.port, router.backends) == ("0.0.0.0", ROUTER_PORT, [engine_url])
     assert router.api_keys_file == Path("/run/llmfleet/api-keys")
     assert router.keepalive_s == 620  # above the load balancer's 600 s idle timeout
@@ -270,14 +292,29 @@ def test_router_and_agent_units_run_the_cli_commands_with_settings_that_load(
 
 
 def test_the_demo_sites_origin_reaches_the_router_as_its_cors_setting(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     origins = ["https://d1234.cloudfront.net", "https://console.example.com"]
     document = yaml.safe_load(render(cors_allowed_origins=origins))
-    for key in [k for k in os.environ if k.startswith("LLMFLEET_")]:
-        monkeypatch.delenv(key)
-    for key, value in env_file(document, "/etc/llmfleet/router.env").items():
-        monkeypatch.setenv(key, value)
-    assert RouterSettings.load().cors_allowed_origins == origins
+    assert router_settings(document, monkeypatch, tmp_path).cors_allowed_origins == origins
+
+
+def test_a_pools_router_loads_its_peers_and_the_alias_policy(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What the compute module renders for a pool among several, read by the router's own
+    settings: the peers from name=url pairs, the scored policy from the TOML file."""
+    document = yaml.safe_load(render(**CASES["pool"]))
+    router = router_settings(document, monkeypatch, tmp_path)
+    assert router.pool == "small"
+    assert router.peer_pools() == {"large": "http://internal-p.elb.amazonaws.com"}
+    assert router.policy.value == "scored"
+    assert router.score_weights.accuracy == 2 and router.score_weights.time == 1
+    small, large = router.scored_models
+    assert (small.model, small.runtime_s.intercept, small.energy_j.per_input_token) == \
+        ("small", 0.02, 2e-05)
+    assert (large.quality, large.energy_j.per_output_token) == (0.75, 4.5)
+    # One pool: the default policy, no rules, no peers.
+    single = router_settings(yaml.safe_load(render()), monkeypatch, tmp_path)
+    assert (single.pool, single.peers, single.length_rules) == (None, {}, [])
 
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 import urllib.request
 from pathlib import Path
@@ -61,28 +60,35 @@ def wait_for_published(cw_port: int, name: str, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.engine
-def test_up_serves_the_generated_model_publishes_metrics_and_stops_on_sigterm(
+def test_up_serves_two_generated_models_auto_chooses_publishes_and_stops_on_sigterm(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What a newcomer's `make up` runs: a fast and a slow model, auto between them."""
     with local_up(tmp_path, "sk-newcomer") as up:
         banner = up.banner
         assert f"endpoint : {up.url}/v1" in banner, banner
         assert f"console  : {up.url}/" in banner
         assert "api key  : sk-newcomer" in banner
         assert "limits   : none per key" in banner  # one local user: no throttled load tests
-        model = re.search(r"model    : (\S+)", banner)
-        assert model is not None
+        assert "models   : llmfleet-tiny, llmfleet-wide" in banner
+        assert "auto     : up to ~256 prompt tokens to llmfleet-tiny, longer to " \
+               "llmfleet-wide" in banner
         client = openai.OpenAI(base_url=f"{up.url}/v1", api_key="sk-newcomer", max_retries=3)
-        text = "".join(
-            c.choices[0].delta.content or "" for c in client.chat.completions.create(
-                model=model.group(1), messages=[{"role": "user", "content": "hello"}],
-                max_tokens=8, stream=True) if c.choices)
-        assert text
+        assert [m.id for m in client.models.list()] == ["llmfleet-tiny", "llmfleet-wide",
+                                                        "auto"]
+        served = []
+        for prompt in ("hello", "tell me about the fleet " * 60):
+            chunks = list(client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": prompt}],
+                max_tokens=8, stream=True))
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            served.append(chunks[0].model)
+        assert served == ["llmfleet-tiny", "llmfleet-wide"]
         assert f"agent    : http://127.0.0.1:{up.agent_port}/health" in banner
         published = wait_for_published(up.cloudwatch_port, "GenerationTokensPerSecond", capsys)
-        assert "Model=llmfleet-tiny" in published and "CostPerHourUSD" in published
+        assert "CostPerHourUSD" in published
     # Leaving the block sent SIGTERM; before the fix the children outlived it.
     assert "stopping the agent, vLLM" in up.rest
-    for log in ("vllm.log", "agent.log"):
+    for log in ("vllm.log", "vllm-2.log", "agent.log"):
         assert "sk-newcomer" not in (tmp_path / log).read_text()
     with pytest.raises(OSError):  # the agent is gone too
         urllib.request.urlopen(f"http://127.0.0.1:{up.agent_port}/health", timeout=2)

@@ -79,7 +79,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalUp]:
-    with local_up(tmp_path_factory.mktemp("up"), KEY) as up:
+    with local_up(tmp_path_factory.mktemp("up"), KEY, models="llmfleet-tiny") as up:
         assert f"console  : {up.url}/" in up.banner, up.banner
         yield up
 

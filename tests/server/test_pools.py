@@ -7,8 +7,7 @@ stand-in for the internal load balancer that routes on the pool header
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -16,11 +15,12 @@ import openai
 import pytest
 from pydantic import ValidationError
 
+from llmfleet.core.routing import LengthRule
 from llmfleet.core.wire.pools import POOL_HEADER
-from server.settings import LengthRule, RouterSettings
+from server.settings import RouterSettings
 from tests.helpers.balancer import Seen, create_balancer
 from tests.helpers.fake_upstream import FakeControl, Mode, create_fake_upstream
-from tests.helpers.router import OTHER_KEY, TEST_KEY, start_router
+from tests.helpers.router import OTHER_KEY, TEST_KEY, eventually, lists, start_router
 from tests.helpers.servers import ServerThread
 
 ENGINE_KEY = "sk-engine-only-0001"  # what a router sends its own engine, never a peer
@@ -40,21 +40,6 @@ class Pools:
     seen: Seen  # method and headers of every request through the balancer
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-def serves(router: ServerThread, models: set[str]) -> Callable[[], bool]:
-    def check() -> bool:
-        listing = httpx.get(f"{router.url}/v1/models",
-                            headers={"authorization": f"Bearer {TEST_KEY}"}).json()
-        return {m["id"] for m in listing["data"]} == models | {"auto"}
-    return check
-
-
 @pytest.fixture
 def pools() -> Iterator[Pools]:
     small, large = FakeControl(models=("small",)), FakeControl(models=("large",))
@@ -70,7 +55,7 @@ def pools() -> Iterator[Pools]:
         with start_router([small_engine.url], pool="small", **common) as small_router, \
                 start_router([large_engine.url], pool="large", **common) as large_router:
             targets.update(small=small_router.url, large=large_router.url)
-            wait_for(serves(small_router, {"small", "large"}))
+            eventually(lists(small_router, {"small", "large"}))
             yield Pools(small, large, small_router, large_router, targets, seen)
 
 
@@ -126,7 +111,7 @@ def test_a_pool_scaled_to_zero_moves_auto_to_the_other_pool(pools: Pools) -> Non
     assert named.json()["error"]["code"] == "no_healthy_backend"
     # The pool comes back: the next health round sees it, and auto uses it again.
     pools.targets["large"] = pools.large_router.url
-    wait_for(lambda: complete(pools.small_router, "auto", LONG).json()["model"] == "large")
+    eventually(lambda: complete(pools.small_router, "auto", LONG).json()["model"] == "large")
 
 
 def test_a_pool_that_refuses_work_moves_auto_to_the_other_at_once(pools: Pools) -> None:
@@ -169,7 +154,7 @@ def test_reroute_on_one_router_when_the_large_engine_is_gone() -> None:
             ServerThread(create_fake_upstream(large)) as large_engine, \
             start_router([small_engine.url, large_engine.url], length_rules=RULES,
                          health_interval_s=60) as router:
-        wait_for(serves(router, {"small", "large"}))
+        eventually(lists(router, {"small", "large"}))
         # The large engine stops (connection refused); the router has not checked since.
         large_engine.__exit__(None, None, None)
         resp = complete(router, "auto", LONG)
@@ -186,6 +171,16 @@ def test_reroute_on_one_router_when_the_large_engine_is_gone() -> None:
 def test_bad_peers_are_refused_with_a_clear_error(peers: dict[str, str], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         RouterSettings(backends=["http://127.0.0.1:1"], peers=peers)
+
+
+def test_peers_from_the_environment_as_name_url_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd's environment files unquote JSON, so the instances write pairs."""
+    monkeypatch.setenv("LLMFLEET_PEERS", "small=http://10.0.0.1,large=http://10.0.0.1:8080")
+    settings = RouterSettings(backends=["http://127.0.0.1:1"])
+    assert settings.peers == {"small": "http://10.0.0.1", "large": "http://10.0.0.1:8080"}
+    monkeypatch.setenv("LLMFLEET_PEERS", "small")
+    with pytest.raises(ValidationError, match="name=url pairs"):
+        RouterSettings(backends=["http://127.0.0.1:1"])
 
 
 def test_a_router_skips_its_own_pool_among_the_peers() -> None:

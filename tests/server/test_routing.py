@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from llmfleet.core.routing import LengthRule
 from server.errors import NoHealthyBackend
 from server.protocol import Endpoint, ParsedRequest
 from server.routing import PromptLengthPolicy, build_policy
-from server.settings import LengthRule, PolicyName, RouterSettings
+from server.settings import PolicyName, RouterSettings
 
 RULES = [LengthRule(model="large"), LengthRule(model="small", max_prompt_tokens=100),
          LengthRule(model="medium", max_prompt_tokens=1000)]

@@ -167,3 +167,25 @@ def test_a_warm_pool_is_said_to_be_left_out(short_trace: Path, tmp_path: Path,
     assert "warm pool is not simulated" in capsys.readouterr().err
     assert simulate("--trace", str(short_trace), "--policy", "fixed", "--no-plot") == 0
     assert "warm pool" not in capsys.readouterr().err  # dev has none
+
+
+def test_each_pool_is_simulated_on_its_share_of_the_traffic(
+        short_trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """dev-pools: the small pool gets the prompts the routing's rules send it, the large one
+    the rest; together, the whole trace."""
+    assert simulate("--env", "dev-pools", "--trace", str(short_trace), "--no-plot") == 2
+    assert "deploys the pools large, small: simulate one with --pool" in \
+        capsys.readouterr().err
+    served = {}
+    for pool in ("small", "large"):
+        assert simulate("--env", "dev-pools", "--pool", pool, "--trace", str(short_trace),
+                        "--policy", "fixed", "--no-plot", "--json") == 0
+        answer = json.loads(capsys.readouterr().out)
+        served[pool] = (answer["instance_type"], answer["requests"])
+    total = len(short_trace.read_text().splitlines()) - 1
+    assert served["small"][0] == "g5.xlarge" and served["large"][0] == "g6e.xlarge"
+    assert served["small"][1] + served["large"][1] == total
+    assert served["small"][1] > 0 and served["large"][1] > 0
+    assert simulate("--env", "dev", "--pool", "small", "--trace", str(short_trace),
+                    "--no-plot") == 2
+    assert "--pool is for an environment of several" in capsys.readouterr().err

@@ -19,7 +19,6 @@ from simulator.compare import Fleet, simulation_config
 from simulator.fleet import LaunchDelay
 from simulator.policy_config import (
     POLICY_FILE,
-    Environment,
     PolicyFileError,
     QueueGuardScaling,
     build_group,
@@ -29,6 +28,7 @@ from simulator.policy_config import (
     module_scaling,
     read_environment,
     read_values,
+    variable_names,
 )
 from simulator.queue_guard_file import QUEUE_GUARD_FILE, load_queue_guard, queue_guard_rules
 from simulator.service import RooflineService
@@ -37,14 +37,14 @@ from simulator.tfvars import TfvarsError, read_variables
 from tests.helpers import tf, tf_variables
 
 VARIABLES = tf.INFRA / "variables.tf"
-NAMES = list(Environment.model_fields)
+NAMES = variable_names()
 MODULE_POLICY = tf.INFRA / "modules" / "compute" / "scaling_policy.json"
 MODULE_GUARD = tf.INFRA / "modules" / "compute" / "queue_guard.json"
 REQUIRED_VARS = 'name = "llmfleet-x"\nenvironment = "dev"\napi_keys_parameter = "/k"\n' \
                 'model = { id = "org/model" }\n'
 
 
-@pytest.mark.parametrize("env", ["dev", "prod"])
+@pytest.mark.parametrize("env", ["dev", "prod", "dev-pools", "prod-pools"])
 def test_each_environment_reads_as_terraform_resolves_it(env: str, tmp_path: Path) -> None:
     tfvars = tf.REPO / "environments" / f"{env}.tfvars"
     assert read_values(VARIABLES, tfvars, NAMES) == tf_variables.values(tfvars, NAMES, tmp_path)

@@ -60,6 +60,8 @@ module "user_data" {
   # A stop blanks an instance store: a pooled instance keeps its copy on the root volume.
   model_on_instance_store = var.warm_pool == null
   region                  = data.aws_region.current.name
+  pool                    = var.pool
+  routing                 = var.routing
 }
 
 # --- Artifacts -----------------------------------------------------------------
@@ -70,8 +72,8 @@ module "user_data" {
 
 module "artifacts_bucket" {
   source        = "../bucket"
-  name_prefix   = "${var.name}-artifacts-"
-  force_destroy = true # only build outputs live here
+  name_prefix   = "${substr(var.name, 0, 26)}-artifacts-" # S3 allows a prefix of 37
+  force_destroy = true                                    # only build outputs live here
   # KMS-encrypted, versioned: overwritten or deleted wheels are kept 30 days (a
   # rollback window), then removed. The policy refuses requests without TLS,
   # whoever signs them; the instance role reads through its own IAM policy.
@@ -224,6 +226,28 @@ resource "aws_vpc_security_group_ingress_rule" "router_from_alb" {
   ip_protocol                  = "tcp"
   from_port                    = var.router_port
   to_port                      = var.router_port
+}
+
+# With several pools, the internal load balancer between them forwards other pools'
+# requests to this router too.
+resource "aws_vpc_security_group_ingress_rule" "router_from_pools" {
+  count                        = var.pool == null ? 0 : 1
+  security_group_id            = aws_security_group.instance.id
+  description                  = "Router from the load balancer between pools"
+  referenced_security_group_id = var.peer_security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = var.router_port
+  to_port                      = var.router_port
+}
+
+resource "aws_vpc_security_group_egress_rule" "to_pools" {
+  count                        = var.pool == null ? 0 : 1
+  security_group_id            = aws_security_group.instance.id
+  description                  = "Other pools' requests, to the load balancer between pools"
+  referenced_security_group_id = var.peer_security_group_id
+  ip_protocol                  = "tcp"
+  from_port                    = 80
+  to_port                      = 80
 }
 
 resource "aws_vpc_security_group_egress_rule" "https" {

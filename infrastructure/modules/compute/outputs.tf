@@ -75,3 +75,8 @@ output "inflight_target" {
   description = "inflight-guard's target-tracking value (requests running plus waiting per instance), or null under another policy."
   value       = one(aws_autoscaling_policy.inflight[*].target_tracking_configuration[0].target_value)
 }
+
+output "pool" {
+  description = "This pool's name and the pools its routers know (with several pools; null with one)."
+  value       = var.pool == null ? null : { name = var.pool.name, peers = sort(keys(var.pool.peers)) }
+}

@@ -248,3 +248,49 @@ variable "drain_timeout_s" {
     error_message = "drain_timeout_s must be whole seconds from 0 to 3600."
   }
 }
+
+variable "pool" {
+  description = "With several pools in the deployment: this pool's name and every pool's URL (the internal load balancer the routers send other pools' requests to, by the x-llmfleet-pool header); null: the only pool."
+  type = object({
+    name  = string
+    peers = map(string)
+  })
+  default = null
+}
+
+variable "peer_security_group_id" {
+  description = "Security group of the internal load balancer between pools, which may reach the router too (with several pools: set with pool); null: none."
+  type        = string
+  default     = null
+}
+
+variable "routing" {
+  description = "How the router resolves the alias model (auto): its policy and the policy's settings, the same on every pool's routers (docs/router.md)."
+  type = object({
+    policy = optional(string, "prompt_length")
+    length_rules = optional(list(object({
+      model             = string
+      max_prompt_tokens = optional(number)
+    })), [])
+    scored_models = optional(list(object({
+      model   = string
+      quality = number
+      runtime_s = object({
+        intercept        = optional(number, 0)
+        per_input_token  = optional(number, 0)
+        per_output_token = number
+      })
+      energy_j = object({
+        intercept        = optional(number, 0)
+        per_input_token  = optional(number, 0)
+        per_output_token = number
+      })
+    })), [])
+    score_weights = optional(object({
+      accuracy = optional(number, 1)
+      energy   = optional(number, 1)
+      time     = optional(number, 1)
+    }), {})
+  })
+  default = {}
+}

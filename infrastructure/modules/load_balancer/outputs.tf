@@ -52,3 +52,8 @@ output "deregistration_delay_s" {
   description = "Seconds a leaving target keeps its requests in flight (the agent's drain bound must match)."
   value       = tonumber(aws_lb_target_group.router.deregistration_delay)
 }
+
+output "access_logs_bucket" {
+  description = "The access-log bucket; load balancers may write under alb/ (the pools' one under alb/pools)."
+  value       = module.logs_bucket.name
+}

@@ -1,11 +1,14 @@
 # Monitoring: log groups for the three services, an alarm topic, the alarms
 # operators act on, and one dashboard. Metric names and dimensions are the
-# agent's (agent/datapoints.py) and the load balancer's own.
+# agent's (agent/datapoints.py) and the load balancer's own. The load balancer's
+# alarms are the deployment's; every other alarm and the dashboard's rows are per GPU
+# group (one per pool: var.groups).
 
 locals {
   ns  = var.metrics_namespace
-  asg = { AutoScalingGroupName = var.autoscaling_group_name }
   alb = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
+  # Several pools: each one's alarms and dashboard rows carry its name.
+  several = length(var.groups) > 1
 }
 
 # --- Logs ----------------------------------------------------------------------
@@ -35,18 +38,22 @@ resource "aws_sns_topic_subscription" "email" {
 # --- Alarms --------------------------------------------------------------------
 
 locals {
-  # One alarm per entry: what it reads, when it fires, and what no data means.
+  # One alarm per entry: what it reads, when it fires, and what no data means. The group's
+  # serving alarms, for each group.
+  group_alarms = merge([for pool, g in var.groups : {
+    "${pool}/latency-p99" = {
+      pool        = pool, name = "latency-p99", metric = "LatencyP99", stat = "Maximum",
+      threshold   = var.alarm_thresholds.latency_p99_s,
+      description = "${local.several ? "Pool ${pool}: " : ""}p99 end-to-end latency above ${var.alarm_thresholds.latency_p99_s} s for 5 minutes."
+    }
+    "${pool}/error-rate" = {
+      pool        = pool, name = "error-rate", metric = "ErrorRate", stat = "Average",
+      threshold   = var.alarm_thresholds.error_rate_pct,
+      description = "${local.several ? "Pool ${pool}: r" : "R"}outer 5xx share above ${var.alarm_thresholds.error_rate_pct}% for 5 minutes."
+    }
+  }]...)
+  # The load balancer's, once for the deployment.
   alarms = {
-    latency-p99 = {
-      namespace = local.ns, metric = "LatencyP99", dimensions = local.asg, stat = "Maximum",
-      minutes   = 5, threshold = var.alarm_thresholds.latency_p99_s, operator = "GreaterThanThreshold",
-      missing   = "notBreaching", description = "p99 end-to-end latency above ${var.alarm_thresholds.latency_p99_s} s for 5 minutes."
-    }
-    error-rate = {
-      namespace = local.ns, metric = "ErrorRate", dimensions = local.asg, stat = "Average",
-      minutes   = 5, threshold = var.alarm_thresholds.error_rate_pct, operator = "GreaterThanThreshold",
-      missing   = "notBreaching", description = "Router 5xx share above ${var.alarm_thresholds.error_rate_pct}% for 5 minutes."
-    }
     alb-5xx = {
       namespace   = "AWS/ApplicationELB", metric = "HTTPCode_ELB_5XX_Count", dimensions = { LoadBalancer = var.alb_arn_suffix },
       stat        = "Sum", minutes = 3, threshold = 10, operator = "GreaterThanThreshold", missing = "notBreaching",
@@ -59,6 +66,23 @@ locals {
       description = "No router passes its /ready check: the service is down."
     }
   }
+}
+
+resource "aws_cloudwatch_metric_alarm" "group" {
+  for_each            = local.group_alarms
+  alarm_name          = "${var.groups[each.value.pool].alarm_prefix}-${each.value.name}"
+  alarm_description   = each.value.description
+  namespace           = local.ns
+  metric_name         = each.value.metric
+  dimensions          = { AutoScalingGroupName = var.groups[each.value.pool].autoscaling_group_name }
+  statistic           = each.value.stat
+  period              = 60
+  evaluation_periods  = 5
+  threshold           = each.value.threshold
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
 }
 
 resource "aws_cloudwatch_metric_alarm" "metric" {
@@ -80,8 +104,9 @@ resource "aws_cloudwatch_metric_alarm" "metric" {
 
 # GPUs busy and no room left to scale: demand exceeds what max_size can serve.
 resource "aws_cloudwatch_metric_alarm" "gpu_pinned" {
-  alarm_name          = "${var.name}-gpu-pinned-at-capacity"
-  alarm_description   = "GPU utilisation above ${var.alarm_thresholds.gpu_pinned_pct}% with the group at its maximum (${var.max_instances}) for 15 minutes: raise max_size or shed load."
+  for_each            = var.groups
+  alarm_name          = "${each.value.alarm_prefix}-gpu-pinned-at-capacity"
+  alarm_description   = "${local.several ? "Pool ${each.key}: " : ""}GPU utilisation above ${var.alarm_thresholds.gpu_pinned_pct}% with the group at its maximum (${each.value.max_instances}) for 15 minutes: raise max_size or shed load."
   evaluation_periods  = 15
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
@@ -91,7 +116,7 @@ resource "aws_cloudwatch_metric_alarm" "gpu_pinned" {
 
   metric_query {
     id          = "pinned"
-    expression  = "IF(gpu > ${var.alarm_thresholds.gpu_pinned_pct} AND inservice >= ${var.max_instances}, 1, 0)"
+    expression  = "IF(gpu > ${var.alarm_thresholds.gpu_pinned_pct} AND inservice >= ${each.value.max_instances}, 1, 0)"
     label       = "GPU pinned at maximum capacity"
     return_data = true
   }
@@ -100,7 +125,7 @@ resource "aws_cloudwatch_metric_alarm" "gpu_pinned" {
     metric {
       namespace   = local.ns
       metric_name = "GPUUtilization"
-      dimensions  = local.asg
+      dimensions  = { AutoScalingGroupName = each.value.autoscaling_group_name }
       stat        = "Average"
       period      = 60
     }
@@ -110,7 +135,7 @@ resource "aws_cloudwatch_metric_alarm" "gpu_pinned" {
     metric {
       namespace   = "AWS/AutoScaling"
       metric_name = "GroupInServiceInstances"
-      dimensions  = local.asg
+      dimensions  = { AutoScalingGroupName = each.value.autoscaling_group_name }
       stat        = "Maximum"
       period      = 60
     }
@@ -136,20 +161,22 @@ locals {
   # every 10 s (the agent's default interval, which the instances keep).
   agent_samples_per_minute = 6
 
-  plausibility_inputs = {
-    gpu_avg         = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Average" }
-    gpu_max         = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Maximum" }
-    gpu_min         = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "Minimum" }
-    gpu_samples     = { namespace = local.ns, metric = "GPUUtilization", dimensions = local.asg, stat = "SampleCount" }
-    waiting_max     = { namespace = local.ns, metric = "RequestsWaiting", dimensions = local.asg, stat = "Maximum" }
-    waiting_min     = { namespace = local.ns, metric = "RequestsWaiting", dimensions = local.asg, stat = "Minimum" }
-    waiting_samples = { namespace = local.ns, metric = "RequestsWaiting", dimensions = local.asg, stat = "SampleCount" }
-    ttft_min        = { namespace = local.ns, metric = "TTFTP95", dimensions = local.asg, stat = "Minimum" }
-    inservice       = { namespace = "AWS/AutoScaling", metric = "GroupInServiceInstances", dimensions = local.asg, stat = "Maximum" }
+  # Each group's inputs (under its own dimension; the load balancer's requests are the
+  # entry's, which every pool's instances share).
+  plausibility_inputs = { for pool, g in var.groups : pool => {
+    gpu_avg         = { namespace = local.ns, metric = "GPUUtilization", dimensions = { AutoScalingGroupName = g.autoscaling_group_name }, stat = "Average" }
+    gpu_max         = { namespace = local.ns, metric = "GPUUtilization", dimensions = { AutoScalingGroupName = g.autoscaling_group_name }, stat = "Maximum" }
+    gpu_min         = { namespace = local.ns, metric = "GPUUtilization", dimensions = { AutoScalingGroupName = g.autoscaling_group_name }, stat = "Minimum" }
+    gpu_samples     = { namespace = local.ns, metric = "GPUUtilization", dimensions = { AutoScalingGroupName = g.autoscaling_group_name }, stat = "SampleCount" }
+    waiting_max     = { namespace = local.ns, metric = "RequestsWaiting", dimensions = { AutoScalingGroupName = g.autoscaling_group_name }, stat = "Maximum" }
+    waiting_min     = { namespace = local.ns, metric = "RequestsWaiting", dimensions = { AutoScalingGroupName = g.autoscaling_group_name }, stat = "Minimum" }
+    waiting_samples = { namespace = local.ns, metric = "RequestsWaiting", dimensions = { AutoScalingGroupName = g.autoscaling_group_name }, stat = "SampleCount" }
+    ttft_min        = { namespace = local.ns, metric = "TTFTP95", dimensions = { AutoScalingGroupName = g.autoscaling_group_name }, stat = "Minimum" }
+    inservice       = { namespace = "AWS/AutoScaling", metric = "GroupInServiceInstances", dimensions = { AutoScalingGroupName = g.autoscaling_group_name }, stat = "Maximum" }
     requests        = { namespace = "AWS/ApplicationELB", metric = "RequestCount", dimensions = local.alb, stat = "Sum" }
-  }
+  } }
 
-  plausibility_alarms = {
+  plausibility_checks = {
     gpu-metric-out-of-range = {
       expression  = "IF(gpu_max > 100 OR gpu_min < 0, 1, 0)", inputs = ["gpu_max", "gpu_min"], minutes = 1,
       description = "A GPUUtilization datapoint outside 0-100% was published for the group: only a forged or broken publisher sends that."
@@ -163,9 +190,9 @@ locals {
     # 15 minutes: no generation through API Gateway lasts longer (its streaming limit),
     # so busy GPUs that long with no request forwarded are not serving anyone.
     gpu-busy-without-traffic = {
-      expression  = "IF(gpu_avg > ${var.scale_out_pct} AND FILL(requests, 0) < 1, 1, 0)",
+      expression  = "IF(gpu_avg > %s AND FILL(requests, 0) < 1, 1, 0)",
       inputs      = ["gpu_avg", "requests"], minutes = 15,
-      description = "Group GPU utilisation above the scale-out threshold (${var.scale_out_pct}%) for 15 minutes while the load balancer forwarded no request: the metric is not the GPUs' (check who publishes it; suspend the group's AlarmNotification process to stop scaling on it)."
+      description = "Group GPU utilisation above the scale-out threshold (%s%%) for 15 minutes while the load balancer forwarded no request: the metric is not the GPUs' (check who publishes it; suspend the group's AlarmNotification process to stop scaling on it)."
     }
     # queue-guard's inputs: a negative queue or TTFT holds its scale-in condition or
     # drags the group average down; extra queue samples weight the average.
@@ -188,9 +215,20 @@ locals {
   }
 }
 
+locals {
+  # Each check for each group; the scale-out threshold filled in where a check reads it.
+  plausibility_alarms = merge([for pool, g in var.groups : {
+    for name, check in local.plausibility_checks : "${pool}/${name}" => merge(check, {
+      pool        = pool, name = name
+      expression  = replace(check.expression, "%s", format("%g", g.scale_out_pct))
+      description = "${local.several ? "Pool ${pool}: " : ""}${replace(replace(check.description, "%s", format("%g", g.scale_out_pct)), "%%", "%")}"
+    })
+  }]...)
+}
+
 resource "aws_cloudwatch_metric_alarm" "plausibility" {
   for_each            = local.plausibility_alarms
-  alarm_name          = "${var.name}-${each.key}"
+  alarm_name          = "${var.groups[each.value.pool].alarm_prefix}-${each.value.name}"
   alarm_description   = each.value.description
   evaluation_periods  = each.value.minutes
   threshold           = 0
@@ -206,7 +244,7 @@ resource "aws_cloudwatch_metric_alarm" "plausibility" {
     return_data = true
   }
   dynamic "metric_query" {
-    for_each = { for id in each.value.inputs : id => local.plausibility_inputs[id] }
+    for_each = { for id in each.value.inputs : id => local.plausibility_inputs[each.value.pool][id] }
     content {
       id = metric_query.key
       metric {
@@ -226,33 +264,35 @@ data "aws_region" "current" {}
 
 locals {
   region = data.aws_region.current.name
-  fleet = [for m in ["LatencyP50", "LatencyP95", "LatencyP99"] :
-  [local.ns, m, "AutoScalingGroupName", var.autoscaling_group_name]]
-  widgets = [
-    { title = "End-to-end latency (s)", metrics = local.fleet, stat = "Maximum" },
-    { title = "Time to first token (s)", stat = "Maximum", metrics = [
-    for m in ["TTFTP50", "TTFTP95", "TTFTP99"] : [local.ns, m, "AutoScalingGroupName", var.autoscaling_group_name]] },
-    { title = "Requests/s (fleet)", stat = "Sum", metrics = [
-    [local.ns, "RequestsPerSecond", "AutoScalingGroupName", var.autoscaling_group_name]] },
-    { title = "Tokens/s (fleet)", stat = "Sum", metrics = [
-    for m in ["GenerationTokensPerSecond", "PromptTokensPerSecond"] : [local.ns, m, "AutoScalingGroupName", var.autoscaling_group_name]] },
-    { title = "GPU utilisation (%): fleet average and per instance", stat = "Average", metrics = [
-      [local.ns, "GPUUtilization", "AutoScalingGroupName", var.autoscaling_group_name],
-      [{ expression = "SEARCH('{${local.ns},AutoScalingGroupName,InstanceId,InstanceType} MetricName=\"GPUUtilization\" AutoScalingGroupName=\"${var.autoscaling_group_name}\"', 'Average', 60)", label = "", id = "perinstance" }],
-    ] },
-    { title = "Instances in service", stat = "Maximum", metrics = [
-    ["AWS/AutoScaling", "GroupInServiceInstances", "AutoScalingGroupName", var.autoscaling_group_name]] },
-    { title = "Estimated cost (USD per hour, fleet)", stat = "Sum", metrics = [
-    [local.ns, "CostPerHourUSD", "AutoScalingGroupName", var.autoscaling_group_name]] },
-    { title = "Cost per million output tokens (USD)", stat = "Average", metrics = [
-    [local.ns, "CostPerMillionOutputTokensUSD", "AutoScalingGroupName", var.autoscaling_group_name]] },
-    # One datapoint per instance start (the agent's, boot to the router's first ready): what
-    # a scale-out waits for, and what the group's grace and warm-up must cover.
-    { title = "Time to serving (s): boot to ready, each start", stat = "Maximum", metrics = [
-      [local.ns, "TimeToServingSeconds", "AutoScalingGroupName", var.autoscaling_group_name, { label = "slowest start" }],
-      [local.ns, "TimeToServingSeconds", "AutoScalingGroupName", var.autoscaling_group_name, { stat = "Minimum", label = "fastest start" }],
-    ] },
-  ]
+  # Each group's row of panels; with several pools each title names its pool.
+  widgets = flatten([for pool in sort(keys(var.groups)) : [
+    for w in [
+      { title = "End-to-end latency (s)", stat = "Maximum", metrics = [
+      for m in ["LatencyP50", "LatencyP95", "LatencyP99"] : [local.ns, m, "AutoScalingGroupName", var.groups[pool].autoscaling_group_name]] },
+      { title = "Time to first token (s)", stat = "Maximum", metrics = [
+      for m in ["TTFTP50", "TTFTP95", "TTFTP99"] : [local.ns, m, "AutoScalingGroupName", var.groups[pool].autoscaling_group_name]] },
+      { title = "Requests/s (fleet)", stat = "Sum", metrics = [
+      [local.ns, "RequestsPerSecond", "AutoScalingGroupName", var.groups[pool].autoscaling_group_name]] },
+      { title = "Tokens/s (fleet)", stat = "Sum", metrics = [
+      for m in ["GenerationTokensPerSecond", "PromptTokensPerSecond"] : [local.ns, m, "AutoScalingGroupName", var.groups[pool].autoscaling_group_name]] },
+      { title = "GPU utilisation (%): fleet average and per instance", stat = "Average", metrics = [
+        [local.ns, "GPUUtilization", "AutoScalingGroupName", var.groups[pool].autoscaling_group_name],
+        [{ expression = "SEARCH('{${local.ns},AutoScalingGroupName,InstanceId,InstanceType} MetricName=\"GPUUtilization\" AutoScalingGroupName=\"${var.groups[pool].autoscaling_group_name}\"', 'Average', 60)", label = "", id = "perinstance" }],
+      ] },
+      { title = "Instances in service", stat = "Maximum", metrics = [
+      ["AWS/AutoScaling", "GroupInServiceInstances", "AutoScalingGroupName", var.groups[pool].autoscaling_group_name]] },
+      { title = "Estimated cost (USD per hour, fleet)", stat = "Sum", metrics = [
+      [local.ns, "CostPerHourUSD", "AutoScalingGroupName", var.groups[pool].autoscaling_group_name]] },
+      { title = "Cost per million output tokens (USD)", stat = "Average", metrics = [
+      [local.ns, "CostPerMillionOutputTokensUSD", "AutoScalingGroupName", var.groups[pool].autoscaling_group_name]] },
+      # One datapoint per instance start (the agent's, boot to the router's first ready):
+      # what a scale-out waits for, and what the group's grace and warm-up must cover.
+      { title = "Time to serving (s): boot to ready, each start", stat = "Maximum", metrics = [
+        [local.ns, "TimeToServingSeconds", "AutoScalingGroupName", var.groups[pool].autoscaling_group_name, { label = "slowest start" }],
+        [local.ns, "TimeToServingSeconds", "AutoScalingGroupName", var.groups[pool].autoscaling_group_name, { stat = "Minimum", label = "fastest start" }],
+      ] },
+    ] : merge(w, { title = local.several ? "${pool}: ${w.title}" : w.title })
+  ]])
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
@@ -274,4 +314,51 @@ resource "aws_cloudwatch_dashboard" "this" {
       }
     }]
   })
+}
+
+# One group's alarms became the "main" pool's (monitoring per pool): the same alarms, at
+# new addresses.
+moved {
+  from = aws_cloudwatch_metric_alarm.metric["latency-p99"]
+  to   = aws_cloudwatch_metric_alarm.group["main/latency-p99"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.metric["error-rate"]
+  to   = aws_cloudwatch_metric_alarm.group["main/error-rate"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.gpu_pinned
+  to   = aws_cloudwatch_metric_alarm.gpu_pinned["main"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.plausibility["gpu-metric-out-of-range"]
+  to   = aws_cloudwatch_metric_alarm.plausibility["main/gpu-metric-out-of-range"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.plausibility["gpu-metric-oversampled"]
+  to   = aws_cloudwatch_metric_alarm.plausibility["main/gpu-metric-oversampled"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.plausibility["gpu-busy-without-traffic"]
+  to   = aws_cloudwatch_metric_alarm.plausibility["main/gpu-busy-without-traffic"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.plausibility["queue-metric-out-of-range"]
+  to   = aws_cloudwatch_metric_alarm.plausibility["main/queue-metric-out-of-range"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.plausibility["queue-metric-oversampled"]
+  to   = aws_cloudwatch_metric_alarm.plausibility["main/queue-metric-oversampled"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.plausibility["waiting-without-traffic"]
+  to   = aws_cloudwatch_metric_alarm.plausibility["main/waiting-without-traffic"]
 }

@@ -19,8 +19,9 @@ output "dashboard_name" {
 }
 
 output "alarm_names" {
-  description = "Alarm names by purpose (latency-p99, error-rate, alb-5xx, no-healthy-hosts, gpu-pinned, and the forged-GPU-metric alarms gpu-metric-out-of-range, gpu-metric-oversampled, gpu-busy-without-traffic)."
+  description = "Alarm names by purpose: the deployment's (alb-5xx, no-healthy-hosts) and each group's, keyed <pool>/<purpose> (latency-p99, error-rate, gpu-pinned, and the forged-metric alarms gpu-metric-out-of-range, gpu-metric-oversampled, gpu-busy-without-traffic, queue-metric-out-of-range, queue-metric-oversampled, waiting-without-traffic)."
   value = merge({ for k, a in aws_cloudwatch_metric_alarm.metric : k => a.alarm_name },
-    { gpu-pinned = aws_cloudwatch_metric_alarm.gpu_pinned.alarm_name },
+    { for k, a in aws_cloudwatch_metric_alarm.group : k => a.alarm_name },
+    { for k, a in aws_cloudwatch_metric_alarm.gpu_pinned : "${k}/gpu-pinned" => a.alarm_name },
   { for k, a in aws_cloudwatch_metric_alarm.plausibility : k => a.alarm_name })
 }

@@ -9,23 +9,21 @@ variable "metrics_namespace" {
   default     = "LLMFleet"
 }
 
-variable "autoscaling_group_name" {
-  description = "The GPU Auto Scaling group (the agent's AutoScalingGroupName dimension)."
-  type        = string
-}
-
-variable "max_instances" {
-  description = "The group's maximum size (for the pinned-at-capacity alarm)."
-  type        = number
-}
-
-variable "scale_out_pct" {
-  description = "GPU utilisation (%) above which the group scales out: busy GPUs above it with no traffic raise the forged-metric alarm."
-  type        = number
-  default     = 70
+variable "groups" {
+  description = "The deployment's GPU Auto Scaling groups by pool (one each): the group's name (the agent's AutoScalingGroupName dimension), the prefix of its alarms' names, its maximum size (the pinned-at-capacity alarm) and the GPU utilisation (%) above which it scales out (busy GPUs above it with no traffic raise the forged-metric alarm)."
+  type = map(object({
+    autoscaling_group_name = string
+    alarm_prefix           = string
+    max_instances          = number
+    scale_out_pct          = optional(number, 70)
+  }))
   validation {
-    condition     = var.scale_out_pct > 0 && var.scale_out_pct <= 100
-    error_message = "scale_out_pct must be above 0 and at most 100 (the compute module's scaling.scale_out_pct)."
+    condition     = length(var.groups) >= 1
+    error_message = "groups needs at least one Auto Scaling group."
+  }
+  validation {
+    condition     = alltrue([for g in values(var.groups) : g.scale_out_pct > 0 && g.scale_out_pct <= 100])
+    error_message = "Each group's scale_out_pct must be above 0 and at most 100 (the compute module's scaling.scale_out_pct)."
   }
 }
 

@@ -1,5 +1,6 @@
 # The whole stack planned with an environment's values (run with
-# -var-file=../environments/ENV.tfvars; `make infra-check` runs dev and prod).
+# -var-file=../environments/ENV.tfvars; `make infra-check` runs dev and prod, and the
+# examples with two pools, dev-pools and prod-pools).
 
 mock_provider "aws" {
   mock_data "aws_availability_zones" {
@@ -38,31 +39,62 @@ variables {
 run "plans" {
   command = plan
 
+  # One pool keeps the deployment's name; each of several is named after it too.
   assert {
-    condition     = module.compute.autoscaling_group_name == "${var.name}-gpu"
-    error_message = "The group is named after the deployment."
+    condition = var.pools == null ? keys(module.compute) == ["main"] && module.compute["main"].autoscaling_group_name == "${var.name}-gpu" : alltrue([
+    for key, pool in module.compute : pool.autoscaling_group_name == "${var.name}-${key}-gpu"])
+    error_message = "The single pool's group is <name>-gpu; each of several pools' is <name>-<pool>-gpu."
   }
   assert {
-    condition     = var.environment != "prod" || (var.alb.deletion_protection && !var.single_nat_gateway && var.alarm_email != null && var.capacity.min >= 2)
-    error_message = "prod needs deletion protection, a NAT per AZ, alarm e-mail and at least two instances."
+    condition = var.environment != "prod" || (var.alb.deletion_protection && !var.single_nat_gateway && var.alarm_email != null && alltrue(
+    [for capacity in(var.pools == null ? [var.capacity] : [for p in values(var.pools) : p.capacity]) : capacity.min >= 2]))
+    error_message = "prod needs deletion protection, a NAT per AZ, alarm e-mail and at least two instances in each pool."
   }
   # The routers closed idle connections after 5 s while the load balancer kept them 600 s:
   # requests it sent on a connection being closed came back as 502s.
   assert {
-    condition     = module.compute.router_keepalive_s > module.load_balancer.idle_timeout_s
+    condition     = alltrue([for pool in module.compute : pool.router_keepalive_s > module.load_balancer.idle_timeout_s])
     error_message = "The routers' keep-alive outlasts the load balancer's idle timeout."
   }
   assert {
-    condition     = module.compute.drain_timeout_s == module.load_balancer.deregistration_delay_s
+    condition     = alltrue([for pool in module.compute : pool.drain_timeout_s == module.load_balancer.deregistration_delay_s])
     error_message = "The agent drains for exactly as long as the load balancer keeps a leaving target's requests."
   }
   assert {
-    condition     = var.environment != "dev" || (var.capacity.max == 1 && var.single_nat_gateway)
-    error_message = "dev is one instance behind one NAT gateway."
+    condition = var.environment != "dev" || (var.single_nat_gateway && alltrue(
+    [for capacity in(var.pools == null ? [var.capacity] : [for p in values(var.pools) : p.capacity]) : capacity.max == 1]))
+    error_message = "dev is one instance per pool behind one NAT gateway."
   }
-  # What the simulator recommends (README, "Scaling"): inflight-guard, in both.
+  # What the simulator recommends (README, "Scaling"): inflight-guard, in every pool; 48
+  # requests per instance for the single pool's g5.2xlarge in prod.
   assert {
-    condition     = toset(keys(module.compute.scaling_alarm_arns)) == toset(["ttft-guardrail", "queue-quiet"]) && module.compute.inflight_target == 48
-    error_message = "The fleet scales with inflight-guard: tracking 48 requests per instance, out on the TTFT guardrail too, in after quiet minutes."
+    condition = alltrue([for pool in module.compute : toset(keys(pool.scaling_alarm_arns)) == toset(["ttft-guardrail", "queue-quiet"]) && pool.inflight_target != null]) && (
+    var.pools != null ? true : module.compute["main"].inflight_target == 48)
+    error_message = "The fleet scales with inflight-guard: tracking a target per instance (48 for the single pool), out on the TTFT guardrail too, in after quiet minutes."
   }
+  # Several pools: the load balancer between them, a target group per pool, and every
+  # router told its pool and where the others are.
+  assert {
+    condition = var.pools == null ? length(module.pools) == 0 : (
+      length(module.pools) == 1 && toset(keys(module.pools[0].target_group_arns)) == toset(keys(var.pools)) && alltrue([
+    for key, pool in module.compute : pool.pool == { name = key, peers = sort(keys(var.pools)) }]))
+    error_message = "Several pools have the load balancer between them, and each router its pool and the peers."
+  }
+}
+
+run "model_and_pools_are_not_both_given" {
+  command = plan
+  variables {
+    model = { id = "Qwen/Qwen2.5-1.5B-Instruct" }
+    pools = { a = { model = { id = "Qwen/Qwen2.5-1.5B-Instruct" } }, b = { model = { id = "meta-llama/Llama-3.1-8B-Instruct" } } }
+  }
+  expect_failures = [output.autoscaling_group_name]
+}
+
+run "routing_names_only_served_models" {
+  command = plan
+  variables {
+    routing = { length_rules = [{ model = "a-model-nobody-serves" }] }
+  }
+  expect_failures = [output.autoscaling_group_name]
 }

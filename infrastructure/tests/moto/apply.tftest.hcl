@@ -87,3 +87,55 @@ run "read_back" {
     error_message = "One log group per service, API Gateway's access log and the VPC flow log."
   }
 }
+
+# The same stack turned into two pools (its single pool's group replaced by a small and a
+# large one), as dev-pools.tfvars does: each pool's group registers with the public entry's
+# target group and its own one on the load balancer between pools.
+run "two_pools" {
+  variables {
+    ami_ssm_parameter               = run.setup.ami_parameter
+    demo_response_headers_policy_id = "67f7725c-6f97-4210-82d7-5512b31e9d03"
+    model                           = null
+    pools = {
+      small = {
+        model   = { id = "Qwen/Qwen2.5-1.5B-Instruct", source = "s3", served_name = "qwen2.5-1.5b", root_volume_gb = 150 }
+        scaling = { policy = "inflight-guard", inflight_per_instance = 192 }
+      }
+      large = {
+        instance_type = "g6e.xlarge"
+        model         = { id = "meta-llama/Llama-3.1-8B-Instruct", source = "s3", served_name = "llama-3.1-8b" }
+        scaling       = { policy = "inflight-guard", inflight_per_instance = 96 }
+      }
+    }
+    routing = { length_rules = [{ model = "qwen2.5-1.5b", max_prompt_tokens = 512 }, { model = "llama-3.1-8b" }] }
+  }
+}
+
+run "read_back_pools" {
+  module {
+    source = "./tests/moto/readback_pools"
+  }
+  variables {
+    name   = var.name
+    groups = run.two_pools.autoscaling_group_names
+  }
+
+  assert {
+    condition     = output.pools_internal && keys(output.groups) == ["large", "small"]
+    error_message = "Two pools' groups behind an internal load balancer between them."
+  }
+  assert {
+    condition = alltrue([for pool, group in output.groups :
+    toset(group.target_groups) == toset([output.entry_target_group, output.rules[pool].target_group])])
+    error_message = "Each pool's group registers with the public entry and its own target group between pools."
+  }
+  assert {
+    condition     = alltrue([for pool, rule in output.rules : rule.header == { http_header_name = "x-llmfleet-pool", values = toset([pool]) } && rule.action == "forward" && rule.health_path == "/ready"])
+    error_message = "A rule per pool forwards on the x-llmfleet-pool header naming it; its pool's target group checks /ready."
+  }
+  assert {
+    condition = alltrue([for pool, group in output.groups : strcontains(group.user_data, "LLMFLEET_POOL=${pool}\n") &&
+    strcontains(group.user_data, "LLMFLEET_PEERS=large=http://") && strcontains(group.user_data, "[[length_rules]]")])
+    error_message = "Each pool's routers are told their pool, the peers and the alias rules."
+  }
+}

@@ -13,6 +13,21 @@ locals {
   ])))
   artifact_file = basename(var.artifact_key)
 
+  # The router's policy for the alias model, as TOML (server/settings.py reads it): strings
+  # through jsonencode, whose escapes TOML's basic strings share.
+  weights = var.routing.score_weights
+  costs   = { for m in var.routing.scored_models : m.model => { for k in ["runtime_s", "energy_j"] : k => m[k] } }
+  router_toml = join("\n", concat(
+    ["policy = ${jsonencode(var.routing.policy)}",
+    "score_weights = { accuracy = ${local.weights.accuracy}, energy = ${local.weights.energy}, time = ${local.weights.time} }"],
+    flatten([for rule in var.routing.length_rules : concat(["", "[[length_rules]]", "model = ${jsonencode(rule.model)}"],
+    rule.max_prompt_tokens == null ? [] : ["max_prompt_tokens = ${rule.max_prompt_tokens}"])]),
+    flatten([for m in var.routing.scored_models : concat(
+      ["", "[[scored_models]]", "model = ${jsonencode(m.model)}", "quality = ${m.quality}"],
+      [for k, c in local.costs[m.model] : "${k} = { intercept = ${c.intercept}, per_input_token = ${c.per_input_token}, per_output_token = ${c.per_output_token} }"]
+    )]),
+  ))
+
   # --- Service sandboxes ---------------------------------------------------------
   # Each service runs as its own system user (created by cloud-init, home and state
   # in /var/lib/llmfleet/NAME) with no capabilities, a read-only system, no access to
@@ -83,5 +98,9 @@ locals {
     drain_timeout_s          = var.drain_timeout_s
     launch_hook_name         = var.launch_hook_name
     model_on_instance_store  = var.model_on_instance_store
+    router_toml              = local.router_toml
+    pool_name                = var.pool == null ? "" : var.pool.name
+    # name=url pairs: systemd's environment files would unquote JSON.
+    peers = var.pool == null ? "" : join(",", [for name, url in var.pool.peers : "${name}=${url}"])
   })
 }

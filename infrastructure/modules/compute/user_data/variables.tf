@@ -136,3 +136,43 @@ variable "region" {
   type        = string
   default     = "us-east-1"
 }
+
+variable "pool" {
+  description = "With several pools in the deployment: this pool's name and every pool's URL (the internal load balancer the routers send other pools' requests to, by the x-llmfleet-pool header); null: the only pool."
+  type = object({
+    name  = string
+    peers = map(string)
+  })
+  default = null
+}
+
+variable "routing" {
+  description = "How the router resolves the alias model (auto): its policy and the policy's settings, written to /etc/llmfleet/router.toml (docs/router.md)."
+  type = object({
+    policy = optional(string, "prompt_length")
+    length_rules = optional(list(object({
+      model             = string
+      max_prompt_tokens = optional(number)
+    })), [])
+    scored_models = optional(list(object({
+      model   = string
+      quality = number
+      runtime_s = object({
+        intercept        = optional(number, 0)
+        per_input_token  = optional(number, 0)
+        per_output_token = number
+      })
+      energy_j = object({
+        intercept        = optional(number, 0)
+        per_input_token  = optional(number, 0)
+        per_output_token = number
+      })
+    })), [])
+    score_weights = optional(object({
+      accuracy = optional(number, 1)
+      energy   = optional(number, 1)
+      time     = optional(number, 1)
+    }), {})
+  })
+  default = {}
+}
