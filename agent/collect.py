@@ -135,7 +135,9 @@ class RoundCollector:
         """Scrape, read and compute one round (`in_group` False: the instance is not in the
         group's capacity, `agent.datapoints.Where`)."""
         router, engines = await self._scraper.scrape()
-        serving = compute(router, engines)
+        # The model this instance serves, when named (every instance in the cloud): its
+        # router's figures for that model only, not the requests it sends to other pools.
+        serving = compute(router, engines, self._settings.model)
         gpus = self._gpu.read()
         values = self._cost.figures(serving, gpus)
         values[TIME_TO_SERVING] = await asyncio.to_thread(self._startup.check)

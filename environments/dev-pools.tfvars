@@ -14,7 +14,8 @@ single_nat_gateway = true
 # Targets: about three quarters of the requests the planner says one instance holds within a
 # 2 s TTFT and 100 ms TPOT at 512 prompt and 256 output tokens (llmfleet plan --model M
 # --input-len 512 --output-len 256 --ttft-ms 2000 --tpot-ms 100 --all: 256 for the small
-# model on a g5.xlarge, 128 for the large one on a g6e.xlarge, both fp16).
+# model on a g5.xlarge, 128 for the large one on a g6e.xlarge, both fp16; `llmfleet plan pools`
+# sizes both for a traffic mix and may pick fp8 for the large one).
 pools = {
   small = {
     instance_type = "g5.xlarge" # one A10G, 24 GB

@@ -76,7 +76,11 @@ module "monitoring" {
     alarm_prefix           = local.pool_names[key]
     max_instances          = pool.capacity.max
     scale_out_pct          = pool.scaling.scale_out_pct
+    # A pool kept at zero on purpose has no healthy host by design.
+    alarm_when_down         = local.several && pool.capacity.min > 0
+    target_group_arn_suffix = local.several ? module.pools[0].target_group_arn_suffixes[key] : null
   } }
+  pools_alb_arn_suffix    = one(module.pools[*].arn_suffix)
   alb_arn_suffix          = module.load_balancer.alb_arn_suffix
   target_group_arn_suffix = module.load_balancer.target_group_arn_suffix
   alarm_email             = var.alarm_email

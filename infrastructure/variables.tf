@@ -326,4 +326,22 @@ variable "routing" {
     condition     = contains(["prompt_length", "scored"], var.routing.policy) && (var.routing.policy != "scored" || length(var.routing.scored_models) > 0)
     error_message = "routing.policy must be \"prompt_length\" or \"scored\", and \"scored\" needs scored_models."
   }
+  # What the router refuses at start (server/settings.py, llmfleet/core/routing.py): refused
+  # here, or every instance would fail its health check and be replaced in turn.
+  validation {
+    condition = alltrue([for r in var.routing.length_rules :
+      r.model != "auto" && (r.max_prompt_tokens == null || try(r.max_prompt_tokens >= 1 && floor(r.max_prompt_tokens) == r.max_prompt_tokens, false))]) && (
+    length(distinct([for r in var.routing.length_rules : r.model])) == length(var.routing.length_rules))
+    error_message = "routing.length_rules: one rule per model (not the alias \"auto\"), each max_prompt_tokens a whole number of at least 1 or left out."
+  }
+  validation {
+    condition = alltrue([for m in var.routing.scored_models :
+      m.model != "auto" && m.quality >= 0 && m.quality <= 1 && alltrue([for c in [m.runtime_s, m.energy_j] :
+    c.per_input_token >= 0 && c.per_output_token >= 0])]) && length(distinct([for m in var.routing.scored_models : m.model])) == length(var.routing.scored_models)
+    error_message = "routing.scored_models: one entry per model (not the alias \"auto\"), quality 0-1, per-token costs of at least 0."
+  }
+  validation {
+    condition     = min(var.routing.score_weights.accuracy, var.routing.score_weights.energy, var.routing.score_weights.time) >= 0 && max(var.routing.score_weights.accuracy, var.routing.score_weights.energy, var.routing.score_weights.time) > 0
+    error_message = "routing.score_weights: each at least 0, one above 0."
+  }
 }

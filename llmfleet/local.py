@@ -40,6 +40,7 @@ from llmfleet.core.drain import DrainError, RouterDrain
 from llmfleet.core.engine import EngineProcess, EngineSpec, engine_spec_for
 from llmfleet.core.net import free_port
 from llmfleet.core.process import ChildProcess, StartError
+from llmfleet.core.routing import LengthRule
 from llmfleet.core.testmodel import GENERATED
 from llmfleet.core.wire.drain import DrainStatus
 
@@ -172,17 +173,17 @@ def engine_specs(opts: UpOptions) -> list[EngineSpec]:
     return specs
 
 
-def length_rules(names: list[str]) -> list[dict[str, Any]]:
+def length_rules(names: list[str]) -> list[LengthRule]:
     """auto's default rules: the first model up to SHORT_PROMPT_TOKENS, each next one up to
     four times the previous bound, the last without one."""
-    return [{"model": name, "max_prompt_tokens": None if i == len(names) - 1
-             else SHORT_PROMPT_TOKENS * 4 ** i} for i, name in enumerate(names)]
+    return [LengthRule(model=name, max_prompt_tokens=None if i == len(names) - 1
+                       else SHORT_PROMPT_TOKENS * 4 ** i) for i, name in enumerate(names)]
 
 
-def describe_rules(rules: list[dict[str, Any]]) -> str:
-    parts = [f"up to ~{r['max_prompt_tokens']} prompt tokens to {r['model']}"
-             for r in rules if r["max_prompt_tokens"] is not None]
-    return ", ".join([*parts, f"longer to {rules[-1]['model']}"])
+def describe_rules(rules: list[LengthRule]) -> str:
+    parts = [f"up to ~{r.max_prompt_tokens} prompt tokens to {r.model}"
+             for r in rules if r.max_prompt_tokens is not None]
+    return ", ".join([*parts, f"longer to {rules[-1].model}"])
 
 
 class LocalPlatform:

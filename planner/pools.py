@@ -44,7 +44,15 @@ class PoolShare:
     share: float  # of the requests
     input_len: int  # mean prompt tokens of its requests
     output_len: int
-    max_len: int  # its longest request, prompt and output: the engine's max_model_len
+    max_len: int  # its longest drawn request, prompt and output
+
+    @property
+    def max_model_len(self) -> int:
+        """The engine's max_model_len: twice its longest drawn request, in whole 1,024s (the
+        router estimates prompt tokens from characters, and a tokenizer may count more),
+        within the model's context."""
+        doubled = math.ceil(2 * self.max_len / 1024) * 1024
+        return min(doubled, self.pool.arch.max_position_embeddings)
 
 
 @dataclass(frozen=True)

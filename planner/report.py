@@ -239,9 +239,15 @@ def pools_tfvars(sizings: Sequence[PoolSizing], rules: Sequence[LengthRule]) -> 
                   f"    capacity      = {{ min = {cap.min}, max = {cap.max}, "
                   f"desired = {cap.desired} }}",
                   f'    scaling       = {{ policy = "inflight-guard", '
-                  f"inflight_per_instance = {s.inflight_target} }}",
-                  f'    model         = {{ id = "{ids[s.share.pool.name]}", vllm_args = '
-                  f'"{vllm_args(s.question, c)}", max_model_len = {s.share.max_len} }}',
+                  f"inflight_per_instance = {s.inflight_target} }}"]
+        if s.question.market is Market.SPOT:
+            lines.append("    spot          = { on_demand_base = 0, spot_percentage = 100 }")
+        if c.precision in (Precision.INT8, Precision.INT4):
+            lines.append(f"    # {c.precision.value} needs a checkpoint quantised to it (GPTQ or "
+                         "AWQ): point model.id at one")
+        lines += [f'    model         = {{ id = "{ids[s.share.pool.name]}", vllm_args = '
+                  f'"{vllm_args(s.question, c)}", max_model_len = '
+                  f"{s.share.max_model_len} }}",
                   "  }"]
     lines += ["}", "routing = {", "  length_rules = ["]
     for rule in ordered(rules):

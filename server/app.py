@@ -112,7 +112,8 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
     service = CompletionService(
         keys=keys, limiter=limiter, pool=pool, proxy=proxy, accounting=accounting,
         policy=policy, metrics=metrics, alias=settings.alias_model,
-        max_body_bytes=settings.max_body_bytes, default_max_tokens=settings.default_max_tokens)
+        max_body_bytes=settings.max_body_bytes, default_max_tokens=settings.default_max_tokens,
+        pool_name=settings.pool)
     fleet = FleetMonitor(metrics.registry, pool, client, interval_s=settings.console_interval_s,
                          window_s=settings.console_window_s,
                          history_s=settings.console_history_s, agent_url=settings.agent_url)

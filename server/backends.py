@@ -157,8 +157,10 @@ class Backend:
 
     def stalled(self, now: float, after_s: float) -> bool:
         """Every stream it is relaying has been silent for `after_s`: the engine has
-        stopped (a hung process, a stuck GPU) although it still accepts connections."""
-        return self.streams > 0 and now - self.last_progress > after_s
+        stopped (a hung process, a stuck GPU) although it still accepts connections. Never
+        a peer pool: one silent stream there is one of its instances, which its own
+        routers take out."""
+        return self.pool is None and self.streams > 0 and now - self.last_progress > after_s
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,8 @@ class BackendPool:
                 context = await self._peer_listing(backend)
         except (httpx.HTTPError, TimeoutError, ValueError) as exc:
             backend.failed_checks += 1
-            backend.last_error = f"health check failed: {describe(exc)}"
+            answer = "/v1/models" if backend.pool is None else "/ready"
+            backend.last_error = f"health check failed: {describe(exc, answer)}"
             if backend.failed_checks >= self._limits.unhealthy_threshold:
                 self._set_health(backend, False, backend.last_error)
             return

@@ -16,11 +16,15 @@ done twice and charged once:
 - an engine 503 (it refused the work) retries on another backend, else passes through;
 - any other connection dropped before the answer is a 502: the engine had the
   request and died with it;
-- a peer pool (`Backend.pool`) is a load balancer in front of routers: its own 502, 503
-  or 504 (not JSON: no router wrote it; no healthy router, or one that failed) ejects the
-  peer and retries, as a refused connection does;
+- a peer pool (`Backend.pool`) is a load balancer in front of routers: its own 503 (not
+  JSON: no router wrote it; the pool has no healthy router) ejects the peer and retries, as
+  a refused connection does; its own 502 or 504 (a router there failed or timed out with
+  the request) is the engine's 502 or 504 (work may have been done);
+- a peer router's 503 (draining, overloaded, its engine just gone) is retried once on the
+  same peer, which the load balancer sends to another of that pool's routers;
 - when the model has no other backend and the policy chose it for the alias, the policy
-  chooses again without it (`CompletionService.reroute`) and the retry goes there.
+  chooses again without it (`CompletionService.reroute`) and the retry goes there rather
+  than to the same peer.
 After that:
 - Engine 4xx answers pass through untouched; other engine 5xx become 502.
 - A non-streamed answer is held whole only up to `MAX_BUFFERED_ANSWER_BYTES`; a
@@ -70,9 +74,6 @@ EVENT_END = b"\n\n"
 MAX_PENDING_BYTES = 1 << 20
 MAX_BUFFERED_ANSWER_BYTES = 1 << 20
 USAGE_TAIL_BYTES = 4096  # usage is the last object of an answer
-# A load balancer's own failures in front of a peer pool: no healthy target, a target that
-# reset or timed out. A router's answers are JSON; these are not.
-BALANCER_FAILURES = frozenset({502, 503, 504})
 
 # Chooses another model for an exchange whose model failed (CompletionService.reroute).
 Reroute = Callable[[Exchange, str], bool]
@@ -227,15 +228,35 @@ class Proxy:
             log.warning("%s: %s dropped the connection before answering: %s",
                         ex.request_id, backend.label, exc)
             raise UpstreamFailed("the engine closed the connection before answering") from exc
-        if backend.pool is not None and resp.status in BALANCER_FAILURES and \
-                not resp.content_type.startswith("application/json"):
-            resp.close()  # the balancer's page is not an answer in OpenAI's shape
-            raise _Retryable(f"pool {backend.pool} answered {resp.status}", eject=True,
-                             unavailable=True,
-                             shown=f"its load balancer answered {resp.status}")
+        if backend.pool is not None and not resp.content_type.startswith("application/json"):
+            self._balancer_failure(backend, resp)
         if resp.status == 503:
-            raise _Retryable("engine answered 503", eject=False, response=resp)
+            # A peer pool has other routers behind its load balancer: the same peer again,
+            # unless the alias may go to another model instead.
+            again = backend.pool is not None and ex.route_reason is None
+            raise _Retryable("engine answered 503", eject=False, response=resp,
+                             same_backend_ok=again)
         return resp
+
+    @staticmethod
+    def _balancer_failure(backend: Backend, resp: UpstreamResponse) -> None:
+        """A peer's load balancer answered itself (a router answers JSON): 503, no healthy
+        router in that pool; 502 or 504, the router it chose failed or timed out with the
+        request. Its page is not an answer in OpenAI's shape.
+
+        Raises:
+            _Retryable: 503 (the peer is out until a health check passes).
+            UpstreamFailed, UpstreamTimeout: 502, 504.
+        """
+        if resp.status not in (502, 503, 504):
+            return
+        resp.close()
+        if resp.status == 503:
+            raise _Retryable(f"pool {backend.pool} answered 503", eject=True, unavailable=True,
+                             shown="its load balancer answered 503: no healthy router")
+        if resp.status == 504:
+            raise UpstreamTimeout(f"pool {backend.pool} did not answer in time")
+        raise UpstreamFailed(f"pool {backend.pool} failed while answering")
 
     async def _answer(self, resp: UpstreamResponse, ex: Exchange,
                       backend: Backend | None = None) -> Response:

@@ -32,6 +32,7 @@ from server.errors import (
     APIError,
     BodyIncomplete,
     BodyTooLarge,
+    InvalidRequest,
     ModelNotFound,
     NoHealthyBackend,
 )
@@ -98,7 +99,8 @@ class CompletionService:
     def __init__(self, *, keys: KeyStore, limiter: RateLimiter, pool: BackendPool,
                  proxy: Proxy, accounting: Accounting, policy: RoutingPolicy,
                  metrics: RouterMetrics,
-                 alias: str, max_body_bytes: int, default_max_tokens: int) -> None:
+                 alias: str, max_body_bytes: int, default_max_tokens: int,
+                 pool_name: str | None = None) -> None:
         self._keys = keys
         self._limiter = limiter
         self._pool = pool
@@ -109,6 +111,7 @@ class CompletionService:
         self._alias = alias
         self._max_body = max_body_bytes
         self._default_max_tokens = default_max_tokens
+        self._pool_name = pool_name
 
     async def handle(self, endpoint: Endpoint, request: Request) -> Response:
         request.state.request_id, minted = request_id_for(request)
@@ -134,8 +137,8 @@ class CompletionService:
         named: str | None = None  # the model the client asked for, once parsed
         model: str | None = None  # the served model it resolved to
         credentials = request.headers.get("authorization")
-        hop = POOL_HEADER in request.headers  # sent on by a peer pool's router
         try:
+            hop = self._hop(request.headers.get(POOL_HEADER))
             key_id = self._keys.authenticate(credentials)
             parsed = parse_request(endpoint, await read_body(request, self._max_body))
             if (weights := request.headers.get(WEIGHTS_HEADER)) is not None:
@@ -162,6 +165,21 @@ class CompletionService:
         return Exchange(parsed, request_id, key_id, model, reservation, started=started,
                         route_reason=reason, engine_request_id=engine_id, hop=hop,
                         credentials=credentials)
+
+    def _hop(self, pool: str | None) -> bool:
+        """Whether a peer pool's router sent the request on (it names a pool).
+
+        Raises:
+            InvalidRequest: it names another pool than this router's: the load balancer
+                between pools routes on the header, so only a client can have sent it here.
+        """
+        if pool is None:
+            return False
+        if self._pool_name is not None and pool != self._pool_name:
+            raise InvalidRequest(f"{POOL_HEADER} names pool {pool!r}; this router serves pool "
+                                 f"{self._pool_name!r} (the header is for routers of one "
+                                 "deployment: leave it out)", param=POOL_HEADER)
+        return True
 
     def _worst_case_tokens(self, parsed: ParsedRequest, model: str) -> int:
         """What a request may use at most: reserved up front, settled at its end.

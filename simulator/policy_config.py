@@ -331,6 +331,9 @@ def read_environment(tfvars: Path, variables: Path, pool: str | None = None) -> 
     pools = values.pop("pools")
     routing = values.pop("routing")
     if isinstance(pools, dict):
+        if isinstance(routing, dict) and routing.get("policy") == "scored":
+            raise TfvarsError(f"{tfvars} routes by the scored policy: splitting traffic between "
+                              "pools by its scores is not simulated (give length rules)")
         if pool not in pools:
             raise TfvarsError(f"{tfvars} deploys the pools {', '.join(sorted(pools))}: simulate "
                               "one with --pool NAME (its share of the traffic, split by the "

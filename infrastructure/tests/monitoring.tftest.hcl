@@ -74,6 +74,13 @@ run "a_forged_gpu_metric_raises_an_alarm" {
     a.alarm_actions == toset(["arn:aws:sns:us-east-1:123456789012:alarms"]) && a.treat_missing_data == "notBreaching"])
     error_message = "Every forged-metric alarm notifies the alarm topic."
   }
+  # What a single-pool deployment had before pools: the same names and query labels, so an
+  # upgrade changes none of its alarms.
+  assert {
+    condition = (aws_cloudwatch_metric_alarm.plausibility["main/gpu-metric-out-of-range"].alarm_name == "llmfleet-test-gpu-metric-out-of-range" &&
+    one([for q in aws_cloudwatch_metric_alarm.plausibility["main/gpu-metric-out-of-range"].metric_query : q.label if q.id == "implausible"]) == "gpu-metric-out-of-range")
+    error_message = "A single pool's forged-metric alarms keep their names and labels."
+  }
   assert {
     condition     = one([for q in aws_cloudwatch_metric_alarm.plausibility["main/gpu-metric-out-of-range"].metric_query : q.expression if q.id == "implausible"]) == "IF(gpu_max > 100 OR gpu_min < 0, 1, 0)"
     error_message = "A GPU utilisation outside 0-100% alarms."
@@ -157,9 +164,20 @@ run "each_pool_has_its_alarms_and_dashboard_row" {
   }
   variables {
     groups = {
-      small = { autoscaling_group_name = "llmfleet-test-small-gpu", alarm_prefix = "llmfleet-test-small", max_instances = 6 }
+      small = { autoscaling_group_name = "llmfleet-test-small-gpu", alarm_prefix = "llmfleet-test-small", max_instances = 6,
+      alarm_when_down = true, target_group_arn_suffix = "targetgroup/small/1" }
       large = { autoscaling_group_name = "llmfleet-test-large-gpu", alarm_prefix = "llmfleet-test-large", max_instances = 2, scale_out_pct = 80 }
     }
+    pools_alb_arn_suffix = "app/pools/1"
+  }
+
+  # The public entry's no-healthy-hosts alarm sees every pool's instances: a pool that is
+  # down needs its own, on its target group between pools (not for a pool kept at zero).
+  assert {
+    condition = (keys(aws_cloudwatch_metric_alarm.pool_down) == ["small"] &&
+      aws_cloudwatch_metric_alarm.pool_down["small"].dimensions == tomap({ LoadBalancer = "app/pools/1", TargetGroup = "targetgroup/small/1" }) &&
+    aws_cloudwatch_metric_alarm.pool_down["small"].treat_missing_data == "breaching" && aws_cloudwatch_metric_alarm.pool_down["small"].alarm_name == "llmfleet-test-small-no-healthy-hosts")
+    error_message = "A pool with no healthy router alarms on its own target group."
   }
 
   assert {

@@ -62,11 +62,12 @@ class ServingStats:
 Pair = tuple[Snapshot | None, Snapshot | None]  # one source's scrapes: before, after
 
 
-def _histogram(name: str, pair: Pair) -> Buckets | None:
+def _histogram(name: str, pair: Pair, **match: str) -> Buckets | None:
     before, after = pair
     if after is None:
         return None
-    return buckets_delta(before.buckets(name) if before else None, after.buckets(name))
+    return buckets_delta(before.buckets(name, **match) if before else None,
+                         after.buckets(name, **match))
 
 
 def _merged_histogram(name: str, pairs: Sequence[Pair]) -> Buckets | None:
@@ -101,20 +102,25 @@ def _quantiles(buckets: Buckets | None, *qs: float) -> list[float | None]:
     return [histogram_quantile(q, buckets) for q in qs]
 
 
-def compute(router: Pair, engines: Sequence[Pair]) -> ServingStats:
+def compute(router: Pair, engines: Sequence[Pair], model: str | None = None) -> ServingStats:
     """Statistics for the interval between each source's previous and latest scrape.
 
     Engine figures are combined over every engine on the instance: rates and
-    queue lengths add up, KV-cache use is averaged, histograms are merged.
+    queue lengths add up, KV-cache use is averaged, histograms are merged. With `model`,
+    the router's figures are that model's only: a router of one pool among several also
+    answers, and sends on, requests for the other pools' models, whose latency and errors
+    are theirs (their own routers count them again), not this instance's.
     """
-    latency = _histogram(ROUTER_LATENCY, router) or _merged_histogram(VLLM_LATENCY, engines)
-    ttft = _histogram(ROUTER_TTFT, router) or _merged_histogram(VLLM_TTFT, engines)
-    itl = _histogram(ROUTER_ITL, router) or _merged_histogram(VLLM_ITL, engines)
+    match = {} if model is None else {"model": model}
+    latency = (_histogram(ROUTER_LATENCY, router, **match)
+               or _merged_histogram(VLLM_LATENCY, engines))
+    ttft = _histogram(ROUTER_TTFT, router, **match) or _merged_histogram(VLLM_TTFT, engines)
+    itl = _histogram(ROUTER_ITL, router, **match) or _merged_histogram(VLLM_ITL, engines)
     lat50, lat95, lat99 = _quantiles(latency, 0.5, 0.95, 0.99)
     ttft50, ttft95, ttft99 = _quantiles(ttft, 0.5, 0.95, 0.99)
     itl50, itl95 = _quantiles(itl, 0.5, 0.95)
-    requests = rate(ROUTER_REQUESTS, router)
-    errors = rate(ROUTER_REQUESTS, router, status="5xx")
+    requests = rate(ROUTER_REQUESTS, router, **match)
+    errors = rate(ROUTER_REQUESTS, router, status="5xx", **match)
     if requests is None:
         requests = summed([rate(VLLM_REQUESTS, pair) for pair in engines])
     error_rate = None

@@ -23,11 +23,14 @@ def names_read_by_infrastructure() -> set[str]:
     alarm_names = set(re.findall(r'namespace\s*=\s*(?:local\.ns|var\.metrics_namespace)\s*\n'
                                  r'\s*metric_name\s*=\s*"(\w+)"', text))
     alarm_map = set(re.findall(r'namespace = local\.ns, metric = "(\w+)"', text))
+    # Each group's serving alarms (monitoring's group_alarms): our namespace, set on the resource.
+    group_alarms = set(re.findall(r'name = "[\w-]+", metric = "(\w+)"', text))
     dashboard = set(re.findall(r'\[local\.ns, "(\w+)"', text))
     listed = {name for group in re.findall(r'for m in \[([^\]]+)\]', text)
               for name in re.findall(r'"(\w+)"', group)}
     search = set(re.findall(r'MetricName=\\"(\w+)\\"', text))
-    return alarm_names | alarm_map | dashboard | listed | search | policy_file_names()
+    return (alarm_names | alarm_map | group_alarms | dashboard | listed | search
+            | policy_file_names())
 
 
 def policy_file_names() -> set[str]:

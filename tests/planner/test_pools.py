@@ -76,6 +76,10 @@ def test_plan_pools_prints_each_pool_and_tfvars_terraform_reads(
     assert isinstance(pools, dict) and isinstance(routing, dict)
     assert pools["large"]["instance_type"] == "g6e.xlarge"
     assert pools["small"]["model"]["id"] == "Qwen/Qwen2.5-1.5B-Instruct"
+    # Room for the router's estimate falling short of the tokenizer, within the context.
+    assert pools["small"]["model"]["max_model_len"] % 1024 == 0
+    assert 512 < pools["small"]["model"]["max_model_len"] <= SMALL.arch.max_position_embeddings
+    assert "spot" not in pools["small"]  # on demand unless --market spot
     assert routing["length_rules"] == [
         {"model": "Qwen/Qwen2.5-1.5B-Instruct", "max_prompt_tokens": 512},
         {"model": "meta-llama/Llama-3.1-8B-Instruct"}]

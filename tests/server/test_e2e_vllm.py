@@ -197,7 +197,9 @@ def test_token_limit_reconciles_with_reported_usage(vllm_engine: tuple[str, str]
 def test_ready_and_metrics(stack: tuple[ServerThread, str, str]) -> None:
     router, url, model = stack
     ready = httpx.get(router.url + "/ready").json()
-    assert ready == {"status": "ready", "healthy_backends": 1, "models": [model]}
+    # The engine's context length too: what other pools' routers reserve tokens by.
+    assert ready == {"status": "ready", "healthy_backends": 1, "models": [model],
+                     "context": {model: 2048}}
     text = httpx.get(router.url + "/metrics").text
     assert f'llmfleet_backend_healthy{{backend="{url}"}} 1.0' in text
     for name in ("llmfleet_requests_total", "llmfleet_request_duration_seconds_bucket",

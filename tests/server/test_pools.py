@@ -55,7 +55,8 @@ def pools() -> Iterator[Pools]:
         with start_router([small_engine.url], pool="small", **common) as small_router, \
                 start_router([large_engine.url], pool="large", **common) as large_router:
             targets.update(small=small_router.url, large=large_router.url)
-            eventually(lists(small_router, {"small", "large"}))
+            for router in (small_router, large_router):  # each learns the other pool
+                eventually(lists(router, {"small", "large"}))
             yield Pools(small, large, small_router, large_router, targets, seen)
 
 
@@ -124,6 +125,11 @@ def test_a_pool_that_refuses_work_moves_auto_to_the_other_at_once(pools: Pools) 
     assert resp.json()["model"] == "small"
     assert "large unavailable" in resp.headers["x-llmfleet-route"]
     assert complete(pools.small_router, "large", LONG).status_code == 503
+    # Every slot taken on the way was given back: nothing in flight to either pool.
+    metrics = httpx.get(f"{pools.small_router.url}/metrics").text
+    in_flight = [line for line in metrics.splitlines()
+                 if line.startswith("llmfleet_requests_in_flight{")]
+    assert in_flight and all(line.endswith(" 0.0") for line in in_flight), in_flight
 
 
 def test_a_request_from_a_peer_is_never_sent_on(pools: Pools) -> None:
@@ -138,6 +144,27 @@ def test_a_request_from_a_peer_is_never_sent_on(pools: Pools) -> None:
     # auto from a peer chooses among this pool's own models only.
     assert complete(pools.large_router, "auto", SHORT,
                     **{POOL_HEADER: "large"}).json()["model"] == "large"
+
+
+def test_a_balancer_502_is_the_pools_failure_not_a_reason_to_choose_again(
+        pools: Pools) -> None:
+    """A 502 from the load balancer between pools: the router it chose failed with the
+    request, which may have done work; not retried elsewhere, and the pool stays in."""
+    pools.targets["large"] = "http://127.0.0.1:9"  # a router that cannot be reached
+    resp = complete(pools.small_router, "auto", LONG)
+    assert resp.status_code == 502
+    assert resp.json()["error"]["type"] == "server_error"
+    pools.targets["large"] = pools.large_router.url
+    assert complete(pools.small_router, "auto", LONG).json()["model"] == "large"
+
+
+def test_a_pool_header_naming_another_pool_is_refused(pools: Pools) -> None:
+    """The load balancer between pools routes on the header, so a request naming the small
+    pool can reach the large pool's router only from a client: 400, not a 503 later."""
+    resp = complete(pools.large_router, "small", SHORT, **{POOL_HEADER: "small"})
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == POOL_HEADER
+    assert pools.small.requests == pools.large.requests == 0
 
 
 def test_ready_speaks_for_the_routers_own_engines_only(pools: Pools) -> None:

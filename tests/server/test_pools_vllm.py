@@ -99,7 +99,8 @@ def test_across_pools_auto_uses_both_and_a_pool_scaled_to_zero_moves_it(
                 start_router([engines[WIDE]], pool="wide", peers=peers,
                              length_rules=RULES) as wide_pool:
             targets.update(tiny=tiny_pool.url, wide=wide_pool.url)
-            eventually(lists(tiny_pool, {TINY, WIDE}))
+            for router in (tiny_pool, wide_pool):  # each learns the other pool
+                eventually(lists(router, {TINY, WIDE}))
             assert chosen(tiny_pool, SHORT)[0] == TINY
             assert chosen(tiny_pool, LONG)[0] == WIDE  # through the balancer
             assert chosen(wide_pool, SHORT)[0] == TINY  # the other way

@@ -189,3 +189,21 @@ def test_each_pool_is_simulated_on_its_share_of_the_traffic(
     assert simulate("--env", "dev", "--pool", "small", "--trace", str(short_trace),
                     "--no-plot") == 2
     assert "--pool is for an environment of several" in capsys.readouterr().err
+
+
+def test_pools_routed_by_scores_are_refused_not_split_wrongly(
+        short_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "repo"
+    (root / "environments").mkdir(parents=True)
+    (root / "infrastructure").mkdir()
+    shutil.copy(REPO / "infrastructure" / "variables.tf", root / "infrastructure")
+    text = (REPO / "environments" / "dev-pools.tfvars").read_text()
+    start = text.index("routing = {")
+    end = text.index("\n}\n", start) + 3
+    scored = ('routing = { policy = "scored", scored_models = [{ model = "qwen2.5-1.5b", '
+              'quality = 0.5, runtime_s = { per_output_token = 0.01 }, energy_j = '
+              '{ per_output_token = 1 } }] }\n')
+    (root / "environments" / "scored.tfvars").write_text(text[:start] + scored + text[end:])
+    assert simulate("--root", str(root), "--env", "scored", "--pool", "small", "--trace",
+                    str(short_trace), "--no-plot") == 2
+    assert "routes by the scored policy" in capsys.readouterr().err

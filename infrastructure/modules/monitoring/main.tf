@@ -102,6 +102,26 @@ resource "aws_cloudwatch_metric_alarm" "metric" {
   ok_actions          = [aws_sns_topic.alarms.arn]
 }
 
+# A pool with no healthy instance: with several pools the public entry's target group still
+# has the others', so its no-healthy-hosts alarm stays quiet; each pool's own target group
+# between pools says it. Only for a pool whose minimum is above zero (the root module).
+resource "aws_cloudwatch_metric_alarm" "pool_down" {
+  for_each            = { for pool, g in var.groups : pool => g if g.alarm_when_down }
+  alarm_name          = "${each.value.alarm_prefix}-no-healthy-hosts"
+  alarm_description   = "Pool ${each.key}: no router passes its /ready check; auto sends its requests to the other pools' models, and requests naming its model get 503."
+  namespace           = "AWS/ApplicationELB"
+  metric_name         = "HealthyHostCount"
+  dimensions          = { LoadBalancer = var.pools_alb_arn_suffix, TargetGroup = each.value.target_group_arn_suffix }
+  statistic           = "Minimum"
+  period              = 60
+  evaluation_periods  = 3
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching" # no data from the target group is no healthy host
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
 # GPUs busy and no room left to scale: demand exceeds what max_size can serve.
 resource "aws_cloudwatch_metric_alarm" "gpu_pinned" {
   for_each            = var.groups
@@ -240,7 +260,7 @@ resource "aws_cloudwatch_metric_alarm" "plausibility" {
   metric_query {
     id          = "implausible"
     expression  = each.value.expression
-    label       = each.key
+    label       = each.value.name
     return_data = true
   }
   dynamic "metric_query" {

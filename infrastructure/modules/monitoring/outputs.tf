@@ -23,5 +23,6 @@ output "alarm_names" {
   value = merge({ for k, a in aws_cloudwatch_metric_alarm.metric : k => a.alarm_name },
     { for k, a in aws_cloudwatch_metric_alarm.group : k => a.alarm_name },
     { for k, a in aws_cloudwatch_metric_alarm.gpu_pinned : "${k}/gpu-pinned" => a.alarm_name },
+    { for k, a in aws_cloudwatch_metric_alarm.pool_down : "${k}/no-healthy-hosts" => a.alarm_name },
   { for k, a in aws_cloudwatch_metric_alarm.plausibility : k => a.alarm_name })
 }

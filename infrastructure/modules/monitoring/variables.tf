@@ -16,6 +16,10 @@ variable "groups" {
     alarm_prefix           = string
     max_instances          = number
     scale_out_pct          = optional(number, 70)
+    # With several pools: alarm when the group's target group on the load balancer between
+    # pools has no healthy host (the pool cannot serve at all), that target group's suffix.
+    alarm_when_down         = optional(bool, false)
+    target_group_arn_suffix = optional(string)
   }))
   validation {
     condition     = length(var.groups) >= 1
@@ -25,6 +29,12 @@ variable "groups" {
     condition     = alltrue([for g in values(var.groups) : g.scale_out_pct > 0 && g.scale_out_pct <= 100])
     error_message = "Each group's scale_out_pct must be above 0 and at most 100 (the compute module's scaling.scale_out_pct)."
   }
+}
+
+variable "pools_alb_arn_suffix" {
+  description = "The load balancer between pools' ARN suffix (with several pools; null without)."
+  type        = string
+  default     = null
 }
 
 variable "alb_arn_suffix" {

@@ -18,8 +18,10 @@ locals {
   # that keeps two long names apart.
   target_group_names = { for pool in var.pools :
   pool => "${substr("${var.name}-${pool}", 0, 25)}-${substr(md5(pool), 0, 6)}" }
-  # Stable priorities: the pools in name order (a new pool renumbers the rules in place).
-  priorities = { for i, pool in sort(var.pools) : pool => i + 1 }
+  # A rule's priority from its pool's name alone, so that adding or removing a pool moves no
+  # other rule (AWS refuses a priority still in use, and an apply updates rules in no set
+  # order). 1 to 50,000, AWS's range; variables.tf refuses two names that meet.
+  priorities = { for pool in var.pools : pool => 1 + parseint(substr(md5(pool), 0, 4), 16) % 50000 }
 }
 
 # --- Security group ------------------------------------------------------------

@@ -13,6 +13,11 @@ output "target_group_arns" {
   value       = { for pool, group in aws_lb_target_group.pool : pool => group.arn }
 }
 
+output "target_group_arn_suffixes" {
+  description = "Each pool's target group ARN suffix (CloudWatch's TargetGroup dimension), by pool name."
+  value       = { for pool, group in aws_lb_target_group.pool : pool => group.arn_suffix }
+}
+
 output "arn_suffix" {
   description = "The load balancer's ARN suffix (its CloudWatch dimension)."
   value       = aws_lb.this.arn_suffix

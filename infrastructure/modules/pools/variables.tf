@@ -10,6 +10,11 @@ variable "pools" {
     condition     = length(var.pools) >= 2 && length(distinct(var.pools)) == length(var.pools) && alltrue([for p in var.pools : can(regex("^[a-z][a-z0-9-]{0,19}$", p))])
     error_message = "pools must be two or more distinct names of 1-20 lower-case letters, digits and dashes, starting with a letter."
   }
+  # Each pool's listener rule priority is a hash of its name (main.tf).
+  validation {
+    condition     = length(distinct([for p in var.pools : parseint(substr(md5(p), 0, 4), 16) % 50000])) == length(var.pools)
+    error_message = "Two pool names hash to the same listener rule priority: rename one of them."
+  }
 }
 
 variable "vpc_id" {

@@ -77,7 +77,8 @@ run "plans" {
   assert {
     condition = var.pools == null ? length(module.pools) == 0 : (
       length(module.pools) == 1 && toset(keys(module.pools[0].target_group_arns)) == toset(keys(var.pools)) && alltrue([
-    for key, pool in module.compute : pool.pool == { name = key, peers = sort(keys(var.pools)) }]))
+      for key, pool in module.compute : pool.pool == { name = key, peers = sort(keys(var.pools)) }]) &&
+    alltrue([for key in keys(var.pools) : contains(keys(module.monitoring.alarm_names), "${key}/no-healthy-hosts")]))
     error_message = "Several pools have the load balancer between them, and each router its pool and the peers."
   }
 }
@@ -97,4 +98,12 @@ run "routing_names_only_served_models" {
     routing = { length_rules = [{ model = "a-model-nobody-serves" }] }
   }
   expect_failures = [output.autoscaling_group_name]
+}
+
+run "routing_the_router_would_refuse_is_refused_at_plan" {
+  command = plan
+  variables {
+    routing = { length_rules = [{ model = "auto", max_prompt_tokens = 0.5 }] }
+  }
+  expect_failures = [var.routing]
 }

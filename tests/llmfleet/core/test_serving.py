@@ -10,9 +10,10 @@ import pytest
 
 from llmfleet.core.prometheus import Snapshot
 from llmfleet.core.serving import compute
-from tests.helpers.fake_upstream import FakeControl
+from tests.helpers.fake_upstream import FakeControl, Mode, create_fake_upstream
 from tests.helpers.prometheus import bucket_of, scrape
 from tests.helpers.router import TEST_KEY, RouterFactory
+from tests.helpers.servers import ServerThread
 
 
 def test_router_percentiles_match_what_the_client_measured(
@@ -38,6 +39,30 @@ def test_router_percentiles_match_what_the_client_measured(
     assert stats.itl_p50_s is not None and 0.01 <= stats.itl_p50_s <= 0.04
     assert stats.requests_per_s is not None and stats.requests_per_s > 0
     assert stats.error_rate == 0
+
+
+def test_one_pools_figures_leave_out_the_requests_it_sends_to_another(
+        make_router: RouterFactory) -> None:
+    """A router of one pool among several answers requests for every pool's model; the
+    agent of its instance publishes its own model's figures only (before the fix, pool B's
+    failures raised pool A's error rate, and its latency A's scaling guardrail)."""
+    own, other = FakeControl(models=("own",)), FakeControl(models=("other",))
+    other.mode, other.status = Mode.STATUS, 500
+    with ServerThread(create_fake_upstream(own)) as own_url, \
+            ServerThread(create_fake_upstream(other)) as other_url, \
+            make_router([own_url.url, other_url.url]) as router:
+        before = scrape(router.url)
+        for model in ("own", "own", "other", "other", "other"):
+            httpx.post(router.url + "/v1/completions", timeout=30,
+                       json={"model": model, "prompt": "x", "max_tokens": 4},
+                       headers={"authorization": f"Bearer {TEST_KEY}"})
+        after = scrape(router.url)
+    everything = compute((before, after), [])
+    mine = compute((before, after), [], model="own")
+    assert everything.error_rate == pytest.approx(3 / 5)
+    assert mine.error_rate == 0
+    assert mine.requests_per_s is not None and everything.requests_per_s is not None
+    assert mine.requests_per_s == pytest.approx(everything.requests_per_s * 2 / 5)
 
 
 @pytest.mark.engine

@@ -43,9 +43,9 @@ data "aws_lb_listener" "pools" {
   port              = 80
 }
 
-# The rules' priorities follow the pools' names.
+# Each rule's priority is a hash of its pool's name (modules/pools/main.tf, the same formula).
 data "aws_lb_listener_rule" "pool" {
-  for_each     = { for i, pool in sort(keys(var.groups)) : pool => i + 1 }
+  for_each     = { for pool in keys(var.groups) : pool => 1 + parseint(substr(md5(pool), 0, 4), 16) % 50000 }
   listener_arn = data.aws_lb_listener.pools.arn
   priority     = each.value
 }
