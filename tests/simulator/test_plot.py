@@ -11,7 +11,7 @@ from simulator import plot
 from simulator.report import Slo
 from simulator.sim import Outcome
 from simulator.timeline import timeline
-from tests.simulator.test_timeline import instance, scaled_run
+from tests.helpers.sim import instance, scaled_run
 
 SLO = Slo(ttft_s=2.0, tpot_s=0.1)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -3,74 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 
-from simulator.fleet import Instance, LaunchDelay, State
+from simulator.fleet import LaunchDelay, State
 from simulator.replica import Replica
 from simulator.report import Slo, summarise
 from simulator.service import RooflineService, StepLoad
 from simulator.sim import (
-    GroupLimits,
-    InstanceSample,
-    Outcome,
-    ScalingPolicy,
-    SimConfig,
     Simulation,
 )
 from simulator.traffic import Arrival, synthetic
-
-
-@dataclass(frozen=True)
-class Flat:
-    kv_tokens: int = 100_000
-
-    def step_s(self, load: StepLoad) -> float:
-        return 0.010 + 0.0001 * load.tokens
-
-
-@dataclass
-class Scripted:
-    """Desired capacity from a schedule of (from time, capacity); records what it saw."""
-
-    schedule: Sequence[tuple[float, int]]
-    initial: int = 1
-    name: str = "scripted"
-    seen: list[InstanceSample] = field(default_factory=list)
-    events: list[tuple[str, int, float]] = field(default_factory=list)
-
-    def observe(self, samples: Sequence[InstanceSample]) -> None:
-        self.seen.extend(samples)
-
-    def launched(self, instance: int, in_service_s: float) -> None:
-        self.events.append(("launched", instance, in_service_s))
-
-    def leaving(self, at_s: float, instance: int) -> None:
-        self.events.append(("leaving", instance, at_s))
-
-    def gone(self, at_s: float, instance: int) -> None:
-        self.events.append(("gone", instance, at_s))
-
-    def desired(self, now_s: float) -> int:
-        wanted = self.initial
-        for start, capacity in self.schedule:
-            if now_s >= start:
-                wanted = capacity
-        return wanted
-
-
-def config(initial: int = 1, max_size: int = 4, min_size: int = 1) -> SimConfig:
-    return SimConfig(new_replica=lambda: Replica(Flat()),
-                     limits=GroupLimits(min_size, max_size, initial),
-                     launch=LaunchDelay(launch_s=10, boot_s=20, model_load_s=20, health_s=10),
-                     deregistration_delay_s=30)
-
-
-def steady(rate_per_s: float, duration_s: float, output: int = 20) -> list[Arrival]:
-    gap = 1 / rate_per_s
-    return [Arrival(i * gap, 50, output) for i in range(int(duration_s * rate_per_s))]
+from tests.helpers.sim import Flat, Scripted, accounted, assert_same, both, config, steady
 
 
 def test_every_request_of_a_light_trace_completes_within_the_slo() -> None:
@@ -133,11 +78,6 @@ def test_stale_events_do_not_extend_the_run_or_its_bill() -> None:
     assert out.end_s < 60 + 100  # its 'ready' event at 160 s changed nothing
 
 
-def accounted(out: Outcome) -> int:
-    """Every request ends one way: completed, refused or cut off."""
-    return len(out.finished) + len(out.refused) + out.cut_off
-
-
 def test_with_no_serving_instance_requests_are_refused() -> None:
     out = Simulation(config(initial=0, min_size=0), Scripted([(0, 1)], initial=0)).run(
         steady(1, 240))
@@ -161,33 +101,6 @@ def test_utilisation_is_the_share_of_time_the_engine_stepped() -> None:
 
 
 # --- Runs of pure-decode steps (`SimConfig.coalesce`): the same outcome as one at a time ---
-
-
-def both(cfg: SimConfig, make_policy: Callable[[], ScalingPolicy],
-         arrivals: list[Arrival]) -> tuple[Outcome, Outcome]:
-    """The trace stepped one at a time, then in runs; asserts every result is the same."""
-    single = Simulation(replace(cfg, coalesce=False), make_policy()).run(arrivals)
-    runs = Simulation(replace(cfg, coalesce=True), make_policy()).run(arrivals)
-    assert_same(single, runs)
-    assert runs.events * 2 < single.events  # the runs did cover many steps each
-    return single, runs
-
-
-def assert_same(one: Outcome, other: Outcome) -> None:
-    """Field by field, floats exactly, so that a failure says what differs."""
-    assert one.finished == other.finished
-    assert one.samples == other.samples
-    assert one.actions == other.actions
-    assert (one.cut_off, one.refused, one.end_s) == (other.cut_off, other.refused, other.end_s)
-    assert one.steps == other.steps
-    assert one.interruptions == other.interruptions
-    assert [_life(i) for i in one.instances] == [_life(i) for i in other.instances]
-
-
-def _life(instance: Instance) -> tuple[object, ...]:
-    return (instance.id, instance.state, instance.requested_s, instance.launched_s,
-            instance.ready_s, instance.deregistered_s, instance.terminated_s, instance.busy_s,
-            instance.cut_off)
 
 
 def test_runs_give_the_same_outcome_on_a_steady_trace() -> None:

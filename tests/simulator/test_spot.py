@@ -15,7 +15,7 @@ import pytest
 from simulator.fleet import SpotInterruptions, State
 from simulator.sim import SimConfig, Simulation
 from simulator.traffic import Arrival
-from tests.simulator.test_sim import Scripted, accounted, assert_same, both, config, steady
+from tests.helpers.sim import Scripted, accounted, assert_same, both, config, steady
 
 
 def spot(cfg: SimConfig, per_instance_hour: float, seed: int) -> SimConfig:

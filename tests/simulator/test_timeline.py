@@ -4,37 +4,20 @@ from __future__ import annotations
 
 import csv
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from simulator.fleet import Instance, LaunchDelay
-from simulator.replica import Finished, Replica
+from simulator.replica import Finished
 from simulator.report import Slo, summarise
-from simulator.service import StepLoad
-from simulator.sim import GroupLimits, InstanceSample, Outcome, SimConfig, Simulation
+from simulator.sim import InstanceSample, Outcome
 from simulator.timeline import Interval, Timeline, timeline, write_timeline_csv
 from simulator.traffic import Arrival
+from tests.helpers.sim import instance, scaled_run
 
 SLO = Slo(ttft_s=2.0, tpot_s=0.1)
-
-
-@dataclass(frozen=True)
-class Flat:
-    kv_tokens: int = 100_000
-
-    def step_s(self, load: StepLoad) -> float:
-        return 0.010 + 0.0001 * load.tokens
-
-
-def instance(number: int, requested_s: float = 0.0, ready_s: float | None = 0.0,
-             deregistered_s: float | None = None,
-             terminated_s: float | None = None) -> Instance:
-    return Instance(number, Replica(Flat()), launched_s=requested_s, requested_s=requested_s,
-                    ready_s=ready_s, deregistered_s=deregistered_s, terminated_s=terminated_s)
 
 
 def done(at_s: float, ttft_s: float, output_tokens: int = 11, tpot_s: float = 0.05) -> Finished:
@@ -128,43 +111,6 @@ def test_a_bin_width_must_be_positive() -> None:
 
 def test_a_run_with_no_requests_has_no_bins() -> None:
     assert timeline("p", Outcome(), [], SLO).intervals == []
-
-
-@dataclass
-class Schedule:
-    """Desired capacity from (from time, capacity) steps."""
-
-    steps: Sequence[tuple[float, int]]
-    name: str = "schedule"
-
-    def observe(self, samples: Sequence[InstanceSample]) -> None:
-        pass
-
-    def launched(self, instance: int, in_service_s: float) -> None:
-        pass
-
-    def leaving(self, at_s: float, instance: int) -> None:
-        pass
-
-    def gone(self, at_s: float, instance: int) -> None:
-        pass
-
-    def desired(self, now_s: float) -> int:
-        wanted = 1
-        for at_s, capacity in self.steps:
-            if now_s >= at_s:
-                wanted = capacity
-        return wanted
-
-
-def scaled_run() -> tuple[Outcome, list[Arrival]]:
-    """Out to 3 at 60 s, back to 1 at 240 s, on a steady trace of five minutes."""
-    config = SimConfig(new_replica=lambda: Replica(Flat()), limits=GroupLimits(1, 4, 1),
-                       launch=LaunchDelay(launch_s=10, boot_s=20, model_load_s=20, health_s=10),
-                       deregistration_delay_s=30)
-    arrivals = [Arrival(i * 0.5, 50, 200) for i in range(600)]
-    steps = Schedule([(0, 1), (60, 3), (240, 1)])
-    return Simulation(config, steps).run(arrivals), arrivals
 
 
 def test_a_simulated_runs_bins_account_for_every_instance_second_and_request() -> None:
