@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmfleet.core import logs
 from llmfleet.core.args import positive_int
+from llmfleet.core.env import split_csv
 from llmfleet.core.testmodel import DEFAULT_TEST_MODEL_DIR
 
 if TYPE_CHECKING:
@@ -281,7 +282,7 @@ def _up(args: argparse.Namespace) -> int:
     if args.model is not None:
         models: tuple[str, ...] = (args.model,)
     elif args.models is not None:
-        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        models = tuple(split_csv(args.models))
     else:
         models = DEFAULT_MODELS
     options = UpOptions(models=models, port=args.port, engine_port=args.engine_port,

@@ -267,7 +267,7 @@ class LocalPlatform:
         choosing = f"the router's own settings ({settings.policy.value})"
         if settings.policy is PolicyName.PROMPT_LENGTH and not settings.length_rules:
             rules = length_rules(names)
-            settings = RouterSettings.load(**values, length_rules=rules)
+            settings = settings.model_copy(update={"length_rules": rules})
             choosing = describe_rules(rules) if len(names) > 1 else names[0]
         app = create_app(settings)
         base = f"http://127.0.0.1:{opts.port}/v1"

@@ -77,6 +77,18 @@ def vllm_args(q: Question, c: Candidate) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _deployment_notes(q: Question, c: Candidate) -> list[str]:
+    """The tfvars lines a candidate needs beyond its type and size: spot, and a quantised
+    checkpoint's reminder."""
+    lines = []
+    if q.market is Market.SPOT:
+        lines.append("spot          = { on_demand_base = 0, spot_percentage = 100 }")
+    if c.precision in (Precision.INT8, Precision.INT4):
+        lines.append(f"# {c.precision.value} needs a checkpoint quantised to it (GPTQ or AWQ):"
+                     " point model.id at one")
+    return lines
+
+
 def tfvars(q: Question, c: Candidate, model_id: str) -> str:
     cap = asg_capacity(c)
     lines = [f"# llmfleet plan: {q.input_len} in / {q.output_len} out tokens, "
@@ -84,12 +96,7 @@ def tfvars(q: Question, c: Candidate, model_id: str) -> str:
              "instance predicted",
              f'instance_type = "{c.instance.name}"',
              f"capacity      = {{ min = {cap.min}, max = {cap.max}, "
-             f"desired = {cap.desired} }}"]
-    if q.market is Market.SPOT:
-        lines.append("spot          = { on_demand_base = 0, spot_percentage = 100 }")
-    if c.precision in (Precision.INT8, Precision.INT4):
-        lines.append(f"# {c.precision.value} needs a checkpoint quantised to it (GPTQ or AWQ):"
-                     " point model.id at one")
+             f"desired = {cap.desired} }}", *_deployment_notes(q, c)]
     lines += ["model = {", f'  id            = "{model_id}"',
               f'  vllm_args     = "{vllm_args(q, c)}"',
               f"  max_model_len = {q.input_len + q.output_len}", "}"]
@@ -239,12 +246,8 @@ def pools_tfvars(sizings: Sequence[PoolSizing], rules: Sequence[LengthRule]) -> 
                   f"    capacity      = {{ min = {cap.min}, max = {cap.max}, "
                   f"desired = {cap.desired} }}",
                   f'    scaling       = {{ policy = "inflight-guard", '
-                  f"inflight_per_instance = {s.inflight_target} }}"]
-        if s.question.market is Market.SPOT:
-            lines.append("    spot          = { on_demand_base = 0, spot_percentage = 100 }")
-        if c.precision in (Precision.INT8, Precision.INT4):
-            lines.append(f"    # {c.precision.value} needs a checkpoint quantised to it (GPTQ or "
-                         "AWQ): point model.id at one")
+                  f"inflight_per_instance = {s.inflight_target} }}",
+                  *(f"    {line}" for line in _deployment_notes(s.question, c))]
         lines += [f'    model         = {{ id = "{ids[s.share.pool.name]}", vllm_args = '
                   f'"{vllm_args(s.question, c)}", max_model_len = '
                   f"{s.share.max_model_len} }}",

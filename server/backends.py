@@ -359,9 +359,6 @@ class BackendPool:
         """Requests queued for a slot right now."""
         return self._waiting
 
-    def any_healthy(self) -> bool:
-        return any(b.serving for b in self.backends)
-
     def _candidates(self, model: str, exclude: Backend | None,
                     local_only: bool) -> list[Backend]:
         return [b for b in self.backends

@@ -30,7 +30,7 @@ from pydantic_settings import (
 
 from llmfleet.core.env import split_csv
 from llmfleet.core.routing import LengthRule
-from llmfleet.core.wire.pools import POOL_NAME
+from llmfleet.core.wire.pools import pool_name
 from llmfleet.core.wire.scoring import ScoredModel
 from server.edge import EdgeLimits
 
@@ -222,19 +222,13 @@ class RouterSettings(BaseSettings):
     @field_validator("peers")
     @classmethod
     def _peer_urls(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not POOL_NAME.match(name):
-                raise ValueError(f"peer pool name {name!r} must be 1-20 lower-case letters, "
-                                 "digits and dashes, starting with a letter")
-        return {name: plain_http(url, f"peer {name}") for name, url in value.items()}
+        return {pool_name(name, "peer pool name"): plain_http(url, f"peer {name}")
+                for name, url in value.items()}
 
     @field_validator("pool")
     @classmethod
     def _pool_name(cls, value: str | None) -> str | None:
-        if value is not None and not POOL_NAME.match(value):
-            raise ValueError(f"pool {value!r} must be 1-20 lower-case letters, digits and "
-                             "dashes, starting with a letter")
-        return value
+        return None if value is None else pool_name(value)
 
     @field_validator("cors_allowed_origins")
     @classmethod

@@ -170,16 +170,20 @@ class Environment(_Settings):
     # With several pools: the one simulated, every pool's served name, and the alias's
     # length rules that split the traffic between them.
     pool: str | None = None
-    served_models: tuple[str, ...] = ()
-    length_rules: tuple[LengthRule, ...] = ()
+    served_models: frozenset[str] = frozenset()
+    length_rules: tuple[LengthRule, ...] = ()  # in the order they are tried
+
+    @field_validator("length_rules")
+    @classmethod
+    def _tried_in_order(cls, rules: tuple[LengthRule, ...]) -> tuple[LengthRule, ...]:
+        return tuple(ordered(rules))  # once, not for every request `share` is asked about
 
     def share(self, prompt_tokens: int) -> bool:
         """Whether a request of `prompt_tokens` reaches this pool (always, with one pool):
         the router's own length rules, every pool serving."""
         if self.pool is None:
             return True
-        chosen = by_length(prompt_tokens, ordered(self.length_rules),
-                           frozenset(self.served_models))
+        chosen = by_length(prompt_tokens, self.length_rules, self.served_models)
         return chosen is not None and chosen[0] == served_name(self.model)
 
     @model_validator(mode="after")
@@ -340,7 +344,7 @@ def read_environment(tfvars: Path, variables: Path, pool: str | None = None) -> 
                               "routing's length rules)")
         values.update({k: pools[pool][k] for k in POOL_FIELDS})
         values.update(name=f"{values['name']}-{pool}", pool=pool,
-                      served_models=tuple(served_name(p["model"]) for p in pools.values()),
+                      served_models=frozenset(served_name(p["model"]) for p in pools.values()),
                       length_rules=routing["length_rules"] if isinstance(routing, dict) else ())
     elif pool is not None:
         raise TfvarsError(f"{tfvars} deploys one pool: --pool is for an environment of several")

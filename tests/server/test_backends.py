@@ -57,7 +57,7 @@ async def test_a_backend_failing_from_the_start_never_serves(fake: tuple[FakeCon
     async with httpx.AsyncClient() as client:
         pool = BackendPool([url], client, LIMITS, RouterMetrics(CollectorRegistry()))
         await pool.check(pool.backends[0])
-        assert not pool.any_healthy() and pool.models() == frozenset()
+        assert pool.ready_status() is None and pool.models() == frozenset()
 
 
 async def test_least_outstanding_and_per_backend_bound(fake: tuple[FakeControl, str]) -> None:
@@ -103,10 +103,10 @@ async def test_an_ejected_backend_returns_after_the_health_loop_met_a_bad_answer
             await asyncio.sleep(0.3)
             control.models_body = None
             for _ in range(100):
-                if pool.any_healthy():
+                if pool.ready_status() is not None:
                     break
                 await asyncio.sleep(0.02)
-            assert pool.any_healthy()
+            assert pool.ready_status() is not None
         finally:
             await pool.stop()
 

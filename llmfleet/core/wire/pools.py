@@ -24,6 +24,18 @@ POOL_HEADER = "x-llmfleet-pool"
 POOL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 
+def pool_name(name: str, what: str = "pool") -> str:
+    """`name`, when it is a pool's name.
+
+    Raises:
+        ValueError: it is not (the message says what one is).
+    """
+    if not POOL_NAME.match(name):
+        raise ValueError(f"{what} {name!r} must be 1-20 lower-case letters, digits and "
+                         "dashes, starting with a letter")
+    return name
+
+
 class ReadyStatus(BaseModel):
     """What a router's `/ready` answers while its own engines serve."""
 
