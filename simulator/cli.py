@@ -7,7 +7,8 @@ trace file (CSV or the router's access log; `simulator.traffic`) or a synthetic
 shape, by default the shipped example: an hour with a daily rise and fall and a burst.
 Each instance's engine runs on the planner's roofline for its GPU and the model, or, with
 `--profile`, on a real engine's measured step times (`llmfleet profile`,
-`simulator.profile`).
+`simulator.profile`). An environment of several pools runs whole (`simulator.pools`): a
+table per pool and one for the deployment; `--pool NAME` runs one pool alone on its share.
 
 Besides the table (or `--json`), a run draws every policy over time into one PNG
 (`simulator.plot`; by default `.run/simulate/timeline.png` under `--root`, skipped with a
@@ -29,13 +30,20 @@ from typing import Any, TextIO
 
 from llmfleet.core.instances import Instance, Market, instances
 from planner.catalog import CatalogError
-from simulator import group_policy, oracle, plot, traffic
-from simulator.compare import Fleet, Run, compare, engine_settings
+from simulator import group_policy, oracle, plot, pools, traffic
+from simulator.compare import Fleet, compare, engine_settings, prepare
 from simulator.fleet import LaunchDelay, SpotInterruptions
-from simulator.policy_config import Environment, PolicyFileError, load_environment
+from simulator.policy_config import (
+    Environment,
+    PolicyFileError,
+    load_environment,
+    pool_names,
+    served_name,
+)
 from simulator.profile import MeasuredService, read_profile
 from simulator.report import Slo, Summary, table
 from simulator.service import RooflineService
+from simulator.sim import Outcome
 from simulator.tfvars import TfvarsError
 from simulator.timeline import timeline, write_timeline_csv
 
@@ -58,8 +66,9 @@ def add_parser(sub: Any) -> None:
     sim.add_argument("--speed", type=float, default=1.0, help="replay k times faster")
     sim.add_argument("--rate-scale", type=float, default=1.0, help="k times the requests")
     sim.add_argument("--env", default="dev", help="environments/ENV.tfvars for the defaults")
-    sim.add_argument("--pool", help="with an environment of several pools: simulate this one, "
-                                    "on its share of the traffic (the routing's length rules)")
+    sim.add_argument("--pool", help="with an environment of several pools: simulate this one "
+                                    "alone, on its share of the traffic (the routing's length "
+                                    "rules); without it, every pool together")
     sim.add_argument("--root", type=Path, default=Path("."), help="the repository's root")
     sim.add_argument("--instance-type")
     sim.add_argument("--model", help="the planner's name or Hugging Face id")
@@ -108,19 +117,14 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
+        pools = [] if args.pool else pool_names(args.root, args.env)
+        if pools:
+            return run_pools(args, pools)
         env, arrivals, fleet = _setup(args)
     except (TfvarsError, traffic.TraceError, traffic.SpecError, CatalogError, ValueError) as exc:
         print(f"llmfleet simulate: {exc}", file=sys.stderr)
         return 2
-    if env.capacity.min == env.capacity.max:
-        print(f"llmfleet simulate: capacity is fixed at {env.capacity.min} in {args.env}: no "
-              "policy can scale (try --max-size)", file=sys.stderr)
-    if env.warm_pool is not None:
-        print(f"llmfleet simulate: {args.env}'s warm pool is not simulated: every launch is a "
-              "cold start, with model.model_load_seconds as its warm-up", file=sys.stderr)
-    if env.scaling.scheduled_minimums:
-        print(f"llmfleet simulate: {args.env}'s scheduled minimums are not simulated (a trace "
-              "has no time of day): the group's minimum stays capacity.min", file=sys.stderr)
+    _notes(args.env, env)
     slo = Slo(args.ttft_slo, args.tpot_slo)
     try:
         runs = compare(fleet, arrivals, slo, args.lengths, args.policy, args.oracle_target,
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     code, files = 0, Files()
     try:
-        files = write_files(args, runs, arrivals, slo)
+        files = write_files(args, [(r.policy, r.outcome, arrivals) for r in runs], slo)
     except (OSError, plot.PlotError) as exc:  # the table is still worth printing
         print(f"llmfleet simulate: {exc}", file=sys.stderr)
         code = 1
@@ -142,6 +146,19 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def _notes(name: str, env: Environment) -> None:
+    """What the run leaves out of the environment `name`, on stderr."""
+    if env.capacity.min == env.capacity.max:
+        print(f"llmfleet simulate: capacity is fixed at {env.capacity.min} in {name}: no "
+              "policy can scale (try --max-size)", file=sys.stderr)
+    if env.warm_pool is not None:
+        print(f"llmfleet simulate: {name}'s warm pool is not simulated: every launch is a "
+              "cold start, with model.model_load_seconds as its warm-up", file=sys.stderr)
+    if env.scaling.scheduled_minimums:
+        print(f"llmfleet simulate: {name}'s scheduled minimums are not simulated (a trace "
+              "has no time of day): the group's minimum stays capacity.min", file=sys.stderr)
+
+
 def _setup(args: argparse.Namespace) -> tuple[Environment, list[traffic.Arrival], Fleet]:
     """The environment, the trace and the fleet the flags describe.
 
@@ -149,10 +166,21 @@ def _setup(args: argparse.Namespace) -> tuple[Environment, list[traffic.Arrival]
         TfvarsError, traffic.TraceError, traffic.SpecError, CatalogError, ValueError: bad
             flags, or files that do not read.
     """
-    env = _environment(args)
+    env = _environment(args, args.pool)
     arrivals = [a for a in _arrivals(args) if env.share(a.prompt_tokens)]
     if not arrivals:
         raise ValueError(f"no request of the traffic reaches pool {env.pool}")
+    return env, arrivals, _fleet(args, env)
+
+
+def _fleet(args: argparse.Namespace, env: Environment, seed: int | None = None) -> Fleet:
+    """The group, engine and price of `env` with the flags' changes (`seed`: the spot
+    interruptions' draws, `--seed` by default).
+
+    Raises:
+        CatalogError, ValueError: an instance type, model or price the catalogue lacks; a
+            profile that does not read.
+    """
     instance = _instance(env.instance_type)
     service: RooflineService | MeasuredService
     if args.profile:
@@ -164,9 +192,98 @@ def _setup(args: argparse.Namespace) -> tuple[Environment, list[traffic.Arrival]
     price = instance.price_usd_hr(Market(args.market))
     if price is None:
         raise ValueError(f"no {args.market} price for {env.instance_type} in the catalogue")
-    spot = (SpotInterruptions(args.spot_interruptions, seed=args.seed)
+    spot = (SpotInterruptions(args.spot_interruptions, seed=args.seed if seed is None else seed)
             if args.spot_interruptions else None)
-    return env, arrivals, Fleet(env, service, price, args.model_load_s, spot)
+    return Fleet(env, service, price, args.model_load_s, spot)
+
+
+ONE_POOL_FLAGS = ("instance_type", "model", "profile")  # meaningless for every pool at once
+
+
+def run_pools(args: argparse.Namespace, names: list[str]) -> int:
+    """Every pool of the environment together on the whole trace (`simulator.pools`): a
+    table per pool and one for the deployment.
+
+    Raises:
+        TfvarsError, traffic.TraceError, traffic.SpecError, CatalogError, ValueError: as
+            `_setup`, and the flags that name one pool's instance, model or profile.
+    """
+    given = [f"--{f.replace('_', '-')}" for f in ONE_POOL_FLAGS if getattr(args, f)]
+    if given:
+        raise ValueError(f"{' and '.join(given)} change one pool: add --pool NAME "
+                         f"({', '.join(names)})")
+    envs = {name: _environment(args, name) for name in names}
+    for env in envs.values():
+        _notes(env.name, env)
+    arrivals = _arrivals(args)
+    rules = envs[names[0]].length_rules
+    shares = pools.split(arrivals, rules, {n: served_name(e.model) for n, e in envs.items()})
+    for name, share in shares.items():
+        if not share:
+            raise ValueError(f"no request of the traffic reaches pool {name}")
+    slo = Slo(args.ttft_slo, args.tpot_slo)
+    ready = []
+    try:
+        for i, name in enumerate(names):  # each pool's interruptions its own draws
+            print(f"pool {name}: {len(shares[name])} of {len(arrivals)} requests on "
+                  f"{envs[name].instance_type}", file=sys.stderr)
+            prep = prepare(_fleet(args, envs[name], args.seed + i), shares[name], slo, args.lengths)
+            ready.append(pools.Pool(name, served_name(envs[name].model), prep))
+        runs = pools.simulate(ready, shares, rules, slo, args.policy, args.oracle_target,
+                              progress=Progress)
+    except (group_policy.SizingError, PolicyFileError) as exc:
+        print(f"llmfleet simulate: {exc}", file=sys.stderr)
+        return 2
+    code, files = 0, {}
+    try:
+        for i, name in enumerate(names):
+            files[name] = write_files(args, [(r.policy, r.pools[i].run.outcome,
+                                              r.pools[i].arrivals) for r in runs], slo, name)
+    except (OSError, plot.PlotError) as exc:  # the tables are still worth printing
+        print(f"llmfleet simulate: {exc}", file=sys.stderr)
+        code = 1
+    if args.json:
+        print(json.dumps(_pools_json(envs, slo, shares, runs, files), indent=2))
+    else:
+        print(pools_tables(envs, shares, runs))
+    return code
+
+
+def pools_tables(envs: dict[str, Environment], shares: dict[str, list[traffic.Arrival]],
+                 runs: list[pools.DeploymentRun]) -> str:
+    """A table per pool, what `auto` moved between them, and the deployment's table."""
+    parts = []
+    for i, (name, env) in enumerate(envs.items()):
+        parts.append(f"pool {name}: {served_name(env.model)} on {env.instance_type}, "
+                     f"{len(shares[name])} requests routed to it\n\n"
+                     + table([r.pools[i].run.summary for r in runs]))
+        moves = [f"  {r.policy}: {r.pools[i].moved_in} moved in, {r.pools[i].moved_out} "
+                 "moved out" for r in runs if r.pools[i].moved_in or r.pools[i].moved_out]
+        if moves:
+            parts.append("auto moved requests while a pool had no serving instance:\n"
+                         + "\n".join(moves))
+    total = sum(len(s) for s in shares.values())
+    parts.append(f"the deployment: {len(envs)} pools, {total} requests\n\n"
+                 + table([r.summary for r in runs]))
+    return "\n\n".join(parts)
+
+
+def _pools_json(envs: dict[str, Environment], slo: Slo,
+                shares: dict[str, list[traffic.Arrival]], runs: list[pools.DeploymentRun],
+                files: dict[str, Files]) -> dict[str, object]:
+    return {
+        "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
+        "requests": sum(len(s) for s in shares.values()),
+        "pools": {name: {"instance_type": env.instance_type, "model": env.model.id,
+                         "capacity": env.capacity.model_dump(), "requests": len(shares[name]),
+                         "policies": [{**r.pools[i].run.summary.as_json(),
+                                       "moved_in": r.pools[i].moved_in,
+                                       "moved_out": r.pools[i].moved_out} for r in runs],
+                         "files": {"plot": _path(files[name].plot) if name in files else None,
+                                   "csv": _path(files[name].csv) if name in files else None}}
+                  for i, (name, env) in enumerate(envs.items())},
+        "deployment": {"policies": [{**r.summary.as_json(), "rounds": r.rounds,
+                                     "settled": r.settled} for r in runs]}}
 
 
 @dataclass(frozen=True)
@@ -177,24 +294,30 @@ class Files:
     csv: Path | None = None
 
 
-def write_files(args: argparse.Namespace, runs: list[Run], arrivals: list[traffic.Arrival],
-                slo: Slo) -> Files:
-    """The CSV and the plot the flags ask for, each announced on stderr.
+Sent = tuple[str, Outcome, list[traffic.Arrival]]  # a policy, its run, what it was sent
+
+
+def write_files(args: argparse.Namespace, runs: list[Sent], slo: Slo,
+                pool: str | None = None) -> Files:
+    """The CSV and the plot the flags ask for, each announced on stderr (`pool`: one of
+    several pools', its name added to each file's: timeline-small.png).
 
     Raises:
         OSError: a file cannot be written.
         plot.PlotError: matplotlib is not installed after all.
     """
-    csv_path = args.csv
+    csv_path, plot_path = args.csv, _plot_path(args)
+    if pool is not None:
+        csv_path, plot_path = (None if p is None else p.with_stem(f"{p.stem}-{pool}")
+                               for p in (csv_path, plot_path))
     if csv_path is not None:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
-        write_timeline_csv(csv_path, [timeline(r.policy, r.outcome, arrivals, slo)
-                                      for r in runs])
+        write_timeline_csv(csv_path, [timeline(policy, out, sent, slo)
+                                      for policy, out, sent in runs])
         print(f"  per-minute series: {csv_path}", file=sys.stderr)
-    plot_path = _plot_path(args)
     if plot_path is not None:
         plot_path.parent.mkdir(parents=True, exist_ok=True)
-        plot.write_plot(plot_path, [(r.policy, r.outcome) for r in runs], arrivals, slo)
+        plot.write_plot_each(plot_path, runs, slo)
         print(f"  plot: {plot_path}", file=sys.stderr)
     return Files(plot_path, csv_path)
 
@@ -260,8 +383,8 @@ def _instance(name: str) -> Instance:
     return catalogue[name]
 
 
-def _environment(args: argparse.Namespace) -> Environment:
-    env = load_environment(args.root, args.env, args.pool)
+def _environment(args: argparse.Namespace, pool: str | None) -> Environment:
+    env = load_environment(args.root, args.env, pool)
     capacity = env.capacity.model_copy(update={
         k: v for k, v in (("min", args.min_size), ("max", args.max_size),
                           ("desired", args.desired)) if v is not None})

@@ -85,12 +85,24 @@ def simulation_config(fleet: Fleet, shape: group_policy.GroupShape,
                      deregistration_delay_s=fleet.env.drain_timeout_s)
 
 
-def compare(fleet: Fleet, arrivals: list[traffic.Arrival], slo: Slo, lengths: tuple[int, int],
-            only: list[str] | None = None, oracle_target: float = oracle.DEFAULT_TARGET,
-            progress: ProgressFactory | None = None) -> list[Run]:
-    """Run every chosen policy on the same trace and fleet, each with `progress(policy)` as
-    its progress callback, and say on stderr how long each took. The oracle runs last: its
-    target is `oracle_target` lowered to the best attainment before it."""
+@dataclass(frozen=True)
+class Prepared:
+    """One fleet made ready for its policies' runs: the group, its sizing, the policies."""
+
+    fleet: Fleet
+    config: SimConfig
+    sized: group_policy.Sizing
+    builds: dict[str, policies.PolicyFactory]
+
+
+def prepare(fleet: Fleet, arrivals: list[traffic.Arrival], slo: Slo,
+            lengths: tuple[int, int]) -> Prepared:
+    """The group the environment describes, sized by the planner for `lengths` within the
+    SLO (said on stderr), and every built-in policy for it.
+
+    Raises:
+        group_policy.SizingError: one instance cannot serve such requests.
+    """
     env = fleet.env
     shape = group_policy.GroupShape(env.capacity.min, env.capacity.max,
                                     env.capacity.desired, env.model.model_load_seconds)
@@ -101,24 +113,49 @@ def compare(fleet: Fleet, arrivals: list[traffic.Arrival], slo: Slo, lengths: tu
               else "its default share of that")
     print(f"  planner: one instance holds {sized.inflight} requests within the SLO; "
           f"inflight-guard's target {target:g} per instance ({source})", file=sys.stderr)
-    chosen = policies.builtin(shape, env.scaling, sized, arrivals)
-    config = simulation_config(fleet, shape, launch)
-    price = fleet.usd_per_hour
+    return Prepared(fleet, simulation_config(fleet, shape, launch), sized,
+                    policies.builtin(shape, env.scaling, sized, arrivals))
+
+
+def run_policy(prep: Prepared, name: str, arrivals: list[traffic.Arrival], slo: Slo,
+               oracle_target: float, progress: ProgressFactory | None = None) -> Run:
+    """One policy's run on `arrivals`, timed on stderr (the oracle: the cheapest schedule
+    that reaches `oracle_target`)."""
+    started, note = time.perf_counter(), ""
+    if name == "oracle":
+        found = oracle.cheapest(prep.config, arrivals, slo, prep.sized.capacity_rps,
+                                oracle_target)
+        out, note = found.outcome, (f" (capacity factor {found.factor:.3g} for "
+                                    f"{oracle_target:.1%}, {found.runs} runs)")
+    else:
+        out = Simulation(prep.config, prep.builds[name]()).run(
+            arrivals, progress=progress and progress(name))
+    print(f"  {name}: {len(arrivals)} requests in {time.perf_counter() - started:.1f} s"
+          f"{note}", file=sys.stderr)
+    return Run(name, out, summarise(name, out, slo, prep.fleet.usd_per_hour))
+
+
+def chosen(prep: Prepared, only: list[str] | None) -> list[str]:
+    """The policies to run, in the built-in order (the oracle last)."""
+    return [name for name in prep.builds if not only or name in only]
+
+
+def oracle_goal(runs: list[Run], oracle_target: float) -> float:
+    """The oracle's target: `oracle_target`, lowered to the best attainment of the runs
+    before it."""
+    return min(oracle_target, max((r.summary.slo_attainment for r in runs),
+                                  default=oracle_target))
+
+
+def compare(fleet: Fleet, arrivals: list[traffic.Arrival], slo: Slo, lengths: tuple[int, int],
+            only: list[str] | None = None, oracle_target: float = oracle.DEFAULT_TARGET,
+            progress: ProgressFactory | None = None) -> list[Run]:
+    """Run every chosen policy on the same trace and fleet, each with `progress(policy)` as
+    its progress callback, and say on stderr how long each took. The oracle runs last: its
+    target is `oracle_target` lowered to the best attainment before it."""
+    prep = prepare(fleet, arrivals, slo, lengths)
     runs: list[Run] = []
-    for name, build in chosen.items():
-        if only and name not in only:
-            continue
-        started, note = time.perf_counter(), ""
-        if name == "oracle":
-            target = min(oracle_target, max((r.summary.slo_attainment for r in runs),
-                                            default=oracle_target))
-            found = oracle.cheapest(config, arrivals, slo, sized.capacity_rps, target)
-            out, note = found.outcome, (f" (capacity factor {found.factor:.3g} for "
-                                        f"{target:.1%}, {found.runs} runs)")
-        else:
-            out = Simulation(config, build()).run(arrivals,
-                                                  progress=progress and progress(name))
-        runs.append(Run(name, out, summarise(name, out, slo, price)))
-        print(f"  {name}: {len(arrivals)} requests in {time.perf_counter() - started:.1f} s"
-              f"{note}", file=sys.stderr)
+    for name in chosen(prep, only):
+        runs.append(run_policy(prep, name, arrivals, slo, oracle_goal(runs, oracle_target),
+                               progress))
     return runs

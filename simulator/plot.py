@@ -54,12 +54,24 @@ def write_plot(path: Path, runs: Sequence[tuple[str, Run]], arrivals: Sequence[A
     Raises:
         PlotError: matplotlib is not installed.
     """
+    return write_plot_each(path, [(name, out, arrivals) for name, out in runs], slo,
+                           bin_s=bin_s)
+
+
+def write_plot_each(path: Path, runs: Sequence[tuple[str, Run, Sequence[Arrival]]], slo: Slo,
+                    *, bin_s: float | None = None) -> Path:
+    """`write_plot` for runs each sent its own requests (a pool's, with what `auto` moved
+    to it under that policy).
+
+    Raises:
+        PlotError: matplotlib is not installed.
+    """
     if bin_s is None:
-        horizon = max([max((a.at_s for a in arrivals), default=0.0),
-                       *(out.end_s for _, out in runs)])
+        horizon = max([0.0, *(max((a.at_s for a in sent), default=0.0) for _, _, sent in runs),
+                       *(out.end_s for _, out, _ in runs)])
         bin_s = plot_bin_s(horizon)
-    return plot_timelines(path, [timeline(name, out, arrivals, slo, bin_s)
-                                 for name, out in runs], slo)
+    return plot_timelines(path, [timeline(name, out, sent, slo, bin_s)
+                                 for name, out, sent in runs], slo)
 
 
 def plot_bin_s(horizon_s: float) -> float:

@@ -312,6 +312,17 @@ def load_environment(root: Path, env: str, pool: str | None = None) -> Environme
                             root / "infrastructure" / "variables.tf", pool)
 
 
+def pool_names(root: Path, env: str) -> list[str]:
+    """The pools `environments/<env>.tfvars` deploys, by name; none for one pool.
+
+    Raises:
+        TfvarsError: as `read_environment`.
+    """
+    pools = read_values(root / "infrastructure" / "variables.tf",
+                        root / "environments" / f"{env}.tfvars", ["pools"])["pools"]
+    return sorted(pools) if isinstance(pools, dict) else []
+
+
 POOL_FIELDS = ("instance_type", "capacity", "spot", "scaling", "model", "warm_pool")
 DERIVED = ("pool", "served_models", "length_rules")  # from pools and routing, not variables
 
@@ -339,9 +350,8 @@ def read_environment(tfvars: Path, variables: Path, pool: str | None = None) -> 
             raise TfvarsError(f"{tfvars} routes by the scored policy: splitting traffic between "
                               "pools by its scores is not simulated (give length rules)")
         if pool not in pools:
-            raise TfvarsError(f"{tfvars} deploys the pools {', '.join(sorted(pools))}: simulate "
-                              "one with --pool NAME (its share of the traffic, split by the "
-                              "routing's length rules)")
+            asked = "no pool named" if pool is None else f"not {pool!r}"
+            raise TfvarsError(f"{tfvars} deploys the pools {', '.join(sorted(pools))}: {asked}")
         values.update({k: pools[pool][k] for k in POOL_FIELDS})
         values.update(name=f"{values['name']}-{pool}", pool=pool,
                       served_models=frozenset(served_name(p["model"]) for p in pools.values()),

@@ -112,26 +112,36 @@ def tpot_s(done: Finished) -> float | None:
 
 
 def summarise(policy: str, out: Run, slo: Slo, usd_per_hour: float) -> Summary:
-    ttft = sorted(d.first_token_s - d.arrival.at_s for d in out.finished)
-    tpot = sorted(t for d in out.finished if (t := tpot_s(d)) is not None)
-    e2e = sorted(d.finished_s - d.arrival.at_s for d in out.finished)
-    requests = len(out.finished) + len(out.refused) + out.cut_off
-    met = sum(1 for d in out.finished if meets(d, slo))
-    hours = sum(i.billed_s(out.end_s) for i in out.instances) / 3600
-    tokens = sum(d.arrival.output_tokens for d in out.finished)
-    cost = hours * usd_per_hour
+    return summarise_parts(policy, [(out, usd_per_hour)], slo)
+
+
+def summarise_parts(policy: str, parts: Sequence[tuple[Run, float]], slo: Slo) -> Summary:
+    """Runs of groups side by side over the same trace's time (a deployment's pools), each
+    with its instances' hourly price, as one: percentiles over all their requests, costs
+    added, the peak of instances billed at once across them."""
+    finished = [d for out, _ in parts for d in out.finished]
+    ttft = sorted(d.first_token_s - d.arrival.at_s for d in finished)
+    tpot = sorted(t for d in finished if (t := tpot_s(d)) is not None)
+    e2e = sorted(d.finished_s - d.arrival.at_s for d in finished)
+    refused = sum(len(out.refused) for out, _ in parts)
+    cut_off = sum(out.cut_off for out, _ in parts)
+    requests = len(finished) + refused + cut_off
+    met = sum(1 for d in finished if meets(d, slo))
+    billed = [sum(i.billed_s(out.end_s) for i in out.instances) / 3600 for out, _ in parts]
+    cost = sum(hours * price for hours, (_, price) in zip(billed, parts, strict=True))
+    tokens = sum(d.arrival.output_tokens for d in finished)
     return Summary(
-        policy=policy, requests=requests, completed=len(out.finished),
-        refused=len(out.refused), cut_off=out.cut_off,
-        slo_attainment=met / requests if requests else 1.0,
+        policy=policy, requests=requests, completed=len(finished), refused=refused,
+        cut_off=cut_off, slo_attainment=met / requests if requests else 1.0,
         ttft_p50_s=percentile(ttft, 50), ttft_p95_s=percentile(ttft, 95),
         ttft_p99_s=percentile(ttft, 99), tpot_p50_s=percentile(tpot, 50),
         tpot_p95_s=percentile(tpot, 95), tpot_p99_s=percentile(tpot, 99),
         e2e_p50_s=percentile(e2e, 50), e2e_p95_s=percentile(e2e, 95),
-        e2e_p99_s=percentile(e2e, 99), output_tokens=tokens, instance_hours=hours,
+        e2e_p99_s=percentile(e2e, 99), output_tokens=tokens, instance_hours=sum(billed),
         cost_usd=cost, cost_per_million_output_tokens=cost / tokens * 1e6 if tokens else None,
-        scaling_actions=len(out.actions), peak_instances=_peak(out),
-        spot_interruptions=len(out.interruptions))
+        scaling_actions=sum(len(out.actions) for out, _ in parts),
+        peak_instances=_peak([i for out, _ in parts for i in out.instances]),
+        spot_interruptions=sum(len(out.interruptions) for out, _ in parts))
 
 
 def meets(done: Finished, slo: Slo) -> bool:
@@ -141,10 +151,10 @@ def meets(done: Finished, slo: Slo) -> bool:
             and (tpot is None or tpot <= slo.tpot_s))
 
 
-def _peak(out: Run) -> int:
+def _peak(instances: Sequence[Lifetime]) -> int:
     """Most instances billed at once (launching, serving and draining)."""
-    edges = sorted([(i.launched_s, 1) for i in out.instances]
-                   + [(i.terminated_s, -1) for i in out.instances if i.terminated_s is not None])
+    edges = sorted([(i.launched_s, 1) for i in instances]
+                   + [(i.terminated_s, -1) for i in instances if i.terminated_s is not None])
     peak = current = 0
     for _, change in edges:
         current += change

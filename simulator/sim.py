@@ -129,7 +129,10 @@ class Outcome:
     """Everything a run produced, for `simulator.report`."""
 
     finished: list[Finished] = field(default_factory=list)
-    refused: list[Arrival] = field(default_factory=list)  # no serving instance: 503
+    refused: list[Arrival] = field(default_factory=list)  # 503 (no serving instance) or 400
+    # The refused for want of a serving instance: those the router's `auto` would send to
+    # another pool's model (`simulator.pools`).
+    unavailable: list[Arrival] = field(default_factory=list)
     cut_off: int = 0  # running when their instance terminated
     actions: list[ScalingAction] = field(default_factory=list)
     samples: list[InstanceSample] = field(default_factory=list)
@@ -250,6 +253,8 @@ class Simulation:
         target = self.fleet.route(arrival, now)
         if target is None:
             self.out.refused.append(arrival)
+            if not self.fleet.serving():
+                self.out.unavailable.append(arrival)
             return
         end = cut_run(target, now)
         if end is not None:

@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,9 +174,6 @@ def test_each_pool_is_simulated_on_its_share_of_the_traffic(
         short_trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """dev-pools: the small pool gets the prompts the routing's rules send it, the large one
     the rest; together, the whole trace."""
-    assert simulate("--env", "dev-pools", "--trace", str(short_trace), "--no-plot") == 2
-    assert "deploys the pools large, small: simulate one with --pool" in \
-        capsys.readouterr().err
     served = {}
     for pool in ("small", "large"):
         assert simulate("--env", "dev-pools", "--pool", pool, "--trace", str(short_trace),
@@ -207,3 +205,125 @@ def test_pools_routed_by_scores_are_refused_not_split_wrongly(
     assert simulate("--root", str(root), "--env", "scored", "--pool", "small", "--trace",
                     str(short_trace), "--no-plot") == 2
     assert "routes by the scored policy" in capsys.readouterr().err
+
+
+def pooled_root(tmp_path: Path, large_capacity: str) -> Path:
+    """A repository whose `zero` environment is dev-pools with the large pool's capacity
+    `large_capacity` (an HCL object)."""
+    root = tmp_path / "repo"
+    (root / "environments").mkdir(parents=True)
+    (root / "infrastructure").mkdir()
+    shutil.copy(REPO / "infrastructure" / "variables.tf", root / "infrastructure")
+    text = (REPO / "environments" / "dev-pools.tfvars").read_text()
+    large = text.index("large = {")
+    one = "capacity      = { min = 1, max = 1, desired = 1 }"
+    (root / "environments" / "zero.tfvars").write_text(
+        text[:large] + text[large:].replace(one, f"capacity      = {large_capacity}", 1))
+    return root
+
+
+def pools_answer(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    assert main(["simulate", "--no-plot", "--json", *args]) == 0
+    answer: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return answer
+
+
+def test_every_pool_runs_together_and_the_deployment_adds_them_up(
+        short_trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --pool: each pool on its share, the deployment's table over all of them."""
+    answer = pools_answer(capsys, "--root", str(REPO), "--env", "dev-pools", "--trace",
+                          str(short_trace), "--policy", "fixed", "--policy", "gpu-70-30")
+    total = len(short_trace.read_text().splitlines()) - 1
+    small, large = answer["pools"]["small"], answer["pools"]["large"]
+    assert (small["instance_type"], large["instance_type"]) == ("g5.xlarge", "g6e.xlarge")
+    assert small["requests"] + large["requests"] == total == answer["requests"]
+    assert small["requests"] > 0 and large["requests"] > 0
+    for i, policy in enumerate(answer["deployment"]["policies"]):
+        parts = [small["policies"][i], large["policies"][i]]
+        assert policy["requests"] == total
+        assert policy["cost_usd"] == pytest.approx(sum(p["cost_usd"] for p in parts), abs=1e-5)
+        assert policy["output_tokens"] == sum(p["output_tokens"] for p in parts)
+        assert policy["settled"] and policy["rounds"] == 1  # both pools serve throughout
+        assert all(p["moved_in"] == p["moved_out"] == 0 for p in parts)
+
+
+def test_a_pool_scaled_to_zero_sends_auto_to_the_other_pool_not_to_an_error(
+        short_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The router's reroute: the large pool has no instance, its long prompts go to the
+    small model and are served there; the deployment refuses none and pays for no large
+    instance."""
+    root = pooled_root(tmp_path, "{ min = 0, max = 1, desired = 0 }")
+    answer = pools_answer(capsys, "--root", str(root), "--env", "zero", "--trace",
+                          str(short_trace), "--policy", "fixed")
+    small, large = answer["pools"]["small"], answer["pools"]["large"]
+    share = large["requests"]
+    assert share > 0
+    assert large["policies"][0]["moved_out"] == share == small["policies"][0]["moved_in"]
+    assert large["policies"][0]["requests"] == 0 and large["policies"][0]["cost_usd"] == 0
+    assert small["policies"][0]["requests"] == answer["requests"]
+    deployment = answer["deployment"]["policies"][0]
+    assert deployment["refused"] == 0 and deployment["completed"] == answer["requests"]
+    assert deployment["rounds"] == 2 and deployment["settled"]
+
+
+def test_a_request_both_pools_refuse_is_refused_once_not_moved_back(
+        short_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = pooled_root(tmp_path, "{ min = 0, max = 1, desired = 0 }")
+    answer = pools_answer(capsys, "--root", str(root), "--env", "zero", "--trace",
+                          str(short_trace), "--policy", "fixed", "--min-size", "0",
+                          "--desired", "0", "--max-size", "1")
+    deployment = answer["deployment"]["policies"][0]
+    assert deployment["requests"] == deployment["refused"] == answer["requests"]
+    moved = {n: p["policies"][0] for n, p in answer["pools"].items()}
+    # Each pool's own requests went to the other, which refused them too.
+    assert moved["small"]["moved_out"] == answer["pools"]["small"]["requests"]
+    assert moved["large"]["moved_in"] == answer["pools"]["small"]["requests"]
+    assert sum(p["requests"] for p in moved.values()) == answer["requests"]
+
+
+def test_spot_outages_move_requests_between_pools_and_lose_none(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Single instances interrupted often: every request is counted once, in the pool that
+    last took it."""
+    answer = pools_answer(capsys, "--root", str(REPO), "--env", "dev-pools", "--policy",
+                          "fixed", "--spot-interruptions", "20", "--seed", "3",
+                          "--duration", "900", "--shape", "constant", "--rate", "4")
+    deployment = answer["deployment"]["policies"][0]
+    pools = [p["policies"][0] for p in answer["pools"].values()]
+    assert sum(p["moved_in"] for p in pools) == sum(p["moved_out"] for p in pools) > 0
+    assert sum(p["requests"] for p in pools) == deployment["requests"] == answer["requests"]
+    assert deployment["completed"] + deployment["refused"] + deployment["cut_off"] \
+        == answer["requests"]
+
+
+def test_one_pools_instance_model_or_profile_needs_pool(
+        short_trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert simulate("--env", "dev-pools", "--trace", str(short_trace), "--instance-type",
+                    "g5.2xlarge", "--no-plot") == 2
+    assert "--instance-type change one pool: add --pool NAME (large, small)" in \
+        capsys.readouterr().err
+
+
+def test_every_pool_gets_its_own_plot_and_series(
+        short_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png, series = tmp_path / "timeline.png", tmp_path / "series.csv"
+    if not plot.available():
+        pytest.skip("matplotlib is not installed")
+    assert simulate("--env", "dev-pools", "--trace", str(short_trace), "--policy", "fixed",
+                    "--plot", str(png), "--csv", str(series), "--json") == 0
+    answer = json.loads(capsys.readouterr().out)
+    for pool in ("small", "large"):
+        assert answer["pools"][pool]["files"] == {
+            "plot": str(tmp_path / f"timeline-{pool}.png"),
+            "csv": str(tmp_path / f"series-{pool}.csv")}
+        assert (tmp_path / f"timeline-{pool}.png").stat().st_size > 0
+        with (tmp_path / f"series-{pool}.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        assert sum(int(r["requests"]) for r in rows) == answer["pools"][pool]["requests"]
+
+
+def test_a_pool_that_is_not_there_is_named_with_those_that_are(
+        short_trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert simulate("--env", "dev-pools", "--pool", "medium", "--trace", str(short_trace),
+                    "--no-plot") == 2
+    assert "deploys the pools large, small: not 'medium'" in capsys.readouterr().err

@@ -1,0 +1,173 @@
+"""Several pools together: each pool's group on the requests the routing sends it, and
+what `auto` moves from a pool with no serving instance to another pool's model.
+
+The router chooses a model by the alias's length rules among the models served
+(`llmfleet.core.routing`, the same code). When the chosen pool cannot serve before any
+byte is answered (its load balancer has no healthy target: a pool scaled to zero, or
+whose only instances are still launching or were interrupted), the router chooses once
+more without that model (`server.service.CompletionService.reroute`) and sends the
+request there; if that one fails too, the client gets the 503. That is what is simulated:
+a request a pool refuses for want of a serving instance (`Outcome.unavailable`) is sent,
+at the same instant, to the model the rules choose without the pool's own; a request so
+moved is not moved again.
+
+A pool's run depends on what the others move to it, and what it refuses can depend on
+what it is sent (more load, other scaling). Each policy's runs are therefore repeated,
+from every pool on its own share, until the requests moved between pools stop changing,
+at most `MAX_ROUNDS` times; a run that does not settle says so. The deployment's figures
+are the pools' together: a request moved and served counts once, where it was served.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from llmfleet.core.routing import LengthRule, by_length
+from simulator.compare import Prepared, ProgressFactory, Run, chosen, oracle_goal, run_policy
+from simulator.report import Slo, Summary, summarise, summarise_parts
+from simulator.traffic import Arrival
+
+MAX_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One pool ready to run: its name, the model clients ask for, its group and engine."""
+
+    name: str
+    model: str
+    prep: Prepared
+
+
+@dataclass(frozen=True)
+class PoolRun:
+    """One pool's run under one policy, as the deployment saw it: `run` counts as refused
+    only what no pool served (those it moved out were served, or refused, elsewhere)."""
+
+    pool: str
+    run: Run
+    arrivals: list[Arrival]  # what it was sent: its share, then what others moved to it
+    moved_in: int
+    moved_out: int
+
+
+@dataclass(frozen=True)
+class DeploymentRun:
+    """One policy over every pool."""
+
+    policy: str
+    pools: list[PoolRun]
+    summary: Summary
+    rounds: int
+    settled: bool
+
+
+def split(arrivals: Sequence[Arrival], rules: Sequence[LengthRule],
+          models: dict[str, str]) -> dict[str, list[Arrival]]:
+    """Each pool's share of `arrivals` (`models`: each pool's served model, by pool): the
+    model the rules choose, every pool serving.
+
+    Raises:
+        ValueError: the rules choose no pool's model (rules naming none served).
+    """
+    served = frozenset(models.values())
+    by_model = {model: name for name, model in models.items()}
+    shares: dict[str, list[Arrival]] = {name: [] for name in models}
+    for arrival in arrivals:
+        found = by_length(arrival.prompt_tokens, rules, served)
+        if found is None:
+            raise ValueError("the routing's length rules name none of the pools' models")
+        shares[by_model[found[0]]].append(arrival)
+    return shares
+
+
+def simulate(pools: Sequence[Pool], shares: dict[str, list[Arrival]],
+             rules: Sequence[LengthRule], slo: Slo, only: list[str] | None,
+             oracle_target: float, progress: ProgressFactory | None = None
+             ) -> list[DeploymentRun]:
+    """Every chosen policy over every pool, with `auto`'s moves between pools (see the
+    module's docstring); the oracle of each pool aims at the best its other policies
+    reached."""
+    names = chosen(pools[0].prep, only)
+    done: dict[str, list[Run]] = {p.name: [] for p in pools}  # each pool's, for the oracle
+    runs = []
+    for policy in names:
+        found = _policy(policy, pools, shares, rules, slo, oracle_target, done, progress)
+        for pool_run in found.pools:
+            done[pool_run.pool].append(pool_run.run)
+        runs.append(found)
+    return runs
+
+
+def _policy(policy: str, pools: Sequence[Pool], shares: dict[str, list[Arrival]],
+            rules: Sequence[LengthRule], slo: Slo, oracle_target: float,
+            done: dict[str, list[Run]], progress: ProgressFactory | None) -> DeploymentRun:
+    moved: dict[str, list[Arrival]] = {p.name: [] for p in pools}
+    sent: dict[str, list[Arrival]] = {}
+    runs: dict[str, Run] = {}
+    rounds, settled = 0, False
+    while rounds < MAX_ROUNDS and not settled:
+        rounds += 1
+        used = moved  # what this round's runs are sent
+        for pool in pools:
+            batch = sorted(shares[pool.name] + moved[pool.name], key=lambda a: a.at_s)
+            if pool.name in runs and _same(batch, sent[pool.name]):
+                continue  # nothing new moved to it: its run stands
+            print(f"  pool {pool.name}" + (f", round {rounds}" if rounds > 1 else "") + ":",
+                  file=sys.stderr)
+            sent[pool.name] = batch
+            target = oracle_goal(done[pool.name], oracle_target)
+            runs[pool.name] = run_policy(pool.prep, policy, batch, slo, target, progress)
+        moved = _moves(pools, runs, shares, rules)
+        settled = all(_same(moved[p.name], used[p.name]) for p in pools)
+    if not settled:
+        print(f"  {policy}: the requests moved between pools still changed after {rounds} "
+              "rounds; the last round is reported", file=sys.stderr)
+    return _deployment(policy, pools, runs, sent, used, slo, rounds, settled)
+
+
+def _moves(pools: Sequence[Pool], runs: dict[str, Run], shares: dict[str, list[Arrival]],
+           rules: Sequence[LengthRule]) -> dict[str, list[Arrival]]:
+    """Where `auto` sends each pool's own requests that it refused for want of an instance:
+    the rules' choice among the other pools' models (a moved request is not moved again)."""
+    served = frozenset(p.model for p in pools)
+    by_model = {p.model: p.name for p in pools}
+    moved: dict[str, list[Arrival]] = {p.name: [] for p in pools}
+    for pool in pools:
+        own = {id(a) for a in shares[pool.name]}
+        for arrival in runs[pool.name].outcome.unavailable:
+            if id(arrival) not in own:
+                continue
+            found = by_length(arrival.prompt_tokens, rules, served - {pool.model})
+            if found is not None:
+                moved[by_model[found[0]]].append(arrival)
+    return moved
+
+
+def _deployment(policy: str, pools: Sequence[Pool], runs: dict[str, Run],
+                sent: dict[str, list[Arrival]], moved: dict[str, list[Arrival]], slo: Slo,
+                rounds: int, settled: bool) -> DeploymentRun:
+    gone = {id(a) for batch in moved.values() for a in batch}  # served or refused elsewhere
+    pool_runs, parts = [], []
+    for pool in pools:
+        out = runs[pool.name].outcome
+        own = {id(a) for a in moved[pool.name]}
+        kept = replace(out, refused=[a for a in out.refused
+                                     if id(a) not in gone or id(a) in own],
+                       unavailable=[a for a in out.unavailable
+                                    if id(a) not in gone or id(a) in own])
+        price = pool.prep.fleet.usd_per_hour
+        moved_out = len(out.refused) - len(kept.refused)
+        pool_runs.append(PoolRun(pool.name, Run(policy, kept,
+                                                summarise(policy, kept, slo, price)),
+                                 sent[pool.name], len(moved[pool.name]), moved_out))
+        parts.append((kept, price))
+    return DeploymentRun(policy, pool_runs, summarise_parts(policy, parts, slo), rounds, settled)
+
+
+def _same(one: Sequence[Arrival], other: Sequence[Arrival]) -> bool:
+    """The same requests (the trace's own objects), in the same order."""
+    return len(one) == len(other) and all(a is b for a, b in zip(one, other, strict=True))
+
