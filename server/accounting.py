@@ -23,9 +23,11 @@ from server.protocol import Endpoint, ParsedRequest
 from server.ratelimit import RateLimiter, Reservation
 
 # Usage is the last object of an OpenAI answer; scanning for its two counters
-# costs a tenth of parsing the whole body.
-_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
-_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+# costs a tenth of parsing the whole body. The Responses API names them input and output.
+_PROMPT_TOKENS = re.compile(rb'"(?:prompt|input)_tokens"\s*:\s*(\d+)')
+_COMPLETION_TOKENS = re.compile(rb'"(?:completion|output)_tokens"\s*:\s*(\d+)')
+# A streamed response's text arrives in these events, a token or so each.
+_RESPONSE_DELTA = b'"response.output_text.delta"'
 NO_MODEL = "(none)"  # metric label for requests refused before a served model was known
 
 
@@ -56,8 +58,12 @@ class Exchange:
 
 
 def count_events(events: bytes, ex: Exchange) -> None:
-    """Count whole SSE events relayed, and pick up usage from the one that carries it."""
-    ex.streamed_events += events.count(b"data: ") - events.count(b"data: [DONE]")
+    """Count whole SSE events relayed (of a response, those with text), and pick up usage
+    from the one that carries it."""
+    if ex.request.endpoint is Endpoint.RESPONSES:
+        ex.streamed_events += events.count(_RESPONSE_DELTA)
+    else:
+        ex.streamed_events += events.count(b"data: ") - events.count(b"data: [DONE]")
     if b'"usage":{' in events or b'"usage": {' in events:
         for line in events.split(b"\n"):
             if line.startswith(b"data: {") and b'"usage"' in line:
@@ -87,13 +93,14 @@ class Accounting:
         self._access_log = access_log
 
     def refused(self, request_id: str, key_id: str | None, model: str, exc: APIError,
-                started: float) -> None:
-        """Count and log a request refused before it reached an engine."""
+                started: float, endpoint: Endpoint | None = None) -> None:
+        """Count and log a request refused before it reached an engine (on `endpoint`)."""
         outcome = Outcome.failed(exc)
         self._metrics.model(model).count(outcome.status_class)
         if self._access_log.enabled:
             self._access_log.record({
                 "request_id": request_id, "key_id": key_id, "model": model,
+                "endpoint": None if endpoint is None else endpoint.value,
                 "status": outcome.status, "error": outcome.error,
                 "latency_s": round(time.perf_counter() - started, 6)})
 
@@ -128,12 +135,14 @@ def completion_tokens(ex: Exchange) -> int | None:
 def charged_tokens(ex: Exchange, completion: int | None) -> int:
     """What the key pays for `ex`.
 
-    Refused before any engine saw it: nothing, the whole reservation goes back.
+    Refused before any engine saw it, or a tokenizer route: nothing, the whole reservation
+    goes back.
     Anything an engine read is charged, failed, timed out or cancelled too:
     otherwise a caller sends 4 MiB prompts and hangs up after prefill at no cost
     in tokens.
     """
-    if not (ex.reached_engine or ex.prompt_tokens is not None or completion is not None):
+    if not ex.request.endpoint.metered or not (
+            ex.reached_engine or ex.prompt_tokens is not None or completion is not None):
         return 0
     prompt = ex.prompt_tokens if ex.prompt_tokens is not None \
         else ex.request.prompt_tokens_estimate
@@ -152,7 +161,7 @@ def _line(ex: Exchange, outcome: Outcome, completion: int | None,
     """The access log's fields for a finished exchange."""
     return {
         "request_id": ex.request_id, "engine_request_id": ex.engine_request_id,
-        "key_id": ex.key_id, "model": ex.model,
+        "key_id": ex.key_id, "model": ex.model, "endpoint": ex.request.endpoint.value,
         "backend": ex.backend, "status": outcome.logged_status,
         "stream": ex.request.stream, "retried": ex.retried,
         "prompt_tokens": ex.prompt_tokens, "completion_tokens": completion,

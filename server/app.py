@@ -11,10 +11,12 @@ than the router's features together), and everything off it (health checks,
 model discovery, the console's read of the agent) shares one httpx
 `AsyncClient` with explicit timeouts and limits (`_background_client`).
 
-The two completion routes, which carry all the traffic, are dispatched by
-`HotPaths` before FastAPI's middleware stack and router: measured, those
-layers cost more CPU per request than auth, limits and metrics together (see
-BENCHMARKS.md). Everything else, lifespan included, goes through FastAPI.
+The routes passed to the engines (`server.protocol.Endpoint`: chat and
+completions, which carry most of the traffic, responses, the pooling and
+tokenizer routes) are dispatched by `HotPaths` before FastAPI's middleware
+stack and router: measured, those layers cost more CPU per request than auth,
+limits and metrics together (see BENCHMARKS.md). Everything else, lifespan
+included, goes through FastAPI.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, ClassVar
 import httpx
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -51,7 +54,13 @@ from server.errors import (
 )
 from server.fleet import FleetMonitor
 from server.metrics import RouterMetrics
-from server.protocol import ChatRequest, CompletionRequest, Endpoint
+from server.protocol import (
+    ChatRequest,
+    CompletionRequest,
+    Endpoint,
+    PassThroughRequest,
+    ResponsesRequest,
+)
 from server.proxy import AnswerCut, Proxy
 from server.ratelimit import RateLimiter
 from server.routing import RoutingPolicy, build_policy
@@ -153,7 +162,7 @@ def _background_client(settings: RouterSettings) -> httpx.AsyncClient:
 
 
 class HotPaths:
-    """Serve POST /v1/chat/completions and /v1/completions straight from the service."""
+    """Serve the routes passed to the engines (POST only) straight from the service."""
 
     ROUTES: ClassVar[dict[str, Endpoint]] = {e.value: e for e in Endpoint}
 
@@ -247,26 +256,38 @@ def _only_local(request: Request, *, begins: bool = False) -> None:
         raise Forbidden(f"POST /drain needs the header {DRAIN_HEADER}: {DRAIN_HEADER_VALUE}")
 
 
+# What /openapi.json says of each route HotPaths serves.
+_DOCUMENTED: dict[Endpoint, tuple[type[BaseModel], str]] = {
+    Endpoint.CHAT: (ChatRequest, "Create a chat completion"),
+    Endpoint.COMPLETIONS: (CompletionRequest, "Create a completion"),
+    Endpoint.RESPONSES: (ResponsesRequest, "Create a response"),
+    Endpoint.EMBEDDINGS: (PassThroughRequest, "Create embeddings"),
+    Endpoint.TOKENIZE: (PassThroughRequest, "Tokenize a prompt or messages"),
+    Endpoint.DETOKENIZE: (PassThroughRequest, "Turn token ids back into text"),
+}
+
+
 def _document_hot_paths(app: FastAPI) -> None:
-    """Add the two routes `HotPaths` serves, which FastAPI never sees, to /openapi.json."""
+    """Add the routes `HotPaths` serves, which FastAPI never sees, to /openapi.json."""
     default = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = default()
-            for endpoint, wire, summary in (
-                    (Endpoint.CHAT, ChatRequest, "Create a chat completion"),
-                    (Endpoint.COMPLETIONS, CompletionRequest, "Create a completion")):
+            for endpoint in Endpoint:
+                wire, summary = _DOCUMENTED.get(
+                    endpoint, (PassThroughRequest, f"vLLM's {endpoint.value.lstrip('/')}"))
                 body = wire.model_json_schema()
                 body["additionalProperties"] = True
                 body["description"] = ("The fields the router reads; every other OpenAI or "
                                        "vLLM field is forwarded to the engine untouched.")
+                answer = ("The engine's answer, or a stream of server-sent events when "
+                          "`stream` is true" if endpoint.generates else "The engine's answer")
                 schema["paths"][endpoint.value] = {"post": {
                     "summary": summary,
                     "requestBody": {"required": True,
                                     "content": {"application/json": {"schema": body}}},
-                    "responses": {"200": {"description": "The engine's answer, or a stream "
-                                          "of server-sent events when `stream` is true"}}}}
+                    "responses": {"200": {"description": answer}}}}
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,7 +40,13 @@ from planner import catalog, report
 from planner.memory import Precision
 from planner.sizing import SEARCHED_PRECISIONS, Question, Slo, search
 from server.auth import guard_operator_view
-from server.errors import InvalidRequest
+from server.errors import (
+    APIError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    error_response,
+)
 from server.fleet import FleetMonitor
 from server.protocol import parse_wire
 from server.service import read_body
@@ -124,7 +131,32 @@ def add_routes(app: FastAPI) -> None:
         # uploads its own config.json naming the API Gateway URL instead.
         return JSONResponse({"api_base": ""})
 
-    app.mount("/", FramingRefused(StaticFiles(directory=WEB_DIR, html=True)), name="console")
+    app.mount("/", FramingRefused(OnlyItsFiles(StaticFiles(directory=WEB_DIR, html=True))),
+              name="console")
+
+
+class OnlyItsFiles:
+    """The static files answer every path no route took: a path that is none of theirs
+    is a 404 in OpenAI's shape whatever the method (StaticFiles answers 405 to any POST,
+    so a client calling a route the router does not serve read "method not allowed")."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.files = {"/" + p.relative_to(WEB_DIR).as_posix()
+                      for p in WEB_DIR.rglob("*") if p.is_file()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "/")
+        if scope["method"] in ("GET", "HEAD") or path == "/" or path in self.files:
+            await self.app(scope, receive, send)
+            return
+        error: APIError = NotFound(f"no route for {scope['method']} {path}")
+        for route in scope["app"].router.routes:  # a route of another method: 405
+            if isinstance(route, Route) and route.matches(scope)[0] is Match.PARTIAL:
+                error = MethodNotAllowed(f"method {scope['method']} not allowed here",
+                                         allow=", ".join(sorted(route.methods or ())))
+                break
+        await error_response(error)(scope, receive, send)
 
 
 class FramingRefused:

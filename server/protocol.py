@@ -6,6 +6,15 @@ to the engine untouched, so everything else in the request (tools, sampling
 parameters, vLLM extensions) works without the router knowing about it.
 Pydantic models live at the wire; the rest of the router sees the frozen
 `ParsedRequest`.
+
+The routes are the JSON routes vLLM's OpenAI-compatible server answers for a model
+(`Endpoint`): the three that generate (chat, completions, responses: streamed or not,
+`auto` may choose their model), the pooling ones (embeddings, score, rerank, pooling,
+classify: one answer, no stream) and tokenize/detokenize. For routes whose request shapes
+are many (score takes `text_1`/`text_2`, `queries`/`documents`, `data_1`/`data_2`...),
+the prompt's size is estimated from every string and token id in the body, which is what
+the engine will read; vLLM, not the router, checks their shape. vLLM lets those routes
+leave `model` out; so does the router when it serves one model.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from server.errors import InvalidRequest
 
@@ -27,8 +36,35 @@ TOKENS_PER_MESSAGE = 4
 
 
 class Endpoint(StrEnum):
+    """A route the router passes to the engines, by its path (the engine's own)."""
+
     CHAT = "/v1/chat/completions"
     COMPLETIONS = "/v1/completions"
+    RESPONSES = "/v1/responses"
+    EMBEDDINGS = "/v1/embeddings"
+    SCORE = "/score"
+    SCORE_V1 = "/v1/score"
+    RERANK = "/rerank"
+    RERANK_V1 = "/v1/rerank"
+    RERANK_V2 = "/v2/rerank"
+    POOLING = "/pooling"
+    CLASSIFY = "/classify"
+    TOKENIZE = "/tokenize"
+    DETOKENIZE = "/detokenize"
+
+    @property
+    def generates(self) -> bool:
+        """Whether it generates tokens (and may stream, and `auto` may choose its model)."""
+        return self in _GENERATING
+
+    @property
+    def metered(self) -> bool:
+        """Whether the engine runs the model on it, so that its tokens count against a
+        key's limits (tokenize and detokenize only read the tokenizer)."""
+        return self not in (Endpoint.TOKENIZE, Endpoint.DETOKENIZE)
+
+
+_GENERATING = frozenset((Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.RESPONSES))
 
 
 class _Wire(BaseModel):
@@ -71,6 +107,24 @@ class ChatRequest(_Common):
 
 class CompletionRequest(_Common):
     prompt: str | list[str] | list[int] | list[list[int]]
+
+
+class ResponsesRequest(_Wire):
+    """OpenAI's Responses API: `input` a string or a list of items (messages, tool
+    results...), read only for its size."""
+
+    model: str | None = None
+    stream: bool = False
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    input: str | list[JsonValue] = Field(min_length=1)
+    instructions: str | None = None
+
+
+class PassThroughRequest(_Wire):
+    """A pooling or tokenizer route's body: an object with an optional model; the rest
+    is read only for its size."""
+
+    model: str | None = None
 
 
 W = TypeVar("W", bound=BaseModel)
@@ -120,7 +174,7 @@ class ParsedRequest:
     """What the router knows about one request; `body` is forwarded verbatim."""
 
     endpoint: Endpoint
-    model: str
+    model: str  # "" where the route lets it out (the router's one model then)
     stream: bool
     include_usage: bool
     max_tokens: int | None
@@ -170,6 +224,22 @@ def parse_wire(model: type[W], body: bytes) -> W:
         raise InvalidRequest(message, param=param) from exc
 
 
+def _content_tokens(value: object) -> int:
+    """The tokens an engine will read from a JSON value: every string (by its length)
+    and every whole number (a token id) in it."""
+    if isinstance(value, str):
+        return -(-len(value) // CHARS_PER_TOKEN)
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return 1
+    if isinstance(value, list):
+        return sum(_content_tokens(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_content_tokens(v) for v in value.values())
+    return 0
+
+
 def parse_request(endpoint: Endpoint, body: bytes) -> ParsedRequest:
     """Validate a request body.
 
@@ -177,6 +247,21 @@ def parse_request(endpoint: Endpoint, body: bytes) -> ParsedRequest:
         InvalidRequest: the body is not JSON, not an object, or misses or
             mistypes a field the router needs.
     """
+    if endpoint is Endpoint.RESPONSES:
+        answer = parse_wire(ResponsesRequest, body)
+        return ParsedRequest(
+            endpoint=endpoint, model=answer.model or "", stream=answer.stream, include_usage=True,
+            max_tokens=answer.max_output_tokens,
+            prompt_tokens_estimate=_content_tokens(answer.input)
+            + _content_tokens(answer.instructions),
+            body=body)
+    if not endpoint.generates:
+        other = parse_wire(PassThroughRequest, body)
+        payload = json.loads(body)  # an object: parse_wire checked it
+        payload.pop("model", None)
+        return ParsedRequest(endpoint=endpoint, model=other.model or "", stream=False,
+                             include_usage=False, max_tokens=None,
+                             prompt_tokens_estimate=_content_tokens(payload), body=body)
     wire: ChatRequest | CompletionRequest
     if endpoint is Endpoint.CHAT:
         wire = parse_wire(ChatRequest, body)

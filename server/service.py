@@ -156,7 +156,8 @@ class CompletionService:
         except APIError as exc:
             # The label is worked out only for refusals, off the path of served requests.
             label = model or (self._label(named) if named is not None else NO_MODEL)
-            self._accounting.refused(request.state.request_id, key_id, label, exc, started)
+            self._accounting.refused(request.state.request_id, key_id, label, exc, started,
+                                     endpoint)
             raise
         request_id: str = request.state.request_id
         # The engine adopts x-request-id as its own id (and builds the answer's "id"
@@ -188,6 +189,10 @@ class CompletionService:
         reserved when the engine says it (vLLM's max_model_len); each of `n` or
         `best_of` sequences may use as much.
         """
+        if not parsed.endpoint.metered:
+            return 0
+        if not parsed.endpoint.generates:
+            return parsed.prompt_tokens_estimate
         completion = parsed.max_tokens
         if completion is None:
             context = self._pool.context_length(model)
@@ -240,6 +245,12 @@ class CompletionService:
             NoHealthyBackend: the model is known but all its backends are down.
         """
         available = self._pool.models(local_only)
+        if not parsed.model:
+            return self._only_model(parsed, available), None
+        if parsed.model == self._alias and not parsed.endpoint.generates:
+            raise InvalidRequest(f"'{self._alias}' chooses among models that generate, for "
+                                 "chat, completions and responses: name the model for "
+                                 f"{parsed.endpoint.value}", param="model")
         if parsed.model == self._alias:
             decision = self._policy.choose(parsed, available)
             self._metrics.routed.labels(self._policy.name.value, decision.model).inc()
@@ -249,6 +260,22 @@ class CompletionService:
         if any(parsed.model in b.models for b in self._pool.backends):
             raise NoHealthyBackend(f"no healthy backend serves model '{parsed.model}'")
         raise ModelNotFound(f"the model '{parsed.model}' does not exist", param="model")
+
+    def _only_model(self, parsed: ParsedRequest, available: frozenset[str]) -> str:
+        """The model of a request that left it out (the pooling and tokenizer routes may,
+        as with vLLM): the one this router serves.
+
+        Raises:
+            InvalidRequest: it serves several.
+            NoHealthyBackend: it serves none now.
+        """
+        known = {m for b in self._pool.backends for m in b.models}
+        if len(known) > 1:
+            raise InvalidRequest(f"model is required on {parsed.endpoint.value}: this router "
+                                 f"serves {', '.join(sorted(known))}", param="model")
+        if not available:
+            raise NoHealthyBackend("no healthy backend")
+        return next(iter(available))
 
     def reroute(self, ex: Exchange, failed: str) -> bool:
         """Choose again for an alias request whose model `failed` before answering: the

@@ -168,6 +168,83 @@ class FakeEngine:
                 control.streams_cancelled += 1
 
 
+    async def respond(self, request: Request) -> Response:
+        """/v1/responses in vLLM's shapes: a response object, or its typed SSE events."""
+        control = self.control
+        body = await request.body()
+        control.requests += 1
+        control.bodies.append(body)
+        control.headers.append(dict(request.headers))
+        if control.mode is Mode.STATUS:
+            return _error(control.status)
+        payload = json.loads(body)
+        n = min(int(payload.get("max_output_tokens") or 16), MAX_FAKE_TOKENS)
+        model = payload.get("model") or self.control.models[0]
+        done = _response(model, n, "completed")
+        if not payload.get("stream"):
+            return JSONResponse(done)
+        events = [_typed("response.created", {"response": _response(model, 0, "in_progress")})]
+        events += [_typed("response.output_text.delta", {"item_id": "msg-1", "output_index": 0,
+                                                         "content_index": 0, "delta": f" t{i}"})
+                   for i in range(n)]
+        events.append(_typed("response.completed", {"response": done}))
+        return StreamingResponse(self._stream(events, control.chunk_delay_s),
+                                 media_type="text/event-stream")
+
+    async def pool(self, request: Request) -> Response:
+        """The pooling and tokenizer routes, each with the usage vLLM reports."""
+        control = self.control
+        body = await request.body()
+        control.requests += 1
+        control.bodies.append(body)
+        control.headers.append(dict(request.headers))
+        if control.mode is Mode.STATUS:
+            return _error(control.status)
+        payload = json.loads(body)
+        model = payload.get("model") or control.models[0]
+        path = request.url.path
+        if path == "/tokenize":
+            tokens = list(range(1, 1 + len(str(payload.get("prompt", "")).split())))
+            return JSONResponse({"count": len(tokens), "max_model_len": 2048,
+                                 "tokens": tokens})
+        if path == "/detokenize":
+            return JSONResponse({"prompt": " ".join(f"t{t}" for t in payload["tokens"])})
+        inputs = payload.get("input", "")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        data = [{"object": "embedding", "index": i, "embedding": [0.5, -0.25, 0.125]}
+                for i in range(len(items))]
+        return JSONResponse({"id": "fake-1", "object": "list", "model": model, "data": data,
+                             "usage": {"prompt_tokens": 5 * len(items),
+                                       "total_tokens": 5 * len(items)}})
+
+
+def _error(status: int) -> JSONResponse:
+    return JSONResponse({"error": {"message": f"fake {status}", "type": "fake_error",
+                                   "param": None, "code": status}}, status_code=status)
+
+
+def _response(model: str, n: int, status: str) -> dict[str, object]:
+    text = " ".join(f"t{i}" for i in range(n))
+    return {"id": "resp-fake-1", "object": "response", "created_at": int(time.time()),
+            "model": model, "status": status, "output": [{
+                "type": "message", "id": "msg-1", "role": "assistant", "status": status,
+                "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+            "usage": None if status != "completed" else {
+                "input_tokens": 7, "output_tokens": n, "total_tokens": 7 + n,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0}}}
+
+
+def _typed(kind: str, fields: dict[str, object]) -> bytes:
+    """An event of the Responses API's stream: its type on the event line and in the data."""
+    data = json.dumps({"type": kind, **fields}, separators=(",", ":"))
+    return f"event: {kind}\ndata: {data}\n\n".encode()
+
+
+POOLING_PATHS = ("/v1/embeddings", "/score", "/v1/score", "/rerank", "/v1/rerank",
+                 "/v2/rerank", "/pooling", "/classify", "/tokenize", "/detokenize")
+
+
 def create_fake_upstream(control: FakeControl) -> Starlette:
     engine = FakeEngine(control)
     return Starlette(routes=[
@@ -175,6 +252,8 @@ def create_fake_upstream(control: FakeControl) -> Starlette:
         Route("/v1/models", engine.models),
         Route("/v1/chat/completions", engine.complete, methods=["POST"]),
         Route("/v1/completions", engine.complete, methods=["POST"]),
+        Route("/v1/responses", engine.respond, methods=["POST"]),
+        *(Route(path, engine.pool, methods=["POST"]) for path in POOLING_PATHS),
     ])
 
 

@@ -83,6 +83,9 @@ def test_up_serves_two_generated_models_auto_chooses_publishes_and_stops_on_sigt
             assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
             served.append(chunks[0].model)
         assert served == ["llmfleet-tiny", "llmfleet-wide"]
+        # The Responses API, as the README shows it, through the same alias.
+        answer = client.responses.create(model="auto", input="Hello", max_output_tokens=8)
+        assert answer.model == "llmfleet-tiny" and answer.output_text
         assert f"agent    : http://127.0.0.1:{up.agent_port}/health" in banner
         published = wait_for_published(up.cloudwatch_port, "GenerationTokensPerSecond", capsys)
         assert "CostPerHourUSD" in published

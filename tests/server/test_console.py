@@ -325,12 +325,24 @@ def test_every_405_names_the_allowed_methods(make_router: RouterFactory,
     with make_router([fake[1]]) as router:
         for method, path, allow in (("GET", "/v1/chat/completions", "POST"),
                                     ("PUT", "/v1/completions", "POST"),
-                                    ("DELETE", "/console/fleet", "GET, HEAD"),
+                                    ("DELETE", "/console/fleet", "GET"),
                                     ("POST", "/index.html", "GET, HEAD")):
             resp = httpx.request(method, router.url + path, timeout=5)
             assert resp.status_code == 405, (method, path)
             assert resp.headers["allow"] == allow, (method, path)
             assert resp.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_route_the_router_does_not_serve_is_404_not_405(
+        make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
+    """Regression: the console's static files answered 405 to a POST anywhere, so a client
+    calling a route the router does not pass on read "method not allowed"."""
+    with make_router([fake[1]]) as router:
+        for method, path in (("POST", "/v1/files"), ("POST", "/v1/nothing"),
+                             ("DELETE", "/v1/responses/resp-1"), ("GET", "/v1/nothing")):
+            resp = httpx.request(method, router.url + path, timeout=5)
+            assert resp.status_code == 404, (method, path)
+            assert resp.json()["error"]["code"] == "not_found"
 
 
 def test_the_openapi_document_describes_the_completion_routes(
