@@ -141,11 +141,15 @@ lint-imports: $(STAMP) ## The floors contract alone: no package imports from a f
 ##@ Measure
 
 .PHONY: bench
-bench: bench-router bench-agent bench-locust bench-planner bench-console bench-simulator bench-fidelity bench-fleet ## Run every benchmark
+bench: bench-router bench-prefix bench-agent bench-locust bench-planner bench-console bench-simulator bench-fidelity bench-fleet ## Run every benchmark
 
 .PHONY: bench-router
 bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real vLLM); see BENCHMARKS.md
 	$(PY) -m benchmarks.router_bench
+
+.PHONY: bench-prefix
+bench-prefix: $(STAMP) ## Cache-aware balancing against least outstanding on two real vLLM engines (~10 min); see BENCHMARKS.md
+	$(PY) -m benchmarks.prefix_bench
 
 .PHONY: bench-agent
 bench-agent: $(STAMP) ## The agent's CPU and memory at a 10 s interval, scraping real vLLM and the router; see BENCHMARKS.md

@@ -108,7 +108,8 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
     limits = PoolLimits(settings.max_inflight_per_backend, settings.max_queue,
                         settings.queue_timeout_s, settings.health_interval_s,
                         settings.health_timeout_s, settings.unhealthy_threshold,
-                        settings.stall_after_s)
+                        settings.stall_after_s,
+                        settings.prefix_slack if settings.prefix_routing else None)
     targets = None if settings.backends_file is None else TargetsFile(settings.backends_file)
     pool = BackendPool(settings.backends, client, limits, metrics, settings.backend_api_key,
                        targets, settings.peer_pools(), settings.peer_max_inflight)
@@ -122,7 +123,7 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
         keys=keys, limiter=limiter, pool=pool, proxy=proxy, accounting=accounting,
         policy=policy, metrics=metrics, alias=settings.alias_model,
         max_body_bytes=settings.max_body_bytes, default_max_tokens=settings.default_max_tokens,
-        pool_name=settings.pool)
+        pool_name=settings.pool, prefix=settings.prefix_routing)
     fleet = FleetMonitor(metrics.registry, pool, client, interval_s=settings.console_interval_s,
                          window_s=settings.console_window_s,
                          history_s=settings.console_history_s, agent_url=settings.agent_url)

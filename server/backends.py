@@ -47,6 +47,7 @@ from llmfleet.core.wire.pools import POOL_HEADER, ReadyStatus
 from server.errors import NoHealthyBackend, Overloaded
 from server.metrics import RouterMetrics
 from server.periodic import Periodic
+from server.prefix import PrefixIndex, choose
 from server.targets import TargetsFile
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ class Backend:
     draining: bool = False
     # A peer pool's name; None for one of this router's own engines.
     pool: str | None = None
+    # The prompt blocks last sent to it, for cache-aware balancing (server.prefix).
+    prefixes: PrefixIndex = field(default_factory=PrefixIndex, repr=False)
 
     @property
     def label(self) -> str:
@@ -172,6 +175,8 @@ class PoolLimits:
     health_timeout_s: float
     unhealthy_threshold: int = 3
     stall_after_s: float = 10.0
+    # Cache-aware balancing (server.prefix): off with None, else the load guard's slack.
+    prefix_slack: int | None = None
 
 
 class BackendPool:
@@ -368,28 +373,35 @@ class BackendPool:
     def _room(self, backend: Backend) -> int:
         return self._limits.max_inflight if backend.pool is None else self._peer_max_inflight
 
-    def _pick(self, candidates: list[Backend]) -> Backend | None:
-        """The least-loaded candidate with room; a stalled one has none until it moves
-        again (least-outstanding alone kept feeding a stalled engine until the health
-        check ejected it, 23 s in the review)."""
+    def _pick(self, candidates: list[Backend], prefix: Sequence[int]) -> Backend | None:
+        """The least-loaded candidate with room, or with cache-aware balancing on and a
+        prompt `prefix`, the one `server.prefix.choose` picks; a stalled one has no room
+        until it moves again (least-outstanding alone kept feeding a stalled engine until
+        the health check ejected it, 23 s in the review)."""
         # Rotate the starting point so that ties do not always land on backend 0.
         self._turn = (self._turn + 1) % max(1, len(candidates))
         ordered = candidates[self._turn:] + candidates[:self._turn]
-        best: Backend | None = None
         now = time.perf_counter()
-        for backend in ordered:
-            if backend.outstanding < self._room(backend) and (
-                    best is None or backend.outstanding < best.outstanding) and \
-                    not backend.stalled(now, self._limits.stall_after_s):
-                best = backend
+        open_ = [b for b in ordered if b.outstanding < self._room(b)
+                 and not b.stalled(now, self._limits.stall_after_s)]
+        if not open_:
+            return None
+        slack = self._limits.prefix_slack
+        if slack is None or not prefix:
+            return min(open_, key=lambda b: b.outstanding)  # the first of the least loaded
+        best, matched = choose(open_, prefix, slack)
+        best.prefixes.record(prefix)
+        self._metrics.prefix_matched.inc(matched)
+        self._metrics.prefix_unmatched.inc(len(prefix) - matched)
         return best
 
     # -- admission -------------------------------------------------------------
 
     async def acquire(self, model: str, exclude: Backend | None = None,
-                      local_only: bool = False) -> Backend:
+                      local_only: bool = False, prefix: Sequence[int] = ()) -> Backend:
         """Reserve a slot on the best backend for `model` (`local_only`: one of this
-        router's engines), waiting in the bounded queue.
+        router's engines; `prefix`: the prompt's block hashes, for cache-aware balancing),
+        waiting in the bounded queue.
 
         Raises:
             NoHealthyBackend: no healthy backend serves the model.
@@ -403,7 +415,7 @@ class BackendPool:
                 candidates = self._candidates(model, exclude, local_only)
                 if not candidates:
                     raise NoHealthyBackend(f"no healthy backend serves model '{model}'")
-                backend = self._pick(candidates)
+                backend = self._pick(candidates, prefix)
                 if backend is not None:
                     backend.outstanding += 1
                     if backend.in_flight is not None:

@@ -94,6 +94,12 @@ class RouterMetrics:
         self.routed = Counter(
             "llmfleet_routed_total", "Alias requests resolved by the routing policy.",
             ["policy", "model"], registry=registry)
+        self.prefix_blocks = Counter(
+            "llmfleet_prefix_blocks_total",
+            "Cache-aware balancing: prompt blocks sent to an engine that was sent them before "
+            "(matched) and not (unmatched).", ["result"], registry=registry)
+        self.prefix_matched = self.prefix_blocks.labels("matched")
+        self.prefix_unmatched = self.prefix_blocks.labels("unmatched")
 
     def model(self, model: str) -> ModelSeries:
         series = self._models.get(model)

@@ -27,6 +27,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from server.errors import InvalidRequest
+from server.prefix import blocks
 
 # English text averages about four characters per token with BPE tokenizers;
 # the router has no tokenizer, so limits and length routing use this estimate
@@ -182,6 +183,8 @@ class ParsedRequest:
     body: bytes
     weights: RouteWeights | None = None  # the client's own, from the x-llmfleet-weights header
     sequences: int = 1  # generated per request (n, best_of)
+    # The prompt's block hashes for cache-aware balancing (`server.prefix`), when it is on.
+    prefix: tuple[int, ...] = ()
 
 
 def _message_chars(message: Message) -> int:
@@ -240,8 +243,8 @@ def _content_tokens(value: object) -> int:
     return 0
 
 
-def parse_request(endpoint: Endpoint, body: bytes) -> ParsedRequest:
-    """Validate a request body.
+def parse_request(endpoint: Endpoint, body: bytes, prefix: bool = False) -> ParsedRequest:
+    """Validate a request body (`prefix`: and hash its prompt's blocks, `server.prefix`).
 
     Raises:
         InvalidRequest: the body is not JSON, not an object, or misses or
@@ -254,7 +257,7 @@ def parse_request(endpoint: Endpoint, body: bytes) -> ParsedRequest:
             max_tokens=answer.max_output_tokens,
             prompt_tokens_estimate=_content_tokens(answer.input)
             + _content_tokens(answer.instructions),
-            body=body)
+            body=body, prefix=blocks(_response_text(answer)) if prefix else ())
     if not endpoint.generates:
         other = parse_wire(PassThroughRequest, body)
         payload = json.loads(body)  # an object: parse_wire checked it
@@ -283,7 +286,34 @@ def parse_request(endpoint: Endpoint, body: bytes) -> ParsedRequest:
         prompt_tokens_estimate=prompt_tokens,
         body=body,
         sequences=wire.sequences,
+        prefix=blocks(_prompt_text(wire)) if prefix else (),
     )
+
+
+def _prompt_text(wire: ChatRequest | CompletionRequest) -> str:
+    """The prompt as the engine will read it, in order (for its prefix): the messages'
+    roles and text, or the prompt (a batch of several prompts has no one prefix)."""
+    if isinstance(wire, ChatRequest):
+        return "".join(f"{m.role}\n{_message_text(m)}\n" for m in wire.messages)
+    prompt = wire.prompt
+    if isinstance(prompt, str):
+        return prompt
+    if prompt and isinstance(prompt[0], int):
+        return ",".join(str(t) for t in prompt)
+    return ""
+
+
+def _message_text(message: Message) -> str:
+    if message.content is None or isinstance(message.content, str):
+        return message.content or ""
+    return "".join(part.text or "" for part in message.content)
+
+
+def _response_text(wire: ResponsesRequest) -> str:
+    """A response's instructions, then its input (items as the client sent them, in
+    order: the same conversation sends the same items again)."""
+    items = wire.input if isinstance(wire.input, str) else json.dumps(wire.input)
+    return f"{wire.instructions or ''}\n{items}"
 
 
 def with_model(parsed: ParsedRequest, model: str) -> ParsedRequest:

@@ -174,15 +174,18 @@ class Proxy:
         model, another model if the policy chose this one."""
         try:
             try:
-                return await self._pool.acquire(ex.model, exclude=tried, local_only=ex.hop)
+                return await self._pool.acquire(ex.model, exclude=tried, local_only=ex.hop,
+                                                prefix=ex.request.prefix)
             except NoHealthyBackend:
                 if failure is None:
                     raise
                 if failure.same_backend_ok:
-                    return await self._pool.acquire(ex.model, local_only=ex.hop)
+                    return await self._pool.acquire(ex.model, local_only=ex.hop,
+                                                    prefix=ex.request.prefix)
                 if reroute is None or not reroute(ex, ex.model):
                     raise
-                return await self._pool.acquire(ex.model, local_only=ex.hop)
+                return await self._pool.acquire(ex.model, local_only=ex.hop,
+                                                prefix=ex.request.prefix)
         except NoHealthyBackend:
             raise  # the caller may still pass the failed attempt's answer on
         except BaseException:  # overloaded, or the client left: that answer is nobody's

@@ -100,7 +100,7 @@ class CompletionService:
                  proxy: Proxy, accounting: Accounting, policy: RoutingPolicy,
                  metrics: RouterMetrics,
                  alias: str, max_body_bytes: int, default_max_tokens: int,
-                 pool_name: str | None = None) -> None:
+                 pool_name: str | None = None, prefix: bool = False) -> None:
         self._keys = keys
         self._limiter = limiter
         self._pool = pool
@@ -112,6 +112,7 @@ class CompletionService:
         self._max_body = max_body_bytes
         self._default_max_tokens = default_max_tokens
         self._pool_name = pool_name
+        self._prefix = prefix  # hash prompts' blocks for cache-aware balancing
 
     async def handle(self, endpoint: Endpoint, request: Request) -> Response:
         request.state.request_id, minted = request_id_for(request)
@@ -140,7 +141,8 @@ class CompletionService:
         try:
             hop = self._hop(request.headers.get(POOL_HEADER))
             key_id = self._keys.authenticate(credentials)
-            parsed = parse_request(endpoint, await read_body(request, self._max_body))
+            parsed = parse_request(endpoint, await read_body(request, self._max_body),
+                                   self._prefix)
             if (weights := request.headers.get(WEIGHTS_HEADER)) is not None:
                 parsed = replace(parsed, weights=parse_route_weights(weights))
             named = parsed.model

@@ -149,6 +149,11 @@ class RouterSettings(BaseSettings):
     default_max_tokens: int = Field(default=256, gt=0)
 
     max_inflight_per_backend: int = Field(default=64, gt=0)
+    # Cache-aware balancing among a model's engines (server/prefix.py): each prompt to the
+    # engine that was sent its prefix, unless it holds more than `prefix_slack` requests
+    # beyond the least loaded one.
+    prefix_routing: bool = True
+    prefix_slack: int = Field(default=4, ge=0)
     max_queue: int = Field(default=256, ge=0)
     queue_timeout_s: float = Field(default=30.0, gt=0)
 
