@@ -141,7 +141,7 @@ lint-imports: $(STAMP) ## The floors contract alone: no package imports from a f
 ##@ Measure
 
 .PHONY: bench
-bench: bench-router bench-prefix bench-agent bench-locust bench-planner bench-console bench-simulator bench-fidelity bench-fleet ## Run every benchmark
+bench: bench-router bench-prefix bench-fair bench-agent bench-locust bench-planner bench-console bench-simulator bench-fidelity bench-fleet ## Run every benchmark
 
 .PHONY: bench-router
 bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real vLLM); see BENCHMARKS.md
@@ -150,6 +150,10 @@ bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real
 .PHONY: bench-prefix
 bench-prefix: $(STAMP) ## Cache-aware balancing against least outstanding on two real vLLM engines (~10 min); see BENCHMARKS.md
 	$(PY) -m benchmarks.prefix_bench
+
+.PHONY: bench-fair
+bench-fair: $(STAMP) ## A flooding key and a polite key through the router's queue, fair and in arrival order (~3 min); see BENCHMARKS.md
+	$(PY) -m benchmarks.fair_bench
 
 .PHONY: bench-agent
 bench-agent: $(STAMP) ## The agent's CPU and memory at a 10 s interval, scraping real vLLM and the router; see BENCHMARKS.md

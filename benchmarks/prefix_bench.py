@@ -145,6 +145,7 @@ def run(out: Path, quick: bool) -> dict[str, Any]:
                    for value in ("false", "true")]
         urls = {"least-outstanding": routers[0][1], "cache-aware": routers[1][1]}
         measured: dict[str, dict[str, list[float]]] = {}
+        per_round: list[dict[str, Any]] = []
         failures: dict[str, dict[str, int]] = {}
         seed = 0
         for workload in ("shared", "nothing-shared"):
@@ -156,6 +157,8 @@ def run(out: Path, quick: bool) -> dict[str, Any]:
                     t0 = time.perf_counter()
                     ttfts, failed = asyncio.run(drive(url, requests))
                     measured.setdefault(workload, {}).setdefault(policy, []).extend(ttfts)
+                    per_round.append({"workload": workload, "round": round_ + 1,
+                                      "policy": policy, **summary(ttfts, failed)})
                     failures.setdefault(workload, {}).setdefault(policy, 0)
                     failures[workload][policy] += failed
                     print(f"  {workload}, round {round_ + 1}, {policy}: {len(requests)} "
@@ -170,7 +173,8 @@ def run(out: Path, quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {"model": MODEL, "kv_tokens_per_engine": KV_TOKENS,
                                "conversations": conversations, "turns": TURNS,
                                "context_words": CONTEXT_WORDS, "concurrency": CONCURRENCY,
-                               "max_tokens": MAX_TOKENS, "rounds": rounds, "workloads": {}}
+                               "max_tokens": MAX_TOKENS, "rounds": rounds, "workloads": {},
+                               "per_round": per_round}
     for workload, by_policy in measured.items():
         entry: dict[str, Any] = {p: summary(t, failures[workload][p])
                                  for p, t in by_policy.items()}

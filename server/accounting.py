@@ -26,6 +26,8 @@ from server.ratelimit import RateLimiter, Reservation
 # costs a tenth of parsing the whole body. The Responses API names them input and output.
 _PROMPT_TOKENS = re.compile(rb'"(?:prompt|input)_tokens"\s*:\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"(?:completion|output)_tokens"\s*:\s*(\d+)')
+# What some pooling answers report alone (rerank's usage in some vLLM versions).
+_TOTAL_TOKENS = re.compile(rb'"total_tokens"\s*:\s*(\d+)')
 # A streamed response's text arrives in these events, a token or so each.
 _RESPONSE_DELTA = b'"response.output_text.delta"'
 NO_MODEL = "(none)"  # metric label for requests refused before a served model was known
@@ -52,6 +54,7 @@ class Exchange:
     streamed_events: int = 0
     reached_engine: bool = False  # the request was sent: its prompt cost the engine work
     hop: bool = False  # a peer pool's router sent it: this router's engines only
+    weight: float = 1.0  # its key's share of the queue (server.fairqueue)
     # The client's Authorization header, passed to a peer pool's router (which checks the
     # key itself); never logged, never sent to an engine.
     credentials: str | None = field(default=None, repr=False)
@@ -77,6 +80,8 @@ def usage_from(body: bytes, ex: Exchange) -> None:
         return
     prompt = _PROMPT_TOKENS.search(body, at)
     completion = _COMPLETION_TOKENS.search(body, at)
+    if prompt is None and not ex.request.endpoint.generates:
+        prompt = _TOTAL_TOKENS.search(body, at)  # all of a pooling route's tokens are read
     if prompt is not None:
         ex.prompt_tokens = int(prompt.group(1))
     if completion is not None:
@@ -93,14 +98,14 @@ class Accounting:
         self._access_log = access_log
 
     def refused(self, request_id: str, key_id: str | None, model: str, exc: APIError,
-                started: float, endpoint: Endpoint | None = None) -> None:
+                started: float, endpoint: Endpoint) -> None:
         """Count and log a request refused before it reached an engine (on `endpoint`)."""
         outcome = Outcome.failed(exc)
         self._metrics.model(model).count(outcome.status_class)
         if self._access_log.enabled:
             self._access_log.record({
                 "request_id": request_id, "key_id": key_id, "model": model,
-                "endpoint": None if endpoint is None else endpoint.value,
+                "endpoint": endpoint.value,
                 "status": outcome.status, "error": outcome.error,
                 "latency_s": round(time.perf_counter() - started, 6)})
 

@@ -109,7 +109,8 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
                         settings.queue_timeout_s, settings.health_interval_s,
                         settings.health_timeout_s, settings.unhealthy_threshold,
                         settings.stall_after_s,
-                        settings.prefix_slack if settings.prefix_routing else None)
+                        settings.prefix_slack if settings.prefix_routing else None,
+                        settings.prefix_cache_blocks, settings.fair_queue)
     targets = None if settings.backends_file is None else TargetsFile(settings.backends_file)
     pool = BackendPool(settings.backends, client, limits, metrics, settings.backend_api_key,
                        targets, settings.peer_pools(), settings.peer_max_inflight)

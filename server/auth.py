@@ -11,6 +11,11 @@ Keys file format, one per line, `#` comments allowed:
     name:sk-plaintext-key
     name:sha256:<64 hex digits>
     sk-plaintext-key            (id = digest prefix)
+    name:sk-plaintext-key weight=4
+
+`weight=` (a number from 0.01 to 1000, default 1) is the key's share of the router's queue
+when engines are full (`server.fairqueue`): a key of weight 4 gets four times the slots of a
+key of weight 1 while both wait.
 
 A name is an identifier (letters, digits, `_.@-`, up to 64, not starting with
 `sk-`); a key with a `:` in it must be named. Otherwise `sk-abc:def` would be
@@ -39,17 +44,40 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+MIN_WEIGHT, MAX_WEIGHT = 0.01, 1000.0
+
+
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
     key_id: str
     sha256: str
+    weight: float = 1.0
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+# A line: the key, then any `setting=value` words after whitespace.
+_SETTINGS = re.compile(r"(.*?)((?:\s+[a-z]+=\S*)*)\s*", re.DOTALL)
 
 
 def _parse_line(line: str, where: str) -> KeyEntry:
     """Raises ValueError saying `where` (a line number), never the line's text."""
+    found = _SETTINGS.fullmatch(line)
+    assert found is not None  # the pattern matches any line
+    entry = _parse_key(found.group(1), where)
+    for setting in found.group(2).split():
+        name, _, value = setting.partition("=")
+        try:
+            weight = float(value) if name == "weight" else None
+        except ValueError:
+            weight = None
+        if weight is None or not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+            raise ValueError(f"{where}: after the key, only weight=<number from {MIN_WEIGHT:g} "
+                             f"to {MAX_WEIGHT:g}> is understood")
+        entry = KeyEntry(entry.key_id, entry.sha256, weight)
+    return entry
+
+
+def _parse_key(line: str, where: str) -> KeyEntry:
     name, sep, rest = line.partition(":")
     if not sep:
         return KeyEntry(digest(line)[:12], digest(line))
@@ -80,6 +108,7 @@ class KeyStore:
 
     def __init__(self, entries: list[KeyEntry], allow_anonymous: bool = False) -> None:
         self._by_digest = {e.sha256: e for e in entries}
+        self._weights = {e.key_id: e.weight for e in entries if e.weight != 1.0}
         self.allow_anonymous = allow_anonymous
 
     @classmethod
@@ -113,6 +142,10 @@ class KeyStore:
         if entry is None or not hmac.compare_digest(entry.sha256, presented):
             raise AuthenticationFailed("invalid API key")
         return entry.key_id
+
+    def weight(self, key_id: str | None) -> float:
+        """The key's share of the queue (1 unless the keys say otherwise)."""
+        return self._weights.get(key_id or "", 1.0)
 
 
 def is_loopback(host: str | None) -> bool:

@@ -45,9 +45,10 @@ from pydantic import BaseModel, Field
 
 from llmfleet.core.wire.pools import POOL_HEADER, ReadyStatus
 from server.errors import NoHealthyBackend, Overloaded
+from server.fairqueue import FairQueue, Waiter
 from server.metrics import RouterMetrics
 from server.periodic import Periodic
-from server.prefix import PrefixIndex, choose
+from server.prefix import DEFAULT_CAPACITY, PrefixIndex, choose
 from server.targets import TargetsFile
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,12 @@ class PoolLimits:
     health_timeout_s: float
     unhealthy_threshold: int = 3
     stall_after_s: float = 10.0
-    # Cache-aware balancing (server.prefix): off with None, else the load guard's slack.
+    # Cache-aware balancing (server.prefix): off with None, else the load guard's slack;
+    # and the prompt blocks each engine is assumed to hold.
     prefix_slack: int | None = None
+    prefix_blocks: int = DEFAULT_CAPACITY
+    # The queue served fairly between keys (server.fairqueue), else in arrival order.
+    fair_queue: bool = True
 
 
 class BackendPool:
@@ -189,7 +194,8 @@ class BackendPool:
         """`client` is for health checks and discovery only; its owner closes it. With
         `targets`, the file's URLs are the backends (`urls` the first of them, if any).
         `peers`: the other pools' URLs by pool name."""
-        self.backends = [Backend(url, in_flight=metrics.in_flight.labels(url)) for url in urls]
+        self._limits = limits
+        self.backends = [self._engine(url, metrics) for url in urls]
         for name, url in (peers or {}).items():
             peer = Backend(url, pool=name)
             peer.in_flight = metrics.in_flight.labels(peer.label)
@@ -198,11 +204,9 @@ class BackendPool:
         self._targets = targets
         self.on_removed: list[Callable[[str], None]] = []  # told each drained URL
         self._client = client
-        self._limits = limits
         self._metrics = metrics
         self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._waiting = 0
-        self._freed = asyncio.Event()
+        self._queue: FairQueue[Backend] = FairQueue(limits.fair_queue)
         self._turn = 0
         self._checks = Periodic("health-checks", limits.health_interval_s, self.check_all)
 
@@ -240,10 +244,13 @@ class BackendPool:
         for url in urls:
             if url not in known:
                 log.info("backend %s registered", url)
-                self.backends = [*self.backends,
-                                 Backend(url, in_flight=self._metrics.in_flight.labels(url))]
+                self.backends = [*self.backends, self._engine(url, self._metrics)]
         self._drop_drained()
-        self._wake()  # a waiting request may have lost its last candidate
+        self._queue.dispatch()  # a waiting request may have gained or lost a candidate
+
+    def _engine(self, url: str, metrics: RouterMetrics) -> Backend:
+        return Backend(url, in_flight=metrics.in_flight.labels(url),
+                       prefixes=PrefixIndex(self._limits.prefix_blocks))
 
     def _drop_drained(self) -> None:
         """Forget draining backends that hold no request (and their metric series)."""
@@ -322,7 +329,7 @@ class BackendPool:
         backend.last_error = error
         if backend in self.backends:  # a check that ends after its backend left sets none
             self._metrics.backend_healthy.labels(backend.label).set(1 if healthy else 0)
-        self._wake()
+        self._queue.dispatch()
 
     def eject(self, backend: Backend, reason: str) -> None:
         """Passive health: take a backend out until an active check passes."""
@@ -362,7 +369,7 @@ class BackendPool:
     @property
     def waiting(self) -> int:
         """Requests queued for a slot right now."""
-        return self._waiting
+        return len(self._queue)
 
     def _candidates(self, model: str, exclude: Backend | None,
                     local_only: bool) -> list[Backend]:
@@ -391,59 +398,79 @@ class BackendPool:
             return min(open_, key=lambda b: b.outstanding)  # the first of the least loaded
         best, matched = choose(open_, prefix, slack)
         best.prefixes.record(prefix)
-        self._metrics.prefix_matched.inc(matched)
-        self._metrics.prefix_unmatched.inc(len(prefix) - matched)
+        if len(open_) > 1:  # with one engine open there was no choice to count
+            self._metrics.prefix_matched.inc(matched)
+            self._metrics.prefix_unmatched.inc(len(prefix) - matched)
         return best
 
     # -- admission -------------------------------------------------------------
 
     async def acquire(self, model: str, exclude: Backend | None = None,
-                      local_only: bool = False, prefix: Sequence[int] = ()) -> Backend:
+                      local_only: bool = False, prefix: Sequence[int] = (),
+                      key: str = "", weight: float = 1.0) -> Backend:
         """Reserve a slot on the best backend for `model` (`local_only`: one of this
         router's engines; `prefix`: the prompt's block hashes, for cache-aware balancing),
-        waiting in the bounded queue.
+        waiting in the bounded queue, which serves API keys fairly by `weight`
+        (`server.fairqueue`).
 
         Raises:
             NoHealthyBackend: no healthy backend serves the model.
             Overloaded: every backend is full and the queue is full or timed out.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._limits.queue_timeout_s
-        queued = False
+        def take() -> Backend | None:
+            candidates = self._candidates(model, exclude, local_only)
+            if not candidates:
+                raise NoHealthyBackend(f"no healthy backend serves model '{model}'")
+            backend = self._pick(candidates, prefix)
+            if backend is not None:
+                backend.outstanding += 1
+                if backend.in_flight is not None:
+                    backend.in_flight.inc()
+            return backend
+
+        if not self._queue:  # nobody waits: nobody to be fair to
+            taken = take()
+            if taken is not None:
+                return taken
+        if len(self._queue) >= self._limits.max_queue:
+            raise Overloaded("all backends are at capacity and the queue is full",
+                             retry_after=1)
+        waiter = self._queue.join(key, weight, take, (model, id(exclude), local_only))
+        self._queue.dispatch()
+        return await self._served(waiter)
+
+    async def _served(self, waiter: Waiter[Backend]) -> Backend:
+        """The slot `waiter` is given, within the queue's timeout.
+
+        Raises:
+            NoHealthyBackend: its model's last backend left while it waited.
+            Overloaded: it timed out.
+        """
+        future = waiter.future
         try:
-            while True:
-                candidates = self._candidates(model, exclude, local_only)
-                if not candidates:
-                    raise NoHealthyBackend(f"no healthy backend serves model '{model}'")
-                backend = self._pick(candidates, prefix)
-                if backend is not None:
-                    backend.outstanding += 1
-                    if backend.in_flight is not None:
-                        backend.in_flight.inc()
-                    return backend
-                if not queued:
-                    if self._waiting >= self._limits.max_queue:
-                        raise Overloaded("all backends are at capacity and the queue is full",
-                                         retry_after=1)
-                    self._waiting += 1
-                    queued = True
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise Overloaded("timed out waiting for backend capacity", retry_after=1)
-                freed = self._freed
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(freed.wait(), remaining)
-        finally:
-            if queued:
-                self._waiting -= 1
+            async with asyncio.timeout(self._limits.queue_timeout_s):
+                return await asyncio.shield(future)
+        except BaseException as exc:
+            timed_out = isinstance(exc, TimeoutError)
+            if not future.done():
+                self._queue.leave(waiter)
+                future.cancel()
+            elif not future.cancelled() and future.exception() is None:
+                if timed_out:
+                    return future.result()  # served just as the time ran out
+                self.release(future.result())  # served as its client left: give it back
+            if timed_out:
+                raise Overloaded("timed out waiting for backend capacity",
+                                 retry_after=1) from None
+            raise
 
     def progress(self, backend: Backend, now: float) -> None:
         """A stream on `backend` brought data at `now` (perf_counter)."""
         stalled = backend.stalled(now, self._limits.stall_after_s)
         backend.last_progress = now
-        if stalled and self._waiting:
+        if stalled and self._queue:
             log.info("backend %s is sending again", backend.label)
-            self._wake()
+            self._queue.dispatch()
 
     def release(self, backend: Backend) -> None:
         backend.outstanding -= 1
@@ -451,10 +478,5 @@ class BackendPool:
             backend.in_flight.dec()
         if backend.draining and backend.outstanding == 0:
             self._drop_drained()
-        if self._waiting:
-            self._wake()
-
-    def _wake(self) -> None:
-        # Waiters hold the current event; swap in a fresh one for the next round.
-        self._freed.set()
-        self._freed = asyncio.Event()
+        if self._queue:
+            self._queue.dispatch()

@@ -34,7 +34,9 @@ from typing import Protocol, TypeVar
 
 BLOCK_CHARS = 256  # about 64 tokens of English text (four characters a token)
 MAX_BLOCKS = 256  # the first 64 KiB of a prompt: longer prefixes are matched that far
-DEFAULT_CAPACITY = 4096  # blocks an engine is assumed to hold: ~260,000 tokens
+# Blocks an engine is assumed to hold: ~65,000 tokens, what an A10G's 24 GB keeps for an
+# 8B model's cache after its weights (LLMFLEET_PREFIX_CACHE_BLOCKS for others).
+DEFAULT_CAPACITY = 1024
 
 
 def blocks(text: str, block_chars: int = BLOCK_CHARS,
@@ -72,9 +74,11 @@ class PrefixIndex:
         return count
 
     def record(self, hashes: Sequence[int]) -> None:
-        """`hashes` were sent to the engine: now its most recent."""
+        """`hashes` were sent to the engine: now its most recent, the first block last, so
+        that a prefix loses its tail before its head (as vLLM frees a prompt's last blocks
+        first): a match must start at the first block."""
         seen = self._seen
-        for h in hashes:
+        for h in reversed(hashes):
             seen[h] = None
             seen.move_to_end(h)
         while len(seen) > self._capacity:

@@ -123,8 +123,9 @@ class ResponsesRequest(_Wire):
 
 class PassThroughRequest(_Wire):
     """A pooling or tokenizer route's body: an object with an optional model; the rest
-    is read only for its size."""
+    (kept as parsed, `model_extra`) is read only for its size."""
 
+    model_config = ConfigDict(extra="allow", frozen=True)
     model: str | None = None
 
 
@@ -260,11 +261,10 @@ def parse_request(endpoint: Endpoint, body: bytes, prefix: bool = False) -> Pars
             body=body, prefix=blocks(_response_text(answer)) if prefix else ())
     if not endpoint.generates:
         other = parse_wire(PassThroughRequest, body)
-        payload = json.loads(body)  # an object: parse_wire checked it
-        payload.pop("model", None)
         return ParsedRequest(endpoint=endpoint, model=other.model or "", stream=False,
                              include_usage=False, max_tokens=None,
-                             prompt_tokens_estimate=_content_tokens(payload), body=body)
+                             prompt_tokens_estimate=_content_tokens(other.model_extra),
+                             body=body)
     wire: ChatRequest | CompletionRequest
     if endpoint is Endpoint.CHAT:
         wire = parse_wire(ChatRequest, body)
@@ -319,8 +319,8 @@ def _response_text(wire: ResponsesRequest) -> str:
 def with_model(parsed: ParsedRequest, model: str) -> ParsedRequest:
     """The request re-addressed to `model`, as the engine must see it.
 
-    Only alias requests pay for this re-serialisation; all others are
-    forwarded byte for byte.
+    Only requests whose model the router chose (the alias, or a route that left it out)
+    pay for this re-serialisation; all others are forwarded byte for byte.
     """
     payload = json.loads(parsed.body)
     payload["model"] = model

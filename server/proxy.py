@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
@@ -175,23 +176,29 @@ class Proxy:
         try:
             try:
                 return await self._pool.acquire(ex.model, exclude=tried, local_only=ex.hop,
-                                                prefix=ex.request.prefix)
+                                                **self._admission(ex))
             except NoHealthyBackend:
                 if failure is None:
                     raise
                 if failure.same_backend_ok:
                     return await self._pool.acquire(ex.model, local_only=ex.hop,
-                                                    prefix=ex.request.prefix)
+                                                    **self._admission(ex))
                 if reroute is None or not reroute(ex, ex.model):
                     raise
                 return await self._pool.acquire(ex.model, local_only=ex.hop,
-                                                prefix=ex.request.prefix)
+                                                **self._admission(ex))
         except NoHealthyBackend:
             raise  # the caller may still pass the failed attempt's answer on
         except BaseException:  # overloaded, or the client left: that answer is nobody's
             if failure is not None:
                 failure.discard()
             raise
+
+    @staticmethod
+    def _admission(ex: Exchange) -> dict[str, Any]:
+        """What the pool weighs besides the model: the prompt's prefix (cache-aware
+        balancing) and its key and weight (the fair queue)."""
+        return {"prefix": ex.request.prefix, "key": ex.key_id or "", "weight": ex.weight}
 
     def _request_headers(self, backend: Backend, ex: Exchange) -> dict[str, str]:
         """An engine gets the engine key; a peer pool's router the client's own

@@ -167,7 +167,7 @@ class CompletionService:
         engine_id = request_id if minted else mint_request_id()
         return Exchange(parsed, request_id, key_id, model, reservation, started=started,
                         route_reason=reason, engine_request_id=engine_id, hop=hop,
-                        credentials=credentials)
+                        credentials=credentials, weight=self._keys.weight(key_id))
 
     def _hop(self, pool: str | None) -> bool:
         """Whether a peer pool's router sent the request on (it names a pool).

@@ -154,6 +154,11 @@ class RouterSettings(BaseSettings):
     # beyond the least loaded one.
     prefix_routing: bool = True
     prefix_slack: int = Field(default=4, ge=0)
+    # Prompt blocks (256 characters, ~64 tokens) each engine is assumed to keep cached.
+    prefix_cache_blocks: int = Field(default=1024, gt=0)
+    # The queue (max_queue) served fairly between keys, by each key's weight in the keys
+    # (server/fairqueue.py); false: in arrival order.
+    fair_queue: bool = True
     max_queue: int = Field(default=256, ge=0)
     queue_timeout_s: float = Field(default=30.0, gt=0)
 

@@ -117,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        pools = [] if args.pool else pool_names(args.root, args.env)
-        if pools:
-            return run_pools(args, pools)
+        names = [] if args.pool else pool_names(args.root, args.env)
+        if names:
+            return run_pools(args, names)
         env, arrivals, fleet = _setup(args)
     except (TfvarsError, traffic.TraceError, traffic.SpecError, CatalogError, ValueError) as exc:
         print(f"llmfleet simulate: {exc}", file=sys.stderr)

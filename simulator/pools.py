@@ -48,7 +48,7 @@ class PoolRun:
 
     pool: str
     run: Run
-    arrivals: list[Arrival]  # what it was sent: its share, then what others moved to it
+    arrivals: list[Arrival]  # its share less what it moved out, and what was moved to it
     moved_in: int
     moved_out: int
 
@@ -125,7 +125,7 @@ def _policy(policy: str, pools: Sequence[Pool], shares: dict[str, list[Arrival]]
     if not settled:
         print(f"  {policy}: the requests moved between pools still changed after {rounds} "
               "rounds; the last round is reported", file=sys.stderr)
-    return _deployment(policy, pools, runs, sent, used, slo, rounds, settled)
+    return _deployment(policy, pools, runs, shares, used, slo, rounds, settled)
 
 
 def _moves(pools: Sequence[Pool], runs: dict[str, Run], shares: dict[str, list[Arrival]],
@@ -147,24 +147,45 @@ def _moves(pools: Sequence[Pool], runs: dict[str, Run], shares: dict[str, list[A
 
 
 def _deployment(policy: str, pools: Sequence[Pool], runs: dict[str, Run],
-                sent: dict[str, list[Arrival]], moved: dict[str, list[Arrival]], slo: Slo,
+                shares: dict[str, list[Arrival]], moved: dict[str, list[Arrival]], slo: Slo,
                 rounds: int, settled: bool) -> DeploymentRun:
-    gone = {id(a) for batch in moved.values() for a in batch}  # served or refused elsewhere
+    """Each pool's run as the deployment saw it, and the deployment's: a request moved and
+    refused at home counts where it was moved to. Unsettled, the last round's runs may
+    disagree with the moves they were sent: a request moved whose home pool served it this
+    time counts at home only, and one its home refused but was not moved stays refused there."""
+    real = {id(a) for batch in moved.values() for a in batch} & _refused_at_home(pools, runs,
+                                                                                 shares)
     pool_runs, parts = [], []
     for pool in pools:
         out = runs[pool.name].outcome
-        own = {id(a) for a in moved[pool.name]}
-        kept = replace(out, refused=[a for a in out.refused
-                                     if id(a) not in gone or id(a) in own],
-                       unavailable=[a for a in out.unavailable
-                                    if id(a) not in gone or id(a) in own])
+        arrived = {id(a) for a in moved[pool.name]}
+        phantom = arrived - real  # moved here, yet served at home in this round
+        own = {id(a) for a in shares[pool.name]}
+        left = own & real  # moved out, counted where they went
+
+        def keep(arrival: Arrival, drop: set[int] = phantom | left) -> bool:
+            return id(arrival) not in drop
+
+        kept = replace(out, finished=[d for d in out.finished if keep(d.arrival)],
+                       refused=[a for a in out.refused if keep(a)],
+                       unavailable=[a for a in out.unavailable if keep(a)])
         price = pool.prep.fleet.usd_per_hour
-        moved_out = len(out.refused) - len(kept.refused)
-        pool_runs.append(PoolRun(pool.name, Run(policy, kept,
-                                                summarise(policy, kept, slo, price)),
-                                 sent[pool.name], len(moved[pool.name]), moved_out))
+        sent = sorted([a for a in shares[pool.name] if id(a) not in left]
+                      + [a for a in moved[pool.name] if id(a) in real], key=lambda a: a.at_s)
+        pool_runs.append(PoolRun(pool.name, Run(policy, kept, summarise(policy, kept, slo, price)),
+                                 sent, len(arrived & real), len(left)))
         parts.append((kept, price))
     return DeploymentRun(policy, pool_runs, summarise_parts(policy, parts, slo), rounds, settled)
+
+
+def _refused_at_home(pools: Sequence[Pool], runs: dict[str, Run],
+                     shares: dict[str, list[Arrival]]) -> set[int]:
+    """The requests each pool refused for want of an instance among its own share."""
+    found: set[int] = set()
+    for pool in pools:
+        own = {id(a) for a in shares[pool.name]}
+        found |= {id(a) for a in runs[pool.name].outcome.unavailable if id(a) in own}
+    return found
 
 
 def _same(one: Sequence[Arrival], other: Sequence[Arrival]) -> bool:

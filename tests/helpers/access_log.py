@@ -85,7 +85,8 @@ def _finish(books: accounting.Accounting, limiter: RateLimiter,
             request: LoggedRequest) -> None:
     started = request.ended_at - request.latency_s
     if request.refused:
-        books.refused("r", "k", MODEL, RateLimited("slow down"), started=started)
+        books.refused("r", "k", MODEL, RateLimited("slow down"), started=started,
+                      endpoint=Endpoint.COMPLETIONS)
         return
     parsed = ParsedRequest(Endpoint.CHAT, MODEL, False, False, 50, 10, b"{}")
     exchange = accounting.Exchange(parsed, "r", "k", MODEL, limiter.reserve("k", 0),

@@ -150,7 +150,8 @@ def test_a_request_no_engine_saw_is_refunded_in_full(books: Books) -> None:
 
 
 def test_a_refusal_is_counted_by_status_class_and_logged_with_its_code(books: Books) -> None:
-    books.accounting.refused("r2", "k", MODEL, RateLimited("slow down"), started=0.0)
+    books.accounting.refused("r2", "k", MODEL, RateLimited("slow down"), started=0.0,
+                             endpoint=Endpoint.CHAT)
     assert books.count("4xx") == 1
     assert books.sample("llmfleet_request_duration_seconds_count") == 0  # refusals: no latency
     [line] = books.lines()

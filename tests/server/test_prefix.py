@@ -36,8 +36,18 @@ def test_the_index_matches_the_first_blocks_in_a_row_and_forgets_the_oldest() ->
     assert index.matched([1, 2, 3, 4]) == 3
     assert index.matched([1, 9, 3]) == 1
     assert index.matched([9, 1]) == 0
-    index.record([1, 5, 6])  # 1 used again: 2 is now the oldest
-    assert len(index) == 4 and index.matched([2]) == 0 and index.matched([1]) == 1
+    index.record([5, 6])  # one too many: 3, the tail of the older prompt, goes
+    assert len(index) == 4 and index.matched([1, 2, 3]) == 2
+
+
+def test_a_prefix_loses_its_tail_before_its_head() -> None:
+    """Regression (review): recorded head first, a prompt's first block was its oldest and
+    went first, and with it every match of the prefix, while its later blocks stayed."""
+    index = PrefixIndex(capacity=4)
+    index.record([11, 12, 13])
+    index.record([21, 22])  # one block too many for four
+    assert index.matched([11, 12, 13]) == 2  # before the fix: 0 (11 went, 12 and 13 stayed)
+    assert index.matched([21, 22]) == 2
 
 
 @dataclass
@@ -115,14 +125,13 @@ def test_the_router_keeps_each_conversation_on_the_engine_that_read_it(
                 assert all(len(engines) == 2 for engines in where.values()), where
 
 
-def test_a_hot_prefix_spreads_over_the_engines_once_one_is_busier_by_the_slack(
-        make_router: RouterFactory) -> None:
-    """Everyone sends the same long prompt at once: the load guard sends the overflow to
-    the other engine rather than queue it all on the one that holds the prefix."""
+def hot_prefix(make_router: RouterFactory, slack: int) -> tuple[int, int]:
+    """Sixteen requests of one long prompt at once, through two engines: how many each
+    engine took."""
     one, two = FakeControl(chunk_delay_s=0.05), FakeControl(chunk_delay_s=0.05)
     with ServerThread(create_fake_upstream(one)) as first, \
             ServerThread(create_fake_upstream(two)) as second, \
-            make_router([first.url, second.url], prefix_slack=2) as router:
+            make_router([first.url, second.url], prefix_slack=slack) as router:
         eventually(lists(router, {"fake-model"}))
 
         def ask(_: int) -> int:
@@ -133,4 +142,15 @@ def test_a_hot_prefix_spreads_over_the_engines_once_one_is_busier_by_the_slack(
 
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             assert set(pool.map(ask, range(16))) == {200}
-        assert min(one.requests, two.requests) >= 4, (one.requests, two.requests)
+    return one.requests, two.requests
+
+
+def test_a_hot_prefix_spreads_over_the_engines_once_one_is_busier_by_the_slack(
+        make_router: RouterFactory) -> None:
+    """Everyone sends the same long prompt at once: the load guard sends the overflow to
+    the other engine rather than queue it all on the one that holds the prefix; without
+    the guard (a slack no load reaches) one engine takes nearly all."""
+    guarded = hot_prefix(make_router, slack=2)
+    assert min(guarded) >= 4, guarded
+    unguarded = hot_prefix(make_router, slack=1000)
+    assert min(unguarded) <= 2, unguarded  # at most the first ones, before any prefix

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -22,8 +23,20 @@ from tests.helpers.servers import ServerThread
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 
 
-def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key=TEST_KEY, max_retries=0, timeout=10)
+@pytest.fixture
+def client() -> Iterator[Callable[[str], openai.OpenAI]]:
+    """The official client for a router's URL, each closed after the test (an unclosed
+    one leaves its sockets to the garbage collector, and a warning in some later test)."""
+    made: list[openai.OpenAI] = []
+
+    def make(url: str) -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=url + "/v1", api_key=TEST_KEY, max_retries=0,
+                                  timeout=10))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
 
 
 def tokens(url: str, kind: str, model: str = "fake-model") -> float:
@@ -31,6 +44,7 @@ def tokens(url: str, kind: str, model: str = "fake-model") -> float:
 
 
 def test_the_official_clients_responses_call_is_answered_and_its_tokens_counted(
+        client: Callable[[str], openai.OpenAI],
         make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
     """Regression: /v1/responses answered 405 although the engine serves it."""
     control, url = fake
@@ -44,6 +58,7 @@ def test_the_official_clients_responses_call_is_answered_and_its_tokens_counted(
 
 
 def test_a_streamed_response_is_relayed_event_by_event_and_counted_from_its_usage(
+        client: Callable[[str], openai.OpenAI],
         make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
     _, url = fake
     with make_router([url]) as router:
@@ -88,6 +103,7 @@ def test_auto_chooses_the_model_of_a_response_by_the_prompt(
 
 
 def test_the_official_clients_embeddings_call_is_answered_and_charged_its_prompt(
+        client: Callable[[str], openai.OpenAI],
         make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
     """Regression: /v1/embeddings answered 405 although the engine serves it."""
     _, url = fake
@@ -128,6 +144,7 @@ def test_a_route_without_model_is_refused_when_the_router_serves_several(
 
 
 def test_auto_is_refused_on_routes_that_do_not_generate(
+        client: Callable[[str], openai.OpenAI],
         make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
     control, url = fake
     with make_router([url]) as router:
@@ -153,6 +170,7 @@ def test_every_route_needs_a_key_and_answers_bad_bodies_in_openais_shape(
 
 
 def test_tokenizer_routes_use_no_token_budget_and_pooling_routes_use_their_prompt(
+        client: Callable[[str], openai.OpenAI],
         make_router: RouterFactory, fake: tuple[FakeControl, str]) -> None:
     """A key allowed 100 tokens a minute: tokenizing 4,000 characters runs no model and is
     admitted; embedding them would read ~1,000 tokens and is refused before the engine."""
@@ -171,6 +189,7 @@ def test_tokenizer_routes_use_no_token_budget_and_pooling_routes_use_their_promp
 
 
 def test_a_pooling_request_refused_by_one_engine_is_retried_on_another(
+        client: Callable[[str], openai.OpenAI],
         make_router: RouterFactory) -> None:
     busy, idle = FakeControl(mode=Mode.STATUS, status=503), FakeControl()
     with ServerThread(create_fake_upstream(busy)) as first, \
@@ -194,6 +213,7 @@ def test_an_engines_4xx_on_a_pooling_route_passes_through(
 
 
 def test_each_routes_access_log_line_names_it(
+        client: Callable[[str], openai.OpenAI],
         make_router: RouterFactory, fake: tuple[FakeControl, str],
         caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER_NAME)

@@ -48,36 +48,40 @@ def both(vllm_engine: tuple[str, str],
         yield router, model
 
 
-def client(router: ServerThread) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.url + "/v1", api_key=TEST_KEY, max_retries=0,
-                         timeout=120)
+@pytest.fixture(scope="module")
+def official(both: tuple[ServerThread, str]) -> Iterator[openai.OpenAI]:
+    """The official client for the router, closed at the end."""
+    with openai.OpenAI(base_url=both[0].url + "/v1", api_key=TEST_KEY, max_retries=0,
+                       timeout=120) as made:
+        yield made
 
 
 def test_the_official_clients_response_from_real_vllm(
-        both: tuple[ServerThread, str]) -> None:
+        both: tuple[ServerThread, str], official: openai.OpenAI) -> None:
     router, model = both
     before = scrape(router.url).total("llmfleet_completion_tokens_total", model=model) or 0
-    answer = client(router).responses.create(model=model, input="Say hello.",
-                                             max_output_tokens=8)
+    answer = official.responses.create(model=model, input="Say hello.", max_output_tokens=8)
     assert answer.status in ("completed", "incomplete") and answer.model == model
     assert answer.usage is not None and 1 <= answer.usage.output_tokens <= 8
     after = scrape(router.url).total("llmfleet_completion_tokens_total", model=model)
     assert after == before + answer.usage.output_tokens
 
 
-def test_a_streamed_response_from_real_vllm(both: tuple[ServerThread, str]) -> None:
-    router, model = both
-    stream = client(router).responses.create(model=model, input="Count.", max_output_tokens=6,
-                                             stream=True)
+def test_a_streamed_response_from_real_vllm(both: tuple[ServerThread, str],
+                                            official: openai.OpenAI) -> None:
+    model = both[1]
+    stream = official.responses.create(model=model, input="Count.", max_output_tokens=6,
+                                       stream=True)
     kinds = [event.type for event in stream]
     assert kinds[0] == "response.created"
     assert kinds[-1] in ("response.completed", "response.incomplete")
     assert "response.output_text.delta" in kinds
 
 
-def test_embeddings_score_and_rerank_from_real_vllm(both: tuple[ServerThread, str]) -> None:
+def test_embeddings_score_and_rerank_from_real_vllm(both: tuple[ServerThread, str],
+                                                    official: openai.OpenAI) -> None:
     router, model = both
-    answer = client(router).embeddings.create(model=EMBED, input=["hello", "world"])
+    answer = official.embeddings.create(model=EMBED, input=["hello", "world"])
     assert [len(d.embedding) for d in answer.data] == [256, 256]  # the tiny model's width
     assert answer.usage.prompt_tokens >= 2
     for path, body in (("/v1/score", {"text_1": "hello", "text_2": ["a", "b"]}),
