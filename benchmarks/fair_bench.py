@@ -8,8 +8,8 @@ that the queue, not the engine, decides who waits. The polite key sends `POLITE`
 one after another, first alone (its unloaded latency), then while the flooding key keeps
 `FLOOD` requests in flight at all times, through a router with the fair queue
 (`LLMFLEET_FAIR_QUEUE=true`, the default) and one serving in arrival order (`false`), each
-twice, alternated. Reports the polite key's latency p50 and p95 in each case, and the
-flood's throughput (fairness must not cost the engine's work).
+twice, alternated. Reports the polite key's latency p50 and p95 in each case, the flood's
+throughput, and the engine's (both keys': fairness must not cost the engine's work).
 
 Results go to stdout and <out>/fair.json.
 """
@@ -89,7 +89,8 @@ async def polite_under(url: str, flood: bool) -> dict[str, Any]:
         await asyncio.gather(*tasks)
     ordered = sorted(latencies)
     return {"p50_s": percentile(ordered, 50), "p95_s": percentile(ordered, 95),
-            "mean_s": statistics.fmean(ordered), "flood_requests_per_s": done / wall}
+            "mean_s": statistics.fmean(ordered), "flood_requests_per_s": done / wall,
+            "engine_requests_per_s": (done + POLITE) / wall}
 
 
 def main() -> int:
