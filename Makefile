@@ -152,7 +152,7 @@ bench-prefix: $(STAMP) ## Cache-aware balancing against least outstanding on two
 	$(PY) -m benchmarks.prefix_bench
 
 .PHONY: bench-fair
-bench-fair: $(STAMP) ## A flooding key and a polite key through the router's queue, fair and in arrival order (~3 min); see BENCHMARKS.md
+bench-fair: $(STAMP) ## A flooding key and a polite key through the router's queue, fair and in arrival order (~5 min); see BENCHMARKS.md
 	$(PY) -m benchmarks.fair_bench
 
 .PHONY: bench-agent

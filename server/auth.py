@@ -64,6 +64,9 @@ def _parse_line(line: str, where: str) -> KeyEntry:
     found = _SETTINGS.fullmatch(line)
     assert found is not None  # the pattern matches any line
     entry = _parse_key(found.group(1), where)
+    if any(c.isspace() for c in found.group(1)):  # e.g. "Weight=4", "weight = 4", a comment
+        raise ValueError(f"{where}: a key holds no whitespace; what follows it can only be "
+                         f"weight=<number from {MIN_WEIGHT:g} to {MAX_WEIGHT:g}>")
     for setting in found.group(2).split():
         name, _, value = setting.partition("=")
         try:
@@ -108,7 +111,7 @@ class KeyStore:
 
     def __init__(self, entries: list[KeyEntry], allow_anonymous: bool = False) -> None:
         self._by_digest = {e.sha256: e for e in entries}
-        self._weights = {e.key_id: e.weight for e in entries if e.weight != 1.0}
+        self._weights = {e.key_id: e.weight for e in entries}  # the last line of a name wins
         self.allow_anonymous = allow_anonymous
 
     @classmethod

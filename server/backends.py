@@ -428,14 +428,15 @@ class BackendPool:
                     backend.in_flight.inc()
             return backend
 
-        if not self._queue:  # nobody waits: nobody to be fair to
+        group = (model, id(exclude), local_only)  # who competes for the same slots
+        if not self._queue.waiting(group):  # nobody to be fair to, nobody to pass
             taken = take()
             if taken is not None:
                 return taken
         if len(self._queue) >= self._limits.max_queue:
             raise Overloaded("all backends are at capacity and the queue is full",
                              retry_after=1)
-        waiter = self._queue.join(key, weight, take, (model, id(exclude), local_only))
+        waiter = self._queue.join(key, weight, take, group)
         self._queue.dispatch()
         return await self._served(waiter)
 
@@ -455,7 +456,10 @@ class BackendPool:
             if not future.done():
                 self._queue.leave(waiter)
                 future.cancel()
-            elif not future.cancelled() and future.exception() is None:
+            elif not future.cancelled() and (error := future.exception()) is not None:
+                if timed_out:
+                    raise error from None  # its model's backends left just as time ran out
+            elif not future.cancelled():
                 if timed_out:
                     return future.result()  # served just as the time ran out
                 self.release(future.result())  # served as its client left: give it back

@@ -87,6 +87,62 @@ def test_a_waiter_whose_model_lost_its_last_backend_gets_the_error() -> None:
     asyncio.run(run())
 
 
+def test_a_key_served_at_once_on_a_model_with_room_does_not_move_a_full_models_clock() -> None:
+    """Regression (review): one clock for every model. A flooding key's request served at
+    once on another model set V past its backlog on the full one, and the next polite
+    request there was queued behind all of it."""
+    async def run() -> int:
+        queue: FairQueue[str] = FairQueue()
+        full = [queue.join("flood", 1.0, lambda: None, "a") for _ in range(10)]
+        served_b = queue.join("flood", 1.0, lambda: "slot", "b")
+        queue.dispatch()
+        assert served_b.future.done() and not any(w.future.done() for w in full)
+        polite = queue.join("polite", 1.0, lambda: None, "a")
+        return sorted([*full, polite], key=lambda w: w.order).index(polite)
+
+    assert asyncio.run(run()) <= 1
+
+
+def test_requests_that_leave_unserved_give_their_key_its_place_back() -> None:
+    """Regression (review): a key whose burst timed out kept the finish tags of requests
+    never served, and its next request waited behind everyone else's."""
+    async def run() -> int:
+        queue: FairQueue[str] = FairQueue()
+        for waiter in [queue.join("batch", 1.0, lambda: None, "a") for _ in range(10)]:
+            queue.leave(waiter)
+        others = [queue.join("steady", 1.0, lambda: None, "a") for _ in range(5)]
+        again = queue.join("batch", 1.0, lambda: None, "a")
+        return sorted([*others, again], key=lambda w: w.order).index(again)
+
+    assert asyncio.run(run()) <= 1
+
+
+def test_a_full_queue_still_admits_a_request_for_a_model_with_room(
+        make_router: RouterFactory) -> None:
+    """Regression (review): with the queue full of requests for one model, a request for
+    another model whose engine was idle got 503 instead of its slot."""
+    busy, idle = FakeControl(models=("a",), chunk_delay_s=0.1), FakeControl(models=("b",))
+    with ServerThread(create_fake_upstream(busy)) as first, \
+            ServerThread(create_fake_upstream(idle)) as second, \
+            make_router([first.url, second.url], max_inflight_per_backend=1,
+                        max_queue=2) as router:
+        eventually(lists(router, {"a", "b"}))
+
+        def ask(model: str) -> int:
+            return httpx.post(router.url + "/v1/chat/completions", timeout=30,
+                              headers={"authorization": f"Bearer {TEST_KEY}"},
+                              json={"model": model, "max_tokens": 10, "stream": True,
+                                    "messages": [{"role": "user", "content": "hi"}]}
+                              ).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            floods = [pool.submit(ask, "a") for _ in range(3)]  # one in flight, two queued
+            eventually(lambda: busy.requests >= 1)
+            time.sleep(0.2)
+            assert ask("b") == 200
+            assert [f.result() for f in floods] == [200] * 3
+
+
 def test_the_keys_file_gives_each_key_its_weight(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("alice:sk-alice-key weight=4\nbob:sk-bob-key\n")
@@ -95,10 +151,14 @@ def test_the_keys_file_gives_each_key_its_weight(tmp_path: Path) -> None:
     keys.write_text("carol:sk-carol-key weight=0\n")
     with pytest.raises(ValueError, match="line 1: after the key, only weight="):
         load_keys_file(keys)
-    keys.write_text("dave:sk-dave-key colour=red\n")
-    with pytest.raises(ValueError) as refused:
-        load_keys_file(keys)
-    assert "sk-dave-key" not in str(refused.value)
+    for typo in ("dave:sk-dave-key colour=red", "dave:sk-dave-key Weight=4",
+                 "dave:sk-dave-key weight = 4", "dave:sk-dave-key weight=4 # gold"):
+        keys.write_text(typo + "\n")
+        with pytest.raises(ValueError, match="line 1") as refused:
+            load_keys_file(keys)
+        assert "sk-dave-key" not in str(refused.value), typo
+    keys.write_text("erin:sk-erin-key weight=4\nerin:sk-erin-key-2 weight=1\n")
+    assert KeyStore(load_keys_file(keys)).weight("erin") == 1.0  # the last line wins
 
 
 FLOOD, POLITE = "sk-flood-key-0001", "sk-polite-key-0002"
