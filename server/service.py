@@ -264,8 +264,8 @@ class CompletionService:
         raise ModelNotFound(f"the model '{parsed.model}' does not exist", param="model")
 
     def _only_model(self, parsed: ParsedRequest, available: frozenset[str]) -> str:
-        """The model of a request that left it out (the pooling and tokenizer routes may,
-        as with vLLM): the one this router serves.
+        """The model of a request that left it out (every route but chat and completions
+        may, as with vLLM): the one this router serves.
 
         Raises:
             InvalidRequest: it serves several.

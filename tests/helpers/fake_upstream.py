@@ -90,12 +90,7 @@ class FakeEngine:
 
     async def complete(self, request: Request) -> Response:
         control = self.control
-        body = await request.body()
-        control.requests += 1
-        control.bodies.append(body)
-        control.headers.append(dict(request.headers))
-        control.peers.append(request.client.port if request.client else 0)
-        payload = json.loads(body)
+        payload = json.loads(await self._record(request))
         if control.mode is Mode.HANG:
             await asyncio.sleep(3600)
         if control.mode is Mode.STATUS:
@@ -168,16 +163,22 @@ class FakeEngine:
                 control.streams_cancelled += 1
 
 
-    async def respond(self, request: Request) -> Response:
-        """/v1/responses in vLLM's shapes: a response object, or its typed SSE events."""
+    async def _record(self, request: Request) -> bytes:
+        """Count the request and keep its body, headers and client port; its body."""
         control = self.control
         body = await request.body()
         control.requests += 1
         control.bodies.append(body)
         control.headers.append(dict(request.headers))
+        control.peers.append(request.client.port if request.client else 0)
+        return body
+
+    async def respond(self, request: Request) -> Response:
+        """/v1/responses in vLLM's shapes: a response object, or its typed SSE events."""
+        control = self.control
+        payload = json.loads(await self._record(request))
         if control.mode is Mode.STATUS:
             return _error(control.status)
-        payload = json.loads(body)
         n = min(int(payload.get("max_output_tokens") or 16), MAX_FAKE_TOKENS)
         model = payload.get("model") or self.control.models[0]
         done = _response(model, n, "completed")
@@ -194,13 +195,9 @@ class FakeEngine:
     async def pool(self, request: Request) -> Response:
         """The pooling and tokenizer routes, each with the usage vLLM reports."""
         control = self.control
-        body = await request.body()
-        control.requests += 1
-        control.bodies.append(body)
-        control.headers.append(dict(request.headers))
+        payload = json.loads(await self._record(request))
         if control.mode is Mode.STATUS:
             return _error(control.status)
-        payload = json.loads(body)
         model = payload.get("model") or control.models[0]
         path = request.url.path
         if path == "/tokenize":

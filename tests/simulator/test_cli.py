@@ -27,6 +27,16 @@ def short_trace(tmp_path: Path) -> Path:
     return path
 
 
+def repo_with(tmp_path: Path, env: str, tfvars: str) -> Path:
+    """A repository holding the root variables and `environments/<env>.tfvars`."""
+    root = tmp_path / "repo"
+    (root / "environments").mkdir(parents=True)
+    (root / "infrastructure").mkdir()
+    shutil.copy(REPO / "infrastructure" / "variables.tf", root / "infrastructure")
+    (root / "environments" / f"{env}.tfvars").write_text(tfvars)
+    return root
+
+
 def simulate(*args: str) -> int:
     return main(["simulate", "--root", str(REPO), "--max-size", "2", *args])
 
@@ -157,12 +167,8 @@ def test_a_negative_interruption_rate_is_refused(
 
 def test_a_warm_pool_is_said_to_be_left_out(short_trace: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    root = tmp_path / "repo"
-    (root / "environments").mkdir(parents=True)
-    (root / "infrastructure").mkdir()
-    shutil.copy(REPO / "infrastructure" / "variables.tf", root / "infrastructure")
-    (root / "environments" / "pooled.tfvars").write_text(
-        (REPO / "environments" / "dev.tfvars").read_text() + "warm_pool = { min_size = 1 }\n")
+    root = repo_with(tmp_path, "pooled", (REPO / "environments" / "dev.tfvars").read_text()
+                     + "warm_pool = { min_size = 1 }\n")
     assert simulate("--root", str(root), "--env", "pooled", "--trace", str(short_trace),
                     "--policy", "fixed", "--no-plot") == 0
     assert "warm pool is not simulated" in capsys.readouterr().err
@@ -191,17 +197,13 @@ def test_each_pool_is_simulated_on_its_share_of_the_traffic(
 
 def test_pools_routed_by_scores_are_refused_not_split_wrongly(
         short_trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = tmp_path / "repo"
-    (root / "environments").mkdir(parents=True)
-    (root / "infrastructure").mkdir()
-    shutil.copy(REPO / "infrastructure" / "variables.tf", root / "infrastructure")
     text = (REPO / "environments" / "dev-pools.tfvars").read_text()
     start = text.index("routing = {")
     end = text.index("\n}\n", start) + 3
     scored = ('routing = { policy = "scored", scored_models = [{ model = "qwen2.5-1.5b", '
               'quality = 0.5, runtime_s = { per_output_token = 0.01 }, energy_j = '
               '{ per_output_token = 1 } }] }\n')
-    (root / "environments" / "scored.tfvars").write_text(text[:start] + scored + text[end:])
+    root = repo_with(tmp_path, "scored", text[:start] + scored + text[end:])
     assert simulate("--root", str(root), "--env", "scored", "--pool", "small", "--trace",
                     str(short_trace), "--no-plot") == 2
     assert "routes by the scored policy" in capsys.readouterr().err
@@ -210,16 +212,11 @@ def test_pools_routed_by_scores_are_refused_not_split_wrongly(
 def pooled_root(tmp_path: Path, large_capacity: str) -> Path:
     """A repository whose `zero` environment is dev-pools with the large pool's capacity
     `large_capacity` (an HCL object)."""
-    root = tmp_path / "repo"
-    (root / "environments").mkdir(parents=True)
-    (root / "infrastructure").mkdir()
-    shutil.copy(REPO / "infrastructure" / "variables.tf", root / "infrastructure")
     text = (REPO / "environments" / "dev-pools.tfvars").read_text()
     large = text.index("large = {")
     one = "capacity      = { min = 1, max = 1, desired = 1 }"
-    (root / "environments" / "zero.tfvars").write_text(
-        text[:large] + text[large:].replace(one, f"capacity      = {large_capacity}", 1))
-    return root
+    return repo_with(tmp_path, "zero", text[:large]
+                     + text[large:].replace(one, f"capacity      = {large_capacity}", 1))
 
 
 def pools_answer(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
