@@ -130,17 +130,23 @@ class RateLimiter:
             pair = self._windows[key_id] = (requests, tokens)
         return pair
 
-    def reserve(self, key_id: str, tokens: int) -> Reservation:
-        """Admit one request and `tokens` tokens for the key, or neither.
+    def reserve(self, key_id: str, tokens: int, generates: bool = True) -> Reservation:
+        """Admit one request and `tokens` tokens for the key, or neither (`generates`: the
+        tokens include what it may generate, else only what it sends).
 
         Raises:
             RateLimited: a window is full now; `retry_after` says when it will not be.
         """
         requests, token_window = self._pair(key_id)
         if token_window is not None and tokens > token_window.limit:
+            limit = int(token_window.limit)
+            if not generates:
+                raise RateLimited(f"this request's input is about {tokens} tokens, more than "
+                                  f"the key's limit of {limit} tokens per minute; send less "
+                                  "at once", param="input")
             raise RateLimited(
                 f"this request may use up to {tokens} tokens, more than the key's limit of "
-                f"{int(token_window.limit)} tokens per minute; lower max_tokens (or n)",
+                f"{limit} tokens per minute; lower max_tokens (or n)",
                 param="max_tokens",
             )
         request_wait = requests.wait_for(1) if requests is not None else 0.0

@@ -151,7 +151,8 @@ class CompletionService:
                 parsed = with_model(parsed, model)
             tokens = self._worst_case_tokens(parsed, model)
             try:
-                reservation = self._limiter.reserve(key_id, tokens)
+                reservation = self._limiter.reserve(key_id, tokens,
+                                                    parsed.endpoint.generates)
             except APIError:
                 self._metrics.rate_limited.labels("key_limit").inc()
                 raise

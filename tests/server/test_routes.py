@@ -181,8 +181,11 @@ def test_tokenizer_routes_use_no_token_budget_and_pooling_routes_use_their_promp
                            ("/detokenize", {"model": "fake-model", "tokens": [1] * 500})):
             resp = httpx.post(router.url + path, headers=AUTH, json=body, timeout=10)
             assert resp.status_code == 200, path
-        with pytest.raises(openai.RateLimitError):
+        with pytest.raises(openai.RateLimitError) as refused:
             client(router.url).embeddings.create(model="fake-model", input=text)
+        # Regression: it said "lower max_tokens (or n)", which an embedding request has not.
+        assert refused.value.body["param"] == "input"  # type: ignore[index]
+        assert "input is about" in refused.value.body["message"]  # type: ignore[index]
         assert control.requests == 2
         client(router.url).embeddings.create(model="fake-model", input="short")
         assert control.requests == 3
