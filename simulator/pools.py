@@ -72,15 +72,22 @@ def split(arrivals: Sequence[Arrival], rules: Sequence[LengthRule],
     Raises:
         ValueError: the rules choose no pool's model (rules naming none served).
     """
-    served = frozenset(models.values())
-    by_model = {model: name for name, model in models.items()}
     shares: dict[str, list[Arrival]] = {name: [] for name in models}
     for arrival in arrivals:
-        found = by_length(arrival.prompt_tokens, rules, served)
-        if found is None:
+        name = _route(arrival, rules, models)
+        if name is None:
             raise ValueError("the routing's length rules name none of the pools' models")
-        shares[by_model[found[0]]].append(arrival)
+        shares[name].append(arrival)
     return shares
+
+
+def _route(arrival: Arrival, rules: Sequence[LengthRule], models: dict[str, str],
+           down: str | None = None) -> str | None:
+    """The pool whose model the rules choose for `arrival` among the pools' `models` (by
+    pool), pool `down` left out; None when they choose none."""
+    served = frozenset(model for name, model in models.items() if name != down)
+    found = by_length(arrival.prompt_tokens, rules, served)
+    return None if found is None else next(n for n, m in models.items() if m == found[0])
 
 
 def simulate(pools: Sequence[Pool], shares: dict[str, list[Arrival]],
@@ -132,18 +139,21 @@ def _moves(pools: Sequence[Pool], runs: dict[str, Run], shares: dict[str, list[A
            rules: Sequence[LengthRule]) -> dict[str, list[Arrival]]:
     """Where `auto` sends each pool's own requests that it refused for want of an instance:
     the rules' choice among the other pools' models (a moved request is not moved again)."""
-    served = frozenset(p.model for p in pools)
-    by_model = {p.model: p.name for p in pools}
+    models = {p.name: p.model for p in pools}
     moved: dict[str, list[Arrival]] = {p.name: [] for p in pools}
     for pool in pools:
-        own = {id(a) for a in shares[pool.name]}
-        for arrival in runs[pool.name].outcome.unavailable:
-            if id(arrival) not in own:
-                continue
-            found = by_length(arrival.prompt_tokens, rules, served - {pool.model})
-            if found is not None:
-                moved[by_model[found[0]]].append(arrival)
+        for arrival in _stranded(pool.name, runs, shares):
+            to = _route(arrival, rules, models, down=pool.name)
+            if to is not None:
+                moved[to].append(arrival)
     return moved
+
+
+def _stranded(pool: str, runs: dict[str, Run],
+              shares: dict[str, list[Arrival]]) -> list[Arrival]:
+    """The requests of `pool`'s own share that its run refused for want of an instance."""
+    own = {id(a) for a in shares[pool]}
+    return [a for a in runs[pool].outcome.unavailable if id(a) in own]
 
 
 def _deployment(policy: str, pools: Sequence[Pool], runs: dict[str, Run],
@@ -153,8 +163,8 @@ def _deployment(policy: str, pools: Sequence[Pool], runs: dict[str, Run],
     refused at home counts where it was moved to. Unsettled, the last round's runs may
     disagree with the moves they were sent: a request moved whose home pool served it this
     time counts at home only, and one its home refused but was not moved stays refused there."""
-    real = {id(a) for batch in moved.values() for a in batch} & _refused_at_home(pools, runs,
-                                                                                 shares)
+    stranded = {id(a) for pool in pools for a in _stranded(pool.name, runs, shares)}
+    real = {id(a) for batch in moved.values() for a in batch} & stranded
     pool_runs, parts = [], []
     for pool in pools:
         out = runs[pool.name].outcome
@@ -176,16 +186,6 @@ def _deployment(policy: str, pools: Sequence[Pool], runs: dict[str, Run],
                                  sent, len(arrived & real), len(left)))
         parts.append((kept, price))
     return DeploymentRun(policy, pool_runs, summarise_parts(policy, parts, slo), rounds, settled)
-
-
-def _refused_at_home(pools: Sequence[Pool], runs: dict[str, Run],
-                     shares: dict[str, list[Arrival]]) -> set[int]:
-    """The requests each pool refused for want of an instance among its own share."""
-    found: set[int] = set()
-    for pool in pools:
-        own = {id(a) for a in shares[pool.name]}
-        found |= {id(a) for a in runs[pool.name].outcome.unavailable if id(a) in own}
-    return found
 
 
 def _same(one: Sequence[Arrival], other: Sequence[Arrival]) -> bool:
