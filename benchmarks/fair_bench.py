@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from benchmarks.procs import spawn, wait_http
+from benchmarks.router_bench import start_router
 from llmfleet.core.net import free_port
 from llmfleet.core.stats import percentile
 
@@ -40,18 +41,14 @@ POLITE = 30
 ROUNDS = 2
 
 
-def start_router(engine: str, out: Path, fair: bool) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {"LLMFLEET_BACKENDS": engine, "LLMFLEET_PORT": str(port),
-           "LLMFLEET_API_KEYS": f"flood:{FLOOD_KEY},polite:{POLITE_KEY}",
-           "LLMFLEET_MAX_INFLIGHT_PER_BACKEND": str(INFLIGHT), "LLMFLEET_MAX_QUEUE": "1000",
-           "LLMFLEET_QUEUE_TIMEOUT_S": "120", "LLMFLEET_RATE_LIMIT_RPM": "0",
-           "LLMFLEET_RATE_LIMIT_TPM": "0", "LLMFLEET_FAIR_QUEUE": str(fair).lower(),
-           "LLMFLEET_LOG_LEVEL": "WARNING"}
-    proc = spawn([sys.executable, "-m", "llmfleet.cli", "router"], None, env,
-                 out / f"fair-router-{port}.log")
-    wait_http(f"http://127.0.0.1:{port}/ready")
-    return proc, f"http://127.0.0.1:{port}"
+def start_fair_router(engine: str, out: Path, fair: bool) -> tuple[subprocess.Popen[bytes], str]:
+    """`benchmarks.router_bench.start_router` with the two keys, no per-key limits, room
+    for the whole flood in the queue, and the fair queue on or off."""
+    return start_router([engine], out, core=None,
+                        api_keys=f"flood:{FLOOD_KEY},polite:{POLITE_KEY}",
+                        max_inflight_per_backend=str(INFLIGHT), max_queue="1000",
+                        queue_timeout_s="120", rate_limit_rpm="0", rate_limit_tpm="0",
+                        fair_queue=str(fair).lower(), log_level="WARNING")
 
 
 async def one(client: httpx.AsyncClient, url: str, key: str) -> float:
@@ -105,7 +102,7 @@ def main() -> int:
     wait_http(engine_url + "/health")
     routers = {}
     try:
-        routers = {name: start_router(engine_url, args.out, fair)
+        routers = {name: start_fair_router(engine_url, args.out, fair)
                    for name, fair in (("fair", True), ("arrival-order", False))}
         results: dict[str, Any] = {"inflight_per_engine": INFLIGHT, "flood_in_flight": FLOOD,
                                    "polite_requests": POLITE, "request_s": TOKENS * DELAY_S,
