@@ -345,6 +345,11 @@ class BackendPool:
     def is_stalled(self, backend: Backend) -> bool:
         return backend.stalled(time.perf_counter(), self._limits.stall_after_s)
 
+    def several_engines(self) -> bool:
+        """Whether more than one of this router's own engines serves (a choice among
+        them is possible)."""
+        return sum(1 for b in self.backends if b.serving and b.pool is None) > 1
+
     def models(self, local_only: bool = False) -> frozenset[str]:
         """What the serving backends serve (`local_only`: this router's engines only)."""
         served: set[str] = set()

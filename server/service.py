@@ -141,8 +141,10 @@ class CompletionService:
         try:
             hop = self._hop(request.headers.get(POOL_HEADER))
             key_id = self._keys.authenticate(credentials)
+            # Hashed only where there is a choice to make: not behind a router with one
+            # engine, which is every instance in the cloud.
             parsed = parse_request(endpoint, await read_body(request, self._max_body),
-                                   self._prefix)
+                                   self._prefix and self._pool.several_engines())
             if (weights := request.headers.get(WEIGHTS_HEADER)) is not None:
                 parsed = replace(parsed, weights=parse_route_weights(weights))
             named = parsed.model
