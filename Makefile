@@ -141,7 +141,7 @@ lint-imports: $(STAMP) ## The floors contract alone: no package imports from a f
 ##@ Measure
 
 .PHONY: bench
-bench: bench-router bench-prefix bench-fair bench-agent bench-locust bench-planner bench-console bench-simulator bench-fidelity bench-fleet ## Run every benchmark
+bench: bench-router bench-prefix bench-fair bench-archive bench-agent bench-locust bench-planner bench-console bench-simulator bench-fidelity bench-fleet ## Run every benchmark
 
 .PHONY: bench-router
 bench-router: $(STAMP) ## Router overhead against direct upstream (fake and real vLLM); see BENCHMARKS.md
@@ -154,6 +154,10 @@ bench-prefix: $(STAMP) ## Cache-aware balancing against least outstanding on two
 .PHONY: bench-fair
 bench-fair: $(STAMP) ## A flooding key and a polite key through the router's queue, fair and in arrival order (~5 min); see BENCHMARKS.md
 	$(PY) -m benchmarks.fair_bench
+
+.PHONY: bench-archive
+bench-archive: $(STAMP) ## What the archive costs the router per request: off, metadata, full (~3 min); see BENCHMARKS.md
+	$(PY) -m benchmarks.archive_bench
 
 .PHONY: bench-agent
 bench-agent: $(STAMP) ## The agent's CPU and memory at a 10 s interval, scraping real vLLM and the router; see BENCHMARKS.md

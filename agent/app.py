@@ -105,11 +105,11 @@ async def serve(agent: Agent, host: str, port: int) -> None:
     log.info("agent serving /metrics and /health on http://%s:%d", host, server.port)
     await agent.start()
     try:
-        if watcher is None:
-            await agent.run(stop)
-        else:  # the watcher ends on its own once the instance is released
-            await asyncio.gather(agent.run(stop),
-                                 watcher.run(stop, agent.settings.lifecycle_poll_s))
+        # The watcher ends on its own once the instance is released.
+        await asyncio.gather(
+            agent.run(stop),
+            *([] if watcher is None else [watcher.run(stop, agent.settings.lifecycle_poll_s)]),
+            *([] if agent.archive is None else [agent.archive.run(stop)]))
     finally:
         await agent.close()
         server.stop()

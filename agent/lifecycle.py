@@ -30,16 +30,18 @@ terminates while it prepares (target state `Warmed:Terminated`) leaves like any 
 On the first of the first two, the agent asks the router to drain (`llmfleet.core.drain`:
 `/ready` fails, so the load balancer stops sending; late requests are refused with 503 and
 `Retry-After`, never half-served), waits until nothing is in flight or the bound has
-passed, and then, where the group is terminating the instance and a hook is named, calls
-`CompleteLifecycleAction` with `CONTINUE`. The group deregisters the instance from the load
-balancer before it puts it in `Terminating:Wait`, while the target state already reads
-`Terminated`: an idle instance drains in seconds, before the hook waits, and the group
-answers "no active lifecycle action". So that answer, like any failed call, is tried again
-on each poll, until the hook cannot be waiting any more (the deregistration delay, which is
-the bound, and the hook's timeout, the bound plus a minute, after the drain began); the
-hook's default result, `CONTINUE`, ends the wait anyway. A router that cannot be reached
-holds nothing worth waiting for: the agent goes on as if it had drained. A poll that fails
-in an unexpected way is logged and the next one runs: the watcher never ends the agent.
+passed (and the router's archive records are sealed: `agent.archive` then sends them
+within the same bound), and then, where the group is terminating the instance and a hook
+is named, calls `CompleteLifecycleAction` with `CONTINUE`. The group deregisters the
+instance from the load balancer before it puts it in `Terminating:Wait`, while the target
+state already reads `Terminated`: an idle instance drains in seconds, before the hook
+waits, and the group answers "no active lifecycle action". So that answer, like any failed
+call, is tried again on each poll, until the hook cannot be waiting any more (the
+deregistration delay, which is the bound, and the hook's timeout, the bound plus a minute,
+after the drain began); the hook's default result, `CONTINUE`, ends the wait anyway. A
+router that cannot be reached holds nothing worth waiting for: the agent goes on as if it
+had drained. A poll that fails in an unexpected way is logged and the next one runs: the
+watcher never ends the agent.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.archive import ArchiveSender
 from agent.cost import Identity
 from agent.imds import Imds
 from agent.settings import AgentSettings
@@ -180,7 +183,7 @@ class LifecycleWatcher:
 
     def __init__(self, imds: Imds, drain: RouterDrain, actions: Callable[[], LifecycleActions],
                  target: HookTarget | None, *, bound_s: float, spot_margin_s: float,
-                 launch: HookTarget | None = None,
+                 launch: HookTarget | None = None, archive: ArchiveSender | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         """`actions` builds the Auto Scaling client when it is first needed; `target` is
@@ -188,7 +191,7 @@ class LifecycleWatcher:
         is the launch hook's action, None without a warm pool."""
         self.state = LifecycleState(joined=launch is None)
         self._imds, self._drain, self._actions, self._target = imds, drain, actions, target
-        self._launch = launch
+        self._launch, self._archive = launch, archive
         self._bound_s, self._spot_margin_s = bound_s, spot_margin_s
         self._clock, self._wall = clock, wall
         self._client: LifecycleActions | None = None
@@ -289,12 +292,17 @@ class LifecycleWatcher:
                                           s.drain_deadline)
         if outcome is None:
             return
-        s.phase, s.in_flight_left = Phase.DRAINED, outcome.in_flight
         if outcome.in_flight:
             log.warning("drain bound reached after %.0f s with %d requests still in flight",
                         outcome.waited_s, outcome.in_flight)
         else:
             log.info("drained after %.1f s", outcome.waited_s)
+        if self._archive is not None:  # the disk leaves with the instance: send what is left
+            left = max(0.0, s.drain_deadline - self._clock())  # this watcher's clock
+            if not await self._archive.send(time.monotonic() + left):
+                log.warning("the drain's bound passed with archive segments not yet in S3: "
+                            "they leave with the instance")
+        s.phase, s.in_flight_left = Phase.DRAINED, outcome.in_flight
 
     async def _complete(self) -> None:
         s = self.state
@@ -328,7 +336,8 @@ class LifecycleWatcher:
 
 
 def build_watcher(settings: AgentSettings, identity: Identity,
-                  clock: Callable[[], float] = time.monotonic) -> LifecycleWatcher | None:
+                  clock: Callable[[], float] = time.monotonic,
+                  archive: ArchiveSender | None = None) -> LifecycleWatcher | None:
     """The watcher these settings ask for, or None (off EC2, or told not to watch)."""
     if not (settings.imds and settings.lifecycle_watch and settings.router_url):
         return None
@@ -356,4 +365,5 @@ def build_watcher(settings: AgentSettings, identity: Identity,
     # One clock for the drain's deadline and the router's answers.
     return LifecycleWatcher(Imds(settings.imds_url), RouterDrain(settings.router_url, clock=clock),
                             actions, target, bound_s=settings.drain_timeout_s,
-                            spot_margin_s=settings.spot_margin_s, launch=launch, clock=clock)
+                            spot_margin_s=settings.spot_margin_s, launch=launch,
+                            archive=archive, clock=clock)

@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Callable
 
+from agent.archive import build_sender
 from agent.collect import Round, RoundCollector
 from agent.cost import Identity, imds_identity
 from agent.lifecycle import build_watcher
@@ -69,7 +70,8 @@ class Agent:
         self.collector = RoundCollector(settings, identity, self.status, gpu=gpu,
                                         clock=clock, wall=wall)
         self.outbox: Delivery = Unpublished()  # until start(), and for good when not publishing
-        self.lifecycle = build_watcher(settings, identity)  # None off EC2
+        self.archive = build_sender(settings, identity, self.status)  # None unless asked
+        self.lifecycle = build_watcher(settings, identity, archive=self.archive)  # None off EC2
         self._clock = clock
         self._round_error: str | None = None  # while rounds fail the same way
 

@@ -10,6 +10,7 @@ Scaling group come from instance metadata. Off EC2, set them, and turn
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -71,6 +72,15 @@ class AgentSettings(BaseSettings):
     buffer_max_points: int = Field(default=250_000, gt=0)
     max_backoff_s: float = Field(default=300.0, gt=0)
     shutdown_flush_s: float = Field(default=5.0, ge=0)
+
+    # The router's archive (agent/archive.py): its spool, and where to send it. Off unless
+    # both are set.
+    archive_dir: Path | None = None
+    archive_bucket: str | None = None
+    archive_prefix: str = "archive/"
+    archive_interval_s: float = Field(default=10.0, gt=0)
+    archive_host: str = Field(default_factory=socket.gethostname)  # off EC2
+    s3_endpoint_url: str | None = None  # an S3-compatible endpoint (moto)
 
     log_level: str = "INFO"
 

@@ -39,6 +39,10 @@ class AgentState:
     nonfinite_total: dict[str, int] = field(default_factory=dict)  # metric -> values left out
     round_errors_total: int = 0
     corrupt_rows_total: int = 0
+    # The router's archive (agent/archive.py): segments sent, failed rounds, and waiting.
+    archive_sent_total: int = 0
+    archive_failures_total: int = 0
+    archive_pending: int = 0
     buffer_on_disk: bool = True
     backing_off: bool = False
     gpu_available: bool = False
@@ -138,6 +142,15 @@ class StatusCollector(Collector):
         yield CounterMetricFamily("llmfleet_agent_publish_failures",
                                   "PutMetricData calls that failed and were retried later.",
                                   value=s.failed_calls_total)
+        yield CounterMetricFamily("llmfleet_agent_archive_segments_sent",
+                                  "Archive spool segments sent to S3.",
+                                  value=s.archive_sent_total)
+        yield CounterMetricFamily("llmfleet_agent_archive_send_failures",
+                                  "Archive segments that could not be sent (tried again "
+                                  "at the next round).", value=s.archive_failures_total)
+        yield GaugeMetricFamily("llmfleet_agent_archive_segments_pending",
+                                "Archive spool segments on disk waiting for S3.",
+                                value=s.archive_pending)
         yield GaugeMetricFamily("llmfleet_agent_gpu_available",
                                 "1 when NVML reads GPUs.", value=int(s.gpu_available))
 

@@ -52,6 +52,10 @@ routing = {
   ]
 }
 
+# A record of every request served, without prompts or generated text (docs/router.md,
+# "Archive"; content = "full" keeps those too), in a bucket of its own for 30 days.
+archive = { content = "metadata", retention_days = 30 }
+
 api_keys_parameter = "/llmfleet/dev/api-keys"
 
 alb = {

@@ -32,6 +32,8 @@ locals {
   pool_names = { for key in keys(local.pools) : key => var.pools == null ? var.name : "${var.name}-${key}" }
   # With two pools or more, the internal load balancer between them.
   several = length(local.pools) > 1
+  # Where every instance's agent writes the archive's objects (the only prefix it may).
+  archive_prefix = "archive/"
   # The first pool by name: what the output autoscaling_group_name names. Neither model
   # nor pools: that output's precondition says so.
   first_pool = try(sort(keys(local.pools))[0], null)
@@ -112,17 +114,38 @@ module "compute" {
   } : null
   peer_security_group_id = local.several ? module.pools[0].security_group_id : null
   routing                = var.routing
-  api_keys_parameter     = var.api_keys_parameter
-  ami_ssm_parameter      = var.ami_ssm_parameter
-  package_path           = var.package_path
-  metrics_namespace      = local.metrics_namespace
-  log_group_arns         = module.monitoring.log_group_arns
-  log_group_names        = module.monitoring.log_group_names
+  archive = var.archive == null ? null : {
+    bucket = module.archive_bucket[0].name, bucket_arn = module.archive_bucket[0].arn
+    prefix = local.archive_prefix, content = var.archive.content
+  }
+  api_keys_parameter = var.api_keys_parameter
+  ami_ssm_parameter  = var.ami_ssm_parameter
+  package_path       = var.package_path
+  metrics_namespace  = local.metrics_namespace
+  log_group_arns     = module.monitoring.log_group_arns
+  log_group_names    = module.monitoring.log_group_names
   # The demo site's console calls the API from its own origin.
   cors_allowed_origins = concat(var.cors_allowed_origins, module.demo[*].url)
   # The routers keep idle connections open longer than the load balancer does, or it sends
   # requests on connections they are closing (a 502 to its client).
   router_keepalive_s = module.load_balancer.idle_timeout_s + 20
+}
+
+# --- The archive ------------------------------------------------------------------
+# Opt-in (var.archive): a record of every request served, written by each instance's
+# agent under one prefix of a bucket of its own (one per deployment, every pool's
+# instances writing there), so that its retention, encryption and access are the
+# archive's alone. Write-once records that expire: no versions; destroy refuses while it
+# holds records (they are data, not build outputs).
+
+module "archive_bucket" {
+  count           = var.archive == null ? 0 : 1
+  source          = "./modules/bucket"
+  name_prefix     = "${substr(var.name, 0, 28)}-archive-"
+  versioned       = false
+  expiration_days = var.archive.retention_days
+
+  infrequent_access_days = var.archive.infrequent_access_days
 }
 
 # --- Between pools ----------------------------------------------------------------

@@ -56,3 +56,11 @@ output "stage_model_args" {
   description = "What `make stage-model ENV=...` passes to `llmfleet stage-model`: the artifacts bucket, the model, its revision, the region and the hub token's parameter."
   value       = join("\n", compact([for key in sort(keys(module.compute)) : module.compute[key].stage_model_args]))
 }
+
+output "archive" {
+  description = "Where the archive's records are (s3://bucket/archive/date=YYYY-MM-DD/model=NAME/), and what they keep; null when var.archive is off."
+  value = var.archive == null ? null : {
+    url     = "s3://${module.archive_bucket[0].name}/${local.archive_prefix}"
+    content = var.archive.content
+  }
+}

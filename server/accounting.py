@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from server.accesslog import AccessLog
+from server.archiving import MAX_ANSWER_BYTES, Archive, fields
 from server.errors import APIError
 from server.metrics import ModelSeries, RouterMetrics
 from server.outcome import Outcome
@@ -55,9 +56,24 @@ class Exchange:
     reached_engine: bool = False  # the request was sent: its prompt cost the engine work
     hop: bool = False  # a peer pool's router sent it: this router's engines only
     weight: float = 1.0  # its key's share of the queue (server.fairqueue)
+    via_peer: bool = False  # sent to another pool's router, which records it in its archive
+    # The answer's bytes, kept for the archive (server.archiving) when it keeps text; None
+    # when it does not, or the answer outgrew MAX_ANSWER_BYTES.
+    answer: list[bytes] | None = None
+    answer_bytes: int = 0
     # The client's Authorization header, passed to a peer pool's router (which checks the
     # key itself); never logged, never sent to an engine.
     credentials: str | None = field(default=None, repr=False)
+
+
+def keep_answer(ex: Exchange, data: bytes) -> None:
+    """Keep a piece of the answer for the archive, up to MAX_ANSWER_BYTES in all."""
+    if ex.answer is not None:
+        ex.answer_bytes += len(data)
+        if ex.answer_bytes > MAX_ANSWER_BYTES:
+            ex.answer = None
+        else:
+            ex.answer.append(data)
 
 
 def count_events(events: bytes, ex: Exchange) -> None:
@@ -92,10 +108,15 @@ class Accounting:
     """Settles each request into metrics, per-key limits and the access log."""
 
     def __init__(self, metrics: RouterMetrics, limiter: RateLimiter,
-                 access_log: AccessLog) -> None:
+                 access_log: AccessLog, archive: Archive | None = None) -> None:
         self._metrics = metrics
         self._limiter = limiter
         self._access_log = access_log
+        self._archive = archive
+
+    def keeps_answer(self, endpoint: Endpoint) -> bool:
+        """Whether requests on `endpoint` keep their answer for the archive."""
+        return self._archive is not None and self._archive.keeps_answer(endpoint)
 
     def refused(self, request_id: str, key_id: str | None, model: str, exc: APIError,
                 started: float, endpoint: Endpoint) -> None:
@@ -127,6 +148,11 @@ class Accounting:
         self._limiter.reconcile(ex.reservation, charged_tokens(ex, completion))
         if self._access_log.enabled:
             self._access_log.record(_line(ex, outcome, completion, latency))
+        if (self._archive is not None and ex.reached_engine and not ex.via_peer
+                and ex.request.endpoint.metered):
+            self._archive.record(_archived(ex, outcome, completion, latency),
+                                 ex.request.endpoint, ex.request.stream, ex.request.body,
+                                 ex.answer)
 
 
 def completion_tokens(ex: Exchange) -> int | None:
@@ -159,6 +185,16 @@ def _count_tokens(series: ModelSeries, prompt: int | None, completion: int | Non
         series.prompt_tokens.inc(prompt)
     if completion is not None:
         series.completion_tokens.inc(completion)
+
+
+def _archived(ex: Exchange, outcome: Outcome, completion: int | None,
+              latency: float) -> dict[str, object]:
+    """The archive's metadata for a finished exchange (the key's id, never the key)."""
+    return fields(request_id=ex.request_id, engine_request_id=ex.engine_request_id,
+                  key_id=ex.key_id, model=ex.model, endpoint=ex.request.endpoint,
+                  outcome=outcome, stream=ex.request.stream, prompt_tokens=ex.prompt_tokens,
+                  completion_tokens=completion, ttft_s=ex.ttft, latency_s=latency,
+                  route=ex.route_reason, retried=ex.retried)
 
 
 def _line(ex: Exchange, outcome: Outcome, completion: int | None,

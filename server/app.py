@@ -37,10 +37,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from llmfleet.core.archive import Spool, Uploader, s3_client
 from llmfleet.core.wire.drain import DRAIN_HEADER, DRAIN_HEADER_VALUE
 from server import console
 from server.accesslog import AccessLog
 from server.accounting import Accounting
+from server.archiving import Archive
 from server.auth import KeyStore, guard_operator_view, is_loopback
 from server.backends import BackendPool, PoolLimits
 from server.drain import Drain, Draining
@@ -87,17 +89,22 @@ class Runtime:
     access_log: AccessLog
     client: httpx.AsyncClient
     drain: Drain
+    archive: Archive | None
 
     async def start(self) -> None:
         await self.pool.start()
         await self.access_log.start()
         await self.fleet.start()
+        if self.archive is not None:
+            await self.archive.start()
 
     async def stop(self) -> None:
         await self.fleet.stop()
         await self.pool.stop()
         self.proxy.close()
         await self.access_log.stop()
+        if self.archive is not None:
+            await self.archive.stop()
         await self.client.aclose()
 
 
@@ -117,7 +124,11 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
     access_log = AccessLog(dropped=metrics.access_log_dropped)
     timeouts = Timeouts(settings.connect_timeout_s, settings.read_timeout_s,
                         settings.upstream_keepalive_s, settings.stream_idle_timeout_s)
-    accounting = Accounting(metrics, limiter, access_log)
+    drain = Drain(metrics.draining, metrics.drain_refused)
+    archive = _archive(settings, metrics, drain)
+    if archive is not None:
+        drain.unsealed = archive.unsealed_bytes
+    accounting = Accounting(metrics, limiter, access_log, archive)
     proxy = Proxy(pool, accounting, metrics, timeouts, settings.backend_api_key)
     pool.on_removed.append(proxy.forget)
     service = CompletionService(
@@ -129,7 +140,26 @@ def _build_runtime(settings: RouterSettings, keys: KeyStore, metrics: RouterMetr
                          window_s=settings.console_window_s,
                          history_s=settings.console_history_s, agent_url=settings.agent_url)
     return Runtime(settings, keys, metrics, pool, service, limiter, fleet, proxy, access_log,
-                   client, Drain(metrics.draining, metrics.drain_refused))
+                   client, drain, archive)
+
+
+def _archive(settings: RouterSettings, metrics: RouterMetrics, drain: Drain) -> Archive | None:
+    """The archive, when `archive_dir` is set; it sends to S3 itself when given a bucket."""
+    if settings.archive_dir is None:
+        return None
+    spool = Spool(settings.archive_dir, settings.archive_max_bytes,
+                  0o640 if settings.archive_group_readable else 0o600)
+    uploader = None
+    if settings.archive_bucket is not None:
+        uploader = Uploader(settings.archive_dir, s3_client(settings.archive_region,
+                                                            settings.archive_endpoint_url),
+                            settings.archive_bucket, settings.archive_prefix,
+                            settings.archive_host)
+    return Archive(spool, settings.archive_content, metrics.archive,
+                   draining=lambda: drain.draining, uploader=uploader,
+                   flush_s=settings.archive_flush_s, upload_s=settings.archive_send_s,
+                   segment_bytes=settings.archive_segment_bytes,
+                   segment_age_s=settings.archive_segment_age_s, pool=settings.pool)
 
 
 BACKGROUND_CONNECTIONS_PER_HOST = 4

@@ -6,8 +6,9 @@ spot notice, or `llmfleet up` on Ctrl-C) and never ends while the process runs. 
 a completion request that still arrives is refused at once with 503, `Retry-After` and
 `Connection: close` before its body is read, never half-served; and every request admitted
 before runs to its end, a stream to its last event. `in_flight` counts those; `GET /drain`
-reports it, and whoever began the drain (`llmfleet.core.drain`) waits for it to reach 0 or
-for its bound, then lets the instance go.
+reports it, with the archive's records not yet sealed for sending, and whoever began the
+drain (`llmfleet.core.drain`) waits for both to reach 0 or for its bound, then lets the
+instance go.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class Drain:
         self._gauge, self._refused, self._clock = gauge, refused, clock
         self.since: float | None = None  # when draining began (the clock's time)
         self.in_flight = 0  # completion requests admitted and not yet answered in full
+        # Archive records not yet in a sealed segment (server.archiving): the drain waits
+        # for them too, since the instance's disk leaves with it.
+        self.unsealed: Callable[[], int] = lambda: 0
 
     @property
     def draining(self) -> bool:
@@ -88,4 +92,4 @@ class Drain:
         """What `GET /drain` answers."""
         since = None if self.since is None else round(self._clock() - self.since, 3)
         return DrainStatus(draining=self.draining, draining_for_s=since,
-                           in_flight=self.in_flight)
+                           in_flight=self.in_flight, archive_unsealed_bytes=self.unsealed())

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from server.archiving import ArchiveMetrics
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300, 600)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.5, 5)
@@ -98,6 +100,16 @@ class RouterMetrics:
             "llmfleet_prefix_blocks_total",
             "Cache-aware balancing: prompt blocks sent to an engine that was sent them before "
             "(matched) and not (unmatched).", ["result"], registry=registry)
+        self.archive = ArchiveMetrics(
+            Counter("llmfleet_archive_records_total",
+                    "Archive records written to the spool (spooled) or lost (dropped: the "
+                    "spool or the memory before it full, or the disk failing).", ["result"],
+                    registry=registry),
+            Gauge("llmfleet_archive_spool_bytes",
+                  "Bytes in the archive's spool on disk, waiting for S3.", registry=registry),
+            Counter("llmfleet_archive_segments_sent_total",
+                    "Spool segments this router sent to S3 (on an instance the agent sends "
+                    "them instead).", registry=registry))
         self.prefix_matched = self.prefix_blocks.labels("matched")
         self.prefix_unmatched = self.prefix_blocks.labels("unmatched")
 

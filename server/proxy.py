@@ -52,7 +52,7 @@ from typing import Any
 from starlette.responses import Response, StreamingResponse
 
 from llmfleet.core.wire.pools import POOL_HEADER
-from server.accounting import Accounting, Exchange, count_events, usage_from
+from server.accounting import Accounting, Exchange, count_events, keep_answer, usage_from
 from server.backends import Backend, BackendPool
 from server.errors import NoHealthyBackend, UpstreamFailed, UpstreamTimeout, error_body
 from server.metrics import RouterMetrics
@@ -149,6 +149,7 @@ class Proxy:
                 self._pool.release(backend)
                 raise
             ex.backend = backend.label
+            ex.via_peer = backend.pool is not None
             if ex.request.stream and resp.status == 200:
                 return self._streaming(resp, backend, ex)
             return await self._answer(resp, ex, backend)
@@ -309,12 +310,14 @@ class Proxy:
             status = 502
         if status == 200:
             usage_from(body, ex)
+            keep_answer(ex, body)
         self._accounting.finish(ex, Outcome.answered(status))
         return Response(body, status_code=status, media_type=resp.content_type,
                         headers=self._headers(ex))
 
     def _relayed_answer(self, resp: UpstreamResponse, head: list[bytes],
                         backend: Backend | None, ex: Exchange) -> StreamingResponse:
+        ex.answer = None  # over the buffer: too large for the archive to keep
         return StreamingResponse(self._relay_answer(resp, head, backend, ex),
                                  status_code=resp.status, media_type=resp.content_type,
                                  headers=self._headers(ex))
@@ -383,12 +386,14 @@ class Proxy:
                     continue
                 events, pending = pending[:cut + 2], pending[cut + 2:]
                 count_events(events, ex)
+                keep_answer(ex, events)
                 waiting.leave()
                 yield events
                 waiting.enter()
             waiting.leave()  # the engine is done: what is left is the client's to read
             if pending:
                 count_events(pending, ex)
+                keep_answer(ex, pending)
                 yield pending
             outcome, clean = Outcome.answered(200), True
         except (UpstreamError, UpstreamFailed) as exc:

@@ -170,7 +170,8 @@ class CompletionService:
         engine_id = request_id if minted else mint_request_id()
         return Exchange(parsed, request_id, key_id, model, reservation, started=started,
                         route_reason=reason, engine_request_id=engine_id, hop=hop,
-                        credentials=credentials, weight=self._keys.weight(key_id))
+                        credentials=credentials, weight=self._keys.weight(key_id),
+                        answer=[] if self._accounting.keeps_answer(parsed.endpoint) else None)
 
     def _hop(self, pool: str | None) -> bool:
         """Whether a peer pool's router sent the request on (it names a pool).

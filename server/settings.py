@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -32,6 +33,7 @@ from llmfleet.core.env import split_csv
 from llmfleet.core.routing import LengthRule
 from llmfleet.core.wire.pools import pool_name
 from llmfleet.core.wire.scoring import ScoredModel
+from server.archiving import ArchiveContent
 from server.edge import EdgeLimits
 
 
@@ -201,6 +203,25 @@ class RouterSettings(BaseSettings):
     console_history_s: float = Field(default=300.0, gt=0)
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # The archive (server/archiving.py, docs/router.md "Archive"): on when archive_dir is set.
+    archive_dir: Path | None = None
+    archive_content: ArchiveContent = ArchiveContent.METADATA
+    archive_max_bytes: int = Field(default=1 << 30, gt=0)  # the spool's bound on disk
+    archive_segment_bytes: int = Field(default=8 << 20, gt=0)
+    archive_segment_age_s: float = Field(default=60.0, gt=0)
+    archive_flush_s: float = Field(default=1.0, gt=0)  # memory to the spool, this often
+    archive_send_s: float = Field(default=5.0, gt=0)  # the spool to S3 (with a bucket)
+    # Spool files readable by the directory's group: where another user (the agent, on an
+    # instance) sends them.
+    archive_group_readable: bool = False
+    # With a bucket, this router sends the spool to S3 itself (credentials from the usual
+    # AWS chain); without, another process does (the agent, on an instance).
+    archive_bucket: str | None = None
+    archive_prefix: str = "archive/"
+    archive_region: str | None = None
+    archive_endpoint_url: str | None = None  # an S3-compatible endpoint (moto, MinIO)
+    archive_host: str = Field(default_factory=socket.gethostname)
+
     log_level: str = "INFO"
 
     @field_validator("backends", "api_keys", "cors_allowed_origins", mode="before")
@@ -268,6 +289,13 @@ class RouterSettings(BaseSettings):
         if self.backends and self.backends_file is not None:
             raise ValueError("set backends or backends_file, not both: the file is the whole "
                              "list, read again while the router runs")
+        return self
+
+    @model_validator(mode="after")
+    def _archive_bucket_needs_a_spool(self) -> RouterSettings:
+        if self.archive_bucket is not None and self.archive_dir is None:
+            raise ValueError("archive_bucket needs archive_dir: records go through a spool "
+                             "on disk, so that an S3 outage or a restart loses none")
         return self
 
     def peer_pools(self) -> dict[str, str]:

@@ -1029,3 +1029,64 @@ run "a_single_pool_has_no_peers" {
     error_message = "One pool: no peers, no load balancer between pools."
   }
 }
+
+run "the_archive_is_written_by_the_router_and_sent_by_the_agent_under_its_prefix_only" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    archive = {
+      bucket     = "llmfleet-test-archive-x"
+      bucket_arn = "arn:aws:s3:::llmfleet-test-archive-x"
+      prefix     = "archive/"
+      content    = "full"
+    }
+  }
+  assert {
+    condition = (one([for s in data.aws_iam_policy_document.instance.statement : s if s.sid == "WriteArchive"]).actions == toset(["s3:PutObject"]) &&
+    one([for s in data.aws_iam_policy_document.instance.statement : s if s.sid == "WriteArchive"]).resources == toset(["arn:aws:s3:::llmfleet-test-archive-x/archive/*"]))
+    error_message = "The instance role may put objects under the archive's prefix, and do nothing else there."
+  }
+  assert {
+    condition = (strcontains(output.user_data, "LLMFLEET_ARCHIVE_DIR=/var/lib/llmfleet/archive\n") &&
+      strcontains(output.user_data, "LLMFLEET_ARCHIVE_CONTENT=full\n") &&
+      strcontains(output.user_data, "LLMFLEET_AGENT_ARCHIVE_BUCKET=llmfleet-test-archive-x\n") &&
+    strcontains(output.user_data, "LLMFLEET_AGENT_ARCHIVE_PREFIX=archive/\n"))
+    error_message = "The router writes the spool and the agent sends it to the archive's bucket and prefix."
+  }
+}
+
+run "without_an_archive_nothing_is_written_or_granted" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  assert {
+    condition = (!strcontains(output.user_data, "ARCHIVE") &&
+    length([for s in data.aws_iam_policy_document.instance.statement : s if s.sid == "WriteArchive"]) == 0)
+    error_message = "No archive: no spool, no sender, no permission."
+  }
+}
+
+run "rejects_an_archive_prefix_that_is_not_a_folder" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    archive = { bucket = "b", bucket_arn = "arn:aws:s3:::b", prefix = "../archive", content = "full" }
+  }
+  expect_failures = [var.archive]
+}
+
+run "rejects_an_unknown_archive_content" {
+  command = plan
+  module {
+    source = "./modules/compute"
+  }
+  variables {
+    archive = { bucket = "b", bucket_arn = "arn:aws:s3:::b", prefix = "archive/", content = "everything" }
+  }
+  expect_failures = [var.archive]
+}

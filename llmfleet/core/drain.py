@@ -76,7 +76,8 @@ class RouterDrain:
 
     def wait(self, bound_s: float, *, poll_s: float = 1.0,
              on_poll: Callable[[DrainStatus], None] | None = None) -> DrainOutcome:
-        """Poll until nothing is in flight, the router is gone, or `bound_s` has passed."""
+        """Poll until nothing is in flight (and the archive's records are sealed for
+        sending), the router is gone, or `bound_s` has passed."""
         started = self._clock()
         deadline = started + bound_s
         while (outcome := self.settled(started, deadline, on_poll)) is None:
@@ -97,7 +98,7 @@ class RouterDrain:
         if on_poll is not None:
             on_poll(status)
         now = self._clock()
-        if status.in_flight == 0:
+        if status.in_flight == 0 and status.archive_unsealed_bytes == 0:
             return DrainOutcome(True, now - started, 0)
         if now >= deadline:
             return DrainOutcome(False, now - started, status.in_flight)

@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,7 +46,6 @@ from tests.helpers.fake_upstream import FakeControl
 from tests.helpers.imds import FakeImds, FakeLifecycle
 from tests.helpers.nvml import FakeGpu, fake_nvml
 from tests.helpers.router import TEST_KEY, RouterFactory
-from tests.helpers.servers import ServerThread
 from tests.helpers.streams import read_stream
 
 STREAMS = 4
@@ -56,22 +55,6 @@ POLL_S = 0.05
 IDENTITY = Identity(instance_id="i-0leaving", instance_type="g5.xlarge",
                     asg_name="llmfleet-dev-gpu", region="us-east-1")
 META = "meta-data/"  # the fake's keys are the paths after it
-
-
-@pytest.fixture
-def imds() -> Iterator[tuple[FakeImds, str]]:
-    fake = FakeImds({"autoscaling/target-lifecycle-state": "InService"})
-    with ServerThread(fake.app()) as server:
-        yield fake, server.url
-
-
-@pytest.fixture
-def lifecycle(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeLifecycle, str]]:
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        monkeypatch.setenv(name, value)
-    fake = FakeLifecycle()
-    with ServerThread(fake.app()) as server:
-        yield fake, server.url
 
 
 def watcher(imds_url: str, router_url: str, endpoint: str,

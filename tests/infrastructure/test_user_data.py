@@ -63,6 +63,9 @@ CASES: dict[str, dict[str, Any]] = {
                              {"model": "large", "quality": 0.75,
                               "runtime_s": {"per_output_token": 0.03},
                               "energy_j": {"per_output_token": 4.5}}]}},
+    # The archive on: the router writes its spool, the agent sends it.
+    "archive": {"archive": {"bucket": "llmfleet-dev-archive-x", "prefix": "archive/",
+                            "content": "full"}},
 }
 
 
@@ -125,7 +128,9 @@ def test_it_is_cloud_config_that_cloud_inits_own_validator_accepts(
     assert text.startswith("#cloud-config\n")
     document = yaml.safe_load(text)
     cloud_init_validate(cloud_init_validator, document)
-    assert set(document) == {"users", "package_update", "packages", "write_files", "runcmd"}
+    # The archive's group, where the archive is on.
+    assert set(document) - {"groups"} == {"users", "package_update", "packages", "write_files",
+                                          "runcmd"}
 
 
 def test_the_validator_catches_a_broken_document(cloud_init_validator: Any) -> None:
@@ -226,7 +231,8 @@ def test_the_engine_unit_runs_what_make_up_runs_and_vllm_accepts_it(
                 "prod": (f"{models}/meta-llama/Llama-3.1-8B-Instruct", ["llama-3.1-8b"],
                          16384),
                 "extra-args": ("org/Some-Model", ["org/Some-Model"], None),
-                "pool": ("org/model", ["org/model"], None)}[case]
+                "pool": ("org/model", ["org/model"], None),
+                "archive": ("org/model", ["org/model"], None)}[case]
     assert (args["model"], args["served_model_name"], args["max_model_len"]) == expected
     if case == "extra-args":
         assert (args["gpu_memory_utilization"], args["enable_prefix_caching"],
@@ -242,7 +248,7 @@ def test_the_engine_unit_runs_what_make_up_runs_and_vllm_accepts_it(
     # directory vLLM is given, which the engine's user can read but not write.
     fetches = [shlex.split(v.removeprefix("+")) for v in service.get("ExecStartPre", [])
                if "fetch-model" in v]
-    if case in ("extra-args", "pool"):  # from the hub
+    if case in ("extra-args", "pool", "archive"):  # from the hub
         assert not fetches
         return
     (fetch,) = fetches
@@ -289,6 +295,43 @@ def test_router_and_agent_units_run_the_cli_commands_with_settings_that_load(
     assert (agent.lifecycle_hook, agent.drain_timeout_s) == ("llmfleet-dev-gpu-drain", 300)
     assert router.agent_url == f"http://127.0.0.1:{agent.port}"  # the console's GPU figures
     assert router.cors_allowed_origins == []  # no page on another origin unless one is named
+
+
+def test_the_router_writes_the_archive_s_spool_and_the_agent_alone_may_send_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    document = yaml.safe_load(render(**CASES["archive"]))
+    router = router_settings(document, monkeypatch, tmp_path)
+    spool = Path("/var/lib/llmfleet/archive")
+    assert (router.archive_dir, router.archive_content) == (spool, "full")
+    assert router.archive_group_readable and router.archive_bucket is None  # it never sends
+    for key, value in env_file(document, "/etc/llmfleet/agent.env").items():
+        monkeypatch.setenv(key, value)
+    agent = AgentSettings()
+    assert (agent.archive_dir, agent.archive_bucket, agent.archive_prefix) == (
+        spool, "llmfleet-dev-archive-x", "archive/")
+    # The directory: the router's, shared with the agent's group alone; both sandboxes may
+    # write there and nowhere else new.
+    assert document["groups"] == ["llmfleet-archive"]
+    members = {u["name"]: u.get("groups") for u in document["users"] if isinstance(u, dict)}
+    assert members == {"llmfleet-vllm": None, "llmfleet-router": None,
+                       "llmfleet-agent": ["llmfleet-archive"]}
+    assert f"install -d -o llmfleet-router -g llmfleet-archive -m 2770 {spool}" in \
+        document["runcmd"]
+    for name in ("llmfleet-router", "llmfleet-agent"):
+        assert unit(document, name)["ReadWritePaths"] == [str(spool)]
+    assert "ReadWritePaths" not in unit(document, "llmfleet-vllm")
+    # The spool is made before the services start.
+    made = document["runcmd"].index(next(c for c in document["runcmd"] if "archive" in str(c)))
+    assert made < next(i for i, c in enumerate(document["runcmd"]) if "enable --now" in str(c))
+
+
+def test_without_the_archive_no_service_writes_outside_its_state(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    document = yaml.safe_load(render())
+    assert "groups" not in document
+    assert router_settings(document, monkeypatch, tmp_path).archive_dir is None
+    assert all("ReadWritePaths" not in unit(document, f"llmfleet-{n}")
+               for n in ("vllm", "router", "agent"))
 
 
 def test_the_demo_sites_origin_reaches_the_router_as_its_cors_setting(

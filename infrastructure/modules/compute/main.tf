@@ -62,6 +62,9 @@ module "user_data" {
   region                  = data.aws_region.current.name
   pool                    = var.pool
   routing                 = var.routing
+  archive = var.archive == null ? null : {
+    bucket = var.archive.bucket, prefix = var.archive.prefix, content = var.archive.content
+  }
 }
 
 # --- Artifacts -----------------------------------------------------------------
@@ -194,6 +197,18 @@ data "aws_iam_policy_document" "instance" {
       sid       = "ReadStagedModel"
       actions   = ["s3:GetObject"]
       resources = ["${module.artifacts_bucket.arn}/models/${var.model.id}/*"]
+    }
+  }
+  # The router's archive, sent by the agent: new objects under the archive's prefix, and
+  # nothing else: no read, no list, no delete (what an instance wrote is not its to read
+  # back or erase; a segment sent again overwrites its own keys). The bucket's default key
+  # is AWS managed, which S3 uses for the role without a KMS grant.
+  dynamic "statement" {
+    for_each = var.archive == null ? [] : [var.archive]
+    content {
+      sid       = "WriteArchive"
+      actions   = ["s3:PutObject"]
+      resources = ["${statement.value.bucket_arn}/${statement.value.prefix}*"]
     }
   }
 }

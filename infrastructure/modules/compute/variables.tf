@@ -258,6 +258,25 @@ variable "pool" {
   default = null
 }
 
+variable "archive" {
+  description = "The router's archive, which the agent sends to S3: the bucket (name and ARN), the key prefix the instance role may put objects under (ending in /), and what a record keeps (\"metadata\", or \"full\": also the prompt and the generated text); null: off."
+  type = object({
+    bucket     = string
+    bucket_arn = string
+    prefix     = string
+    content    = string
+  })
+  default = null
+  validation {
+    condition     = var.archive == null ? true : contains(["metadata", "full"], var.archive.content)
+    error_message = "archive.content must be \"metadata\" or \"full\"."
+  }
+  validation {
+    condition     = var.archive == null ? true : can(regex("^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$", var.archive.prefix))
+    error_message = "archive.prefix must be one or more path segments of letters, digits, '.', '_' or '-', ending in '/', e.g. \"archive/\"."
+  }
+}
+
 variable "peer_security_group_id" {
   description = "Security group of the internal load balancer between pools, which may reach the router too (with several pools: set with pool); null: none."
   type        = string

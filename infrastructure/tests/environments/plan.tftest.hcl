@@ -50,6 +50,10 @@ run "plans" {
     [for capacity in(var.pools == null ? [var.capacity] : [for p in values(var.pools) : p.capacity]) : capacity.min >= 2]))
     error_message = "prod needs deletion protection, a NAT per AZ, alarm e-mail and at least two instances in each pool."
   }
+  assert {
+    condition     = length(module.archive_bucket) == (var.archive == null ? 0 : 1)
+    error_message = "The archive has a bucket of its own exactly when it is on."
+  }
   # The routers closed idle connections after 5 s while the load balancer kept them 600 s:
   # requests it sent on a connection being closed came back as 502s.
   assert {
@@ -106,4 +110,12 @@ run "routing_the_router_would_refuse_is_refused_at_plan" {
     routing = { length_rules = [{ model = "auto", max_prompt_tokens = 0.5 }] }
   }
   expect_failures = [var.routing]
+}
+
+run "rejects_an_archive_moved_to_infrequent_access_sooner_than_s3_allows" {
+  command = plan
+  variables {
+    archive = { content = "full", retention_days = 90, infrequent_access_days = 7 }
+  }
+  expect_failures = [var.archive]
 }

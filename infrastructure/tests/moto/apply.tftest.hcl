@@ -108,6 +108,12 @@ run "two_pools" {
       }
     }
     routing = { length_rules = [{ model = "qwen2.5-1.5b", max_prompt_tokens = 512 }, { model = "llama-3.1-8b" }] }
+    archive = { content = "full", retention_days = 60, infrequent_access_days = 30 }
+  }
+
+  assert {
+    condition     = startswith(output.archive.url, "s3://llmfleet-") && endswith(output.archive.url, "/archive/") && output.archive.content == "full"
+    error_message = "The archive's bucket is made, with its lifecycle, and named in the outputs."
   }
 }
 
@@ -135,7 +141,8 @@ run "read_back_pools" {
   }
   assert {
     condition = alltrue([for pool, group in output.groups : strcontains(group.user_data, "LLMFLEET_POOL=${pool}\n") &&
-    strcontains(group.user_data, "LLMFLEET_PEERS=large=http://") && strcontains(group.user_data, "[[length_rules]]")])
-    error_message = "Each pool's routers are told their pool, the peers and the alias rules."
+      strcontains(group.user_data, "LLMFLEET_PEERS=large=http://") && strcontains(group.user_data, "[[length_rules]]") &&
+    strcontains(group.user_data, "LLMFLEET_AGENT_ARCHIVE_BUCKET=${trimprefix(trimsuffix(run.two_pools.archive.url, "/archive/"), "s3://")}\n")])
+    error_message = "Each pool's routers are told their pool, the peers and the alias rules; each agent where to send the archive."
   }
 }

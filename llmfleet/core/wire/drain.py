@@ -24,3 +24,6 @@ class DrainStatus(BaseModel):
     draining: bool
     draining_for_s: float | None = None  # null until draining begins
     in_flight: int = Field(ge=0)  # completion requests admitted and not yet answered in full
+    # Archive records (server/archiving.py) not yet in a segment sealed for sending; 0 when
+    # the archive is off.
+    archive_unsealed_bytes: int = Field(default=0, ge=0)

@@ -43,6 +43,12 @@ locals {
     "RestrictNamespaces=yes", "RestrictRealtime=yes", "RestrictSUIDSGID=yes", "LockPersonality=yes",
     "RemoveIPC=yes", "SystemCallArchitectures=native", "CapabilityBoundingSet=", "UMask=0077",
   ]
+  # The archive's spool: the router writes it and the agent sends it (the router cannot
+  # reach the role's credentials). Made at boot owned by the router, group llmfleet-archive
+  # (the agent's) with the setgid bit, so the files the router makes (0640) are the
+  # group's to read and, the directory being group-writable, to delete once sent.
+  archive_dir   = "/var/lib/llmfleet/archive"
+  archive_paths = var.archive == null ? [] : ["ReadWritePaths=${local.archive_dir}"]
   services = {
     # vLLM needs the GPU's device nodes (no PrivateDevices), netlink (NCCL lists the
     # network interfaces for tensor parallelism), unlimited locked memory (NCCL and EFA
@@ -52,18 +58,19 @@ locals {
       "StateDirectory=llmfleet/vllm", "StateDirectoryMode=0700", "LimitMEMLOCK=infinity",
       "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
     ])
-    # The router needs no device and no state: sockets and Python only.
+    # The router needs no device and no state: sockets and Python only, and with the
+    # archive on, its spool (below).
     router = concat(local.sandbox, [
       "PrivateDevices=yes", "ProtectClock=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
       "SystemCallFilter=@system-service", "SystemCallErrorNumber=EPERM",
-    ])
+    ], local.archive_paths)
     # The agent reads the GPUs through NVML (their device nodes) and buffers datapoints
     # in its state directory while CloudWatch is unreachable.
     agent = concat(local.sandbox, [
       "StateDirectory=llmfleet/agent", "StateDirectoryMode=0700",
       "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
       "SystemCallFilter=@system-service", "SystemCallErrorNumber=EPERM",
-    ])
+    ], local.archive_paths)
   }
 
   cloud_init = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
@@ -100,6 +107,8 @@ locals {
     model_on_instance_store  = var.model_on_instance_store
     router_toml              = local.router_toml
     pool_name                = var.pool == null ? "" : var.pool.name
+    archive                  = var.archive
+    archive_dir              = local.archive_dir
     # name=url pairs: systemd's environment files would unquote JSON.
     peers = var.pool == null ? "" : join(",", [for name, url in var.pool.peers : "${name}=${url}"])
   })

@@ -176,3 +176,17 @@ variable "routing" {
   })
   default = {}
 }
+
+variable "archive" {
+  description = "The router's archive (docs/router.md \"Archive\"): the bucket and key prefix the agent sends it to, and what a record keeps (\"metadata\" or \"full\": also the prompt and the generated text); null: off."
+  type = object({
+    bucket  = string
+    prefix  = string
+    content = string
+  })
+  default = null
+  validation {
+    condition     = var.archive == null ? true : contains(["metadata", "full"], var.archive.content)
+    error_message = "archive.content must be \"metadata\" or \"full\"."
+  }
+}

@@ -1,0 +1,172 @@
+"""The archive's spool and uploader (`llmfleet.core.archive`) against S3 in moto's server mode:
+records grouped by date and model into gzip objects, an S3 outage and a restart losing
+nothing, the spool's bound."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from llmfleet.core.archive import Spool, Uploader, objects
+from llmfleet.core.net import free_port
+from tests.helpers.moto import start_moto
+
+BUCKET = "llmfleet-archive-test"
+
+
+def s3(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing",
+                        config=Config(retries={"max_attempts": 1, "mode": "standard"},
+                                      connect_timeout=1, read_timeout=5))
+
+
+@pytest.fixture
+def bucket() -> Iterator[Any]:
+    port = free_port()
+    server = start_moto(port)
+    try:
+        client = s3(f"http://127.0.0.1:{port}")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+    finally:
+        server.stop()
+
+
+def record(day: str, model: str, i: int) -> bytes:
+    return json.dumps({"ts": f"{day}T10:00:{i:02d}Z", "model": model, "request_id": f"r{i}",
+                       "prompt_tokens": 5, "completion_tokens": 7}).encode() + b"\n"
+
+
+def sealed_now(spool: Spool) -> Path:
+    segment = spool.seal_if_due(max_bytes=1, max_age_s=0)
+    assert segment is not None
+    return segment
+
+
+def stored(client: Any) -> dict[str, list[dict[str, Any]]]:
+    listing = client.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    found = {}
+    for item in listing:
+        body = client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
+        found[item["Key"]] = [json.loads(line) for line in gzip.decompress(body).splitlines()]
+    return found
+
+
+def test_records_reach_s3_grouped_by_date_and_model(tmp_path: Path, bucket: Any) -> None:
+    spool = Spool(tmp_path / "spool")
+    assert spool.write([record(day, model, i) for i, (day, model) in enumerate(
+        [("2026-12-06", "tiny"), ("2026-12-07", "tiny"), ("2026-12-07", "wide"),
+         ("2026-12-07", "tiny")])]) == 4
+    sealed_now(spool)
+    uploader = Uploader(spool.directory, bucket, BUCKET, "archive", "i-0abc")
+    assert uploader.round() == 1
+    found = stored(bucket)
+    assert sorted(k.rsplit("/", 1)[0] for k in found) == [
+        "archive/date=2026-12-06/model=tiny", "archive/date=2026-12-07/model=tiny",
+        "archive/date=2026-12-07/model=wide"]
+    by_group = {k.rsplit("/", 1)[0]: [r["request_id"] for r in v] for k, v in found.items()}
+    assert by_group["archive/date=2026-12-07/model=tiny"] == ["r1", "r3"]
+    assert all(k.split("/")[-1].startswith("i-0abc-seg-") for k in found)
+    assert spool.sealed() == [] and spool.size() == 0
+
+
+def test_an_s3_outage_and_a_restart_lose_nothing(tmp_path: Path, bucket: Any) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.write([record("2026-12-07", "tiny", i) for i in range(3)])
+    sealed_now(spool)
+    down = Uploader(spool.directory, s3(f"http://127.0.0.1:{free_port()}"), BUCKET, "a", "h")
+    assert down.round() == 0  # nothing listens there: the segment stays
+    assert down.failures == 1 and down.last_error == "EndpointConnectionError"
+    assert len(spool.sealed()) == 1
+    spool.write([record("2026-12-07", "tiny", 3)])  # more arrive during the outage
+    # The process restarts: a new spool over the same directory finds all of it.
+    again = Spool(tmp_path / "spool")
+    assert again.size() == spool.size() > 0
+    sealed_now(again)
+    up = Uploader(again.directory, bucket, BUCKET, "a", "h")
+    assert up.round() == 2  # the old segment, then the current one sealed
+    ids = sorted(r["request_id"] for rows in stored(bucket).values() for r in rows)
+    assert ids == ["r0", "r1", "r2", "r3"]
+    assert up.last_error is None and again.size() == 0
+
+
+def test_a_segment_sent_twice_writes_the_same_objects(tmp_path: Path) -> None:
+    """A crash between sending a segment and deleting it sends it again: the same keys and
+    bytes, so S3 holds it once."""
+    spool = Spool(tmp_path / "spool")
+    spool.write([record("2026-12-07", "tiny", 0)])
+    segment = sealed_now(spool)
+    assert objects(segment, "p/", "h") == objects(segment, "p/", "h")
+
+
+def test_a_full_spool_drops_and_counts_rather_than_filling_the_disk(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", max_bytes=300)
+    kept = sum(spool.write([record("2026-12-07", "tiny", i)]) for i in range(10))
+    assert 0 < kept < 10 and spool.stats.dropped == 10 - kept
+    assert spool.size() <= 300
+    # Sealed segments count too, until the sender deletes them: then there is room again.
+    segment = sealed_now(spool)
+    assert spool.write([record("2026-12-07", "tiny", 11)]) == 0
+    segment.unlink()
+    assert spool.write([record("2026-12-07", "tiny", 12)]) == 1
+
+
+def test_a_segment_is_sealed_by_age_or_size_only(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    assert spool.seal_if_due(max_bytes=1000, max_age_s=0) is None  # nothing to seal
+    spool.write([record("2026-12-07", "tiny", 0)])
+    assert spool.seal_if_due(max_bytes=1000, max_age_s=3600) is None
+    assert spool.seal_if_due(max_bytes=10, max_age_s=3600) is not None
+    spool.write([record("2026-12-07", "tiny", 1)])
+    assert spool.seal_if_due(max_bytes=1000, max_age_s=0) is not None
+    assert len(spool.sealed()) == 2 and spool.current_bytes() == 0
+
+
+def test_spool_files_are_readable_by_the_sender_s_group_whatever_the_umask(
+        tmp_path: Path) -> None:
+    """On an instance the agent (in the directory's group) sends what the router writes,
+    and the router runs with umask 0077."""
+    old = os.umask(0o077)
+    try:
+        spool = Spool(tmp_path / "spool", file_mode=0o640)
+        spool.write([record("2026-12-07", "tiny", 0)])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(sealed_now(spool).stat().st_mode) == 0o640
+
+
+def test_odd_model_names_cannot_escape_their_prefix(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.write([record("2026-12-07", "../../etc/passwd", 0)])
+    (key,) = objects(sealed_now(spool), "archive/", "h")
+    assert key.startswith("archive/date=2026-12-07/model=.._.._etc_passwd/")
+
+
+def test_a_torn_last_line_is_kept_under_unknown(tmp_path: Path) -> None:
+    """A crash in the middle of a write can leave half a line: it is sent, not lost with
+    the segment or blocking it."""
+    spool = Spool(tmp_path / "spool")
+    spool.write([record("2026-12-07", "tiny", 0), record("2026-12-07", "tiny", 1)[:20]])
+    keys = sorted(objects(sealed_now(spool), "", "h"))
+    assert [k.rsplit("/", 1)[0] for k in keys] == ["date=2026-12-07/model=tiny",
+                                                  "date=unknown/model=unknown"]
+
+
+def test_send_all_gives_up_at_its_deadline(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.write([record("2026-12-07", "tiny", 0)])
+    sealed_now(spool)
+    down = Uploader(spool.directory, s3(f"http://127.0.0.1:{free_port()}"), BUCKET, "a", "h")
+    assert down.send_all(time.monotonic() + 0.5, pause_s=0.2) is False
+    assert len(spool.sealed()) == 1
