@@ -9,7 +9,9 @@ instance the agent sends). Each takes the same non-streamed requests and 64-even
 concurrency 32, twice, alternated; the router's CPU (all its threads, the archive's writer
 included) is read from /proc around each phase. Reports the median of the rounds' CPU per
 request and latency p50/p99 for each, and the bytes a record takes in the spool and gzipped
-as S3 gets it (the fake engine's text, " t0 t1 ...", compresses better than real text).
+as S3 gets it. The fake engine's text (" t0 t1 ...") and the bench's repeated prompt compress
+far better than traffic does, so the sizes are also measured on records built the router's
+way from random ids and prompts and answers of random common words (`synthetic`).
 
 Results go to stdout and <out>/archive.json.
 """
@@ -21,11 +23,15 @@ import asyncio
 import gzip
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from benchmarks.router_bench import (
     KEY,
@@ -35,6 +41,11 @@ from benchmarks.router_bench import (
     start_fake_engine,
     start_router,
 )
+from llmfleet.core.archive import Spool
+from server.archiving import Archive, ArchiveContent, fields
+from server.metrics import RouterMetrics
+from server.outcome import Outcome
+from server.protocol import Endpoint
 
 MODES = ("off", "metadata", "full")
 ROUNDS = 4
@@ -51,6 +62,97 @@ def spool_bytes(spool: Path) -> tuple[int, int, int]:
     """Records, their bytes in the spool, and those bytes gzipped."""
     raw = b"".join(p.read_bytes() for p in sorted(spool.glob("*.jsonl")))
     return raw.count(b"\n"), len(raw), len(gzip.compress(raw))
+
+
+_COMMON = ("the of and to in is you that it he was for on are as with his they at be this from "
+           "have or by one had not but what all were when we there can an your which their "
+           "said if do will each about how up out them then she many some so these would "
+           "other into has more her two like him see time could no make than first been its "
+           "who now people my made over did down only way find use may water long little very "
+           "after words called just where most know")
+WORDS = _COMMON.split()
+
+
+def synthetic_sizes(count: int = 2000) -> dict[str, dict[str, float]]:
+    """Bytes a record takes, raw and gzipped, for a chat request of ~600 words and an answer
+    of ~250, with random ids: closer to traffic than the fake engine's records."""
+    rng = random.Random(1)
+
+    def words(n: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(n))
+
+    lines: dict[str, list[bytes]] = {"metadata": [], "full": []}
+    for _ in range(count):
+        record: dict[str, object] = fields(
+            request_id=f"{rng.getrandbits(128):032x}",
+            engine_request_id=f"{rng.getrandbits(128):032x}",
+            key_id="team-a", model="llama-3.1-8b", endpoint=Endpoint.CHAT,
+            outcome=Outcome.answered(200), stream=True, prompt_tokens=rng.randint(100, 2000),
+            completion_tokens=rng.randint(50, 500), ttft_s=rng.random(),
+            latency_s=rng.random() * 10, route=None, retried=False)
+        lines["metadata"].append(json.dumps(record).encode() + b"\n")
+        record["request"] = {"model": "llama-3.1-8b", "stream": True, "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": words(600)}]}
+        record["output"] = [{"index": 0, "text": words(250), "finish_reason": "stop"}]
+        lines["full"].append(json.dumps(record).encode() + b"\n")
+    sizes = {}
+    for content, batch in lines.items():
+        raw = b"".join(batch)
+        sizes[content] = {"bytes_per_record": len(raw) / count,
+                          "gzip_bytes_per_record": len(gzip.compress(raw)) / count}
+    return sizes
+
+
+def _answers(tokens: int) -> tuple[bytes, list[bytes]]:
+    """A chat answer of `tokens` words whole, and as a stream of one event a word (vLLM's
+    shape), for the writer's cost."""
+    head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
+            "model": "llama-3.1-8b"}
+    events = [b"data: " + json.dumps({**head, "choices": [
+        {"index": 0, "delta": {"content": f" w{i}"}, "finish_reason": None}]}).encode()
+              + b"\n\n" for i in range(tokens)]
+    whole = json.dumps({**head, "object": "chat.completion", "choices": [
+        {"index": 0, "message": {"role": "assistant",
+                                 "content": " ".join(f"w{i}" for i in range(tokens))},
+         "finish_reason": "length"}]}).encode()
+    return whole, [b"".join(events)]
+
+
+def writer_cost(count: int = 2000) -> dict[str, dict[str, float]]:
+    """CPU per record in this process, without the network: queueing it as a request ends
+    (`Archive.record`, on the event loop) and turning it into a line on disk (the writer
+    thread), for a metadata record and full records of a 64-token answer, whole and streamed.
+    Far steadier than the end-to-end rounds, whose spread on two shared cores is wider than
+    the archive's cost."""
+    whole, streamed = _answers(64)
+    body = json.dumps({"model": "llama-3.1-8b", "messages": [
+        {"role": "user", "content": "hello " * 200}]}).encode()
+    cases = (("metadata", ArchiveContent.METADATA, False, None),
+             ("full, answer", ArchiveContent.FULL, False, [whole]),
+             ("full, 64-event stream", ArchiveContent.FULL, True, streamed))
+    found = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for i, (name, content, stream, answer) in enumerate(cases):
+            archive = Archive(Spool(Path(scratch) / str(i)), content,
+                              RouterMetrics(CollectorRegistry()).archive,
+                              draining=lambda: False, max_pending_bytes=1 << 34)
+            meta = fields(request_id="r", engine_request_id="e", key_id="k",
+                          model="llama-3.1-8b", endpoint=Endpoint.CHAT,
+                          outcome=Outcome.answered(200), stream=stream, prompt_tokens=300,
+                          completion_tokens=64, ttft_s=0.1, latency_s=1.0, route=None,
+                          retried=False)
+            started = time.process_time()
+            for _ in range(count):
+                archive.record(dict(meta), Endpoint.CHAT, stream, body,
+                               None if answer is None else list(answer))
+            queued = time.process_time()
+            asyncio.run(archive.flush())
+            done = time.process_time()
+            assert archive.spool.stats.written == count
+            found[name] = {"record_us": (queued - started) / count * 1e6,
+                           "write_us": (done - queued) / count * 1e6}
+    return found
 
 
 def main() -> int:
@@ -115,8 +217,10 @@ def main() -> int:
             results[mode][label]["added_cpu_us_per_request"] = (
                 results[mode][label]["cpu_us_per_request"] - base)
         results[mode]["spool"] = sizes[mode]
+    results["synthetic"] = synthetic_sizes()
+    results["writer"] = writer_cost()
     (args.out / "archive.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps({m: {k: v for k, v in results[m].items()} for m in MODES}, indent=2,
+    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=2,
                      default=str))
     return 0
 
