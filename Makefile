@@ -156,7 +156,7 @@ bench-fair: $(STAMP) ## A flooding key and a polite key through the router's que
 	$(PY) -m benchmarks.fair_bench
 
 .PHONY: bench-archive
-bench-archive: $(STAMP) ## What the archive costs the router per request: off, metadata, full (~3 min); see BENCHMARKS.md
+bench-archive: $(STAMP) ## What the archive costs the router per request: off, metadata, full (~5 min); see BENCHMARKS.md
 	$(PY) -m benchmarks.archive_bench
 
 .PHONY: bench-agent

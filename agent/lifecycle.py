@@ -65,6 +65,7 @@ from agent.archive import ArchiveSender
 from agent.cost import Identity
 from agent.imds import Imds
 from agent.settings import AgentSettings
+from llmfleet.core.archive import seal
 from llmfleet.core.drain import DrainError, RouterDrain
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ class LifecycleWatcher:
     def __init__(self, imds: Imds, drain: RouterDrain, actions: Callable[[], LifecycleActions],
                  target: HookTarget | None, *, bound_s: float, spot_margin_s: float,
                  launch: HookTarget | None = None, archive: ArchiveSender | None = None,
+                 archive_margin_s: float = HOOK_MARGIN_S / 2,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         """`actions` builds the Auto Scaling client when it is first needed; `target` is
@@ -191,7 +193,7 @@ class LifecycleWatcher:
         is the launch hook's action, None without a warm pool."""
         self.state = LifecycleState(joined=launch is None)
         self._imds, self._drain, self._actions, self._target = imds, drain, actions, target
-        self._launch, self._archive = launch, archive
+        self._launch, self._archive, self._archive_margin_s = launch, archive, archive_margin_s
         self._bound_s, self._spot_margin_s = bound_s, spot_margin_s
         self._clock, self._wall = clock, wall
         self._client: LifecycleActions | None = None
@@ -280,6 +282,7 @@ class LifecycleWatcher:
             began = await asyncio.to_thread(self._drain.begin)
         except DrainError as exc:
             log.warning("could not ask the router to drain (%s); going on without it", exc)
+            await self._send_archive(router_gone=True)
             s.phase = Phase.DRAINED
             return
         log.info("draining (%s): %d requests in flight, waiting up to %.0f s",
@@ -292,17 +295,33 @@ class LifecycleWatcher:
                                           s.drain_deadline)
         if outcome is None:
             return
-        if outcome.in_flight:
+        if outcome.drained:
+            log.info("drained after %.1f s", outcome.waited_s)
+        elif outcome.in_flight:
             log.warning("drain bound reached after %.0f s with %d requests still in flight",
                         outcome.waited_s, outcome.in_flight)
         else:
-            log.info("drained after %.1f s", outcome.waited_s)
-        if self._archive is not None:  # the disk leaves with the instance: send what is left
-            left = max(0.0, s.drain_deadline - self._clock())  # this watcher's clock
-            if not await self._archive.send(time.monotonic() + left):
-                log.warning("the drain's bound passed with archive segments not yet in S3: "
-                            "they leave with the instance")
+            log.warning("drain bound reached after %.0f s with the archive's last records "
+                        "not yet sealed by the router", outcome.waited_s)
+        await self._send_archive(outcome.router_gone)
         s.phase, s.in_flight_left = Phase.DRAINED, outcome.in_flight
+
+    async def _send_archive(self, router_gone: bool) -> None:
+        """Send what is left of the router's archive before the instance goes (its disk goes
+        with it): within the drain's bound and `archive_margin_s` beyond it, which the hook
+        still waits (none on a spot reclaim, which does not wait). A router that is gone
+        cannot seal its last records: the agent does."""
+        s, archive = self.state, self._archive
+        if archive is None:
+            return
+        if router_gone:
+            await asyncio.to_thread(seal, archive.uploader.directory)
+        assert s.drain_deadline is not None
+        margin = 0.0 if s.reason == "spot interruption" else self._archive_margin_s
+        left = max(0.0, s.drain_deadline + margin - self._clock())  # this watcher's clock
+        if not await archive.send(time.monotonic() + left):
+            log.warning("the archive's last segments could not be sent in time: they leave "
+                        "with the instance")
 
     async def _complete(self) -> None:
         s = self.state
@@ -366,4 +385,5 @@ def build_watcher(settings: AgentSettings, identity: Identity,
     return LifecycleWatcher(Imds(settings.imds_url), RouterDrain(settings.router_url, clock=clock),
                             actions, target, bound_s=settings.drain_timeout_s,
                             spot_margin_s=settings.spot_margin_s, launch=launch,
-                            archive=archive, clock=clock)
+                            archive=archive, archive_margin_s=settings.archive_margin_s,
+                            clock=clock)

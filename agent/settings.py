@@ -79,6 +79,9 @@ class AgentSettings(BaseSettings):
     archive_bucket: str | None = None
     archive_prefix: str = "archive/"
     archive_interval_s: float = Field(default=10.0, gt=0)
+    # When the instance leaves: how long past the drain's bound the last segments may take,
+    # within the 60 s the lifecycle hook waits beyond it (not on a spot reclaim).
+    archive_margin_s: float = Field(default=30.0, ge=0, lt=60)
     archive_host: str = Field(default_factory=socket.gethostname)  # off EC2
     s3_endpoint_url: str | None = None  # an S3-compatible endpoint (moto)
 

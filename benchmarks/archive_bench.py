@@ -42,9 +42,8 @@ from benchmarks.router_bench import (
     start_router,
 )
 from llmfleet.core.archive import Spool
-from server.archiving import Archive, ArchiveContent, fields
+from server.archiving import Archive, ArchiveContent, RecordMeta
 from server.metrics import RouterMetrics
-from server.outcome import Outcome
 from server.protocol import Endpoint
 
 MODES = ("off", "metadata", "full")
@@ -83,13 +82,13 @@ def synthetic_sizes(count: int = 2000) -> dict[str, dict[str, float]]:
 
     lines: dict[str, list[bytes]] = {"metadata": [], "full": []}
     for _ in range(count):
-        record: dict[str, object] = fields(
+        record = RecordMeta(
             request_id=f"{rng.getrandbits(128):032x}",
             engine_request_id=f"{rng.getrandbits(128):032x}",
-            key_id="team-a", model="llama-3.1-8b", endpoint=Endpoint.CHAT,
-            outcome=Outcome.answered(200), stream=True, prompt_tokens=rng.randint(100, 2000),
+            key_id="team-a", model="llama-3.1-8b", endpoint=Endpoint.CHAT, status=200,
+            stream=True, prompt_tokens=rng.randint(100, 2000),
             completion_tokens=rng.randint(50, 500), ttft_s=rng.random(),
-            latency_s=rng.random() * 10, route=None, retried=False)
+            latency_s=rng.random() * 10, route=None, retried=False).fields()
         lines["metadata"].append(json.dumps(record).encode() + b"\n")
         record["request"] = {"model": "llama-3.1-8b", "stream": True, "messages": [
             {"role": "system", "content": "You are a helpful assistant."},
@@ -137,15 +136,13 @@ def writer_cost(count: int = 2000) -> dict[str, dict[str, float]]:
             archive = Archive(Spool(Path(scratch) / str(i)), content,
                               RouterMetrics(CollectorRegistry()).archive,
                               draining=lambda: False, max_pending_bytes=1 << 34)
-            meta = fields(request_id="r", engine_request_id="e", key_id="k",
-                          model="llama-3.1-8b", endpoint=Endpoint.CHAT,
-                          outcome=Outcome.answered(200), stream=stream, prompt_tokens=300,
-                          completion_tokens=64, ttft_s=0.1, latency_s=1.0, route=None,
-                          retried=False)
+            meta = RecordMeta(request_id="r", engine_request_id="e", key_id="k",
+                              model="llama-3.1-8b", endpoint=Endpoint.CHAT, status=200,
+                              stream=stream, prompt_tokens=300, completion_tokens=64,
+                              ttft_s=0.1, latency_s=1.0, route=None, retried=False)
             started = time.process_time()
             for _ in range(count):
-                archive.record(dict(meta), Endpoint.CHAT, stream, body,
-                               None if answer is None else list(answer))
+                archive.record(meta, body, None if answer is None else list(answer))
             queued = time.process_time()
             asyncio.run(archive.flush())
             done = time.process_time()

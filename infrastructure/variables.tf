@@ -260,11 +260,10 @@ variable "alarm_email" {
 }
 
 variable "archive" {
-  description = "Keep a record of every request the fleet serves in an S3 bucket of its own, as gzip JSON lines partitioned by date and model (docs/router.md \"Archive\"): content \"metadata\" (ids, key id, model, status, tokens, timings; no prompt, no text) or \"full\" (also the prompt and the generated text: personal data, see docs/security.md), kept retention_days, moved to S3 Standard-IA after infrequent_access_days (30 or more; null: never). null: off."
+  description = "Keep a record of every request the fleet serves in an S3 bucket of its own, as gzip JSON lines partitioned by date and model (docs/router.md \"Archive\"): content \"metadata\" (ids, key id, model, status, tokens, timings; no prompt, no text) or \"full\" (also the prompt and the generated text: personal data, see docs/security.md), kept retention_days. The bucket is deleted with the deployment only where the load balancer has no deletion protection (dev); elsewhere destroy stops at it while it holds records. null: off."
   type = object({
-    content                = optional(string, "metadata")
-    retention_days         = optional(number, 90)
-    infrequent_access_days = optional(number)
+    content        = optional(string, "metadata")
+    retention_days = optional(number, 90)
   })
   default = null
   validation {
@@ -274,12 +273,6 @@ variable "archive" {
   validation {
     condition     = var.archive == null ? true : (var.archive.retention_days >= 1 && floor(var.archive.retention_days) == var.archive.retention_days)
     error_message = "archive.retention_days must be a whole number of days, 1 or more."
-  }
-  validation {
-    condition = var.archive == null ? true : (var.archive.infrequent_access_days == null ? true : (
-      var.archive.infrequent_access_days >= 30 && floor(var.archive.infrequent_access_days) == var.archive.infrequent_access_days &&
-    var.archive.infrequent_access_days < var.archive.retention_days))
-    error_message = "archive.infrequent_access_days must be null or a whole number of days, 30 or more (S3's minimum for Standard-IA) and below retention_days."
   }
 }
 

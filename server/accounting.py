@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from server.accesslog import AccessLog
-from server.archiving import MAX_ANSWER_BYTES, Archive, fields
+from server.archiving import MAX_ANSWER_BYTES, Archive, RecordMeta
 from server.errors import APIError
 from server.metrics import ModelSeries, RouterMetrics
 from server.outcome import Outcome
@@ -58,20 +58,23 @@ class Exchange:
     weight: float = 1.0  # its key's share of the queue (server.fairqueue)
     via_peer: bool = False  # sent to another pool's router, which records it in its archive
     # The answer's bytes, kept for the archive (server.archiving) when it keeps text; None
-    # when it does not, or the answer outgrew MAX_ANSWER_BYTES.
+    # when it does not, or a whole answer was too large to hold; a stream's first
+    # MAX_ANSWER_BYTES (answer_truncated once it went on past them).
     answer: list[bytes] | None = None
     answer_bytes: int = 0
+    answer_truncated: bool = False
     # The client's Authorization header, passed to a peer pool's router (which checks the
     # key itself); never logged, never sent to an engine.
     credentials: str | None = field(default=None, repr=False)
 
 
 def keep_answer(ex: Exchange, data: bytes) -> None:
-    """Keep a piece of the answer for the archive, up to MAX_ANSWER_BYTES in all."""
-    if ex.answer is not None:
+    """Keep a piece of the answer for the archive, up to MAX_ANSWER_BYTES in all (none of
+    one another pool's router serves: it keeps its own record)."""
+    if ex.answer is not None and not ex.answer_truncated and not ex.via_peer:
         ex.answer_bytes += len(data)
         if ex.answer_bytes > MAX_ANSWER_BYTES:
-            ex.answer = None
+            ex.answer_truncated = True
         else:
             ex.answer.append(data)
 
@@ -151,8 +154,7 @@ class Accounting:
         if (self._archive is not None and ex.reached_engine and not ex.via_peer
                 and ex.request.endpoint.metered):
             self._archive.record(_archived(ex, outcome, completion, latency),
-                                 ex.request.endpoint, ex.request.stream, ex.request.body,
-                                 ex.answer)
+                                 ex.request.body, ex.answer, ex.answer_truncated)
 
 
 def completion_tokens(ex: Exchange) -> int | None:
@@ -188,13 +190,14 @@ def _count_tokens(series: ModelSeries, prompt: int | None, completion: int | Non
 
 
 def _archived(ex: Exchange, outcome: Outcome, completion: int | None,
-              latency: float) -> dict[str, object]:
+              latency: float) -> RecordMeta:
     """The archive's metadata for a finished exchange (the key's id, never the key)."""
-    return fields(request_id=ex.request_id, engine_request_id=ex.engine_request_id,
-                  key_id=ex.key_id, model=ex.model, endpoint=ex.request.endpoint,
-                  outcome=outcome, stream=ex.request.stream, prompt_tokens=ex.prompt_tokens,
-                  completion_tokens=completion, ttft_s=ex.ttft, latency_s=latency,
-                  route=ex.route_reason, retried=ex.retried)
+    return RecordMeta(request_id=ex.request_id, engine_request_id=ex.engine_request_id,
+                      key_id=ex.key_id, model=ex.model, endpoint=ex.request.endpoint,
+                      status=outcome.logged_status, stream=ex.request.stream,
+                      prompt_tokens=ex.prompt_tokens, completion_tokens=completion,
+                      ttft_s=ex.ttft, latency_s=latency, route=ex.route_reason,
+                      retried=ex.retried)
 
 
 def _line(ex: Exchange, outcome: Outcome, completion: int | None,

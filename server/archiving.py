@@ -8,21 +8,23 @@ engine (auth, limits, bad input) are in the access log, not here.
 
 What of them (`ArchiveContent`):
 - `metadata`: when, the request and engine ids, the key's id (never the key), the model,
-  route, status, tokens, time to first token, latency, how `auto` chose;
-- `full`: also the request's body as the engine got it and the generated text of each
-  choice (with a chat answer's tool calls), assembled from the answer or its stream: a
-  stream up to `MAX_ANSWER_BYTES`, an answer up to the 1 MiB the router holds whole (past
-  either, `output` is null and `output_omitted` says why).
-  Pooling routes keep their request, never their vectors.
+  route, status, tokens, time to first token, latency, how `auto` chose (`RecordMeta`);
+- `full`: also the request's body as the engine got it and what was generated, each
+  choice's text, finish reason and tool calls (`server.generated`), from the answer or its
+  stream: a stream's first `MAX_ANSWER_BYTES` (past them, what they hold, with
+  `output_truncated`), an answer up to the 1 MiB the router holds whole (past it, `output`
+  is null and `output_omitted` says why). Pooling routes keep their request, never their
+  vectors.
 Never written: the `Authorization` header, the engine key, anything from the environment.
 
-Off the request path: `Accounting.finish` hands `record()` the exchange, which costs a
-dict and a list append; a background task every `flush_s` turns what waits into JSON lines
-(parsing bodies and streams there, in a worker thread) and writes them to the spool on
-disk (`llmfleet.core.archive`), sealing a segment by age or size, at once while the router
-drains. What waits in memory is bounded (`max_pending_bytes`; past it, records are dropped
-and counted). With a bucket set, the router also sends the spool to S3 itself; on an
-instance the agent sends it (`agent/archive.py`) and the router holds no AWS credentials.
+Off the request's event loop: `Accounting.finish` hands `record()` the exchange, which costs
+a dataclass and a list append; a background task every `flush_s` turns what waits into JSON
+lines (parsing bodies and streams there, in a worker thread: still this process's CPU) and
+writes them to the spool on disk (`llmfleet.core.archive`), sealing a segment by age or
+size, at once while the router drains. What waits in memory is bounded
+(`max_pending_bytes`; past it, records are dropped and counted). With a bucket set, the
+router also sends the spool to S3 itself; on an instance the agent sends it
+(`agent/archive.py`) and the router holds no AWS credentials.
 """
 
 from __future__ import annotations
@@ -32,21 +34,21 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 
 from llmfleet.core.archive import Spool, Uploader
-from server.outcome import Outcome
+from server.generated import output
 from server.periodic import Periodic
 from server.protocol import Endpoint
 
 log = logging.getLogger(__name__)
 
-MAX_ANSWER_BYTES = 4 << 20  # an answer or stream kept for the archive, at most
+MAX_ANSWER_BYTES = 4 << 20  # of a stream's events, kept for the archive
+RECORD_BYTES = 512  # what a record's metadata is taken to weigh in memory
 
 
 class ArchiveContent(StrEnum):
@@ -54,15 +56,49 @@ class ArchiveContent(StrEnum):
     FULL = "full"
 
 
+def _now() -> str:
+    now = time.time()
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now))}.{int(now * 1000) % 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMeta:
+    """What `metadata` keeps of a request, and `full` keeps beside its bodies."""
+
+    request_id: str
+    engine_request_id: str
+    key_id: str | None  # the key's name, never the key
+    model: str
+    endpoint: Endpoint
+    status: int | str  # the HTTP status, or what happened ('cancelled')
+    stream: bool
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    ttft_s: float | None
+    latency_s: float
+    route: str | None  # how `auto` chose the model
+    retried: bool
+    ts: str = field(default_factory=_now)
+
+    def fields(self) -> dict[str, object]:
+        return {"ts": self.ts, "request_id": self.request_id,
+                "engine_request_id": self.engine_request_id, "key_id": self.key_id,
+                "model": self.model, "endpoint": self.endpoint.value, "status": self.status,
+                "stream": self.stream, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "ttft_s": None if self.ttft_s is None else round(self.ttft_s, 6),
+                "latency_s": round(self.latency_s, 6), "route": self.route,
+                "retried": self.retried}
+
+
 @dataclass(frozen=True, slots=True)
 class _Waiting:
-    """A record before it is written: its fields, and in `full` the bodies to read."""
+    """A record before it is written: its metadata, and in `full` the bodies to read."""
 
-    fields: dict[str, object]
-    endpoint: Endpoint
-    stream: bool
+    meta: RecordMeta
     request: bytes | None
     answer: list[bytes] | None
+    truncated: bool
     size: int
 
 
@@ -101,21 +137,24 @@ class Archive:
         """Whether an exchange on `endpoint` collects its answer's bytes for the archive."""
         return self.content is ArchiveContent.FULL and endpoint.generates
 
-    def record(self, fields: dict[str, object], endpoint: Endpoint, stream: bool,
-               request: bytes, answer: list[bytes] | None) -> None:
-        """Queue one finished request's record; dropped (and counted) past the bound."""
+    def record(self, meta: RecordMeta, request: bytes, answer: list[bytes] | None,
+               truncated: bool = False) -> None:
+        """Queue one finished request's record; dropped (and counted) past the bound.
+        `answer` is what was kept of it (None: too large to keep); `truncated`, that a
+        stream's events were kept up to MAX_ANSWER_BYTES only."""
         full = self.content is ArchiveContent.FULL
-        size = 512 + (len(request) + sum(map(len, answer or ())) if full else 0)
+        size = RECORD_BYTES + ((len(request) + sum(map(len, answer or ()))) if full else 0)
         if self._waiting_bytes + size > self._max_pending:
             self._dropped.inc()
             return
-        self._waiting.append(_Waiting(fields, endpoint, stream, request if full else None,
-                                      answer if full else None, size))
+        self._waiting.append(_Waiting(meta, request if full else None,
+                                      answer if full else None, truncated, size))
         self._waiting_bytes += size
 
     def unsealed_bytes(self) -> int:
-        """What is not yet in a sealed segment: waiting in memory, and the current segment.
-        A drain is over only once this is 0 (the sender then has every byte on disk)."""
+        """What is not yet in a sealed segment: waiting in memory, being written, and the
+        current segment. A drain is over only once this is 0 (the sender then has every
+        byte on disk)."""
         return self._waiting_bytes + self._writing_bytes + self.spool.current_bytes()
 
     async def start(self) -> None:
@@ -147,14 +186,12 @@ class Archive:
         await asyncio.shield(writing)
 
     def _written(self, writing: asyncio.Future[None]) -> None:
-        self._writing_bytes = 0
         if self._writing is writing:
-            self._writing = None
+            self._writing, self._writing_bytes = None, 0
 
     def _write(self, waiting: list[_Waiting], hurry: bool) -> None:
         if waiting:
-            lines = [line for item in waiting for line in self._lines(item)]
-            written = self.spool.write(lines)
+            written = self.spool.write([self._line(item) for item in waiting])
             self._spooled.inc(written)
             self._dropped.inc(len(waiting) - written)
         if hurry:
@@ -163,20 +200,23 @@ class Archive:
             self.spool.seal_if_due(self._segment_bytes, self._segment_age_s)
         self._metrics.spool_bytes.set(self.spool.size())
 
-    def _lines(self, item: _Waiting) -> Iterator[bytes]:
-        record = dict(item.fields)
+    def _line(self, item: _Waiting) -> bytes:
+        record = item.meta.fields()
         if self._pool is not None:
             record["pool"] = self._pool
         if item.request is not None:
             record["request"] = _json_or_text(item.request)
-            if item.endpoint.generates:
+            if item.meta.endpoint.generates:
                 if item.answer is None:
                     record["output"] = None
-                    record["output_omitted"] = "answer too large to keep"
+                    record["output_omitted"] = "answer over 1 MiB, relayed without keeping it"
                 else:
-                    record["output"] = output(item.endpoint, item.stream, item.answer)
-        yield json.dumps(record, separators=(",", ":"), ensure_ascii=False,
-                         default=str).encode() + b"\n"
+                    record["output"] = output(item.meta.endpoint, item.meta.stream,
+                                              item.answer)
+                    if item.truncated:
+                        record["output_truncated"] = True
+        return json.dumps(record, separators=(",", ":"), ensure_ascii=False,
+                          default=str).encode() + b"\n"
 
     async def send(self) -> None:
         assert self._uploader is not None
@@ -184,112 +224,8 @@ class Archive:
         self._metrics.segments_sent.inc(sent)
 
 
-def fields(*, request_id: str, engine_request_id: str, key_id: str | None, model: str,
-           endpoint: Endpoint, outcome: Outcome, stream: bool, prompt_tokens: int | None,
-           completion_tokens: int | None, ttft_s: float | None, latency_s: float,
-           route: str | None, retried: bool) -> dict[str, object]:
-    """A record's metadata: what `metadata` keeps, and `full` keeps beside the bodies."""
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-    return {"ts": f"{stamp}.{int(now * 1000) % 1000:03d}Z", "request_id": request_id,
-            "engine_request_id": engine_request_id, "key_id": key_id, "model": model,
-            "endpoint": endpoint.value, "status": outcome.logged_status, "stream": stream,
-            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "ttft_s": None if ttft_s is None else round(ttft_s, 6),
-            "latency_s": round(latency_s, 6), "route": route, "retried": retried}
-
-
 def _json_or_text(body: bytes) -> object:
     try:
         return json.loads(body)
     except ValueError:
         return body.decode("utf-8", "replace")
-
-
-# --- The generated text ------------------------------------------------------------------
-
-def output(endpoint: Endpoint, stream: bool, answer: list[bytes]) -> list[dict[str, Any]] | None:
-    """Each choice's text (and a chat answer's tool calls, finish reason), from an answer's
-    body or its stream's events; None when it holds no answer (an error)."""
-    body = b"".join(answer)
-    if not stream:
-        try:
-            return _from_answer(endpoint, json.loads(body))
-        except (ValueError, AttributeError, TypeError):
-            return None
-    choices: dict[int, dict[str, Any]] = {}
-    for event in _events(body):
-        try:
-            _add_event(endpoint, event, choices)
-        except (AttributeError, TypeError):
-            continue
-    return [choices[i] for i in sorted(choices)] or None
-
-
-def _events(body: bytes) -> list[Any]:
-    """A stream's JSON events, parsed in one call as a list (measured: half the CPU of a
-    call an event); one by one, skipping those that do not parse, when one does not."""
-    lines = [line[6:] for line in body.split(b"\n") if line.startswith(b"data: {")]
-    try:
-        events: list[Any] = json.loads(b"[" + b",".join(lines) + b"]")
-        return events
-    except ValueError:
-        pass
-    parsed = []
-    for line in lines:
-        try:
-            parsed.append(json.loads(line))
-        except ValueError:
-            continue
-    return parsed
-
-
-def _from_answer(endpoint: Endpoint, answer: dict[str, Any]) -> list[dict[str, Any]] | None:
-    if endpoint is Endpoint.RESPONSES:
-        texts = [part.get("text", "") for item in answer.get("output") or []
-                 if item.get("type") == "message" for part in item.get("content") or []
-                 if part.get("type") == "output_text"]
-        return [{"index": 0, "text": "".join(texts), "finish_reason": answer.get("status")}]
-    if "choices" not in answer:
-        return None
-    found = []
-    for choice in answer["choices"]:
-        message = choice.get("message") or {}
-        item = {"index": choice.get("index", 0),
-                "text": choice.get("text") if endpoint is Endpoint.COMPLETIONS
-                else message.get("content"),
-                "finish_reason": choice.get("finish_reason")}
-        if message.get("tool_calls"):
-            item["tool_calls"] = [{"name": c.get("function", {}).get("name"),
-                                   "arguments": c.get("function", {}).get("arguments")}
-                                  for c in message["tool_calls"]]
-        found.append(item)
-    return found
-
-
-def _add_event(endpoint: Endpoint, event: dict[str, Any],
-               choices: dict[int, dict[str, Any]]) -> None:
-    if endpoint is Endpoint.RESPONSES:
-        choice = choices.setdefault(0, {"index": 0, "text": "", "finish_reason": None})
-        if event.get("type") == "response.output_text.delta":
-            choice["text"] += event.get("delta") or ""
-        elif event.get("type") in ("response.completed", "response.incomplete",
-                                   "response.failed"):
-            choice["finish_reason"] = (event.get("response") or {}).get("status")
-        return
-    for part in event.get("choices") or []:
-        index = part.get("index", 0)
-        choice = choices.setdefault(index, {"index": index, "text": "", "finish_reason": None})
-        delta = part.get("delta") or {}
-        choice["text"] += (part.get("text") if endpoint is Endpoint.COMPLETIONS
-                           else delta.get("content")) or ""
-        for call in delta.get("tool_calls") or []:
-            calls = choice.setdefault("tool_calls", [])
-            at = call.get("index", 0)
-            while len(calls) <= at:
-                calls.append({"name": None, "arguments": ""})
-            function = call.get("function") or {}
-            calls[at]["name"] = function.get("name") or calls[at]["name"]
-            calls[at]["arguments"] += function.get("arguments") or ""
-        if part.get("finish_reason"):
-            choice["finish_reason"] = part["finish_reason"]

@@ -149,7 +149,6 @@ class Proxy:
                 self._pool.release(backend)
                 raise
             ex.backend = backend.label
-            ex.via_peer = backend.pool is not None
             if ex.request.stream and resp.status == 200:
                 return self._streaming(resp, backend, ex)
             return await self._answer(resp, ex, backend)
@@ -220,6 +219,9 @@ class Proxy:
         # Counted as read by the engine unless the failure proves otherwise: a client that
         # hangs up while the engine is still on its prompt leaves from inside post().
         ex.reached_engine = True
+        # Another pool's router serves it, and keeps its record in the archive; set before
+        # the post, whose failures (a timeout, the client leaving) end the exchange here too.
+        ex.via_peer = backend.pool is not None
         try:
             resp = await upstream.post(ex.request.endpoint.value, ex.request.body, headers)
         except ConnectTimeout as exc:

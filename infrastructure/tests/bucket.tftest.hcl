@@ -156,33 +156,3 @@ run "rejects_a_policy_without_statements" {
   }
   expect_failures = [var.policy_json]
 }
-
-run "records_kept_for_audit_move_to_infrequent_access_then_expire" {
-  command = plan
-  module {
-    source = "./modules/bucket"
-  }
-  variables {
-    name_prefix            = "llmfleet-test-archive-"
-    versioned              = false
-    expiration_days        = 365
-    infrequent_access_days = 30
-  }
-  assert {
-    condition = ([for t in aws_s3_bucket_lifecycle_configuration.this.rule[0].transition : [t.days, t.storage_class]] == [[30, "STANDARD_IA"]] &&
-    aws_s3_bucket_lifecycle_configuration.this.rule[0].expiration[0].days == 365)
-    error_message = "Objects move to Standard-IA after infrequent_access_days and expire after expiration_days."
-  }
-}
-
-run "rejects_infrequent_access_sooner_than_s3_allows" {
-  command = plan
-  module {
-    source = "./modules/bucket"
-  }
-  variables {
-    name_prefix            = "llmfleet-test-archive-"
-    infrequent_access_days = 7
-  }
-  expect_failures = [var.infrequent_access_days]
-}

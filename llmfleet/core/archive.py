@@ -19,6 +19,7 @@ credentials) are defined where they are made (`server/archiving.py`).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -26,7 +27,7 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,6 +65,21 @@ class Spool:
         self._opened_s = self._current.stat().st_mtime if self._current.exists() else 0.0
         self._seq = 0
 
+    def repair(self) -> int:
+        """Cut a line the last run left half-written (it died in a write) off the current
+        segment, so that the next record does not land glued to it; the writer calls this
+        once, before its first write. Returns the bytes cut."""
+        try:
+            data = self._current.read_bytes()
+        except FileNotFoundError:
+            return 0
+        whole = data.rfind(b"\n") + 1
+        if whole < len(data):
+            os.truncate(self._current, whole)
+            log.warning("archive spool: cut a half-written record (%d bytes) left by the last "
+                        "run", len(data) - whole)
+        return len(data) - whole
+
     # -- what is on disk ---------------------------------------------------------------
 
     def size(self) -> int:
@@ -83,8 +99,11 @@ class Spool:
             return 0
 
     def sealed(self) -> list[Path]:
-        """Segments waiting to be sent, oldest first."""
-        return sorted(p for p in self.directory.iterdir() if SEALED.fullmatch(p.name))
+        """Segments waiting to be sent, oldest first (none when the directory is gone)."""
+        try:
+            return sealed_segments(self.directory)
+        except FileNotFoundError:
+            return []
 
     # -- the writer --------------------------------------------------------------------
 
@@ -92,19 +111,19 @@ class Spool:
         """Append whole lines (each ends in a newline) in one write; those that would pass
         the bound are dropped and counted, as all are when the disk fails. Returns how many
         were written."""
-        room = self.max_bytes - self.size()
-        kept: list[bytes] = []
-        for line in lines:
-            if len(line) > room:
-                self.stats.dropped += 1
-                continue
-            kept.append(line)
-            room -= len(line)
-        if not kept:
-            return 0
+        kept = list(lines)  # all lost if the spool cannot even be measured
         try:
-            self._append(b"".join(kept))
-        except OSError as exc:
+            room = self.max_bytes - self.size()
+            kept = []
+            for line in lines:
+                if len(line) > room:
+                    self.stats.dropped += 1
+                    continue
+                kept.append(line)
+                room -= len(line)
+            if kept:
+                self._append(b"".join(kept))
+        except OSError as exc:  # the disk full or failing, the directory gone
             self.stats.dropped += len(kept)
             log.warning("archive spool: %d records could not be written: %s", len(kept),
                         exc.strerror)
@@ -113,14 +132,23 @@ class Spool:
         return len(kept)
 
     def _append(self, data: bytes) -> None:
+        """Append `data` whole or not at all: a write that fails half-way (a full disk) is
+        cut back off, so that no record is left glued to half of another."""
+        self.directory.mkdir(parents=True, exist_ok=True)  # deleted under us: made again
         fd = os.open(self._current, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.file_mode)
         try:
-            if os.fstat(fd).st_size == 0:  # made now: the mode regardless of the umask
+            start = os.fstat(fd).st_size
+            if start == 0:  # made now: the mode regardless of the umask
                 os.fchmod(fd, self.file_mode)
                 self._opened_s = time.time()
             view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            try:
+                while view:
+                    view = view[os.write(fd, view):]
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
         finally:
             os.close(fd)
 
@@ -130,10 +158,35 @@ class Spool:
         size = self.current_bytes()
         if size == 0 or (size < max_bytes and time.time() - self._opened_s < max_age_s):
             return None
+        return seal(self.directory, self._next_name)
+
+    def _next_name(self) -> str:
         self._seq = (self._seq + 1) % 1_000_000
-        sealed = self.directory / f"seg-{int(time.time() * 1000):013d}-{self._seq:06d}.jsonl"
-        os.replace(self._current, sealed)
-        return sealed
+        return f"seg-{int(time.time() * 1000):013d}-{self._seq:06d}.jsonl"
+
+
+def sealed_segments(directory: Path) -> list[Path]:
+    """A spool's segments waiting to be sent, oldest first."""
+    return sorted(p for p in directory.iterdir() if SEALED.fullmatch(p.name))
+
+
+def seal(directory: Path, name: Callable[[], str] | None = None) -> Path | None:
+    """Seal `directory`'s current segment under a new name (never over a sealed one, even
+    after the clock stepped back); None when there is none. The writer seals its own; the
+    sender seals what a writer that is gone left (the agent, for a router that stopped
+    answering while its instance leaves)."""
+    current = directory / CURRENT
+    made = name or (lambda: f"seg-{int(time.time() * 1000):013d}-000000.jsonl")
+    while True:
+        sealed = directory / made()
+        if not sealed.exists():
+            break
+        time.sleep(0.001)
+    try:
+        os.rename(current, sealed)
+    except FileNotFoundError:
+        return None
+    return sealed
 
 
 class S3Client(Protocol):
@@ -190,30 +243,44 @@ class Uploader:
         self.last_error: str | None = None  # the error's type: never a key or a body
 
     def pending(self) -> list[Path]:
-        return sorted(p for p in self.directory.iterdir() if SEALED.fullmatch(p.name))
+        return sealed_segments(self.directory)
 
     def round(self) -> int:
-        """Send every sealed segment, oldest first, stopping at the first failure (S3 down:
-        the next round tries again). Returns the segments sent."""
+        """Send every sealed segment, oldest first, stopping at the first one S3 does not
+        take (down, throttled, refused: the next round tries again); a segment that cannot
+        be read is left for the next round without holding up the others. Returns the
+        segments sent."""
         sent = 0
         for segment in self.pending():
             try:
-                for key, body in objects(segment, self.prefix, self.host).items():
-                    self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
-                                           ContentType="application/gzip")
+                parts = objects(segment, self.prefix, self.host)
             except FileNotFoundError:
                 continue  # another sender took it
-            except Exception as exc:  # S3 down, throttled, refused: the segment stays
-                self.failures += 1
-                self.last_error = type(exc).__name__
-                log.warning("archive: %s not sent yet: %s", segment.name, self.last_error)
+            except OSError as exc:
+                self._failed(segment, f"unreadable ({exc.strerror})")
+                continue
+            try:
+                for key, body in parts.items():
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                           ContentType="application/gzip")
+            except Exception as exc:  # the edge of S3: whatever it raises, the segment stays
+                self._failed(segment, type(exc).__name__)
                 break
-            segment.unlink(missing_ok=True)
+            try:
+                segment.unlink(missing_ok=True)
+            except OSError as exc:  # sent; sent again (the same keys) until it can go
+                log.warning("archive: %s is in S3 but cannot be deleted: %s", segment.name,
+                            exc.strerror)
             sent += 1
         self.sent_segments += sent
         if sent:
             self.last_error = None
         return sent
+
+    def _failed(self, segment: Path, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
+        log.warning("archive: %s not sent yet: %s", segment.name, error)
 
     def send_all(self, deadline: float, pause_s: float = 1.0) -> bool:
         """Rounds until nothing sealed is left or `deadline` (time.monotonic) passes: an

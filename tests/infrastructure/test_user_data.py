@@ -315,8 +315,10 @@ def test_the_router_writes_the_archive_s_spool_and_the_agent_alone_may_send_it(
     members = {u["name"]: u.get("groups") for u in document["users"] if isinstance(u, dict)}
     assert members == {"llmfleet-vllm": None, "llmfleet-router": None,
                        "llmfleet-agent": ["llmfleet-archive"]}
-    assert f"install -d -o llmfleet-router -g llmfleet-archive -m 2770 {spool}" in \
-        document["runcmd"]
+    tmpfiles = "/etc/tmpfiles.d/llmfleet-archive.conf"  # made again at every boot
+    assert files_of(document)[tmpfiles].split() == [
+        "d", str(spool), "2770", "llmfleet-router", "llmfleet-archive", "-"]
+    assert f"systemd-tmpfiles --create {tmpfiles}" in document["runcmd"]
     for name in ("llmfleet-router", "llmfleet-agent"):
         assert unit(document, name)["ReadWritePaths"] == [str(spool)]
     assert "ReadWritePaths" not in unit(document, "llmfleet-vllm")

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,16 @@ from prometheus_client import CollectorRegistry
 from llmfleet.core.archive import Spool
 from llmfleet.core.net import free_port
 from llmfleet.core.wire.drain import DRAIN_HEADER, DRAIN_HEADER_VALUE
-from server.archiving import Archive, ArchiveContent, output
+from server.accounting import Exchange, keep_answer
+from server.archiving import Archive, ArchiveContent, RecordMeta
 from server.metrics import RouterMetrics
 from server.protocol import Endpoint
-from tests.helpers.fake_upstream import FakeControl
+from tests.helpers.balancer import create_balancer
+from tests.helpers.fake_upstream import FakeControl, create_fake_upstream
 from tests.helpers.moto import start_moto
 from tests.helpers.prometheus import scrape
-from tests.helpers.router import TEST_KEY, RouterFactory, eventually
+from tests.helpers.router import TEST_KEY, RouterFactory, eventually, lists, start_router
+from tests.helpers.servers import ServerThread
 
 BUCKET = "llmfleet-archive"
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
@@ -70,6 +74,12 @@ def archived(client: Any) -> tuple[list[dict[str, Any]], list[str], bytes]:
     raw = b"".join(gzip.decompress(client.get_object(Bucket=BUCKET, Key=k)["Body"].read())
                    for k in keys)
     return [json.loads(line) for line in raw.splitlines()], keys, raw
+
+
+def spooled(spool: Path) -> list[bytes]:
+    """Every record in a spool, sealed or not."""
+    return [line for path in sorted(spool.glob("*.jsonl")) for line in
+            path.read_bytes().splitlines()]
 
 
 def wait_records(client: Any, count: int) -> list[dict[str, Any]]:
@@ -181,60 +191,96 @@ def test_a_drain_waits_for_the_archive_s_last_records_to_be_sealed(
     assert json.loads(segment.read_bytes())["request"]["prompt"] == "last words"
 
 
+def meta(request_id: str = "r") -> RecordMeta:
+    return RecordMeta(request_id=request_id, engine_request_id="e", key_id="k", model="m",
+                      endpoint=Endpoint.CHAT, status=200, stream=False, prompt_tokens=1,
+                      completion_tokens=1, ttft_s=None, latency_s=0.1, route=None,
+                      retried=False)
+
+
+def bounded(tmp_path: Path, content: ArchiveContent) -> tuple[Archive, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return Archive(Spool(tmp_path), content, RouterMetrics(registry).archive,
+                   draining=lambda: False, max_pending_bytes=4096), registry
+
+
+def dropped(registry: CollectorRegistry) -> float | None:
+    return registry.get_sample_value("llmfleet_archive_records_total", {"result": "dropped"})
+
+
 def test_memory_waiting_for_the_spool_is_bounded_and_what_is_past_it_counted(
         tmp_path: Path) -> None:
-    registry = CollectorRegistry()
-    archive = Archive(Spool(tmp_path), ArchiveContent.FULL, RouterMetrics(registry).archive,
-                      draining=lambda: False, max_pending_bytes=4096)
+    archive, registry = bounded(tmp_path, ArchiveContent.FULL)
     for _ in range(5):  # ~1.5 KB each: two fit
-        archive.record({"model": "m"}, Endpoint.CHAT, False, b"x" * 1000, [b"{}"])
-    assert registry.get_sample_value("llmfleet_archive_records_total",
-                                     {"result": "dropped"}) == 3
+        archive.record(meta(), b"x" * 1000, [b"{}"])
+    assert dropped(registry) == 3
     assert 3000 < archive.unsealed_bytes() <= 4096
 
 
-# --- The generated text, from answers and streams ----------------------------------------
-
-def sse(*events: dict[str, Any]) -> list[bytes]:
-    return [b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
-            + b"data: [DONE]\n\n"]
-
-
-def test_a_streamed_chat_answer_keeps_each_choice_and_its_tool_calls() -> None:
-    def delta(index: int, **fields: Any) -> dict[str, Any]:
-        return {"choices": [{"index": index, "delta": fields, "finish_reason": None}]}
-
-    call = {"index": 0, "function": {"name": "weather", "arguments": '{"city":'}}
-    more = {"index": 0, "function": {"arguments": '"Oslo"}'}}
-    events = sse(delta(0, role="assistant", content=""), delta(0, content="Hel"),
-                 delta(1, content="Bye"), delta(0, content="lo"), delta(1, tool_calls=[call]),
-                 delta(1, tool_calls=[more]),
-                 {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-                 {"choices": [], "usage": {"prompt_tokens": 3}})
-    assert output(Endpoint.CHAT, True, events) == [
-        {"index": 0, "text": "Hello", "finish_reason": "stop"},
-        {"index": 1, "text": "Bye", "finish_reason": None,
-         "tool_calls": [{"name": "weather", "arguments": '{"city":"Oslo"}'}]}]
+def test_a_metadata_record_weighs_something_so_the_bound_and_the_drain_see_it(
+        tmp_path: Path) -> None:
+    """Regression: a metadata record was counted as 0 bytes (an `if` taking the whole sum),
+    so memory was unbounded and a drain could settle with records still in memory."""
+    archive, registry = bounded(tmp_path, ArchiveContent.METADATA)
+    archive.record(meta(), b"{}", None)
+    assert archive.unsealed_bytes() > 0  # a drain waits for it
+    for _ in range(9):
+        archive.record(meta(), b"{}", None)
+    assert dropped(registry) == 2  # 512 bytes each: eight fit in 4 KiB
 
 
-def test_a_response_keeps_its_output_text_streamed_or_not() -> None:
-    events = sse({"type": "response.output_text.delta", "delta": "Hi "},
-                 {"type": "response.output_text.delta", "delta": "there"},
-                 {"type": "response.completed", "response": {"status": "completed"}})
-    assert output(Endpoint.RESPONSES, True, events) == [
-        {"index": 0, "text": "Hi there", "finish_reason": "completed"}]
-    whole = {"status": "completed", "output": [
-        {"type": "reasoning", "content": [{"type": "reasoning_text", "text": "hmm"}]},
-        {"type": "message", "content": [{"type": "output_text", "text": "Hi there"}]}]}
-    assert output(Endpoint.RESPONSES, False, [json.dumps(whole).encode()]) == [
-        {"index": 0, "text": "Hi there", "finish_reason": "completed"}]
+def test_a_long_stream_keeps_its_first_events_and_says_it_was_cut(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("server.accounting.MAX_ANSWER_BYTES", 100)
+    ex = Exchange.__new__(Exchange)
+    ex.answer, ex.answer_bytes, ex.answer_truncated, ex.via_peer = [], 0, False, False
+    event = b'data: {"choices":[{"index":0,"text":"ab","finish_reason":null}]}\n\n'
+    for _ in range(5):
+        keep_answer(ex, event)
+    assert ex.answer_truncated and ex.answer == [event]  # what fits of 100 bytes
+    archive, _ = bounded(tmp_path, ArchiveContent.FULL)
+    archive.record(replace(meta(), endpoint=Endpoint.COMPLETIONS, stream=True), b"{}",
+                   ex.answer, ex.answer_truncated)
+
+    async def written() -> None:
+        await archive.flush()
+
+    asyncio.run(written())
+    record = json.loads((tmp_path / "current.jsonl").read_bytes())
+    assert record["output"] == [{"index": 0, "text": "ab", "finish_reason": None}]
+    assert record["output_truncated"] is True
 
 
-def test_an_error_or_a_broken_body_keeps_no_output() -> None:
-    error = json.dumps({"error": {"message": "bad", "type": "invalid_request_error"}})
-    assert output(Endpoint.CHAT, False, [error.encode()]) is None
-    assert output(Endpoint.CHAT, False, [b'{"choices": [']) is None
-    assert output(Endpoint.COMPLETIONS, True, [b"data: {not json\n\n"]) is None
+def test_a_request_another_pool_serves_is_archived_once_by_the_router_that_served_it(
+        tmp_path: Path) -> None:
+    """Regression: the router that sent a request on archived it too when the hop failed
+    after the post began (a load balancer's 502, a timeout, the client leaving)."""
+    small, large = FakeControl(models=("small",)), FakeControl(models=("large",))
+    targets: dict[str, str] = {}
+    with ServerThread(create_fake_upstream(small)) as small_engine, \
+            ServerThread(create_fake_upstream(large)) as large_engine, \
+            ServerThread(create_balancer(targets, [])) as balancer:
+        peers = {"small": balancer.url, "large": balancer.url}
+        with start_router([small_engine.url], pool="small", peers=peers,
+                          **archive_settings(tmp_path / "small", None)) as small_router, \
+                start_router([large_engine.url], pool="large", peers=peers,
+                             **archive_settings(tmp_path / "large", None)) as large_router:
+            targets.update(small=small_router.url, large=large_router.url)
+            eventually(lists(small_router, {"small", "large"}))
+            body = {"model": "large", "prompt": "hop", "max_tokens": 2}
+            served = httpx.post(small_router.url + "/v1/completions", json=body,
+                                headers=AUTH, timeout=10)
+            assert served.status_code == 200
+            targets["large"] = f"http://127.0.0.1:{free_port()}"  # the hop fails: a 502
+            failed = httpx.post(small_router.url + "/v1/completions", json=body,
+                                headers=AUTH, timeout=10)
+            assert failed.status_code == 502
+            eventually(lambda: Spool(tmp_path / "large").size() > 0)
+            time.sleep(0.3)  # several of the small router's flushes
+    kept = {pool: spooled(tmp_path / pool) for pool in ("small", "large")}
+    assert kept["small"] == []
+    (record,) = kept["large"]
+    assert json.loads(record)["pool"] == "large"
 
 
 class SlowSpool(Spool):
@@ -261,7 +307,7 @@ def test_a_batch_being_written_when_the_router_stops_is_not_lost(tmp_path: Path)
 
     async def scenario() -> bytes:
         await archive.start()
-        archive.record({"model": "m", "request_id": "last"}, Endpoint.CHAT, False, b"{}", None)
+        archive.record(meta("last"), b"{}", None)
         await asyncio.to_thread(spool.began.wait, 5)
         await archive.stop()
         # What is on disk once stop returns (not once the loop's threads are joined, which

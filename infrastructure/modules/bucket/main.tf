@@ -11,7 +11,7 @@ resource "aws_s3_bucket" "this" {
   #checkov:skip=CKV_AWS_18:No bucket here keeps server access logs: the artifacts and site buckets are read only by the instance role or CloudFront (CloudTrail and the web ACL log those), the archive is written only by the instances' role (CloudTrail data events log its reads where an operator turns them on), and the access-log bucket would log into itself.
   #checkov:skip=CKV_AWS_144:Content is rebuilt by apply (wheels, the web page), is diagnostics (access logs) or is the archive, whose records S3 already keeps across three zones; a replica in a second region would double its cost for a regional outage only (docs/security.md says how to add one).
   #checkov:skip=CKV_AWS_145:sse_algorithm is aws:kms by default; AES256 (SSE-S3) only where AWS requires it: ALB log delivery, and CloudFront's origin access control without a key grant.
-  #checkov:skip=CKV_AWS_21:versioned is true by default; false only for write-once logs that expire (the access-log bucket), where versions would only keep deleted logs longer.
+  #checkov:skip=CKV_AWS_21:versioned is true by default; false only for write-once data that expires (the access logs, the archive's records), where versions would only keep deleted data longer.
   #checkov:skip=CKV2_AWS_62:Nothing consumes new-object events: apply uploads wheels and pages, the instances, CloudFront or nobody read them, and logs have no subscriber.
   bucket_prefix = var.name_prefix
   force_destroy = var.force_destroy
@@ -59,9 +59,8 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
 
 # --- Versions and lifecycle ----------------------------------------------------
 # Versioning keeps the previous wheel or page through a bad upload; old versions go
-# after noncurrent_version_days. Logs are written once and expire after
-# expiration_days instead, optionally moved to Standard-IA before (the archive: kept for
-# audit, seldom read). Unfinished multipart uploads are dropped after a day.
+# after noncurrent_version_days. Logs and the archive's records are written once and
+# expire after expiration_days instead. Unfinished multipart uploads are dropped after a day.
 
 resource "aws_s3_bucket_versioning" "this" {
   count  = var.versioned ? 1 : 0
@@ -82,13 +81,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       for_each = var.expiration_days != null ? [var.expiration_days] : []
       content {
         days = expiration.value
-      }
-    }
-    dynamic "transition" {
-      for_each = var.infrequent_access_days != null ? [var.infrequent_access_days] : []
-      content {
-        days          = transition.value
-        storage_class = "STANDARD_IA"
       }
     }
     dynamic "noncurrent_version_expiration" {

@@ -17,3 +17,8 @@ output "policy" {
   description = "The bucket policy as written: policy_json's statements plus the deny of every request without TLS."
   value       = module.policy.json
 }
+
+output "force_destroy" {
+  description = "Whether destroy deletes the bucket with the objects it holds."
+  value       = aws_s3_bucket.this.force_destroy
+}

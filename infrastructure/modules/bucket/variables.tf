@@ -52,16 +52,6 @@ variable "expiration_days" {
   }
 }
 
-variable "infrequent_access_days" {
-  description = "Days after which objects move to S3 Standard-IA (cheaper to keep, dearer to read: data kept for audit or analysis, such as the archive); null: never. S3 moves no object younger than 30 days there."
-  type        = number
-  default     = null
-  validation {
-    condition     = var.infrequent_access_days == null ? true : (var.infrequent_access_days >= 30 && floor(var.infrequent_access_days) == var.infrequent_access_days)
-    error_message = "infrequent_access_days must be null or a whole number of days, 30 or more."
-  }
-}
-
 variable "policy_json" {
   description = "The bucket's own policy statements (a policy document's JSON, e.g. CloudFront's origin access or ELB log delivery); the module adds the deny of every request without TLS. null: that deny alone."
   type        = string

@@ -51,8 +51,9 @@ run "plans" {
     error_message = "prod needs deletion protection, a NAT per AZ, alarm e-mail and at least two instances in each pool."
   }
   assert {
-    condition     = length(module.archive_bucket) == (var.archive == null ? 0 : 1)
-    error_message = "The archive has a bucket of its own exactly when it is on."
+    condition = length(module.archive_bucket) == (var.archive == null ? 0 : 1) && (var.archive == null ? true :
+    module.archive_bucket[0].force_destroy == !var.alb.deletion_protection)
+    error_message = "The archive has a bucket of its own exactly when it is on, which destroy deletes with its records only where the deployment is disposable."
   }
   # The routers closed idle connections after 5 s while the load balancer kept them 600 s:
   # requests it sent on a connection being closed came back as 502s.
@@ -112,10 +113,18 @@ run "routing_the_router_would_refuse_is_refused_at_plan" {
   expect_failures = [var.routing]
 }
 
-run "rejects_an_archive_moved_to_infrequent_access_sooner_than_s3_allows" {
+run "rejects_an_archive_kept_for_part_of_a_day" {
   command = plan
   variables {
-    archive = { content = "full", retention_days = 90, infrequent_access_days = 7 }
+    archive = { content = "full", retention_days = 1.5 }
+  }
+  expect_failures = [var.archive]
+}
+
+run "rejects_an_unknown_archive_content" {
+  command = plan
+  variables {
+    archive = { content = "prompts" }
   }
   expect_failures = [var.archive]
 }

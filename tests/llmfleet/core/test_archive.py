@@ -7,6 +7,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import resource
+import shutil
+import signal
 import stat
 import time
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from llmfleet.core.archive import Spool, Uploader, objects
+from llmfleet.core.archive import Spool, Uploader, objects, seal
 from llmfleet.core.net import free_port
 from tests.helpers.moto import start_moto
 
@@ -170,3 +173,68 @@ def test_send_all_gives_up_at_its_deadline(tmp_path: Path) -> None:
     down = Uploader(spool.directory, s3(f"http://127.0.0.1:{free_port()}"), BUCKET, "a", "h")
     assert down.send_all(time.monotonic() + 0.5, pause_s=0.2) is False
     assert len(spool.sealed()) == 1
+
+
+def test_a_record_cut_short_by_a_crash_is_removed_before_the_next_is_written(
+        tmp_path: Path) -> None:
+    """Regression: a half-written line (the process died in a write) took the next record
+    with it, glued to its end: two lost instead of one."""
+    spool = Spool(tmp_path / "spool")
+    spool.write([record("2026-12-07", "tiny", 0)])
+    with (tmp_path / "spool" / "current.jsonl").open("ab") as out:
+        out.write(record("2026-12-07", "tiny", 1)[:25])  # the crash
+    again = Spool(tmp_path / "spool")
+    assert again.repair() == 25
+    again.write([record("2026-12-07", "tiny", 2)])
+    lines = (tmp_path / "spool" / "current.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["request_id"] for line in lines] == ["r0", "r2"]
+
+
+def test_a_write_the_disk_refuses_half_way_leaves_no_half_record(tmp_path: Path) -> None:
+    """A full disk takes part of a write and refuses the rest: the part is cut off again, and
+    the records are counted as dropped (the file-size limit stands in for the full disk)."""
+    spool = Spool(tmp_path / "spool")
+    spool.write([record("2026-12-07", "tiny", 0)])
+    size = spool.current_bytes()
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 40, hard))
+    try:
+        written = spool.write([record("2026-12-07", "tiny", i) for i in range(1, 4)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert written == 0 and spool.stats.dropped == 3
+    assert spool.current_bytes() == size
+    spool.write([record("2026-12-07", "tiny", 4)])
+    lines = (tmp_path / "spool" / "current.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["request_id"] for line in lines] == ["r0", "r4"]
+
+
+def test_a_spool_directory_deleted_under_the_writer_is_made_again(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    shutil.rmtree(tmp_path / "spool")
+    assert spool.write([record("2026-12-07", "tiny", 0)]) == 1
+
+
+def test_an_unreadable_segment_does_not_hold_up_the_others(tmp_path: Path,
+                                                           bucket: Any) -> None:
+    spool = Spool(tmp_path / "spool")
+    (tmp_path / "spool" / "seg-0000000000001-000001.jsonl").mkdir()  # cannot be read
+    spool.write([record("2026-12-07", "tiny", 0)])
+    sealed_now(spool)
+    uploader = Uploader(spool.directory, bucket, BUCKET, "a", "h")
+    assert uploader.round() == 1
+    assert uploader.failures == 1 and uploader.last_error is None  # the next one went
+    assert [r["request_id"] for rows in stored(bucket).values() for r in rows] == ["r0"]
+
+
+def test_sealing_never_overwrites_a_sealed_segment(tmp_path: Path) -> None:
+    names = iter(["seg-0000000000001-000001.jsonl", "seg-0000000000001-000001.jsonl",
+                  "seg-0000000000002-000001.jsonl"])
+    (tmp_path / "current.jsonl").write_bytes(b"first\n")
+    assert seal(tmp_path, lambda: next(names)) == tmp_path / "seg-0000000000001-000001.jsonl"
+    (tmp_path / "current.jsonl").write_bytes(b"second\n")
+    assert seal(tmp_path, lambda: next(names)) == tmp_path / "seg-0000000000002-000001.jsonl"
+    assert (tmp_path / "seg-0000000000001-000001.jsonl").read_bytes() == b"first\n"
+    assert seal(tmp_path) is None  # nothing current

@@ -44,9 +44,10 @@ locals {
     "RemoveIPC=yes", "SystemCallArchitectures=native", "CapabilityBoundingSet=", "UMask=0077",
   ]
   # The archive's spool: the router writes it and the agent sends it (the router cannot
-  # reach the role's credentials). Made at boot owned by the router, group llmfleet-archive
-  # (the agent's) with the setgid bit, so the files the router makes (0640) are the
-  # group's to read and, the directory being group-writable, to delete once sent.
+  # reach the role's credentials). Made at boot (systemd-tmpfiles) owned by the router,
+  # group llmfleet-archive (the agent's) with the setgid bit, so the files the router makes
+  # (0640) are the group's to read and, the directory being group-writable, to delete once
+  # sent.
   archive_dir   = "/var/lib/llmfleet/archive"
   archive_paths = var.archive == null ? [] : ["ReadWritePaths=${local.archive_dir}"]
   services = {
