@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from agent.runner import Agent
 from agent.settings import AgentSettings
 from llmfleet.core.archive import Spool
 from llmfleet.core.net import free_port
-from tests.helpers.agent import agent_process, wait_for
+from tests.helpers.agent import agent_process, leaving_instance_env, wait_for
 from tests.helpers.fake_upstream import FakeControl
 from tests.helpers.imds import FakeImds, FakeLifecycle
 from tests.helpers.router import TEST_KEY, RouterFactory, eventually
@@ -72,20 +71,9 @@ def test_the_agent_process_sends_the_router_s_archive_and_the_last_records_as_it
     # Segments sealed after a second, for the agent's rounds; the drain seals at once.
     router_settings = {**ROUTER_ARCHIVE, "archive_dir": spool, "archive_segment_age_s": 1.0}
     with make_router([upstream], **router_settings) as router:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LLMFLEET_AGENT_PORT": str(port),
-               "LLMFLEET_AGENT_ROUTER_URL": router.url, "LLMFLEET_AGENT_ENGINE_URLS": "",
-               "LLMFLEET_AGENT_GPU": "false", "LLMFLEET_AGENT_PUBLISH": "false",
-               "LLMFLEET_AGENT_IMDS_URL": imds_url, "LLMFLEET_AGENT_LIFECYCLE_POLL_S": "0.1",
-               "LLMFLEET_AGENT_LIFECYCLE_HOOK": "llmfleet-dev-drain",
-               "LLMFLEET_AGENT_AUTOSCALING_ENDPOINT_URL": autoscaling,
-               "LLMFLEET_AGENT_ASG_NAME": "llmfleet-dev-gpu",
-               "LLMFLEET_AGENT_INSTANCE_ID": "i-0archive",
-               "LLMFLEET_AGENT_INSTANCE_TYPE": "g5.xlarge", "LLMFLEET_AGENT_MARKET": "spot",
-               "LLMFLEET_AGENT_REGION": "us-east-1", "LLMFLEET_AGENT_STATE_DIR": str(tmp_path),
-               "LLMFLEET_AGENT_ARCHIVE_DIR": str(spool),
-               "LLMFLEET_AGENT_ARCHIVE_BUCKET": BUCKET,
-               "LLMFLEET_AGENT_ARCHIVE_INTERVAL_S": "0.2",
-               "LLMFLEET_AGENT_S3_ENDPOINT_URL": endpoint}
+        env = leaving_instance_env(port, router.url, imds_url, autoscaling, "i-0archive",
+                                   tmp_path, archive_dir=str(spool), archive_bucket=BUCKET,
+                                   archive_interval_s="0.2", s3_endpoint_url=endpoint)
         with agent_process(env, tmp_path / "agent.log") as proc:
             wait_for(port, lambda body: int(body["rounds"]) >= 1)  # type: ignore[call-overload]
             complete(router.url, "early")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from agent.settings import AgentSettings
 from llmfleet.core.drain import RouterDrain
 from llmfleet.core.gpu import GpuCollector
 from llmfleet.core.net import free_port
-from tests.helpers.agent import agent_process, wait_for
+from tests.helpers.agent import agent_process, leaving_instance_env, wait_for
 from tests.helpers.fake_upstream import FakeControl
 from tests.helpers.imds import FakeImds, FakeLifecycle
 from tests.helpers.nvml import FakeGpu, fake_nvml
@@ -465,16 +464,7 @@ def test_the_agent_process_drains_its_router_and_releases_the_instance(
     actions, endpoint = lifecycle
     port = free_port()
     with make_router([upstream]) as router:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "LLMFLEET_AGENT_PORT": str(port),
-               "LLMFLEET_AGENT_ROUTER_URL": router.url, "LLMFLEET_AGENT_ENGINE_URLS": "",
-               "LLMFLEET_AGENT_GPU": "false", "LLMFLEET_AGENT_PUBLISH": "false",
-               "LLMFLEET_AGENT_IMDS_URL": imds_url, "LLMFLEET_AGENT_LIFECYCLE_POLL_S": "0.1",
-               "LLMFLEET_AGENT_LIFECYCLE_HOOK": "llmfleet-dev-drain",
-               "LLMFLEET_AGENT_AUTOSCALING_ENDPOINT_URL": endpoint,
-               "LLMFLEET_AGENT_ASG_NAME": "llmfleet-dev-gpu",
-               "LLMFLEET_AGENT_INSTANCE_ID": "i-0leaving",
-               "LLMFLEET_AGENT_INSTANCE_TYPE": "g5.xlarge", "LLMFLEET_AGENT_MARKET": "spot",
-               "LLMFLEET_AGENT_REGION": "us-east-1", "LLMFLEET_AGENT_STATE_DIR": str(tmp_path)}
+        env = leaving_instance_env(port, router.url, imds_url, endpoint, "i-0leaving", tmp_path)
         with agent_process(env, tmp_path / "agent.log") as proc:
             wait_for(port, lambda body: int(body["rounds"]) >= 1)  # type: ignore[call-overload]
             assert not RouterDrain(router.url).status().draining
