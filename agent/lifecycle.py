@@ -65,7 +65,7 @@ from agent.archive import ArchiveSender
 from agent.cost import Identity
 from agent.imds import Imds
 from agent.settings import AgentSettings
-from llmfleet.core.archive import seal
+from llmfleet.core.archive import seal_abandoned
 from llmfleet.core.drain import DrainError, RouterDrain
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ class LifecycleState:
     terminating: bool = False  # the group moved this instance to Terminating (sticky)
     rebalance_recommended: bool = False
     drain_deadline: float | None = None  # monotonic
+    reclaim_at: float | None = None  # wall clock: when EC2 reclaims a spot instance, if told
     drain_began_at: float | None = None
     in_flight_left: int | None = None  # what was still in flight when the wait ended
     completed: bool = False
@@ -273,7 +274,7 @@ class LifecycleWatcher:
     async def _begin(self, notices: Notices) -> None:
         s = self.state
         now, bound = self._clock(), self._bound_s
-        reclaim_at = notices.spot_deadline(self._wall())
+        reclaim_at = s.reclaim_at = notices.spot_deadline(self._wall())
         if reclaim_at is not None:  # whatever the reason, EC2 will not wait past this
             bound = min(bound, reclaim_at - self._wall() - self._spot_margin_s)
         s.drain_began_at, s.drain_deadline = now, now + max(bound, 0.0)
@@ -282,8 +283,10 @@ class LifecycleWatcher:
             began = await asyncio.to_thread(self._drain.begin)
         except DrainError as exc:
             log.warning("could not ask the router to drain (%s); going on without it", exc)
-            await self._send_archive(router_gone=True)
-            s.phase = Phase.DRAINED
+            try:
+                await self._send_archive(router_gone=True)
+            finally:  # whatever happens to the archive, the instance goes
+                s.phase = Phase.DRAINED
             return
         log.info("draining (%s): %d requests in flight, waiting up to %.0f s",
                  s.reason, began.in_flight, max(bound, 0.0))
@@ -303,23 +306,30 @@ class LifecycleWatcher:
         else:
             log.warning("drain bound reached after %.0f s with the archive's last records "
                         "not yet sealed by the router", outcome.waited_s)
-        await self._send_archive(outcome.router_gone)
-        s.phase, s.in_flight_left = Phase.DRAINED, outcome.in_flight
+        try:
+            await self._send_archive(outcome.router_gone)
+        finally:  # whatever happens to the archive, the instance goes
+            s.phase, s.in_flight_left = Phase.DRAINED, outcome.in_flight
 
     async def _send_archive(self, router_gone: bool) -> None:
         """Send what is left of the router's archive before the instance goes (its disk goes
         with it): within the drain's bound and `archive_margin_s` beyond it, which the hook
-        still waits (none on a spot reclaim, which does not wait). A router that is gone
-        cannot seal its last records: the agent does."""
+        still waits, and never past a spot reclaim's margin. A router that is gone cannot
+        seal its last records: the agent does, when the spool's writer lock says it is gone
+        and not only slow. Sending raises nothing (`ArchiveSender.send`)."""
         s, archive = self.state, self._archive
         if archive is None:
             return
-        if router_gone:
-            await asyncio.to_thread(seal, archive.uploader.directory)
+        if router_gone:  # unless it is only slow: then it still holds the spool's lock
+            try:
+                await asyncio.to_thread(seal_abandoned, archive.uploader.directory)
+            except OSError as exc:  # the instance must still go
+                log.warning("could not seal the archive's last records: %s", exc.strerror)
         assert s.drain_deadline is not None
-        margin = 0.0 if s.reason == "spot interruption" else self._archive_margin_s
-        left = max(0.0, s.drain_deadline + margin - self._clock())  # this watcher's clock
-        if not await archive.send(time.monotonic() + left):
+        left = s.drain_deadline + self._archive_margin_s - self._clock()  # this clock's
+        if s.reclaim_at is not None:  # EC2 does not wait: end as the drain does, before it
+            left = min(left, s.reclaim_at - self._spot_margin_s - self._wall())
+        if not await archive.send(time.monotonic() + max(0.0, left)):
             log.warning("the archive's last segments could not be sent in time: they leave "
                         "with the instance")
 

@@ -53,8 +53,9 @@ routing = {
 }
 
 # A record of every request served, without prompts or generated text (docs/router.md,
-# "Archive"; content = "full" keeps those too), in a bucket of its own for 30 days.
-archive = { content = "metadata", retention_days = 30 }
+# "Archive"; content = "full" keeps those too), in a bucket of its own for 30 days, which a
+# destroy of this disposable deployment deletes with its records.
+archive = { content = "metadata", retention_days = 30, force_destroy = true }
 
 api_keys_parameter = "/llmfleet/dev/api-keys"
 

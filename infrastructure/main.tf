@@ -136,10 +136,10 @@ module "compute" {
 # agent under one prefix of a bucket of its own (one per deployment, every pool's
 # instances writing there), so that its retention, encryption and access are the
 # archive's alone. Write-once records that expire: no versions. Records are data, not
-# build outputs: destroy stops at a bucket that holds them, except where the deployment
-# is disposable (no deletion protection on its load balancer: dev). Without that, a
-# destroy would delete the bucket's lifecycle and policy first and leave the records
-# behind with no expiry. No Standard-IA step: the objects are a minute of one instance's
+# build outputs: destroy stops at a bucket that holds them unless the tfvars say the
+# deployment is disposable (archive.force_destroy). Such a destroy first deletes the
+# bucket's lifecycle and policy, so the records it leaves behind no longer expire: empty
+# the bucket before. No Standard-IA step: the objects are a minute of one instance's
 # records, a few KB, which S3 does not move below 128 KB and bills as 128 KB there.
 
 module "archive_bucket" {
@@ -148,7 +148,7 @@ module "archive_bucket" {
   name_prefix     = "${substr(var.name, 0, 28)}-archive-"
   versioned       = false
   expiration_days = var.archive.retention_days
-  force_destroy   = !var.alb.deletion_protection
+  force_destroy   = var.archive.force_destroy
 }
 
 # --- Between pools ----------------------------------------------------------------

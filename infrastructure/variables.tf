@@ -260,10 +260,11 @@ variable "alarm_email" {
 }
 
 variable "archive" {
-  description = "Keep a record of every request the fleet serves in an S3 bucket of its own, as gzip JSON lines partitioned by date and model (docs/router.md \"Archive\"): content \"metadata\" (ids, key id, model, status, tokens, timings; no prompt, no text) or \"full\" (also the prompt and the generated text: personal data, see docs/security.md), kept retention_days. The bucket is deleted with the deployment only where the load balancer has no deletion protection (dev); elsewhere destroy stops at it while it holds records. null: off."
+  description = "Keep a record of every request the fleet serves in an S3 bucket of its own, as gzip JSON lines partitioned by date and model (docs/router.md \"Archive\"): content \"metadata\" (ids, key id, model, status, tokens, timings; no prompt, no text) or \"full\" (also the prompt and the generated text: personal data, see docs/security.md), kept retention_days. destroy stops at the bucket while it holds records unless force_destroy is true (a disposable deployment: destroy deletes the records too). null: off."
   type = object({
     content        = optional(string, "metadata")
     retention_days = optional(number, 90)
+    force_destroy  = optional(bool, false)
   })
   default = null
   validation {

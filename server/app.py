@@ -149,7 +149,8 @@ def _archive(settings: RouterSettings, metrics: RouterMetrics, drain: Drain) -> 
         return None
     spool = Spool(settings.archive_dir, settings.archive_max_bytes,
                   0o640 if settings.archive_group_readable else 0o600)
-    spool.repair()  # the only writer, before its first write
+    spool.hold()  # the only writer: the agent seals nothing while this process runs
+    spool.repair()  # before its first write
     uploader = None
     if settings.archive_bucket is not None:
         uploader = Uploader(settings.archive_dir, s3_client(settings.archive_region,

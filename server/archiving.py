@@ -174,6 +174,7 @@ class Archive:
             with contextlib.suppress(Exception):
                 await self._writing
         await self.flush()
+        self.spool.release()
 
     async def flush(self) -> None:
         """Write what waits to the spool, then seal the segment if it is due (at once
@@ -201,9 +202,23 @@ class Archive:
         self._metrics.spool_bytes.set(self.spool.size())
 
     def _line(self, item: _Waiting) -> bytes:
+        try:
+            return self._full_line(item)
+        except Exception as exc:  # the edge of one record: the batch must still be written
+            log.warning("archive: a record's bodies could not be read (%s); kept without them",
+                        type(exc).__name__)
+            record = self._meta(item)
+            record["output_omitted"] = "the answer could not be read"
+            return _dumps(record)
+
+    def _meta(self, item: _Waiting) -> dict[str, object]:
         record = item.meta.fields()
         if self._pool is not None:
             record["pool"] = self._pool
+        return record
+
+    def _full_line(self, item: _Waiting) -> bytes:
+        record = self._meta(item)
         if item.request is not None:
             record["request"] = _json_or_text(item.request)
             if item.meta.endpoint.generates:
@@ -215,13 +230,17 @@ class Archive:
                                               item.answer)
                     if item.truncated:
                         record["output_truncated"] = True
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False,
-                          default=str).encode() + b"\n"
+        return _dumps(record)
 
     async def send(self) -> None:
         assert self._uploader is not None
         sent = await asyncio.to_thread(self._uploader.round)
         self._metrics.segments_sent.inc(sent)
+
+
+def _dumps(record: dict[str, object]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode() + b"\n"
 
 
 def _json_or_text(body: bytes) -> object:

@@ -16,6 +16,10 @@ from typing import Any
 from server.protocol import Endpoint
 
 Choice = dict[str, Any]  # index, text, finish_reason, tool_calls: written as JSON as it is
+# Indexes an engine may send: choices (`n`) and tool calls within one choice. Anything else is
+# not an answer of ours: its event is skipped rather than trusted to size a list.
+MAX_CHOICES = 1024
+MAX_TOOL_CALLS = 256
 
 
 def output(endpoint: Endpoint, stream: bool, answer: list[bytes]) -> list[Choice] | None:
@@ -40,9 +44,20 @@ def output(endpoint: Endpoint, stream: bool, answer: list[bytes]) -> list[Choice
     for event in events:
         try:
             _add_event(endpoint, event, choices)
-        except (AttributeError, TypeError):
+        except (AttributeError, TypeError, ValueError):
             continue
     return [choices[i] for i in sorted(choices)] or None
+
+
+def _index(value: object, bound: int) -> int:
+    """An index an engine sent, checked.
+
+    Raises:
+        ValueError: not a whole number in [0, bound).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < bound:
+        raise ValueError(f"index {value!r}")
+    return value
 
 
 def _events(body: bytes) -> list[Any]:
@@ -112,14 +127,14 @@ def _add_event(endpoint: Endpoint, event: dict[str, Any], choices: dict[int, Cho
             choices[0]["finish_reason"] = (event.get("response") or {}).get("status")
         return
     for part in event.get("choices") or []:
-        index = part.get("index", 0)
+        index = _index(part.get("index", 0), MAX_CHOICES)
         choice = choices.setdefault(index, {"index": index, "text": "", "finish_reason": None})
         delta = part.get("delta") or {}
         choice["text"] += (part.get("text") if endpoint is Endpoint.COMPLETIONS
                            else delta.get("content")) or ""
         for call in delta.get("tool_calls") or []:
+            at = _index(call.get("index", 0), MAX_TOOL_CALLS)
             calls = choice.setdefault("tool_calls", [])
-            at = call.get("index", 0)
             while len(calls) <= at:
                 calls.append(_call(None, ""))
             function = call.get("function") or {}

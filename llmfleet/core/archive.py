@@ -20,6 +20,7 @@ credentials) are defined where they are made (`server/archiving.py`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import json
 import logging
@@ -35,8 +36,13 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 CURRENT = "current.jsonl"
+WRITER_LOCK = ".writer.lock"
 SEALED = re.compile(r"seg-(\d{13})-(\d{6})\.jsonl")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class SpoolBusy(Exception):
+    """Another process holds the spool's writer lock."""
 
 
 @dataclass
@@ -64,6 +70,37 @@ class Spool:
         # A segment left by the last run is as old as its last write, at least.
         self._opened_s = self._current.stat().st_mtime if self._current.exists() else 0.0
         self._seq = 0
+        self._lock_fd: int | None = None
+
+    def hold(self, wait_s: float = 5.0) -> None:
+        """Take the spool's writer lock for as long as this process runs (the lock file's
+        descriptor stays open): the sender seals what a writer left only once the lock is
+        free (`seal_abandoned`), never under a writer that is alive but slow.
+
+        Raises:
+            SpoolBusy: another writer holds it for longer than `wait_s`.
+        """
+        fd = os.open(self.directory / WRITER_LOCK, os.O_RDWR | os.O_CREAT, self.file_mode)
+        os.fchmod(fd, self.file_mode)  # the sender opens it too
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError as exc:  # the sender looking, for a moment; or a writer
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise SpoolBusy(f"another process writes the spool in "
+                                    f"{self.directory}") from exc
+                time.sleep(0.05)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        """Give the writer lock up (the writer stops: what is current is the sender's to
+        seal should this process not come back)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def repair(self) -> int:
         """Cut a line the last run left half-written (it died in a write) off the current
@@ -134,7 +171,11 @@ class Spool:
     def _append(self, data: bytes) -> None:
         """Append `data` whole or not at all: a write that fails half-way (a full disk) is
         cut back off, so that no record is left glued to half of another."""
-        self.directory.mkdir(parents=True, exist_ok=True)  # deleted under us: made again
+        if not self.directory.is_dir():  # deleted under us: made again, but say so
+            log.warning("archive spool: %s was missing and is made again (its group and mode "
+                        "are this process's: a sender of another user may not read it)",
+                        self.directory)
+            self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._current, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.file_mode)
         try:
             start = os.fstat(fd).st_size
@@ -163,6 +204,24 @@ class Spool:
     def _next_name(self) -> str:
         self._seq = (self._seq + 1) % 1_000_000
         return f"seg-{int(time.time() * 1000):013d}-{self._seq:06d}.jsonl"
+
+
+def seal_abandoned(directory: Path) -> Path | None:
+    """Seal the current segment of a spool whose writer is gone (its lock is free, or was
+    never taken); None when a writer still holds it or nothing is current. For a sender
+    whose instance leaves while its router does not answer: dead, or only slow."""
+    try:
+        fd = os.open(directory / WRITER_LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return seal(directory)  # no writer ever ran here
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # alive: it seals its own once it drains
+        return seal(directory)
+    finally:
+        os.close(fd)  # and with it the lock
 
 
 def sealed_segments(directory: Path) -> list[Path]:

@@ -10,6 +10,7 @@ import gzip
 import json
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,29 @@ def test_a_router_that_is_gone_leaves_its_last_records_for_the_agent_to_seal_and
     assert len(actions.calls) == 1
     assert prompts_in(client) == ["before the crash"] and Spool(spool).size() == 0
     assert agent.status.archive_sent_total == 1
+
+
+def test_on_a_spot_reclaim_the_last_send_ends_before_ec2_takes_the_instance(
+        fake: tuple[FakeControl, str], make_router: RouterFactory,
+        imds: tuple[FakeImds, str], lifecycle: tuple[FakeLifecycle, str],
+        tmp_path: Path) -> None:
+    """The group's terminating notice may come first, so the margin past the drain's bound
+    is capped by the reclaim time the spot notice gave, not by which notice said what."""
+    _, upstream = fake
+    metadata, imds_url = imds
+    _, autoscaling = lifecycle
+    spool = tmp_path / "archive"
+    with make_router([upstream], **ROUTER_ARCHIVE, archive_dir=spool) as router:
+        complete(router.url, "stranded")
+        reclaim = (datetime.now(UTC) + timedelta(seconds=124)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        notice(metadata, "spot/instance-action",
+               json.dumps({"action": "terminate", "time": reclaim}))
+        _, took = leaving(AgentSettings(
+            imds_url=imds_url, router_url=router.url, lifecycle_hook="llmfleet-dev-drain",
+            autoscaling_endpoint_url=autoscaling, drain_timeout_s=300, spot_margin_s=120,
+            publish=False, gpu=False, archive_dir=spool, archive_bucket=BUCKET,
+            archive_margin_s=30, s3_endpoint_url=f"http://127.0.0.1:{free_port()}"),
+            metadata)
+    # About 4 s to the reclaim less its 120 s margin: not the drain's 300 s, nor 30 s more.
+    assert took < 12.0
+    assert len(Spool(spool).sealed()) == 1  # S3 is down: the segment was not sent

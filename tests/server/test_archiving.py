@@ -219,8 +219,6 @@ def test_memory_waiting_for_the_spool_is_bounded_and_what_is_past_it_counted(
 
 def test_a_metadata_record_weighs_something_so_the_bound_and_the_drain_see_it(
         tmp_path: Path) -> None:
-    """Regression: a metadata record was counted as 0 bytes (an `if` taking the whole sum),
-    so memory was unbounded and a drain could settle with records still in memory."""
     archive, registry = bounded(tmp_path, ArchiveContent.METADATA)
     archive.record(meta(), b"{}", None)
     assert archive.unsealed_bytes() > 0  # a drain waits for it
@@ -315,3 +313,19 @@ def test_a_batch_being_written_when_the_router_stops_is_not_lost(tmp_path: Path)
         return (tmp_path / "current.jsonl").read_bytes() if spool.current_bytes() else b""
 
     assert b'"request_id":"last"' in asyncio.run(scenario())
+
+
+def test_a_record_whose_answer_cannot_be_read_is_kept_without_it_and_the_batch_written(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def broken(*_: object) -> None:
+        raise RecursionError("a body nested too deep")
+
+    monkeypatch.setattr("server.archiving.output", broken)
+    archive, _ = bounded(tmp_path, ArchiveContent.FULL)
+    archive.record(meta("bad"), b"{}", [b"{}"])
+    archive.record(replace(meta("good"), endpoint=Endpoint.EMBEDDINGS), b"{}", None)
+    asyncio.run(archive.flush())
+    records = [json.loads(line) for line in spooled(tmp_path)]
+    assert [r["request_id"] for r in records] == ["bad", "good"]
+    assert records[0]["output_omitted"] == "the answer could not be read"
+    assert "request" not in records[0]

@@ -82,3 +82,15 @@ def test_an_error_or_a_broken_body_keeps_no_output() -> None:
     assert output(Endpoint.COMPLETIONS, True, [b"data: {not json\n\n"]) is None
     # A streamed error has no text: regression, it was kept as one empty choice.
     assert output(Endpoint.RESPONSES, True, sse({"type": "error", "message": "x"})) is None
+
+
+def test_indexes_that_are_not_an_engine_s_skip_their_event_instead_of_failing() -> None:
+    good = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": None}]}
+    odd = [{"choices": [{"index": None, "delta": {"content": "x"}}]},
+           {"choices": [{"index": "0", "delta": {"content": "x"}}]},
+           {"choices": [{"index": 10**9, "delta": {"content": "x"}}]},
+           delta(0, tool_calls=[{"index": -1, "function": {"name": "f"}}]),
+           delta(0, tool_calls=[{"index": 10**9, "function": {"name": "f"}}]),
+           {"choices": "not a list"}, ["not", "an", "event"]]
+    assert output(Endpoint.CHAT, True, sse(good, *odd)) == [  # type: ignore[arg-type]
+        {"index": 0, "text": "ok", "finish_reason": None}]

@@ -52,8 +52,8 @@ run "plans" {
   }
   assert {
     condition = length(module.archive_bucket) == (var.archive == null ? 0 : 1) && (var.archive == null ? true :
-    module.archive_bucket[0].force_destroy == !var.alb.deletion_protection)
-    error_message = "The archive has a bucket of its own exactly when it is on, which destroy deletes with its records only where the deployment is disposable."
+    module.archive_bucket[0].force_destroy == (var.environment == "dev" && var.archive.force_destroy))
+    error_message = "The archive has a bucket of its own exactly when it is on, which destroy deletes with its records only in a dev deployment that says so."
   }
   # The routers closed idle connections after 5 s while the load balancer kept them 600 s:
   # requests it sent on a connection being closed came back as 502s.
@@ -127,4 +127,15 @@ run "rejects_an_unknown_archive_content" {
     archive = { content = "prompts" }
   }
   expect_failures = [var.archive]
+}
+
+run "an_archive_s_records_stop_a_destroy_unless_told_otherwise" {
+  command = plan
+  variables {
+    archive = { content = "metadata" }
+  }
+  assert {
+    condition     = module.archive_bucket[0].force_destroy == false
+    error_message = "By default destroy stops at the archive's bucket while it holds records."
+  }
 }

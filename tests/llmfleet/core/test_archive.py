@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from llmfleet.core.archive import Spool, Uploader, objects, seal
+from llmfleet.core.archive import Spool, SpoolBusy, Uploader, objects, seal, seal_abandoned
 from llmfleet.core.net import free_port
 from tests.helpers.moto import start_moto
 
@@ -238,3 +238,24 @@ def test_sealing_never_overwrites_a_sealed_segment(tmp_path: Path) -> None:
     assert seal(tmp_path, lambda: next(names)) == tmp_path / "seg-0000000000002-000001.jsonl"
     assert (tmp_path / "seg-0000000000001-000001.jsonl").read_bytes() == b"first\n"
     assert seal(tmp_path) is None  # nothing current
+
+
+def test_the_sender_seals_a_spool_only_once_its_writer_is_gone(tmp_path: Path) -> None:
+    """A router that does not answer may be only slow: while it holds the spool's lock, the
+    agent leaves its current segment alone; once it is gone, the agent seals it."""
+    writer = Spool(tmp_path / "spool")
+    writer.hold()
+    writer.write([record("2026-12-07", "tiny", 0)])
+    assert seal_abandoned(tmp_path / "spool") is None
+    assert writer.current_bytes() > 0
+    with pytest.raises(SpoolBusy):  # nor may a second writer take it
+        Spool(tmp_path / "spool").hold(wait_s=0.1)
+    writer.release()
+    sealed = seal_abandoned(tmp_path / "spool")
+    assert sealed is not None and b'"r0"' in sealed.read_bytes()
+
+
+def test_a_spool_no_writer_ever_locked_is_sealed_by_the_sender(tmp_path: Path) -> None:
+    (tmp_path / "current.jsonl").write_bytes(record("2026-12-07", "tiny", 0))
+    assert seal_abandoned(tmp_path) is not None
+    assert seal_abandoned(tmp_path) is None  # nothing current any more
