@@ -30,15 +30,16 @@ terminates while it prepares (target state `Warmed:Terminated`) leaves like any 
 On the first of the first two, the agent asks the router to drain (`llmfleet.core.drain`:
 `/ready` fails, so the load balancer stops sending; late requests are refused with 503 and
 `Retry-After`, never half-served), waits until nothing is in flight or the bound has
-passed (and the router's archive records are sealed: `agent.archive` then sends them
-within the same bound), and then, where the group is terminating the instance and a hook
-is named, calls `CompleteLifecycleAction` with `CONTINUE`. The group deregisters the
-instance from the load balancer before it puts it in `Terminating:Wait`, while the target
-state already reads `Terminated`: an idle instance drains in seconds, before the hook
-waits, and the group answers "no active lifecycle action". So that answer, like any failed
-call, is tried again on each poll, until the hook cannot be waiting any more (the
-deregistration delay, which is the bound, and the hook's timeout, the bound plus a minute,
-after the drain began); the hook's default result, `CONTINUE`, ends the wait anyway. A
+passed (and the router's archive records are sealed: `agent.archive` then sends them,
+within the bound and `archive_margin_s` beyond it, never past a spot reclaim), and then,
+where the group is terminating the instance and a hook is named, calls
+`CompleteLifecycleAction` with `CONTINUE`. The group deregisters the instance from the load
+balancer before it puts it in `Terminating:Wait`, while the target state already reads
+`Terminated`: an idle instance drains in seconds, before the hook waits, and the group
+answers "no active lifecycle action". So that answer, like any failed call, is tried again
+on each poll, until the hook cannot be waiting any more (the deregistration delay, which is
+the bound, and the hook's timeout, the bound plus a minute, after the drain began); the
+hook's default result, `CONTINUE`, ends the wait anyway. A
 router that cannot be reached holds nothing worth waiting for: the agent goes on as if it
 had drained. A poll that fails in an unexpected way is logged and the next one runs: the
 watcher never ends the agent.
