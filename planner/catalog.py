@@ -9,7 +9,9 @@ AWS instances and their prices live in `llmfleet.core.instances`, shared with th
 from __future__ import annotations
 
 import csv
+import difflib
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -122,32 +124,59 @@ def gpu(name: str) -> Gpu:
     return found
 
 
-# An instruction-tuned release has its base model's architecture: Llama-3.1-8B-Instruct
-# is sized as Llama-3.1-8B (the environments name the Instruct id that they serve).
-TUNED_SUFFIXES = ("-instruct", "-chat")
+# Release tags that leave a model's architecture as it is: an instruction-tuned or chat
+# release, a checkpoint format, a version (`Mistral-7B` is sized as Mistral-7B-v0.1,
+# `Qwen2.5-7B` as Qwen2.5-7B-Instruct, `Llama-2-7b-chat-hf` as Llama-2-7B).
+_RELEASE_TAG = re.compile(r"-(instruct|chat|it|hf|base)$|-v\d+(\.\d+)*$")
+
+
+def family_size(name: str) -> str:
+    """A model's name reduced to its family and size: no organisation, no case, no release
+    tags (`mistralai/Mistral-7B-Instruct-v0.2` -> `mistral-7b`)."""
+    key = name.strip().lower().rsplit("/", 1)[-1].removeprefix("meta-")
+    while (shorter := _RELEASE_TAG.sub("", key)) != key:
+        key = shorter
+    return key
+
+
+@cache
+def _by_family_size() -> dict[str, list[ModelArch]]:
+    table: dict[str, list[ModelArch]] = {}
+    for arch in {m.name: m for m in models().values()}.values():
+        table.setdefault(family_size(arch.name), []).append(arch)
+    return table
 
 
 def model(name: str) -> ModelArch:
-    """A model by catalogue name, Hugging Face id (an -Instruct or -Chat release as its base
-    model), or path to a config.json (or its folder).
+    """A model by catalogue name or Hugging Face id, with or without release tags (an
+    -Instruct, -Chat or -it release, a -v0.1 version, as its catalogued sibling), or a path
+    to a config.json (or its folder).
 
     Raises:
-        CatalogError: unknown, or a config.json without the fields the planner needs.
+        CatalogError: unknown (the message names the closest catalogued models), ambiguous
+            (two catalogued releases of one family and size), or a config.json without the
+            fields the planner needs.
     """
     path = Path(name)
     if path.is_dir():
         path = path / "config.json"
     if path.suffix == ".json" and path.is_file():
         return from_config(path)
-    key = name.strip().lower()
-    found = models().get(key)
-    for suffix in TUNED_SUFFIXES:
-        if found is None and key.endswith(suffix):
-            found = models().get(key.removesuffix(suffix))
-    if found is None:
-        raise CatalogError(f"unknown model {name!r}; known: {', '.join(names())} "
-                           "(or a Hugging Face id of one, or a path to a config.json)")
-    return found
+    found = models().get(name.strip().lower())
+    if found is not None:
+        return found
+    key = family_size(name)
+    siblings = _by_family_size().get(key, [])
+    if len(siblings) == 1:
+        return siblings[0]
+    if siblings:
+        raise CatalogError(f"model {name!r} could be any of "
+                           f"{', '.join(sorted(a.name for a in siblings))}: name one")
+    close = difflib.get_close_matches(key, _by_family_size(), n=3, cutoff=0.75)
+    hint = "; closest: " + ", ".join(a.name for k in close for a in _by_family_size()[k]) \
+        if close else ""
+    raise CatalogError(f"unknown model {name!r}{hint}; known: {', '.join(names())} "
+                       "(or a Hugging Face id of one, or a path to a config.json)")
 
 
 def from_config(path: Path) -> ModelArch:

@@ -59,3 +59,39 @@ def test_unknown_names_list_what_is_known(tmp_path: Path) -> None:
     bad.write_text('{"hidden_size": 8}')
     with pytest.raises(CatalogError, match="lacks a field the planner needs"):
         catalog.model(str(bad))
+
+
+def test_a_model_named_without_its_release_tags_is_found() -> None:
+    """Regression (issue 21): `Mistral-7B` and `Qwen2.5-7B` were unknown while
+    `Mistral-7B-v0.1` and `Qwen2.5-7B-Instruct` were catalogued."""
+    assert catalog.model("Mistral-7B") is catalog.model("Mistral-7B-v0.1")
+    assert catalog.model("Qwen2.5-7B") is catalog.model("Qwen2.5-7B-Instruct")
+    assert catalog.model("mistralai/Mistral-7B-Instruct-v0.2") is catalog.model("Mistral-7B")
+    assert catalog.model("meta-llama/Llama-2-7b-chat-hf") is catalog.model("Llama-2-7B")
+    assert catalog.model("Meta-Llama-3-8B-Instruct") is catalog.model("Llama-3-8B")
+    assert catalog.model("phi-3-mini-4k") is catalog.model("Phi-3-mini-4k-instruct")
+
+
+@pytest.mark.parametrize(("name", "family_size"), [
+    ("mistralai/Mistral-7B-Instruct-v0.2", "mistral-7b"), ("google/gemma-2-9b-it", "gemma-2-9b"),
+    ("meta-llama/Llama-2-7b-chat-hf", "llama-2-7b"), ("Qwen/Qwen2.5-1.5B", "qwen2.5-1.5b"),
+    ("Llama-3.1-8B", "llama-3.1-8b"), ("facebook/opt-2.7b", "opt-2.7b")])
+def test_a_name_reduces_to_its_family_and_size(name: str, family_size: str) -> None:
+    assert catalog.family_size(name) == family_size
+
+
+def test_an_unknown_model_s_error_names_the_closest_known_ones() -> None:
+    with pytest.raises(CatalogError, match=r"unknown model 'Llama-3.1-80B'; closest: "
+                                           r"Llama-3\.1-8B, Llama-3\.1-70B"):
+        catalog.model("Llama-3.1-80B")
+    with pytest.raises(CatalogError, match=r"unknown model 'Mistral-8B'; closest: "
+                                           r"Mistral-7B-v0\.1; known: "):
+        catalog.model("Mistral-8B")
+
+
+def test_two_releases_of_one_family_and_size_must_be_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    older, newer = catalog.model("Mistral-7B-v0.1"), catalog.model("Llama-3-8B")
+    monkeypatch.setattr(catalog, "_by_family_size", lambda: {"mistral-7b": [older, newer]})
+    with pytest.raises(CatalogError, match=r"could be any of Llama-3-8B, Mistral-7B-v0\.1"):
+        catalog.model("Mistral-7B-Instruct-v0.3")
