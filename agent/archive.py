@@ -47,23 +47,25 @@ class ArchiveSender:
         """One round (`deadline` None), or rounds until all is sent or `deadline`
         (time.monotonic) passes. True when nothing sealed is left."""
         async with self._lock:
-            try:
-                if deadline is None:
-                    await asyncio.to_thread(self.uploader.round)
-                    done = not self.uploader.pending()
-                else:
-                    done = await asyncio.to_thread(self.uploader.send_all, deadline)
-            except OSError as exc:  # the spool's directory unreadable: say so, go on
-                log.warning("archive: the spool cannot be read: %s", exc.strerror)
-                done = False
-            self._record()
-            return done
+            left = await asyncio.to_thread(self._send, deadline)
+            s, u = self._status, self.uploader
+            s.archive_sent_total, s.archive_failures_total = u.sent_segments, u.failures
+            if left is not None:
+                s.archive_pending = left
+            return left == 0
 
-    def _record(self) -> None:
-        s, u = self._status, self.uploader
-        s.archive_sent_total, s.archive_failures_total = u.sent_segments, u.failures
-        with contextlib.suppress(OSError):
-            s.archive_pending = len(u.pending())
+    def _send(self, deadline: float | None) -> int | None:
+        """In the worker thread: send, then count what is left (listed once, off the
+        agent's loop); None when the spool's directory cannot be read."""
+        try:
+            if deadline is None:
+                self.uploader.round()
+            else:
+                self.uploader.send_all(deadline)
+            return len(self.uploader.pending())
+        except OSError as exc:  # the spool's directory unreadable: say so, go on
+            log.warning("archive: the spool cannot be read: %s", exc.strerror)
+            return None
 
 
 def build_sender(settings: AgentSettings, identity: Identity,
