@@ -37,6 +37,18 @@ class Gpu:
     pcie_bytes_s: float  # host link, one direction: where offloaded KV cache travels
     peer_bytes_s: float  # GPU to GPU, one direction: NVLink where there is one, else PCIe
     source: str
+    compute_capability: float = 8.0
+
+    def cannot_run(self, precision: str) -> str:
+        """Why vLLM cannot serve weights of `precision` here; empty when it can.
+
+        fp8 and bf16 need Ampere (8.0) or later: fp8 as weights dequantised by the Marlin
+        kernels there, with fp8 arithmetic from 8.9 (Ada, Hopper); Turing has neither.
+        """
+        if precision in ("fp8", "bf16") and self.compute_capability < 8.0:
+            return (f"{self.name} (compute capability {self.compute_capability:g}) cannot "
+                    f"run {precision}: vLLM needs 8.0 or later")
+        return ""
 
     def peak_flops(self, precision: str) -> float:
         """Dense tensor throughput for the matrix multiplies of a model at `precision`.
@@ -85,7 +97,8 @@ def gpus() -> dict[str, Gpu]:
             int8_ops=_optional(row["int8_tops"], 1e12),
             fp8_flops=_optional(row["fp8_tflops"], 1e12),
             tdp_w=float(row["tdp_w"]), pcie_bytes_s=float(row["pcie_gb_s"]) * 1e9,
-            peer_bytes_s=float(row["peer_gb_s"]) * 1e9, source=row["source"])
+            peer_bytes_s=float(row["peer_gb_s"]) * 1e9, source=row["source"],
+            compute_capability=float(row["compute_capability"]))
     return table
 
 
@@ -162,6 +175,16 @@ def model(name: str) -> ModelArch:
         path = path / "config.json"
     if path.suffix == ".json" and path.is_file():
         return from_config(path)
+    return named(name)
+
+
+def named(name: str) -> ModelArch:
+    """A catalogued model by name or Hugging Face id, with or without release tags (never a
+    path: what a web caller may ask).
+
+    Raises:
+        CatalogError: unknown or ambiguous, as `model` says.
+    """
     found = models().get(name.strip().lower())
     if found is not None:
         return found

@@ -218,7 +218,7 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         print(report.table(ranked, None if args.all else 25))
         print(f"\n{len(ranked)} candidates searched in {elapsed * 1000:.0f} ms.")
-        print(report.recommendation(q, best))
+        print(report.recommendation(q, ranked))
         if best:
             print("\nenvironments/<env>.tfvars:\n" + report.tfvars(
                 q, best, arch.hf_id or args.model))

@@ -13,7 +13,7 @@ from llmfleet.core.routing import LengthRule, ordered
 from llmfleet.core.wire.sizing import SizedCandidate, SizingAnswer
 from planner.memory import Precision
 from planner.pools import PoolSizing
-from planner.sizing import Candidate, Question, asg_capacity
+from planner.sizing import CLOSE_COST, Candidate, Question, asg_capacity
 
 HEADER = (f"{'instance':<14}{'prec':<6}{'TP':>3}{'x':>3}{'conc':>6}{'mem/GPU':>9}{'offload':>8}"
           f"{'TTFT ms':>9}{'TPOT ms':>9}{'tok/s':>9}{'$/hr':>8}{'$/Mtok':>8}{'tok/s/$':>9}"
@@ -47,20 +47,49 @@ def table(ranked: Sequence[Candidate], limit: int | None = 25) -> str:
     return "\n".join(lines)
 
 
-def recommendation(q: Question, best: Candidate | None) -> str:
-    if best is None or not best.feasible:
+def recommendation(q: Question, ranked: Sequence[Candidate]) -> str:
+    """The recommended candidate (`ranked[0]`), what it predicts and costs, and why it."""
+    best = ranked[0] if ranked and ranked[0].feasible else None
+    if best is None:
         return "No candidate meets the SLO; the table says why for each."
     p, cap = best.prediction, asg_capacity(best)
-    rate = (f"{q.request_rate:g} requests/s need {best.instances_needed} instance(s)"
-            if q.request_rate is not None else "one instance")
+    load = best.at_load or p
     return (f"Recommended: {best.instance.name} ({best.instance.gpu_count}x {best.instance.gpu}),"
             f" {best.precision.value}, tensor parallel {best.tensor_parallel} x "
-            f"{best.replicas_per_instance} replica(s), {best.concurrency} concurrent requests "
-            f"per replica.\n  TTFT {p.ttft_s * 1000:.0f} ms, TPOT {p.tpot_s * 1000:.1f} ms, "
-            f"{best.output_tok_s:.0f} output tokens/s per instance; {rate}; "
-            f"${best.fleet_usd_hr:.2f}/hr {q.market}, ${best.usd_per_million_output:.3f} per "
-            f"million output tokens.\n  Auto Scaling group: min {cap.min}, desired "
-            f"{cap.desired}, max {cap.max} (its scaling policy moves it between them).")
+            f"{best.replicas_per_instance} replica(s), up to {best.concurrency} concurrent "
+            f"requests per replica.\n  At {q.rate:g} requests/s on {best.instances_needed} "
+            f"instance(s): TTFT {load.ttft_s * 1000:.0f} ms, TPOT {load.tpot_s * 1000:.1f} ms; "
+            f"${best.fleet_usd_hr:.2f}/hr {q.market}.\n  Flat out: TTFT {p.ttft_s * 1000:.0f} ms,"
+            f" TPOT {p.tpot_s * 1000:.1f} ms, {best.output_tok_s:.0f} output tokens/s per "
+            f"instance, ${best.usd_per_million_output:.3f} per million output tokens.\n"
+            f"  Auto Scaling group: min {cap.min}, desired {cap.desired}, max {cap.max} (its "
+            f"scaling policy moves it between them).\n  Why: {why(q, ranked)}")
+
+
+def why(q: Question, ranked: Sequence[Candidate]) -> str:
+    """Why the first candidate: the load it is sized for, and any cheaper one it beat."""
+    best = ranked[0]
+    load = f"{q.rate:g} requests/s"
+    assumed = ("" if q.request_rate is not None else
+               f" No request rate was given, so the fleet is sized for {q.rate:g} requests/s "
+               f"({q.rate * q.output_len:.0f} output tokens/s); give yours (--rate) to size "
+               "it for your load.")
+    cheaper = min((c for c in ranked if c.feasible), key=lambda c: c.fleet_usd_hr)
+    if cheaper.fleet_usd_hr >= best.fleet_usd_hr:
+        return f"the cheapest fleet that meets the SLO at {load}.{assumed}"
+    saving = 1 - cheaper.fleet_usd_hr / best.fleet_usd_hr
+    return (f"the cheapest fleets at {load} are within {CLOSE_COST:.0%} of each other; "
+            f"{cheaper.instance.name} ({cheaper.instance.gpu_count}x {cheaper.instance.gpu}, "
+            f"{cheaper.precision.value}) would save {saving:.1%} "
+            f"but {_tie_reason(best, cheaper)}.{assumed}")
+
+
+def _tie_reason(best: Candidate, other: Candidate) -> str:
+    if (best.price_usd_hr or 0) < (other.price_usd_hr or 0):
+        return (f"on a ${other.price_usd_hr:.2f}/hr instance against ${best.price_usd_hr:.2f}: "
+                "the smaller instance costs less while the load is low and scales in finer steps")
+    return (f"at {other.precision.value} it needs a checkpoint quantised to it, which "
+            f"{best.precision.value} does not")
 
 
 VLLM_PRECISION_ARGS = {
@@ -111,6 +140,8 @@ def as_wire(q: Question, c: Candidate, on_frontier: bool) -> SizedCandidate:
         replicas_per_instance=c.replicas_per_instance, concurrency=c.concurrency,
         feasible=c.feasible, why_not=c.why_not, ttft_ms=_finite(p.ttft_s * 1000),
         tpot_ms=_finite(p.tpot_s * 1000), e2e_ms=_finite(p.e2e_s * 1000),
+        ttft_ms_at_rate=_finite(c.at_load.ttft_s * 1000) if c.at_load else None,
+        tpot_ms_at_rate=_finite(c.at_load.tpot_s * 1000) if c.at_load else None,
         output_tok_s=c.output_tok_s, kv_offload_fraction=p.kv_offload_fraction,
         usd_hr=c.price_usd_hr, usd_per_million_output_tokens=_finite(c.usd_per_million_output),
         instances=c.instances_needed, asg=asg_capacity(c) if c.feasible else None,
@@ -131,9 +162,9 @@ def answer(q: Question, ranked: Sequence[Candidate], search_s: float,
     rows = tuple(as_wire(q, c, i in edge) for i, c in enumerate(ranked))
     return SizingAnswer(
         model=q.arch.name, searched=len(ranked), search_s=search_s,
-        cost_unit=f"fleet $/hr for {q.request_rate:g} requests/s"
-        if q.request_rate is not None else "$ per million output tokens",
-        recommended=rows[0] if best else None, recommendation=recommendation(q, best),
+        cost_unit=f"fleet $/hr for {q.rate:g} requests/s"
+        + ("" if q.request_rate is not None else " (no rate given)"),
+        recommended=rows[0] if best else None, recommendation=recommendation(q, ranked),
         tfvars=tfvars(q, best, model_id) if best else None, candidates=rows)
 
 
@@ -156,8 +187,8 @@ MARKERS = {"fp32": "P", "fp16": "o", "bf16": "o", "fp8": "s", "int8": "x", "int4
 
 
 def cost(q: Question, c: Candidate) -> float:
-    """What the ranking minimises: the fleet's $/hr for a rate, else $ per million tokens."""
-    return c.fleet_usd_hr if q.request_rate is not None else c.usd_per_million_output
+    """What the ranking minimises: the fleet's $/hr at the question's rate."""
+    return c.fleet_usd_hr
 
 
 def plot(ranked: Sequence[Candidate], q: Question, out: Path) -> Path:
@@ -190,8 +221,7 @@ def plot(ranked: Sequence[Candidate], q: Question, out: Path) -> Path:
         axis.set_major_formatter(ScalarFormatter())
         axis.set_minor_formatter(ScalarFormatter())
     ax.set_xlabel("end-to-end latency per request (s)")
-    ax.set_ylabel(f"fleet $/hr for {q.request_rate:g} requests/s" if q.request_rate is not None
-                  else "$ per million output tokens")
+    ax.set_ylabel(f"fleet $/hr for {q.rate:g} requests/s")
     ax.set_title(f"{q.arch.name}: {q.input_len} in / {q.output_len} out, {q.market}; "
                  f"{len(feasible)} of {len(ranked)} candidates meet the SLO")
     ax.grid(True, which="both", alpha=0.3)

@@ -4,9 +4,15 @@ Every catalogued instance is tried with every precision and every tensor-paralle
 its GPUs allow; an instance with more GPUs than the tensor-parallel group runs one
 replica per group (vLLM's data parallelism). For each, the concurrency per replica
 rises through powers of two (or is the one the user fixed) and the highest that still
-meets the SLO is kept. With a request rate, the replicas and instances needed follow;
-without one, a single instance is priced. Candidates are ranked by cost per million
-output tokens, cheapest first, infeasible ones last with the reason.
+meets the SLO is kept. The replicas and instances a request rate needs follow, and
+candidates are ranked by what that fleet costs an hour, cheapest first, infeasible ones
+last with the reason. Without a rate the fleet is sized for `DEFAULT_RATE` and the answer
+says so: ranking by cost per token alone would recommend an 8-GPU instance whose tokens
+are a few per cent cheaper to a user who needs one GPU's worth of them.
+
+The recommendation is the cheapest fleet, except that costs within `CLOSE_COST` of it
+count as a tie, which the smaller instance wins (a lower floor, finer scaling steps),
+then the precision that needs no specially quantised checkpoint.
 """
 
 from __future__ import annotations
@@ -20,10 +26,16 @@ from llmfleet.core.wire.sizing import AsgCapacity
 from planner import catalog, efficiency
 from planner.catalog import ModelArch
 from planner.memory import GIB, Precision, Settings
-from planner.timing import Deployment, Prediction, Workload, predict
+from planner.timing import Deployment, Efficiency, Prediction, Workload, predict
 
 SEARCHED_PRECISIONS = (Precision.FP16, Precision.FP8, Precision.INT8, Precision.INT4)
 HEADROOM = 2.0  # the Auto Scaling group may grow to this multiple of the steady-state count
+DEFAULT_RATE = 1.0  # requests/s a question without a rate is sized for
+CLOSE_COST = 0.05  # fleets within 5% of the cheapest tie; the smaller instance wins
+# Ties between precisions: 16-bit serves any checkpoint, vLLM quantises to fp8 as it loads,
+# int8 and int4 need a checkpoint quantised to them.
+PRECISION_PREFERENCE = {Precision.FP32: 0, Precision.FP16: 0, Precision.BF16: 0,
+                        Precision.FP8: 1, Precision.INT8: 2, Precision.INT4: 3}
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,11 @@ class Question:
     settings: Settings = field(default_factory=Settings)
     offload: bool = False  # allow KV cache in host memory instead of queueing
 
+    @property
+    def rate(self) -> float:
+        """Requests/s the fleet is sized for: the question's, else `DEFAULT_RATE`."""
+        return DEFAULT_RATE if self.request_rate is None else self.request_rate
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -70,6 +87,7 @@ class Candidate:
     instances_needed: int = 1
     memory_per_gpu_gib: float = 0.0
     why_not: str = ""
+    at_load: Prediction | None = None  # at the question's rate, spread over the fleet
 
     @property
     def feasible(self) -> bool:
@@ -119,6 +137,8 @@ def evaluate(q: Question, inst: Instance, precision: Precision, tp: int) -> Cand
                      memory_per_gpu_gib=dep.memory().usable / GIB)
     if price is None:
         return replace(base, why_not=f"no {q.market} price in the catalogue")
+    if unable := gpu.cannot_run(precision.value):
+        return replace(base, why_not=unable)
     best: Candidate | None = None
     miss = ""
     for c in _concurrencies(q):
@@ -133,14 +153,26 @@ def evaluate(q: Question, inst: Instance, precision: Precision, tp: int) -> Cand
     if best is None:
         return replace(base, why_not=f"misses the SLO even at concurrency "
                                    f"{_concurrencies(q)[0]}: {miss}")
-    return replace(best, instances_needed=_instances(q, best))
+    best = replace(best, instances_needed=_instances(q, best))
+    return replace(best, at_load=_at_load(q, dep, eff, best))
+
+
+def _at_load(q: Question, dep: Deployment, eff: Efficiency,
+             c: Candidate) -> Prediction:
+    """The fleet at the question's rate rather than flat out: each replica's share of the
+    rate, served by the fewest concurrent requests (a power of two, up to the candidate's)
+    that carry it."""
+    share = q.rate / (c.instances_needed * c.replicas_per_instance)
+    for level in _concurrencies(q):
+        p = predict(dep, Workload(q.input_len, q.output_len, level), eff, offload=q.offload)
+        if level >= c.concurrency or p.requests_s >= share:
+            return p
+    return c.prediction
 
 
 def _instances(q: Question, c: Candidate) -> int:
-    if q.request_rate is None:
-        return 1
     per_instance = c.prediction.requests_s * c.replicas_per_instance
-    return max(1, math.ceil(q.request_rate / per_instance))
+    return max(1, math.ceil(q.rate / per_instance))
 
 
 def candidates(q: Question) -> Iterator[Candidate]:
@@ -154,11 +186,23 @@ def candidates(q: Question) -> Iterator[Candidate]:
 
 
 def search(q: Question) -> list[Candidate]:
-    """Every candidate, cheapest fleet first (per million output tokens without a rate)."""
+    """Every candidate, the recommendation first (`preferred`), then cheapest fleet first."""
     def key(c: Candidate) -> tuple[bool, float, float, str]:
-        cost = c.fleet_usd_hr if q.request_rate is not None else c.usd_per_million_output
-        return (not c.feasible, cost, -c.output_tok_s, c.instance.name)
-    return sorted(candidates(q), key=key)
+        return (not c.feasible, c.fleet_usd_hr, -c.output_tok_s, c.instance.name)
+    ranked = sorted(candidates(q), key=key)
+    best = preferred(ranked)
+    return ranked if best is None else [best, *(c for c in ranked if c is not best)]
+
+
+def preferred(ranked: list[Candidate]) -> Candidate | None:
+    """Of the fleets within `CLOSE_COST` of the cheapest (`ranked` cheapest first), the one
+    on the cheapest instance, then at the most portable precision; None if none is feasible."""
+    feasible = [c for c in ranked if c.feasible]
+    if not feasible:
+        return None
+    close = [c for c in feasible if c.fleet_usd_hr <= feasible[0].fleet_usd_hr * (1 + CLOSE_COST)]
+    return min(close, key=lambda c: (c.price_usd_hr or math.inf,
+                                     PRECISION_PREFERENCE[c.precision], c.fleet_usd_hr))
 
 
 def asg_capacity(c: Candidate) -> AsgCapacity:

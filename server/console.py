@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmfleet.core.instances import Market
 from llmfleet.core.wire.sizing import SizingAnswer
 from planner import catalog, report
+from planner.catalog import CatalogError
 from planner.memory import Precision
 from planner.sizing import SEARCHED_PRECISIONS, Question, Slo, search
 from server.auth import guard_operator_view
@@ -78,10 +79,10 @@ class PlanRequest(BaseModel):
 
     def question(self) -> Question:
         """Raises InvalidRequest for a model the catalogue does not know."""
-        arch = catalog.models().get(self.model.strip().lower())
-        if arch is None:
-            raise InvalidRequest(f"unknown model {self.model!r}; known: "
-                                 f"{', '.join(catalog.names())}", param="model")
+        try:
+            arch = catalog.named(self.model)
+        except CatalogError as exc:
+            raise InvalidRequest(str(exc), param="model") from exc
         return Question(arch=arch, input_len=self.input_len, output_len=self.output_len,
                         slo=Slo(self.ttft_ms, self.tpot_ms), request_rate=self.rate,
                         market=self.market, offload=self.kv_offload,

@@ -86,8 +86,9 @@ def test_plan_json_ranks_every_candidate(capsys: pytest.CaptureFixture[str]) -> 
     candidates = out["candidates"]
     assert isinstance(candidates, list)
     assert {c["concurrency"] for c in candidates if c["feasible"]} == {8}
-    costs = [c["usd_per_million_output_tokens"] for c in candidates if c["feasible"]]
-    assert costs == sorted(costs)
+    costs = [c["cost"] for c in candidates if c["feasible"]]
+    assert costs[1:] == sorted(costs[1:]) and costs[0] <= min(costs) * 1.05
+    assert out["cost_unit"] == "fleet $/hr for 1 requests/s (no rate given)"
     assert out["recommended"] == candidates[0]
     SizingAnswer.model_validate(out)  # the console's contract: every key, no other
 

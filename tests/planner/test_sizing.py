@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmfleet.core.instances import Instance, Market, instances
-from planner import catalog, sizing
+from planner import catalog, report, sizing
 from planner.memory import Precision
 from planner.sizing import Question, Slo, search, tensor_parallel_sizes
 
@@ -91,3 +91,58 @@ def test_the_real_catalogue_is_searched_whole() -> None:
     llama = catalog.model("Llama-3.1-8B")
     sizes = [len(tensor_parallel_sizes(llama, i.gpu_count)) for i in instances().values()]
     assert len(ranked) == sum(sizes)
+
+
+def test_without_a_rate_an_8_gpu_instance_is_not_recommended_for_slightly_cheaper_tokens(
+) -> None:
+    """The explorer recommended a $21.96/hr p4d.24xlarge for an 8B model because its tokens
+    were a few per cent cheaper than a one-GPU instance's; without a rate the fleet is now
+    sized for the default load, and the answer says so."""
+    q = Question(catalog.model("Llama-3.1-8B"), 512, 256)
+    ranked = search(q)
+    best = ranked[0]
+    assert best.feasible and best.instance.gpu_count == 1 and best.instances_needed == 1
+    assert best.fleet_usd_hr < 2
+    text = report.recommendation(q, ranked)
+    assert f"sized for {sizing.DEFAULT_RATE:g} requests/s" in text
+    assert "give yours (--rate)" in text
+
+
+@pytest.mark.usefixtures("crafted")
+def test_a_fleet_within_a_few_per_cent_goes_to_the_smaller_instance(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    one = search(_question(slo=Slo(tpot_ms=100)))[0]
+    rate = one.prediction.requests_s * 3.5  # four one-GPU instances, or one four-GPU one
+
+    def ranked_with_quad_at(price: float) -> list[sizing.Candidate]:
+        table = {i.name: i for i in (_instance("mid-a", "A10G", 1, 1.00),
+                                     _instance("quad", "A10G", 4, price))}
+        monkeypatch.setattr(sizing, "instances", lambda: table)
+        return search(_question(slo=Slo(tpot_ms=100), request_rate=rate))
+
+    close = ranked_with_quad_at(3.90)  # 2.5% less than four mid-a at $1.00
+    assert [c.instance.name for c in close[:2]] == ["mid-a", "quad"]
+    assert close[0].instances_needed == 4 and close[1].instances_needed == 1
+    why = report.why(_question(request_rate=rate), close)
+    assert "quad (4x A10G, fp16) would save 2.5%" in why and "smaller instance" in why
+    assert ranked_with_quad_at(3.50)[0].instance.name == "quad"  # 12.5% is no tie
+
+
+def test_a_precision_the_gpu_cannot_run_is_not_offered() -> None:
+    """fp8 was offered, and recommended, on a T4, which vLLM cannot run it on."""
+    t4 = next(i for i in instances().values() if i.gpu == "T4")
+    q = _question(precisions=(Precision.FP8, Precision.INT8))
+    fp8 = sizing.evaluate(q, t4, Precision.FP8, 1)
+    assert fp8.why_not == "T4 (compute capability 7.5) cannot run fp8: vLLM needs 8.0 or later"
+    assert sizing.evaluate(q, t4, Precision.INT8, 1).feasible
+
+
+@pytest.mark.usefixtures("crafted")
+def test_latency_at_the_rate_is_what_the_fleet_sees_below_flat_out() -> None:
+    flat_out = search(_question(slo=Slo(tpot_ms=100)))[0]
+    light = search(_question(slo=Slo(tpot_ms=100), request_rate=0.5))[0]
+    assert light.instance.name == flat_out.instance.name and light.instances_needed == 1
+    assert light.at_load is not None
+    assert light.at_load.requests_s >= 0.5
+    assert light.at_load.ttft_s < light.prediction.ttft_s
+    assert light.at_load.tpot_s < light.prediction.tpot_s

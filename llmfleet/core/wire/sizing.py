@@ -40,6 +40,9 @@ class SizedCandidate(_Wire):
     ttft_ms: float | None
     tpot_ms: float | None
     e2e_ms: float | None
+    # At the question's rate spread over the fleet (the figures above are flat out).
+    ttft_ms_at_rate: float | None
+    tpot_ms_at_rate: float | None
     output_tok_s: float  # per instance
     kv_offload_fraction: float
     usd_hr: float | None  # None: no price for the market in the catalogue
