@@ -167,6 +167,10 @@ bench-agent: $(STAMP) ## The agent's CPU and memory at a 10 s interval, scraping
 bench-locust: $(STAMP) ## How many streams one Locust worker times faithfully (its TTFT vs the router's histogram); see BENCHMARKS.md
 	$(PY) -m benchmarks.locust_bench
 
+.PHONY: gpu-check
+gpu-check: ## On a lent GPU machine (PyTorch, nvidia-ml-py; no vLLM, no network; ~2 min): the agent's NVML collector for one round, a Llama-shaped decoder's prefill and decode steps against the planner's prediction; JSON in the folder OUT names, else .run/gpu-check
+	$(if $(wildcard $(PY)),$(PY),python3) -m planner.gpu_check --out $${OUT:-.run/gpu-check}/gpu-check.json
+
 .PHONY: bench-planner
 bench-planner: $(STAMP) ## The sizing search's speed and the timing model's error on public measurements; see BENCHMARKS.md
 	$(PY) -m benchmarks.planner_bench
