@@ -12,10 +12,11 @@ import csv
 import difflib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 GIB = 1024**3
 MIB = 1024**2
@@ -67,17 +68,68 @@ class ModelArch:
     name: str
     num_layers: int
     hidden_size: int
-    intermediate_size: int
+    intermediate_size: int  # a mixture of experts: one expert's
     num_attention_heads: int
     num_key_value_heads: int
     head_dim: int
     vocab_size: int
     max_position_embeddings: int
     tie_word_embeddings: bool
-    parameters: int
-    family: str = "llama"  # "llama" (gated MLP, RMSNorm), "qwen2" (llama + q/k/v biases), "opt"
+    parameters: int  # all of them, every expert included
+    family: str = "llama"  # a key of LAYOUTS, or "opt"
     hf_id: str = ""
     source: str = ""
+    num_experts: int = 0  # 0: a dense MLP
+    experts_per_token: int = 0
+    sliding_window: int = 0  # tokens a sliding-window layer attends to and keeps
+    sliding_layers: int = 0  # layers that use it; the others attend to everything
+
+    @property
+    def expert_parameters(self) -> int:
+        """One expert's MLP across all layers (0 for a dense model)."""
+        if not self.num_experts:
+            return 0
+        return self.num_layers * LAYOUTS[self.family].mlp_matrices * self.hidden_size \
+            * self.intermediate_size
+
+    @property
+    def active_parameters(self) -> int:
+        """Parameters each token runs through: all of a dense model's, only the chosen
+        experts of a mixture's (the router included)."""
+        idle = self.num_experts - self.experts_per_token
+        return self.parameters - idle * self.expert_parameters
+
+    @property
+    def mlp_width(self) -> int:
+        """The MLP's intermediate width a token runs through (every chosen expert's)."""
+        return self.intermediate_size * max(self.experts_per_token, 1)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a family's decoder layer holds besides attention's four projections."""
+
+    mlp_matrices: int = 3  # gated MLP (gate, up, down); 2 for a plain one (up, down)
+    norms: int = 2  # vectors of `hidden_size` per layer: RMSNorm weights, LayerNorm's w and b
+    qkv_bias: bool = False
+    qk_norm: bool = False  # RMSNorm over each head's query and key (a head_dim vector each)
+    final_norm: int = 1
+    parallel: bool = False  # attention and MLP read the same normed input (Falcon)
+
+
+LAYOUTS = {
+    "llama": Layout(),  # Llama, Mistral, Mixtral, Phi-3/3.5/4
+    "qwen2": Layout(qkv_bias=True),
+    "qwen3": Layout(qk_norm=True),  # dense and MoE
+    "gemma2": Layout(norms=4),  # pre and post norms around attention and the MLP
+    "gemma3": Layout(norms=4, qk_norm=True),
+    "falcon": Layout(mlp_matrices=2, norms=2, final_norm=2),  # one LayerNorm, weight and bias
+    "opt": Layout(mlp_matrices=2),  # counted apart: biases everywhere, learned positions
+}
+# The first word of a catalogue row's `architecture`, or a config.json's `model_type`.
+FAMILIES = {"llama": "llama", "mistral": "llama", "mixtral": "llama", "phi3": "llama",
+            "qwen2": "qwen2", "qwen3": "qwen3", "qwen3_moe": "qwen3", "gemma2": "gemma2",
+            "gemma3": "gemma3", "gemma3_text": "gemma3", "falcon": "falcon", "opt": "opt"}
 
 
 def _optional(text: str, scale: float) -> float | None:
@@ -114,7 +166,8 @@ def models() -> dict[str, ModelArch]:
             **{k: int(row[k]) for k in (
                 "num_layers", "hidden_size", "intermediate_size", "num_attention_heads",
                 "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings",
-                "parameters")})
+                "parameters", "num_experts", "experts_per_token", "sliding_window",
+                "sliding_layers")})
         table[arch.name.lower()] = table[arch.hf_id.lower()] = arch
     return table
 
@@ -137,10 +190,11 @@ def gpu(name: str) -> Gpu:
     return found
 
 
-# Release tags that leave a model's architecture as it is: an instruction-tuned or chat
-# release, a checkpoint format, a version (`Mistral-7B` is sized as Mistral-7B-v0.1,
-# `Qwen2.5-7B` as Qwen2.5-7B-Instruct, `Llama-2-7b-chat-hf` as Llama-2-7B).
-_RELEASE_TAG = re.compile(r"-(instruct|chat|it|hf|base)$|-v\d+(\.\d+)*$")
+# Release tags that leave a model's architecture as it is: an instruction-tuned, chat or
+# pretrained release, a checkpoint format, a version or a YYMM release date (`Mistral-7B` is
+# sized as Mistral-7B-v0.1, `Qwen2.5-7B` as Qwen2.5-7B-Instruct, `Llama-2-7b-chat-hf` as
+# Llama-2-7B, `Mistral-Small-24B-Instruct-2501` as Mistral-Small-24B-Base-2501).
+_RELEASE_TAG = re.compile(r"-(instruct|chat|it|pt|hf|base)$|-v\d+(\.\d+)*$|-\d{4}$")
 
 
 def family_size(name: str) -> str:
@@ -203,7 +257,10 @@ def named(name: str) -> ModelArch:
 
 
 def from_config(path: Path) -> ModelArch:
-    """A decoder-only transformer described by a Hugging Face `config.json`.
+    """A decoder-only transformer described by a Hugging Face `config.json`: Llama-like
+    models, Qwen2/3, Gemma-2/3 (a multimodal config's `text_config`, the vision tower not
+    counted), Falcon (its original keys too), mixtures of experts (Mixtral's and Qwen3's
+    keys), OPT.
 
     Raises:
         CatalogError: unreadable, or missing a field the planner needs.
@@ -212,33 +269,86 @@ def from_config(path: Path) -> ModelArch:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CatalogError(f"cannot read model config {path}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CatalogError(f"model config {path} is not a JSON object")
+    if isinstance(config.get("text_config"), dict):
+        config = {**config, **config["text_config"]}
     try:
-        heads = int(config["num_attention_heads"])
-        hidden = int(config["hidden_size"])
-        arch = ModelArch(
-            name=str(config.get("_name_or_path") or path.parent.name), num_layers=int(
-                config["num_hidden_layers"]), hidden_size=hidden,
-            intermediate_size=int(config.get("intermediate_size") or config["ffn_dim"]),
-            num_attention_heads=heads,
-            num_key_value_heads=int(config.get("num_key_value_heads") or heads),
-            head_dim=int(config.get("head_dim") or hidden // heads),
-            vocab_size=int(config["vocab_size"]),
-            max_position_embeddings=int(config.get("max_position_embeddings") or 0),
-            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-            parameters=0, family=_family(str(config.get("model_type", ""))), source=str(path))
+        arch = _from_fields(config, str(config.get("_name_or_path") or path.parent.name))
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogError(f"model config {path} lacks a field the planner needs: {exc}") from exc
-    return ModelArch(**{**arch.__dict__, "parameters": count_parameters(arch)})
+    return replace(arch, source=str(path), parameters=count_parameters(arch))
+
+
+def _first(config: dict[str, Any], *keys: str) -> Any:
+    """The first of `keys` the config sets; KeyError naming them all when none is."""
+    for key in keys:
+        if config.get(key) is not None:
+            return config[key]
+    raise KeyError(" or ".join(keys))
+
+
+def _from_fields(config: dict[str, Any], name: str) -> ModelArch:
+    family = _family(str(config.get("model_type", "")))
+    layers = int(_first(config, "num_hidden_layers", "n_layer"))
+    hidden = int(_first(config, "hidden_size", "n_embed"))
+    heads = int(_first(config, "num_attention_heads", "n_head"))
+    experts = int(_first(config, "num_local_experts", "num_experts") if
+                  config.get("num_local_experts") or config.get("num_experts") else 0)
+    ffn_keys = ("moe_intermediate_size",) if experts and "moe_intermediate_size" in config else ()
+    ffn = (4 * hidden if family == "falcon" and not config.get("ffn_hidden_size") else
+           int(_first(config, *ffn_keys, "intermediate_size", "ffn_dim", "ffn_hidden_size")))
+    window, sliding = _sliding(config, family, layers)
+    return ModelArch(
+        name=name, num_layers=layers, hidden_size=hidden, intermediate_size=ffn,
+        num_attention_heads=heads, num_key_value_heads=_kv_heads(config, heads),
+        head_dim=int(config.get("head_dim") or hidden // heads),
+        vocab_size=int(config["vocab_size"]),
+        max_position_embeddings=int(config.get("max_position_embeddings") or 0),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", family in TIED_BY_DEFAULT)),
+        parameters=0, family=family, num_experts=experts,
+        experts_per_token=int(config.get("num_experts_per_tok") or 0) if experts else 0,
+        sliding_window=window, sliding_layers=sliding)
+
+
+# Families whose configs leave `tie_word_embeddings` out meaning true (transformers' default).
+TIED_BY_DEFAULT = ("gemma2", "gemma3", "falcon")
+
+
+def _kv_heads(config: dict[str, Any], heads: int) -> int:
+    if config.get("multi_query") and not config.get("new_decoder_architecture"):
+        return 1  # Falcon-7B's multi-query attention
+    return int(config.get("num_key_value_heads") or config.get("num_kv_heads") or heads)
+
+
+def _sliding(config: dict[str, Any], family: str, layers: int) -> tuple[int, int]:
+    """The sliding window and how many layers use it: `layer_types` where the config lists
+    them, Gemma-2's every other layer, Gemma-3's all but every `sliding_window_pattern`-th.
+    Other families' windows are not counted (vLLM applies a window to a Llama-like model's
+    layer only where `layer_types` says so)."""
+    window = int(config.get("sliding_window") or 0)
+    types = config.get("layer_types")
+    if not window:
+        return 0, 0
+    if isinstance(types, list):
+        return window, sum(t == "sliding_attention" for t in types)
+    if family == "gemma2":
+        return window, (layers + 1) // 2  # layers 0, 2, 4, ...
+    if family == "gemma3":
+        return window, layers - layers // int(config.get("sliding_window_pattern") or 6)
+    return 0, 0
 
 
 def _family(model_type: str) -> str:
-    return model_type if model_type in ("qwen2", "opt") else "llama"
+    """The layout of a `model_type`; an unknown one is read as Llama's (the common shape)."""
+    return FAMILIES.get(model_type, "llama")
 
 
 def count_parameters(arch: ModelArch) -> int:
-    """Parameters from the architecture's shape.
+    """Parameters from the architecture's shape (`LAYOUTS` says what each family's layer
+    holds): attention's projections, the MLP (every expert's, and the router, in a mixture),
+    the norms, the embeddings and an untied LM head.
 
-    Llama-style: gated MLP (3 matrices), RMSNorm, no biases; Qwen2 adds q/k/v biases.
     OPT: a 2-matrix ReLU MLP, biases everywhere, LayerNorm (weight and bias), and learned
     positions (2 extra rows).
     """
@@ -251,7 +361,9 @@ def count_parameters(arch: ModelArch) -> int:
         per_layer = attention + (q + 2 * kv + h) + 2 * h * ffn + ffn + h + 2 * 2 * h
         positions = (arch.max_position_embeddings + 2) * h
         return arch.num_layers * per_layer + arch.vocab_size * h + positions + head + 2 * h
-    per_layer = attention + 3 * h * ffn + 2 * h  # two RMSNorms
-    if arch.family == "qwen2":
-        per_layer += q + 2 * kv
-    return arch.num_layers * per_layer + arch.vocab_size * h + head + h  # + the final norm
+    layout = LAYOUTS[arch.family]
+    mlp = layout.mlp_matrices * h * ffn * max(arch.num_experts, 1)
+    router = h * arch.num_experts
+    per_layer = attention + mlp + router + layout.norms * h
+    per_layer += (q + 2 * kv) * layout.qkv_bias + 2 * arch.head_dim * layout.qk_norm
+    return arch.num_layers * per_layer + arch.vocab_size * h + head + layout.final_norm * h

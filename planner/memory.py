@@ -57,6 +57,28 @@ def kv_bytes_per_token(arch: ModelArch, kv_precision: Precision = Precision.FP16
     return 2 * arch.num_layers * arch.num_key_value_heads * arch.head_dim * kv_precision.bytes
 
 
+def window_share(arch: ModelArch) -> float:
+    """The share of layers that attend to, and keep, only the last `sliding_window` tokens."""
+    return arch.sliding_layers / arch.num_layers if arch.sliding_window else 0.0
+
+
+def attended_tokens(arch: ModelArch, context: float) -> float:
+    """Tokens a new token attends to (and the KV cache keeps for a sequence of `context`),
+    averaged over the layers: all of them in full-attention layers, at most the window in
+    sliding-window ones (vLLM's hybrid KV cache frees blocks that fall out of the window)."""
+    share = window_share(arch)
+    return context * (1 - share) + min(context, arch.sliding_window) * share
+
+
+def attention_pairs(arch: ModelArch, prompt: int) -> float:
+    """(query, key) pairs a causal prefill of `prompt` tokens scores, per layer on average."""
+    full = prompt * prompt / 2
+    w = arch.sliding_window
+    windowed = full if prompt <= w else w * w / 2 + (prompt - w) * w
+    share = window_share(arch)
+    return full * (1 - share) + windowed * share
+
+
 def activation_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int,
                      tensor_parallel: int = 1) -> float:
     """Peak activations of one forward pass over `batched_tokens`, per GPU.
@@ -65,7 +87,7 @@ def activation_bytes(arch: ModelArch, batched_tokens: int, max_num_seqs: int,
     with the attention input and output, at 16 bits; plus the sampler's fp32 logits
     for every running sequence.
     """
-    per_token = (2 * arch.intermediate_size / tensor_parallel + 4 * arch.hidden_size) * 2
+    per_token = (2 * arch.mlp_width / tensor_parallel + 4 * arch.hidden_size) * 2
     logits = max_num_seqs * arch.vocab_size * 4
     return batched_tokens * per_token + logits
 
@@ -90,7 +112,8 @@ class Budget:
     activations: float
     overhead: float
     kv_cache_total: float
-    kv_per_token: float
+    kv_per_token: float  # every layer's K and V for one token
+    arch: ModelArch | None = None  # for its sliding-window layers, which keep fewer tokens
 
     @property
     def fits(self) -> bool:
@@ -98,16 +121,23 @@ class Budget:
 
     @property
     def kv_tokens(self) -> int:
-        """KV-cache slots, in tokens, across the tensor-parallel group."""
+        """KV-cache slots, in tokens kept by every layer, across the tensor-parallel group."""
         return int(self.kv_cache_total // self.kv_per_token) if self.fits else 0
+
+    def sequence_bytes(self, tokens: float) -> float:
+        """KV cache one sequence of `tokens` holds (sliding-window layers keep the window)."""
+        kept = attended_tokens(self.arch, tokens) if self.arch else tokens
+        return kept * self.kv_per_token
 
     def max_sequences(self, tokens_per_sequence: int) -> int:
         """Sequences of this length that fit at once."""
-        return self.kv_tokens // max(tokens_per_sequence, 1)
+        if not self.fits:
+            return 0
+        return int(self.kv_cache_total // self.sequence_bytes(max(tokens_per_sequence, 1)))
 
     def offload_fraction(self, sequences: int, tokens_per_sequence: int) -> float:
         """Share of the KV cache that must live in host memory to hold `sequences` at once."""
-        needed = sequences * tokens_per_sequence * self.kv_per_token
+        needed = sequences * self.sequence_bytes(tokens_per_sequence)
         if needed <= 0:
             return 0.0
         return max(0.0, 1.0 - self.kv_cache_total / needed)
@@ -132,5 +162,5 @@ def budget(arch: ModelArch, gpu: Gpu, precision: Precision, tensor_parallel: int
     kv_total = max(free, 0.0) / settings.safety_factor * tensor_parallel if free > 0 else -1.0
     return Budget(usable=usable, weights=weights, activations=activations,
                   overhead=settings.runtime_overhead_bytes, kv_cache_total=kv_total,
-                  kv_per_token=kv_bytes_per_token(arch, kv_precision))
+                  kv_per_token=kv_bytes_per_token(arch, kv_precision), arch=arch)
 

@@ -5,7 +5,10 @@ its memory traffic at the GPU's bandwidth, each scaled by what real kernels reac
 `Efficiency` factors, per GPU and phase), plus the tensor-parallel all-reduces, the
 offloaded KV cache crossing PCIe, and a fixed per-step cost for scheduling, launches and
 sampling. Decode streams every weight once per step however many sequences share it,
-which is why batching pays; prefill is bound by arithmetic.
+which is why batching pays; prefill is bound by arithmetic. A mixture of experts computes
+only the experts each token is routed to, and a step reads only the experts its tokens reach
+(few at batch 1, all of them in a large batch); sliding-window layers attend to, and keep,
+only their window.
 
 Serving is continuous batching as vLLM does it, in a closed loop of `concurrency`
 clients: up to what memory holds run at once, the rest wait. In steady state the running
@@ -28,6 +31,8 @@ from planner.memory import (
     Budget,
     Precision,
     Settings,
+    attended_tokens,
+    attention_pairs,
     budget,
     kv_bytes_per_token,
     weight_bytes,
@@ -92,16 +97,32 @@ class Prediction:
 
 
 def matmul_parameters(arch: ModelArch) -> int:
-    """Weights that multiply activations: all but the embedding table, which is only indexed."""
-    return arch.parameters - (0 if arch.tie_word_embeddings else arch.vocab_size * arch.hidden_size)
+    """Weights each token multiplies: all but the embedding table, which is only indexed, and,
+    in a mixture of experts, only the experts the router chose for it."""
+    embeddings = 0 if arch.tie_word_embeddings else arch.vocab_size * arch.hidden_size
+    return arch.active_parameters - embeddings
 
 
-def streamed_weight_bytes(dep: Deployment) -> float:
-    """Weight bytes one GPU reads per forward pass (the embedding rows read are negligible)."""
-    total = weight_bytes(dep.arch, dep.precision)
-    if not dep.arch.tie_word_embeddings:
+def experts_touched(arch: ModelArch, tokens: float) -> float:
+    """The share of a layer's experts that `tokens` tokens route to, if each picks
+    `experts_per_token` of them uniformly: 1 - (1 - k/E)^tokens (1 for a dense model)."""
+    if not arch.num_experts:
+        return 1.0
+    return 1.0 - float((1.0 - arch.experts_per_token / arch.num_experts) ** tokens)
+
+
+def streamed_weight_bytes(dep: Deployment, tokens: float | None = None) -> float:
+    """Weight bytes one GPU reads in a forward pass over `tokens` tokens (the embedding rows
+    read are negligible); a mixture of experts reads only the experts they route to
+    (`tokens` None: every weight)."""
+    arch = dep.arch
+    total = weight_bytes(arch, dep.precision)
+    if not arch.tie_word_embeddings:
         kept = 2.0 if dep.precision.bytes < 2 else dep.precision.bytes
-        total -= dep.arch.vocab_size * dep.arch.hidden_size * kept
+        total -= arch.vocab_size * arch.hidden_size * kept
+    if tokens is not None and arch.num_experts:
+        experts = arch.num_experts * arch.expert_parameters * dep.precision.bytes
+        total -= experts * (1.0 - experts_touched(arch, tokens))
     return total / dep.tensor_parallel
 
 
@@ -123,11 +144,12 @@ def decode_step_s(dep: Deployment, eff: Efficiency, batch: int, context: float,
                   offload_fraction: float = 0.0) -> tuple[float, str]:
     """One decode step for `batch` sequences at mean `context` tokens, and what bounds it."""
     arch, t = dep.arch, dep.tensor_parallel
+    attended = attended_tokens(arch, context)
     flops = batch * (2 * matmul_parameters(arch)
-                     + 4 * arch.num_layers * _attention_width(arch) * context) / t
+                     + 4 * arch.num_layers * _attention_width(arch) * attended) / t
     compute = flops / (dep.gpu.peak_flops(dep.precision) * eff.decode_mfu)
-    kv = batch * context * kv_bytes_per_token(arch, dep.kv_precision) / t
-    memory = (streamed_weight_bytes(dep) + kv * (1 - offload_fraction)) / (
+    kv = batch * attended * kv_bytes_per_token(arch, dep.kv_precision) / t
+    memory = (streamed_weight_bytes(dep, batch) + kv * (1 - offload_fraction)) / (
         dep.gpu.bandwidth_bytes_s * eff.bandwidth)
     offload = kv * offload_fraction / dep.gpu.pcie_bytes_s
     step = max(compute, memory) + allreduce_s(dep, eff, batch) + offload + eff.step_overhead_s
@@ -139,10 +161,12 @@ def prefill_s(dep: Deployment, eff: Efficiency, prompt: int, sequences: int = 1)
     arch, t = dep.arch, dep.tensor_parallel
     tokens = prompt * sequences
     flops = (2 * matmul_parameters(arch) * tokens
-             + 2 * arch.num_layers * _attention_width(arch) * prompt**2 * sequences) / t
+             + 4 * arch.num_layers * _attention_width(arch) * attention_pairs(arch, prompt)
+             * sequences) / t
     chunks = math.ceil(tokens / dep.settings.max_num_batched_tokens)
     compute = flops / (dep.gpu.peak_flops(dep.precision) * eff.prefill_mfu)
-    memory = chunks * streamed_weight_bytes(dep) / (dep.gpu.bandwidth_bytes_s * eff.bandwidth)
+    per_chunk = streamed_weight_bytes(dep, min(tokens, dep.settings.max_num_batched_tokens))
+    memory = chunks * per_chunk / (dep.gpu.bandwidth_bytes_s * eff.bandwidth)
     return max(compute, memory) + allreduce_s(dep, eff, tokens) + chunks * eff.step_overhead_s
 
 
@@ -171,7 +195,7 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
     fits = min(mem.max_sequences(mean), dep.settings.max_num_seqs)
     wanted = min(work.concurrency, dep.settings.max_num_seqs)
     if not reason and mem.max_sequences(seq) == 0 and not offload:
-        reason = (f"one sequence of {seq} tokens needs {seq * mem.kv_per_token / GIB:.2f} GiB of "
+        reason = (f"one sequence of {seq} tokens needs {mem.sequence_bytes(seq) / GIB:.2f} GiB of "
                   f"KV cache; {mem.kv_cache_total / GIB:.2f} GiB is left for it")
     if reason:
         return Prediction(feasible=False, why_not=reason, max_concurrency_fits=max(fits, 0))

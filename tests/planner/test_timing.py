@@ -18,6 +18,7 @@ from planner.timing import (
     predict,
     predict_static,
     prefill_s,
+    streamed_weight_bytes,
 )
 
 IDEAL = Efficiency(prefill_mfu=1.0, decode_mfu=1.0, bandwidth=1.0, step_overhead_s=0.0)
@@ -110,3 +111,39 @@ def test_what_cannot_run_says_why() -> None:
                       Efficiency())
     assert re.fullmatch(r"one sequence of 120000 tokens needs 14\.65 GiB of KV cache; "
                         r"[0-9.]+ GiB is left for it", crowded.why_not)
+
+
+def test_one_sequence_of_a_mixture_reads_only_its_two_experts() -> None:
+    # Mixtral-8x7B fp16 at batch 1: 2 of 8 experts a layer, so the weights one token reads
+    # are its active parameters less the embedding table: 12.88 B less 0.13 B, 2 bytes each.
+    dep = _dep("Mixtral-8x7B-v0.1", "H100-80G")
+    active = 12_879_925_248 - 32_000 * 4_096
+    assert streamed_weight_bytes(dep, 1) == pytest.approx(active * 2)
+    step, bound = decode_step_s(dep, IDEAL, batch=1, context=1)
+    assert bound == "memory"
+    kv = 131_072
+    assert step == pytest.approx((active * 2 + kv) / 3.35e12)  # 7.6 ms, not the 27 ms of all
+    # A large batch reaches every expert: the step reads (nearly) every weight.
+    assert streamed_weight_bytes(dep, 256) == pytest.approx(streamed_weight_bytes(dep), rel=1e-6)
+    assert streamed_weight_bytes(dep, 4) < streamed_weight_bytes(dep, 16) < \
+        streamed_weight_bytes(dep)
+
+
+def test_a_mixtures_arithmetic_counts_only_the_chosen_experts() -> None:
+    dep = _dep("Mixtral-8x7B-v0.1", "H100-80G")
+    prompt = 8192  # one chunk: bound by arithmetic
+    flops = 2 * (12_879_925_248 - 32_000 * 4_096) * prompt + 4 * 32 * 4096 * prompt**2 / 2
+    assert prefill_s(dep, IDEAL, prompt) == pytest.approx(flops / 989.5e12)
+
+
+def test_sliding_window_layers_keep_and_read_only_their_window() -> None:
+    # Gemma-2-9B: 21 of 42 layers attend to the last 4096 tokens only.
+    dep = _dep("Gemma-2-9B", "H100-80G")
+    mem = dep.memory()
+    assert mem.sequence_bytes(8192) == pytest.approx(mem.kv_per_token * (4096 + 2048))
+    assert mem.sequence_bytes(1024) == pytest.approx(mem.kv_per_token * 1024)
+    assert mem.max_sequences(8192) == int(mem.kv_cache_total // (mem.kv_per_token * 6144))
+    short, _ = decode_step_s(dep, IDEAL, batch=64, context=4096)
+    long, _ = decode_step_s(dep, IDEAL, batch=64, context=8192)
+    per_token = mem.kv_per_token * 64 / 3.35e12
+    assert long - short == pytest.approx(per_token * 2048)  # half the layers read the rest
