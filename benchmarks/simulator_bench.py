@@ -33,7 +33,6 @@ from typing import Any
 
 from llmfleet.core.instances import instances
 from simulator import group_policy, policies, traffic
-from simulator.compare import engine_settings
 from simulator.fleet import LaunchDelay
 from simulator.policy_config import Scaling, load_environment
 from simulator.replica import Replica
@@ -66,13 +65,12 @@ def dev_fleet(root: Path) -> Bench:
     env = load_environment(root, "dev")
     instance = instances()[env.instance_type]
     service = RooflineService.for_names(env.model.id, instance.gpu, "bf16",
-                                        tensor_parallel=instance.gpu_count,
-                                        settings=engine_settings(instance.gpu))
+                                        tensor_parallel=instance.gpu_count)
     shape = group_policy.GroupShape(env.capacity.min, MAX_SIZE, env.capacity.desired,
                                 env.model.model_load_seconds)
     launch = LaunchDelay()
     sized = group_policy.sizing(service.deployment, service.eff, LENGTHS, Slo(), launch.total_s)
-    engine = service.deployment.settings
+    engine = service.deployment
     config = SimConfig(
         new_replica=lambda: Replica(service, engine.max_num_seqs, engine.max_num_batched_tokens,
                                     max_model_len=env.model.max_model_len),

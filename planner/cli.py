@@ -55,8 +55,8 @@ def add_parser(sub: Any) -> None:
     plan.add_argument("--output-len", type=positive_int, default=256)
     plan.add_argument("--batch-size", type=positive_int,
                       help="fix the concurrency per replica instead of searching it")
-    plan.add_argument("--safety-factor", type=_at_least_one, default=1.1,
-                      help="the KV cache may use 1/F of the memory left (default 1.1)")
+    plan.add_argument("--safety-factor", type=_at_least_one, default=1.0,
+                      help="the KV cache may use 1/F of the memory left (default 1.0, as vLLM)")
     plan.add_argument("--precision", choices=PRECISIONS,
                       help="only this precision (default: fp16, fp8, int8 and int4)")
     plan.add_argument("--slo-tps", type=positive, help="output tokens/s per request, at least")
@@ -66,7 +66,9 @@ def add_parser(sub: Any) -> None:
     plan.add_argument("--market", choices=[m.value for m in Market], default="on-demand")
     plan.add_argument("--kv-offload", action="store_true",
                       help="let KV cache spill to host memory instead of queueing requests")
-    plan.add_argument("--max-num-seqs", type=positive_int, default=256)
+    plan.add_argument("--max-num-seqs", type=positive_int,
+                      help="at most this many sequences a replica runs at once (default: vLLM's "
+                           "for the GPU: 1024 on H100 and H200, 256 elsewhere)")
     plan.add_argument("--gpu-memory-utilization", type=positive, default=0.9)
     plan.add_argument("--json", action="store_true", help="JSON instead of the table")
     plan.add_argument("--all", action="store_true", help="every candidate in the table")

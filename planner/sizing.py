@@ -120,10 +120,10 @@ def tensor_parallel_sizes(arch: ModelArch, gpus: int) -> list[int]:
             and (arch.num_key_value_heads % t == 0 or t % arch.num_key_value_heads == 0)]
 
 
-def _concurrencies(q: Question) -> list[int]:
+def _concurrencies(q: Question, dep: Deployment) -> list[int]:
     if q.concurrency:
         return [q.concurrency]
-    top = q.settings.max_num_seqs
+    top = dep.max_num_seqs
     return [1 << k for k in range(top.bit_length()) if (1 << k) <= top]
 
 
@@ -141,7 +141,7 @@ def evaluate(q: Question, inst: Instance, precision: Precision, tp: int) -> Cand
         return replace(base, why_not=unable)
     best: Candidate | None = None
     miss = ""
-    for c in _concurrencies(q):
+    for c in _concurrencies(q, dep):
         p = predict(dep, Workload(q.input_len, q.output_len, c), eff, offload=q.offload)
         if not p.feasible:
             return replace(base, prediction=p, why_not=p.why_not)
@@ -152,7 +152,7 @@ def evaluate(q: Question, inst: Instance, precision: Precision, tp: int) -> Cand
             best = replace(base, prediction=p, concurrency=c)
     if best is None:
         return replace(base, why_not=f"misses the SLO even at concurrency "
-                                   f"{_concurrencies(q)[0]}: {miss}")
+                                   f"{_concurrencies(q, dep)[0]}: {miss}")
     best = replace(best, instances_needed=_instances(q, best))
     return replace(best, at_load=_at_load(q, dep, eff, best))
 
@@ -163,7 +163,7 @@ def _at_load(q: Question, dep: Deployment, eff: Efficiency,
     rate, served by the fewest concurrent requests (a power of two, up to the candidate's)
     that carry it."""
     share = q.rate / (c.instances_needed * c.replicas_per_instance)
-    for level in _concurrencies(q):
+    for level in _concurrencies(q, dep):
         p = predict(dep, Workload(q.input_len, q.output_len, level), eff, offload=q.offload)
         if level >= c.concurrency or p.requests_s >= share:
             return p

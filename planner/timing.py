@@ -1,14 +1,15 @@
 """Time: prefill and decode steps on a GPU's roofline, and what they add up to when serving.
 
-A step's time is the larger of its matrix arithmetic at the GPU's tensor throughput and
-its memory traffic at the GPU's bandwidth, each scaled by what real kernels reach (the
-`Efficiency` factors, per GPU and phase), plus the tensor-parallel all-reduces, the
-offloaded KV cache crossing PCIe, and a fixed per-step cost for scheduling, launches and
-sampling. Decode streams every weight once per step however many sequences share it,
-which is why batching pays; prefill is bound by arithmetic. A mixture of experts computes
-only the experts each token is routed to, and a step reads only the experts its tokens reach
-(few at batch 1, all of them in a large batch); sliding-window layers attend to, and keep,
-only their window.
+A step's weight multiplies take their matrix arithmetic at the GPU's tensor throughput
+against the weights streamed at the GPU's bandwidth, which overlap in part (`overlapped`),
+each scaled by what real kernels reach (the `Efficiency` factors, per GPU and phase); a
+decode step's attention then reads the KV cache at the bandwidth; on top come the
+tensor-parallel all-reduces, the offloaded KV cache crossing PCIe, and a fixed per-step
+cost for scheduling, launches and sampling. Decode streams every weight once per step
+however many sequences share it, which is why batching pays; prefill is bound by
+arithmetic. A mixture of experts computes only the experts each token is routed to, and a
+step reads only the experts its tokens reach (few at batch 1, all of them in a large
+batch); sliding-window layers attend to, and keep, only their window.
 
 Serving is continuous batching as vLLM does it, in a closed loop of `concurrency`
 clients: up to what memory holds run at once, the rest wait. In steady state the running
@@ -67,6 +68,14 @@ class Deployment:
     def memory(self) -> Budget:
         return budget(self.arch, self.gpu, self.precision, self.tensor_parallel,
                       self.kv_precision, self.settings)
+
+    @property
+    def max_num_seqs(self) -> int:
+        return self.settings.limits(self.gpu)[0]
+
+    @property
+    def max_num_batched_tokens(self) -> int:
+        return self.settings.limits(self.gpu)[1]
 
 
 @dataclass(frozen=True)
@@ -140,20 +149,34 @@ def allreduce_s(dep: Deployment, eff: Efficiency, tokens: int) -> float:
     return 2 * dep.arch.num_layers * one
 
 
+def overlapped(compute_s: float, memory_s: float) -> float:
+    """A matrix multiply's arithmetic and its weight streaming, which overlap only in part:
+    their root sum of squares, which is the larger alone far from the ridge point and up to
+    1.41x it at the ridge. The bare maximum fitted worse, under-predicting large batches
+    by 14% at the median (`llmfleet plan validate`)."""
+    return math.hypot(compute_s, memory_s)
+
+
 def decode_step_s(dep: Deployment, eff: Efficiency, batch: int, context: float,
                   offload_fraction: float = 0.0) -> tuple[float, str]:
-    """One decode step for `batch` sequences at mean `context` tokens, and what bounds it."""
+    """One decode step for `batch` sequences at mean `context` tokens, and what bounds it.
+
+    The weight multiplies (arithmetic against weights streamed, `overlapped`), then
+    attention, which reads each sequence's KV cache and does too little arithmetic per byte
+    to be anything but bound by bandwidth (4 FLOPs a byte with 4:1 grouped-query heads), in
+    kernels of its own, so its time adds rather than hides under the multiplies'.
+    """
     arch, t = dep.arch, dep.tensor_parallel
-    attended = attended_tokens(arch, context)
-    flops = batch * (2 * matmul_parameters(arch)
-                     + 4 * arch.num_layers * _attention_width(arch) * attended) / t
-    compute = flops / (dep.gpu.peak_flops(dep.precision) * eff.decode_mfu)
-    kv = batch * attended * kv_bytes_per_token(arch, dep.kv_precision) / t
-    memory = (streamed_weight_bytes(dep, batch) + kv * (1 - offload_fraction)) / (
-        dep.gpu.bandwidth_bytes_s * eff.bandwidth)
+    compute = batch * 2 * matmul_parameters(arch) / t / (
+        dep.gpu.peak_flops(dep.precision) * eff.decode_mfu)
+    bandwidth = dep.gpu.bandwidth_bytes_s * eff.bandwidth
+    weights = streamed_weight_bytes(dep, batch) / bandwidth
+    kv = batch * attended_tokens(arch, context) * kv_bytes_per_token(arch, dep.kv_precision) / t
+    attention = kv * (1 - offload_fraction) / bandwidth
     offload = kv * offload_fraction / dep.gpu.pcie_bytes_s
-    step = max(compute, memory) + allreduce_s(dep, eff, batch) + offload + eff.step_overhead_s
-    return step, "compute" if compute > memory else "memory"
+    step = (overlapped(compute, weights) + attention + allreduce_s(dep, eff, batch) + offload
+            + eff.step_overhead_s)
+    return step, "compute" if compute > weights + attention else "memory"
 
 
 def prefill_s(dep: Deployment, eff: Efficiency, prompt: int, sequences: int = 1) -> float:
@@ -163,11 +186,12 @@ def prefill_s(dep: Deployment, eff: Efficiency, prompt: int, sequences: int = 1)
     flops = (2 * matmul_parameters(arch) * tokens
              + 4 * arch.num_layers * _attention_width(arch) * attention_pairs(arch, prompt)
              * sequences) / t
-    chunks = math.ceil(tokens / dep.settings.max_num_batched_tokens)
+    chunks = math.ceil(tokens / dep.max_num_batched_tokens)
     compute = flops / (dep.gpu.peak_flops(dep.precision) * eff.prefill_mfu)
-    per_chunk = streamed_weight_bytes(dep, min(tokens, dep.settings.max_num_batched_tokens))
+    per_chunk = streamed_weight_bytes(dep, min(tokens, dep.max_num_batched_tokens))
     memory = chunks * per_chunk / (dep.gpu.bandwidth_bytes_s * eff.bandwidth)
-    return max(compute, memory) + allreduce_s(dep, eff, tokens) + chunks * eff.step_overhead_s
+    return (overlapped(compute, memory) + allreduce_s(dep, eff, tokens)
+            + chunks * eff.step_overhead_s)
 
 
 def _infeasible(dep: Deployment, work: Workload, mem: Budget) -> str:
@@ -192,8 +216,8 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
     reason = _infeasible(dep, work, mem)
     seq = work.input_len + work.output_len
     mean = math.ceil(work.input_len + work.output_len / 2)
-    fits = min(mem.max_sequences(mean), dep.settings.max_num_seqs)
-    wanted = min(work.concurrency, dep.settings.max_num_seqs)
+    fits = min(mem.max_sequences(mean), dep.max_num_seqs)
+    wanted = min(work.concurrency, dep.max_num_seqs)
     if not reason and mem.max_sequences(seq) == 0 and not offload:
         reason = (f"one sequence of {seq} tokens needs {mem.sequence_bytes(seq) / GIB:.2f} GiB of "
                   f"KV cache; {mem.kv_cache_total / GIB:.2f} GiB is left for it")
@@ -203,7 +227,7 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
     needed = mem.offload_fraction(wanted, mean)
     fraction = mem.offload_fraction(running, mean) if offload else 0.0
     step, bound = decode_step_s(dep, eff, running, mean, fraction)
-    sharing = max(1, min(running, dep.settings.max_num_batched_tokens // max(work.input_len, 1)))
+    sharing = max(1, min(running, dep.max_num_batched_tokens // max(work.input_len, 1)))
     prefill = prefill_s(dep, eff, work.input_len, sharing) / sharing
     cycle = running * prefill + work.output_len * step
     requests_s = running / cycle

@@ -20,7 +20,7 @@ from importlib import resources
 
 from planner import catalog
 from planner.efficiency import Row
-from planner.memory import Precision
+from planner.memory import Precision, Settings
 from planner.timing import Deployment, Efficiency, Prediction, Workload, predict, predict_static
 
 FIT_SHARE = 30  # percent of rows, chosen by a hash of the row's id
@@ -61,9 +61,23 @@ def load(text: str | None = None) -> list[Measurement]:
     return rows
 
 
+# TensorRT-LLM gives the KV cache 90% of the memory free after the weights and activations
+# (`kv_cache_free_gpu_mem_fraction`), and its rows keep the batch limits the model assumed
+# when they were first fitted; vLLM's rows run at vLLM's defaults for their GPU, its
+# offline ones at the LLM class's.
+TRTLLM_SETTINGS = Settings(max_num_seqs=256, max_num_batched_tokens=8192,
+                           gpu_memory_utilization=1.0, safety_factor=1 / 0.9)
+
+
+def settings_for(row: Measurement) -> Settings:
+    if row.engine.startswith("trtllm"):
+        return TRTLLM_SETTINGS
+    return Settings(offline=row.mode != "serving")
+
+
 def predicted(row: Measurement, eff: Efficiency) -> Prediction:
     dep = Deployment(catalog.model(row.model), catalog.gpu(row.gpu), row.precision, row.num_gpus,
-                     row.kv_precision)
+                     row.kv_precision, settings_for(row))
     model = predict_static if row.mode == "static" else predict
     return model(dep, row.workload, eff)
 

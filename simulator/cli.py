@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from llmfleet.core.instances import Instance, Market, instances
 from planner.catalog import CatalogError
 from simulator import group_policy, oracle, plot, pools, traffic
-from simulator.compare import Fleet, compare, engine_settings, prepare
+from simulator.compare import Fleet, compare, prepare
 from simulator.fleet import LaunchDelay, SpotInterruptions
 from simulator.policy_config import (
     Environment,
@@ -187,8 +187,7 @@ def _fleet(args: argparse.Namespace, env: Environment, seed: int | None = None) 
         service = MeasuredService.from_profile(read_profile(args.profile))
     else:
         service = RooflineService.for_names(env.model.id, instance.gpu, args.precision,
-                                            tensor_parallel=instance.gpu_count,
-                                            settings=engine_settings(instance.gpu))
+                                            tensor_parallel=instance.gpu_count)
     price = instance.price_usd_hr(Market(args.market))
     if price is None:
         raise ValueError(f"no {args.market} price for {env.instance_type} in the catalogue")

@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from planner import catalog
-from planner.memory import GIB, Settings
 from simulator import group_policy, oracle, policies, traffic
 from simulator.fleet import LaunchDelay, SpotInterruptions
 from simulator.policy_config import Environment
@@ -60,18 +58,10 @@ class Fleet:
         or those the profiled engine was started with)."""
         service, max_model_len = self.service, self.env.model.max_model_len
         if isinstance(service, RooflineService):
-            engine = service.deployment.settings
+            engine = service.deployment
             return Replica(service, engine.max_num_seqs, engine.max_num_batched_tokens,
                            max_model_len=max_model_len)
         return service.replica(max_model_len)
-
-
-def engine_settings(gpu: str) -> Settings:
-    """vLLM's serving defaults for the GPU: 2,048 batched tokens and 256 sequences below
-    70 GiB of memory, 8,192 and 1,024 from there (vLLM's usage-context defaults)."""
-    large = catalog.gpu(gpu).memory_bytes >= 70 * GIB
-    return Settings(max_num_batched_tokens=8192 if large else 2048,
-                    max_num_seqs=1024 if large else 256)
 
 
 def simulation_config(fleet: Fleet, shape: group_policy.GroupShape,

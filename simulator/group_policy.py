@@ -121,7 +121,7 @@ def slo_concurrency(dep: Deployment, eff: Efficiency, prompt_tokens: int, output
     """The most requests one instance can hold while the roofline predicts TTFT and TPOT
     within `margin` of the SLO, for requests of the given mean lengths (at least 1)."""
     best = 1
-    for concurrency in range(1, dep.settings.max_num_seqs + 1):
+    for concurrency in range(1, dep.max_num_seqs + 1):
         guess = predict(dep, Workload(prompt_tokens, output_tokens, concurrency), eff)
         if not guess.feasible or guess.running < concurrency:
             break  # beyond what the KV cache holds, requests queue: past the useful target

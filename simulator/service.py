@@ -7,10 +7,11 @@ the replica's business (`simulator.replica`).
 
 `RooflineService` is the planner's roofline (`planner.timing`) applied to a mixed
 step: the matrix arithmetic of all its tokens at the GPU's tensor throughput (at the
-prefill and decode efficiencies that the planner fits per GPU), against the weights
-streamed once plus the decoding sequences' KV cache read at the GPU's bandwidth,
-whichever is longer, plus the tensor-parallel all-reduces and the fixed per-step
-cost. It agrees with `planner.timing.decode_step_s` on a step without prefill and
+prefill and decode efficiencies that the planner fits per GPU) overlapped in part with
+the weights streamed once, then the decoding sequences' KV cache read at the GPU's
+bandwidth, plus the tensor-parallel all-reduces and the fixed per-step cost. It reads
+every expert of a mixture and keeps every token in sliding-window layers: conservative
+for those models. It agrees with `planner.timing.decode_step_s` on a step without prefill and
 with `planner.timing.prefill_s` on a step without decode (tested).
 
 `decode_ends` times a run of pure-decode steps (`simulator.replica.DecodeRun`): the
@@ -34,6 +35,7 @@ from planner.timing import (
     Efficiency,
     allreduce_s,
     matmul_parameters,
+    overlapped,
     streamed_weight_bytes,
 )
 
@@ -82,41 +84,40 @@ class RooflineService:
 
     @cached_property
     def _constants(self) -> tuple[float, float, float, float, float, float]:
-        """What every step uses: FLOPs per token and per token of context, the divisors of
-        each phase's FLOPs and of bytes, the KV bytes per token of context, the weights."""
+        """What every step uses: FLOPs per token and per token of prompt before it, the
+        divisors of each phase's FLOPs, the seconds to read one token of KV cache and to
+        stream the weights."""
         dep, eff = self.deployment, self.eff
         arch, t = dep.arch, dep.tensor_parallel
         attention = 4 * arch.num_layers * arch.num_attention_heads * arch.head_dim
         peak = dep.gpu.peak_flops(dep.precision) * t
+        bandwidth = dep.gpu.bandwidth_bytes_s * eff.bandwidth
         return (2 * matmul_parameters(arch), attention, peak * eff.decode_mfu,
-                peak * eff.prefill_mfu, kv_bytes_per_token(arch, dep.kv_precision) / t,
-                streamed_weight_bytes(dep))
+                peak * eff.prefill_mfu, kv_bytes_per_token(arch, dep.kv_precision) / t / bandwidth,
+                streamed_weight_bytes(dep) / bandwidth)
 
     def step_s(self, load: StepLoad) -> float:
         dep, eff = self.deployment, self.eff
-        per_token, attention, decode_rate, prefill_rate, kv_per_token, weights = self._constants
-        decode_flops = load.decode_seqs * (per_token + attention * load.decode_context)
-        prefill_flops = load.prefill_tokens * (per_token + attention * load.prefill_context)
-        compute = decode_flops / decode_rate + prefill_flops / prefill_rate
-        kv = load.decode_seqs * load.decode_context * kv_per_token
-        memory = (weights + kv) / (dep.gpu.bandwidth_bytes_s * eff.bandwidth)
-        return max(compute, memory) + allreduce_s(dep, eff, load.tokens) + eff.step_overhead_s
+        per_token, attention, decode_rate, prefill_rate, kv_s, weights_s = self._constants
+        compute = (load.decode_seqs * per_token / decode_rate
+                   + load.prefill_tokens * (per_token + attention * load.prefill_context)
+                   / prefill_rate)
+        kv = load.decode_seqs * load.decode_context * kv_s
+        return (overlapped(compute, weights_s) + kv + allreduce_s(dep, eff, load.tokens)
+                + eff.step_overhead_s)
 
     def decode_ends(self, seqs: int, context: int, start_s: float, count: int,
                     horizon_s: float = math.inf) -> list[float]:
         """`decode_ends` for this model: `step_s`'s arithmetic for a step without prefill,
         in the same order (x + 0.0 is x: the prefill terms drop out exactly)."""
         dep, eff = self.deployment, self.eff
-        per_token, attention, decode_rate, _, kv_per_token, weights = self._constants
-        bandwidth = dep.gpu.bandwidth_bytes_s * eff.bandwidth
+        per_token, _, decode_rate, _, kv_s, weights_s = self._constants
         fixed, overhead = allreduce_s(dep, eff, seqs), eff.step_overhead_s
+        gemm = math.hypot(seqs * per_token / decode_rate, weights_s)  # `overlapped`, inline
         ends: list[float] = []
         end = start_s
         for _ in range(count):
-            mean = context / seqs
-            compute = seqs * (per_token + attention * mean) / decode_rate
-            memory = (weights + seqs * mean * kv_per_token) / bandwidth
-            end += (compute if compute > memory else memory) + fixed + overhead  # max(), faster
+            end += gemm + seqs * (context / seqs) * kv_s + fixed + overhead
             ends.append(end)
             if end >= horizon_s:
                 break

@@ -40,10 +40,10 @@ def test_llama_8b_on_an_a100_80g_by_hand() -> None:
     usable = 80 * GIB * 0.9  # 72 GiB
     weights = 8_030_261_248 * 2  # 14.96 GiB
     activations = 8192 * (2 * 14336 + 4 * 4096) * 2 + 256 * 128256 * 4  # 0.81 GiB
-    kv = (usable - weights - activations - 1.5 * GIB) / 1.1  # 50.6 GiB
+    kv = usable - weights - activations - 1.5 * GIB  # 54.7 GiB: vLLM holds nothing back
     assert plan.kv_cache_total == pytest.approx(kv)
-    assert plan.kv_tokens == int(kv // 131_072)  # about 414,000 tokens
-    assert plan.max_sequences(2048) == int(kv // 131_072) // 2048  # 202 sequences of 2k
+    assert plan.kv_tokens == int(kv // 131_072)  # about 448,000 tokens
+    assert plan.max_sequences(2048) == int(kv // 131_072) // 2048  # 218 sequences of 2k
     assert plan.offload_fraction(100, 2048) == 0.0
     assert plan.offload_fraction(404, 2048) == pytest.approx(1 - kv / (404 * 2048 * 131_072))
 
@@ -64,7 +64,22 @@ def test_tensor_parallel_splits_the_weights_and_pools_the_kv_cache() -> None:
 
 
 def test_more_memory_never_holds_fewer_sequences() -> None:
+    # At the same batch limits: vLLM's defaults differ by GPU, and an H100's larger ones
+    # reserve more activations (the next test).
     llama = catalog.model("Llama-3.1-8B")
     sizes = sorted(catalog.gpus().values(), key=lambda g: g.memory_bytes)
-    held = [budget(llama, g, Precision.FP16).max_sequences(1024) for g in sizes]
+    same = Settings(max_num_seqs=256, max_num_batched_tokens=8192)
+    held = [budget(llama, g, Precision.FP16, settings=same).max_sequences(1024) for g in sizes]
     assert held == sorted(held)
+
+
+@pytest.mark.parametrize(("gpu", "offline", "limits"), [
+    ("H100-80G", False, (1024, 8192)), ("H100-80G", True, (1024, 16384)),
+    ("H200", False, (1024, 8192)),
+    ("A100-80G", False, (256, 2048)),  # 80 GiB, but vLLM keeps an A100's defaults small
+    ("L40S", False, (256, 2048)), ("A10G", True, (256, 8192)),
+])
+def test_batch_limits_left_unset_are_vllms_defaults_for_the_gpu(
+        gpu: str, offline: bool, limits: tuple[int, int]) -> None:
+    assert Settings(offline=offline).limits(catalog.gpu(gpu)) == limits
+    assert Settings(max_num_seqs=64, offline=offline).limits(catalog.gpu(gpu))[0] == 64
