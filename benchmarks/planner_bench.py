@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from planner import catalog, efficiency, validation
+from planner import catalog, efficiency, engines, validation
 from planner.memory import Precision
 from planner.sizing import Question, Slo, search
 from planner.timing import Deployment, Workload, predict
@@ -52,7 +52,8 @@ def speed(runs: int = 20) -> dict[str, Any]:
                      "worst_ms": worst * 1000}
         print(f"search  {name:<45} {len(ranked):>4} candidates  median {median * 1000:6.1f} ms"
               f"  worst {worst * 1000:6.1f} ms", flush=True)
-    dep = Deployment(catalog.model("Llama-3.1-8B"), catalog.gpu("A10G"), Precision.FP16)
+    dep = Deployment(catalog.model("Llama-3.1-8B"), catalog.gpu("A10G"), Precision.FP16,
+                     engine=engines.serving())
     eff = efficiency.for_gpu("A10G")
     median, worst, _ = _timed(lambda: predict(dep, Workload(512, 256, 32), eff), 1000)
     out["predict"] = {"median_us": median * 1e6, "worst_us": worst * 1e6}
@@ -64,7 +65,7 @@ def accuracy() -> dict[str, Any]:
     rows = validation.load()
     scores = validation.scores(rows, efficiency.for_gpu)
     print(validation.render(scores, rows), flush=True)
-    return {s.gpu: {"rows": s.rows, "median_ape": s.median, "worst_ape": s.worst}
+    return {s.group: {"rows": s.rows, "median_ape": s.median, "worst_ape": s.worst}
             for s in scores}
 
 

@@ -28,7 +28,7 @@ from llmfleet.core.instances import Market
 from llmfleet.core.routing import LengthRule
 from llmfleet.core.wire.pools import POOL_NAME
 from llmfleet.core.wire.scoring import ScoredModelDraft
-from planner import calibrate, catalog, efficiency, pools, report, validation
+from planner import calibrate, catalog, efficiency, engines, pools, report, validation
 from planner.calibrate import CalibrationError
 from planner.catalog import CatalogError
 from planner.memory import GIB, Precision, Settings
@@ -236,7 +236,8 @@ def _predict(args: argparse.Namespace) -> int:
     except CatalogError as exc:
         print(json.dumps({"error": str(exc)}))
         return 2
-    dep = Deployment(arch, gpu, Precision(args.dtype), args.num_gpus, Precision(args.kv_dtype))
+    dep = Deployment(arch, gpu, Precision(args.dtype), args.num_gpus, Precision(args.kv_dtype),
+                     engine=engines.serving())
     work = Workload(args.predict_input, args.predict_output, args.concurrency)
     eff = efficiency.for_gpu(gpu.name)
     p = (predict_static(dep, work, eff) if args.static
@@ -266,9 +267,13 @@ def _validate(args: argparse.Namespace) -> int:
     if args.fit:
         target = args.out or Path(str(efficiency.resources_path()))
         efficiency.write(validation.fit_table(rows), target)
-        print(f"factors written to {target}")
+        eff_for = efficiency.loader(target)
+        engine_target = target.with_name("engines.csv") if args.out \
+            else engines.resources_path()
+        engines.write(validation.fit_engines(rows, eff_for), engine_target)
+        print(f"factors written to {target}, engine costs to {engine_target}")
     eff_for = (efficiency.loader(args.out) if args.out else efficiency.for_gpu)
-    print(validation.render(validation.scores(rows, eff_for), rows))
+    print(validation.report(rows, eff_for))
     return 0
 
 
@@ -343,7 +348,8 @@ def _corrections(args: argparse.Namespace,
                  runtime: dict[tuple[str, int], list[tuple[float, float, float]]],
                  fits: dict[tuple[str, int], calibrate.Fit]) -> dict[str, Any]:
     gpu, arch = catalog.gpu(args.gpu), catalog.model(args.calibrate_model)
-    dep = Deployment(arch, gpu, Precision(args.calibrate_dtype), args.calibrate_gpus)
+    dep = Deployment(arch, gpu, Precision(args.calibrate_dtype), args.calibrate_gpus,
+                     engine=engines.serving())
     out: dict[str, Any] = {}
     for (plan_name, concurrency), fit in sorted(fits.items()):
         samples = runtime[(plan_name, concurrency)]

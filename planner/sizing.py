@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from llmfleet.core.instances import Instance, Market, instances
 from llmfleet.core.wire.sizing import AsgCapacity
-from planner import catalog, efficiency
+from planner import catalog, efficiency, engines
 from planner.catalog import ModelArch
 from planner.memory import GIB, Precision, Settings
 from planner.timing import Deployment, Efficiency, Prediction, Workload, predict
@@ -129,7 +129,7 @@ def _concurrencies(q: Question, dep: Deployment) -> list[int]:
 
 def evaluate(q: Question, inst: Instance, precision: Precision, tp: int) -> Candidate:
     gpu = catalog.gpu(inst.gpu)
-    dep = Deployment(q.arch, gpu, precision, tp, settings=q.settings)
+    dep = Deployment(q.arch, gpu, precision, tp, settings=q.settings, engine=engines.serving())
     eff = efficiency.for_gpu(gpu.name)
     price = inst.price_usd_hr(q.market)
     base = Candidate(inst, precision, tp, inst.gpu_count // tp, price,

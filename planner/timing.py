@@ -55,6 +55,18 @@ class Efficiency:
 
 
 @dataclass(frozen=True)
+class EngineCosts:
+    """What a serving engine adds to the GPU's own work, per engine generation
+    (`planner/data/engines.csv`, fitted by `llmfleet plan validate --fit`). The GPU factors
+    are fitted on TensorRT-LLM, whose costs are the zero point; vLLM's V0 engine ran its
+    kernels at 70% of that and paid 0.2 ms a running sequence a step in Python."""
+
+    compute: float = 1.0  # share of the GPU's fitted tensor throughput its kernels reach
+    step_s: float = 0.0  # per step beyond TensorRT-LLM's: scheduling, launches
+    per_sequence_s: float = 0.0  # per decoding sequence a step: sampling, detokenising
+
+
+@dataclass(frozen=True)
 class Deployment:
     """A model at a precision on `tensor_parallel` GPUs of one kind."""
 
@@ -64,6 +76,7 @@ class Deployment:
     tensor_parallel: int = 1
     kv_precision: Precision = Precision.FP16
     settings: Settings = field(default_factory=Settings)
+    engine: EngineCosts = field(default_factory=EngineCosts)
 
     def memory(self) -> Budget:
         return budget(self.arch, self.gpu, self.precision, self.tensor_parallel,
@@ -83,6 +96,9 @@ class Workload:
     input_len: int
     output_len: int
     concurrency: int
+    # Clients that start together with fixed lengths (benchmarks) stay in step: their
+    # requests arrive, prefill and finish as a wave. Real traffic arrives staggered.
+    waves: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,16 +182,16 @@ def decode_step_s(dep: Deployment, eff: Efficiency, batch: int, context: float,
     to be anything but bound by bandwidth (4 FLOPs a byte with 4:1 grouped-query heads), in
     kernels of its own, so its time adds rather than hides under the multiplies'.
     """
-    arch, t = dep.arch, dep.tensor_parallel
+    arch, t, engine = dep.arch, dep.tensor_parallel, dep.engine
     compute = batch * 2 * matmul_parameters(arch) / t / (
-        dep.gpu.peak_flops(dep.precision) * eff.decode_mfu)
+        dep.gpu.peak_flops(dep.precision) * eff.decode_mfu * engine.compute)
     bandwidth = dep.gpu.bandwidth_bytes_s * eff.bandwidth
     weights = streamed_weight_bytes(dep, batch) / bandwidth
     kv = batch * attended_tokens(arch, context) * kv_bytes_per_token(arch, dep.kv_precision) / t
     attention = kv * (1 - offload_fraction) / bandwidth
     offload = kv * offload_fraction / dep.gpu.pcie_bytes_s
     step = (overlapped(compute, weights) + attention + allreduce_s(dep, eff, batch) + offload
-            + eff.step_overhead_s)
+            + eff.step_overhead_s + engine.step_s + engine.per_sequence_s * batch)
     return step, "compute" if compute > weights + attention else "memory"
 
 
@@ -187,11 +203,11 @@ def prefill_s(dep: Deployment, eff: Efficiency, prompt: int, sequences: int = 1)
              + 4 * arch.num_layers * _attention_width(arch) * attention_pairs(arch, prompt)
              * sequences) / t
     chunks = math.ceil(tokens / dep.max_num_batched_tokens)
-    compute = flops / (dep.gpu.peak_flops(dep.precision) * eff.prefill_mfu)
+    compute = flops / (dep.gpu.peak_flops(dep.precision) * eff.prefill_mfu * dep.engine.compute)
     per_chunk = streamed_weight_bytes(dep, min(tokens, dep.max_num_batched_tokens))
     memory = chunks * per_chunk / (dep.gpu.bandwidth_bytes_s * eff.bandwidth)
     return (overlapped(compute, memory) + allreduce_s(dep, eff, tokens)
-            + chunks * eff.step_overhead_s)
+            + chunks * (eff.step_overhead_s + dep.engine.step_s))
 
 
 def _infeasible(dep: Deployment, work: Workload, mem: Budget) -> str:
@@ -233,7 +249,12 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
     requests_s = running / cycle
     tpot = step + (running - 1) * prefill / max(work.output_len, 1)
     e2e = work.concurrency / requests_s  # Little's law: the waiting clients included
-    ttft = max(e2e - (work.output_len - 1) * tpot, prefill)
+    if work.waves:  # the i-th prompt of a wave waits for the i - 1 before it
+        first = (running + 1) / 2 * prefill
+        ttft = e2e - cycle + first
+        tpot = (cycle - first) / max(work.output_len - 1, 1)
+    else:
+        ttft = max(e2e - (work.output_len - 1) * tpot, prefill)
     return Prediction(
         feasible=True, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
         output_tok_s=requests_s * work.output_len, total_tok_s=requests_s * seq,

@@ -1,9 +1,13 @@
 """How far the timing model is from public measurements, and the fit of its factors.
 
-The table (`planner/data/validation.csv`, built by `benchmarks/planner_sources.py`)
-holds NVIDIA's published serving and static-batch measurements, each row with its
-source. A fixed, hash-chosen 30% of the rows fits each GPU's efficiency factors; the
-error is reported on the other 70% only, so no row both tunes and judges the model.
+Two tables, each row with its source. `planner/data/validation.csv` (built by
+`benchmarks/planner_sources.py`) holds NVIDIA's published TensorRT-LLM measurements: NIM
+serving runs and static batches; a fixed, hash-chosen 30% of them fits each GPU's
+efficiency factors. `planner/data/validation_vllm.csv` (built by
+`benchmarks/vllm_sources.py`) holds vLLM serving and offline runs from other publishers,
+with the engine settings they ran with; none of them fits anything. The error is reported
+on every row that did not fit, per GPU, per source and per engine, so no row both tunes
+and judges the model, and the vLLM rows judge a model fitted on another engine.
 """
 
 from __future__ import annotations
@@ -15,13 +19,21 @@ import statistics
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
-from planner import catalog
+from planner import catalog, engines
 from planner.efficiency import Row
 from planner.memory import Precision, Settings
-from planner.timing import Deployment, Efficiency, Prediction, Workload, predict, predict_static
+from planner.timing import (
+    Deployment,
+    Efficiency,
+    EngineCosts,
+    Prediction,
+    Workload,
+    predict,
+    predict_static,
+)
 
 FIT_SHARE = 30  # percent of rows, chosen by a hash of the row's id
 METRICS = ("output_tok_s", "tpot_ms", "ttft_ms")
@@ -31,7 +43,8 @@ METRICS = ("output_tok_s", "tpot_ms", "ttft_ms")
 class Measurement:
     id: str
     engine: str
-    mode: str  # "serving" (closed loop at a concurrency) or "static" (one batch)
+    mode: str  # "serving" (closed loop at a concurrency), "offline" (N prompts at once,
+    # continuously batched) or "static" (one batch)
     gpu: str
     num_gpus: int
     model: str
@@ -40,44 +53,74 @@ class Measurement:
     workload: Workload
     measured: dict[str, float]
     source: str
+    settings: Settings = field(default_factory=Settings)  # as far as the source says
 
     @property
     def for_fitting(self) -> bool:
+        """In the hash-chosen share: a TensorRT-LLM row fits its GPU's factors, a vLLM row
+        its engine generation's costs."""
         return zlib.crc32(self.id.encode()) % 100 < FIT_SHARE
+
+    @property
+    def trtllm(self) -> bool:
+        return self.engine.startswith("trtllm")
+
+    @property
+    def source_name(self) -> str:
+        """The publisher: the source's repository (or page), without commit or path."""
+        return self.source.split()[0].split("@")[0]
+
+
+TABLES = ("data/validation.csv", "data/validation_vllm.csv")
 
 
 def load(text: str | None = None) -> list[Measurement]:
-    text = text or resources.files("planner").joinpath("data/validation.csv").read_text()
-    rows = []
-    for raw in csv.DictReader(io.StringIO(text)):
-        measured = {m: float(raw[m]) for m in (*METRICS, "e2e_ms") if raw[m].strip()}
-        rows.append(Measurement(
-            id=raw["id"], engine=raw["engine"], mode=raw["mode"], gpu=raw["gpu"],
-            num_gpus=int(raw["num_gpus"]), model=raw["model"],
-            precision=Precision(raw["precision"]), kv_precision=Precision(raw["kv_precision"]),
-            measured=measured, source=raw["source"],
-            workload=Workload(int(raw["input_len"]), int(raw["output_len"]),
-                              int(raw["concurrency"]))))
-    return rows
+    """Both tables' rows (or those of one table's `text`)."""
+    texts = [text] if text is not None else [
+        resources.files("planner").joinpath(name).read_text() for name in TABLES]
+    return [_measurement(raw) for body in texts for raw in csv.DictReader(io.StringIO(body))]
+
+
+def _optional(raw: dict[str, str], key: str) -> str:
+    return (raw.get(key) or "").strip()
+
+
+def _measurement(raw: dict[str, str]) -> Measurement:
+    measured = {m: float(raw[m]) for m in (*METRICS, "e2e_ms") if raw[m].strip()}
+    seqs, batched = _optional(raw, "max_num_seqs"), _optional(raw, "max_num_batched_tokens")
+    utilization = _optional(raw, "gpu_memory_utilization")
+    settings = Settings(max_num_seqs=int(seqs) if seqs else None,
+                        max_num_batched_tokens=int(batched) if batched else None,
+                        gpu_memory_utilization=float(utilization) if utilization else 0.9,
+                        offline=raw["mode"] != "serving")
+    return Measurement(
+        id=raw["id"], engine=raw["engine"], mode=raw["mode"], gpu=raw["gpu"],
+        num_gpus=int(raw["num_gpus"]), model=raw["model"],
+        precision=Precision(raw["precision"]), kv_precision=Precision(raw["kv_precision"]),
+        measured=measured, source=raw["source"], settings=settings,
+        # Every source's clients start together with fixed lengths: they run in waves.
+        workload=Workload(int(raw["input_len"]), int(raw["output_len"]),
+                          int(raw["concurrency"]), waves=True))
 
 
 # TensorRT-LLM gives the KV cache 90% of the memory free after the weights and activations
 # (`kv_cache_free_gpu_mem_fraction`), and its rows keep the batch limits the model assumed
-# when they were first fitted; vLLM's rows run at vLLM's defaults for their GPU, its
-# offline ones at the LLM class's.
+# when they were first fitted; vLLM's rows run at the settings their source gives, and
+# vLLM's defaults for their GPU (its LLM class's offline) where it gives none.
 TRTLLM_SETTINGS = Settings(max_num_seqs=256, max_num_batched_tokens=8192,
                            gpu_memory_utilization=1.0, safety_factor=1 / 0.9)
 
 
 def settings_for(row: Measurement) -> Settings:
-    if row.engine.startswith("trtllm"):
-        return TRTLLM_SETTINGS
-    return Settings(offline=row.mode != "serving")
+    return TRTLLM_SETTINGS if row.engine.startswith("trtllm") else row.settings
 
 
-def predicted(row: Measurement, eff: Efficiency) -> Prediction:
+def predicted(row: Measurement, eff: Efficiency,
+              engine: EngineCosts | None = None) -> Prediction:
+    """The model's prediction of a row: its GPU's factors, its engine's costs (or `engine`)."""
     dep = Deployment(catalog.model(row.model), catalog.gpu(row.gpu), row.precision, row.num_gpus,
-                     row.kv_precision, settings_for(row))
+                     row.kv_precision, settings_for(row),
+                     engine or engines.for_engine(row.engine))
     model = predict_static if row.mode == "static" else predict
     return model(dep, row.workload, eff)
 
@@ -108,16 +151,18 @@ def errors(rows: Iterable[Measurement], eff_for: Callable[[str], Efficiency]
     return out
 
 
-def _loss(rows: Sequence[Measurement], eff: Efficiency) -> float:
-    """Absolute log errors of throughput and TPOT, TTFT at half weight: robust to outliers."""
+def _loss(rows: Sequence[Measurement], eff: Efficiency | Callable[[str], Efficiency],
+          engine: EngineCosts | None = None) -> float:
+    """Absolute log errors of throughput and TPOT, TTFT at half weight: robust to outliers.
+    `eff` is one GPU's factors, or the factors by GPU."""
     total = 0.0
     for row in rows:
-        p = predicted(row, eff)
+        p = predicted(row, eff if isinstance(eff, Efficiency) else eff(row.gpu), engine)
         if not p.feasible:
             total += 10.0
             continue
         values = values_of(p)
-        for metric, weight in (("output_tok_s", 1.0), ("tpot_ms", 1.0), ("ttft_ms", 0.5)):
+        for metric, weight in (("output_tok_s", 1.0), ("tpot_ms", 1.0), ("ttft_ms", 0.25)):
             truth = row.measured.get(metric, 0.0)
             if truth > 0 and values[metric] > 0:
                 total += weight * abs(math.log(values[metric] / truth))
@@ -143,25 +188,60 @@ def fit(rows: Sequence[Measurement], start: Efficiency | None = None,
 
 @dataclass(frozen=True)
 class Score:
-    gpu: str
+    group: str
     rows: int
     median: dict[str, float]
     worst: dict[str, float]
 
 
-def scores(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency]) -> list[Score]:
-    """Median and worst absolute percentage error per GPU and over all, on checking rows."""
+def scores(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
+           by: Callable[[Measurement], str] = lambda r: r.gpu) -> list[Score]:
+    """Median and worst absolute percentage error per group (`by`: the GPU unless said) and
+    over all, on checking rows."""
     check = [r for r in rows if not r.for_fitting and comparable(r)]
     groups: dict[str, list[Measurement]] = defaultdict(list)
     for row in check:
-        groups[row.gpu].append(row)
+        groups[by(row)].append(row)
     groups["all"] = check
     out = []
-    for gpu, members in groups.items():
+    for group, members in groups.items():
         errs = errors(members, eff_for)
-        out.append(Score(gpu=gpu, rows=len(members),
+        out.append(Score(group=group, rows=len(members),
                          median={m: statistics.median(errs[m]) for m in METRICS if errs[m]},
                          worst={m: max(errs[m]) for m in METRICS if errs[m]}))
+    return out
+
+
+ENGINE_BOUNDS = {"compute": (0.3, 1.3), "step_s": (0.0, 0.02), "per_sequence_s": (0.0, 1e-3)}
+
+
+def fit_engine(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
+               rounds: int = 5) -> EngineCosts:
+    """An engine generation's costs over rows on several GPUs, their factors held fixed;
+    coordinate descent on a shrinking grid, as `fit`."""
+    costs = EngineCosts()
+    for spread in (0.5 ** r for r in range(rounds)):
+        for name, (low, high) in ENGINE_BOUNDS.items():
+            now = getattr(costs, name)
+            step = (high - low) * spread / 4
+            grid = sorted({min(high, max(low, now + k * step)) for k in range(-4, 5)})
+            costs = min((replace(costs, **{name: v}) for v in grid),
+                        key=lambda c: _loss(rows, eff_for, c))
+    return costs
+
+
+def fit_engines(rows: Sequence[Measurement],
+                eff_for: Callable[[str], Efficiency]) -> list[engines.Row]:
+    """TensorRT-LLM at zero; each vLLM generation fitted to its rows' fitting share."""
+    out = [engines.Row("trtllm", EngineCosts(), "the zero point: the GPU factors are fitted "
+                                                "on TensorRT-LLM's measurements")]
+    for name in ("vllm-v0", engines.SERVING):
+        chosen = [r for r in rows if not r.trtllm and engines.generation(r.engine) == name
+                  and r.for_fitting and comparable(r)]
+        sources = len({r.source_name for r in chosen})
+        out.append(engines.Row(name, fit_engine(chosen, eff_for), f"fitted to {len(chosen)} rows "
+                               f"of validation_vllm.csv from {sources} source(s) (the "
+                               f"{FIT_SHARE}% fitting share)"))
     return out
 
 
@@ -172,8 +252,9 @@ BORROWED = {"A100-40G": "A100-80G", "A10G": "L40S", "L4": "L40S", "A40": "L40S",
 def fit_table(rows: Sequence[Measurement]) -> list[Row]:
     """Factors per catalogued GPU: fitted where there are rows, else borrowed and said so."""
     fitted: dict[str, Row] = {}
-    for name in sorted({r.gpu for r in rows}):
-        chosen = [r for r in rows if r.gpu == name and r.for_fitting and comparable(r)]
+    for name in sorted({r.gpu for r in rows if r.for_fitting and r.trtllm}):
+        chosen = [r for r in rows if r.gpu == name and r.for_fitting and r.trtllm
+                  and comparable(r)]
         fitted[name] = Row(name, fit(chosen), f"fitted to {len(chosen)} rows of validation.csv "
                                             f"(the {FIT_SHARE}% fitting share)")
     out = list(fitted.values())
@@ -185,18 +266,36 @@ def fit_table(rows: Sequence[Measurement]) -> list[Row]:
     return out
 
 
-def render(found: Sequence[Score], rows: Sequence[Measurement]) -> str:
-    """The per-GPU error table, as BENCHMARKS.md shows it."""
-    fitting = sum(r.for_fitting for r in rows)
-    skipped = sum(not comparable(r) for r in rows if not r.for_fitting)
-    lines = [f"{len(rows)} measurements: {fitting} fit the factors, the other "
-             f"{len(rows) - fitting} check them ({skipped} of those ran past the model's "
-             "context and are left out)"
-             ".", "",
-             "| GPU | rows checked | output tok/s median / worst | TPOT median / worst "
+def render(found: Sequence[Score], rows: Sequence[Measurement], title: str = "GPU") -> str:
+    """One error table (per GPU unless `title` says otherwise), as BENCHMARKS.md shows it."""
+    lines = [f"| {title} | rows checked | output tok/s median / worst | TPOT median / worst "
              "| TTFT median / worst |", "|---|---:|---:|---:|---:|"]
-    for s in sorted(found, key=lambda s: (s.gpu == "all", s.gpu)):
+    for s in sorted(found, key=lambda s: (s.group == "all", s.group)):
         cells = [f"{s.median[m]:.1f}% / {s.worst[m]:.0f}%" if m in s.median else "-"
                  for m in METRICS]
-        lines.append(f"| {s.gpu} | {s.rows} | " + " | ".join(cells) + " |")
+        lines.append(f"| {s.group} | {s.rows} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def summary(rows: Sequence[Measurement]) -> str:
+    fitting = sum(r.for_fitting and r.trtllm for r in rows)
+    costs = sum(r.for_fitting and not r.trtllm for r in rows)
+    checking = [r for r in rows if not r.for_fitting]
+    skipped = sum(not comparable(r) for r in checking)
+    vllm = sum(not r.trtllm for r in checking)
+    return (f"{len(rows)} measurements: {fitting} of TensorRT-LLM fit the GPU factors, "
+            f"{costs} of vLLM fit its engines' costs, the other {len(checking)} check them, "
+            f"{vllm} of those from vLLM ({skipped} ran past the model's context and are left "
+            "out).")
+
+
+def report(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency]) -> str:
+    """`llmfleet plan validate`: the error per GPU, per source and per engine, and on the
+    vLLM rows alone."""
+    vllm = [r for r in rows if not r.engine.startswith("trtllm")]
+    sections = [
+        ("Per GPU", render(scores(rows, eff_for), rows)),
+        ("Per source", render(scores(rows, eff_for, lambda r: r.source_name), rows, "source")),
+        ("Per engine", render(scores(rows, eff_for, lambda r: r.engine), rows, "engine")),
+        ("vLLM rows alone, per GPU", render(scores(vllm, eff_for), vllm))]
+    return "\n\n".join([summary(rows), *(f"{name}:\n\n{table}" for name, table in sections)])

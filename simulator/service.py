@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 
-from planner import catalog, efficiency
+from planner import catalog, efficiency, engines
 from planner.memory import Precision, Settings, kv_bytes_per_token
 from planner.timing import (
     Deployment,
@@ -75,7 +75,8 @@ class RooflineService:
                   settings: Settings | None = None) -> RooflineService:
         """Raises CatalogError for a model or GPU the planner does not know."""
         dep = Deployment(catalog.model(model), catalog.gpu(gpu), Precision(precision),
-                         tensor_parallel, settings=settings or Settings())
+                         tensor_parallel, settings=settings or Settings(),
+                         engine=engines.serving())
         return cls(dep, efficiency.for_gpu(dep.gpu.name))
 
     @property
@@ -90,7 +91,7 @@ class RooflineService:
         dep, eff = self.deployment, self.eff
         arch, t = dep.arch, dep.tensor_parallel
         attention = 4 * arch.num_layers * arch.num_attention_heads * arch.head_dim
-        peak = dep.gpu.peak_flops(dep.precision) * t
+        peak = dep.gpu.peak_flops(dep.precision) * t * dep.engine.compute
         bandwidth = dep.gpu.bandwidth_bytes_s * eff.bandwidth
         return (2 * matmul_parameters(arch), attention, peak * eff.decode_mfu,
                 peak * eff.prefill_mfu, kv_bytes_per_token(arch, dep.kv_precision) / t / bandwidth,
@@ -104,7 +105,8 @@ class RooflineService:
                    / prefill_rate)
         kv = load.decode_seqs * load.decode_context * kv_s
         return (overlapped(compute, weights_s) + kv + allreduce_s(dep, eff, load.tokens)
-                + eff.step_overhead_s)
+                + (eff.step_overhead_s + dep.engine.step_s)
+                + dep.engine.per_sequence_s * load.decode_seqs)
 
     def decode_ends(self, seqs: int, context: int, start_s: float, count: int,
                     horizon_s: float = math.inf) -> list[float]:
@@ -112,12 +114,13 @@ class RooflineService:
         in the same order (x + 0.0 is x: the prefill terms drop out exactly)."""
         dep, eff = self.deployment, self.eff
         per_token, _, decode_rate, _, kv_s, weights_s = self._constants
-        fixed, overhead = allreduce_s(dep, eff, seqs), eff.step_overhead_s
+        fixed, overhead = allreduce_s(dep, eff, seqs), eff.step_overhead_s + dep.engine.step_s
+        per_sequences = dep.engine.per_sequence_s * seqs
         gemm = math.hypot(seqs * per_token / decode_rate, weights_s)  # `overlapped`, inline
         ends: list[float] = []
         end = start_s
         for _ in range(count):
-            end += gemm + seqs * (context / seqs) * kv_s + fixed + overhead
+            end += gemm + seqs * (context / seqs) * kv_s + fixed + overhead + per_sequences
             ends.append(end)
             if end >= horizon_s:
                 break

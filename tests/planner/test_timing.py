@@ -13,6 +13,7 @@ from planner.memory import Precision
 from planner.timing import (
     Deployment,
     Efficiency,
+    EngineCosts,
     Workload,
     allreduce_s,
     decode_step_s,
@@ -168,3 +169,27 @@ def test_an_h100_runs_as_many_sequences_as_vllm_lets_it_not_256() -> None:
     assert capped.running == 256 and p.output_tok_s > 1.1 * capped.output_tok_s
     a100 = predict(_dep("Llama-3.1-8B", "A100-80G"), work, Efficiency())
     assert a100.running == 256  # vLLM keeps an A100 at 256
+
+
+def test_clients_in_step_wait_for_the_prompts_ahead_of_them_in_their_wave() -> None:
+    """Benchmarks start their clients together with fixed lengths, and the clients stay in
+    step: each request waits for the prompts of its wave before it, where traffic arriving
+    staggered waits for about one prefill."""
+    dep, work = _dep(), Workload(1024, 128, 32)
+    staggered = predict(dep, work, Efficiency())
+    waves = predict(dep, replace(work, waves=True), Efficiency())
+    assert waves.output_tok_s == pytest.approx(staggered.output_tok_s)  # the same cycle
+    assert waves.running == 32
+    assert waves.ttft_s == pytest.approx((32 + 1) / 2 * waves.prefill_s)
+    assert waves.ttft_s > 10 * staggered.ttft_s
+    assert waves.e2e_s == pytest.approx(waves.ttft_s + 127 * waves.tpot_s)
+
+
+def test_an_engine_s_costs_add_to_every_step() -> None:
+    dep = _dep()
+    bare, _ = decode_step_s(dep, IDEAL, batch=64, context=512)
+    costly = replace(dep, engine=EngineCosts(step_s=0.001, per_sequence_s=0.0001))
+    step, _ = decode_step_s(costly, IDEAL, batch=64, context=512)
+    assert step == pytest.approx(bare + 0.001 + 64 * 0.0001)
+    slower = replace(dep, engine=EngineCosts(compute=0.5))
+    assert prefill_s(slower, IDEAL, 4096) > 1.9 * prefill_s(dep, IDEAL, 4096)  # bound by FLOPs

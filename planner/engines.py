@@ -1,0 +1,81 @@
+"""What each serving engine adds to the GPU's work (`planner.timing.EngineCosts`).
+
+Kept in `planner/data/engines.csv`, one row per engine generation, written by
+`llmfleet plan validate --fit`: TensorRT-LLM is the zero point (the GPU factors are fitted
+on its measurements), vLLM's V0 engine (before 0.8) and its V1 engine are fitted on their
+own share of the vLLM rows. The planner sizes deployments for `SERVING`, the engine the
+platform runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from planner.timing import EngineCosts
+
+DATA = "data/engines.csv"
+SERVING = "vllm-v1"
+COLUMNS = ["engine", "compute", "step_ms", "per_sequence_ms", "source"]
+
+
+@dataclass(frozen=True)
+class Row:
+    engine: str
+    costs: EngineCosts
+    source: str
+
+
+def generation(engine: str) -> str:
+    """A measurement's engine (`trtllm-nim`, `vllm-0.4.3`, `vllm`) as its generation:
+    `trtllm`, `vllm-v0` (before 0.8), or `vllm-v1` (0.8 on, and a version unsaid)."""
+    if engine.startswith("trtllm"):
+        return "trtllm"
+    parts = engine.removeprefix("vllm").lstrip("-").split(".")
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+        return "vllm-v0" if (int(parts[0]), int(parts[1])) < (0, 8) else SERVING
+    return SERVING
+
+
+@cache
+def table() -> dict[str, Row]:
+    return {row.engine: row for row in _parse(
+        resources.files("planner").joinpath(DATA).read_text())}
+
+
+def for_engine(engine: str) -> EngineCosts:
+    """The costs of a measurement's engine; TensorRT-LLM's (none) for one not in the table."""
+    row = table().get(generation(engine))
+    return row.costs if row else EngineCosts()
+
+
+def serving() -> EngineCosts:
+    """The costs of the engine the platform deploys, which the sizing search assumes."""
+    return for_engine(SERVING)
+
+
+def _parse(text: str) -> list[Row]:
+    return [Row(raw["engine"], EngineCosts(
+        compute=float(raw["compute"]), step_s=float(raw["step_ms"]) / 1000,
+        per_sequence_s=float(raw["per_sequence_ms"]) / 1000), raw["source"])
+        for raw in csv.DictReader(io.StringIO(text))]
+
+
+def write(rows: list[Row], path: Path) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        c = row.costs
+        writer.writerow([row.engine, f"{c.compute:.3f}", f"{c.step_s * 1000:.2f}",
+                         f"{c.per_sequence_s * 1000:.3f}", row.source])
+    path.write_text(out.getvalue())
+    table.cache_clear()
+
+
+def resources_path() -> Path:
+    return Path(str(resources.files("planner").joinpath(DATA)))
