@@ -6,7 +6,7 @@ Times the whole sizing search (every catalogued instance x precision x tensor-pa
 size x concurrency) for representative questions, median and worst of repeated runs,
 and one `plan predict`; then the validation report on the checking share. Writes
 docs/benchmarks/planner.json and docs/benchmarks/planner-validation.png (predicted
-against measured output throughput and TPOT, per GPU).
+against measured output throughput and TPOT, TensorRT-LLM and vLLM rows apart).
 """
 
 from __future__ import annotations
@@ -62,11 +62,15 @@ def speed(runs: int = 20) -> dict[str, Any]:
 
 
 def accuracy() -> dict[str, Any]:
+    """The error on checking rows per GPU, source and engine, and on vLLM's rows alone."""
     rows = validation.load()
-    scores = validation.scores(rows, efficiency.for_gpu)
-    print(validation.render(scores, rows), flush=True)
-    return {s.group: {"rows": s.rows, "median_ape": s.median, "worst_ape": s.worst}
-            for s in scores}
+    print(validation.report(rows, efficiency.for_gpu), flush=True)
+    vllm = [r for r in rows if not r.trtllm]
+    groupings = {"gpu": (rows, lambda r: r.gpu), "source": (rows, lambda r: r.source_name),
+                 "engine": (rows, lambda r: r.engine), "vllm_gpu": (vllm, lambda r: r.gpu)}
+    return {name: {s.group: {"rows": s.rows, "median_ape": s.median, "worst_ape": s.worst}
+                   for s in validation.scores(members, efficiency.for_gpu, by)}
+            for name, (members, by) in groupings.items()}
 
 
 def plot(path: Path) -> None:
@@ -79,13 +83,15 @@ def plot(path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
     for ax, metric, label in ((axes[0], "output_tok_s", "output tokens/s"),
                               (axes[1], "tpot_ms", "TPOT (ms)")):
-        for gpu in sorted({r.gpu for r in rows}):
+        for engine in ("TensorRT-LLM", "vLLM"):
             pairs = []
             for r in rows:
                 p = validation.predicted(r, efficiency.for_gpu(r.gpu))
-                if r.gpu == gpu and p.feasible and metric in r.measured:
+                if r.trtllm == (engine == "TensorRT-LLM") and p.feasible \
+                        and metric in r.measured:
                     pairs.append((r.measured[metric], validation.values_of(p)[metric]))
-            ax.scatter([a for a, _ in pairs], [b for _, b in pairs], s=8, alpha=0.5, label=gpu)
+            ax.scatter([a for a, _ in pairs], [b for _, b in pairs], s=6, alpha=0.4,
+                       label=f"{engine} ({len(pairs)})")
         low, high = ax.get_xlim()
         ax.plot([low, high], [low, high], "k-", lw=0.8)
         ax.plot([low, high], [low * 1.15, high * 1.15], "k:", lw=0.8, label="±15%")

@@ -30,14 +30,21 @@ class Row:
     source: str
 
 
+GENERATIONS = ("vllm-v0.4", "vllm-v0.6", SERVING)
+
+
 def generation(engine: str) -> str:
     """A measurement's engine (`trtllm-nim`, `vllm-0.4.3`, `vllm`) as its generation:
-    `trtllm`, `vllm-v0` (before 0.8), or `vllm-v1` (0.8 on, and a version unsaid)."""
+    `trtllm`; `vllm-v0.4`, vLLM's V0 engine with its API server in the engine's process
+    (before 0.6); `vllm-v0.6`, the V0 engine with the API server apart (0.6 and 0.7);
+    `vllm-v1`, the V1 engine (0.8 on, and a version unsaid)."""
     if engine.startswith("trtllm"):
         return "trtllm"
     parts = engine.removeprefix("vllm").lstrip("-").split(".")
     if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-        return "vllm-v0" if (int(parts[0]), int(parts[1])) < (0, 8) else SERVING
+        version = (int(parts[0]), int(parts[1]))
+        return "vllm-v0.4" if version < (0, 6) else "vllm-v0.6" if version < (0, 8) \
+            else SERVING
     return SERVING
 
 

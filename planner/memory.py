@@ -59,6 +59,12 @@ def kv_bytes_per_token(arch: ModelArch, kv_precision: Precision = Precision.FP16
     return 2 * arch.num_layers * arch.num_key_value_heads * arch.head_dim * kv_precision.bytes
 
 
+def kv_replication(arch: ModelArch, tensor_parallel: int) -> float:
+    """How many GPUs of a tensor-parallel group hold each KV head: with more GPUs than KV
+    heads (Qwen3-235B's 4 on 8 GPUs) each head is copied, and the group holds fewer tokens."""
+    return tensor_parallel / min(tensor_parallel, arch.num_key_value_heads)
+
+
 def window_share(arch: ModelArch) -> float:
     """The share of layers that attend to, and keep, only the last `sliding_window` tokens."""
     return arch.sliding_layers / arch.num_layers if arch.sliding_window else 0.0
@@ -105,6 +111,7 @@ class Settings:
     runtime_overhead_bytes: float = 1.5 * GIB  # per GPU: CUDA context, workspaces, graphs
     safety_factor: float = 1.0  # the KV cache may use 1/F of what is left
     offline: bool = False  # vLLM's LLM class (offline batches), not its OpenAI server
+    chunked_prefill: bool = True  # prompts computed in decode steps' spare budget (vLLM V1)
 
     def limits(self, gpu: Gpu) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens): as set, else what vLLM (V1) picks for the
@@ -176,5 +183,6 @@ def budget(arch: ModelArch, gpu: Gpu, precision: Precision, tensor_parallel: int
     kv_total = max(free, 0.0) / settings.safety_factor * tensor_parallel if free > 0 else -1.0
     return Budget(usable=usable, weights=weights, activations=activations,
                   overhead=settings.runtime_overhead_bytes, kv_cache_total=kv_total,
-                  kv_per_token=kv_bytes_per_token(arch, kv_precision), arch=arch)
+                  kv_per_token=kv_bytes_per_token(arch, kv_precision)
+                  * kv_replication(arch, tensor_parallel), arch=arch)
 

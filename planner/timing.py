@@ -36,6 +36,7 @@ from planner.memory import (
     attention_pairs,
     budget,
     kv_bytes_per_token,
+    kv_replication,
     weight_bytes,
 )
 
@@ -63,7 +64,7 @@ class EngineCosts:
 
     compute: float = 1.0  # share of the GPU's fitted tensor throughput its kernels reach
     step_s: float = 0.0  # per step beyond TensorRT-LLM's: scheduling, launches
-    per_sequence_s: float = 0.0  # per decoding sequence a step: sampling, detokenising
+    per_sequence_s: float = 0.0  # per decoding sequence a step, served: streaming each token
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,12 @@ def allreduce_s(dep: Deployment, eff: Efficiency, tokens: int) -> float:
     return 2 * dep.arch.num_layers * one
 
 
+def _per_sequence_s(dep: Deployment) -> float:
+    """Streaming each new token to its client costs a served engine a little per sequence
+    and step (vLLM's V0 engine ran its API server in the same loop); offline it costs none."""
+    return 0.0 if dep.settings.offline else dep.engine.per_sequence_s
+
+
 def overlapped(compute_s: float, memory_s: float) -> float:
     """A matrix multiply's arithmetic and its weight streaming, which overlap only in part:
     their root sum of squares, which is the larger alone far from the ridge point and up to
@@ -174,8 +181,11 @@ def overlapped(compute_s: float, memory_s: float) -> float:
 
 
 def decode_step_s(dep: Deployment, eff: Efficiency, batch: int, context: float,
-                  offload_fraction: float = 0.0) -> tuple[float, str]:
-    """One decode step for `batch` sequences at mean `context` tokens, and what bounds it.
+                  offload_fraction: float = 0.0, prompt_tokens: float = 0.0,
+                  prompt: int = 0) -> tuple[float, str]:
+    """One decode step for `batch` sequences at mean `context` tokens, and what bounds it;
+    with `prompt_tokens` of prompts `prompt` tokens long computed in the same step (chunked
+    prefill), which read the weights with the decodes.
 
     The weight multiplies (arithmetic against weights streamed, `overlapped`), then
     attention, which reads each sequence's KV cache and does too little arithmetic per byte
@@ -183,15 +193,21 @@ def decode_step_s(dep: Deployment, eff: Efficiency, batch: int, context: float,
     kernels of its own, so its time adds rather than hides under the multiplies'.
     """
     arch, t, engine = dep.arch, dep.tensor_parallel, dep.engine
-    compute = batch * 2 * matmul_parameters(arch) / t / (
-        dep.gpu.peak_flops(dep.precision) * eff.decode_mfu * engine.compute)
+    peak = dep.gpu.peak_flops(dep.precision) * engine.compute
+    compute = batch * 2 * matmul_parameters(arch) / t / (peak * eff.decode_mfu)
+    if prompt_tokens:
+        per_token = 2 * matmul_parameters(arch) + 4 * arch.num_layers * _attention_width(
+            arch) * attention_pairs(arch, prompt) / max(prompt, 1)
+        compute += prompt_tokens * per_token / t / (peak * eff.prefill_mfu)
     bandwidth = dep.gpu.bandwidth_bytes_s * eff.bandwidth
-    weights = streamed_weight_bytes(dep, batch) / bandwidth
-    kv = batch * attended_tokens(arch, context) * kv_bytes_per_token(arch, dep.kv_precision) / t
+    weights = streamed_weight_bytes(dep, batch + prompt_tokens) / bandwidth
+    kv = (batch * attended_tokens(arch, context) * kv_bytes_per_token(arch, dep.kv_precision)
+          * kv_replication(arch, t) / t)
     attention = kv * (1 - offload_fraction) / bandwidth
     offload = kv * offload_fraction / dep.gpu.pcie_bytes_s
-    step = (overlapped(compute, weights) + attention + allreduce_s(dep, eff, batch) + offload
-            + eff.step_overhead_s + engine.step_s + engine.per_sequence_s * batch)
+    step = (overlapped(compute, weights) + attention
+            + allreduce_s(dep, eff, math.ceil(batch + prompt_tokens)) + offload
+            + eff.step_overhead_s + engine.step_s + _per_sequence_s(dep) * batch)
     return step, "compute" if compute > weights + attention else "memory"
 
 
@@ -242,15 +258,20 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
     running = wanted if offload else min(wanted, fits)
     needed = mem.offload_fraction(wanted, mean)
     fraction = mem.offload_fraction(running, mean) if offload else 0.0
-    step, bound = decode_step_s(dep, eff, running, mean, fraction)
-    sharing = max(1, min(running, dep.max_num_batched_tokens // max(work.input_len, 1)))
-    prefill = prefill_s(dep, eff, work.input_len, sharing) / sharing
-    cycle = running * prefill + work.output_len * step
+    if dep.settings.chunked_prefill:
+        step, bound, cycle, prefill, share = _chunked(dep, eff, work, running, mean, fraction)
+        tpot = (cycle - prefill) / max(work.output_len - 1, 1)
+    else:
+        step, bound = decode_step_s(dep, eff, running, mean, fraction)
+        sharing = max(1, min(running, dep.max_num_batched_tokens // max(work.input_len, 1)))
+        prefill = prefill_s(dep, eff, work.input_len, sharing) / sharing
+        cycle = running * prefill + work.output_len * step
+        tpot = step + (running - 1) * prefill / max(work.output_len, 1)
+        share = prefill
     requests_s = running / cycle
-    tpot = step + (running - 1) * prefill / max(work.output_len, 1)
     e2e = work.concurrency / requests_s  # Little's law: the waiting clients included
     if work.waves:  # the i-th prompt of a wave waits for the i - 1 before it
-        first = (running + 1) / 2 * prefill
+        first = max((running + 1) / 2 * share, prefill)  # share: a prompt's part of a step
         ttft = e2e - cycle + first
         tpot = (cycle - first) / max(work.output_len - 1, 1)
     else:
@@ -261,6 +282,27 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
         requests_s=requests_s, max_concurrency_fits=fits, running=running,
         kv_offload_fraction=fraction if offload else needed, decode_step_s=step,
         prefill_s=prefill, decode_bound=bound)
+
+
+def _chunked(dep: Deployment, eff: Efficiency, work: Workload, running: int, mean: float,
+             fraction: float) -> tuple[float, str, float, float, float]:
+    """Chunked prefill (vLLM's V1 engine): a step computes prompt chunks in the token budget
+    its decodes leave, so the other sequences' decodes ride on prompt steps instead of
+    reading the weights in steps of their own. A cycle (each running sequence's life) takes
+    its prompts' steps, each with the decodes, and as many decode-only steps as a life needs
+    beyond them. Returns a decode-only step, what bounds it, the cycle, one prompt's own
+    steps, and a prompt's share of a step's budget. Prefill as steps apart from the decodes
+    under-predicted prompt-heavy vLLM V1 runs."""
+    room = max(dep.max_num_batched_tokens - running, 1)
+    prompts = running * work.input_len
+    carrying = math.ceil(prompts / room)
+    steps = max(work.output_len + math.ceil(work.input_len / room) - 1, carrying)
+    mixed, _ = decode_step_s(dep, eff, running, mean, fraction, prompts / carrying,
+                             work.input_len)
+    pure, bound = decode_step_s(dep, eff, running, mean, fraction)
+    cycle = carrying * mixed + (steps - carrying) * pure
+    return pure, bound, cycle, math.ceil(work.input_len / room) * mixed, \
+        work.input_len / room * mixed
 
 
 def predict_static(dep: Deployment, work: Workload, eff: Efficiency) -> Prediction:

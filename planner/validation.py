@@ -92,7 +92,10 @@ def _measurement(raw: dict[str, str]) -> Measurement:
     settings = Settings(max_num_seqs=int(seqs) if seqs else None,
                         max_num_batched_tokens=int(batched) if batched else None,
                         gpu_memory_utilization=float(utilization) if utilization else 0.9,
-                        offline=raw["mode"] != "serving")
+                        offline=raw["mode"] != "serving",
+                        # V0 chunked its prefills only where its batch was cut to 512 tokens
+                        chunked_prefill=engines.generation(raw["engine"]) == engines.SERVING
+                        or batched == "512")
     return Measurement(
         id=raw["id"], engine=raw["engine"], mode=raw["mode"], gpu=raw["gpu"],
         num_gpus=int(raw["num_gpus"]), model=raw["model"],
@@ -108,7 +111,8 @@ def _measurement(raw: dict[str, str]) -> Measurement:
 # when they were first fitted; vLLM's rows run at the settings their source gives, and
 # vLLM's defaults for their GPU (its LLM class's offline) where it gives none.
 TRTLLM_SETTINGS = Settings(max_num_seqs=256, max_num_batched_tokens=8192,
-                           gpu_memory_utilization=1.0, safety_factor=1 / 0.9)
+                           gpu_memory_utilization=1.0, safety_factor=1 / 0.9,
+                           chunked_prefill=False)
 
 
 def settings_for(row: Measurement) -> Settings:
@@ -215,13 +219,21 @@ def scores(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
 ENGINE_BOUNDS = {"compute": (0.3, 1.3), "step_s": (0.0, 0.02), "per_sequence_s": (0.0, 1e-3)}
 
 
+# V1 streams tokens from an API server process of its own, off the engine's loop: no cost
+# per sequence to fit there (and fitting one to V1's few rows made its TPOT grow with
+# concurrency where the measurements' does not).
+APART = {"per_sequence_s"}
+
+
 def fit_engine(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
-               rounds: int = 5) -> EngineCosts:
+               rounds: int = 5, fixed: frozenset[str] = frozenset()) -> EngineCosts:
     """An engine generation's costs over rows on several GPUs, their factors held fixed;
-    coordinate descent on a shrinking grid, as `fit`."""
+    coordinate descent on a shrinking grid, as `fit`; the costs in `fixed` stay at zero."""
     costs = EngineCosts()
     for spread in (0.5 ** r for r in range(rounds)):
         for name, (low, high) in ENGINE_BOUNDS.items():
+            if name in fixed:
+                continue
             now = getattr(costs, name)
             step = (high - low) * spread / 4
             grid = sorted({min(high, max(low, now + k * step)) for k in range(-4, 5)})
@@ -235,11 +247,14 @@ def fit_engines(rows: Sequence[Measurement],
     """TensorRT-LLM at zero; each vLLM generation fitted to its rows' fitting share."""
     out = [engines.Row("trtllm", EngineCosts(), "the zero point: the GPU factors are fitted "
                                                 "on TensorRT-LLM's measurements")]
-    for name in ("vllm-v0", engines.SERVING):
+    for name in engines.GENERATIONS:
         chosen = [r for r in rows if not r.trtllm and engines.generation(r.engine) == name
-                  and r.for_fitting and comparable(r)]
+                  and r.for_fitting and comparable(r) and r.num_gpus == 1
+                  and not catalog.model(r.model).num_experts]
         sources = len({r.source_name for r in chosen})
-        out.append(engines.Row(name, fit_engine(chosen, eff_for), f"fitted to {len(chosen)} rows "
+        fixed = frozenset(APART) if name == engines.SERVING else frozenset()
+        out.append(engines.Row(name, fit_engine(chosen, eff_for, fixed=fixed),
+                               f"fitted to {len(chosen)} rows "
                                f"of validation_vllm.csv from {sources} source(s) (the "
                                f"{FIT_SHARE}% fitting share)"))
     return out

@@ -29,7 +29,7 @@ from functools import cached_property
 from typing import Protocol
 
 from planner import catalog, efficiency, engines
-from planner.memory import Precision, Settings, kv_bytes_per_token
+from planner.memory import Precision, Settings, kv_bytes_per_token, kv_replication
 from planner.timing import (
     Deployment,
     Efficiency,
@@ -94,7 +94,9 @@ class RooflineService:
         peak = dep.gpu.peak_flops(dep.precision) * t * dep.engine.compute
         bandwidth = dep.gpu.bandwidth_bytes_s * eff.bandwidth
         return (2 * matmul_parameters(arch), attention, peak * eff.decode_mfu,
-                peak * eff.prefill_mfu, kv_bytes_per_token(arch, dep.kv_precision) / t / bandwidth,
+                peak * eff.prefill_mfu,
+                kv_bytes_per_token(arch, dep.kv_precision) * kv_replication(arch, t) / t
+                / bandwidth,
                 streamed_weight_bytes(dep) / bandwidth)
 
     def step_s(self, load: StepLoad) -> float:

@@ -9,8 +9,9 @@ from planner.timing import EngineCosts
 
 
 @pytest.mark.parametrize(("engine", "generation"), [
-    ("trtllm-nim", "trtllm"), ("trtllm-0.9", "trtllm"), ("vllm-0.4.3", "vllm-v0"),
-    ("vllm-0.6.3.post1", "vllm-v0"), ("vllm-0.8.0", "vllm-v1"), ("vllm-0.11.0", "vllm-v1"),
+    ("trtllm-nim", "trtllm"), ("trtllm-0.9", "trtllm"), ("vllm-0.4.3", "vllm-v0.4"),
+    ("vllm-0.5", "vllm-v0.4"), ("vllm-0.6.3.post1", "vllm-v0.6"), ("vllm-0.7.1", "vllm-v0.6"),
+    ("vllm-0.8.0", "vllm-v1"), ("vllm-0.11.0", "vllm-v1"),
     ("vllm", "vllm-v1"),  # a version the source does not give: the current engine
 ])
 def test_a_measurement_s_engine_is_read_as_its_generation(engine: str, generation: str) -> None:
@@ -20,7 +21,7 @@ def test_a_measurement_s_engine_is_read_as_its_generation(engine: str, generatio
 def test_tensorrt_llm_is_the_zero_point_and_vllm_costs_are_fitted() -> None:
     assert engines.for_engine("trtllm-nim") == EngineCosts()
     table = engines.table()
-    assert set(table) == {"trtllm", "vllm-v0", "vllm-v1"}
-    for name in ("vllm-v0", "vllm-v1"):
+    assert set(table) == {"trtllm", *engines.GENERATIONS}
+    for name in engines.GENERATIONS:
         assert table[name].source.startswith("fitted to ")
     assert engines.serving() == table[engines.SERVING].costs

@@ -83,3 +83,14 @@ def test_batch_limits_left_unset_are_vllms_defaults_for_the_gpu(
         gpu: str, offline: bool, limits: tuple[int, int]) -> None:
     assert Settings(offline=offline).limits(catalog.gpu(gpu)) == limits
     assert Settings(max_num_seqs=64, offline=offline).limits(catalog.gpu(gpu))[0] == 64
+
+
+def test_more_gpus_than_kv_heads_copy_the_heads_and_hold_fewer_tokens() -> None:
+    qwen = catalog.model("Qwen3-235B-A22B")  # 4 KV heads
+    h100 = catalog.gpu("H100-80G")
+    four = budget(qwen, h100, Precision.FP8, tensor_parallel=4)
+    eight = budget(qwen, h100, Precision.FP8, tensor_parallel=8)
+    assert eight.kv_per_token == 2 * four.kv_per_token == 2 * kv_bytes_per_token(qwen)
+    llama = catalog.model("Llama-3.1-70B")  # 8 KV heads: split across 8 GPUs, never copied
+    assert budget(llama, h100, Precision.FP16, tensor_parallel=8).kv_per_token == \
+        kv_bytes_per_token(llama)
