@@ -8,7 +8,9 @@ Two kinds of source, every row checked against the planner and none fitted to:
 - github.com/France-Travail/results_benchmark_llm_serving (a checkout of it at FT_DIR, at
   FT_COMMIT): vLLM 0.4.3 to 0.6.3 behind happy_vllm, each report a closed loop of 1 to 38
   parallel requests for 9 prompt/output pairs (prompts "roughly" 32, 1,024 and 4,096
-  tokens, outputs fixed at 16, 128 and 1,024), 1,000 requests or a time budget each.
+  tokens, outputs fixed at 16, 128 and 1,024), 1,000 requests or a time budget each. Their
+  engine is named with its server (`vllm-0.4.3+happy_vllm`): happy_vllm streams each token
+  from the engine's own loop, which costs a little per sequence and step.
   Throughput is the report's total generation speed; TTFT and TPOT are the per-request
   medians of its speed-generation files (TPOT = 1 / the median generation speed). The
   engine's settings come from each report's parameters.json. Only reports of catalogued
@@ -99,7 +101,8 @@ def _report_rows(report: Path, root: Path, commit: str) -> Iterator[dict[str, ob
             ttft = per_request.get("time_to_first_token", [0, None, 0])[1]
             yield {
                 "id": f"ft-{where.replace('/', '-')}-{name}-{parallel}",
-                "engine": f"vllm-{params['vllm_version']}", "mode": "serving", "gpu": gpu,
+                "engine": f"vllm-{params['vllm_version']}+happy_vllm", "mode": "serving",
+                "gpu": gpu,
                 "num_gpus": 1, "model": model, "precision": precision, "kv_precision": "fp16",
                 "input_len": prompt, "output_len": output, "concurrency": parallel,
                 "ttft_ms": round(ttft * 1000, 3) if ttft else "",

@@ -59,12 +59,13 @@ class Efficiency:
 class EngineCosts:
     """What a serving engine adds to the GPU's own work, per engine generation
     (`planner/data/engines.csv`, fitted by `llmfleet plan validate --fit`). The GPU factors
-    are fitted on TensorRT-LLM, whose costs are the zero point; vLLM's V0 engine ran its
-    kernels at 70% of that and paid 0.2 ms a running sequence a step in Python."""
+    are fitted on TensorRT-LLM, whose costs are the zero point; vLLM's kernels reach about
+    60% of its throughput, and a server streaming from the engine's loop costs ~0.15 ms a
+    running sequence a step."""
 
     compute: float = 1.0  # share of the GPU's fitted tensor throughput its kernels reach
     step_s: float = 0.0  # per step beyond TensorRT-LLM's: scheduling, launches
-    per_sequence_s: float = 0.0  # per decoding sequence a step, served: streaming each token
+    per_sequence_s: float = 0.0  # per decoding sequence a step, for a server in the loop
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,8 @@ def allreduce_s(dep: Deployment, eff: Efficiency, tokens: int) -> float:
 
 
 def _per_sequence_s(dep: Deployment) -> float:
-    """Streaming each new token to its client costs a served engine a little per sequence
-    and step (vLLM's V0 engine ran its API server in the same loop); offline it costs none."""
+    """Streaming each new token to its client from the engine's own loop (happy_vllm's
+    server) costs a little per sequence and step; offline it costs none."""
     return 0.0 if dep.settings.offline else dep.engine.per_sequence_s
 
 

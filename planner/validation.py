@@ -219,9 +219,9 @@ def scores(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
 ENGINE_BOUNDS = {"compute": (0.3, 1.3), "step_s": (0.0, 0.02), "per_sequence_s": (0.0, 1e-3)}
 
 
-# V1 streams tokens from an API server process of its own, off the engine's loop: no cost
-# per sequence to fit there (and fitting one to V1's few rows made its TPOT grow with
-# concurrency where the measurements' does not).
+# V1's rows come through vLLM's own server, off the engine's loop: no cost per sequence to
+# fit there (fitting one to V1's few rows made its TPOT grow with concurrency where the
+# measurements' does not).
 APART = {"per_sequence_s"}
 
 
