@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from llmfleet.core.lengths import LengthModel
 from llmfleet.core.routing import LengthRule, by_length, ordered
 from planner.catalog import ModelArch
-from planner.sizing import Candidate, Question, search
+from planner.sizing import Candidate, Question, by_cost, candidates, preferred
 
 SAMPLES = 20_000  # requests drawn to split the mix: shares within ~0.5 points
 INFLIGHT_SHARE = 0.75  # inflight-guard's target: this share of what one instance holds
@@ -111,8 +111,9 @@ def size(shares: Sequence[PoolShare], base: Question) -> list[PoolSizing]:
     for share in shares:
         q = replace(base, arch=share.pool.arch, input_len=share.input_len,
                     output_len=share.output_len, request_rate=base.request_rate * share.share)
-        ranked = [c for c in search(q) if share.pool.instance_type in (None, c.instance.name)]
-        best = next((c for c in ranked if c.feasible), None)
+        ranked = by_cost(c for c in candidates(q)
+                         if share.pool.instance_type in (None, c.instance.name))
+        best = preferred(ranked)
         why = "" if best else (ranked[0].why_not if ranked else
                                f"no instance type {share.pool.instance_type} in the catalogue")
         out.append(PoolSizing(share, q, best, why))

@@ -18,7 +18,7 @@ then the precision that needs no specially quantised checkpoint.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from llmfleet.core.instances import Instance, Market, instances
@@ -185,11 +185,15 @@ def candidates(q: Question) -> Iterator[Candidate]:
                 yield evaluate(q, inst, precision, tp)
 
 
+def by_cost(found: Iterable[Candidate]) -> list[Candidate]:
+    """Cheapest fleet first, infeasible candidates last."""
+    return sorted(found, key=lambda c: (not c.feasible, c.fleet_usd_hr, -c.output_tok_s,
+                                        c.instance.name))
+
+
 def search(q: Question) -> list[Candidate]:
     """Every candidate, the recommendation first (`preferred`), then cheapest fleet first."""
-    def key(c: Candidate) -> tuple[bool, float, float, str]:
-        return (not c.feasible, c.fleet_usd_hr, -c.output_tok_s, c.instance.name)
-    ranked = sorted(candidates(q), key=key)
+    ranked = by_cost(candidates(q))
     best = preferred(ranked)
     return ranked if best is None else [best, *(c for c in ranked if c is not best)]
 

@@ -96,3 +96,15 @@ def test_bad_pools_or_rules_are_refused_with_a_clear_error(
         argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "pools", *argv, "--rate", "1"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_pool_on_a_named_instance_type_gets_the_search_s_preference() -> None:
+    """The pool was given the cheapest candidate left after keeping its instance type, in
+    the search's raw cost order: int4 for a 1.5B model whose fp16 fleet costs the same, where
+    the search's tie rule prefers the precision that needs no quantised checkpoint."""
+    shares = split([SMALL, LARGE], RULES, MIX, samples=5000)
+    base = Question(arch=SMALL.arch, input_len=1, output_len=1, slo=Slo(2000, 100),
+                    request_rate=20.0)
+    small, _ = size(shares, base)
+    assert small.best is not None and small.best.instance.name == "g5.xlarge"
+    assert small.best.precision.value == "fp16"
