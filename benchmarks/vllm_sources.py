@@ -3,7 +3,8 @@
     python -m benchmarks.vllm_sources FT_DIR FT_COMMIT benchmarks/data/vllm_curated.csv \\
         > planner/data/validation_vllm.csv
 
-Two kinds of source, every row checked against the planner and none fitted to:
+Two kinds of source; 30% of the dense single-GPU runs (whole sweeps, by a hash) fit the
+costs each vLLM generation adds (`planner.validation.fit_engines`), the rest check them:
 
 - github.com/France-Travail/results_benchmark_llm_serving (a checkout of it at FT_DIR, at
   FT_COMMIT): vLLM 0.4.3 to 0.6.3 behind happy_vllm, each report a closed loop of 1 to 38
@@ -23,8 +24,8 @@ Two kinds of source, every row checked against the planner and none fitted to:
 
 vLLM before 0.8 (its V0 engine) batched a whole prompt at once: `max_num_batched_tokens`
 was max(max_model_len, 2048), or 512 where chunked prefill was on (by default from a
-32,768-token context on). Rows from V1 leave the limits empty: the planner applies vLLM's
-defaults for the GPU (`planner.memory.Settings.limits`).
+32,768-token context on). Rows that leave the limits empty (V1's, and single runs whose
+source gives none) get vLLM's V1 defaults for the GPU (`planner.memory.Settings.limits`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+# Families vLLM serves in bfloat16 only (`--dtype float16` refused).
+BF16_ONLY = ("gemma2", "gemma3")
 MIB = 1024**2
 
 
@@ -40,15 +42,20 @@ class Gpu:
     source: str
     compute_capability: float = 8.0
 
-    def cannot_run(self, precision: str) -> str:
-        """Why vLLM cannot serve weights of `precision` here; empty when it can.
+    def cannot_run(self, precision: str, family: str = "llama") -> str:
+        """Why vLLM cannot serve weights of `precision` of a model `family` here; empty when
+        it can.
 
         fp8 and bf16 need Ampere (8.0) or later: fp8 as weights dequantised by the Marlin
-        kernels there, with fp8 arithmetic from 8.9 (Ada, Hopper); Turing has neither.
+        kernels there, with fp8 arithmetic from 8.9 (Ada, Hopper); Turing has neither. Gemma-2
+        and 3 run only in bfloat16 (vLLM refuses float16 for them: numerical instability),
+        whatever their weights are quantised to, so never on Turing.
         """
-        if precision in ("fp8", "bf16") and self.compute_capability < 8.0:
+        needs_bf16 = precision in ("fp8", "bf16") or family in BF16_ONLY
+        if needs_bf16 and self.compute_capability < 8.0:
+            what = f"{family} models" if family in BF16_ONLY else precision
             return (f"{self.name} (compute capability {self.compute_capability:g}) cannot "
-                    f"run {precision}: vLLM needs 8.0 or later")
+                    f"run {what}: vLLM needs bfloat16 or fp8 support, from 8.0")
         return ""
 
     def peak_flops(self, precision: str) -> float:
@@ -273,11 +280,38 @@ def from_config(path: Path) -> ModelArch:
         raise CatalogError(f"model config {path} is not a JSON object")
     if isinstance(config.get("text_config"), dict):
         config = {**config, **config["text_config"]}
+    if unmodelled := sorted(UNMODELLED_KEYS & set(config)):
+        raise CatalogError(f"model config {path} describes a layout the planner does not model "
+                           f"({', '.join(unmodelled)}: shared experts, dense first layers or "
+                           "latent attention)")
     try:
         arch = _from_fields(config, str(config.get("_name_or_path") or path.parent.name))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise CatalogError(f"model config {path} lacks a field the planner needs: {exc}") from exc
+    if problem := _implausible(arch):
+        raise CatalogError(f"model config {path}: {problem}")
     return replace(arch, source=str(path), parameters=count_parameters(arch))
+
+
+# Keys of layouts the planner would size wrongly as a plain decoder: DeepSeek's latent
+# attention and dense first layers, Qwen2-MoE's shared expert.
+UNMODELLED_KEYS = {"kv_lora_rank", "n_routed_experts", "first_k_dense_replace",
+                   "shared_expert_intermediate_size", "n_shared_experts"}
+
+
+def _implausible(arch: ModelArch) -> str:
+    """What makes a shape impossible; empty when it is not."""
+    sizes = {"num_hidden_layers": arch.num_layers, "hidden_size": arch.hidden_size,
+             "intermediate_size": arch.intermediate_size,
+             "num_attention_heads": arch.num_attention_heads,
+             "num_key_value_heads": arch.num_key_value_heads, "head_dim": arch.head_dim,
+             "vocab_size": arch.vocab_size}
+    if bad := [name for name, value in sizes.items() if value <= 0]:
+        return f"{', '.join(bad)} must be positive"
+    if arch.num_experts and not 1 <= arch.experts_per_token <= arch.num_experts:
+        return (f"num_experts_per_tok must be between 1 and the {arch.num_experts} experts, "
+                f"not {arch.experts_per_token}")
+    return ""
 
 
 def _first(config: dict[str, Any], *keys: str) -> Any:

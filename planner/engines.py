@@ -64,11 +64,15 @@ def for_engine(engine: str) -> EngineCosts:
     """The costs of a measurement's engine (and its server); TensorRT-LLM's (none) for one
     not in the table."""
     row = table().get(generation(engine))
-    if row is None:
-        return EngineCosts()
+    return adapt(row.costs, engine) if row else EngineCosts()
+
+
+def adapt(costs: EngineCosts, engine: str) -> EngineCosts:
+    """A generation's costs as `engine`'s server pays them: the per-sequence cost only for a
+    server in the engine's loop. The fit and the report both go through here."""
     if any(server in engine for server in IN_LOOP_SERVERS):
-        return row.costs
-    return replace(row.costs, per_sequence_s=0.0)
+        return costs
+    return replace(costs, per_sequence_s=0.0)
 
 
 def serving() -> EngineCosts:

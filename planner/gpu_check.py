@@ -197,6 +197,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     arch = catalog.model(args.model)
+    if arch.num_experts or arch.family not in ("llama", "qwen2"):
+        raise SystemExit(f"gpu-check: {arch.name} is not a dense Llama-shaped decoder, the "
+                         "only one it builds; name one (Llama-3.1-8B by default)")
     if args.layers:
         arch = replace(arch, num_layers=args.layers)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"

@@ -119,9 +119,10 @@ class Settings:
         batched tokens (16,384 offline); the others 256 and 2,048 (8,192 offline).
         A planner that assumed 256 everywhere under-predicted an H100's maximum throughput."""
         large = gpu.memory_bytes >= 70 * GIB and "A100" not in gpu.name.upper()
-        seqs = 1024 if large else 256
+        seqs = self.max_num_seqs or (1024 if large else 256)
         tokens = (16384 if large else 8192) if self.offline else (8192 if large else 2048)
-        return self.max_num_seqs or seqs, self.max_num_batched_tokens or tokens
+        # vLLM refuses a step budget below the sequences it may run: raise it as one must.
+        return seqs, max(self.max_num_batched_tokens or tokens, seqs)
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def evaluate(q: Question, inst: Instance, precision: Precision, tp: int) -> Cand
                      memory_per_gpu_gib=dep.memory().usable / GIB)
     if price is None:
         return replace(base, why_not=f"no {q.market} price in the catalogue")
-    if unable := gpu.cannot_run(precision.value):
+    if unable := gpu.cannot_run(precision.value, q.arch.family):
         return replace(base, why_not=unable)
     best: Candidate | None = None
     miss = ""

@@ -60,8 +60,8 @@ class EngineCosts:
     """What a serving engine adds to the GPU's own work, per engine generation
     (`planner/data/engines.csv`, fitted by `llmfleet plan validate --fit`). The GPU factors
     are fitted on TensorRT-LLM, whose costs are the zero point; vLLM's kernels reach about
-    60% of its throughput, and a server streaming from the engine's loop costs ~0.15 ms a
-    running sequence a step."""
+    two thirds of its throughput, and a server streaming from the engine's loop costs
+    0.1-0.2 ms a running sequence a step."""
 
     compute: float = 1.0  # share of the GPU's fitted tensor throughput its kernels reach
     step_s: float = 0.0  # per step beyond TensorRT-LLM's: scheduling, launches
@@ -261,7 +261,8 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
     fraction = mem.offload_fraction(running, mean) if offload else 0.0
     if dep.settings.chunked_prefill:
         step, bound, cycle, prefill, share = _chunked(dep, eff, work, running, mean, fraction)
-        tpot = (cycle - prefill) / max(work.output_len - 1, 1)
+        # One output token has no time per further token: say what the next would take.
+        tpot = (cycle - prefill) / (work.output_len - 1) if work.output_len > 1 else step
     else:
         step, bound = decode_step_s(dep, eff, running, mean, fraction)
         sharing = max(1, min(running, dep.max_num_batched_tokens // max(work.input_len, 1)))

@@ -5,9 +5,10 @@ Two tables, each row with its source. `planner/data/validation.csv` (built by
 serving runs and static batches; a fixed, hash-chosen 30% of them fits each GPU's
 efficiency factors. `planner/data/validation_vllm.csv` (built by
 `benchmarks/vllm_sources.py`) holds vLLM serving and offline runs from other publishers,
-with the engine settings they ran with; none of them fits anything. The error is reported
-on every row that did not fit, per GPU, per source and per engine, so no row both tunes
-and judges the model, and the vLLM rows judge a model fitted on another engine.
+with the engine settings they ran with; 30% of its dense single-GPU runs fit the costs each
+vLLM generation adds. The hash picks whole sweeps, so no neighbour of a fitting point checks.
+The error is reported on every row that fitted nothing, per GPU, per source and per engine,
+a row the model refuses counting as a 100% error: no row both tunes and judges the model.
 """
 
 from __future__ import annotations
@@ -56,10 +57,24 @@ class Measurement:
     settings: Settings = field(default_factory=Settings)  # as far as the source says
 
     @property
+    def sweep(self) -> str:
+        """The run this row is a point of: France-Travail's rows (`ft-...-<parallel>`) are one
+        sweep per report and prompt/output pair; every other row is a run of its own."""
+        return self.id.rsplit("-", 1)[0] if self.id.startswith("ft-") else self.id
+
+    @property
+    def fits_something(self) -> bool:
+        """A TensorRT-LLM row could fit its GPU's factors, a dense single-GPU vLLM row its
+        engine's costs; other rows (mixtures, tensor parallel vLLM) only ever check."""
+        if self.trtllm:
+            return True
+        return self.num_gpus == 1 and not catalog.model(self.model).num_experts
+
+    @property
     def for_fitting(self) -> bool:
-        """In the hash-chosen share: a TensorRT-LLM row fits its GPU's factors, a vLLM row
-        its engine generation's costs."""
-        return zlib.crc32(self.id.encode()) % 100 < FIT_SHARE
+        """In the share a hash of its sweep picks, and of a kind that fits something. Whole
+        sweeps fall on one side: neighbouring points of one sweep must not fit and judge."""
+        return self.fits_something and zlib.crc32(self.sweep.encode()) % 100 < FIT_SHARE
 
     @property
     def trtllm(self) -> bool:
@@ -121,10 +136,12 @@ def settings_for(row: Measurement) -> Settings:
 
 def predicted(row: Measurement, eff: Efficiency,
               engine: EngineCosts | None = None) -> Prediction:
-    """The model's prediction of a row: its GPU's factors, its engine's costs (or `engine`)."""
+    """The model's prediction of a row: its GPU's factors, its engine's costs (or `engine`'s,
+    as the row's server pays them)."""
+    costs = engines.for_engine(row.engine) if engine is None else engines.adapt(engine,
+                                                                               row.engine)
     dep = Deployment(catalog.model(row.model), catalog.gpu(row.gpu), row.precision, row.num_gpus,
-                     row.kv_precision, settings_for(row),
-                     engine or engines.for_engine(row.engine))
+                     row.kv_precision, settings_for(row), costs)
     model = predict_static if row.mode == "static" else predict
     return model(dep, row.workload, eff)
 
@@ -141,12 +158,17 @@ def comparable(row: Measurement) -> bool:
 
 def errors(rows: Iterable[Measurement], eff_for: Callable[[str], Efficiency]
            ) -> dict[str, list[float]]:
-    """Absolute percentage errors per metric; "infeasible" lists rows the model rejects."""
+    """Absolute percentage errors per metric. A row the model refuses (it says the work does
+    not fit, where it ran) counts as a 100% error on every metric it measured, and is listed
+    under "refused"."""
     out: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         p = predicted(row, eff_for(row.gpu))
         if not p.feasible:
-            out["infeasible"].append(1.0)
+            out["refused"].append(1.0)
+            for metric in METRICS:
+                if metric in row.measured:
+                    out[metric].append(100.0)
             continue
         values = values_of(p)
         for metric, truth in row.measured.items():
@@ -196,6 +218,7 @@ class Score:
     rows: int
     median: dict[str, float]
     worst: dict[str, float]
+    refused: int = 0  # rows the model said could not run (each a 100% error above)
 
 
 def scores(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
@@ -212,7 +235,8 @@ def scores(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
         errs = errors(members, eff_for)
         out.append(Score(group=group, rows=len(members),
                          median={m: statistics.median(errs[m]) for m in METRICS if errs[m]},
-                         worst={m: max(errs[m]) for m in METRICS if errs[m]}))
+                         worst={m: max(errs[m]) for m in METRICS if errs[m]},
+                         refused=len(errs["refused"])))
     return out
 
 
@@ -249,8 +273,7 @@ def fit_engines(rows: Sequence[Measurement],
                                                 "on TensorRT-LLM's measurements")]
     for name in engines.GENERATIONS:
         chosen = [r for r in rows if not r.trtllm and engines.generation(r.engine) == name
-                  and r.for_fitting and comparable(r) and r.num_gpus == 1
-                  and not catalog.model(r.model).num_experts]
+                  and r.for_fitting and comparable(r)]
         sources = len({r.source_name for r in chosen})
         fixed = frozenset(APART) if name == engines.SERVING else frozenset()
         out.append(engines.Row(name, fit_engine(chosen, eff_for, fixed=fixed),
@@ -283,12 +306,12 @@ def fit_table(rows: Sequence[Measurement]) -> list[Row]:
 
 def render(found: Sequence[Score], rows: Sequence[Measurement], title: str = "GPU") -> str:
     """One error table (per GPU unless `title` says otherwise), as BENCHMARKS.md shows it."""
-    lines = [f"| {title} | rows checked | output tok/s median / worst | TPOT median / worst "
-             "| TTFT median / worst |", "|---|---:|---:|---:|---:|"]
+    lines = [f"| {title} | rows checked | refused | output tok/s median / worst "
+             "| TPOT median / worst | TTFT median / worst |", "|---|---:|---:|---:|---:|---:|"]
     for s in sorted(found, key=lambda s: (s.group == "all", s.group)):
         cells = [f"{s.median[m]:.1f}% / {s.worst[m]:.0f}%" if m in s.median else "-"
                  for m in METRICS]
-        lines.append(f"| {s.group} | {s.rows} | " + " | ".join(cells) + " |")
+        lines.append(f"| {s.group} | {s.rows} | {s.refused} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

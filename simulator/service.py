@@ -5,14 +5,14 @@ each decoding sequence and a chunk of each prompt being prefilled, together with
 the step's token budget. Its time is modelled here; which tokens a step holds is
 the replica's business (`simulator.replica`).
 
-`RooflineService` is the planner's roofline (`planner.timing`) applied to a mixed
-step: the matrix arithmetic of all its tokens at the GPU's tensor throughput (at the
-prefill and decode efficiencies that the planner fits per GPU) overlapped in part with
-the weights streamed once, then the decoding sequences' KV cache read at the GPU's
-bandwidth, plus the tensor-parallel all-reduces and the fixed per-step cost. It reads
-every expert of a mixture and keeps every token in sliding-window layers: conservative
-for those models. It agrees with `planner.timing.decode_step_s` on a step without prefill and
-with `planner.timing.prefill_s` on a step without decode (tested).
+`RooflineService` is the planner's roofline (`planner.timing`) applied to a mixed step:
+the matrix arithmetic of all its tokens at the GPU's tensor throughput (at the prefill
+and decode efficiencies that the planner fits per GPU) overlapped in part with the
+weights streamed once, then the decoding sequences' KV cache read at the GPU's
+bandwidth, plus the tensor-parallel all-reduces and the fixed per-step cost; a mixture
+reads the experts its step's tokens reach, sliding-window layers their window. It agrees
+with `planner.timing.decode_step_s` on a step without prefill and with
+`planner.timing.prefill_s` on a step without decode (tested).
 
 `decode_ends` times a run of pure-decode steps (`simulator.replica.DecodeRun`): the
 end of each, added up in order. Any model does it through `step_s`; the roofline has its
@@ -29,7 +29,13 @@ from functools import cached_property
 from typing import Protocol
 
 from planner import catalog, efficiency, engines
-from planner.memory import Precision, Settings, kv_bytes_per_token, kv_replication
+from planner.memory import (
+    Precision,
+    Settings,
+    attended_tokens,
+    kv_bytes_per_token,
+    kv_replication,
+)
 from planner.timing import (
     Deployment,
     Efficiency,
@@ -99,14 +105,28 @@ class RooflineService:
                 / bandwidth,
                 streamed_weight_bytes(dep) / bandwidth)
 
+    def _weights_s(self, tokens: int) -> float:
+        """Streaming the weights a step of `tokens` reads: all of a dense model's, the
+        experts its tokens reach of a mixture's (`planner.timing.streamed_weight_bytes`)."""
+        if not self.deployment.arch.num_experts:
+            return self._constants[5]
+        bandwidth = self.deployment.gpu.bandwidth_bytes_s * self.eff.bandwidth
+        return streamed_weight_bytes(self.deployment, tokens) / bandwidth
+
+    def _attended(self, context: float) -> float:
+        """Tokens of KV cache a decode reads, sliding-window layers keeping their window."""
+        arch = self.deployment.arch
+        return attended_tokens(arch, context) if arch.sliding_window else context
+
     def step_s(self, load: StepLoad) -> float:
         dep, eff = self.deployment, self.eff
-        per_token, attention, decode_rate, prefill_rate, kv_s, weights_s = self._constants
+        per_token, attention, decode_rate, prefill_rate, kv_s, _ = self._constants
         compute = (load.decode_seqs * per_token / decode_rate
                    + load.prefill_tokens * (per_token + attention * load.prefill_context)
                    / prefill_rate)
-        kv = load.decode_seqs * load.decode_context * kv_s
-        return (overlapped(compute, weights_s) + kv + allreduce_s(dep, eff, load.tokens)
+        kv = load.decode_seqs * self._attended(load.decode_context) * kv_s
+        return (overlapped(compute, self._weights_s(load.tokens)) + kv
+                + allreduce_s(dep, eff, load.tokens)
                 + (eff.step_overhead_s + dep.engine.step_s)
                 + dep.engine.per_sequence_s * load.decode_seqs)
 
@@ -115,14 +135,15 @@ class RooflineService:
         """`decode_ends` for this model: `step_s`'s arithmetic for a step without prefill,
         in the same order (x + 0.0 is x: the prefill terms drop out exactly)."""
         dep, eff = self.deployment, self.eff
-        per_token, _, decode_rate, _, kv_s, weights_s = self._constants
+        per_token, _, decode_rate, _, kv_s, _ = self._constants
         fixed, overhead = allreduce_s(dep, eff, seqs), eff.step_overhead_s + dep.engine.step_s
         per_sequences = dep.engine.per_sequence_s * seqs
-        gemm = math.hypot(seqs * per_token / decode_rate, weights_s)  # `overlapped`, inline
+        gemm = math.hypot(seqs * per_token / decode_rate, self._weights_s(seqs))  # `overlapped`
+        attended = self._attended
         ends: list[float] = []
         end = start_s
         for _ in range(count):
-            end += gemm + seqs * (context / seqs) * kv_s + fixed + overhead + per_sequences
+            end += gemm + seqs * attended(context / seqs) * kv_s + fixed + overhead + per_sequences
             ends.append(end)
             if end >= horizon_s:
                 break

@@ -178,3 +178,22 @@ def test_layer_types_say_which_layers_slide(tmp_path: Path) -> None:
     del config["layer_types"]  # a Llama-like model's window vLLM does not apply
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert catalog.model(str(tmp_path)).sliding_layers == 0
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"num_attention_heads": 0}, "lacks a field|must be positive"),
+    ({"hidden_size": -8}, "hidden_size, head_dim must be positive"),
+    ({"num_local_experts": 8}, "num_experts_per_tok must be between 1 and the 8 experts, not 0"),
+    ({"num_local_experts": 8, "num_experts_per_tok": 9}, "between 1 and the 8 experts, not 9"),
+    ({"kv_lora_rank": 512, "n_routed_experts": 256}, "does not model"),  # DeepSeek's layout
+    ({"shared_expert_intermediate_size": 5632}, "does not model"),  # Qwen2-MoE's shared expert
+])
+def test_a_config_json_the_planner_would_mis_size_is_refused_with_the_reason(
+        tmp_path: Path, change: dict[str, object], message: str) -> None:
+    """A zero head count raised ZeroDivisionError (a traceback); a mixture without its experts
+    per token, or a layout the planner does not model, was sized as nonsense without a word."""
+    config = {"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 64,
+              "intermediate_size": 128, "num_attention_heads": 4, "vocab_size": 100, **change}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CatalogError, match=message):
+        catalog.model(str(tmp_path))

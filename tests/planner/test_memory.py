@@ -94,3 +94,8 @@ def test_more_gpus_than_kv_heads_copy_the_heads_and_hold_fewer_tokens() -> None:
     llama = catalog.model("Llama-3.1-70B")  # 8 KV heads: split across 8 GPUs, never copied
     assert budget(llama, h100, Precision.FP16, tensor_parallel=8).kv_per_token == \
         kv_bytes_per_token(llama)
+
+
+def test_a_step_budget_below_the_sequences_is_raised_as_vllm_requires() -> None:
+    l4 = catalog.gpu("L4")  # vLLM's default budget there: 2,048 tokens
+    assert Settings(max_num_seqs=4096).limits(l4) == (4096, 4096)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from llmfleet.core.instances import Instance, Market, instances
 from planner import catalog, report, sizing
 from planner.memory import Precision
+from planner.sizing import SEARCHED_PRECISIONS as SEARCHED
 from planner.sizing import Question, Slo, search, tensor_parallel_sizes
 
 
@@ -133,7 +136,8 @@ def test_a_precision_the_gpu_cannot_run_is_not_offered() -> None:
     t4 = next(i for i in instances().values() if i.gpu == "T4")
     q = _question(precisions=(Precision.FP8, Precision.INT8))
     fp8 = sizing.evaluate(q, t4, Precision.FP8, 1)
-    assert fp8.why_not == "T4 (compute capability 7.5) cannot run fp8: vLLM needs 8.0 or later"
+    assert fp8.why_not == ("T4 (compute capability 7.5) cannot run fp8: vLLM needs bfloat16 or "
+                           "fp8 support, from 8.0")
     assert sizing.evaluate(q, t4, Precision.INT8, 1).feasible
 
 
@@ -146,3 +150,25 @@ def test_latency_at_the_rate_is_what_the_fleet_sees_below_flat_out() -> None:
     assert light.at_load.requests_s >= 0.5
     assert light.at_load.ttft_s < light.prediction.ttft_s
     assert light.at_load.tpot_s < light.prediction.tpot_s
+
+
+def test_a_gemma_recommendation_never_asks_vllm_for_float16() -> None:
+    """vLLM refuses float16 for Gemma-2 and 3: the tfvars said `--dtype float16`, and a T4,
+    which has no bfloat16, was offered for them at int8 and int4."""
+    q = Question(catalog.model("Gemma-2-9B"), 512, 256, precisions=(Precision.FP16,),
+                 request_rate=2)
+    ranked = search(q)
+    best = ranked[0]
+    assert best.feasible
+    assert "--dtype bfloat16" in report.vllm_args(q, best)
+    assert "float16" not in report.vllm_args(q, best).replace("bfloat16", "")
+    t4 = next(i for i in instances().values() if i.gpu == "T4")
+    refused = sizing.evaluate(replace(q, precisions=SEARCHED), t4, Precision.INT4, 1)
+    assert "cannot run gemma2 models" in refused.why_not
+
+
+def test_a_mixture_s_answer_says_the_planner_over_predicts_it() -> None:
+    q = Question(catalog.model("Qwen3-30B-A3B"), 512, 256)
+    assert "Caution: this is a mixture of experts" in report.recommendation(q, search(q))
+    dense = Question(catalog.model("Qwen3-32B"), 512, 256)
+    assert "Caution" not in report.recommendation(dense, search(dense))

@@ -114,13 +114,25 @@ def test_a_request_longer_than_the_cache_is_refused() -> None:
     assert replica.submit(Arrival(0.0, 90, 10))
 
 
-def test_the_roofline_step_agrees_with_the_planner_on_pure_steps() -> None:
-    service = RooflineService.for_names("Llama-3.1-8B", "A10G")
+@pytest.mark.parametrize(("model", "gpu", "tp"), [
+    ("Llama-3.1-8B", "A10G", 1), ("Llama-3.1-70B", "H100-80G", 4),
+    ("Mixtral-8x7B-v0.1", "H100-80G", 2), ("Qwen3-30B-A3B", "H100-80G", 1),  # experts reached
+    ("Gemma-2-9B", "L40S", 1),  # sliding-window layers
+])
+def test_the_roofline_step_agrees_with_the_planner_on_pure_steps(model: str, gpu: str,
+                                                                 tp: int) -> None:
+    """Regression: a mixture's step read every expert in the simulator and only those its
+    tokens reach in the planner (5.7x apart for Qwen3-30B-A3B at batch 1)."""
+    service = RooflineService.for_names(model, gpu, tensor_parallel=tp)
     dep, eff = service.deployment, service.eff
-    assert service.step_s(StepLoad(decode_seqs=32, decode_context=500)) == pytest.approx(
-        decode_step_s(dep, eff, 32, 500)[0])
-    assert service.step_s(StepLoad(prefill_tokens=2000, prefill_context=1000)) == pytest.approx(
-        prefill_s(dep, eff, 2000))
+    for seqs, context in ((1, 100), (32, 6000)):
+        assert service.step_s(StepLoad(decode_seqs=seqs, decode_context=context)) == \
+            pytest.approx(decode_step_s(dep, eff, seqs, context)[0])
+        assert service.decode_ends(seqs, seqs * context, 0.0, 1)[0] == pytest.approx(
+            decode_step_s(dep, eff, seqs, context)[0])
+    if not dep.arch.sliding_window:  # the simulator's prefill attends to every token
+        assert service.step_s(StepLoad(prefill_tokens=2000, prefill_context=1000)) == \
+            pytest.approx(prefill_s(dep, eff, 2000))
     assert service.kv_tokens == dep.memory().kv_tokens > 0
 
 
