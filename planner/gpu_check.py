@@ -35,7 +35,7 @@ from typing import Any
 from llmfleet.core.gpu import GpuCollector
 from planner import catalog, efficiency
 from planner.catalog import Gpu, ModelArch
-from planner.memory import Precision, kv_bytes_per_token
+from planner.memory import Precision, Settings, kv_bytes_per_token
 from planner.timing import Deployment, Efficiency, decode_step_s, prefill_s, streamed_weight_bytes
 
 ROOFLINE = Efficiency(prefill_mfu=1.0, decode_mfu=1.0, bandwidth=1.0, step_overhead_s=0.0)
@@ -207,7 +207,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if gpu_name is None:
         raise SystemExit(f"gpu-check: {device_name!r} is not a catalogued GPU; name one (--gpu)")
     gpu: Gpu = catalog.gpu(gpu_name)
-    dep = Deployment(arch, gpu, Precision.BF16)
+    # PyTorch runs each prefill as one pass: so does the prediction (one chunk).
+    dep = Deployment(arch, gpu, Precision.BF16,
+                     settings=Settings(max_num_batched_tokens=args.max_prefill_tokens))
     eff = efficiency.for_gpu(gpu.name)
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     result: dict[str, Any] = {"device": device_name, "gpu": gpu.name, "model": arch.name,

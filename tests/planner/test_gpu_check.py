@@ -48,3 +48,11 @@ def test_an_unknown_gpu_must_be_named(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="not a catalogued GPU"):
         gpu_check.main(["--model", str(_tiny_config(tmp_path / "config.json")),
                         "--device", "cpu", "--out", str(tmp_path / "x.json")])
+
+
+def test_a_shape_it_does_not_build_is_refused(tmp_path: Path) -> None:
+    """It builds dense Llama-shaped layers only: timing one for a mixture would set its
+    figures beside a prediction for another network."""
+    with pytest.raises(SystemExit, match="not a dense Llama-shaped decoder"):
+        gpu_check.main(["--model", "Qwen3-30B-A3B", "--device", "cpu", "--gpu", "H100-80G",
+                        "--out", str(tmp_path / "x.json")])
