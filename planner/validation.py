@@ -116,7 +116,8 @@ def _measurement(raw: dict[str, str]) -> Measurement:
         num_gpus=int(raw["num_gpus"]), model=raw["model"],
         precision=Precision(raw["precision"]), kv_precision=Precision(raw["kv_precision"]),
         measured=measured, source=raw["source"], settings=settings,
-        # Every source's clients start together with fixed lengths: they run in waves.
+        # Every source's clients start together (fixed lengths, or all requests at once):
+        # they run in waves.
         workload=Workload(int(raw["input_len"]), int(raw["output_len"]),
                           int(raw["concurrency"]), waves=True))
 
