@@ -2,9 +2,9 @@
 
 Kept in `planner/data/engines.csv`, one row per engine generation, written by
 `llmfleet plan validate --fit`: TensorRT-LLM is the zero point (the GPU factors are fitted
-on its measurements), vLLM's V0 engine (before 0.8) and its V1 engine are fitted on their
-own share of the vLLM rows. The planner sizes deployments for `SERVING`, the engine the
-platform runs.
+on its measurements), and each vLLM generation (`GENERATIONS`: V0 before 0.6, V0 0.6 and
+0.7, V1) is fitted on its own share of the vLLM rows. The planner sizes deployments for
+`SERVING`, the engine the platform runs.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from llmfleet.core.wire.sizing import AsgCapacity
 from planner import catalog, efficiency, engines
 from planner.catalog import ModelArch
 from planner.memory import GIB, Precision, Settings
-from planner.timing import Deployment, Efficiency, Prediction, Workload, predict
+from planner.timing import Deployment, Prediction, Workload, predict
 
 SEARCHED_PRECISIONS = (Precision.FP16, Precision.FP8, Precision.INT8, Precision.INT4)
 HEADROOM = 2.0  # the Auto Scaling group may grow to this multiple of the steady-state count
@@ -141,10 +141,12 @@ def evaluate(q: Question, inst: Instance, precision: Precision, tp: int) -> Cand
         return replace(base, why_not=unable)
     best: Candidate | None = None
     miss = ""
+    tried: list[tuple[int, Prediction]] = []  # every level up to the best one, in order
     for c in _concurrencies(q, dep):
         p = predict(dep, Workload(q.input_len, q.output_len, c), eff, offload=q.offload)
         if not p.feasible:
             return replace(base, prediction=p, why_not=p.why_not)
+        tried.append((c, p))
         miss = q.slo.misses(p)
         if miss:
             break  # latency only grows with concurrency
@@ -154,17 +156,15 @@ def evaluate(q: Question, inst: Instance, precision: Precision, tp: int) -> Cand
         return replace(base, why_not=f"misses the SLO even at concurrency "
                                    f"{_concurrencies(q, dep)[0]}: {miss}")
     best = replace(best, instances_needed=_instances(q, best))
-    return replace(best, at_load=_at_load(q, dep, eff, best))
+    return replace(best, at_load=_at_load(q, best, tried))
 
 
-def _at_load(q: Question, dep: Deployment, eff: Efficiency,
-             c: Candidate) -> Prediction:
+def _at_load(q: Question, c: Candidate, tried: list[tuple[int, Prediction]]) -> Prediction:
     """The fleet at the question's rate rather than flat out: each replica's share of the
     rate, served by the fewest concurrent requests (a power of two, up to the candidate's)
-    that carry it."""
+    that carry it, of the levels the search already predicted."""
     share = q.rate / (c.instances_needed * c.replicas_per_instance)
-    for level in _concurrencies(q, dep):
-        p = predict(dep, Workload(q.input_len, q.output_len, level), eff, offload=q.offload)
+    for level, p in tried:
         if level >= c.concurrency or p.requests_s >= share:
             return p
     return c.prediction
