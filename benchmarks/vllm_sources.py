@@ -12,9 +12,11 @@ costs each vLLM generation adds (`planner.validation.fit_engines`), the rest che
   tokens, outputs fixed at 16, 128 and 1,024), 1,000 requests or a time budget each. Their
   engine is named with its server (`vllm-0.4.3+happy_vllm`): happy_vllm streams each token
   from the engine's own loop, which costs a little per sequence and step.
-  Throughput is the report's total generation speed; TTFT and TPOT are the per-request
-  medians of its speed-generation files (TPOT = 1 / the median generation speed). The
-  engine's settings come from each report's parameters.json. Only reports of catalogued
+  Throughput is the report's total generation speed (tokens over the run's time); TTFT,
+  TPOT and the end-to-end time are per-request medians, and the prompt length the mean the
+  server counted (the "32-token" prompts are 48), from the raw results beside each report
+  (`raw_results.zip`; the checkout needs its large files). The engine's settings come from
+  each report's parameters.json. Only reports of catalogued
   16-bit models on catalogued GPUs are kept: its H100 folders are left out (the KV cache
   their reports state, ~525k tokens for an 8B model, needs an H100 NVL's 94 GB, which the
   catalogue does not hold), as are AWQ checkpoints and models of other architectures.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +79,23 @@ def v0_batched_tokens(params: dict[str, Any], context: int) -> int | str:
     return max(max_model_len, 2048)
 
 
+def _medians(raw: zipfile.ZipFile, name: str, parallel: int) -> dict[str, float]:
+    """One run's per-request medians from the raw results beside its report: TTFT, the
+    end-to-end time, TPOT (the median time from the first token to the last over the
+    tokens after the first) and the mean prompt length the server counted. The report's
+    own per-request "speed generation" is output tokens over the whole request, TTFT
+    included, so 1 / it is not a TPOT (taken as one, it put 25 ms of a 4,096-token
+    prompt's TTFT into each of 16 tokens)."""
+    run = json.loads(raw.read(f"generation_speed_{name}_nb_requests_{parallel}.json"))
+    stats = {key: value for key, value in run["aggregated_metrics"].items()}
+    tokens = stats["response_length"]["median"]
+    return {"ttft_ms": stats["time_to_first_token"]["median"] * 1000,
+            "e2e_ms": stats["total_query_time"]["median"] * 1000,
+            "tpot_ms": (stats["completion_time_from_first_token"]["median"] * 1000
+                        / (tokens - 1) if tokens > 1 else 0.0),
+            "prompt": stats["prompt_length"]["mean"]}
+
+
 def _report_rows(report: Path, root: Path, commit: str) -> Iterator[dict[str, object]]:
     params = json.loads((report / "parameters.json").read_text())
     gpu = GPUS.get(report.relative_to(root).parts[0])
@@ -89,33 +109,35 @@ def _report_rows(report: Path, root: Path, commit: str) -> Iterator[dict[str, ob
     precision = "fp16" if params.get("dtype") == "float16" else "bf16"
     totals = json.loads((report / "data/total_speed_generation_graph_data.json").read_text())
     where = report.relative_to(root).as_posix()
-    for scenario in totals.values():
-        prompt, output = int(scenario["input_length"]), int(scenario["output_length"])
-        name = f"input_{prompt}_output_{output}"
-        medians = json.loads(
-            (report / f"speed_generation/data/speed_generation_graph_data_{name}.json")
-            .read_text())
-        for point in scenario["data"]:
-            parallel = int(point["nb_parallel_requests"])
-            per_request = medians.get(str(parallel), {})
-            speed = per_request.get("speed_generation", [0, 0, 0])[1]
-            ttft = per_request.get("time_to_first_token", [0, None, 0])[1]
-            yield {
-                "id": f"ft-{where.replace('/', '-')}-{name}-{parallel}",
-                "engine": f"vllm-{params['vllm_version']}+happy_vllm", "mode": "serving",
-                "gpu": gpu,
-                "num_gpus": 1, "model": model, "precision": precision, "kv_precision": "fp16",
-                "input_len": prompt, "output_len": output, "concurrency": parallel,
-                "ttft_ms": round(ttft * 1000, 3) if ttft else "",
-                "tpot_ms": round(1000 / speed, 3) if speed else "", "e2e_ms": "",
-                "output_tok_s": round(float(point["speed"]), 2),
-                "max_num_seqs": params.get("max_num_seqs") or "",
-                "max_num_batched_tokens": v0_batched_tokens(params, context),
-                "gpu_memory_utilization": params.get("gpu_memory_utilization") or "",
-                "source": (f"{REPO}@{commit} {where}/data/total_speed_generation_graph_data"
-                           f".json ({name}, {parallel} parallel requests); TTFT and TPOT: the "
-                           f"medians in speed_generation/data/speed_generation_graph_data_"
-                           f"{name}.json; {params['model']}" + (f" ({note})" if note else ""))}
+    raw_path = report.parent / "raw_results.zip"
+    with zipfile.ZipFile(raw_path) as raw:
+        for scenario in totals.values():
+            prompt, output = int(scenario["input_length"]), int(scenario["output_length"])
+            name = f"input_{prompt}_output_{output}"
+            for point in scenario["data"]:
+                parallel = int(point["nb_parallel_requests"])
+                medians = _medians(raw, name, parallel)
+                yield {
+                    "id": f"ft-{where.replace('/', '-')}-{name}-{parallel}",
+                    "engine": f"vllm-{params['vllm_version']}+happy_vllm", "mode": "serving",
+                    "gpu": gpu, "num_gpus": 1, "model": model, "precision": precision,
+                    "kv_precision": "fp16",
+                    # "roughly" the nominal length: the tokens the server counted
+                    "input_len": round(medians["prompt"]), "output_len": output,
+                    "concurrency": parallel,
+                    "ttft_ms": round(medians["ttft_ms"], 3),
+                    "tpot_ms": round(medians["tpot_ms"], 3) if medians["tpot_ms"] else "",
+                    "e2e_ms": round(medians["e2e_ms"], 3),
+                    "output_tok_s": round(float(point["speed"]), 2),
+                    "max_num_seqs": params.get("max_num_seqs") or "",
+                    "max_num_batched_tokens": v0_batched_tokens(params, context),
+                    "gpu_memory_utilization": params.get("gpu_memory_utilization") or "",
+                    "source": (f"{REPO}@{commit} {where}/data/total_speed_generation_graph_data"
+                               f".json ({name}, {parallel} parallel requests); TTFT, TPOT, "
+                               f"end-to-end and prompt length: the per-request medians (the "
+                               f"mean prompt) in {raw_path.relative_to(root).as_posix()} "
+                               f"generation_speed_{name}_nb_requests_{parallel}.json; "
+                               f"{params['model']}" + (f" ({note})" if note else ""))}
 
 
 def france_travail_rows(root: Path, commit: str) -> Iterator[dict[str, object]]:

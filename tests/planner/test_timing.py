@@ -174,14 +174,18 @@ def test_an_h100_runs_as_many_sequences_as_vllm_lets_it_not_256() -> None:
 def test_clients_in_step_wait_for_the_prompts_ahead_of_them_in_their_wave() -> None:
     """Benchmarks start their clients together with fixed lengths, and the clients stay in
     step: each request waits for the prompts of its wave before it, where traffic arriving
-    staggered waits for about one prefill."""
+    staggered waits for about one prefill. Without chunking, a step prefills as many prompts
+    as its token budget holds and all of them have their first token when it ends."""
     serial = replace(_dep(), settings=Settings(chunked_prefill=False))
     dep, work = serial, Workload(1024, 128, 32)
     staggered = predict(dep, work, Efficiency())
     waves = predict(dep, replace(work, waves=True), Efficiency())
     assert waves.output_tok_s == pytest.approx(staggered.output_tok_s)  # the same cycle
     assert waves.running == 32
-    assert waves.ttft_s == pytest.approx((32 + 1) / 2 * waves.prefill_s)
+    per_step = dep.max_num_batched_tokens // 1024
+    assert per_step < 32
+    steps_to_the_median = math.ceil(33 / 2 / per_step)
+    assert waves.ttft_s == pytest.approx(steps_to_the_median * per_step * waves.prefill_s)
     assert waves.ttft_s > 10 * staggered.ttft_s
     assert waves.e2e_s == pytest.approx(waves.ttft_s + 127 * waves.tpot_s)
 
