@@ -71,9 +71,9 @@ def recommendation(q: Question, ranked: Sequence[Candidate]) -> str:
 # What the validation found (BENCHMARKS.md): said wherever a mixture is sized, until fixed.
 MIXTURE_CAUTION = (
     "\n  Caution: this is a mixture of experts, which the planner over-predicts: vLLM's "
-    "Qwen3-235B-A22B runs at tensor parallel 4 and 8 measured a half to a third of the "
-    "predicted throughput at 1,000 concurrent requests. Measure one instance (llmfleet bench) "
-    "before sizing a fleet on these figures.")
+    "Qwen3-235B-A22B runs at tensor parallel 4 and 8 with fixed lengths measured 12% to 55% "
+    "less throughput than predicted (a half to a third in bursts of mixed lengths). Measure "
+    "one instance (llmfleet bench) before sizing a fleet on these figures.")
 
 
 def why(q: Question, ranked: Sequence[Candidate]) -> str:
