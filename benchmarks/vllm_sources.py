@@ -14,15 +14,17 @@ costs each vLLM generation adds (`planner.validation.fit_engines`), the rest che
   from the engine's own loop, which costs a little per sequence and step.
   Throughput is the report's total generation speed (tokens over the run's time); TTFT,
   TPOT and the end-to-end time are per-request medians, and the prompt length the mean the
-  server counted (the "32-token" prompts are 48), from the raw results beside each report
-  (`raw_results.zip`; the checkout needs its large files). The engine's settings come from
-  each report's parameters.json. Only reports of catalogued
-  16-bit models on catalogued GPUs are kept: its H100 folders are left out (the KV cache
+  server counted (the "32-token" prompts are 46 to 57), from the raw results beside each
+  report (`raw_results.zip`; the checkout needs its large files). The engine's settings come
+  from each report's parameters.json. Only reports of catalogued 16-bit models on
+  catalogued GPUs are kept: its H100 folders are left out (the KV cache
   their reports state, ~525k tokens for an 8B model, needs an H100 NVL's 94 GB, which the
   catalogue does not hold), as are AWQ checkpoints and models of other architectures.
   Fine-tunes and code models are sized as the architecture they share (said in each row).
-- benchmarks/data/vllm_curated.csv: single published runs (vLLM's benchmark scripts'
-  results, READMEs), each row copied from the line its `source` names, passed through.
+- benchmarks/data/vllm_curated.csv: published runs and sweeps (vLLM's benchmark scripts'
+  results, READMEs, result tables, a web page's table), each row copied from the line or
+  table cell its `source` names, with what the source leaves uncertain, passed through; a
+  sweep's points are named `...-c<clients>` and held out together.
 
 vLLM before 0.8 (its V0 engine) batched a whole prompt at once: `max_num_batched_tokens`
 was max(max_model_len, 2048), or 512 where chunked prefill was on (by default from a
@@ -87,7 +89,7 @@ def _medians(raw: zipfile.ZipFile, name: str, parallel: int) -> dict[str, float]
     included, so 1 / it is not a TPOT (taken as one, it put 25 ms of a 4,096-token
     prompt's TTFT into each of 16 tokens)."""
     run = json.loads(raw.read(f"generation_speed_{name}_nb_requests_{parallel}.json"))
-    stats = {key: value for key, value in run["aggregated_metrics"].items()}
+    stats = run["aggregated_metrics"]
     tokens = stats["response_length"]["median"]
     return {"ttft_ms": stats["time_to_first_token"]["median"] * 1000,
             "e2e_ms": stats["total_query_time"]["median"] * 1000,
@@ -110,7 +112,12 @@ def _report_rows(report: Path, root: Path, commit: str) -> Iterator[dict[str, ob
     totals = json.loads((report / "data/total_speed_generation_graph_data.json").read_text())
     where = report.relative_to(root).as_posix()
     raw_path = report.parent / "raw_results.zip"
-    with zipfile.ZipFile(raw_path) as raw:
+    try:
+        raw = zipfile.ZipFile(raw_path)
+    except (FileNotFoundError, zipfile.BadZipFile) as exc:
+        raise SystemExit(f"{raw_path}: no raw results to read (a large file the checkout "
+                         "left out, or a Git LFS pointer: fetch it)") from exc
+    with raw:
         for scenario in totals.values():
             prompt, output = int(scenario["input_length"]), int(scenario["output_length"])
             name = f"input_{prompt}_output_{output}"

@@ -20,7 +20,7 @@ from planner.timing import EngineCosts
 
 DATA = "data/engines.csv"
 SERVING = "vllm-v1"
-COLUMNS = ["engine", "compute", "step_ms", "per_sequence_ms", "request_ms", "source"]
+COLUMNS = ["engine", "compute", "step_ms", "per_sequence_ms", "attention", "source"]
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,8 @@ def table() -> dict[str, Row]:
 
 
 # A server that streams each token from the engine's own loop, costing the engine a little
-# per sequence and step, and each request some time outside the GPU's work (its TTFT at one
-# client is ~17 ms above its prompt's compute); vLLM's own server has no such cost to fit
-# (tried on 320 concurrent requests through it, the per-sequence cost fitted to happy_vllm's
-# runs under-predicted them by 40-50%).
+# per sequence and step; vLLM's own server has no such cost to fit (tried on 320 concurrent
+# requests through it, the cost fitted to happy_vllm's runs under-predicted them by 40-50%).
 IN_LOOP_SERVERS = ("+happy_vllm",)
 
 
@@ -70,12 +68,11 @@ def for_engine(engine: str) -> EngineCosts:
 
 
 def adapt(costs: EngineCosts, engine: str) -> EngineCosts:
-    """A generation's costs as `engine`'s server pays them: the per-sequence and per-request
-    costs only for a server in the engine's loop. The fit and the report both go through
-    here."""
+    """A generation's costs as `engine`'s server pays them: the per-sequence cost only for a
+    server in the engine's loop. The fit and the report both go through here."""
     if any(server in engine for server in IN_LOOP_SERVERS):
         return costs
-    return replace(costs, per_sequence_s=0.0, request_s=0.0)
+    return replace(costs, per_sequence_s=0.0)
 
 
 def serving() -> EngineCosts:
@@ -87,7 +84,7 @@ def _parse(text: str) -> list[Row]:
     return [Row(raw["engine"], EngineCosts(
         compute=float(raw["compute"]), step_s=float(raw["step_ms"]) / 1000,
         per_sequence_s=float(raw["per_sequence_ms"]) / 1000,
-        request_s=float(raw["request_ms"]) / 1000), raw["source"])
+        attention=float(raw["attention"])), raw["source"])
         for raw in csv.DictReader(io.StringIO(text))]
 
 
@@ -98,8 +95,7 @@ def write(rows: list[Row], path: Path) -> None:
     for row in rows:
         c = row.costs
         writer.writerow([row.engine, f"{c.compute:.3f}", f"{c.step_s * 1000:.2f}",
-                         f"{c.per_sequence_s * 1000:.3f}", f"{c.request_s * 1000:.1f}",
-                         row.source])
+                         f"{c.per_sequence_s * 1000:.3f}", f"{c.attention:.3f}", row.source])
     path.write_text(out.getvalue())
     table.cache_clear()
 

@@ -15,7 +15,10 @@ Serving is continuous batching as vLLM does it, in a closed loop of `concurrency
 clients: up to what memory holds run at once, the rest wait. In steady state the running
 sequences each prefill once and decode `output_len` steps per life, so their lives take
 `cycle = running * prefill + output_len * decode_step`; latencies follow from Little's
-law. Memory holds sequences at their mean length while serving, not their final one:
+law. With chunked prefill a started sequence decodes a token on every step,
+so TPOT is the mean step while it decodes and the rest of its time is TTFT. Benchmark
+clients that start together stay in step and run in waves, each prompt waiting for those
+ahead of it. Memory holds sequences at their mean length while serving, not their final one:
 vLLM allocates KV blocks as tokens arrive, and with lives staggered the running
 sequences are on average half-way through their output. A static batch (all start
 together, as offline benchmarks run) must hold every sequence at its final length.
@@ -59,14 +62,16 @@ class Efficiency:
 class EngineCosts:
     """What a serving engine adds to the GPU's own work, per engine generation
     (`planner/data/engines.csv`, fitted by `llmfleet plan validate --fit`). The GPU factors
-    are fitted on TensorRT-LLM, whose costs are the zero point; vLLM's kernels reach about
-    two thirds of its throughput, and a server streaming from the engine's loop costs
-    0.1-0.2 ms a running sequence a step."""
+    are fitted on TensorRT-LLM, whose costs are the zero point. vLLM's V0 attention kernels
+    read the KV cache at 60-93% of the bandwidth TensorRT-LLM's reach (a cost per sequence
+    in its place over-predicted short prompts' TPOT by 11-20% to fit long ones'), and a
+    server streaming from the engine's loop (happy_vllm) costs a little per running
+    sequence a step."""
 
     compute: float = 1.0  # share of the GPU's fitted tensor throughput its kernels reach
     step_s: float = 0.0  # per step beyond TensorRT-LLM's: scheduling, launches
     per_sequence_s: float = 0.0  # per decoding sequence a step, for a server in the loop
-    request_s: float = 0.0  # per request, off the GPU: the server's HTTP and tokenising
+    attention: float = 1.0  # share of the GPU's fitted bandwidth its attention reads KV at
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,7 @@ def decode_step_s(dep: Deployment, eff: Efficiency, batch: int, context: float,
     weights = streamed_weight_bytes(dep, batch + prompt_tokens) / bandwidth
     kv = (batch * attended_tokens(arch, context) * kv_bytes_per_token(arch, dep.kv_precision)
           * kv_replication(arch, t) / t)
-    attention = kv * (1 - offload_fraction) / bandwidth
+    attention = kv * (1 - offload_fraction) / (bandwidth * engine.attention)
     offload = kv * offload_fraction / dep.gpu.pcie_bytes_s
     step = (overlapped(compute, weights) + attention
             + allreduce_s(dep, eff, math.ceil(batch + prompt_tokens)) + offload
@@ -261,10 +266,12 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
     needed = mem.offload_fraction(wanted, mean)
     fraction = mem.offload_fraction(running, mean) if offload else 0.0
     if dep.settings.chunked_prefill:
-        step, bound, cycle, prefill, share, tpot = _chunked(dep, eff, work, running, mean,
-                                                            fraction)
-        # a wave's prompts go through the budget one after another, a token each step
-        wave_first = (running + 1) / 2 * share
+        chunked = _chunked(dep, eff, work, running, mean, fraction)
+        step, bound, cycle = chunked.pure, chunked.bound, chunked.cycle
+        prefill, tpot = chunked.own, chunked.tpot
+        # a wave's prompts take the step budget one after another: the median one waits
+        # for half of them
+        wave_first = (running + 1) / 2 * chunked.share
     else:
         step, bound = decode_step_s(dep, eff, running, mean, fraction)
         sharing = max(1, min(running, dep.max_num_batched_tokens // max(work.input_len, 1)))
@@ -274,16 +281,20 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
         # a wave's prompts prefill `sharing` to a step, and all of a step's prompts have
         # their first token when it ends: the median one's step and those before it
         wave_first = math.ceil((running + 1) / (2 * sharing)) * sharing * prefill
-    # A request's time in the server off the GPU (HTTP, tokenising) holds its client back
-    # but no GPU work: it slows a loop that has no queue, and hides under one that has.
-    requests_s = min(running / cycle, work.concurrency / (cycle + dep.engine.request_s))
+    requests_s = running / cycle
     e2e = work.concurrency / requests_s  # Little's law: the waiting clients included
     first = max(wave_first, prefill) if work.waves else prefill
     if work.waves and not dep.settings.chunked_prefill:
         ttft = e2e - cycle + first
         tpot = (cycle - first) / max(work.output_len - 1, 1)
     else:
-        ttft = max(e2e - (work.output_len - 1) * tpot, first)
+        ttft = e2e - (work.output_len - 1) * tpot
+        if ttft < first:
+            # The prompts ahead of it in its wave hold the first token back; the life is
+            # as long, so the tokens after it come faster (between decode and mixed steps).
+            ttft = first
+            if work.output_len > 1:
+                tpot = (e2e - ttft) / (work.output_len - 1)
     return Prediction(
         feasible=True, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
         output_tok_s=requests_s * work.output_len, total_tok_s=requests_s * seq,
@@ -292,21 +303,31 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
         prefill_s=prefill, decode_bound=bound)
 
 
+@dataclass(frozen=True)
+class _Chunked:
+    pure: float  # a decode-only step
+    bound: str  # what bounds it
+    cycle: float  # every running sequence's life
+    own: float  # one prompt's own steps, to its first token
+    share: float  # a prompt's share of a step's budget, in seconds
+    tpot: float  # the mean step while a sequence decodes
+
+
 def _chunked(dep: Deployment, eff: Efficiency, work: Workload, running: int, mean: float,
-             fraction: float) -> tuple[float, str, float, float, float, float]:
+             fraction: float) -> _Chunked:
     """Chunked prefill (vLLM's V1 engine): a step computes prompt chunks in the token budget
     its decodes leave, so the other sequences' decodes ride on prompt steps instead of
     reading the weights in steps of their own. A cycle (each running sequence's life) takes
     its prompts' steps, each with the decodes, and as many decode-only steps as a life needs
-    beyond them. Returns a decode-only step, what bounds it, the cycle, one prompt's own
-    steps, a prompt's share of a step's budget, and the time per output token. Prefill as
-    steps apart from the decodes under-predicted prompt-heavy vLLM V1 runs.
+    beyond them. Prefill as steps apart from the decodes under-predicted prompt-heavy vLLM
+    V1 runs.
 
     A started sequence decodes a token on every step, so its time per token is the mean
     step while it decodes: mixed steps while the others' prompts are being computed, decode
-    steps after. When the prompts need more steps than a life's tokens, the prompts wait
-    (their TTFT) and every step a sequence decodes on is mixed; spreading the queue's prompt
-    steps over each sequence's tokens predicted 3x the TPOT vLLM 0.6.3 measured."""
+    steps after (one output token has no next: its TPOT is what the next would take). When
+    the prompts need more steps than a life's tokens, the prompts wait (their TTFT) and
+    every step a sequence decodes on is mixed; spreading the queue's prompt steps over each
+    sequence's tokens predicted 3x the TPOT vLLM 0.6.3 measured."""
     room = max(dep.max_num_batched_tokens - running, 1)
     prompts = running * work.input_len
     carrying = math.ceil(prompts / room)
@@ -315,10 +336,11 @@ def _chunked(dep: Deployment, eff: Efficiency, work: Workload, running: int, mea
     mixed, _ = decode_step_s(dep, eff, running, mean, fraction, prompts / carrying,
                              work.input_len)
     pure, bound = decode_step_s(dep, eff, running, mean, fraction)
-    cycle = carrying * mixed + (steps - carrying) * pure
     mixed_share = min(1.0, max(carrying - own, 0) / max(work.output_len - 1, 1))
-    tpot = mixed_share * mixed + (1 - mixed_share) * pure
-    return pure, bound, cycle, own * mixed, work.input_len / room * mixed, tpot
+    return _Chunked(pure=pure, bound=bound,
+                    cycle=carrying * mixed + (steps - carrying) * pure,
+                    own=own * mixed, share=work.input_len / room * mixed,
+                    tpot=mixed_share * mixed + (1 - mixed_share) * pure)
 
 
 def predict_static(dep: Deployment, work: Workload, eff: Efficiency) -> Prediction:

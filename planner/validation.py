@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import statistics
 import zlib
 from collections import defaultdict
@@ -59,16 +60,22 @@ class Measurement:
     @property
     def sweep(self) -> str:
         """The run this row is a point of: France-Travail's rows (`ft-...-<parallel>`) are one
-        sweep per report and prompt/output pair; every other row is a run of its own."""
-        return self.id.rsplit("-", 1)[0] if self.id.startswith("ft-") else self.id
+        sweep per report and prompt/output pair, and a curated sweep's points (`...-c<N>`, N
+        clients) one sweep; every other row is a run of its own."""
+        if self.id.startswith("ft-"):
+            return self.id.rsplit("-", 1)[0]
+        return re.sub(r"-c\d+$", "", self.id)
 
     @property
     def fits_something(self) -> bool:
         """A TensorRT-LLM row could fit its GPU's factors, a dense single-GPU vLLM row its
-        engine's costs; other rows (mixtures, tensor parallel vLLM) only ever check."""
+        engine's costs where its GPU's factors were fitted on the same chip; other rows
+        (mixtures, tensor parallel vLLM, GPUs whose factors another chip lends) only ever
+        check: fitted there, an engine's costs would absorb the borrowed factors' error."""
         if self.trtllm:
             return True
-        return self.num_gpus == 1 and not catalog.model(self.model).num_experts
+        return (self.num_gpus == 1 and not catalog.model(self.model).num_experts
+                and self.gpu not in OTHER_CHIP)
 
     @property
     def for_fitting(self) -> bool:
@@ -242,19 +249,21 @@ def scores(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
 
 
 ENGINE_BOUNDS = {"compute": (0.3, 1.3), "step_s": (0.0, 0.02), "per_sequence_s": (0.0, 1e-3),
-                 "request_s": (0.0, 0.02)}
+                 "attention": (0.2, 1.3)}
 
 
 # V1's rows come through vLLM's own server, off the engine's loop: no cost per sequence to
 # fit there (fitting one to V1's few rows made its TPOT grow with concurrency where the
-# measurements' does not).
-APART = {"per_sequence_s", "request_s"}
+# measurements' does not); and its attention is FlashAttention's, as TensorRT-LLM's fused
+# kernels, which its five fitting rows cannot tell apart (fitted, 0.52 checked no better).
+APART = {"per_sequence_s", "attention"}
 
 
 def fit_engine(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
                rounds: int = 5, fixed: frozenset[str] = frozenset()) -> EngineCosts:
     """An engine generation's costs over rows on several GPUs, their factors held fixed;
-    coordinate descent on a shrinking grid, as `fit`; the costs in `fixed` stay at zero."""
+    coordinate descent on a shrinking grid, as `fit`; the costs in `fixed` stay at
+    TensorRT-LLM's (none; attention at its bandwidth)."""
     costs = EngineCosts()
     for spread in (0.5 ** r for r in range(rounds)):
         for name, (low, high) in ENGINE_BOUNDS.items():
@@ -285,8 +294,10 @@ def fit_engines(rows: Sequence[Measurement],
     return out
 
 
-# GPUs without public measurements borrow the fitted factors of the nearest GPU.
+# GPUs without TensorRT-LLM measurements to fit borrow the fitted factors of the nearest GPU:
+# the A100 40GB those of its own chip with more memory, the others another chip's.
 BORROWED = {"A100-40G": "A100-80G", "A10G": "L40S", "L4": "L40S", "A40": "L40S", "T4": "L40S"}
+OTHER_CHIP = frozenset(set(BORROWED) - {"A100-40G"})
 
 
 def fit_table(rows: Sequence[Measurement]) -> list[Row]:
@@ -302,7 +313,7 @@ def fit_table(rows: Sequence[Measurement]) -> list[Row]:
         if gpu.name not in fitted and gpu.name in BORROWED:
             donor = BORROWED[gpu.name]
             out.append(Row(gpu.name, fitted[donor].efficiency,
-                           f"borrowed from {donor} (no public measurements; not validated)"))
+                           f"borrowed from {donor} (no TensorRT-LLM measurements to fit)"))
     return out
 
 

@@ -92,8 +92,8 @@ class RooflineService:
     @cached_property
     def _constants(self) -> tuple[float, float, float, float, float, float]:
         """What every step uses: FLOPs per token and per token of prompt before it, the
-        divisors of each phase's FLOPs, the seconds to read one token of KV cache and to
-        stream the weights."""
+        divisors of each phase's FLOPs, the seconds to read one token of KV cache (at the
+        engine's attention's share of the bandwidth) and to stream the weights."""
         dep, eff = self.deployment, self.eff
         arch, t = dep.arch, dep.tensor_parallel
         attention = 4 * arch.num_layers * arch.num_attention_heads * arch.head_dim
@@ -102,7 +102,7 @@ class RooflineService:
         return (2 * matmul_parameters(arch), attention, peak * eff.decode_mfu,
                 peak * eff.prefill_mfu,
                 kv_bytes_per_token(arch, dep.kv_precision) * kv_replication(arch, t) / t
-                / bandwidth,
+                / (bandwidth * dep.engine.attention),
                 streamed_weight_bytes(dep) / bandwidth)
 
     def _weights_s(self, tokens: int) -> float:

@@ -190,6 +190,28 @@ def test_clients_in_step_wait_for_the_prompts_ahead_of_them_in_their_wave() -> N
     assert waves.e2e_s == pytest.approx(waves.ttft_s + 127 * waves.tpot_s)
 
 
+def test_an_engine_s_slower_attention_costs_long_contexts_more() -> None:
+    """Attention reads each sequence's KV cache; an engine reading it at half the bandwidth
+    adds a step's KV time once more: far more at 8,000 tokens of context than at 100."""
+    dep = _dep()
+    half = replace(dep, engine=EngineCosts(attention=0.5))
+    for context, low, high in ((100, 1.0, 1.05), (8000, 1.3, 2.0)):
+        base = decode_step_s(dep, Efficiency(), 32, context)[0]
+        slow = decode_step_s(half, Efficiency(), 32, context)[0]
+        assert low <= slow / base <= high, context
+
+
+def test_a_chunked_wave_s_latencies_add_up_to_its_requests() -> None:
+    """Regression: with chunked prefill, a wave's first token held back by the prompts ahead
+    of it raised TTFT while TPOT and the end-to-end time stayed, so TTFT + (n-1) TPOT
+    overshot the end-to-end time by up to 48%."""
+    dep = _dep("Qwen2.5-0.5B-Instruct", "L4")
+    for prompt, out, clients in ((256, 128, 32), (2000, 64, 16), (48, 16, 38)):
+        p = predict(dep, Workload(prompt, out, clients, waves=True), Efficiency())
+        assert p.ttft_s + (out - 1) * p.tpot_s == pytest.approx(p.e2e_s)
+        assert p.decode_step_s <= p.tpot_s * 1.0001
+
+
 def test_an_engine_s_costs_add_to_every_step() -> None:
     dep = _dep()
     bare, _ = decode_step_s(dep, IDEAL, batch=64, context=512)

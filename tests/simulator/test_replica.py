@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
-from planner.timing import decode_step_s, prefill_s
+from planner.timing import EngineCosts, decode_step_s, prefill_s
 from simulator.replica import DecodeRun, Finished, Replica, Step
 from simulator.service import RooflineService, StepLoad, decode_ends
 from simulator.traffic import Arrival
@@ -134,6 +134,22 @@ def test_the_roofline_step_agrees_with_the_planner_on_pure_steps(model: str, gpu
         assert service.step_s(StepLoad(prefill_tokens=2000, prefill_context=1000)) == \
             pytest.approx(prefill_s(dep, eff, 2000))
     assert service.kv_tokens == dep.memory().kv_tokens > 0
+
+
+def test_the_roofline_step_reads_the_kv_cache_at_the_engine_s_attention_bandwidth() -> None:
+    """An engine whose attention reads the KV cache below the GPU's fitted bandwidth (vLLM
+    V0's) slows the simulator's step as it does the planner's."""
+    service = RooflineService.for_names("Llama-3.1-8B", "L40S")
+    slow = RooflineService(replace(service.deployment, engine=EngineCosts(attention=0.5)),
+                           service.eff)
+    dep, eff = slow.deployment, slow.eff
+    for seqs, context in ((1, 100), (32, 6000)):
+        assert slow.step_s(StepLoad(decode_seqs=seqs, decode_context=context)) == \
+            pytest.approx(decode_step_s(dep, eff, seqs, context)[0])
+        assert slow.decode_ends(seqs, seqs * context, 0.0, 1)[0] == pytest.approx(
+            decode_step_s(dep, eff, seqs, context)[0])
+    assert slow.step_s(StepLoad(decode_seqs=32, decode_context=6000)) > \
+        service.step_s(StepLoad(decode_seqs=32, decode_context=6000))
 
 
 def test_random_traffic_keeps_the_cache_accounting_exact_and_admits_no_one_after_a_preemption(
