@@ -81,11 +81,19 @@ def serving() -> EngineCosts:
 
 
 def _parse(text: str) -> list[Row]:
-    return [Row(raw["engine"], EngineCosts(
-        compute=float(raw["compute"]), step_s=float(raw["step_ms"]) / 1000,
-        per_sequence_s=float(raw["per_sequence_ms"]) / 1000,
-        attention=float(raw["attention"])), raw["source"])
-        for raw in csv.DictReader(io.StringIO(text))]
+    """The table's rows; a share of throughput or bandwidth at or below zero (a hand edit)
+    would divide by zero in every step, so it is refused here, by name."""
+    rows = []
+    for raw in csv.DictReader(io.StringIO(text)):
+        costs = EngineCosts(compute=float(raw["compute"]),
+                            step_s=float(raw["step_ms"]) / 1000,
+                            per_sequence_s=float(raw["per_sequence_ms"]) / 1000,
+                            attention=float(raw["attention"]))
+        if costs.compute <= 0 or costs.attention <= 0:
+            raise ValueError(f"{DATA}: {raw['engine']}: compute and attention must be above "
+                             f"0, not {costs.compute} and {costs.attention}")
+        rows.append(Row(raw["engine"], costs, raw["source"]))
+    return rows
 
 
 def write(rows: list[Row], path: Path) -> None:

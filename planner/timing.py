@@ -63,7 +63,7 @@ class EngineCosts:
     """What a serving engine adds to the GPU's own work, per engine generation
     (`planner/data/engines.csv`, fitted by `llmfleet plan validate --fit`). The GPU factors
     are fitted on TensorRT-LLM, whose costs are the zero point. vLLM's V0 attention kernels
-    read the KV cache at 60-93% of the bandwidth TensorRT-LLM's reach (a cost per sequence
+    read the KV cache at 57-78% of the bandwidth TensorRT-LLM's reach (a cost per sequence
     in its place over-predicted short prompts' TPOT by 11-20% to fit long ones'), and a
     server streaming from the engine's loop (happy_vllm) costs a little per running
     sequence a step."""
@@ -281,26 +281,38 @@ def predict(dep: Deployment, work: Workload, eff: Efficiency, *,
         # a wave's prompts prefill `sharing` to a step, and all of a step's prompts have
         # their first token when it ends: the median one's step and those before it
         wave_first = math.ceil((running + 1) / (2 * sharing)) * sharing * prefill
-    requests_s = running / cycle
-    e2e = work.concurrency / requests_s  # Little's law: the waiting clients included
     first = max(wave_first, prefill) if work.waves else prefill
     if work.waves and not dep.settings.chunked_prefill:
+        e2e = work.concurrency * cycle / running  # Little's law: the waiting clients included
         ttft = e2e - cycle + first
         tpot = (cycle - first) / max(work.output_len - 1, 1)
     else:
-        ttft = e2e - (work.output_len - 1) * tpot
-        if ttft < first:
-            # The prompts ahead of it in its wave hold the first token back; the life is
-            # as long, so the tokens after it come faster (between decode and mixed steps).
-            ttft = first
-            if work.output_len > 1:
-                tpot = (e2e - ttft) / (work.output_len - 1)
+        e2e, ttft, tpot = _latencies(work, running, cycle, tpot, first, step)
+    requests_s = work.concurrency / e2e
     return Prediction(
         feasible=True, ttft_s=ttft, tpot_s=tpot, e2e_s=e2e,
         output_tok_s=requests_s * work.output_len, total_tok_s=requests_s * seq,
         requests_s=requests_s, max_concurrency_fits=fits, running=running,
         kv_offload_fraction=fraction if offload else needed, decode_step_s=step,
         prefill_s=prefill, decode_bound=bound)
+
+
+def _latencies(work: Workload, running: int, cycle: float, tpot: float, first: float,
+               step: float) -> tuple[float, float, float]:
+    """End-to-end time, TTFT and TPOT of continuous batching: Little's law gives the
+    end-to-end time (the waiting clients included), and what its tokens after the first do
+    not take is TTFT, at least `first`. Where the prompts ahead of it in its wave hold the
+    first token back, the tokens after it come faster, but never faster than a decode-only
+    `step`: the life then runs longer than the cycle, and the loop slower."""
+    after = work.output_len - 1
+    e2e = work.concurrency * cycle / running
+    ttft = e2e - after * tpot
+    if ttft < first:
+        ttft = first
+        if after > 0:
+            e2e = max(e2e, first + after * step)
+            tpot = (e2e - first) / after
+    return e2e, ttft, tpot
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,15 @@ class Measurement:
     @property
     def sweep(self) -> str:
         """The run this row is a point of: France-Travail's rows (`ft-...-<parallel>`) are one
-        sweep per report and prompt/output pair, and a curated sweep's points (`...-c<N>`, N
+        sweep per report and prompt/output pair; NVIDIA's, one per configuration and lengths
+        at its several concurrencies or batch sizes; a curated sweep's points (`...-c<N>`, N
         clients) one sweep; every other row is a run of its own."""
         if self.id.startswith("ft-"):
             return self.id.rsplit("-", 1)[0]
+        if self.trtllm:
+            w = self.workload
+            return (f"{self.engine}/{self.mode}/{self.gpu}x{self.num_gpus}/{self.model}/"
+                    f"{self.precision}/{w.input_len}/{w.output_len}")
         return re.sub(r"-c\d+$", "", self.id)
 
     @property
@@ -254,16 +259,18 @@ ENGINE_BOUNDS = {"compute": (0.3, 1.3), "step_s": (0.0, 0.02), "per_sequence_s":
 
 # V1's rows come through vLLM's own server, off the engine's loop: no cost per sequence to
 # fit there (fitting one to V1's few rows made its TPOT grow with concurrency where the
-# measurements' does not); and its attention is FlashAttention's, as TensorRT-LLM's fused
-# kernels, which its five fitting rows cannot tell apart (fitted, 0.52 checked no better).
-APART = {"per_sequence_s", "attention"}
+# measurements' does not). Its fitting share is three rows from one publisher, too few for
+# more than its kernels' share: fitted on them, a cost per step came out at 18.75 ms, and
+# its attention (FlashAttention, as TensorRT-LLM's fused kernels) at 0.52, which checked
+# no better than 1.0.
+APART = {"per_sequence_s", "attention", "step_s"}
 
 
 def fit_engine(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
                rounds: int = 5, fixed: frozenset[str] = frozenset()) -> EngineCosts:
     """An engine generation's costs over rows on several GPUs, their factors held fixed;
     coordinate descent on a shrinking grid, as `fit`; the costs in `fixed` stay at
-    TensorRT-LLM's (none; attention at its bandwidth)."""
+    TensorRT-LLM's: zero, and attention at 1.0."""
     costs = EngineCosts()
     for spread in (0.5 ** r for r in range(rounds)):
         for name, (low, high) in ENGINE_BOUNDS.items():

@@ -42,10 +42,11 @@ def test_only_a_server_in_the_engine_s_loop_costs_per_sequence() -> None:
 
 def test_v0_attention_reads_the_kv_cache_slower_and_v1_as_tensorrt_llm() -> None:
     """vLLM V0's paged attention, fitted, reads the KV cache below the bandwidth the GPU
-    factors (TensorRT-LLM's) give; V1's few rows cannot tell its FlashAttention apart, so it
-    stays at TensorRT-LLM's."""
+    factors (TensorRT-LLM's) give; V1's three fitting rows cannot tell its FlashAttention
+    apart, so it stays at TensorRT-LLM's, and a cost per step fitted on them (18.75 ms on
+    every step of every sizing answer) is not fitted."""
     assert engines.for_engine("vllm-0.4.3").attention < 0.9
-    assert engines.serving().attention == 1.0
+    assert engines.serving().attention == 1.0 and engines.serving().step_s == 0
     assert engines.for_engine("trtllm-nim").attention == 1.0
 
 
@@ -57,3 +58,10 @@ def test_the_engine_table_reads_back_what_it_wrote(tmp_path: Path) -> None:
         assert engines._parse(path.read_text()) == rows
     finally:
         engines.table.cache_clear()
+
+
+def test_a_hand_edited_share_of_zero_is_refused_by_name() -> None:
+    text = ("engine,compute,step_ms,per_sequence_ms,attention,source\n"
+            "vllm-v1,0.7,0,0,0,by hand\n")
+    with pytest.raises(ValueError, match="vllm-v1: compute and attention must be above 0"):
+        engines._parse(text)

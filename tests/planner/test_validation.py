@@ -59,9 +59,9 @@ def _overall(rows: list[validation.Measurement]) -> validation.Score:
 
 def test_held_out_error_stays_within_what_benchmarks_md_claims() -> None:
     """BENCHMARKS.md's figures, a little above them: over every checking row, the median
-    error on throughput and TPOT (7.7% and 9.3%, against a 10% target); over vLLM's (6.8%
-    and 8.7%, against 15%); and the groups it names as the gaps (vLLM V1 rows, mixtures), so
-    they can only get better."""
+    error on throughput and TPOT (8.0% and 9.1%, against a 10% target); over vLLM's (6.4%
+    and 7.7%, against 15%); and the groups it names as the gaps (vLLM V1 rows, mixtures), so
+    they can only get better; and TTFT, which no target names, over every checking row."""
     rows = validation.load()
     overall = _overall(rows)
     assert overall.median["output_tok_s"] <= 8.5 and overall.median["tpot_ms"] <= 10
@@ -70,7 +70,8 @@ def test_held_out_error_stays_within_what_benchmarks_md_claims() -> None:
     v1 = _overall([r for r in rows if engines.generation(r.engine) == engines.SERVING])
     assert v1.median["output_tok_s"] <= 30 and v1.median["tpot_ms"] <= 25
     mixtures = _overall([r for r in rows if catalog.model(r.model).num_experts])
-    assert mixtures.median["output_tok_s"] <= 80
+    assert mixtures.median["output_tok_s"] <= 70
+    assert overall.median["ttft_ms"] <= 16 and vllm.median["ttft_ms"] <= 20
 
 
 def test_a_row_the_model_refuses_counts_as_a_full_error() -> None:
@@ -163,15 +164,22 @@ def test_a_wave_s_prompts_prefilled_in_one_step_all_wait_for_its_end() -> None:
     assert p.ttft_s == pytest.approx(8 * p.prefill_s)  # the whole step, not half of it
 
 
-def test_a_curated_sweep_s_points_fit_or_check_together() -> None:
-    """Regression: each curated point was a run of its own, so ree2raz's 64-client point fit
-    V1's costs while the 1- to 32-client points of the same sweep checked them."""
-    rows = [r for r in validation.load() if r.id.startswith(("ree2raz-", "wmx-"))]
+def test_a_sweep_s_points_fit_or_check_together() -> None:
+    """Regression: each curated point was a run of its own, so GPUStack's Qwen3-8B latency
+    sweep (one server at 1 to 8 clients, on an H100 whose factors are its own) put two of
+    its points in V1's fitting share and checked V1 on the other two; and NVIDIA's rows, one
+    configuration at up to twelve concurrencies or batch sizes, were split point by point."""
+    rows = validation.load()
     sweeps: dict[str, set[bool]] = {}
     for row in rows:
         sweeps.setdefault(row.sweep, set()).add(row.for_fitting)
-    assert set(sweeps) == {"ree2raz-l4-qwen2.5-7b-short", "wmx-l4-qwen2.5-0.5b"}
     assert all(len(sides) == 1 for sides in sweeps.values())
+    latency = [r for r in rows if r.id.startswith("gpustack-qwen3-8b-h100-latency-")]
+    assert len(latency) == 4 and len({r.sweep for r in latency}) == 1
+    assert {r.sweep for r in rows if r.id.startswith(("ree2raz-", "wmx-"))} == {
+        "ree2raz-l4-qwen2.5-7b-short", "wmx-l4-qwen2.5-0.5b"}
+    nim = [r for r in rows if r.engine == "trtllm-nim"]
+    assert len({r.sweep for r in nim}) < len(nim) / 5
 
 
 def test_rows_on_a_gpu_with_another_chip_s_factors_only_check() -> None:

@@ -114,6 +114,17 @@ def test_a_request_longer_than_the_cache_is_refused() -> None:
     assert replica.submit(Arrival(0.0, 90, 10))
 
 
+def _decode_steps_agree(service: RooflineService) -> None:
+    """The simulator's decode step, alone and as `decode_ends` runs it, is the planner's."""
+    dep, eff = service.deployment, service.eff
+    for seqs, context in ((1, 100), (32, 6000)):
+        planner_s = decode_step_s(dep, eff, seqs, context)[0]
+        assert service.step_s(StepLoad(decode_seqs=seqs, decode_context=context)) == \
+            pytest.approx(planner_s)
+        assert service.decode_ends(seqs, seqs * context, 0.0, 1)[0] == \
+            pytest.approx(planner_s)
+
+
 @pytest.mark.parametrize(("model", "gpu", "tp"), [
     ("Llama-3.1-8B", "A10G", 1), ("Llama-3.1-70B", "H100-80G", 4),
     ("Mixtral-8x7B-v0.1", "H100-80G", 2), ("Qwen3-30B-A3B", "H100-80G", 1),  # experts reached
@@ -125,11 +136,7 @@ def test_the_roofline_step_agrees_with_the_planner_on_pure_steps(model: str, gpu
     tokens reach in the planner (5.7x apart for Qwen3-30B-A3B at batch 1)."""
     service = RooflineService.for_names(model, gpu, tensor_parallel=tp)
     dep, eff = service.deployment, service.eff
-    for seqs, context in ((1, 100), (32, 6000)):
-        assert service.step_s(StepLoad(decode_seqs=seqs, decode_context=context)) == \
-            pytest.approx(decode_step_s(dep, eff, seqs, context)[0])
-        assert service.decode_ends(seqs, seqs * context, 0.0, 1)[0] == pytest.approx(
-            decode_step_s(dep, eff, seqs, context)[0])
+    _decode_steps_agree(service)
     if not dep.arch.sliding_window:  # the simulator's prefill attends to every token
         assert service.step_s(StepLoad(prefill_tokens=2000, prefill_context=1000)) == \
             pytest.approx(prefill_s(dep, eff, 2000))
@@ -142,12 +149,7 @@ def test_the_roofline_step_reads_the_kv_cache_at_the_engine_s_attention_bandwidt
     service = RooflineService.for_names("Llama-3.1-8B", "L40S")
     slow = RooflineService(replace(service.deployment, engine=EngineCosts(attention=0.5)),
                            service.eff)
-    dep, eff = slow.deployment, slow.eff
-    for seqs, context in ((1, 100), (32, 6000)):
-        assert slow.step_s(StepLoad(decode_seqs=seqs, decode_context=context)) == \
-            pytest.approx(decode_step_s(dep, eff, seqs, context)[0])
-        assert slow.decode_ends(seqs, seqs * context, 0.0, 1)[0] == pytest.approx(
-            decode_step_s(dep, eff, seqs, context)[0])
+    _decode_steps_agree(slow)
     assert slow.step_s(StepLoad(decode_seqs=32, decode_context=6000)) > \
         service.step_s(StepLoad(decode_seqs=32, decode_context=6000))
 
