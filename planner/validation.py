@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
+from typing import TypeVar
 
 from planner import catalog, engines
 from planner.efficiency import Row
@@ -144,7 +145,7 @@ TRTLLM_SETTINGS = Settings(max_num_seqs=256, max_num_batched_tokens=8192,
 
 
 def settings_for(row: Measurement) -> Settings:
-    return TRTLLM_SETTINGS if row.engine.startswith("trtllm") else row.settings
+    return TRTLLM_SETTINGS if row.trtllm else row.settings
 
 
 def predicted(row: Measurement, eff: Efficiency,
@@ -174,25 +175,31 @@ def errors(rows: Iterable[Measurement], eff_for: Callable[[str], Efficiency]
     """Absolute percentage errors per metric. A row the model refuses (it says the work does
     not fit, where it ran) counts as a 100% error on every metric it measured, and is listed
     under "refused"."""
+    return _gathered(_row_errors(row, eff_for(row.gpu)) for row in rows)
+
+
+def _row_errors(row: Measurement, eff: Efficiency) -> dict[str, float]:
+    """One row's absolute percentage errors by metric (`errors`)."""
+    p = predicted(row, eff)
+    if not p.feasible:
+        return {"refused": 1.0, **{m: 100.0 for m in METRICS if m in row.measured}}
+    values = values_of(p)
+    return {metric: abs(values[metric] - truth) / truth * 100
+            for metric, truth in row.measured.items() if metric in values and truth > 0}
+
+
+def _gathered(per_row: Iterable[dict[str, float]]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = defaultdict(list)
-    for row in rows:
-        p = predicted(row, eff_for(row.gpu))
-        if not p.feasible:
-            out["refused"].append(1.0)
-            for metric in METRICS:
-                if metric in row.measured:
-                    out[metric].append(100.0)
-            continue
-        values = values_of(p)
-        for metric, truth in row.measured.items():
-            if metric in values and truth > 0:
-                out[metric].append(abs(values[metric] - truth) / truth * 100)
+    for errs in per_row:
+        for metric, value in errs.items():
+            out[metric].append(value)
     return out
 
 
 def _loss(rows: Sequence[Measurement], eff: Efficiency | Callable[[str], Efficiency],
           engine: EngineCosts | None = None) -> float:
-    """Absolute log errors of throughput and TPOT, TTFT at half weight: robust to outliers.
+    """Absolute log errors of throughput and TPOT, TTFT at a quarter weight: robust to
+    outliers.
     `eff` is one GPU's factors, or the factors by GPU."""
     total = 0.0
     for row in rows:
@@ -212,17 +219,30 @@ BOUNDS = {"prefill_mfu": (0.05, 0.95), "decode_mfu": (0.05, 0.95), "bandwidth": 
           "step_overhead_s": (0.0, 0.02), "allreduce_latency_s": (0.0, 200e-6)}
 
 
+Fitted = TypeVar("Fitted", Efficiency, EngineCosts)
+
+
+def _descend(start: Fitted, bounds: dict[str, tuple[float, float]],
+             loss: Callable[[Fitted], float], rounds: int,
+             fixed: frozenset[str] = frozenset()) -> Fitted:
+    """Coordinate descent over the fields `bounds` names (but those in `fixed`), each on a
+    grid of nine points that halves every round; deterministic."""
+    now = start
+    for spread in (0.5 ** r for r in range(rounds)):
+        for name, (low, high) in bounds.items():
+            if name in fixed:
+                continue
+            at = getattr(now, name)
+            step = (high - low) * spread / 4
+            grid = sorted({min(high, max(low, at + k * step)) for k in range(-4, 5)})
+            now = min((replace(now, **{name: v}) for v in grid), key=loss)
+    return now
+
+
 def fit(rows: Sequence[Measurement], start: Efficiency | None = None,
         rounds: int = 6) -> Efficiency:
-    """Coordinate descent over the factors, each on a shrinking grid; deterministic."""
-    eff = start or Efficiency()
-    for spread in (0.5 ** r for r in range(rounds)):
-        for name, (low, high) in BOUNDS.items():
-            now = getattr(eff, name)
-            step = (high - low) * spread / 4
-            grid = sorted({min(high, max(low, now + k * step)) for k in range(-4, 5)})
-            eff = min((replace(eff, **{name: v}) for v in grid), key=lambda e: _loss(rows, e))
-    return eff
+    """One GPU's factors, by coordinate descent from `start` (the defaults unless given)."""
+    return _descend(start or Efficiency(), BOUNDS, lambda e: _loss(rows, e), rounds)
 
 
 @dataclass(frozen=True)
@@ -238,14 +258,15 @@ def scores(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
            by: Callable[[Measurement], str] = lambda r: r.gpu) -> list[Score]:
     """Median and worst absolute percentage error per group (`by`: the GPU unless said) and
     over all, on checking rows."""
-    check = [r for r in rows if not r.for_fitting and comparable(r)]
-    groups: dict[str, list[Measurement]] = defaultdict(list)
-    for row in check:
-        groups[by(row)].append(row)
-    groups["all"] = check
+    check = [(row, _row_errors(row, eff_for(row.gpu))) for row in rows
+             if not row.for_fitting and comparable(row)]  # each row predicted once
+    groups: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for row, row_errors in check:
+        groups[by(row)].append(row_errors)
+    groups["all"] = [row_errors for _, row_errors in check]
     out = []
     for group, members in groups.items():
-        errs = errors(members, eff_for)
+        errs = _gathered(members)
         out.append(Score(group=group, rows=len(members),
                          median={m: statistics.median(errs[m]) for m in METRICS if errs[m]},
                          worst={m: max(errs[m]) for m in METRICS if errs[m]},
@@ -269,19 +290,10 @@ APART = {"per_sequence_s", "attention", "step_s"}
 def fit_engine(rows: Sequence[Measurement], eff_for: Callable[[str], Efficiency],
                rounds: int = 5, fixed: frozenset[str] = frozenset()) -> EngineCosts:
     """An engine generation's costs over rows on several GPUs, their factors held fixed;
-    coordinate descent on a shrinking grid, as `fit`; the costs in `fixed` stay at
-    TensorRT-LLM's: zero, and attention at 1.0."""
-    costs = EngineCosts()
-    for spread in (0.5 ** r for r in range(rounds)):
-        for name, (low, high) in ENGINE_BOUNDS.items():
-            if name in fixed:
-                continue
-            now = getattr(costs, name)
-            step = (high - low) * spread / 4
-            grid = sorted({min(high, max(low, now + k * step)) for k in range(-4, 5)})
-            costs = min((replace(costs, **{name: v}) for v in grid),
-                        key=lambda c: _loss(rows, eff_for, c))
-    return costs
+    coordinate descent, as `fit`; the costs in `fixed` stay at TensorRT-LLM's: zero, and
+    attention at 1.0."""
+    return _descend(EngineCosts(), ENGINE_BOUNDS, lambda c: _loss(rows, eff_for, c), rounds,
+                    fixed)
 
 
 def fit_engines(rows: Sequence[Measurement],
